@@ -1,0 +1,330 @@
+package capabilities
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+//go:embed builtin/*.yaml
+var builtins embed.FS
+
+// BuiltinPrefix marks a shipped manifest or worker: "builtin:payment".
+const BuiltinPrefix = "builtin:"
+
+// Manifest is the whole authority of one worker: its tools, what it may
+// reach, and its limits. From it the orchestrator derives the worker's NATS
+// permissions, egress allowlist, secrets, file root and limits. Anything a
+// manifest leaves out means none.
+//
+// A Manifest is built by [Load] or [Parse] and not changed afterwards.
+type Manifest struct {
+	// Worker is the worker's name; its tools are served on
+	// sluice.tool.<Worker>.<tool>.
+	Worker string
+	// Run is what serves the tools: "builtin:NAME" or "wasm:PATH".
+	Run string
+	// Tools by short name ("charge" for payment.charge).
+	Tools map[string]*Tool
+	// Grants of network, secrets and files. Empty means none.
+	Grants Grants
+	// Limits on each call.
+	Limits Limits
+	// File is where the manifest came from ("builtin:payment" or a path).
+	File string
+}
+
+// Tool is one tool of a worker.
+type Tool struct {
+	// Name is the full name, "worker.tool".
+	Name        string
+	Description string
+	// Privileged tools have side effects someone cares about.
+	Privileged bool
+	// Approvable tools are held for a human when the clearance check fails,
+	// instead of being denied.
+	Approvable bool
+	// Egress tools send their arguments off the machine.
+	Egress bool
+	// Input validates the arguments; Output, when set, the output.
+	Input, Output *schemas.Schema
+	// OutputLabel is joined with the call's context label to label the
+	// output. It always carries the source tool:<Name>.
+	OutputLabel ifc.Label
+	// Clearance is what the tool's arguments may carry. Missing means
+	// trusted with no secrecy.
+	Clearance ifc.Clearance
+}
+
+// Grants of a worker. Each missing or empty field means none.
+type Grants struct {
+	// Net lists host:port the worker may reach through the egress broker.
+	Net []string `json:"net,omitempty"`
+	// Secrets lists the secrets the broker may fill in, each for its hosts.
+	Secrets []SecretGrant `json:"secrets,omitempty"`
+	// Files is the worker's file root, if any.
+	Files *FileGrant `json:"files,omitempty"`
+}
+
+// SecretGrant lets the broker substitute {{secret:Name}} for Hosts only.
+type SecretGrant struct {
+	Name  string   `json:"name"`
+	Hosts []string `json:"hosts"`
+}
+
+// FileGrant confines a worker's files to Root; Write allows writing.
+type FileGrant struct {
+	Root  string `json:"root"`
+	Write bool   `json:"write,omitempty"`
+}
+
+// Limits bound each call.
+type Limits struct {
+	// Timeout of one call; default 30s.
+	Timeout time.Duration
+	// Memory of a WASM instance; default 64 MiB.
+	Memory int64
+	// MaxOutput is the largest reply; default 1 MiB.
+	MaxOutput int64
+}
+
+// Defaults for limits a manifest leaves out.
+const (
+	DefaultTimeout   = 30 * time.Second
+	DefaultMemory    = 64 << 20
+	DefaultMaxOutput = 1 << 20
+)
+
+// Codes of manifest diagnostics.
+const (
+	CodeBadManifest = "manifest_invalid"
+	CodeBadSchema   = "manifest_bad_schema"
+	CodeBadLimit    = "manifest_bad_limit"
+	CodeNotFound    = "manifest_not_found"
+)
+
+// Builtins lists the names of the shipped manifests.
+func Builtins() []string {
+	entries, _ := builtins.ReadDir("builtin")
+	var out []string
+	for _, e := range entries {
+		out = append(out, strings.TrimSuffix(e.Name(), ".yaml"))
+	}
+	return out
+}
+
+// Load reads a manifest: "builtin:NAME" for a shipped one, else a file path.
+func Load(ref string) (*Manifest, error) {
+	if name, ok := strings.CutPrefix(ref, BuiltinPrefix); ok {
+		src, err := builtins.ReadFile("builtin/" + name + ".yaml")
+		if err != nil {
+			return nil, schemas.Diagnostics{{File: ref, Code: CodeNotFound, Severity: schemas.SeverityError,
+				Message: fmt.Sprintf("no built-in manifest %q (built-in: %s)", name, strings.Join(Builtins(), ", "))}}
+		}
+		return Parse(ref, src, nil)
+	}
+	src, err := os.ReadFile(ref)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	return Parse(ref, src, os.DirFS(filepath.Dir(ref)))
+}
+
+// Parse decodes and checks a manifest. Schema paths are read from dir; the
+// shipped schemas are found under "schemas/" when dir is nil or lacks them.
+func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
+	doc, ds := schemas.ParseYAML(file, src)
+	if err := ds.Err(); err != nil {
+		return nil, err
+	}
+	sch, err := schemas.Load("manifest.json")
+	if err != nil {
+		return nil, err
+	}
+	if ds := doc.Validate(sch); ds.Err() != nil {
+		return nil, ds.Err()
+	}
+	var raw struct {
+		Worker string `json:"worker"`
+		Run    string `json:"run"`
+		Tools  map[string]struct {
+			Description  string         `json:"description"`
+			Privileged   bool           `json:"privileged"`
+			Approvable   bool           `json:"approvable"`
+			Egress       bool           `json:"egress"`
+			InputSchema  string         `json:"input_schema"`
+			OutputSchema string         `json:"output_schema"`
+			OutputLabel  *ifc.Label     `json:"output_label"`
+			Clearance    *ifc.Clearance `json:"clearance"`
+		} `json:"tools"`
+		Grants Grants `json:"grants"`
+		Limits struct {
+			Timeout   string `json:"timeout"`
+			Memory    string `json:"memory"`
+			MaxOutput string `json:"max_output"`
+		} `json:"limits"`
+	}
+	b, err := json.Marshal(doc.Value)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", file, err)
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", file, err)
+	}
+	m := &Manifest{Worker: raw.Worker, Run: raw.Run, Grants: raw.Grants, File: file, Tools: map[string]*Tool{}}
+	wasm := strings.HasPrefix(raw.Run, "wasm:")
+	for name, rt := range raw.Tools {
+		ptr := schemas.Pointer("tools", name)
+		t := &Tool{Name: m.Worker + "." + name, Description: rt.Description, Privileged: rt.Privileged,
+			Approvable: rt.Approvable, Egress: rt.Egress, Clearance: ifc.NewClearance(ifc.Trusted)}
+		if t.Input, err = loadSchema(dir, rt.InputSchema); err != nil {
+			ds.Add(file, doc.Pos(ptr+"/input_schema"), CodeBadSchema, "tool %s: input_schema: %v", name, err)
+		}
+		if rt.OutputSchema != "" {
+			if t.Output, err = loadSchema(dir, rt.OutputSchema); err != nil {
+				ds.Add(file, doc.Pos(ptr+"/output_schema"), CodeBadSchema, "tool %s: output_schema: %v", name, err)
+			}
+		}
+		switch {
+		case rt.OutputLabel != nil:
+			t.OutputLabel = *rt.OutputLabel
+		case wasm:
+			// Third-party code: untrusted unless the manifest says otherwise.
+			t.OutputLabel = ifc.UntrustedFrom()
+		default:
+			t.OutputLabel = ifc.TrustedFrom()
+		}
+		t.OutputLabel = t.OutputLabel.WithSources(ifc.ToolSource(t.Name))
+		if rt.Clearance != nil {
+			t.Clearance = *rt.Clearance
+		}
+		m.Tools[name] = t
+	}
+	lim := Limits{Timeout: DefaultTimeout, Memory: DefaultMemory, MaxOutput: DefaultMaxOutput}
+	if s := raw.Limits.Timeout; s != "" {
+		if lim.Timeout, err = time.ParseDuration(s); err != nil || lim.Timeout <= 0 {
+			ds.Add(file, doc.Pos("/limits/timeout"), CodeBadLimit, "limits.timeout %q: want a positive duration such as 10s", s)
+		}
+	}
+	if s := raw.Limits.Memory; s != "" {
+		if lim.Memory, err = ParseSize(s); err != nil {
+			ds.Add(file, doc.Pos("/limits/memory"), CodeBadLimit, "limits.memory: %v", err)
+		}
+	}
+	if s := raw.Limits.MaxOutput; s != "" {
+		if lim.MaxOutput, err = ParseSize(s); err != nil {
+			ds.Add(file, doc.Pos("/limits/max_output"), CodeBadLimit, "limits.max_output: %v", err)
+		}
+	}
+	m.Limits = lim
+	if err := ds.Err(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func loadSchema(dir fs.FS, path string) (*schemas.Schema, error) {
+	if dir != nil {
+		if b, err := fs.ReadFile(dir, filepath.ToSlash(path)); err == nil {
+			var doc any
+			if err := json.Unmarshal(b, &doc); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			return schemas.Compile(doc)
+		}
+	}
+	if rest, ok := strings.CutPrefix(filepath.ToSlash(path), "schemas/"); ok {
+		return schemas.Load(rest)
+	}
+	return nil, fmt.Errorf("no schema file %q", path)
+}
+
+var sizeRE = regexp.MustCompile(`^([0-9]+)(KiB|MiB|GiB)$`)
+
+// ParseSize reads sizes such as "64KiB", "1MiB", "2GiB".
+func ParseSize(s string) (int64, error) {
+	m := sizeRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("size %q: want a number and KiB, MiB or GiB", s)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n <= 0 || n > 1<<20 {
+		return 0, fmt.Errorf("size %q: out of range", s)
+	}
+	shift := map[string]int{"KiB": 10, "MiB": 20, "GiB": 30}[m[2]]
+	return n << shift, nil
+}
+
+// Tool returns the tool with the given short name.
+func (m *Manifest) Tool(name string) (*Tool, bool) {
+	t, ok := m.Tools[name]
+	return t, ok
+}
+
+// ToolNames returns the short tool names, sorted.
+func (m *Manifest) ToolNames() []string {
+	out := make([]string, 0, len(m.Tools))
+	for n := range m.Tools {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// WithGrants returns a copy of m with a deployment's grants added to the
+// manifest's own. A deployment may set a file root only where the manifest
+// has none.
+func (m *Manifest) WithGrants(g Grants) (*Manifest, error) {
+	c := *m
+	c.Grants.Net = slices.Concat(m.Grants.Net, g.Net)
+	c.Grants.Secrets = slices.Concat(m.Grants.Secrets, g.Secrets)
+	if g.Files != nil {
+		if m.Grants.Files != nil {
+			return nil, fmt.Errorf("worker %s: the manifest already sets a file root", m.Worker)
+		}
+		f := *g.Files
+		c.Grants.Files = &f
+	}
+	return &c, nil
+}
+
+// Permissions is what a worker's NATS user may do, as neutral data; the
+// orchestrator turns it into nats-server permissions.
+type Permissions struct {
+	// Subscribe lists the subjects the worker may subscribe to.
+	Subscribe []string
+	// Publish lists the subjects the worker may publish requests on.
+	Publish []string
+	// Responses lets the worker answer each request it received, once,
+	// within ResponseTTL.
+	Responses   bool
+	ResponseTTL time.Duration
+}
+
+// Permissions derives the worker's NATS permissions: subscribe only to its
+// own tool subjects and its own reply inbox; publish only replies to
+// requests it received, plus requests on its own egress subject when it has
+// a network grant. Nothing else.
+func (m *Manifest) Permissions(s schemas.Subjects) Permissions {
+	p := Permissions{
+		Subscribe:   []string{s.ToolWildcard(m.Worker), s.Inbox(m.Worker) + ".>"},
+		Publish:     []string{},
+		Responses:   true,
+		ResponseTTL: m.Limits.Timeout + 5*time.Second,
+	}
+	if len(m.Grants.Net) > 0 {
+		p.Publish = append(p.Publish, s.Egress(m.Worker))
+	}
+	return p
+}

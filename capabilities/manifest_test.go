@@ -1,0 +1,83 @@
+package capabilities
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+func TestBuiltinsLoad(t *testing.T) {
+	for _, name := range Builtins() {
+		m, err := Load(BuiltinPrefix + name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if m.Worker != name {
+			t.Errorf("%s: worker %q", name, m.Worker)
+		}
+		for _, tn := range m.ToolNames() {
+			tool := m.Tools[tn]
+			if tool.Input == nil {
+				t.Errorf("%s: no input schema", tool.Name)
+			}
+			if !slices.Contains(tool.OutputLabel.Sources(), ifc.ToolSource(tool.Name)) {
+				t.Errorf("%s: output label %v lacks its tool source", tool.Name, tool.OutputLabel)
+			}
+		}
+	}
+}
+
+func TestPaymentChargeIsPrivileged(t *testing.T) {
+	m, err := Load("builtin:payment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.Tools["charge"]
+	if !c.Privileged || !c.Approvable {
+		t.Fatalf("charge: privileged=%v approvable=%v", c.Privileged, c.Approvable)
+	}
+	if ifc.UntrustedFrom("web:x").FlowsTo(c.Clearance) {
+		t.Fatal("an untrusted value flows to payment.charge")
+	}
+	if !ifc.TrustedFrom("user").WithSecrecy("pii").FlowsTo(c.Clearance) {
+		t.Fatal("trusted pii does not flow to payment.charge")
+	}
+}
+
+func TestPermissionsAreNarrow(t *testing.T) {
+	s := schemas.Subjects{}
+	pay, _ := Load("builtin:payment")
+	p := pay.Permissions(s)
+	if len(p.Publish) != 0 {
+		t.Errorf("payment may publish %v; it has no network grant", p.Publish)
+	}
+	if !slices.Equal(p.Subscribe, []string{"sluice.tool.payment.>", "_INBOX.payment.>"}) {
+		t.Errorf("payment subscribe %v", p.Subscribe)
+	}
+	web, _ := Load("builtin:web")
+	web, err := web.WithGrants(Grants{Net: []string{"127.0.0.1:8088"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := web.Permissions(s).Publish; !slices.Equal(got, []string{"sluice.egress.web"}) {
+		t.Errorf("web publish %v", got)
+	}
+}
+
+func TestParseErrorsArePositioned(t *testing.T) {
+	src := []byte("worker: w\nrun: builtin:w\ntools:\n  go:\n    input_schema: schemas/tools/web.fetch.json\n    privilegd: true\n")
+	_, err := Parse("m.yaml", src, nil)
+	ds, ok := schemas.AsDiagnostics(err)
+	if !ok || len(ds) != 1 {
+		t.Fatalf("want one diagnostic, got %v", err)
+	}
+	d := ds[0]
+	if d.Code != schemas.CodeSchemaUnknown || d.Line != 6 || d.Col != 5 {
+		t.Fatalf("got %+v", d)
+	}
+	if want := `m.yaml:6:5: unknown key "privilegd" (did you mean "privileged"?)`; d.Error() != want {
+		t.Fatalf("got %q want %q", d.Error(), want)
+	}
+}

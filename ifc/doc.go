@@ -1,0 +1,25 @@
+// Package ifc holds Sluice's information-flow labels: the lattice every value
+// is labeled in, and nothing else.
+//
+// A [Label] has three parts:
+//   - integrity: [Trusted] or [Untrusted] (Untrusted < Trusted);
+//   - secrecy: a set of tags such as "pii" or "payment";
+//   - sources: the set of origins that influenced the value ("user",
+//     "web:flights.example", "tool:calendar.list_events").
+//
+// [Join] gives the least upper bound: the least integrity, the union of
+// secrecy and the union of sources. [Label.FlowsTo] holds when a value may
+// reach a sink of a given [Clearance]: its secrecy is a subset of the
+// clearance's and its integrity is at least the clearance's.
+//
+// # Invariants
+//
+// Labels only rise. Nothing in this package lowers a label: endorsement
+// (integrity to trusted) and declassification (dropping secrecy tags) are
+// decisions of the policy engine or of a human, and are recorded as sources.
+// Labels are immutable values with sorted sets, so equal labels encode to
+// equal JSON.
+//
+// This package has no I/O, no goroutines and no logging, so that a reviewer
+// can read all of it.
+package ifc

@@ -1,0 +1,265 @@
+package ifc
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Integrity says whether a value could have been influenced by an attacker.
+// The order is Untrusted < Trusted; the zero value is Untrusted, so a value
+// nobody labeled is treated as attacker-influenced.
+type Integrity uint8
+
+const (
+	// Untrusted values may have been influenced by content the attacker
+	// controls: web pages, inbound mail, third-party tools, model output
+	// after reading any of those.
+	Untrusted Integrity = iota
+	// Trusted values come only from the user, the flow file, or tools whose
+	// manifests declare trusted output, with nothing untrusted joined in.
+	Trusted
+)
+
+// String returns "trusted" or "untrusted".
+func (i Integrity) String() string {
+	if i == Trusted {
+		return "trusted"
+	}
+	return "untrusted"
+}
+
+// ParseIntegrity reads "trusted" or "untrusted".
+func ParseIntegrity(s string) (Integrity, error) {
+	switch s {
+	case "trusted":
+		return Trusted, nil
+	case "untrusted":
+		return Untrusted, nil
+	}
+	return Untrusted, fmt.Errorf("integrity %q: want trusted or untrusted", s)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (i Integrity) MarshalText() ([]byte, error) { return []byte(i.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (i *Integrity) UnmarshalText(b []byte) error {
+	v, err := ParseIntegrity(string(b))
+	if err != nil {
+		return err
+	}
+	*i = v
+	return nil
+}
+
+// Well-known sources. Other sources are built by [WebSource], [ToolSource]
+// and friends so that their spelling lives in one place.
+const (
+	// SourceUser marks values the user gave to a run (flow inputs).
+	SourceUser = "user"
+	// SourceFlow marks constants written in a flow file.
+	SourceFlow = "flow"
+)
+
+// WebSource is the source of content fetched from host (host or host:port).
+func WebSource(host string) string { return "web:" + host }
+
+// ToolSource is the source of a tool's output, e.g. "tool:payment.charge".
+func ToolSource(tool string) string { return "tool:" + tool }
+
+// Label is the information-flow label of one value: its integrity, the
+// secrecy tags it carries, and the sources that influenced it.
+//
+// A Label is an immutable value: its sets are kept sorted and never exposed
+// for writing, and every method returns a new Label. Labels only rise
+// through [Join]; nothing in this package lowers one.
+type Label struct {
+	integrity Integrity
+	secrecy   []string // sorted, unique
+	sources   []string // sorted, unique
+}
+
+// TrustedFrom returns a trusted label with no secrecy and the given sources.
+// With no sources it is the bottom of the lattice: Join(TrustedFrom(), x) == x.
+func TrustedFrom(sources ...string) Label {
+	return Label{integrity: Trusted, sources: set(sources)}
+}
+
+// UntrustedFrom returns an untrusted label with no secrecy and the given sources.
+func UntrustedFrom(sources ...string) Label {
+	return Label{integrity: Untrusted, sources: set(sources)}
+}
+
+// New builds a label from its three parts.
+func New(integrity Integrity, secrecy, sources []string) Label {
+	return Label{integrity: integrity, secrecy: set(secrecy), sources: set(sources)}
+}
+
+// Integrity returns the label's integrity.
+func (l Label) Integrity() Integrity { return l.integrity }
+
+// Secrecy returns a copy of the label's secrecy tags, sorted.
+func (l Label) Secrecy() []string { return slices.Clone(l.secrecy) }
+
+// Sources returns a copy of the label's sources, sorted.
+func (l Label) Sources() []string { return slices.Clone(l.sources) }
+
+// HasSecrecy reports whether the label carries tag.
+func (l Label) HasSecrecy(tag string) bool {
+	_, ok := slices.BinarySearch(l.secrecy, tag)
+	return ok
+}
+
+// WithSecrecy returns the label with tags added. Adding secrecy only raises
+// a label, so it needs no endorsement.
+func (l Label) WithSecrecy(tags ...string) Label {
+	return Join(l, Label{integrity: Trusted, secrecy: set(tags)})
+}
+
+// WithSources returns the label with sources added.
+func (l Label) WithSources(sources ...string) Label {
+	return Join(l, TrustedFrom(sources...))
+}
+
+// Equal reports whether two labels are the same.
+func (l Label) Equal(o Label) bool {
+	return l.integrity == o.integrity && slices.Equal(l.secrecy, o.secrecy) && slices.Equal(l.sources, o.sources)
+}
+
+// Join returns the least upper bound of labels: the least integrity, the
+// union of secrecy and the union of sources. Join() is TrustedFrom(), the
+// bottom of the lattice: a constant from the flow file reads nothing.
+func Join(labels ...Label) Label {
+	out := Label{integrity: Trusted}
+	var sec, src []string
+	for _, l := range labels {
+		out.integrity = min(out.integrity, l.integrity)
+		sec = append(sec, l.secrecy...)
+		src = append(src, l.sources...)
+	}
+	out.secrecy = set(sec)
+	out.sources = set(src)
+	return out
+}
+
+// Join returns Join(l, o).
+func (l Label) Join(o Label) Label { return Join(l, o) }
+
+// Clearance is what a sink accepts: values of at least this integrity that
+// carry no secrecy tag outside this set. The zero Clearance accepts values
+// of any integrity but no secret; manifests build theirs with
+// [NewClearance] or from JSON, where a missing integrity means trusted.
+type Clearance struct {
+	integrity Integrity
+	secrecy   []string
+}
+
+// NewClearance builds a clearance.
+func NewClearance(integrity Integrity, secrecy ...string) Clearance {
+	return Clearance{integrity: integrity, secrecy: set(secrecy)}
+}
+
+// Integrity returns the least integrity the sink accepts.
+func (c Clearance) Integrity() Integrity { return c.integrity }
+
+// Secrecy returns a copy of the secrecy tags the sink is cleared for.
+func (c Clearance) Secrecy() []string { return slices.Clone(c.secrecy) }
+
+// FlowsTo reports whether a value labeled l may go to a sink with clearance
+// c: l's secrecy is a subset of c's and l's integrity is at least c's.
+func (l Label) FlowsTo(c Clearance) bool {
+	if l.integrity < c.integrity {
+		return false
+	}
+	for _, t := range l.secrecy {
+		if _, ok := slices.BinarySearch(c.secrecy, t); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// String renders the label compactly, e.g. "untrusted{pii}<web:a.example>".
+func (l Label) String() string {
+	var b strings.Builder
+	b.WriteString(l.integrity.String())
+	b.WriteString("{" + strings.Join(l.secrecy, ",") + "}")
+	b.WriteString("<" + strings.Join(l.sources, ",") + ">")
+	return b.String()
+}
+
+// labelJSON is the canonical JSON form of a label: both sets always present,
+// sorted, so equal labels encode to equal bytes.
+type labelJSON struct {
+	Integrity Integrity `json:"integrity"`
+	Secrecy   []string  `json:"secrecy"`
+	Sources   []string  `json:"sources"`
+}
+
+// MarshalJSON writes the canonical form
+// {"integrity":"…","secrecy":[…],"sources":[…]}.
+func (l Label) MarshalJSON() ([]byte, error) {
+	return json.Marshal(labelJSON{l.integrity, nonNil(l.secrecy), nonNil(l.sources)})
+}
+
+// UnmarshalJSON reads the canonical form. A missing integrity is an error:
+// a label that does not say it is trusted is not taken to be.
+func (l *Label) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Integrity *Integrity `json:"integrity"`
+		Secrecy   []string   `json:"secrecy"`
+		Sources   []string   `json:"sources"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("label: %w", err)
+	}
+	if raw.Integrity == nil {
+		return fmt.Errorf("label: integrity is required")
+	}
+	*l = New(*raw.Integrity, raw.Secrecy, raw.Sources)
+	return nil
+}
+
+// MarshalJSON writes {"integrity":"…","secrecy":[…]}.
+func (c Clearance) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Integrity Integrity `json:"integrity"`
+		Secrecy   []string  `json:"secrecy"`
+	}{c.integrity, nonNil(c.secrecy)})
+}
+
+// UnmarshalJSON reads {"integrity":"…","secrecy":[…]}. A missing integrity
+// means trusted: a sink that does not say otherwise accepts trusted values only.
+func (c *Clearance) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Integrity *Integrity `json:"integrity"`
+		Secrecy   []string   `json:"secrecy"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("clearance: %w", err)
+	}
+	in := Trusted
+	if raw.Integrity != nil {
+		in = *raw.Integrity
+	}
+	*c = NewClearance(in, raw.Secrecy...)
+	return nil
+}
+
+func set(in []string) []string {
+	if len(in) == 0 {
+		return nil
+	}
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,165 @@
+package schemas
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+//go:embed *.json tools/*.json
+var files embed.FS
+
+// FS returns the embedded JSON Schemas: flow.json, manifest.json,
+// policy.json, config.json, and tools/<worker>.<tool>.json.
+func FS() fs.FS { return files }
+
+const urlBase = "https://sluice.dev/schemas/"
+
+// Schema is a compiled JSON Schema together with its source, which is kept
+// to name the keys an object allows when a user misspells one.
+type Schema struct {
+	compiled *jsonschema.Schema
+	raw      map[string]any // url -> decoded document
+}
+
+// Validate checks a JSON-form value (as produced by encoding/json or
+// [ParseYAML]) and returns its problems, positioned by pos.
+func (sch *Schema) Validate(file string, v any, pos func(ptr string) Pos) Diagnostics {
+	return sch.check(file, v, pos, pos)
+}
+
+func (sch *Schema) keys(schemaURL string) []string {
+	url, frag, _ := strings.Cut(schemaURL, "#")
+	node, ok := sch.raw[url]
+	if !ok {
+		return nil
+	}
+	for _, tok := range strings.Split(strings.TrimPrefix(frag, "/"), "/") {
+		if tok == "" {
+			continue
+		}
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		m, ok := node.(map[string]any)
+		if !ok {
+			return nil
+		}
+		node = m[tok]
+	}
+	m, _ := node.(map[string]any)
+	props, _ := m["properties"].(map[string]any)
+	out := make([]string, 0, len(props))
+	for k := range props {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+type compiled struct {
+	compiler *jsonschema.Compiler
+	raw      map[string]any
+	mu       sync.Mutex
+	cache    map[string]*Schema
+}
+
+var embedded = sync.OnceValues(func() (*compiled, error) {
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.AssertFormat()
+	raw := map[string]any{}
+	err := fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := files.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err != nil {
+			return fmt.Errorf("schema %s: %w", path, err)
+		}
+		raw[urlBase+path] = doc
+		return c.AddResource(urlBase+path, doc)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &compiled{compiler: c, raw: raw, cache: map[string]*Schema{}}, nil
+})
+
+// Load returns the embedded schema at path ("flow.json",
+// "tools/payment.charge.json"), compiled once.
+func Load(path string) (*Schema, error) {
+	c, err := embedded()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.cache[path]; ok {
+		return s, nil
+	}
+	if _, ok := c.raw[urlBase+path]; !ok {
+		return nil, fmt.Errorf("no schema %q", path)
+	}
+	sch, err := c.compiler.Compile(urlBase + path)
+	if err != nil {
+		return nil, fmt.Errorf("compile schema %s: %w", path, err)
+	}
+	s := &Schema{compiled: sch, raw: c.raw}
+	c.cache[path] = s
+	return s, nil
+}
+
+// Compile compiles a schema given inline as a JSON-form value (for example
+// the `schema` argument of llm.extract). It may reference no other document.
+func Compile(doc any) (*Schema, error) {
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.UseLoader(noLoader{})
+	const url = "urn:sluice:inline.json"
+	if err := c.AddResource(url, v); err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	sch, err := c.Compile(url)
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	return &Schema{compiled: sch, raw: map[string]any{url: v}}, nil
+}
+
+type noLoader struct{}
+
+func (noLoader) Load(url string) (any, error) {
+	return nil, fmt.Errorf("schema may not load %s", url)
+}
+
+// ValidateJSON decodes b and validates it, returning the decoded value.
+// Numbers decode as json.Number-free float64/int64 the way the validator
+// expects them.
+func (sch *Schema) ValidateJSON(b []byte) (any, error) {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	if ds := sch.Validate("", v, func(string) Pos { return Pos{} }); len(ds) > 0 {
+		return nil, ds
+	}
+	return v, nil
+}
