@@ -1,0 +1,107 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// Handler serves one tool. It returns the output (any JSON-encodable
+// value, or json.RawMessage) or an error; an error that is a
+// *schemas.ReplyError keeps its code, any other error is reported as
+// schemas.CodeFailed with its message.
+//
+// A handler must not put secrets or raw payloads into its error messages:
+// errors travel on the bus and into the audit log.
+type Handler func(ctx context.Context, call *Call) (any, error)
+
+// Labeled is an output with per-field labels (see schemas.Reply). The
+// orchestrator joins the labels in; they can only raise the output's label.
+type Labeled struct {
+	Output any
+	Labels map[string]ifc.Label
+}
+
+// Call is one tool call as a handler sees it.
+type Call struct {
+	// Tool is the short tool name ("charge").
+	Tool string
+	// Args are the JSON arguments, already validated against the tool's
+	// input schema.
+	Args json.RawMessage
+	// Run, Step and Msg identify the call; IdempotencyKey is stable across
+	// retries of one step, so a retried side effect happens once.
+	Run, Step, Msg, IdempotencyKey string
+	// Log is the worker's logger with the call's identifiers attached.
+	Log *slog.Logger
+
+	egress func(ctx context.Context, req schemas.EgressRequest) (*schemas.EgressResponse, error)
+}
+
+// Decode unmarshals the arguments into v.
+func (c *Call) Decode(v any) error {
+	if err := json.Unmarshal(c.Args, v); err != nil {
+		return BadArguments("%v", err)
+	}
+	return nil
+}
+
+// ErrNoEgress is returned by [Call.HTTP] when the worker has no network
+// grant, or the runtime was built without an egress client.
+var ErrNoEgress = errors.New("worker has no network grant")
+
+// HTTP asks the orchestrator's egress broker to perform req on the call's
+// behalf. The broker checks the destination against the worker's grants,
+// fills in secrets for their hosts only, and records which hosts the call
+// reached so that the output is labeled with them.
+func (c *Call) HTTP(ctx context.Context, req schemas.EgressRequest) (*schemas.EgressResponse, error) {
+	if c.egress == nil {
+		return nil, ErrNoEgress
+	}
+	resp, err := c.egress(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Error != nil {
+		return nil, resp.Error
+	}
+	return resp, nil
+}
+
+// NewCall builds a Call for tests of handlers: egress, when not nil, stands
+// in for the broker.
+func NewCall(tool string, args json.RawMessage, egress func(context.Context, schemas.EgressRequest) (*schemas.EgressResponse, error)) *Call {
+	return &Call{Tool: tool, Args: args, Run: "test-run", Step: "test-step", Msg: "test-msg",
+		IdempotencyKey: "test-run/test-step", Log: slog.New(slog.DiscardHandler), egress: egress}
+}
+
+// BadArguments is a reply error with code bad_arguments.
+func BadArguments(format string, args ...any) error {
+	return &schemas.ReplyError{Code: schemas.CodeBadArguments, Message: fmt.Sprintf(format, args...)}
+}
+
+// Failed is a reply error with code tool_failed.
+func Failed(format string, args ...any) error {
+	return &schemas.ReplyError{Code: schemas.CodeFailed, Message: fmt.Sprintf(format, args...)}
+}
+
+// Env is what a built-in worker is constructed from.
+type Env struct {
+	// State is the absolute state directory (".sluice" by default); each
+	// worker keeps its data under State/<worker>/.
+	State string
+	// Config is the worker's `config:` block from sluice.yaml, as JSON.
+	// Relative paths in it are relative to the process's working directory,
+	// which the supervisor sets to the directory of sluice.yaml.
+	Config json.RawMessage
+	Log    *slog.Logger
+}
+
+// Builtin constructs the handlers of one built-in worker, by short tool
+// name. It is called once per worker process.
+type Builtin func(env Env) (map[string]Handler, error)
