@@ -1,0 +1,249 @@
+// Package egress is the egress broker: the only way a worker reaches the
+// network. A worker sends an HTTP request on its egress subject; the broker
+// checks the destination against the worker's grants — by name, and again
+// by address after DNS, and again on every redirect — performs the request
+// and returns the response.
+//
+// The broker also reports every host a call reached (Config.Track), so the
+// orchestrator labels the call's output with where its content came from,
+// instead of trusting the worker to say so.
+package egress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// Config of the broker.
+type Config struct {
+	// Grants lists, by worker, the host:port each may reach. A worker not
+	// listed may reach nothing.
+	Grants map[string][]string
+	// Track is called before each request (and each redirect hop) with the
+	// worker, the id of the tool call it serves (header Sluice-Msg) and the
+	// destination host:port. It returns false when that worker has no such
+	// call in flight; the request is then refused.
+	Track func(worker, msgID, hostport string) bool
+	// MaxBody bounds a response body; default 4 MiB.
+	MaxBody int64
+	// Timeout bounds one request, redirects included; default 15s.
+	Timeout time.Duration
+	Log     *slog.Logger
+	// Resolver looks up names; default net.DefaultResolver.
+	Resolver *net.Resolver
+}
+
+// Broker performs workers' HTTP requests.
+type Broker struct {
+	cfg Config
+	log *slog.Logger
+	wg  sync.WaitGroup
+}
+
+// New returns a broker.
+func New(cfg Config) *Broker {
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 4 << 20
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Broker{cfg: cfg, log: log}
+}
+
+// Serve answers requests on every worker's egress subject until the
+// subscription is drained. Close waits for requests in progress.
+func (b *Broker) Serve(nc *nats.Conn, s schemas.Subjects) (*nats.Subscription, error) {
+	return nc.Subscribe(s.EgressWildcard(), func(m *nats.Msg) {
+		worker := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			resp := b.Do(context.Background(), worker, m.Header.Get(schemas.HeaderMsg), m.Data)
+			out, _ := json.Marshal(resp)
+			_ = m.Respond(out)
+		}()
+	})
+}
+
+// Wait waits for the requests in progress.
+func (b *Broker) Wait() { b.wg.Wait() }
+
+func refuse(format string, args ...any) *schemas.EgressResponse {
+	return &schemas.EgressResponse{Error: &schemas.ReplyError{Code: schemas.CodeEgress, Message: fmt.Sprintf(format, args...)}}
+}
+
+// Do checks and performs one request of worker, serving call msgID.
+func (b *Broker) Do(ctx context.Context, worker, msgID string, body []byte) *schemas.EgressResponse {
+	var req schemas.EgressRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return refuse("malformed egress request")
+	}
+	method := strings.ToUpper(req.Method)
+	if method == "" {
+		method = http.MethodGet
+	}
+	u, hostport, err := b.check(worker, req.URL)
+	if err != nil {
+		b.log.Warn("egress refused", "worker", worker, "msg_id", msgID, "err", err)
+		return refuse("%v", err)
+	}
+	if b.cfg.Track == nil || !b.cfg.Track(worker, msgID, hostport) {
+		return refuse("worker %s has no call %q in flight", worker, msgID)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, method, u.String(), strings.NewReader(string(req.Body)))
+	if err != nil {
+		return refuse("bad request: %v", err)
+	}
+	for k, v := range req.Headers {
+		hreq.Header.Set(k, v)
+	}
+	client := &http.Client{
+		Transport: &http.Transport{
+			Proxy:                  nil,
+			DialContext:            b.dialer(worker),
+			TLSHandshakeTimeout:    10 * time.Second,
+			ResponseHeaderTimeout:  b.cfg.Timeout,
+			MaxResponseHeaderBytes: 64 << 10,
+		},
+		CheckRedirect: func(r *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errors.New("too many redirects")
+			}
+			_, hp, err := b.check(worker, r.URL.String())
+			if err != nil {
+				return fmt.Errorf("redirect refused: %w", err)
+			}
+			if !b.cfg.Track(worker, msgID, hp) {
+				return errors.New("redirect refused: call no longer in flight")
+			}
+			return nil
+		},
+	}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(hreq)
+	if err != nil {
+		b.log.Warn("egress failed", "worker", worker, "msg_id", msgID, "host", hostport, "err", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return refuse("request to %s failed: %v", hostport, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, b.cfg.MaxBody+1))
+	if err != nil {
+		return refuse("reading response from %s: %v", hostport, err)
+	}
+	if int64(len(data)) > b.cfg.MaxBody {
+		return &schemas.EgressResponse{Error: &schemas.ReplyError{Code: schemas.CodeTooLarge,
+			Message: fmt.Sprintf("response from %s exceeds %d bytes", hostport, b.cfg.MaxBody)}}
+	}
+	out := &schemas.EgressResponse{Status: resp.StatusCode, Headers: map[string]string{}, Body: data}
+	for k, v := range resp.Header {
+		if len(v) > 0 {
+			out.Headers[k] = v[0]
+		}
+	}
+	return out
+}
+
+// check parses raw and returns it with its host:port if worker may reach it.
+func (b *Broker) check(worker, raw string) (*url.URL, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, "", errors.New("unparsable URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, "", fmt.Errorf("scheme %q is not allowed (http, https)", u.Scheme)
+	}
+	if u.User != nil {
+		return nil, "", errors.New("URLs with user info are not allowed")
+	}
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	hostport := net.JoinHostPort(host, port)
+	if !slices.Contains(b.cfg.Grants[worker], hostport) {
+		return nil, "", fmt.Errorf("%s is not granted to worker %s", hostport, worker)
+	}
+	return u, hostport, nil
+}
+
+// dialer resolves the destination itself and refuses addresses the grant
+// does not name: a granted name that resolves to a loopback, private,
+// link-local or otherwise special address is refused, so a name cannot
+// smuggle in an internal address. An address is allowed only where the
+// grant names that address literally (or names "localhost" for loopback).
+func (b *Broker) dialer(worker string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(b.cfg.Grants[worker], net.JoinHostPort(strings.ToLower(host), port)) {
+			return nil, fmt.Errorf("%s is not granted", addr)
+		}
+		var ips []netip.Addr
+		if ip, err := netip.ParseAddr(host); err == nil {
+			ips = []netip.Addr{ip}
+		} else {
+			ips, err = b.cfg.Resolver.LookupNetIP(ctx, "ip", host)
+			if err != nil {
+				return nil, err
+			}
+		}
+		var lastErr error = fmt.Errorf("%s has no address", host)
+		for _, ip := range ips {
+			ip = ip.Unmap()
+			if !addressAllowed(host, ip) {
+				lastErr = fmt.Errorf("%s resolves to %s, which the grant does not name", host, ip)
+				continue
+			}
+			c, err := d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+			if err == nil {
+				return c, nil
+			}
+			lastErr = err
+		}
+		return nil, lastErr
+	}
+}
+
+func addressAllowed(host string, ip netip.Addr) bool {
+	if lit, err := netip.ParseAddr(host); err == nil {
+		return lit.Unmap() == ip
+	}
+	if host == "localhost" {
+		return ip.IsLoopback()
+	}
+	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast()
+}

@@ -1,0 +1,293 @@
+// Package supervisor starts each worker as a child process with credentials
+// of its own, relays its logs, restarts it with backoff when it dies, and
+// stops it on shutdown.
+//
+// Every process start gets a fresh NATS user: its key is written to a 0600
+// file that the worker reads once and removes, and the user is removed from
+// the bus when the process exits, so a dead process's credential is worth
+// nothing.
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice/capabilities"
+)
+
+// Bus is what the supervisor needs of the bus.
+type Bus interface {
+	ClientURL() string
+	AddUser(name string, p capabilities.Permissions) (seed []byte, remove func(), err error)
+}
+
+// Worker is one configured worker.
+type Worker struct {
+	// Name is the worker's name (the manifest's worker).
+	Name string
+	// Ref is how `sluice worker --manifest` finds the manifest:
+	// "builtin:NAME" or a path.
+	Ref string
+	// Permissions of its NATS user.
+	Permissions capabilities.Permissions
+	// Grants are the deployment's grants, added to the manifest's.
+	Grants capabilities.Grants
+	// Config is the worker's config block, as JSON.
+	Config json.RawMessage
+	// Replicas to run; default 1.
+	Replicas int
+}
+
+// Config of a supervisor.
+type Config struct {
+	Bus Bus
+	// State is the absolute state directory; credentials go under
+	// State/run/creds.
+	State string
+	// Dir is the workers' working directory.
+	Dir string
+	Log *slog.Logger
+	// Executable is the sluice binary; default os.Executable().
+	Executable string
+	// Command builds the process for one replica; default
+	// `<Executable> worker --manifest <Ref>`. The supervisor adds the
+	// environment.
+	Command func(w Worker) *exec.Cmd
+	// Grace is how long a worker has to exit after SIGTERM; default 5s.
+	Grace time.Duration
+}
+
+// Supervisor runs the workers.
+type Supervisor struct {
+	cfg    Config
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	procs map[string]map[int]*exec.Cmd // worker -> replica -> running process
+}
+
+// New returns a supervisor; nothing runs until Start.
+func New(cfg Config) *Supervisor {
+	if cfg.Grace == 0 {
+		cfg.Grace = 5 * time.Second
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Supervisor{cfg: cfg, log: log, ctx: ctx, cancel: cancel, procs: map[string]map[int]*exec.Cmd{}}
+}
+
+// Start starts every replica of every worker. A replica that exits is
+// restarted with backoff until Stop.
+func (s *Supervisor) Start(workers []Worker) error {
+	if err := os.MkdirAll(filepath.Join(s.cfg.State, "run", "creds"), 0o700); err != nil {
+		return fmt.Errorf("supervisor: %w", err)
+	}
+	for _, w := range workers {
+		n := max(w.Replicas, 1)
+		for r := range n {
+			s.wg.Add(1)
+			go s.keep(w, r)
+		}
+	}
+	return nil
+}
+
+// Pids returns the process ids of the running replicas, by worker.
+func (s *Supervisor) Pids() map[string][]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]int{}
+	for name, rs := range s.procs {
+		for _, c := range rs {
+			out[name] = append(out[name], c.Process.Pid)
+		}
+	}
+	return out
+}
+
+// Stop sends SIGTERM to every worker, SIGKILL to those still running after
+// the grace period, and waits for all of them.
+func (s *Supervisor) Stop() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+func (s *Supervisor) keep(w Worker, replica int) {
+	defer s.wg.Done()
+	backoff := 100 * time.Millisecond
+	for gen := 0; ; gen++ {
+		started := time.Now()
+		err := s.runOnce(w, replica, gen)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > 30*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		s.log.Warn("worker exited; restarting", "worker", w.Name, "replica", replica, "err", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-s.ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Supervisor) runOnce(w Worker, replica, gen int) error {
+	user := fmt.Sprintf("worker:%s:%d.%d", w.Name, replica, gen)
+	seed, remove, err := s.cfg.Bus.AddUser(user, w.Permissions)
+	if err != nil {
+		return err
+	}
+	defer remove()
+	creds, err := writeCreds(filepath.Join(s.cfg.State, "run", "creds"), seed)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(creds)
+
+	cmd := s.command(w)
+	cmd.Dir = s.cfg.Dir
+	grants, _ := json.Marshal(w.Grants)
+	cmd.Env = append(os.Environ(),
+		"SLUICE_NATS_URL="+s.cfg.Bus.ClientURL(),
+		"SLUICE_NATS_CREDS="+creds,
+		"SLUICE_STATE="+s.cfg.State,
+		"SLUICE_WORKER_CONFIG="+string(orEmpty(w.Config)),
+		"SLUICE_WORKER_GRANTS="+string(grants),
+	)
+	cmd.Stdout = io.Discard
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	setProcAttr(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start worker %s: %w", w.Name, err)
+	}
+	pid := cmd.Process.Pid
+	log := s.log.With("worker", w.Name, "pid", pid)
+	log.Debug("worker started", "replica", replica)
+	s.track(w.Name, replica, cmd)
+	defer s.untrack(w.Name, replica)
+
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		relay(stderr, log)
+	}()
+	waitDone := make(chan error, 1)
+	go func() {
+		<-relayDone
+		waitDone <- cmd.Wait()
+	}()
+	select {
+	case err := <-waitDone:
+		return err
+	case <-s.ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-waitDone:
+			return err
+		case <-time.After(s.cfg.Grace):
+			_ = cmd.Process.Kill()
+			return <-waitDone
+		}
+	}
+}
+
+func (s *Supervisor) command(w Worker) *exec.Cmd {
+	if s.cfg.Command != nil {
+		return s.cfg.Command(w)
+	}
+	exe := s.cfg.Executable
+	if exe == "" {
+		exe, _ = os.Executable()
+	}
+	return exec.Command(exe, "worker", "--manifest", w.Ref)
+}
+
+func (s *Supervisor) track(name string, replica int, c *exec.Cmd) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.procs[name] == nil {
+		s.procs[name] = map[int]*exec.Cmd{}
+	}
+	s.procs[name][replica] = c
+}
+
+func (s *Supervisor) untrack(name string, replica int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.procs[name], replica)
+}
+
+func writeCreds(dir string, seed []byte) (string, error) {
+	f, err := os.CreateTemp(dir, "*.nk")
+	if err != nil {
+		return "", fmt.Errorf("write credentials: %w", err)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return "", err
+	}
+	if _, err := f.Write(seed); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("write credentials: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// relay re-emits the worker's JSON log lines through the supervisor's
+// logger, with the worker and pid attached; other lines are logged as they
+// are.
+func relay(r io.Reader, log *slog.Logger) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var rec map[string]any
+		if json.Unmarshal(line, &rec) != nil {
+			log.Warn("worker output", "line", string(line))
+			continue
+		}
+		level := slog.LevelInfo
+		if l, ok := rec["level"].(string); ok {
+			_ = level.UnmarshalText([]byte(l))
+		}
+		msg, _ := rec["msg"].(string)
+		attrs := make([]any, 0, 2*len(rec))
+		for k, v := range rec {
+			switch k {
+			case "time", "level", "msg", "pid", "worker":
+				continue
+			}
+			attrs = append(attrs, k, v)
+		}
+		log.Log(context.Background(), level, msg, attrs...)
+	}
+}
+
+func orEmpty(b json.RawMessage) json.RawMessage {
+	if len(b) == 0 {
+		return json.RawMessage("{}")
+	}
+	return b
+}
