@@ -163,3 +163,29 @@ func (sch *Schema) ValidateJSON(b []byte) (any, error) {
 	}
 	return v, nil
 }
+
+// Shape returns the property names and the required names of an object
+// schema's root, sorted; both are empty for other schemas.
+func (sch *Schema) Shape() (props, required []string) {
+	root, _ := sch.raw[sch.url()].(map[string]any)
+	if p, ok := root["properties"].(map[string]any); ok {
+		for k := range p {
+			props = append(props, k)
+		}
+	}
+	if r, ok := root["required"].([]any); ok {
+		for _, k := range r {
+			if s, ok := k.(string); ok {
+				required = append(required, s)
+			}
+		}
+	}
+	slices.Sort(props)
+	slices.Sort(required)
+	return props, required
+}
+
+func (sch *Schema) url() string {
+	u, _, _ := strings.Cut(sch.compiled.Location, "#")
+	return u
+}

@@ -63,6 +63,8 @@ type Config struct {
 	// `<Executable> worker --manifest <Ref>`. The supervisor adds the
 	// environment.
 	Command func(w Worker) *exec.Cmd
+	// Prefix of the bus subjects; default "sluice".
+	Prefix string
 	// Grace is how long a worker has to exit after SIGTERM; default 5s.
 	Grace time.Duration
 }
@@ -170,6 +172,7 @@ func (s *Supervisor) runOnce(w Worker, replica, gen int) error {
 		"SLUICE_NATS_URL="+s.cfg.Bus.ClientURL(),
 		"SLUICE_NATS_CREDS="+creds,
 		"SLUICE_STATE="+s.cfg.State,
+		"SLUICE_SUBJECT_PREFIX="+s.cfg.Prefix,
 		"SLUICE_WORKER_CONFIG="+string(orEmpty(w.Config)),
 		"SLUICE_WORKER_GRANTS="+string(grants),
 	)

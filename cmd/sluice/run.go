@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/config"
+	"github.com/sluicehq/sluice/orchestrator/engine"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+type inputFlags map[string]string
+
+func (f inputFlags) String() string { return "" }
+func (f inputFlags) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("--input %q: want name=value", s)
+	}
+	if _, dup := f[k]; dup {
+		return fmt.Errorf("--input %s given twice", k)
+	}
+	f[k] = v
+	return nil
+}
+
+func runCommand() *command {
+	return &command{
+		name:  "run",
+		usage: "run FLOW.yaml [--input name=value …] [--json] [--wait=false] [--config FILE]",
+		short: "run a flow",
+		long: `Runs a flow and prints what each step did, the label its arguments carried,
+and the policy decision on it. With no orchestrator running, starts one for
+the duration of the run: the embedded NATS server and every configured
+worker, each as its own process.
+
+A call that policy holds for approval waits for a person (sluice approve ID)
+unless --wait=false, in which case the run stops there with exit code 4.
+
+Configuration comes from --config, else ./sluice.yaml, else the built-in
+defaults (every built-in worker, state under ./.sluice).
+
+Exit codes: 0 completed, 3 a step was denied by policy, 4 a step is held for
+approval (with --wait=false, or when --wait-timeout passed), 1 any other
+failure, 2 a usage error.
+
+Examples:
+  sluice run examples/travel/pay-direct.yaml --input payee=acct_hotel_1 --input amount=120
+  sluice run examples/travel/book.yaml --input destination=Lisbon --wait=false
+  sluice run flow.yaml --json | jq .steps`,
+		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
+			inputs := inputFlags{}
+			fs.Var(inputs, "input", "a flow input as `name=value` (repeatable)")
+			asJSON := fs.Bool("json", false, "print the result as one JSON object")
+			wait := fs.Bool("wait", true, "wait for a person to approve held calls")
+			waitTimeout := fs.Duration("wait-timeout", 0, "give up waiting for approval after this `duration` (0: wait until interrupted)")
+			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
+			verbose := fs.Bool("v", false, "log what the orchestrator and workers do, on stderr")
+			return func(c *cli, ctx context.Context, args []string) int {
+				if len(args) != 1 {
+					c.errorf("run: give exactly one flow file (got %d arguments)", len(args))
+					return exitUsage
+				}
+				return c.run(ctx, runOptions{flow: args[0], inputs: inputs, json: *asJSON, wait: *wait,
+					waitTimeout: *waitTimeout, config: *cfgFile, verbose: *verbose})
+			}
+		},
+	}
+}
+
+type runOptions struct {
+	flow        string
+	inputs      map[string]string
+	json        bool
+	wait        bool
+	waitTimeout time.Duration
+	config      string
+	verbose     bool
+}
+
+func (c *cli) loadConfig(explicit string) (*config.Config, error) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	path, err := config.Find(explicit, cwd)
+	if err != nil {
+		return nil, err
+	}
+	if path == "" {
+		return config.Default(cwd), nil
+	}
+	return config.Load(path)
+}
+
+// report prints an error; diagnostics get their source line and a caret.
+func (c *cli) report(err error) {
+	ds, ok := schemas.AsDiagnostics(err)
+	if !ok {
+		c.errorf("%v", err)
+		return
+	}
+	sources := map[string][]byte{}
+	for _, d := range ds {
+		if _, seen := sources[d.File]; !seen && d.File != "" {
+			if b, err := os.ReadFile(d.File); err == nil {
+				sources[d.File] = b
+			}
+		}
+	}
+	fmt.Fprint(c.stderr, schemas.Render(ds, sources))
+}
+
+func (c *cli) run(ctx context.Context, o runOptions) int {
+	level := slog.LevelWarn
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	log := c.logger(level, false)
+	dep, err := c.loadConfig(o.config)
+	if err != nil {
+		c.report(err)
+		return exitFailure
+	}
+	orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log})
+	if err != nil {
+		c.report(err)
+		return exitFailure
+	}
+	plan, err := orch.LoadFlow(o.flow)
+	if err != nil {
+		c.report(err)
+		return exitFailure
+	}
+	inputs, err := plan.BindInputs(o.inputs)
+	if err != nil {
+		c.errorf("run %s: %v", o.flow, err)
+		return exitUsage
+	}
+	progress := io.Discard
+	if !o.json {
+		progress = c.stderr
+	}
+	fmt.Fprintf(progress, "starting the bus and %d workers…\n", len(dep.Workers))
+	start := time.Now()
+	if err := orch.Start(ctx); err != nil {
+		orch.Close()
+		c.report(err)
+		return exitFailure
+	}
+	defer orch.Close()
+	fmt.Fprintf(progress, "ready in %s; running %s\n", time.Since(start).Round(time.Millisecond), plan.Name)
+	opts := engine.Options{Wait: o.wait, WaitTimeout: o.waitTimeout, OnHeld: func(s engine.StepResult) {
+		if o.wait {
+			fmt.Fprintf(progress, "step %s (%s) is held for approval: %s\n  approve: sluice approve %s\n  deny:    sluice deny %s\n",
+				s.ID, s.Tool, strings.Join(s.Reasons, "; "), s.ApprovalID, s.ApprovalID)
+		}
+	}}
+	res, err := orch.Run(ctx, plan, inputs, opts)
+	if err != nil && res == nil {
+		c.report(err)
+		return exitFailure
+	}
+	if err != nil {
+		c.report(err)
+	}
+	if o.json {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		fmt.Fprintln(c.stdout, string(b))
+	} else {
+		printResult(c.stdout, res)
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return exitFailure
+	}
+	switch res.Status {
+	case engine.StatusCompleted:
+		return exitOK
+	case engine.StatusDenied:
+		return exitDenied
+	case engine.StatusHeld:
+		return exitHeld
+	}
+	return exitFailure
+}
+
+// printResult says in plain words what each step did, the label it got,
+// and why a call was held or denied.
+func printResult(w io.Writer, r *engine.Result) {
+	fmt.Fprintf(w, "run %s (%s): %s\n", r.RunID, r.Flow, r.Status)
+	for _, s := range r.Steps {
+		fmt.Fprintf(w, "\n  step %s — %s: %s\n", s.ID, s.Tool, s.Status)
+		if s.Status == engine.StatusSkipped {
+			fmt.Fprintf(w, "    not run: %s\n", s.Error)
+			continue
+		}
+		fmt.Fprintf(w, "    arguments labeled %s\n", describe(s.Label.Integrity().String(), s.Label.Secrecy(), s.Label.Sources()))
+		for _, name := range sortedKeys(s.ArgLabels) {
+			l := s.ArgLabels[name]
+			if len(l.Sources()) > 0 {
+				fmt.Fprintf(w, "      %-12s from %s\n", name, strings.Join(l.Sources(), ", "))
+			}
+		}
+		if s.Decision != "" {
+			rules := "no rule matched; the clearance check passed"
+			if len(s.Rules) > 0 {
+				rules = "rules: " + strings.Join(s.Rules, ", ")
+			}
+			fmt.Fprintf(w, "    policy: %s (%s)\n", s.Decision, rules)
+			for _, why := range s.Reasons {
+				fmt.Fprintf(w, "      why: %s\n", why)
+			}
+		}
+		if s.OutputLabel != nil {
+			fmt.Fprintf(w, "    output labeled %s\n", describe(s.OutputLabel.Integrity().String(), s.OutputLabel.Secrecy(), s.OutputLabel.Sources()))
+		}
+		if s.Status == engine.StatusHeld {
+			fmt.Fprintf(w, "    held for approval %s: nothing was sent to %s\n", s.ApprovalID, s.Tool)
+		}
+		if s.Error != "" {
+			fmt.Fprintf(w, "    error: %s\n", s.Error)
+		}
+	}
+	if len(r.Outputs) > 0 {
+		b, _ := json.Marshal(r.Outputs)
+		fmt.Fprintf(w, "\noutputs: %s\n", b)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "\nerror: %s\n", r.Error)
+	}
+}
+
+func describe(integrity string, secrecy, sources []string) string {
+	s := integrity
+	if len(secrecy) > 0 {
+		s += ", secret (" + strings.Join(secrecy, ", ") + ")"
+	}
+	if len(sources) > 0 {
+		s += ", from " + strings.Join(sources, ", ")
+	}
+	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slicesSort(out)
+	return out
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/worker"
+	"github.com/sluicehq/sluice/worker/llm"
+	"github.com/sluicehq/sluice/worker/payment"
+	"github.com/sluicehq/sluice/worker/web"
+)
+
+// builtins are the workers shipped in the binary, by the name their
+// manifests give in `run: builtin:NAME`.
+func builtins() map[string]worker.Builtin {
+	return map[string]worker.Builtin{
+		"web":     web.New,
+		"payment": payment.New,
+		"llm":     llm.New,
+	}
+}
+
+func workerCommand() *command {
+	return &command{
+		name:  "worker",
+		usage: "worker --manifest FILE|builtin:NAME",
+		short: "serve one worker's tools (started by the orchestrator)",
+		long: `Runs one worker process: connects to the bus with the worker's own
+credentials and serves the tools its manifest names, and nothing else. The
+orchestrator starts workers itself; run one by hand to place it on another
+machine.
+
+Environment:
+  SLUICE_NATS_URL       the bus, e.g. nats://127.0.0.1:4222
+  SLUICE_NATS_CREDS     file holding the worker's nkey seed (read once, then removed)
+  SLUICE_NATS_TOKEN     a token instead of SLUICE_NATS_CREDS
+  SLUICE_STATE          the state directory (default .sluice)
+  SLUICE_WORKER_CONFIG  the worker's config block, as JSON
+  SLUICE_WORKER_GRANTS  the deployment's grants for this worker, as JSON
+
+Examples:
+  sluice worker --manifest builtin:payment
+  sluice worker --manifest tools/weather.yaml`,
+		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
+			ref := fs.String("manifest", "", "the worker's `manifest`: a file or builtin:NAME")
+			return func(c *cli, ctx context.Context, args []string) int {
+				if *ref == "" || len(args) > 0 {
+					c.errorf("worker: give exactly --manifest FILE|builtin:NAME")
+					return exitUsage
+				}
+				log := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+				if err := c.runWorker(ctx, *ref, log); err != nil {
+					log.Error("worker stopped", "err", err.Error())
+					return exitFailure
+				}
+				return exitOK
+			}
+		},
+	}
+}
+
+func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error {
+	m, err := capabilities.Load(ref)
+	if err != nil {
+		return err
+	}
+	if g := c.getenv("SLUICE_WORKER_GRANTS"); g != "" {
+		var grants capabilities.Grants
+		if err := json.Unmarshal([]byte(g), &grants); err != nil {
+			return fmt.Errorf("SLUICE_WORKER_GRANTS: %w", err)
+		}
+		if m, err = m.WithGrants(grants); err != nil {
+			return err
+		}
+	}
+	name, ok := strings.CutPrefix(m.Run, capabilities.BuiltinPrefix)
+	if !ok {
+		return fmt.Errorf("manifest %s: run %q: only built-in workers can run in this version", ref, m.Run)
+	}
+	build, ok := builtins()[name]
+	if !ok {
+		return fmt.Errorf("manifest %s: no built-in worker %q", ref, name)
+	}
+	state := c.getenv("SLUICE_STATE")
+	if state == "" {
+		state = ".sluice"
+	}
+	cfg := json.RawMessage(c.getenv("SLUICE_WORKER_CONFIG"))
+	if len(cfg) == 0 {
+		cfg = json.RawMessage("{}")
+	}
+	log = log.With("worker", m.Worker)
+	handlers, err := build(worker.Env{State: state, Config: cfg, Log: log})
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", m.Worker, err)
+	}
+	subjects := schemas.Subjects{Prefix: c.getenv("SLUICE_SUBJECT_PREFIX")}
+	nc, err := worker.Connect(worker.ConnectConfig{URL: c.getenv("SLUICE_NATS_URL"), CredsFile: c.getenv("SLUICE_NATS_CREDS"),
+		Token: c.getenv("SLUICE_NATS_TOKEN"), Worker: m.Worker, Subjects: subjects, Log: log})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	svc := &worker.Service{Manifest: m, Handlers: handlers, Subjects: subjects, Log: log}
+	return svc.Serve(ctx, nc)
+}

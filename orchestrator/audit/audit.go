@@ -1,0 +1,147 @@
+// Package audit appends the record of everything the orchestrator decides
+// and does to a JetStream stream: runs, calls with their labels, decisions
+// with the rules behind them, results, and refusals by the bus. A record is
+// appended, and acknowledged by the stream, before the action it describes.
+//
+// Records carry labels, names, rules and ids — never argument values, tool
+// output, prompts or secrets.
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/sluicehq/sluice/ifc"
+)
+
+// Version of the record format.
+const Version = 1
+
+// Kinds of records.
+const (
+	KindRunStarted  = "run_started"
+	KindDecision    = "decision"
+	KindResult      = "result"
+	KindRunFinished = "run_finished"
+	KindViolation   = "violation"
+)
+
+// Record is one audit event.
+type Record struct {
+	V         int                  `json:"v"`
+	ID        string               `json:"id"`
+	Kind      string               `json:"kind"`
+	Time      time.Time            `json:"time"`
+	RunID     string               `json:"run_id,omitempty"`
+	Flow      string               `json:"flow,omitempty"`
+	Step      string               `json:"step,omitempty"`
+	Tool      string               `json:"tool,omitempty"`
+	MsgID     string               `json:"msg_id,omitempty"`
+	Label     *ifc.Label           `json:"label,omitempty"`
+	ArgLabels map[string]ifc.Label `json:"arg_labels,omitempty"`
+	Action    string               `json:"action,omitempty"`
+	Rules     []string             `json:"rules,omitempty"`
+	Reasons   []string             `json:"reasons,omitempty"`
+	Status    string               `json:"status,omitempty"`
+	Error     string               `json:"error,omitempty"`
+	// Violation fields: the NATS user and what it was refused.
+	User    string `json:"user,omitempty"`
+	Op      string `json:"op,omitempty"`
+	Subject string `json:"subject,omitempty"`
+}
+
+// StreamName is the JetStream stream holding the audit log.
+const StreamName = "SLUICE_AUDIT"
+
+// Log appends records.
+type Log struct {
+	js      jetstream.JetStream
+	subject string
+}
+
+// Open creates (or opens) the audit stream under prefix.
+func Open(ctx context.Context, nc *nats.Conn, prefix string) (*Log, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	subject := prefix + ".audit"
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:      StreamName,
+		Subjects:  []string{subject},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open audit stream: %w", err)
+	}
+	return &Log{js: js, subject: subject}, nil
+}
+
+// NewID returns a ULID with entropy from crypto/rand, so that no id can be
+// guessed.
+func NewID() string { return ulid.MustNew(ulid.Now(), rand.Reader).String() }
+
+// Append writes r and waits until the stream has stored it.
+func (l *Log) Append(ctx context.Context, r Record) error {
+	r.V = Version
+	if r.ID == "" {
+		r.ID = NewID()
+	}
+	if r.Time.IsZero() {
+		r.Time = time.Now().UTC()
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(l.subject)
+	msg.Data = b
+	msg.Header.Set(jetstream.MsgIDHeader, r.ID)
+	if _, err := l.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("append audit record: %w", err)
+	}
+	return nil
+}
+
+// Records reads the whole log, oldest first.
+func (l *Log) Records(ctx context.Context) ([]Record, error) {
+	st, err := l.js.Stream(ctx, StreamName)
+	if err != nil {
+		return nil, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Record
+	if info.State.Msgs == 0 {
+		return out, nil
+	}
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	for uint64(len(out)) < info.State.Msgs {
+		m, err := c.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			return out, err
+		}
+		var r Record
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			return out, fmt.Errorf("audit record %d: %w", len(out)+1, err)
+		}
+		out = append(out, r)
+		if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= info.State.LastSeq {
+			break
+		}
+	}
+	return out, nil
+}

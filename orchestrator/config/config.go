@@ -1,0 +1,234 @@
+// Package config reads sluice.yaml, the one configuration file of a
+// deployment: the bus, the state directory, the policies, the workers with
+// this deployment's grants and settings, and where secrets come from.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// FileName is the configuration file looked for in the current directory.
+const FileName = "sluice.yaml"
+
+// Embedded is the value of `nats` that runs the NATS server in-process.
+const Embedded = "embedded"
+
+// Config is a loaded sluice.yaml, with every path made absolute.
+type Config struct {
+	// File is the file it came from; empty for the built-in defaults.
+	File string
+	// Dir is the directory relative paths are resolved against, and the
+	// workers' working directory.
+	Dir string
+	// NATS is "embedded" or a nats:// URL.
+	NATS string
+	// State is the state directory.
+	State string
+	// Prefix of every subject; default "sluice".
+	Prefix string
+	// Policies are the user's policy files, loaded after the shipped default.
+	Policies []string
+	// Workers to run.
+	Workers []Worker
+	// Secrets by name.
+	Secrets map[string]Secret
+}
+
+// Worker is one entry of `workers`.
+type Worker struct {
+	// Manifest is "builtin:NAME" or an absolute path.
+	Manifest string
+	// Grants of this deployment, added to the manifest's own.
+	Grants capabilities.Grants
+	// Config is the worker's own settings, as JSON ("{}" when none).
+	Config json.RawMessage
+	// Replicas of the worker; at least 1.
+	Replicas int
+	// Pos is where the entry is in the file.
+	Pos schemas.Pos
+}
+
+// Secret says where a secret's value comes from: an environment variable
+// or a file (which must not be readable by group or others).
+type Secret struct {
+	Env  string `json:"env,omitempty"`
+	File string `json:"file,omitempty"`
+}
+
+// Default is the configuration used when there is no sluice.yaml: every
+// built-in worker with its defaults, state under dir/.sluice.
+func Default(dir string) *Config {
+	c := &Config{Dir: dir, NATS: Embedded, State: filepath.Join(dir, ".sluice"), Prefix: schemas.DefaultPrefix}
+	for _, name := range capabilities.Builtins() {
+		c.Workers = append(c.Workers, Worker{Manifest: capabilities.BuiltinPrefix + name, Config: json.RawMessage("{}"), Replicas: 1})
+	}
+	return c
+}
+
+// Find returns the configuration file to use: explicit when given, else
+// sluice.yaml in dir when it exists, else "" (the defaults).
+func Find(explicit, dir string) (string, error) {
+	if explicit != "" {
+		return explicit, nil
+	}
+	p := filepath.Join(dir, FileName)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	return "", nil
+}
+
+// Load reads and checks a configuration file. Every problem is reported
+// with its position.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, src, filepath.Dir(abs))
+}
+
+// Parse checks a configuration; relative paths are resolved against dir.
+func Parse(file string, src []byte, dir string) (*Config, error) {
+	doc, ds := schemas.ParseYAML(file, src)
+	if err := ds.Err(); err != nil {
+		return nil, err
+	}
+	sch, err := schemas.Load("config.json")
+	if err != nil {
+		return nil, err
+	}
+	if ds := doc.Validate(sch); ds.Err() != nil {
+		return nil, ds.Err()
+	}
+	var raw struct {
+		NATS     string   `json:"nats"`
+		State    string   `json:"state"`
+		Prefix   string   `json:"subject_prefix"`
+		Policies []string `json:"policies"`
+		Workers  []struct {
+			Manifest string              `json:"manifest"`
+			Grants   capabilities.Grants `json:"grants"`
+			Config   json.RawMessage     `json:"config"`
+			Replicas int                 `json:"replicas"`
+		} `json:"workers"`
+		Secrets map[string]Secret `json:"secrets"`
+	}
+	b, _ := json.Marshal(doc.Value)
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("config %s: %w", file, err)
+	}
+	c := &Config{File: file, Dir: dir, NATS: raw.NATS, Prefix: raw.Prefix, Secrets: raw.Secrets}
+	if c.NATS == "" {
+		c.NATS = Embedded
+	}
+	if c.NATS != Embedded {
+		ds.Add(file, doc.Pos("/nats"), "config_unsupported", "nats %q: only the embedded server is available in this version", c.NATS)
+	}
+	if c.Prefix == "" {
+		c.Prefix = schemas.DefaultPrefix
+	}
+	c.State = abs(dir, raw.State, ".sluice")
+	for _, p := range raw.Policies {
+		c.Policies = append(c.Policies, abs(dir, p, ""))
+	}
+	seen := map[string]schemas.Pos{}
+	if raw.Workers == nil {
+		c.Workers = Default(dir).Workers
+	}
+	for i, w := range raw.Workers {
+		ptr := schemas.Pointer("workers", i)
+		ref := w.Manifest
+		if !strings.HasPrefix(ref, capabilities.BuiltinPrefix) {
+			ref = abs(dir, ref, "")
+		}
+		m, err := capabilities.Load(ref)
+		if err != nil {
+			if mds, ok := schemas.AsDiagnostics(err); ok && mds[0].File != ref {
+				ds = append(ds, mds...)
+			} else {
+				ds.Add(file, doc.Pos(ptr+"/manifest"), capabilities.CodeNotFound, "manifest %s: %v", w.Manifest, err)
+			}
+			continue
+		}
+		if prev, dup := seen[m.Worker]; dup {
+			ds.Add(file, doc.Pos(ptr), "config_duplicate_worker", "worker %q is configured twice (first at line %d); use replicas to run more", m.Worker, prev.Line)
+			continue
+		}
+		seen[m.Worker] = doc.Pos(ptr)
+		if w.Grants.Files != nil {
+			w.Grants.Files.Root = abs(dir, w.Grants.Files.Root, "")
+		}
+		if _, err := m.WithGrants(w.Grants); err != nil {
+			ds.Add(file, doc.Pos(ptr+"/grants"), "config_bad_grant", "%v", err)
+		}
+		cfg := w.Config
+		if len(cfg) == 0 {
+			cfg = json.RawMessage("{}")
+		}
+		c.Workers = append(c.Workers, Worker{Manifest: ref, Grants: w.Grants, Config: cfg, Replicas: max(w.Replicas, 1), Pos: doc.Pos(ptr)})
+	}
+	for name, s := range c.Secrets {
+		if s.File != "" {
+			s.File = abs(dir, s.File, "")
+			c.Secrets[name] = s
+		}
+	}
+	if err := ds.Err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func abs(dir, p, def string) string {
+	if p == "" {
+		p = def
+	}
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+// Manifests loads the manifest of every configured worker, with this
+// deployment's grants added, by worker name.
+func (c *Config) Manifests() (map[string]*capabilities.Manifest, error) {
+	out := map[string]*capabilities.Manifest{}
+	for _, w := range c.Workers {
+		m, err := capabilities.Load(w.Manifest)
+		if err != nil {
+			return nil, err
+		}
+		if m, err = m.WithGrants(w.Grants); err != nil {
+			return nil, err
+		}
+		out[m.Worker] = m
+	}
+	return out, nil
+}
+
+// WorkerNames lists the configured workers' names, sorted.
+func WorkerNames(ms map[string]*capabilities.Manifest) []string {
+	out := make([]string, 0, len(ms))
+	for n := range ms {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,449 @@
+// Package flow turns a flow file into a checked, immutable [Plan]: its
+// inputs, its steps with the tool each calls and the compiled expressions
+// of each argument, the order derived from what each expression reads, and
+// its outputs. Every mistake in the file is reported at once, each with its
+// file:line:col.
+package flow
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/ifc/expr"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// Diagnostic codes of flow files.
+const (
+	CodeUnknownTool   = "flow_unknown_tool"
+	CodeUnknownRef    = "flow_unknown_reference"
+	CodeDuplicateStep = "flow_duplicate_step"
+	CodeCycle         = "flow_cycle"
+	CodeExpr          = "flow_expression"
+	CodeBadArgs       = "flow_bad_arguments"
+	CodeBadInput      = "flow_bad_input"
+)
+
+// Plan is a checked flow. It is not changed after Load.
+type Plan struct {
+	Name string
+	File string
+	// Inputs by name, and their names in file order.
+	Inputs     map[string]Input
+	InputNames []string
+	// Steps in file order.
+	Steps []*Step
+	// Outputs by name.
+	Outputs     map[string]*Value
+	OutputNames []string
+}
+
+// Input is a declared input of a flow.
+type Input struct {
+	Type    string // string, number, integer or boolean
+	Default any    // nil when the input is required
+	Pos     schemas.Pos
+}
+
+// Step is one step of a plan.
+type Step struct {
+	ID string
+	// Call is the full tool name ("payment.charge"); Worker and Tool its
+	// parts; Spec the tool's manifest entry.
+	Call, Worker string
+	Spec         *capabilities.Tool
+	// With are the arguments, by name, in a stable order in ArgNames.
+	With     map[string]*Value
+	ArgNames []string
+	// Deps are the ids of the steps this one reads, sorted.
+	Deps []string
+	Pos  schemas.Pos
+}
+
+// Catalog answers which tools exist: the configured workers' manifests.
+type Catalog map[string]*capabilities.Manifest
+
+// Tool looks up a full tool name.
+func (c Catalog) Tool(call string) (*capabilities.Tool, string, error) {
+	worker, tool, _ := strings.Cut(call, ".")
+	m, ok := c[worker]
+	if !ok {
+		names := slices.Sorted(maps.Keys(c))
+		return nil, "", fmt.Errorf("unknown tool %q: no worker %q is configured (workers: %s)", call, worker, strings.Join(names, ", "))
+	}
+	t, ok := m.Tool(tool)
+	if !ok {
+		return nil, "", fmt.Errorf("unknown tool %q; worker %q has: %s", call, worker, strings.Join(m.ToolNames(), ", "))
+	}
+	return t, worker, nil
+}
+
+// LoadFile reads and checks a flow file.
+func LoadFile(path string, cat Catalog, env *expr.Env) (*Plan, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read flow: %w", err)
+	}
+	return Load(path, src, cat, env)
+}
+
+// Load checks a flow and returns its plan, or every problem found.
+func Load(file string, src []byte, cat Catalog, env *expr.Env) (*Plan, error) {
+	doc, ds := schemas.ParseYAML(file, src)
+	if err := ds.Err(); err != nil {
+		return nil, err
+	}
+	sch, err := schemas.Load("flow.json")
+	if err != nil {
+		return nil, err
+	}
+	if ds := doc.Validate(sch); ds.Err() != nil {
+		return nil, ds.Err()
+	}
+	l := &loader{doc: doc, env: env, cat: cat}
+	p := l.plan()
+	if err := l.ds.Err(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+type loader struct {
+	doc *schemas.Document
+	env *expr.Env
+	cat Catalog
+	ds  schemas.Diagnostics
+}
+
+func (l *loader) errorf(ptr, code, format string, args ...any) {
+	l.ds.Add(l.doc.File, l.doc.Pos(ptr), code, format, args...)
+}
+
+func (l *loader) plan() *Plan {
+	root := l.doc.Value.(map[string]any)
+	p := &Plan{Name: root["name"].(string), File: l.doc.File, Inputs: map[string]Input{}, Outputs: map[string]*Value{}}
+	if ins, ok := root["inputs"].(map[string]any); ok {
+		p.InputNames = l.keysInFileOrder("/inputs", ins)
+		for _, name := range p.InputNames {
+			spec := ins[name].(map[string]any)
+			in := Input{Type: spec["type"].(string), Default: spec["default"], Pos: l.doc.KeyPos(schemas.Pointer("inputs", name))}
+			if in.Default != nil {
+				if _, err := Coerce(in.Type, in.Default); err != nil {
+					l.errorf(schemas.Pointer("inputs", name, "default"), CodeBadInput, "input %s: default: %v", name, err)
+				}
+			}
+			p.Inputs[name] = in
+		}
+	}
+	ids := map[string]int{}
+	steps := root["steps"].([]any)
+	for i, raw := range steps {
+		m := raw.(map[string]any)
+		id := m["id"].(string)
+		if prev, dup := ids[id]; dup {
+			l.errorf(schemas.Pointer("steps", i, "id"), CodeDuplicateStep, "duplicate step id %q (first at line %d)", id, l.doc.Pos(schemas.Pointer("steps", prev, "id")).Line)
+			continue
+		}
+		ids[id] = i
+	}
+	stepIDs := slices.Sorted(maps.Keys(ids))
+	for i, raw := range steps {
+		m := raw.(map[string]any)
+		ptr := schemas.Pointer("steps", i)
+		s := &Step{ID: m["id"].(string), Call: m["call"].(string), With: map[string]*Value{}, Pos: l.doc.Pos(ptr)}
+		spec, worker, err := l.cat.Tool(s.Call)
+		if err != nil {
+			l.errorf(ptr+"/call", CodeUnknownTool, "%v", err)
+		}
+		s.Spec, s.Worker = spec, worker
+		deps := map[string]bool{}
+		if with, ok := m["with"].(map[string]any); ok {
+			s.ArgNames = l.keysInFileOrder(ptr+"/with", with)
+			for _, name := range s.ArgNames {
+				v := l.value(ptr+"/with/"+escape(name), with[name])
+				s.With[name] = v
+				l.checkReads(ptr+"/with/"+escape(name), v, p, ids, s.ID, deps)
+			}
+		}
+		if spec != nil {
+			l.checkArgs(ptr, s)
+		}
+		s.Deps = slices.Sorted(maps.Keys(deps))
+		p.Steps = append(p.Steps, s)
+	}
+	if outs, ok := root["outputs"].(map[string]any); ok {
+		p.OutputNames = l.keysInFileOrder("/outputs", outs)
+		for _, name := range p.OutputNames {
+			ptr := schemas.Pointer("outputs", name)
+			v := l.value(ptr, outs[name])
+			l.checkReads(ptr, v, p, ids, "", map[string]bool{})
+			p.Outputs[name] = v
+		}
+	}
+	l.checkCycles(p, stepIDs)
+	return p
+}
+
+func (l *loader) keysInFileOrder(ptr string, m map[string]any) []string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int {
+		pa, pb := l.doc.KeyPos(ptr+"/"+escape(a)), l.doc.KeyPos(ptr+"/"+escape(b))
+		if pa.Line != pb.Line {
+			return pa.Line - pb.Line
+		}
+		return pa.Col - pb.Col
+	})
+	return keys
+}
+
+// value compiles every string in v as a template.
+func (l *loader) value(ptr string, v any) *Value {
+	switch v := v.(type) {
+	case string:
+		t, err := l.env.Compile(v)
+		if err != nil {
+			l.exprErrors(ptr, v, err)
+			return &Value{literal: v}
+		}
+		if t.IsLiteral() {
+			lit, _ := t.Eval(nil)
+			return &Value{literal: lit}
+		}
+		return &Value{tmpl: t}
+	case map[string]any:
+		out := &Value{fields: map[string]*Value{}}
+		for k, x := range v {
+			out.fields[k] = l.value(ptr+"/"+escape(k), x)
+		}
+		return out
+	case []any:
+		out := &Value{items: []*Value{}}
+		for i, x := range v {
+			out.items = append(out.items, l.value(ptr+"/"+strconv.Itoa(i), x))
+		}
+		return out
+	}
+	return &Value{literal: v}
+}
+
+// exprErrors maps expression errors (byte offsets in the string) to file
+// positions.
+func (l *loader) exprErrors(ptr, s string, err error) {
+	var list expr.ErrorList
+	var one *expr.Error
+	switch {
+	case errors.As(err, &list):
+	case errors.As(err, &one):
+		list = expr.ErrorList{one}
+	default:
+		l.errorf(ptr, CodeExpr, "%v", err)
+		return
+	}
+	for _, e := range list {
+		pos := l.doc.Pos(ptr)
+		if start, ok := l.doc.ScalarStart(ptr); ok && e.Offset >= 0 && e.Offset <= len(s) && !strings.Contains(s[:e.Offset], "\n") {
+			pos = schemas.Pos{Line: start.Line, Col: start.Col + utf8.RuneCountInString(s[:e.Offset])}
+		}
+		l.ds.Add(l.doc.File, pos, CodeExpr, "%s", e.Message)
+	}
+}
+
+func (l *loader) checkReads(ptr string, v *Value, p *Plan, ids map[string]int, self string, deps map[string]bool) {
+	for _, path := range v.Reads() {
+		switch path[0] {
+		case "inputs":
+			if len(path) < 2 {
+				l.errorf(ptr, CodeUnknownRef, "name one input (inputs.<name>); inputs are: %s", strings.Join(p.InputNames, ", "))
+				continue
+			}
+			if _, ok := p.Inputs[path[1]]; !ok {
+				l.errorf(ptr, CodeUnknownRef, "no input %q (inputs are: %s)", path[1], strings.Join(p.InputNames, ", "))
+			}
+		case "steps":
+			if len(path) < 2 {
+				l.errorf(ptr, CodeUnknownRef, "name one step's output (steps.<id>.output)")
+				continue
+			}
+			id := path[1]
+			if _, ok := ids[id]; !ok {
+				l.errorf(ptr, CodeUnknownRef, "no step %q (steps are: %s)", id, strings.Join(slices.Sorted(maps.Keys(ids)), ", "))
+				continue
+			}
+			if len(path) >= 3 && path[2] != "output" {
+				l.errorf(ptr, CodeUnknownRef, "step %s has no %q; use steps.%s.output", id, path[2], id)
+				continue
+			}
+			if id == self {
+				l.errorf(ptr, CodeCycle, "step %s reads its own output", id)
+				continue
+			}
+			deps[id] = true
+		default:
+			l.errorf(ptr, CodeUnknownRef, "%q is not available here; expressions read inputs and steps", path[0])
+		}
+	}
+}
+
+// checkArgs checks literal arguments against the tool's input schema now;
+// values computed at run time are checked before the call.
+func (l *loader) checkArgs(ptr string, s *Step) {
+	known := map[string]bool{}
+	required := map[string]bool{}
+	props, req := schemaShape(s.Spec.Input)
+	for _, k := range props {
+		known[k] = true
+	}
+	for _, k := range req {
+		required[k] = true
+	}
+	for _, name := range s.ArgNames {
+		if len(known) > 0 && !known[name] {
+			l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/with/"+escape(name)), CodeBadArgs, "tool %s has no argument %q (arguments: %s)", s.Call, name, strings.Join(props, ", "))
+		}
+	}
+	for _, k := range req {
+		if _, ok := s.With[k]; !ok {
+			l.errorf(ptr+"/call", CodeBadArgs, "tool %s needs argument %q", s.Call, k)
+		}
+	}
+}
+
+func (l *loader) checkCycles(p *Plan, ids []string) {
+	byID := map[string]*Step{}
+	for _, s := range p.Steps {
+		byID[s.ID] = s
+	}
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var visit func(id string, stack []string) bool
+	visit = func(id string, stack []string) bool {
+		color[id] = grey
+		for _, d := range byID[id].Deps {
+			switch color[d] {
+			case grey:
+				i := slices.Index(stack, d)
+				cycle := append(slices.Clone(stack[i:]), d)
+				s := byID[d]
+				l.ds.Add(l.doc.File, s.Pos, CodeCycle, "steps form a cycle: %s", strings.Join(cycle, " -> "))
+				return true
+			case white:
+				if visit(d, append(stack, d)) {
+					return true
+				}
+			}
+		}
+		color[id] = black
+		return false
+	}
+	for _, id := range ids {
+		if byID[id] != nil && color[id] == white && visit(id, []string{id}) {
+			return
+		}
+	}
+}
+
+func escape(tok string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1")
+}
+
+// Coerce converts a command-line or default value to an input's type.
+func Coerce(typ string, v any) (any, error) {
+	s, isString := v.(string)
+	switch typ {
+	case "string":
+		if !isString {
+			return nil, fmt.Errorf("want a string, got %T", v)
+		}
+		return s, nil
+	case "number":
+		switch x := v.(type) {
+		case float64:
+			return x, nil
+		case int64:
+			return float64(x), nil
+		case string:
+			f, err := strconv.ParseFloat(x, 64)
+			if err != nil {
+				return nil, fmt.Errorf("want a number, got %q", x)
+			}
+			return f, nil
+		}
+	case "integer":
+		switch x := v.(type) {
+		case int64:
+			return x, nil
+		case string:
+			i, err := strconv.ParseInt(x, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("want an integer, got %q", x)
+			}
+			return i, nil
+		}
+	case "boolean":
+		switch x := v.(type) {
+		case bool:
+			return x, nil
+		case string:
+			b, err := strconv.ParseBool(x)
+			if err != nil {
+				return nil, fmt.Errorf("want true or false, got %q", x)
+			}
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("want a %s, got %T", typ, v)
+}
+
+// BindInputs checks the values given for a run against the declared inputs and
+// fills in defaults. Every problem is reported.
+func (p *Plan) BindInputs(given map[string]string) (map[string]any, error) {
+	out := map[string]any{}
+	var errs []error
+	for name, raw := range given {
+		in, ok := p.Inputs[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("flow %s has no input %q (inputs: %s)", p.Name, name, strings.Join(p.InputNames, ", ")))
+			continue
+		}
+		v, err := Coerce(in.Type, raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("input %s: %w", name, err))
+			continue
+		}
+		out[name] = v
+	}
+	for _, name := range p.InputNames {
+		if _, ok := out[name]; ok {
+			continue
+		}
+		if _, bad := given[name]; bad {
+			continue
+		}
+		in := p.Inputs[name]
+		if in.Default == nil {
+			errs = append(errs, fmt.Errorf("input %s (%s) is required: pass --input %s=…", name, in.Type, name))
+			continue
+		}
+		v, _ := Coerce(in.Type, in.Default)
+		out[name] = v
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// InputLabel is the label of a value the user gave to a run.
+func InputLabel() ifc.Label { return ifc.TrustedFrom(ifc.SourceUser) }

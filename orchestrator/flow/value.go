@@ -1,0 +1,92 @@
+package flow
+
+import (
+	"slices"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/ifc/expr"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// Value is an argument or output of a flow: a constant, a compiled
+// template, or a map or list of values.
+type Value struct {
+	literal any
+	tmpl    *expr.Template
+	fields  map[string]*Value
+	items   []*Value
+}
+
+// Reads returns every value this one's expressions read.
+func (v *Value) Reads() []expr.Path {
+	var out []expr.Path
+	v.walk(func(t *expr.Template) { out = append(out, t.Reads()...) })
+	return out
+}
+
+func (v *Value) walk(f func(*expr.Template)) {
+	switch {
+	case v.tmpl != nil:
+		f(v.tmpl)
+	case v.fields != nil:
+		for _, k := range sortedKeys(v.fields) {
+			v.fields[k].walk(f)
+		}
+	case v.items != nil:
+		for _, x := range v.items {
+			x.walk(f)
+		}
+	}
+}
+
+// Label is the join of the labels of everything the value reads; a
+// constant from the flow file reads nothing and is trusted.
+func (v *Value) Label(lookup func(expr.Path) ifc.Label) ifc.Label {
+	var ls []ifc.Label
+	v.walk(func(t *expr.Template) { ls = append(ls, t.Label(lookup)) })
+	return ifc.Join(ls...)
+}
+
+// Eval computes the value.
+func (v *Value) Eval(vars map[string]any) (any, error) {
+	switch {
+	case v.tmpl != nil:
+		return v.tmpl.Eval(vars)
+	case v.fields != nil:
+		m := make(map[string]any, len(v.fields))
+		for k, x := range v.fields {
+			r, err := x.Eval(vars)
+			if err != nil {
+				return nil, err
+			}
+			m[k] = r
+		}
+		return m, nil
+	case v.items != nil:
+		s := make([]any, 0, len(v.items))
+		for _, x := range v.items {
+			r, err := x.Eval(vars)
+			if err != nil {
+				return nil, err
+			}
+			s = append(s, r)
+		}
+		return s, nil
+	}
+	return v.literal, nil
+}
+
+func sortedKeys(m map[string]*Value) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// schemaShape returns the property names and required names of an object
+// schema, for argument checks at load time.
+func schemaShape(s *schemas.Schema) (props, required []string) {
+	return s.Shape()
+}

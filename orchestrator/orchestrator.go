@@ -1,0 +1,284 @@
+// Package orchestrator wires Sluice together: the embedded NATS server,
+// the audit log, the egress broker, the supervisor of worker processes, the
+// policy set and the engine that runs flows.
+//
+// New checks everything that can be checked without starting anything
+// (manifests, policies); Start brings the system up; Run runs one flow.
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/ifc/expr"
+	"github.com/sluicehq/sluice/ifc/policy"
+	"github.com/sluicehq/sluice/orchestrator/api"
+	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/orchestrator/bus"
+	"github.com/sluicehq/sluice/orchestrator/config"
+	"github.com/sluicehq/sluice/orchestrator/egress"
+	"github.com/sluicehq/sluice/orchestrator/engine"
+	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/supervisor"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// Config of an orchestrator.
+type Config struct {
+	// Deployment is the loaded sluice.yaml (or config.Default).
+	Deployment *config.Config
+	Log        *slog.Logger
+	// Executable is the sluice binary the workers run; default this one.
+	Executable string
+	// WorkerCommand, when set, builds each worker process instead.
+	WorkerCommand func(supervisor.Worker) *exec.Cmd
+	// ReadyTimeout bounds the wait for every worker to subscribe; default 30s.
+	ReadyTimeout time.Duration
+}
+
+// Orchestrator is a running Sluice system.
+type Orchestrator struct {
+	cfg       Config
+	log       *slog.Logger
+	subjects  schemas.Subjects
+	manifests map[string]*capabilities.Manifest
+	policy    *policy.Set
+	env       *expr.Env
+
+	bus    *bus.Bus
+	nc     *nats.Conn
+	audit  *audit.Log
+	broker *egress.Broker
+	sup    *supervisor.Supervisor
+	engine *engine.Engine
+	subs   []*nats.Subscription
+
+	wg             sync.WaitGroup
+	stopViolations chan struct{}
+	cleanup        []func()
+}
+
+// New loads the manifests and policies of the deployment. Nothing runs yet.
+func New(cfg Config) (*Orchestrator, error) {
+	d := cfg.Deployment
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ms, err := d.Manifests()
+	if err != nil {
+		return nil, err
+	}
+	files := []policy.File{policy.DefaultFile()}
+	var errs []error
+	for _, p := range d.Policies {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read policy: %w", err))
+			continue
+		}
+		files = append(files, policy.File{Name: rel(d.Dir, p), Src: src})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	set, err := policy.Load(files...)
+	if err != nil {
+		return nil, err
+	}
+	env, err := expr.NewEnv()
+	if err != nil {
+		return nil, err
+	}
+	return &Orchestrator{cfg: cfg, log: log, subjects: schemas.Subjects{Prefix: d.Prefix},
+		manifests: ms, policy: set, env: env}, nil
+}
+
+func rel(dir, p string) string {
+	if r, err := filepath.Rel(dir, p); err == nil {
+		return r
+	}
+	return p
+}
+
+// LoadFlow reads and checks a flow against the configured workers.
+func (o *Orchestrator) LoadFlow(path string) (*flow.Plan, error) {
+	return flow.LoadFile(path, flow.Catalog(o.manifests), o.env)
+}
+
+// Start starts the bus, the audit log, the egress broker and every worker,
+// and waits until each worker serves its tools.
+func (o *Orchestrator) Start(ctx context.Context) error {
+	d := o.cfg.Deployment
+	if err := os.MkdirAll(d.State, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	unlock, err := lockState(d.State)
+	if err != nil {
+		return err
+	}
+	o.cleanup = append(o.cleanup, unlock)
+	violations := make(chan bus.Violation, 256)
+	o.stopViolations = make(chan struct{})
+	b, err := bus.Start(bus.Config{StoreDir: d.State, Log: o.log.With("component", "nats"),
+		OnViolation: func(v bus.Violation) {
+			select {
+			case violations <- v:
+			default:
+				o.log.Error("violation dropped: audit queue full", "user", v.User, "subject", v.Subject)
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	o.bus = b
+	if o.nc, err = b.Connect(); err != nil {
+		return fmt.Errorf("connect to the bus: %w", err)
+	}
+	if o.audit, err = audit.Open(ctx, o.nc, o.subjects.Prefix); err != nil {
+		return err
+	}
+	o.wg.Add(1)
+	go o.recordViolations(violations)
+	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.policy, Audit: o.audit,
+		Manifests: o.manifests, Log: o.log})
+	grants := map[string][]string{}
+	for name, m := range o.manifests {
+		grants[name] = m.Grants.Net
+	}
+	o.broker = egress.New(egress.Config{Grants: grants, Track: o.engine.Track, Log: o.log.With("component", "egress")})
+	sub, err := o.broker.Serve(o.nc, o.subjects)
+	if err != nil {
+		return fmt.Errorf("egress broker: %w", err)
+	}
+	o.subs = append(o.subs, sub)
+
+	// Clients on this machine (sluice approve) reach the orchestrator with
+	// a credential that can make API requests and nothing else.
+	seed, removeClient, err := b.AddUser("client", api.ClientPermissions(o.subjects))
+	if err != nil {
+		return err
+	}
+	o.cleanup = append(o.cleanup, removeClient)
+	apiSub, err := api.Serve(o.nc, o.subjects, func(id string, approved bool, who string) error {
+		return o.engine.Decide(id, engine.Approval{Approved: approved, Who: who})
+	})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	o.subs = append(o.subs, apiSub)
+	unpublish, err := api.Publish(d.State, api.Endpoint{URL: b.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid()}, seed)
+	if err != nil {
+		return err
+	}
+	o.cleanup = append(o.cleanup, unpublish)
+
+	var workers []supervisor.Worker
+	for _, w := range d.Workers {
+		m, err := capabilities.Load(w.Manifest)
+		if err != nil {
+			return err
+		}
+		eff := o.manifests[m.Worker]
+		workers = append(workers, supervisor.Worker{Name: m.Worker, Ref: w.Manifest,
+			Permissions: eff.Permissions(o.subjects), Grants: w.Grants, Config: w.Config, Replicas: w.Replicas})
+	}
+	o.sup = supervisor.New(supervisor.Config{Bus: b, State: d.State, Dir: d.Dir, Log: o.log, Prefix: o.subjects.Prefix,
+		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand})
+	if err := o.sup.Start(workers); err != nil {
+		return err
+	}
+	return o.waitReady(ctx)
+}
+
+func (o *Orchestrator) waitReady(ctx context.Context) error {
+	timeout := o.cfg.ReadyTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for name, m := range o.manifests {
+		subject := o.subjects.Tool(name, m.ToolNames()[0])
+		for !o.bus.HasInterest(subject) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("worker %s did not start within %s (run with -v to see its log)", name, timeout)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func (o *Orchestrator) recordViolations(ch <-chan bus.Violation) {
+	defer o.wg.Done()
+	for {
+		var v bus.Violation
+		select {
+		case v = <-ch:
+		case <-o.stopViolations:
+			return
+		}
+		o.log.Error("bus refused an operation", "user", v.User, "op", v.Kind, "subject", v.Subject)
+		rec := audit.Record{Kind: audit.KindViolation, Time: v.Time.UTC(), User: v.User, Op: v.Kind, Subject: v.Subject}
+		if err := o.audit.Append(context.Background(), rec); err != nil {
+			o.log.Error("audit append failed", "err", err)
+		}
+	}
+}
+
+// Run runs a plan.
+func (o *Orchestrator) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any, opts engine.Options) (*engine.Result, error) {
+	return o.engine.Run(ctx, plan, inputs, opts)
+}
+
+// Engine returns the engine, for answering held calls.
+func (o *Orchestrator) Engine() *engine.Engine { return o.engine }
+
+// Audit returns the audit log.
+func (o *Orchestrator) Audit() *audit.Log { return o.audit }
+
+// Pids returns the process ids of the running workers, by worker.
+func (o *Orchestrator) Pids() map[string][]int { return o.sup.Pids() }
+
+// ClientURL is the bus URL worker processes use.
+func (o *Orchestrator) ClientURL() string { return o.bus.ClientURL() }
+
+// Close stops the workers, the broker and the bus.
+func (o *Orchestrator) Close() {
+	if o.sup != nil {
+		o.sup.Stop()
+	}
+	for _, s := range o.subs {
+		_ = s.Drain()
+	}
+	if o.broker != nil {
+		o.broker.Wait()
+	}
+	if o.nc != nil {
+		_ = o.nc.Drain()
+	}
+	if o.stopViolations != nil {
+		close(o.stopViolations)
+		o.wg.Wait()
+	}
+	if o.bus != nil {
+		o.bus.Shutdown()
+	}
+	for i := len(o.cleanup) - 1; i >= 0; i-- {
+		o.cleanup[i]()
+	}
+}
