@@ -20,6 +20,7 @@ import (
 	"mime"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
@@ -155,10 +156,8 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8RuneStart(s[n]) {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
 	return s[:n]
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
