@@ -1,0 +1,137 @@
+package schemas
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseYAMLRefusesHiddenStructure(t *testing.T) {
+	tests := []struct {
+		name, src string
+		code      string
+		line, col int
+	}{
+		{"anchor and alias", "a: &x 1\nb: *x\n", CodeYAMLFeature, 1, 4},
+		{"merge key", "base: {a: 1}\nc:\n  <<: {a: 2}\n", CodeYAMLFeature, 3, 3},
+		{"duplicate key", "a: 1\nb: 2\na: 3\n", CodeYAMLDuplicate, 3, 1},
+		{"second document", "a: 1\n---\nb: 2\n", CodeYAMLFeature, 2, 1},
+		{"syntax", "a: [1, 2\nb: 3\n", CodeYAMLSyntax, 1, 1},
+		{"empty", "", CodeYAMLSyntax, 1, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ds := ParseYAML("f.yaml", []byte(tc.src))
+			if ds.Err() == nil {
+				t.Fatal("no error")
+			}
+			d := ds[0]
+			if d.Code != tc.code || d.Line != tc.line || d.Col != tc.col {
+				t.Fatalf("got %s at %d:%d (%s), want %s at %d:%d", d.Code, d.Line, d.Col, d.Message, tc.code, tc.line, tc.col)
+			}
+		})
+	}
+}
+
+func TestParseYAMLValuesAndPositions(t *testing.T) {
+	src := "name: x\ncount: 3\nratio: 0.5\nok: true\nnone: null\nlist:\n  - a\n  - {b: \"q\"}\n"
+	d, ds := ParseYAML("f.yaml", []byte(src))
+	if ds.Err() != nil {
+		t.Fatal(ds)
+	}
+	m := d.Value.(map[string]any)
+	if m["count"] != int64(3) || m["ratio"] != 0.5 || m["ok"] != true || m["none"] != nil || m["name"] != "x" {
+		t.Fatalf("values %#v", m)
+	}
+	for ptr, want := range map[string]Pos{"/count": {2, 8}, "/list/1/b": {8, 9}, "/list/1": {8, 5}, "/missing/deep": {1, 1}} {
+		if got := d.Pos(ptr); got != want {
+			t.Errorf("Pos(%s) = %v, want %v", ptr, got, want)
+		}
+	}
+	if got := d.KeyPos("/list/1/b"); got != (Pos{8, 6}) {
+		t.Errorf("KeyPos = %v", got)
+	}
+}
+
+func TestScalarStart(t *testing.T) {
+	src := "plain: ${x}\nsingle: '${x}'\ndouble: \"${x}\"\nlit: |\n  ${x}\n"
+	d, ds := ParseYAML("f.yaml", []byte(src))
+	if ds.Err() != nil {
+		t.Fatal(ds)
+	}
+	for _, tc := range []struct {
+		ptr  string
+		want Pos
+		ok   bool
+	}{
+		{"/plain", Pos{1, 8}, true},
+		{"/single", Pos{2, 10}, true},
+		{"/double", Pos{3, 10}, true},
+		{"/lit", Pos{4, 6}, false},
+	} {
+		got, ok := d.ScalarStart(tc.ptr)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ScalarStart(%s) = %v %v, want %v %v", tc.ptr, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestValidatePositionsAndHints(t *testing.T) {
+	sch, err := Load("flow.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := "name: f\nsteps:\n  - id: a\n    cal: web.fetch\n  - id: 3\n    call: web.fetch\nextra: 1\n"
+	d, ds := ParseYAML("f.yaml", []byte(src))
+	if ds.Err() != nil {
+		t.Fatal(ds)
+	}
+	got := d.Validate(sch)
+	want := []struct {
+		code      string
+		line, col int
+		contains  string
+	}{
+		{CodeSchemaMissing, 3, 5, `"call"`},
+		{CodeSchemaUnknown, 4, 5, `did you mean "call"?`},
+		{CodeSchemaMismatch, 5, 9, "string"},
+		{CodeSchemaUnknown, 7, 1, `"extra"`},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d diagnostics, want %d:\n%v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Code != w.code || g.Line != w.line || g.Col != w.col || !strings.Contains(g.Message, w.contains) {
+			t.Errorf("diagnostic %d: got %s %d:%d %q, want %s %d:%d containing %q", i, g.Code, g.Line, g.Col, g.Message, w.code, w.line, w.col, w.contains)
+		}
+	}
+}
+
+func TestRenderCaret(t *testing.T) {
+	ds := Diagnostics{{File: "f.yaml", Line: 2, Col: 5, Code: "x", Severity: SeverityError, Message: "bad"}}
+	out := Render(ds, map[string][]byte{"f.yaml": []byte("a: 1\nbcd: efg\n")})
+	want := "f.yaml:2:5: bad\n | bcd: efg\n | ....^\n1 error\n"
+	if out != want {
+		t.Fatalf("got\n%s\nwant\n%s", out, want)
+	}
+}
+
+func FuzzParseYAML(f *testing.F) {
+	for _, s := range []string{"a: 1\n", "steps:\n  - id: x\n    call: web.fetch\n", "a: &x 1\nb: *x\n", "a: [1, 2\n", "- 1\n- {a: b}\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		d, ds := ParseYAML("f.yaml", src)
+		// YAML breaks lines at \n, \r\n and a lone \r.
+		text := strings.ReplaceAll(string(src), "\r\n", "\n")
+		lines := strings.Count(text, "\n") + strings.Count(text, "\r") + 2
+		for _, x := range ds {
+			if x.Line < 1 || x.Line > lines || x.Col < 1 {
+				t.Fatalf("diagnostic outside the file: %+v", x)
+			}
+		}
+		if d == nil && ds.Err() == nil {
+			t.Fatal("no document and no error")
+		}
+	})
+}
