@@ -127,6 +127,15 @@ func (l *loader) errorf(ptr, code, format string, args ...any) {
 	l.ds.Add(l.doc.File, l.doc.Pos(ptr), code, format, args...)
 }
 
+// errorIn reports a problem inside the string at ptr, at the start of its text.
+func (l *loader) errorIn(ptr, code, format string, args ...any) {
+	pos, ok := l.doc.ScalarStart(ptr)
+	if !ok {
+		pos = l.doc.Pos(ptr)
+	}
+	l.ds.Add(l.doc.File, pos, code, format, args...)
+}
+
 func (l *loader) plan() *Plan {
 	root := l.doc.Value.(map[string]any)
 	p := &Plan{Name: root["name"].(string), File: l.doc.File, Inputs: map[string]Input{}, Outputs: map[string]*Value{}}
@@ -217,7 +226,7 @@ func (l *loader) value(ptr string, v any) *Value {
 			lit, _ := t.Eval(nil)
 			return &Value{literal: lit}
 		}
-		return &Value{tmpl: t}
+		return &Value{tmpl: t, ptr: ptr}
 	case map[string]any:
 		out := &Value{fields: map[string]*Value{}}
 		for k, x := range v {
@@ -257,37 +266,38 @@ func (l *loader) exprErrors(ptr, s string, err error) {
 }
 
 func (l *loader) checkReads(ptr string, v *Value, p *Plan, ids map[string]int, self string, deps map[string]bool) {
-	for _, path := range v.Reads() {
+	for _, r := range v.reads() {
+		path, ptr := r.path, r.ptr
 		switch path[0] {
 		case "inputs":
 			if len(path) < 2 {
-				l.errorf(ptr, CodeUnknownRef, "name one input (inputs.<name>); inputs are: %s", strings.Join(p.InputNames, ", "))
+				l.errorIn(ptr, CodeUnknownRef, "name one input (inputs.<name>); inputs are: %s", strings.Join(p.InputNames, ", "))
 				continue
 			}
 			if _, ok := p.Inputs[path[1]]; !ok {
-				l.errorf(ptr, CodeUnknownRef, "no input %q (inputs are: %s)", path[1], strings.Join(p.InputNames, ", "))
+				l.errorIn(ptr, CodeUnknownRef, "no input %q (inputs are: %s)", path[1], strings.Join(p.InputNames, ", "))
 			}
 		case "steps":
 			if len(path) < 2 {
-				l.errorf(ptr, CodeUnknownRef, "name one step's output (steps.<id>.output)")
+				l.errorIn(ptr, CodeUnknownRef, "name one step's output (steps.<id>.output)")
 				continue
 			}
 			id := path[1]
 			if _, ok := ids[id]; !ok {
-				l.errorf(ptr, CodeUnknownRef, "no step %q (steps are: %s)", id, strings.Join(slices.Sorted(maps.Keys(ids)), ", "))
+				l.errorIn(ptr, CodeUnknownRef, "no step %q (steps are: %s)", id, strings.Join(slices.Sorted(maps.Keys(ids)), ", "))
 				continue
 			}
 			if len(path) >= 3 && path[2] != "output" {
-				l.errorf(ptr, CodeUnknownRef, "step %s has no %q; use steps.%s.output", id, path[2], id)
+				l.errorIn(ptr, CodeUnknownRef, "step %s has no %q; use steps.%s.output", id, path[2], id)
 				continue
 			}
 			if id == self {
-				l.errorf(ptr, CodeCycle, "step %s reads its own output", id)
+				l.errorIn(ptr, CodeCycle, "step %s reads its own output", id)
 				continue
 			}
 			deps[id] = true
 		default:
-			l.errorf(ptr, CodeUnknownRef, "%q is not available here; expressions read inputs and steps", path[0])
+			l.errorIn(ptr, CodeUnknownRef, "%q is not available here; expressions read inputs and steps", path[0])
 		}
 	}
 }

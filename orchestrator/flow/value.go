@@ -13,6 +13,7 @@ import (
 type Value struct {
 	literal any
 	tmpl    *expr.Template
+	ptr     string // where the template is in the file
 	fields  map[string]*Value
 	items   []*Value
 }
@@ -37,6 +38,31 @@ func (v *Value) walk(f func(*expr.Template)) {
 			x.walk(f)
 		}
 	}
+}
+
+type read struct {
+	path expr.Path
+	ptr  string
+}
+
+// reads returns what each template below v reads, with where it is.
+func (v *Value) reads() []read {
+	var out []read
+	switch {
+	case v.tmpl != nil:
+		for _, p := range v.tmpl.Reads() {
+			out = append(out, read{p, v.ptr})
+		}
+	case v.fields != nil:
+		for _, k := range sortedKeys(v.fields) {
+			out = append(out, v.fields[k].reads()...)
+		}
+	case v.items != nil:
+		for _, x := range v.items {
+			out = append(out, x.reads()...)
+		}
+	}
+	return out
 }
 
 // Label is the join of the labels of everything the value reads; a

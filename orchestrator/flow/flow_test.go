@@ -1,0 +1,150 @@
+package flow
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/ifc/expr"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+func catalog(t *testing.T) Catalog {
+	t.Helper()
+	c := Catalog{}
+	for _, name := range []string{"web", "payment", "llm"} {
+		m, err := capabilities.Load("builtin:" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c[name] = m
+	}
+	return c
+}
+
+func load(t *testing.T, src string) (*Plan, error) {
+	t.Helper()
+	env, err := expr.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Load("f.yaml", []byte(src), catalog(t), env)
+}
+
+const good = `name: trip
+inputs:
+  dest: {type: string}
+  budget: {type: number, default: 300}
+steps:
+  - id: offers
+    call: web.fetch
+    with: {url: "${'http://127.0.0.1:8088/?to=' + inputs.dest}"}
+  - id: pick
+    call: llm.extract
+    with:
+      text: "${steps.offers.output.text}"
+      instruction: Pick one.
+      schema: {type: object}
+  - id: pay
+    call: payment.charge
+    with: {amount: "${steps.pick.output.price}", currency: EUR, payee: "${steps.pick.output.payee}"}
+outputs:
+  charge: "${steps.pay.output.charge_id}"
+`
+
+func TestLoadGood(t *testing.T) {
+	p, err := load(t, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "trip" || len(p.Steps) != 3 {
+		t.Fatalf("plan %+v", p)
+	}
+	deps := map[string][]string{}
+	for _, s := range p.Steps {
+		deps[s.ID] = s.Deps
+	}
+	if len(deps["offers"]) != 0 || !slices.Equal(deps["pick"], []string{"offers"}) || !slices.Equal(deps["pay"], []string{"pick"}) {
+		t.Fatalf("deps %v", deps)
+	}
+	if !slices.Equal(p.Steps[2].ArgNames, []string{"amount", "currency", "payee"}) {
+		t.Errorf("arg order %v", p.Steps[2].ArgNames)
+	}
+	// A constant reads nothing and is trusted; an argument reading a step's
+	// output carries that output's label.
+	pay := p.Steps[2]
+	lookup := func(path expr.Path) ifc.Label {
+		if path[0] == "steps" {
+			return ifc.UntrustedFrom(ifc.WebSource("x"))
+		}
+		return InputLabel()
+	}
+	if l := pay.With["currency"].Label(lookup); l.Integrity() != ifc.Trusted {
+		t.Errorf("constant labeled %v", l)
+	}
+	if l := pay.With["payee"].Label(lookup); l.Integrity() != ifc.Untrusted {
+		t.Errorf("payee labeled %v", l)
+	}
+	in, err := p.BindInputs(map[string]string{"dest": "Lisbon"})
+	if err != nil || in["dest"] != "Lisbon" || in["budget"] != float64(300) {
+		t.Fatalf("inputs %v %v", in, err)
+	}
+	if _, err := p.BindInputs(map[string]string{"budget": "x", "nope": "1"}); err == nil ||
+		!strings.Contains(err.Error(), `no input "nope"`) || !strings.Contains(err.Error(), "want a number") || !strings.Contains(err.Error(), "dest (string) is required") {
+		t.Fatalf("bad inputs: %v", err)
+	}
+}
+
+type want struct {
+	code      string
+	line, col int
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []want
+	}{
+		{"unknown tool", "name: f\nsteps:\n  - id: a\n    call: payment.refund\n",
+			[]want{{CodeUnknownTool, 4, 11}}},
+		{"unknown worker", "name: f\nsteps:\n  - id: a\n    call: mail.send\n",
+			[]want{{CodeUnknownTool, 4, 11}}},
+		{"unknown step reference", "name: f\nsteps:\n  - id: a\n    call: web.fetch\n    with: {url: \"${steps.b.output.url}\"}\n",
+			[]want{{CodeUnknownRef, 5, 18}}},
+		{"unknown input", "name: f\nsteps:\n  - id: a\n    call: web.fetch\n    with: {url: \"${inputs.u}\"}\n",
+			[]want{{CodeUnknownRef, 5, 18}}},
+		{"duplicate step", "name: f\nsteps:\n  - id: a\n    call: payment.balance\n  - id: a\n    call: payment.balance\n",
+			[]want{{CodeDuplicateStep, 5, 9}}},
+		{"cycle", "name: f\nsteps:\n  - id: a\n    call: web.fetch\n    with: {url: \"${steps.b.output.url}\"}\n  - id: b\n    call: web.fetch\n    with: {url: \"${steps.a.output.url}\"}\n",
+			[]want{{CodeCycle, 3, 5}}},
+		{"self reference", "name: f\nsteps:\n  - id: a\n    call: web.fetch\n    with: {url: \"${steps.a.output.url}\"}\n",
+			[]want{{CodeCycle, 5, 18}}},
+		{"unknown argument and missing one", "name: f\nsteps:\n  - id: a\n    call: web.fetch\n    with: {uri: x}\n",
+			[]want{{CodeBadArgs, 4, 11}, {CodeBadArgs, 5, 12}}},
+		{"expression syntax", "name: f\nsteps:\n  - id: a\n    call: web.fetch\n    with: {url: \"http://x/${inputs.a +}\"}\ninputs:\n  a: {type: string}\n",
+			[]want{{CodeExpr, 5, 39}}},
+		{"unknown key", "name: f\nsteps:\n  - id: a\n    cal: web.fetch\n",
+			[]want{{schemas.CodeSchemaMissing, 3, 5}, {schemas.CodeSchemaUnknown, 4, 5}}},
+		{"every error in one pass", "name: f\nsteps:\n  - id: a\n    call: nope.x\n  - id: b\n    call: web.fetch\n    with: {url: \"${steps.zz.output}\"}\n",
+			[]want{{CodeUnknownTool, 4, 11}, {CodeUnknownRef, 7, 18}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(t, tc.src)
+			ds, ok := schemas.AsDiagnostics(err)
+			if !ok {
+				t.Fatalf("want diagnostics, got %v", err)
+			}
+			var got []want
+			for _, d := range ds {
+				got = append(got, want{d.Code, d.Line, d.Col})
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("got  %v\nwant %v\n%v", got, tc.want, ds)
+			}
+		})
+	}
+}
