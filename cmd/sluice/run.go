@@ -206,7 +206,11 @@ func printResult(w io.Writer, r *engine.Result) {
 		fmt.Fprintf(w, "    arguments labeled %s\n", describe(s.Label.Integrity().String(), s.Label.Secrecy(), s.Label.Sources()))
 		for _, name := range sortedKeys(s.ArgLabels) {
 			l := s.ArgLabels[name]
-			if len(l.Sources()) > 0 {
+			if v, ok := s.Args[name]; ok {
+				// A held call: show the person exactly what would be sent.
+				b, _ := json.Marshal(v)
+				fmt.Fprintf(w, "      %-12s = %s\n      %-12s   %s, from %s\n", name, b, "", l.Integrity(), strings.Join(l.Sources(), ", "))
+			} else if len(l.Sources()) > 0 {
 				fmt.Fprintf(w, "      %-12s from %s\n", name, strings.Join(l.Sources(), ", "))
 			}
 		}

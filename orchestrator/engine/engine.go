@@ -157,6 +157,9 @@ type StepResult struct {
 	Rules       []string   `json:"rules,omitempty"`
 	Reasons     []string   `json:"reasons,omitempty"`
 	ApprovalID  string     `json:"approval_id,omitempty"`
+	// Args are the exact arguments of a held call, for the person who
+	// decides on it; they are given for held calls only.
+	Args map[string]any `json:"args,omitempty"`
 	MsgID       string     `json:"msg_id,omitempty"`
 	Error       string     `json:"error,omitempty"`
 	// Sources of each argument, for people deciding on a held call.
@@ -375,6 +378,7 @@ func (r *run) step(ctx context.Context, s *flow.Step) *StepResult {
 	case policy.Approve:
 		res.ApprovalID = audit.NewID()
 		res.Status = StatusHeld
+		res.Args = args
 		if !r.hold(ctx, res) {
 			return res
 		}
@@ -436,6 +440,7 @@ func (r *run) hold(ctx context.Context, res *StepResult) bool {
 			return false
 		}
 		res.Reasons = append(res.Reasons, "approved by "+a.Who)
+		res.Args = nil
 		return true
 	case <-timeout:
 		return false

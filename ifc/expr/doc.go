@@ -1,0 +1,34 @@
+// Package expr compiles and evaluates the ${…} expressions of flow files.
+//
+// A flow string is a [Template]:
+//   - a string that is exactly one ${…} evaluates to the value of the CEL
+//     expression inside, with its type;
+//   - a string with ${…} inside longer text evaluates to a string, each value
+//     interpolated as text;
+//   - a string without ${ is a literal. "$${" writes a literal "${".
+//
+// Expressions are CEL (the standard library plus cel-go's strings extension)
+// over the variables inputs, steps (steps.<id>.output is a step's output)
+// and, inside for_each steps, item and index.
+//
+// # Reads and labels
+//
+// [Template.Reads] lists every value an expression reads, derived from the
+// checked syntax tree, never from the text. The orchestrator orders steps by
+// it and labels each argument with [Template.Label], the join of the labels
+// of everything read. Reads is conservative: where a path cannot be followed
+// statically (an index with a computed key, a field of a function's result)
+// it stops at the longest static prefix, so the whole prefix counts as read.
+// Both branches of a conditional are read, and so is its condition: a value
+// that untrusted data could have chosen carries that data's label. No
+// operation launders a label: string functions, arithmetic, comparisons,
+// size(), ternaries and comprehensions all keep the paths they read.
+//
+// # Limits
+//
+// Every expression is parsed with at most [MaxExpressionSize] code points
+// and [MaxRecursionDepth] levels of nesting, and checked with at most
+// [MaxNodes] syntax nodes. Every evaluation is bounded by CEL's runtime cost
+// limit [MaxCost], so no expression can stall a run: one that exceeds it
+// fails with an error.
+package expr

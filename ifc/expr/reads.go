@@ -1,0 +1,177 @@
+package expr
+
+import (
+	"slices"
+	"strings"
+
+	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/operators"
+	"cel.dev/cel-go/common/types"
+)
+
+// Path is a value an expression reads: ["inputs", "budget"],
+// ["steps", "pick", "output", "price"]. The first element is one of
+// inputs, steps, item or index. A path names the value and everything below
+// it: ["steps"] reads every step's output.
+type Path []string
+
+// String joins the elements with ".": "steps.pick.output.price". Keys that
+// contain a dot make the text ambiguous; compare Paths, not strings.
+func (p Path) String() string { return strings.Join(p, ".") }
+
+// roots are the variables a path can start from. index is one of them so
+// that the caller sees the dependency; see [Template.Label].
+var roots = map[string]bool{varInputs: true, varSteps: true, varItem: true, varIndex: true}
+
+// reads walks a checked syntax tree and returns every path it reads.
+func reads(a *ast.AST) []Path {
+	w := &walker{bound: map[string]int{}}
+	w.expr(a.Expr())
+	return w.paths
+}
+
+// walker collects paths. bound counts, per name, the comprehension
+// variables in scope that shadow a root of that name.
+type walker struct {
+	bound map[string]int
+	paths []Path
+}
+
+func (w *walker) isRoot(name string) bool {
+	return roots[name] && w.bound[name] == 0
+}
+
+func (w *walker) expr(e ast.Expr) {
+	if e == nil {
+		return
+	}
+	if p, dynamic, ok := w.chain(e); ok {
+		w.paths = append(w.paths, p.path)
+		for _, d := range dynamic {
+			w.expr(d)
+		}
+		return
+	}
+	switch e.Kind() {
+	case ast.SelectKind:
+		w.expr(e.AsSelect().Operand())
+	case ast.CallKind:
+		c := e.AsCall()
+		if c.IsMemberFunction() {
+			w.expr(c.Target())
+		}
+		for _, arg := range c.Args() {
+			w.expr(arg)
+		}
+	case ast.ListKind:
+		for _, el := range e.AsList().Elements() {
+			w.expr(el)
+		}
+	case ast.MapKind:
+		for _, en := range e.AsMap().Entries() {
+			me := en.AsMapEntry()
+			w.expr(me.Key())
+			w.expr(me.Value())
+		}
+	case ast.StructKind:
+		for _, en := range e.AsStruct().Fields() {
+			w.expr(en.AsStructField().Value())
+		}
+	case ast.ComprehensionKind:
+		c := e.AsComprehension()
+		// The range and the initial accumulator are outside the loop's
+		// scope; what the loop iterates over is read.
+		w.expr(c.IterRange())
+		w.expr(c.AccuInit())
+		vars := []string{c.IterVar(), c.AccuVar()}
+		if c.HasIterVar2() {
+			vars = append(vars, c.IterVar2())
+		}
+		for _, v := range vars {
+			w.bound[v]++
+		}
+		w.expr(c.LoopCondition())
+		w.expr(c.LoopStep())
+		w.expr(c.Result())
+		for _, v := range vars {
+			w.bound[v]--
+		}
+	}
+	// Identifiers that are not roots (comprehension variables) and
+	// literals read nothing.
+}
+
+// chainResult is the static path of a select or index chain.
+type chainResult struct {
+	path    Path
+	stopped bool // a computed key or index ended the static part
+}
+
+// chain reports whether e is a chain of selects and indexes rooted at a
+// root variable. It returns the longest static path and the expressions of
+// the computed keys, which are read too.
+func (w *walker) chain(e ast.Expr) (chainResult, []ast.Expr, bool) {
+	switch e.Kind() {
+	case ast.IdentKind:
+		name := e.AsIdent()
+		if !w.isRoot(name) {
+			return chainResult{}, nil, false
+		}
+		return chainResult{path: Path{name}}, nil, true
+	case ast.SelectKind:
+		s := e.AsSelect()
+		r, dyn, ok := w.chain(s.Operand())
+		if !ok {
+			return chainResult{}, nil, false
+		}
+		if !r.stopped {
+			r.path = append(slices.Clip(r.path), s.FieldName())
+		}
+		return r, dyn, true
+	case ast.CallKind:
+		c := e.AsCall()
+		if c.FunctionName() != operators.Index || c.IsMemberFunction() || len(c.Args()) != 2 {
+			return chainResult{}, nil, false
+		}
+		r, dyn, ok := w.chain(c.Args()[0])
+		if !ok {
+			return chainResult{}, nil, false
+		}
+		if r.stopped {
+			return r, append(dyn, c.Args()[1]), true
+		}
+		if key, ok := constIndexKey(e); ok {
+			r.path = append(slices.Clip(r.path), key)
+			return r, dyn, true
+		}
+		// A computed key, or a constant that is not a string (a list
+		// index): the path ends here, and the key expression is read.
+		r.stopped = true
+		return r, append(dyn, c.Args()[1]), true
+	}
+	return chainResult{}, nil, false
+}
+
+// constIndexKey returns k for an index expression x["k"] with a constant
+// string key.
+func constIndexKey(e ast.Expr) (string, bool) {
+	if e.Kind() != ast.CallKind {
+		return "", false
+	}
+	c := e.AsCall()
+	if c.FunctionName() != operators.Index || len(c.Args()) != 2 {
+		return "", false
+	}
+	k := c.Args()[1]
+	if k.Kind() != ast.LiteralKind {
+		return "", false
+	}
+	s, ok := k.AsLiteral().(types.String)
+	return string(s), ok
+}
+
+// sortPaths sorts and deduplicates paths.
+func sortPaths(ps []Path) []Path {
+	slices.SortFunc(ps, func(a, b Path) int { return slices.Compare(a, b) })
+	return slices.CompactFunc(ps, func(a, b Path) bool { return slices.Equal(a, b) })
+}

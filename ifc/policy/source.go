@@ -1,0 +1,195 @@
+package policy
+
+import (
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// scalarMap maps positions inside a string scalar's value to positions in
+// its file. It handles every scalar style: plain, single- and
+// double-quoted (with escapes and folded line breaks), literal (|) and
+// folded (>). When the value cannot be matched to the raw text, every
+// position maps to the scalar's start.
+type scalarMap struct {
+	value []rune
+	pos   []schemas.Pos // pos[i] is where value[i] is written; nil if unknown
+	start schemas.Pos   // the scalar's position, the fallback
+}
+
+// token is one character of a scalar's raw text, after quoting is undone.
+type token struct {
+	r   rune
+	pos schemas.Pos
+}
+
+func newScalarMap(doc *schemas.Document, ptr, value string) *scalarMap {
+	m := &scalarMap{value: []rune(value), start: doc.Pos(ptr)}
+	lines := strings.Split(string(doc.Source), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimSuffix(l, "\r")
+	}
+	// No more raw characters other than whitespace can be needed than the
+	// value has runes: this bounds the scan of a plain scalar.
+	budget := len(m.value) + 1
+	var toks []token
+	if start, flow := doc.ScalarStart(ptr); flow {
+		toks = flowTokens(lines, start, budget)
+	} else {
+		toks = blockTokens(lines, m.start, budget)
+	}
+	m.pos = align(m.value, toks)
+	return m
+}
+
+// at returns the file position of CEL's location (1-based line, 0-based
+// column in code points) inside the value.
+func (m *scalarMap) at(line, col int) schemas.Pos {
+	if m.pos == nil || len(m.value) == 0 || line < 1 {
+		return m.start
+	}
+	i := 0
+	for l := 1; l < line && i < len(m.value); i++ {
+		if m.value[i] == '\n' {
+			l++
+		}
+	}
+	i += max(col, 0)
+	return m.pos[min(i, len(m.value)-1)]
+}
+
+// align matches the value's runes to the raw tokens: equal runes match; a
+// raw line break matches a space the folding made of it; other raw
+// whitespace is indentation or was folded away. Anything else means the
+// raw text is not understood, and align returns nil.
+func align(value []rune, toks []token) []schemas.Pos {
+	pos := make([]schemas.Pos, len(value))
+	t := 0
+	for v := 0; v < len(value); {
+		if t >= len(toks) {
+			return nil
+		}
+		switch r := toks[t].r; {
+		case r == value[v], r == '\n' && value[v] == ' ':
+			pos[v] = toks[t].pos
+			v++
+			t++
+		case r == '\n' || r == ' ' || r == '\t':
+			t++
+		default:
+			return nil
+		}
+	}
+	return pos
+}
+
+// flowTokens reads a plain or quoted scalar whose text starts at start.
+func flowTokens(lines []string, start schemas.Pos, budget int) []token {
+	if start.Line < 1 || start.Line > len(lines) {
+		return nil
+	}
+	first := []rune(lines[start.Line-1])
+	if start.Col < 1 || start.Col-1 > len(first) {
+		return nil
+	}
+	quote := rune(0)
+	if start.Col >= 2 && (first[start.Col-2] == '"' || first[start.Col-2] == '\'') {
+		quote = first[start.Col-2]
+	}
+	var toks []token
+	for ln := start.Line; ln <= len(lines) && budget > 0; ln++ {
+		rs := []rune(lines[ln-1])
+		c := 0
+		if ln == start.Line {
+			c = start.Col - 1
+		}
+		for ; c < len(rs) && budget > 0; c++ {
+			if rs[c] != ' ' && rs[c] != '\t' {
+				budget--
+			}
+			p := schemas.Pos{Line: ln, Col: c + 1}
+			switch {
+			case quote == '"' && rs[c] == '"', quote == '\'' && rs[c] == '\'' && (c+1 >= len(rs) || rs[c+1] != '\''):
+				return toks
+			case quote == '\'' && rs[c] == '\'':
+				toks = append(toks, token{'\'', p})
+				c++
+			case quote == '"' && rs[c] == '\\':
+				if c+1 >= len(rs) { // an escaped line break joins the lines
+					c = len(rs)
+					continue
+				}
+				r, n := unescape(rs[c+1:])
+				toks = append(toks, token{r, p})
+				c += n
+			default:
+				toks = append(toks, token{rs[c], p})
+			}
+		}
+		toks = append(toks, token{'\n', schemas.Pos{Line: ln, Col: len(rs) + 1}})
+	}
+	return toks
+}
+
+// unescape decodes the escape sequence after a backslash in a
+// double-quoted scalar; it returns the rune and how many runes it used.
+func unescape(rs []rune) (rune, int) {
+	hex := map[rune]int{'x': 2, 'u': 4, 'U': 8}
+	if n, ok := hex[rs[0]]; ok && len(rs) > n {
+		if v, err := strconv.ParseUint(string(rs[1:1+n]), 16, 32); err == nil && v <= unicode.MaxRune {
+			return rune(v), 1 + n
+		}
+	}
+	simple := map[rune]rune{'0': 0, 'a': '\a', 'b': '\b', 't': '\t', '\t': '\t', 'n': '\n', 'v': '\v',
+		'f': '\f', 'r': '\r', 'e': 0x1b, ' ': ' ', '"': '"', '/': '/', '\\': '\\', 'N': 0x85,
+		'_': 0xa0, 'L': 0x2028, 'P': 0x2029}
+	if r, ok := simple[rs[0]]; ok {
+		return r, 1
+	}
+	return utf8.RuneError, 1
+}
+
+// blockTokens reads a literal or folded block scalar whose indicator is at
+// header: its content starts on the next line, indented by the indentation
+// of the first line that is not blank.
+func blockTokens(lines []string, header schemas.Pos, budget int) []token {
+	if header.Line < 1 || header.Line >= len(lines) {
+		return nil
+	}
+	indent := -1
+	var toks []token
+	for ln := header.Line + 1; ln <= len(lines) && budget > 0; ln++ {
+		rs := []rune(lines[ln-1])
+		if indent < 0 {
+			if strings.TrimSpace(string(rs)) == "" {
+				toks = append(toks, token{'\n', schemas.Pos{Line: ln, Col: len(rs) + 1}})
+				continue
+			}
+			for indent = 0; indent < len(rs) && rs[indent] == ' '; indent++ {
+			}
+		}
+		if len(rs) > indent && !allSpace(rs[:indent]) {
+			break // less indented: the scalar has ended
+		}
+		for c := min(indent, len(rs)); c < len(rs); c++ {
+			if rs[c] != ' ' && rs[c] != '\t' {
+				budget--
+			}
+			toks = append(toks, token{rs[c], schemas.Pos{Line: ln, Col: c + 1}})
+		}
+		toks = append(toks, token{'\n', schemas.Pos{Line: ln, Col: len(rs) + 1}})
+	}
+	return toks
+}
+
+func allSpace(rs []rune) bool {
+	for _, r := range rs {
+		if r != ' ' {
+			return false
+		}
+	}
+	return true
+}
