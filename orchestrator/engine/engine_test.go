@@ -1,0 +1,336 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/ifc/expr"
+	"github.com/sluicehq/sluice/ifc/policy"
+	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/orchestrator/bus"
+	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/worker"
+)
+
+// The test worker "t" has a few tools whose behaviour each test sets.
+const manifest = `worker: t
+run: builtin:t
+tools:
+  echo: {input_schema: any.json, output_label: {integrity: trusted}, clearance: {integrity: untrusted}}
+  barrier: {input_schema: any.json, clearance: {integrity: untrusted}}
+  split: {input_schema: any.json, clearance: {integrity: untrusted}}
+  fail: {input_schema: any.json, clearance: {integrity: untrusted}}
+  fetch: {input_schema: any.json, clearance: {integrity: untrusted}}
+  spend: {input_schema: any.json, privileged: true, approvable: true, clearance: {integrity: trusted}}
+limits: {timeout: 5s}
+`
+
+type harness struct {
+	t      *testing.T
+	engine *Engine
+	env    *expr.Env
+	cat    flow.Catalog
+	log    *audit.Log
+	calls  map[string]int
+	mu     sync.Mutex
+}
+
+func newHarness(t *testing.T, rules string, handlers map[string]worker.Handler) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "any.json"), []byte(`{"type":"object"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := capabilities.Parse("t.yaml", []byte(manifest), os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bus.Start(bus.Config{StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Shutdown)
+	nc, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx := context.Background()
+	log, err := audit.Open(ctx, nc, "sluice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []policy.File{policy.DefaultFile()}
+	if rules != "" {
+		files = append(files, policy.File{Name: "test.yaml", Src: []byte(rules)})
+	}
+	set, err := policy.Load(files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, log: log, calls: map[string]int{}, cat: flow.Catalog{"t": m}}
+	all := map[string]worker.Handler{}
+	for _, name := range m.ToolNames() {
+		f := handlers[name]
+		if f == nil {
+			f = func(_ context.Context, c *worker.Call) (any, error) { return json.RawMessage(c.Args), nil }
+		}
+		all[name] = func(ctx context.Context, c *worker.Call) (any, error) {
+			h.mu.Lock()
+			h.calls[name]++
+			h.mu.Unlock()
+			return f(ctx, c)
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	svc := &worker.Service{Manifest: m, Handlers: all, Subjects: schemas.Subjects{}}
+	wnc, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { defer close(done); svc.Serve(wctx, wnc) }()
+	t.Cleanup(func() { cancel(); <-done; wnc.Close() })
+	for !b.HasInterest(schemas.Subjects{}.Tool("t", "echo")) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.engine = New(Config{Conn: nc, Subjects: schemas.Subjects{}, Policy: set, Audit: log, Manifests: map[string]*capabilities.Manifest{"t": m}})
+	if h.env, err = expr.NewEnv(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) run(src string, inputs map[string]any, opts Options) *Result {
+	h.t.Helper()
+	p, err := flow.Load("f.yaml", []byte(src), h.cat, h.env)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r, err := h.engine.Run(ctx, p, inputs, opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+func step(t *testing.T, r *Result, id string) StepResult {
+	t.Helper()
+	for _, s := range r.Steps {
+		if s.ID == id {
+			return s
+		}
+	}
+	t.Fatalf("no step %s", id)
+	return StepResult{}
+}
+
+// Steps with no dependency between them run at the same time: each call to
+// barrier waits until both have arrived, so run one after the other they
+// would both time out.
+func TestIndependentStepsRunInParallel(t *testing.T) {
+	arrived := make(chan struct{}, 2)
+	release := make(chan struct{})
+	var once sync.Once
+	h := newHarness(t, "", map[string]worker.Handler{
+		"barrier": func(ctx context.Context, c *worker.Call) (any, error) {
+			arrived <- struct{}{}
+			if len(arrived) == 2 {
+				once.Do(func() { close(release) })
+			}
+			select {
+			case <-release:
+				return map[string]any{"ok": true}, nil
+			case <-ctx.Done():
+				return nil, errors.New("the other step never arrived")
+			}
+		},
+	})
+	r := h.run(`name: p
+steps:
+  - {id: a, call: t.barrier, with: {n: 1}}
+  - {id: b, call: t.barrier, with: {n: 2}}
+  - {id: c, call: t.echo, with: {a: "${steps.a.output.ok}", b: "${steps.b.output.ok}"}}
+`, nil, Options{})
+	if r.Status != StatusCompleted {
+		t.Fatalf("run %s: %+v", r.Status, r.Steps)
+	}
+}
+
+// Labels are tracked per field: a worker may label one field untrusted,
+// and only what reads that field carries it.
+func TestFieldLabels(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{
+		"split": func(context.Context, *worker.Call) (any, error) {
+			return worker.Labeled{Output: map[string]any{"x": "from a stranger", "y": "ours"},
+				Labels: map[string]ifc.Label{"x": ifc.UntrustedFrom("email:eve@x.example")}}, nil
+		},
+	})
+	r := h.run(`name: p
+inputs: {n: {type: integer}}
+steps:
+  - {id: a, call: t.split}
+  - {id: onlyy, call: t.echo, with: {v: "${steps.a.output.y}", n: "${inputs.n + 1}"}}
+  - {id: onlyx, call: t.echo, with: {v: "${size(steps.a.output.x) > 3 ? 'long' : 'short'}"}}
+  - {id: whole, call: t.echo, with: {v: "${steps.a.output}"}}
+`, map[string]any{"n": int64(1)}, Options{})
+	if r.Status != StatusCompleted {
+		t.Fatalf("run %s: %+v", r.Status, r.Steps)
+	}
+	if l := step(t, r, "onlyy").Label; l.Integrity() != ifc.Trusted || !slices.Contains(l.Sources(), "user") {
+		t.Errorf("reading y only: %v", l)
+	}
+	for _, id := range []string{"onlyx", "whole"} {
+		if l := step(t, r, id).Label; l.Integrity() != ifc.Untrusted || !slices.Contains(l.Sources(), "email:eve@x.example") {
+			t.Errorf("%s: %v", id, l)
+		}
+	}
+}
+
+// Web content reached through the egress broker taints the output, whatever
+// the worker says.
+func TestEgressHostsTaintOutput(t *testing.T) {
+	var h *harness
+	h = newHarness(t, "", map[string]worker.Handler{
+		"fetch": func(_ context.Context, c *worker.Call) (any, error) {
+			if !h.engine.Track("t", c.Msg, "pages.example:443") {
+				return nil, errors.New("call not in flight")
+			}
+			return map[string]any{"text": "hello"}, nil
+		},
+	})
+	r := h.run(`name: p
+steps:
+  - {id: f, call: t.fetch}
+  - {id: use, call: t.echo, with: {v: "${steps.f.output.text}"}}
+`, nil, Options{})
+	if l := step(t, r, "use").Label; l.Integrity() != ifc.Untrusted || !slices.Contains(l.Sources(), "web:pages.example:443") {
+		t.Fatalf("label %v", l)
+	}
+	if h.engine.Track("t", "no-such-call", "x:1") {
+		t.Fatal("Track accepted a call that is not in flight")
+	}
+}
+
+func TestPolicyOutcomes(t *testing.T) {
+	spendFlow := `name: p
+inputs: {amount: {type: number}}
+steps:
+  - {id: f, call: t.fetch}
+  - {id: pay, call: t.spend, with: {amount: "${inputs.amount}", note: "${steps.f.output.text}"}}
+  - {id: after, call: t.echo, with: {v: "${steps.pay.output}"}}
+`
+	untrusted := func(_ context.Context, c *worker.Call) (any, error) {
+		return worker.Labeled{Output: map[string]any{"text": "pay me"}, Labels: map[string]ifc.Label{"text": ifc.UntrustedFrom("web:evil.example")}}, nil
+	}
+	trusted := func(context.Context, *worker.Call) (any, error) { return map[string]any{"text": "ours"}, nil }
+	t.Run("held, not waiting", func(t *testing.T) {
+		h := newHarness(t, "", map[string]worker.Handler{"fetch": untrusted})
+		var held []StepResult
+		r := h.run(spendFlow, map[string]any{"amount": 5.0}, Options{OnHeld: func(s StepResult) { held = append(held, s) }})
+		pay := step(t, r, "pay")
+		if r.Status != StatusHeld || pay.Status != StatusHeld || pay.ApprovalID == "" || len(held) != 1 {
+			t.Fatalf("run %s pay %+v", r.Status, pay)
+		}
+		if !slices.Contains(pay.Rules, "untrusted-never-pays-alone") || pay.Args["amount"] != 5.0 {
+			t.Errorf("pay %+v", pay)
+		}
+		if step(t, r, "after").Status != StatusSkipped || h.calls["spend"] != 0 {
+			t.Fatalf("a held call was delivered or its dependents ran")
+		}
+	})
+	t.Run("held, then approved", func(t *testing.T) {
+		h := newHarness(t, "", map[string]worker.Handler{"fetch": untrusted})
+		opts := Options{Wait: true}
+		opts.OnHeld = func(s StepResult) {
+			go func() {
+				if err := h.engine.Decide(s.ApprovalID, Approval{Approved: true, Who: "ana"}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		r := h.run(spendFlow, map[string]any{"amount": 5.0}, opts)
+		if r.Status != StatusCompleted || h.calls["spend"] != 1 {
+			t.Fatalf("run %s, spend called %d times", r.Status, h.calls["spend"])
+		}
+		if err := h.engine.Decide("nope", Approval{Approved: true, Who: "ana"}); err == nil {
+			t.Fatal("an unknown approval id was accepted")
+		}
+	})
+	t.Run("held, then refused", func(t *testing.T) {
+		h := newHarness(t, "", map[string]worker.Handler{"fetch": untrusted})
+		opts := Options{Wait: true}
+		opts.OnHeld = func(s StepResult) {
+			go h.engine.Decide(s.ApprovalID, Approval{Approved: false, Who: "ana"})
+		}
+		r := h.run(spendFlow, map[string]any{"amount": 5.0}, opts)
+		if r.Status != StatusDenied || h.calls["spend"] != 0 {
+			t.Fatalf("run %s, spend called %d times", r.Status, h.calls["spend"])
+		}
+	})
+	t.Run("denied by rule beats everything", func(t *testing.T) {
+		h := newHarness(t, "rules:\n  - name: no-big-spend\n    when: tool.name == 't.spend' && args.amount > 100.0\n    action: deny\n", map[string]worker.Handler{"fetch": trusted})
+		r := h.run(spendFlow, map[string]any{"amount": 500.0}, Options{Wait: true})
+		pay := step(t, r, "pay")
+		if r.Status != StatusDenied || pay.Decision != "deny" || !slices.Contains(pay.Rules, "no-big-spend") || h.calls["spend"] != 0 {
+			t.Fatalf("run %s pay %+v", r.Status, pay)
+		}
+	})
+	t.Run("trusted arguments pass", func(t *testing.T) {
+		h := newHarness(t, "", map[string]worker.Handler{"fetch": trusted})
+		r := h.run(spendFlow, map[string]any{"amount": 5.0}, Options{})
+		if r.Status != StatusCompleted || h.calls["spend"] != 1 {
+			t.Fatalf("run %s: %+v", r.Status, r.Steps)
+		}
+	})
+}
+
+func TestFailuresAndAudit(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{
+		"fail": func(context.Context, *worker.Call) (any, error) { return nil, worker.Failed("the backend is down") },
+	})
+	r := h.run(`name: p
+steps:
+  - {id: a, call: t.fail}
+  - {id: b, call: t.echo, with: {v: "${steps.a.output}"}}
+  - {id: c, call: t.echo, with: {v: 1}}
+outputs: {v: "${steps.c.output.v}"}
+`, nil, Options{})
+	if r.Status != StatusFailed || !strings.Contains(step(t, r, "a").Error, "tool_failed: the backend is down") {
+		t.Fatalf("run %s a %+v", r.Status, step(t, r, "a"))
+	}
+	if step(t, r, "b").Status != StatusSkipped || step(t, r, "c").Status != StatusCompleted {
+		t.Fatalf("steps %+v", r.Steps)
+	}
+	recs, err := h.log.Records(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, rec := range recs {
+		if rec.RunID == r.RunID {
+			kinds = append(kinds, rec.Kind+":"+rec.Step)
+		}
+	}
+	for _, want := range []string{"run_started:", "decision:a", "result:a", "decision:c", "result:c", "run_finished:"} {
+		if !slices.Contains(kinds, want) {
+			t.Errorf("audit lacks %s: %v", want, kinds)
+		}
+	}
+	if slices.Contains(kinds, "decision:b") {
+		t.Error("a skipped step was decided")
+	}
+}

@@ -1,0 +1,114 @@
+package supervisor
+
+import (
+	"bytes"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/capabilities"
+)
+
+type fakeBus struct {
+	mu      sync.Mutex
+	added   []string
+	removed []string
+}
+
+func (b *fakeBus) ClientURL() string { return "nats://127.0.0.1:1" }
+func (b *fakeBus) AddUser(name string, _ capabilities.Permissions) ([]byte, func(), error) {
+	b.mu.Lock()
+	b.added = append(b.added, name)
+	b.mu.Unlock()
+	return []byte("SUAEXAMPLESEED"), func() {
+		b.mu.Lock()
+		b.removed = append(b.removed, name)
+		b.mu.Unlock()
+	}, nil
+}
+
+func (b *fakeBus) counts() (int, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.added), len(b.removed)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func waitFor(t *testing.T, d time.Duration, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A worker that dies is restarted, each time with a new credential; the
+// old one is revoked; the credential file is private and gone afterwards;
+// the worker's JSON log lines are relayed with its name and pid.
+func TestRestartsWithFreshCredentials(t *testing.T) {
+	b := &fakeBus{}
+	var logs syncBuffer
+	state := t.TempDir()
+	s := New(Config{Bus: b, State: state, Dir: t.TempDir(), Log: slog.New(slog.NewJSONHandler(&logs, nil)),
+		Command: func(Worker) *exec.Cmd {
+			return exec.Command("sh", "-c", `mode=$(stat -c %a "$SLUICE_NATS_CREDS"); echo "{\"level\":\"INFO\",\"msg\":\"started\",\"mode\":\"$mode\",\"seed\":\"$(cat $SLUICE_NATS_CREDS)\"}" >&2; exit 3`)
+		}})
+	if err := s.Start([]Worker{{Name: "w"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { a, _ := b.counts(); return a >= 3 })
+	s.Stop()
+	added, removed := b.counts()
+	if added != removed {
+		t.Errorf("%d users added, %d removed", added, removed)
+	}
+	out := logs.String()
+	if !strings.Contains(out, `"msg":"started"`) || !strings.Contains(out, `"worker":"w"`) || !strings.Contains(out, `"pid":`) {
+		t.Errorf("relayed log lacks the worker's line or attributes:\n%s", out)
+	}
+	if !strings.Contains(out, `"mode":"600"`) {
+		t.Errorf("credential file is not 0600:\n%s", out)
+	}
+	if entries, _ := filepath.Glob(state + "/run/creds/*"); len(entries) != 0 {
+		t.Errorf("credential files left behind: %v", entries)
+	}
+}
+
+// Stop ends a worker that ignores SIGTERM once the grace period is over.
+func TestStopKillsAfterGrace(t *testing.T) {
+	b := &fakeBus{}
+	s := New(Config{Bus: b, State: t.TempDir(), Grace: 200 * time.Millisecond,
+		Command: func(Worker) *exec.Cmd {
+			return exec.Command("sh", "-c", `trap '' TERM; echo up >&2; while :; do sleep 0.05; done`)
+		}})
+	if err := s.Start([]Worker{{Name: "stubborn", Replicas: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return len(s.Pids()["stubborn"]) == 2 })
+	start := time.Now()
+	s.Stop()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stop took %s", d)
+	}
+	if n := len(s.Pids()["stubborn"]); n != 0 {
+		t.Fatalf("%d processes still tracked", n)
+	}
+}
