@@ -63,8 +63,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 		c.overview(c.stderr)
 		return exitUsage
 	}
-	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet(cmd.name)
 	run := cmd.flags(fs)
 	pos, err := parseInterspersed(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
@@ -78,6 +77,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(c, ctx, pos)
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
 }
 
 func find(name string) *command {
@@ -129,7 +134,7 @@ Commands:
 
 func (c *cli) help(cmd *command, w io.Writer) {
 	fmt.Fprintf(w, "usage: sluice %s\n\n%s\n", cmd.usage, strings.TrimSpace(cmd.long))
-	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	fs := newFlagSet(cmd.name)
 	cmd.flags(fs)
 	var has bool
 	fs.VisitAll(func(*flag.Flag) { has = true })
