@@ -209,7 +209,7 @@ func printResult(w io.Writer, r *engine.Result) {
 			if v, ok := s.Args[name]; ok {
 				// A held call: show the person exactly what would be sent.
 				b, _ := json.Marshal(v)
-				fmt.Fprintf(w, "      %-12s = %s\n      %-12s   %s, from %s\n", name, b, "", l.Integrity(), strings.Join(l.Sources(), ", "))
+				fmt.Fprintf(w, "      %-12s = %s\n      %-12s   %s\n", name, b, "", describe(l.Integrity().String(), l.Secrecy(), l.Sources()))
 			} else if len(l.Sources()) > 0 {
 				fmt.Fprintf(w, "      %-12s from %s\n", name, strings.Join(l.Sources(), ", "))
 			}
@@ -250,6 +250,8 @@ func describe(integrity string, secrecy, sources []string) string {
 	}
 	if len(sources) > 0 {
 		s += ", from " + strings.Join(sources, ", ")
+	} else {
+		s += ", written in the flow"
 	}
 	return s
 }
