@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -161,7 +160,14 @@ type StepResult struct {
 	// decides on it; they are given for held calls only.
 	Args map[string]any `json:"args,omitempty"`
 	MsgID       string     `json:"msg_id,omitempty"`
-	Error       string     `json:"error,omitempty"`
+	// Attempts is how many times the call was sent (more than one when
+	// the step has retries).
+	Attempts int    `json:"attempts,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// Index is the element of a for_each step this result is about.
+	Index *int `json:"index,omitempty"`
+	// Items are the results of each call of a for_each step.
+	Items []StepResult `json:"items,omitempty"`
 	// Sources of each argument, for people deciding on a held call.
 	ArgSources map[string][]string `json:"-"`
 }
@@ -306,252 +312,28 @@ func (v *value) at(path []string) ifc.Label {
 	return l
 }
 
-func (r *run) step(ctx context.Context, s *flow.Step) *StepResult {
-	res := &StepResult{ID: s.ID, Tool: s.Call, ArgLabels: map[string]ifc.Label{}, ArgSources: map[string][]string{}}
-	for _, d := range s.Deps {
-		r.mu.Lock()
-		dep := r.results[d]
-		r.mu.Unlock()
-		if dep == nil || dep.Status != StatusCompleted {
-			res.Status = StatusSkipped
-			res.Error = fmt.Sprintf("step %s did not complete", d)
-			return res
-		}
-	}
-	log := r.e.log.With("run_id", r.id, "step", s.ID, "tool", s.Call)
-	vars := r.vars()
-	args := map[string]any{}
-	var labels []ifc.Label
-	for _, name := range s.ArgNames {
-		v := s.With[name]
-		l := v.Label(r.lookup)
-		res.ArgLabels[name] = l
-		res.ArgSources[name] = l.Sources()
-		labels = append(labels, l)
-		x, err := v.Eval(vars)
-		if err != nil {
-			res.Status, res.Error = StatusFailed, fmt.Sprintf("argument %s: %v", name, err)
-			return res
-		}
-		args[name] = x
-	}
-	res.Label = ifc.Join(labels...)
-	body, err := json.Marshal(args)
-	if err != nil {
-		res.Status, res.Error = StatusFailed, fmt.Sprintf("arguments: %v", err)
-		return res
-	}
-	if _, err := s.Spec.Input.ValidateJSON(body); err != nil {
-		res.Status, res.Error = StatusFailed, fmt.Sprintf("arguments of %s: %v", s.Call, err)
-		return res
-	}
-
-	// The policy gate: nothing is delivered before this decision.
-	m := r.e.cfg.Manifests[s.Worker]
-	d := r.e.cfg.Policy.Decide(policy.Input{
-		Tool: policy.Tool{Name: s.Call, Worker: s.Worker, Privileged: s.Spec.Privileged,
-			Approvable: s.Spec.Approvable, Egress: s.Spec.Egress, Clearance: s.Spec.Clearance},
-		Label: res.Label, ArgLabels: res.ArgLabels, Args: args,
-		Run: policy.Run{ID: r.id, Flow: r.plan.Name, Step: s.ID},
-	})
-	res.Decision = string(d.Action)
-	for _, rule := range d.Rules {
-		res.Rules = append(res.Rules, rule.Name)
-	}
-	res.Reasons = d.Reasons
-	res.MsgID = audit.NewID()
-	rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
-		MsgID: res.MsgID, Label: &res.Label, ArgLabels: res.ArgLabels, Action: res.Decision,
-		Rules: ruleRefs(d.Rules), Reasons: d.Reasons}
-	if len(d.Errors) > 0 {
-		rec.Error = strings.Join(d.Errors, "; ")
-	}
-	if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
-		res.Status, res.Error = StatusFailed, err.Error()
-		return res
-	}
-	log.Info("decision", "decision", res.Decision, "rule", strings.Join(res.Rules, ","), "label", res.Label.String())
-	switch d.Action {
-	case policy.Deny:
-		res.Status = StatusDenied
-		return res
-	case policy.Approve:
-		res.ApprovalID = audit.NewID()
-		res.Status = StatusHeld
-		res.Args = args
-		if !r.hold(ctx, res) {
-			return res
-		}
-	}
-	return r.call(ctx, s, m, body, res, log)
-}
-
-func ruleRefs(rs []policy.RuleRef) []string {
-	out := make([]string, len(rs))
-	for i, r := range rs {
-		out[i] = r.String()
-	}
-	return out
-}
-
-// hold waits for a person to approve the call, when the run waits. It
-// returns true when the call was approved.
-func (r *run) hold(ctx context.Context, res *StepResult) bool {
-	if !r.opts.Wait {
-		if r.opts.OnHeld != nil {
-			r.opts.OnHeld(*res)
-		}
-		return false
-	}
-	h := &held{run: r.id, step: res.ID, decided: make(chan Approval, 1)}
-	r.e.mu.Lock()
-	r.e.approvals[res.ApprovalID] = h
-	r.e.mu.Unlock()
-	defer func() {
-		r.e.mu.Lock()
-		delete(r.e.approvals, res.ApprovalID)
-		r.e.mu.Unlock()
-	}()
-	if r.opts.OnHeld != nil {
-		r.opts.OnHeld(*res)
-	}
-	var timeout <-chan time.Time
-	if r.opts.WaitTimeout > 0 {
-		t := time.NewTimer(r.opts.WaitTimeout)
-		defer t.Stop()
-		timeout = t.C
-	}
-	select {
-	case a := <-h.decided:
-		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: res.ID, Tool: res.Tool,
-			MsgID: res.MsgID, Label: &res.Label, Rules: []string{"approval:" + res.ApprovalID}}
-		if a.Approved {
-			rec.Action, rec.Reasons = "allow", []string{"approved by " + a.Who}
-		} else {
-			rec.Action, rec.Reasons = "deny", []string{"denied by " + a.Who}
-		}
-		if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
-			res.Status, res.Error = StatusFailed, err.Error()
-			return false
-		}
-		if !a.Approved {
-			res.Status, res.Decision = StatusDenied, "deny"
-			res.Reasons = append(res.Reasons, "denied by "+a.Who)
-			return false
-		}
-		res.Reasons = append(res.Reasons, "approved by "+a.Who)
-		res.Args = nil
-		return true
-	case <-timeout:
-		return false
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// call delivers the call to the worker and labels the output.
-func (r *run) call(ctx context.Context, s *flow.Step, m *capabilities.Manifest, body []byte, res *StepResult, log *slog.Logger) *StepResult {
-	e := r.e
-	f := &inflight{worker: s.Worker}
-	e.mu.Lock()
-	e.inflight[res.MsgID] = f
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.inflight, res.MsgID)
-		e.mu.Unlock()
-	}()
-	msg := nats.NewMsg(e.cfg.Subjects.Tool(s.Worker, s.Spec.Name[len(s.Worker)+1:]))
-	msg.Data = body
-	msg.Header.Set(schemas.HeaderRun, r.id)
-	msg.Header.Set(schemas.HeaderStep, s.ID)
-	msg.Header.Set(schemas.HeaderMsg, res.MsgID)
-	msg.Header.Set(schemas.HeaderIdempotencyKey, r.id+"/"+s.ID)
-	if lb, err := json.Marshal(res.Label); err == nil {
-		msg.Header.Set(schemas.HeaderLabel, string(lb))
-	}
-	ctx, cancel := context.WithTimeout(ctx, m.Limits.Timeout+2*time.Second)
-	defer cancel()
-	var reply *nats.Msg
-	var err error
-	backoff := 20 * time.Millisecond
-	for {
-		reply, err = e.cfg.Conn.RequestMsgWithContext(ctx, msg)
-		if !errors.Is(err, nats.ErrNoResponders) {
-			break
-		}
-		// The worker is starting or restarting: try again until the deadline.
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 500*time.Millisecond)
-		case <-ctx.Done():
-			err = fmt.Errorf("worker %s is not running", s.Worker)
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	out, labels, err := decodeReply(reply, err, s)
-	status := StatusCompleted
-	if err != nil {
-		status = StatusFailed
-		res.Error = err.Error()
-	}
-	f.mu.Lock()
-	hosts := slices.Clone(f.hosts)
-	f.mu.Unlock()
-	base := ifc.Join(res.Label, s.Spec.OutputLabel)
-	for _, h := range hosts {
-		// Whatever came over the network was written by whoever controls
-		// that host.
-		base = base.Join(ifc.UntrustedFrom(ifc.WebSource(h)))
-	}
-	rec := audit.Record{Kind: audit.KindResult, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
-		MsgID: res.MsgID, Label: &base, Status: status, Error: res.Error}
-	if aerr := e.cfg.Audit.Append(context.WithoutCancel(ctx), rec); aerr != nil && err == nil {
-		status, res.Error = StatusFailed, aerr.Error()
-	}
-	res.Status = status
-	if status != StatusCompleted {
-		log.Warn("step failed", "err", res.Error)
-		return res
-	}
-	v := &value{out: out, base: base, fields: map[string]ifc.Label{}}
-	for path, l := range labels {
-		v.fields[path] = l
-	}
-	all := v.all()
-	res.OutputLabel = &all
-	r.mu.Lock()
-	r.values[s.ID] = v
-	r.mu.Unlock()
-	return res
-}
-
-func decodeReply(reply *nats.Msg, err error, s *flow.Step) (any, map[string]ifc.Label, error) {
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			return nil, nil, fmt.Errorf("%s timed out", s.Call)
-		}
-		return nil, nil, fmt.Errorf("%s: %w", s.Call, err)
-	}
+func decodeReply(reply *nats.Msg, s *flow.Step) (any, map[string]ifc.Label, error, bool) {
 	var rep schemas.Reply
 	if err := json.Unmarshal(reply.Data, &rep); err != nil {
-		return nil, nil, fmt.Errorf("%s: malformed reply from worker %s", s.Call, s.Worker)
+		return nil, nil, fmt.Errorf("%s: malformed reply from worker %s", s.Call, s.Worker), false
 	}
 	if rep.Error != nil {
-		return nil, nil, fmt.Errorf("%s: %s", s.Call, rep.Error.Error())
+		switch rep.Error.Code {
+		case schemas.CodeFailed, schemas.CodeInternal:
+			return nil, nil, fmt.Errorf("%s: %s", s.Call, rep.Error.Error()), true
+		}
+		return nil, nil, fmt.Errorf("%s: %s", s.Call, rep.Error.Error()), false
 	}
 	out, err := decodeJSON(rep.Output)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: malformed output from worker %s", s.Call, s.Worker)
+		return nil, nil, fmt.Errorf("%s: malformed output from worker %s", s.Call, s.Worker), false
 	}
 	if s.Spec.Output != nil {
 		if _, err := s.Spec.Output.ValidateJSON(rep.Output); err != nil {
-			return nil, nil, fmt.Errorf("%s: output does not match the tool's output schema: %v", s.Call, err)
+			return nil, nil, fmt.Errorf("%s: output does not match the tool's output schema: %v", s.Call, err), false
 		}
 	}
-	return out, rep.Labels, nil
+	return out, rep.Labels, nil, false
 }
 
 // decodeJSON decodes into the values expressions work with: integers as

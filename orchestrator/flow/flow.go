@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/capabilities"
@@ -30,6 +31,7 @@ const (
 	CodeExpr          = "flow_expression"
 	CodeBadArgs       = "flow_bad_arguments"
 	CodeBadInput      = "flow_bad_input"
+	CodeBadStep       = "flow_bad_step"
 )
 
 // Plan is a checked flow. It is not changed after Load.
@@ -63,10 +65,24 @@ type Step struct {
 	// With are the arguments, by name, in a stable order in ArgNames.
 	With     map[string]*Value
 	ArgNames []string
+	// If, when set, must be true for the step to run; what it reads is
+	// joined into the step's context label.
+	If *Value
+	// ForEach, when set, gives a list; the call is made once per element,
+	// with item and index bound, at most Concurrency at once.
+	ForEach     *Value
+	Concurrency int
+	// Timeout bounds each try of the call; zero means the tool's limit.
+	Timeout time.Duration
+	// Retries is how many more tries a failed call gets.
+	Retries int
 	// Deps are the ids of the steps this one reads, sorted.
 	Deps []string
 	Pos  schemas.Pos
 }
+
+// DefaultConcurrency bounds the calls of a for_each step at once.
+const DefaultConcurrency = 4
 
 // Catalog answers which tools exist: the configured workers' manifests.
 type Catalog map[string]*capabilities.Manifest
@@ -174,12 +190,36 @@ func (l *loader) plan() *Plan {
 		}
 		s.Spec, s.Worker = spec, worker
 		deps := map[string]bool{}
+		if raw, ok := m["for_each"]; ok {
+			s.ForEach = l.value(ptr+"/for_each", raw)
+			l.checkReads(s.ForEach, p, ids, s.ID, deps, false)
+			s.Concurrency = DefaultConcurrency
+			if c, ok := m["concurrency"].(int64); ok {
+				s.Concurrency = int(c)
+			}
+		} else if _, ok := m["concurrency"]; ok {
+			l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/concurrency"), CodeBadStep, "concurrency applies only to a for_each step")
+		}
+		if raw, ok := m["if"]; ok {
+			s.If = l.value(ptr+"/if", raw)
+			l.checkReads(s.If, p, ids, s.ID, deps, false)
+		}
+		if raw, ok := m["timeout"].(string); ok {
+			d, err := time.ParseDuration(raw)
+			if err != nil || d <= 0 || d > time.Hour {
+				l.errorf(ptr+"/timeout", CodeBadStep, "timeout %q: want a duration from 1ms to 1h, such as 30s", raw)
+			}
+			s.Timeout = d
+		}
+		if r, ok := m["retries"].(int64); ok {
+			s.Retries = int(r)
+		}
 		if with, ok := m["with"].(map[string]any); ok {
 			s.ArgNames = l.keysInFileOrder(ptr+"/with", with)
 			for _, name := range s.ArgNames {
 				v := l.value(ptr+"/with/"+escape(name), with[name])
 				s.With[name] = v
-				l.checkReads(ptr+"/with/"+escape(name), v, p, ids, s.ID, deps)
+				l.checkReads(v, p, ids, s.ID, deps, s.ForEach != nil)
 			}
 		}
 		if spec != nil {
@@ -193,7 +233,7 @@ func (l *loader) plan() *Plan {
 		for _, name := range p.OutputNames {
 			ptr := schemas.Pointer("outputs", name)
 			v := l.value(ptr, outs[name])
-			l.checkReads(ptr, v, p, ids, "", map[string]bool{})
+			l.checkReads(v, p, ids, "", map[string]bool{}, false)
 			p.Outputs[name] = v
 		}
 	}
@@ -265,10 +305,14 @@ func (l *loader) exprErrors(ptr, s string, err error) {
 	}
 }
 
-func (l *loader) checkReads(ptr string, v *Value, p *Plan, ids map[string]int, self string, deps map[string]bool) {
+func (l *loader) checkReads(v *Value, p *Plan, ids map[string]int, self string, deps map[string]bool, item bool) {
 	for _, r := range v.reads() {
 		path, ptr := r.path, r.ptr
 		switch path[0] {
+		case "item", "index":
+			if !item {
+				l.errorIn(ptr, CodeUnknownRef, "%s is available only in the arguments of a for_each step", path[0])
+			}
 		case "inputs":
 			if len(path) < 2 {
 				l.errorIn(ptr, CodeUnknownRef, "name one input (inputs.<name>); inputs are: %s", strings.Join(p.InputNames, ", "))
@@ -297,7 +341,7 @@ func (l *loader) checkReads(ptr string, v *Value, p *Plan, ids map[string]int, s
 			}
 			deps[id] = true
 		default:
-			l.errorIn(ptr, CodeUnknownRef, "%q is not available here; expressions read inputs and steps", path[0])
+			l.errorIn(ptr, CodeUnknownRef, "%q is not available here; expressions read inputs and steps.<id>.output", path[0])
 		}
 	}
 }

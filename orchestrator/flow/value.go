@@ -65,6 +65,10 @@ func (v *Value) reads() []read {
 	return out
 }
 
+// Template returns the value's template when it is one, for callers that
+// follow a value's elements one by one.
+func (v *Value) Template() (*expr.Template, bool) { return v.tmpl, v.tmpl != nil }
+
 // Label is the join of the labels of everything the value reads; a
 // constant from the flow file reads nothing and is trusted.
 func (v *Value) Label(lookup func(expr.Path) ifc.Label) ifc.Label {

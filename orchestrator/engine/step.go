@@ -1,0 +1,422 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/ifc/expr"
+	"github.com/sluicehq/sluice/ifc/policy"
+	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// scope is what one call of a step sees: the expression variables, how to
+// label what they read, and the call's idempotency key.
+type scope struct {
+	vars   map[string]any
+	lookup func(expr.Path) ifc.Label
+	idem   string
+	index  *int
+}
+
+func (r *run) step(ctx context.Context, s *flow.Step) *StepResult {
+	res := &StepResult{ID: s.ID, Tool: s.Call}
+	for _, d := range s.Deps {
+		r.mu.Lock()
+		dep := r.results[d]
+		r.mu.Unlock()
+		if dep == nil || dep.Status != StatusCompleted {
+			res.Status = StatusSkipped
+			res.Error = fmt.Sprintf("step %s did not complete", d)
+			return res
+		}
+	}
+	vars := r.vars()
+	// A branch on a value taints everything the branch does.
+	ifLabel := ifc.TrustedFrom()
+	if s.If != nil {
+		ifLabel = s.If.Label(r.lookup)
+		v, err := s.If.Eval(vars)
+		if err != nil {
+			res.Status, res.Error = StatusFailed, fmt.Sprintf("if: %v", err)
+			return res
+		}
+		b, ok := v.(bool)
+		if !ok {
+			res.Status, res.Error = StatusFailed, fmt.Sprintf("if: want true or false, got %s", kind(v))
+			return res
+		}
+		if !b {
+			res.Status, res.Label, res.Error = StatusSkipped, ifLabel, "its if condition is false"
+			return res
+		}
+	}
+	if s.ForEach != nil {
+		return r.forEach(ctx, s, vars, ifLabel)
+	}
+	out, v := r.invoke(ctx, s, scope{vars: vars, lookup: r.lookup, idem: r.id + "/" + s.ID}, ifLabel)
+	if v != nil {
+		r.mu.Lock()
+		r.values[s.ID] = v
+		r.mu.Unlock()
+	}
+	return out
+}
+
+func kind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case int64, float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a map"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// forEach makes the step's call once per element of its list, at most
+// s.Concurrency at once. Each element keeps its own label where the list
+// is a value read as a whole (`${steps.inbox.output.messages}`): element i
+// carries the label of that element, not of the whole list.
+func (r *run) forEach(ctx context.Context, s *flow.Step, vars map[string]any, ifLabel ifc.Label) *StepResult {
+	res := &StepResult{ID: s.ID, Tool: s.Call, Status: StatusCompleted}
+	listLabel := s.ForEach.Label(r.lookup).Join(ifLabel)
+	res.Label = listLabel
+	v, err := s.ForEach.Eval(vars)
+	if err != nil {
+		res.Status, res.Error = StatusFailed, fmt.Sprintf("for_each: %v", err)
+		return res
+	}
+	list, ok := v.([]any)
+	if !ok {
+		res.Status, res.Error = StatusFailed, fmt.Sprintf("for_each: want a list, got %s", kind(v))
+		return res
+	}
+	var path expr.Path
+	if t, ok := s.ForEach.Template(); ok {
+		path, _ = t.Path()
+	}
+	itemLabel := func(i int, rest []string) ifc.Label {
+		if path == nil {
+			return listLabel
+		}
+		return r.lookup(slices.Concat(path, expr.Path{strconv.Itoa(i)}, rest)).Join(ifLabel)
+	}
+	results := make([]StepResult, len(list))
+	values := make([]*value, len(list))
+	sem := make(chan struct{}, max(s.Concurrency, 1))
+	var wg sync.WaitGroup
+	for i, item := range list {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			iv := maps.Clone(vars)
+			iv["item"], iv["index"] = item, int64(i)
+			sc := scope{vars: iv, idem: r.id + "/" + s.ID + "/" + strconv.Itoa(i), index: &i,
+				lookup: func(p expr.Path) ifc.Label {
+					switch p[0] {
+					case "item":
+						return itemLabel(i, p[1:])
+					case "index":
+						return listLabel
+					}
+					return r.lookup(p)
+				}}
+			out, val := r.invoke(ctx, s, sc, ifLabel)
+			results[i], values[i] = *out, val
+		}()
+	}
+	wg.Wait()
+	res.Items = results
+	for _, it := range results {
+		res.Status = worse(res.Status, it.Status)
+		res.Label = res.Label.Join(it.Label)
+	}
+	if res.Status != StatusCompleted {
+		return res
+	}
+	// The list's shape was decided by the for_each value; each element by
+	// its own call.
+	out := &value{out: make([]any, len(values)), base: listLabel, fields: map[string]ifc.Label{}}
+	for i, v := range values {
+		out.out.([]any)[i] = v.out
+		out.fields[strconv.Itoa(i)] = v.base
+		for f, l := range v.fields {
+			out.fields[strconv.Itoa(i)+"."+f] = l
+		}
+	}
+	all := out.all()
+	res.OutputLabel = &all
+	r.mu.Lock()
+	r.values[s.ID] = out
+	r.mu.Unlock()
+	return res
+}
+
+// invoke labels and evaluates one call's arguments, asks the policy gate,
+// waits for a person if the call is held, and makes the call.
+func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.Label) (*StepResult, *value) {
+	res := &StepResult{ID: s.ID, Tool: s.Call, ArgLabels: map[string]ifc.Label{}, Index: sc.index}
+	log := r.e.log.With("run_id", r.id, "step", s.ID, "tool", s.Call)
+	args := map[string]any{}
+	labels := []ifc.Label{ifLabel}
+	for _, name := range s.ArgNames {
+		v := s.With[name]
+		l := v.Label(sc.lookup)
+		res.ArgLabels[name] = l
+		labels = append(labels, l)
+		x, err := v.Eval(sc.vars)
+		if err != nil {
+			res.Status, res.Error = StatusFailed, fmt.Sprintf("argument %s: %v", name, err)
+			return res, nil
+		}
+		args[name] = x
+	}
+	res.Label = ifc.Join(labels...)
+	body, err := json.Marshal(args)
+	if err != nil {
+		res.Status, res.Error = StatusFailed, fmt.Sprintf("arguments: %v", err)
+		return res, nil
+	}
+	if _, err := s.Spec.Input.ValidateJSON(body); err != nil {
+		res.Status, res.Error = StatusFailed, fmt.Sprintf("arguments of %s: %v", s.Call, err)
+		return res, nil
+	}
+
+	// The policy gate: nothing is delivered before this decision is
+	// recorded.
+	d := r.e.cfg.Policy.Decide(policy.Input{
+		Tool: policy.Tool{Name: s.Call, Worker: s.Worker, Privileged: s.Spec.Privileged,
+			Approvable: s.Spec.Approvable, Egress: s.Spec.Egress, Clearance: s.Spec.Clearance},
+		Label: res.Label, ArgLabels: res.ArgLabels, Args: args,
+		Run: policy.Run{ID: r.id, Flow: r.plan.Name, Step: s.ID},
+	})
+	res.Decision = string(d.Action)
+	for _, rule := range d.Rules {
+		res.Rules = append(res.Rules, rule.Name)
+	}
+	res.Reasons = d.Reasons
+	res.MsgID = audit.NewID()
+	rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+		MsgID: res.MsgID, Label: &res.Label, ArgLabels: res.ArgLabels, Action: res.Decision,
+		Rules: ruleRefs(d.Rules), Reasons: d.Reasons}
+	if len(d.Errors) > 0 {
+		rec.Error = strings.Join(d.Errors, "; ")
+	}
+	if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
+		res.Status, res.Error = StatusFailed, err.Error()
+		return res, nil
+	}
+	log.Info("decision", "decision", res.Decision, "rule", strings.Join(res.Rules, ","), "label", res.Label.String())
+	switch d.Action {
+	case policy.Deny:
+		res.Status = StatusDenied
+		return res, nil
+	case policy.Approve:
+		res.ApprovalID = audit.NewID()
+		res.Status = StatusHeld
+		res.Args = args
+		if !r.hold(ctx, res) {
+			return res, nil
+		}
+		res.Args = nil
+	}
+	v := r.call(ctx, s, body, res, sc.idem, log)
+	return res, v
+}
+
+func ruleRefs(rs []policy.RuleRef) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.String()
+	}
+	return out
+}
+
+// hold waits for a person to approve the call, when the run waits. It
+// returns true when the call was approved.
+func (r *run) hold(ctx context.Context, res *StepResult) bool {
+	if !r.opts.Wait {
+		if r.opts.OnHeld != nil {
+			r.opts.OnHeld(*res)
+		}
+		return false
+	}
+	h := &held{run: r.id, step: res.ID, decided: make(chan Approval, 1)}
+	r.e.mu.Lock()
+	r.e.approvals[res.ApprovalID] = h
+	r.e.mu.Unlock()
+	defer func() {
+		r.e.mu.Lock()
+		delete(r.e.approvals, res.ApprovalID)
+		r.e.mu.Unlock()
+	}()
+	if r.opts.OnHeld != nil {
+		r.opts.OnHeld(*res)
+	}
+	var timeout <-chan time.Time
+	if r.opts.WaitTimeout > 0 {
+		t := time.NewTimer(r.opts.WaitTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case a := <-h.decided:
+		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: res.ID, Tool: res.Tool,
+			MsgID: res.MsgID, Label: &res.Label, Rules: []string{"approval:" + res.ApprovalID}}
+		if a.Approved {
+			rec.Action, rec.Reasons = "allow", []string{"approved by " + a.Who}
+		} else {
+			rec.Action, rec.Reasons = "deny", []string{"denied by " + a.Who}
+		}
+		if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
+			res.Status, res.Error = StatusFailed, err.Error()
+			return false
+		}
+		if !a.Approved {
+			res.Status, res.Decision = StatusDenied, "deny"
+			res.Reasons = append(res.Reasons, "denied by "+a.Who)
+			return false
+		}
+		res.Reasons = append(res.Reasons, "approved by "+a.Who)
+		return true
+	case <-timeout:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// call delivers the call to the worker, trying again up to the step's
+// retries when a try fails in a way that another may not (every try
+// carries the same idempotency key, so a side effect happens once), and
+// labels the output.
+func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResult, idem string, log *slog.Logger) *value {
+	m := r.e.cfg.Manifests[s.Worker]
+	timeout := s.Timeout
+	if timeout == 0 {
+		timeout = m.Limits.Timeout + 2*time.Second
+	}
+	backoff := 100 * time.Millisecond
+	for try := 0; ; try++ {
+		msgID := res.MsgID
+		if try > 0 {
+			msgID = audit.NewID()
+		}
+		res.Attempts = try + 1
+		out, labels, hosts, err, retry := r.try(ctx, s, m, body, res.Label, msgID, idem, timeout)
+		base := ifc.Join(res.Label, s.Spec.OutputLabel)
+		for _, h := range hosts {
+			// Whatever came over the network was written by whoever
+			// controls that host.
+			base = base.Join(ifc.UntrustedFrom(ifc.WebSource(h)))
+		}
+		status, msg := StatusCompleted, ""
+		if err != nil {
+			status, msg = StatusFailed, err.Error()
+		}
+		rec := audit.Record{Kind: audit.KindResult, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+			MsgID: msgID, Label: &base, Status: status, Error: msg}
+		if aerr := r.e.cfg.Audit.Append(context.WithoutCancel(ctx), rec); aerr != nil && err == nil {
+			err, retry = aerr, false
+		}
+		if err == nil {
+			res.Status = StatusCompleted
+			v := &value{out: out, base: base, fields: maps.Clone(labels)}
+			if v.fields == nil {
+				v.fields = map[string]ifc.Label{}
+			}
+			all := v.all()
+			res.OutputLabel = &all
+			return v
+		}
+		if !retry || try >= s.Retries || ctx.Err() != nil {
+			res.Status, res.Error = StatusFailed, err.Error()
+			log.Warn("step failed", "err", res.Error, "attempts", res.Attempts)
+			return nil
+		}
+		log.Warn("try failed; trying again", "err", err.Error(), "attempt", try+1)
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 2*time.Second)
+		case <-ctx.Done():
+		}
+	}
+}
+
+// try sends one call and decodes the reply. retry says whether another try
+// may succeed.
+func (r *run) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, body []byte, label ifc.Label,
+	msgID, idem string, timeout time.Duration) (out any, labels map[string]ifc.Label, hosts []string, err error, retry bool) {
+	e := r.e
+	f := &inflight{worker: s.Worker}
+	e.mu.Lock()
+	e.inflight[msgID] = f
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.inflight, msgID)
+		e.mu.Unlock()
+		f.mu.Lock()
+		hosts = slices.Clone(f.hosts)
+		f.mu.Unlock()
+	}()
+	msg := nats.NewMsg(e.cfg.Subjects.Tool(s.Worker, strings.TrimPrefix(s.Call, s.Worker+".")))
+	msg.Data = body
+	msg.Header.Set(schemas.HeaderRun, r.id)
+	msg.Header.Set(schemas.HeaderStep, s.ID)
+	msg.Header.Set(schemas.HeaderMsg, msgID)
+	msg.Header.Set(schemas.HeaderIdempotencyKey, idem)
+	if lb, err := json.Marshal(label); err == nil {
+		msg.Header.Set(schemas.HeaderLabel, string(lb))
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var reply *nats.Msg
+	backoff := 20 * time.Millisecond
+	for {
+		reply, err = e.cfg.Conn.RequestMsgWithContext(ctx, msg)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			break
+		}
+		// The worker is starting or restarting: try again until the deadline.
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 500*time.Millisecond)
+			continue
+		case <-ctx.Done():
+		}
+		return nil, nil, nil, fmt.Errorf("%s: worker %s is not running", s.Call, s.Worker), true
+	}
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			return nil, nil, nil, fmt.Errorf("%s timed out after %s", s.Call, timeout), true
+		}
+		return nil, nil, nil, fmt.Errorf("%s: %w", s.Call, err), true
+	}
+	out, labels, err, retry = decodeReply(reply, s)
+	return out, labels, nil, err, retry
+}
