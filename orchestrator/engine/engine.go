@@ -295,6 +295,28 @@ func (r *run) lookup(p expr.Path) ifc.Label {
 	return ifc.UntrustedFrom()
 }
 
+// shape returns the label of the value at p itself, without what lies
+// below it: the label of which elements a list has, not of their contents.
+func (r *run) shape(p expr.Path) ifc.Label {
+	if len(p) < 4 || p[0] != "steps" {
+		return r.lookup(p)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.values[p[1]]
+	if !ok {
+		return ifc.UntrustedFrom()
+	}
+	l := v.base
+	path := strings.Join(p[3:], ".")
+	for f, fl := range v.fields {
+		if f == path || strings.HasPrefix(path, f+".") {
+			l = l.Join(fl)
+		}
+	}
+	return l
+}
+
 func (v *value) all() ifc.Label {
 	return ifc.Join(append([]ifc.Label{v.base}, slices.Collect(maps.Values(v.fields))...)...)
 }

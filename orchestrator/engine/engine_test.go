@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -332,5 +333,167 @@ outputs: {v: "${steps.c.output.v}"}
 	}
 	if slices.Contains(kinds, "decision:b") {
 		t.Error("a skipped step was decided")
+	}
+}
+
+// A step's if condition gates it and taints what it does.
+func TestIf(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{
+		"split": func(context.Context, *worker.Call) (any, error) {
+			return worker.Labeled{Output: map[string]any{"go": true, "stay": false},
+				Labels: map[string]ifc.Label{"go": ifc.UntrustedFrom("web:a.example")}}, nil
+		},
+	})
+	r := h.run(`name: p
+steps:
+  - {id: a, call: t.split}
+  - {id: yes, call: t.echo, if: "${steps.a.output.go}", with: {v: 1}}
+  - {id: no, call: t.echo, if: "${steps.a.output.stay}", with: {v: 2}}
+  - {id: after, call: t.echo, with: {v: "${steps.no.output.v}"}}
+  - {id: bad, call: t.echo, if: "${'text'}"}
+`, nil, Options{})
+	yes := step(t, r, "yes")
+	if yes.Status != StatusCompleted || yes.Label.Integrity() != ifc.Untrusted || yes.OutputLabel.Integrity() != ifc.Untrusted {
+		t.Errorf("yes: %+v", yes)
+	}
+	if no := step(t, r, "no"); no.Status != StatusSkipped || !strings.Contains(no.Error, "condition is false") {
+		t.Errorf("no: %+v", no)
+	}
+	if after := step(t, r, "after"); after.Status != StatusSkipped {
+		t.Errorf("after: %+v", after)
+	}
+	if bad := step(t, r, "bad"); bad.Status != StatusFailed || !strings.Contains(bad.Error, "want true or false, got a string") {
+		t.Errorf("bad: %+v", bad)
+	}
+	if h.calls["echo"] != 1 {
+		t.Errorf("echo called %d times", h.calls["echo"])
+	}
+}
+
+// for_each makes one call per element, at most concurrency at once, each
+// element with its own label and idempotency key.
+func TestForEach(t *testing.T) {
+	var mu sync.Mutex
+	running, peak := 0, 0
+	keys := map[string]bool{}
+	h := newHarness(t, "", map[string]worker.Handler{
+		"split": func(context.Context, *worker.Call) (any, error) {
+			msgs := []any{}
+			labels := map[string]ifc.Label{}
+			for i, from := range []string{"me", "eve", "me", "bob", "me"} {
+				msgs = append(msgs, map[string]any{"from": from, "n": i})
+				if from != "me" {
+					labels["msgs."+strconv.Itoa(i)] = ifc.UntrustedFrom("email:" + from)
+				}
+			}
+			return worker.Labeled{Output: map[string]any{"msgs": msgs}, Labels: labels}, nil
+		},
+		"echo": func(ctx context.Context, c *worker.Call) (any, error) {
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			keys[c.IdempotencyKey] = true
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return json.RawMessage(c.Args), nil
+		},
+	})
+	r := h.run(`name: p
+steps:
+  - {id: inbox, call: t.split}
+  - id: each
+    call: t.echo
+    for_each: "${steps.inbox.output.msgs}"
+    concurrency: 2
+    with: {from: "${item.from}", i: "${index}"}
+  - {id: second, call: t.spend, with: {from: "${steps.each.output[1].from}"}}
+  - {id: first, call: t.spend, with: {n: "${steps.each.output[0].i}"}}
+`, nil, Options{})
+	each := step(t, r, "each")
+	if each.Status != StatusCompleted || len(each.Items) != 5 {
+		t.Fatalf("each: %+v", each)
+	}
+	for i, it := range each.Items {
+		want := ifc.Trusted
+		if i == 1 || i == 3 {
+			want = ifc.Untrusted
+		}
+		if it.Label.Integrity() != want || it.Index == nil || *it.Index != i {
+			t.Errorf("item %d: label %v index %v", i, it.Label, it.Index)
+		}
+	}
+	if peak != 2 {
+		t.Errorf("at most %d calls ran at once, want 2", peak)
+	}
+	if len(keys) != 5 {
+		t.Errorf("idempotency keys %v: want one per element", keys)
+	}
+	// Indexing a list reads it whole: both readers are untrusted. The list
+	// as a whole carries the labels of all its elements.
+	if step(t, r, "second").Status != StatusHeld || step(t, r, "first").Status != StatusHeld {
+		t.Errorf("steps reading elements of a list with untrusted elements were not held: %+v", r.Steps)
+	}
+	if each.OutputLabel.Integrity() != ifc.Untrusted {
+		t.Errorf("each output %v", each.OutputLabel)
+	}
+}
+
+// A try that fails in a way another may not is tried again with the same
+// idempotency key; a bad argument is not.
+func TestRetries(t *testing.T) {
+	var mu sync.Mutex
+	tries := map[string][]string{}
+	h := newHarness(t, "", map[string]worker.Handler{
+		"fail": func(ctx context.Context, c *worker.Call) (any, error) {
+			var a struct {
+				Mode string `json:"mode"`
+			}
+			c.Decode(&a)
+			mu.Lock()
+			tries[a.Mode] = append(tries[a.Mode], c.IdempotencyKey)
+			n := len(tries[a.Mode])
+			mu.Unlock()
+			switch {
+			case strings.HasPrefix(a.Mode, "flaky") && n < 3:
+				return nil, worker.Failed("busy")
+			case a.Mode == "slow" && n < 2:
+				<-ctx.Done()
+				return nil, ctx.Err()
+			case a.Mode == "bad":
+				return nil, worker.BadArguments("no")
+			}
+			return map[string]any{"ok": true}, nil
+		},
+	})
+	r := h.run(`name: p
+steps:
+  - {id: flaky, call: t.fail, with: {mode: flaky}, retries: 3}
+  - {id: slow, call: t.fail, with: {mode: slow}, retries: 1, timeout: 300ms}
+  - {id: bad, call: t.fail, with: {mode: bad}, retries: 3}
+  - {id: noretry, call: t.fail, with: {mode: flaky-once}}
+`, nil, Options{})
+	if s := step(t, r, "flaky"); s.Status != StatusCompleted || s.Attempts != 3 {
+		t.Errorf("flaky: %+v", s)
+	}
+	if s := step(t, r, "slow"); s.Status != StatusCompleted || s.Attempts != 2 {
+		t.Errorf("slow: %+v", s)
+	}
+	if s := step(t, r, "bad"); s.Status != StatusFailed || s.Attempts != 1 {
+		t.Errorf("bad: %+v", s)
+	}
+	if s := step(t, r, "noretry"); s.Status != StatusFailed || s.Attempts != 1 || !strings.Contains(s.Error, "busy") {
+		t.Errorf("noretry: %+v", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for mode, keys := range tries {
+		for _, k := range keys {
+			if k != keys[0] {
+				t.Errorf("%s: idempotency keys differ across tries: %v", mode, keys)
+			}
+		}
 	}
 }

@@ -123,6 +123,12 @@ func (r *run) forEach(ctx context.Context, s *flow.Step, vars map[string]any, if
 		}
 		return r.lookup(slices.Concat(path, expr.Path{strconv.Itoa(i)}, rest)).Join(ifLabel)
 	}
+	// index says where an element is: it carries the label of the list's
+	// shape (which elements exist), not of the elements' contents.
+	indexLabel := listLabel
+	if path != nil {
+		indexLabel = r.shape(path).Join(ifLabel)
+	}
 	results := make([]StepResult, len(list))
 	values := make([]*value, len(list))
 	sem := make(chan struct{}, max(s.Concurrency, 1))
@@ -141,7 +147,7 @@ func (r *run) forEach(ctx context.Context, s *flow.Step, vars map[string]any, if
 					case "item":
 						return itemLabel(i, p[1:])
 					case "index":
-						return listLabel
+						return indexLabel
 					}
 					return r.lookup(p)
 				}}
