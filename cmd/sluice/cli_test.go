@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+
 	"bytes"
+	"github.com/sluicehq/sluice/schemas"
 	"os"
 	"path/filepath"
 	"slices"
@@ -136,5 +139,30 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("run --help lacks %q", want)
 		}
+	}
+}
+
+func TestLint(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ok.yaml"), []byte("name: ok\nsteps:\n  - {id: a, call: payment.balance}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("name: bad\nsteps:\n  - id: a\n    call: payment.balance\n    retry: 2\n"), 0o644)
+	code, out, errOut := runCLI(t, dir, "lint", "ok.yaml")
+	if code != exitOK || out != "" || errOut != "" {
+		t.Fatalf("lint ok.yaml: exit %d, %q %q", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, dir, "lint", "ok.yaml", "bad.yaml")
+	if code != exitFailure || !strings.Contains(errOut, `bad.yaml:5:5: unknown key "retry" (did you mean "retries"?)`) {
+		t.Fatalf("lint bad.yaml: exit %d\n%s", code, errOut)
+	}
+	code, out, _ = runCLI(t, dir, "lint", "bad.yaml", "--json")
+	var got struct {
+		Diagnostics []schemas.Diagnostic `json:"diagnostics"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != exitFailure || len(got.Diagnostics) != 1 {
+		t.Fatalf("lint --json: exit %d, %v\n%s", code, err, out)
+	}
+	d := got.Diagnostics[0]
+	if d.File != "bad.yaml" || d.Line != 5 || d.Col != 5 || d.Code != schemas.CodeSchemaUnknown || d.Severity != schemas.SeverityError {
+		t.Fatalf("diagnostic %+v", d)
 	}
 }

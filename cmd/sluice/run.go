@@ -104,6 +104,9 @@ func (c *cli) loadConfig(explicit string) (*config.Config, error) {
 
 // report prints an error; diagnostics get their source line and a caret.
 func (c *cli) report(err error) {
+	if ds, ok := err.(schemas.Diagnostics); ok && len(ds) == 0 {
+		return
+	}
 	ds, ok := schemas.AsDiagnostics(err)
 	if !ok {
 		c.errorf("%v", err)
