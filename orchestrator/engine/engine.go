@@ -158,8 +158,8 @@ type StepResult struct {
 	ApprovalID  string     `json:"approval_id,omitempty"`
 	// Args are the exact arguments of a held call, for the person who
 	// decides on it; they are given for held calls only.
-	Args map[string]any `json:"args,omitempty"`
-	MsgID       string     `json:"msg_id,omitempty"`
+	Args  map[string]any `json:"args,omitempty"`
+	MsgID string         `json:"msg_id,omitempty"`
 	// Attempts is how many times the call was sent (more than one when
 	// the step has retries).
 	Attempts int    `json:"attempts,omitempty"`
