@@ -27,6 +27,9 @@ const urlBase = "https://sluice.dev/schemas/"
 type Schema struct {
 	compiled *jsonschema.Schema
 	raw      map[string]any // url -> decoded document
+
+	mu    sync.Mutex
+	props map[string]*Schema // compiled property schemas, by name
 }
 
 // Validate checks a JSON-form value (as produced by encoding/json or
@@ -188,4 +191,49 @@ func (sch *Schema) Shape() (props, required []string) {
 func (sch *Schema) url() string {
 	u, _, _ := strings.Cut(sch.compiled.Location, "#")
 	return u
+}
+
+// Property returns the schema of one property of an object schema's root,
+// compiled on its own (with the root's $defs, so local references hold), or
+// nil when the root does not describe that property.
+func (sch *Schema) Property(name string) (*Schema, error) {
+	sch.mu.Lock()
+	defer sch.mu.Unlock()
+	if p, ok := sch.props[name]; ok {
+		return p, nil
+	}
+	root, _ := sch.raw[sch.url()].(map[string]any)
+	props, _ := root["properties"].(map[string]any)
+	raw, ok := props[name]
+	if !ok {
+		return nil, nil
+	}
+	doc := map[string]any{}
+	if m, ok := raw.(map[string]any); ok {
+		for k, v := range m {
+			doc[k] = v
+		}
+	} else {
+		return nil, nil
+	}
+	if defs, ok := root["$defs"]; ok {
+		doc["$defs"] = defs
+	}
+	p, err := Compile(doc)
+	if err != nil {
+		return nil, err
+	}
+	if sch.props == nil {
+		sch.props = map[string]*Schema{}
+	}
+	sch.props[name] = p
+	return p, nil
+}
+
+// Type returns the "type" keyword of the schema's root when it names one
+// type, else "".
+func (sch *Schema) Type() string {
+	root, _ := sch.raw[sch.url()].(map[string]any)
+	t, _ := root["type"].(string)
+	return t
 }

@@ -368,6 +368,43 @@ func (l *loader) checkArgs(ptr string, s *Step) {
 			l.errorf(ptr+"/call", CodeBadArgs, "tool %s needs argument %q", s.Call, k)
 		}
 	}
+	// Each argument against its schema: constants now, with the real
+	// validator; expressions by the type the checker gives them.
+	for _, name := range s.ArgNames {
+		if !known[name] {
+			continue
+		}
+		prop, err := s.Spec.Input.Property(name)
+		if err != nil || prop == nil {
+			continue
+		}
+		aptr := ptr + "/with/" + escape(name)
+		v := s.With[name]
+		if c, ok := v.constant(); ok {
+			for _, d := range prop.Validate(l.doc.File, c, func(sub string) schemas.Pos { return l.doc.Pos(aptr + sub) }) {
+				d.Code = CodeBadArgs
+				d.Message = fmt.Sprintf("argument %s of %s: %s", name, s.Call, strings.TrimPrefix(d.Message, "document: "))
+				l.ds = append(l.ds, d)
+			}
+			continue
+		}
+		if t, ok := v.Template(); ok {
+			got, want := t.JSONType(), prop.Type()
+			if got != "" && want != "" && got != want && !(got == "integer" && want == "number") {
+				l.errorIn(aptr, CodeBadArgs, "argument %s of %s takes %s; this expression gives %s", name, s.Call, article(want), article(got))
+			}
+		}
+	}
+}
+
+func article(jsonType string) string {
+	switch jsonType {
+	case "integer", "object", "array":
+		return "an " + jsonType
+	case "null":
+		return "null"
+	}
+	return "a " + jsonType
 }
 
 func (l *loader) checkCycles(p *Plan, ids []string) {

@@ -11,7 +11,7 @@ import (
 	"github.com/sluicehq/sluice/schemas"
 )
 
-func catalog(t *testing.T) Catalog {
+func catalog(t testing.TB) Catalog {
 	t.Helper()
 	c := Catalog{}
 	for _, name := range []string{"web", "payment", "llm"} {
@@ -102,6 +102,27 @@ type want struct {
 	line, col int
 }
 
+// messages holds, per case of TestLoadErrors, what the diagnostics must
+// say: the thing named, what was expected, and a hint where there is one.
+var messages = map[string][]string{
+	"unknown tool":                         {`unknown tool "payment.refund"; worker "payment" has: balance, charge`},
+	"unknown worker":                       {`no worker "mail" is configured (workers: llm, payment, web)`},
+	"unknown step reference":               {`no step "b" (steps are: a)`},
+	"unknown input":                        {`no input "u"`},
+	"duplicate step":                       {`duplicate step id "a" (first at line 3)`},
+	"cycle":                                {"steps form a cycle: a -> b -> a"},
+	"self reference":                       {"step a reads its own output"},
+	"unknown argument and missing one":     {`tool web.fetch needs argument "url"`, `tool web.fetch has no argument "uri" (arguments: url)`},
+	"expression syntax":                    {"Syntax error"},
+	"unknown key":                          {`missing required key "call"`, `unknown key "cal" (did you mean "call"?)`},
+	"item outside for_each":                {"item is available only in the arguments of a for_each step"},
+	"item in if":                           {"item is available only in the arguments of a for_each step"},
+	"concurrency without for_each":         {"concurrency applies only to a for_each step"},
+	"bad timeout":                          {`timeout "2h": want a duration from 1ms to 1h`},
+	"constant argument against the schema": {"argument amount of payment.charge: exclusiveMinimum", "argument currency of payment.charge: 'euro' does not match pattern"},
+	"expression of the wrong type":         {"argument amount of payment.charge takes a number; this expression gives a string"},
+}
+
 func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -138,6 +159,10 @@ func TestLoadErrors(t *testing.T) {
 			[]want{{CodeBadStep, 5, 14}}},
 		{"timeout syntax", "name: f\nsteps:\n  - id: a\n    call: payment.balance\n    timeout: soon\n",
 			[]want{{schemas.CodeSchemaMismatch, 5, 14}}},
+		{"constant argument against the schema", "name: f\nsteps:\n  - id: a\n    call: payment.charge\n    with: {amount: -5, currency: euro, payee: p}\n",
+			[]want{{CodeBadArgs, 5, 20}, {CodeBadArgs, 5, 34}}},
+		{"expression of the wrong type", "name: f\nsteps:\n  - id: a\n    call: payment.charge\n    with: {amount: \"${'12'}\", currency: EUR, payee: p}\n",
+			[]want{{CodeBadArgs, 5, 21}}},
 		{"every error in one pass", "name: f\nsteps:\n  - id: a\n    call: nope.x\n  - id: b\n    call: web.fetch\n    with: {url: \"${steps.zz.output}\"}\n",
 			[]want{{CodeUnknownTool, 4, 11}, {CodeUnknownRef, 7, 18}}},
 	}
@@ -154,6 +179,11 @@ func TestLoadErrors(t *testing.T) {
 			}
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("got  %v\nwant %v\n%v", got, tc.want, ds)
+			}
+			for _, m := range messages[tc.name] {
+				if !strings.Contains(ds.Error(), m) {
+					t.Errorf("diagnostics lack %q:\n%v", m, ds)
+				}
 			}
 		})
 	}

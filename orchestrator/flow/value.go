@@ -120,3 +120,32 @@ func sortedKeys(m map[string]*Value) []string {
 func schemaShape(s *schemas.Schema) (props, required []string) {
 	return s.Shape()
 }
+
+// constant returns the value when nothing in it is computed.
+func (v *Value) constant() (any, bool) {
+	switch {
+	case v.tmpl != nil:
+		return nil, false
+	case v.fields != nil:
+		m := make(map[string]any, len(v.fields))
+		for k, x := range v.fields {
+			c, ok := x.constant()
+			if !ok {
+				return nil, false
+			}
+			m[k] = c
+		}
+		return m, true
+	case v.items != nil:
+		s := make([]any, 0, len(v.items))
+		for _, x := range v.items {
+			c, ok := x.constant()
+			if !ok {
+				return nil, false
+			}
+			s = append(s, c)
+		}
+		return s, true
+	}
+	return v.literal, true
+}
