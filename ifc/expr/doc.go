@@ -30,5 +30,9 @@
 // and [MaxRecursionDepth] levels of nesting, and checked with at most
 // [MaxNodes] syntax nodes. Every evaluation is bounded by CEL's runtime cost
 // limit [MaxCost], so no expression can stall a run: one that exceeds it
-// fails with an error.
+// fails with an error. CEL checks that limit after each operation, so the
+// two string functions whose result can be the product of their inputs'
+// sizes, replace() and join() with a separator, measure their result
+// before building it, and no value, nor the JSON form of a template's
+// result, may exceed [MaxValueSize].
 package expr

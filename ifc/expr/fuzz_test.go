@@ -2,6 +2,7 @@ package expr
 
 import (
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -46,12 +47,15 @@ func FuzzCompile(f *testing.F) {
 			t.Fatalf("Source() = %q, want %q", tp.Source(), s)
 		}
 		for _, p := range tp.Reads() {
-			if len(p) == 0 || !roots[p[0]] {
+			if len(p) == 0 || !isRoot(p[0]) {
 				t.Fatalf("path %q does not start at a flow variable", p)
 			}
 		}
 		if tp.IsLiteral() && len(tp.Reads()) != 0 {
 			t.Fatalf("a literal reads %v", tp.Reads())
+		}
+		if p, ok := tp.Path(); ok && (len(tp.Reads()) != 1 || !slices.Equal(tp.Reads()[0], p)) {
+			t.Fatalf("Path() = %v but Reads() = %v", p, tp.Reads())
 		}
 		if _, err := tp.Eval(v); err != nil {
 			var e *Error

@@ -19,9 +19,16 @@ type Path []string
 // contain a dot make the text ambiguous; compare Paths, not strings.
 func (p Path) String() string { return strings.Join(p, ".") }
 
-// roots are the variables a path can start from. index is one of them so
-// that the caller sees the dependency; see [Template.Label].
-var roots = map[string]bool{varInputs: true, varSteps: true, varItem: true, varIndex: true}
+// isRoot reports whether name is a variable a path can start from. index
+// is one of them so that the caller sees the dependency; see
+// [Template.Label].
+func isRoot(name string) bool {
+	switch name {
+	case varInputs, varSteps, varItem, varIndex:
+		return true
+	}
+	return false
+}
 
 // reads walks a checked syntax tree and returns every path it reads.
 func reads(a *ast.AST) []Path {
@@ -38,7 +45,7 @@ type walker struct {
 }
 
 func (w *walker) isRoot(name string) bool {
-	return roots[name] && w.bound[name] == 0
+	return isRoot(name) && w.bound[name] == 0
 }
 
 func (w *walker) expr(e ast.Expr) {

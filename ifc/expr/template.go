@@ -136,8 +136,14 @@ func (t *Template) Source() string { return t.src }
 
 // Reads returns every value the template's expressions read, deduplicated
 // and sorted. A literal reads nothing. Each path starts with inputs, steps,
-// item or index. The caller must not modify the result.
-func (t *Template) Reads() []Path { return t.reads }
+// item or index.
+func (t *Template) Reads() []Path {
+	out := make([]Path, len(t.reads))
+	for i, p := range t.reads {
+		out[i] = slices.Clone(p)
+	}
+	return out
+}
 
 // Label returns the join of lookup(p) for every p in Reads: the label of
 // the template's value. A template that reads nothing is labeled
@@ -226,35 +232,33 @@ func (p part) evalError(node int64, msg string) *Error {
 	return &Error{Offset: off, Code: CodeEval, Message: fmt.Sprintf("evaluate ${%s}: %s", p.text, msg)}
 }
 
-// runtimeMessages are the kinds of CEL run-time failure a message may name.
-// Any other message is replaced by a generic one, since CEL puts values in
-// some of its messages (a computed key, a string that failed to convert).
-var runtimeMessages = []string{
-	"no such key",
-	"no such attribute",
-	"no such overload",
-	"division by zero",
-	"modulus by zero",
-	"unsigned integer overflow",
-	"integer overflow",
-	"duration overflow",
-	"timestamp overflow",
-	"index out of range",
-	"index out of bounds",
-	"type conversion error",
-	"invalid substring range",
-}
-
 // runtimeMessage reduces CEL's message to its kind, and returns the syntax
-// node to point at.
+// node to point at. CEL puts values in some of its messages (a computed
+// key, a string that failed to convert), so only the kinds below are kept
+// and any other message is replaced by a generic one.
 func (p part) runtimeMessage(node int64, msg string) (string, int64) {
+	kinds := []string{
+		"no such key",
+		"no such attribute",
+		"no such overload",
+		"division by zero",
+		"modulus by zero",
+		"unsigned integer overflow",
+		"integer overflow",
+		"duration overflow",
+		"timestamp overflow",
+		"index out of range",
+		"index out of bounds",
+		"type conversion error",
+		"invalid substring range",
+	}
 	if strings.Contains(msg, "cost limit exceeded") {
 		return fmt.Sprintf("cost limit of %d exceeded", MaxCost), node
 	}
 	if strings.HasPrefix(msg, errTooLarge.Error()) {
 		return errTooLarge.Error(), node
 	}
-	for _, kind := range runtimeMessages {
+	for _, kind := range kinds {
 		if !strings.HasPrefix(msg, kind) {
 			continue
 		}

@@ -75,7 +75,7 @@ func LoadCases(f File) ([]Case, error) {
 	if doc == nil {
 		return nil, ds.Err()
 	}
-	ds = append(ds, sch.Validate(f.Name, doc.Value, doc.Pos)...)
+	ds = append(ds, doc.Validate(sch)...)
 	if err := ds.Err(); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/checker"
@@ -138,6 +139,9 @@ type rule struct {
 // the files were given, and in file order within each. The built-in
 // clearance check is not listed; it always runs.
 func (s *Set) Rules() []RuleRef {
+	if s == nil {
+		return nil
+	}
 	out := make([]RuleRef, len(s.rules))
 	for i, r := range s.rules {
 		out[i] = r.ref
@@ -177,10 +181,37 @@ func Load(files ...File) (*Set, error) {
 			l.rule(doc, i, v)
 		}
 	}
+	clamp(l.ds, files)
 	if err := l.ds.Err(); err != nil {
 		return nil, err
 	}
 	return l.set, nil
+}
+
+// clamp moves a diagnostic that points past the end of its line or file
+// (the YAML decoder places the implicit null of a document such as "---"
+// on the line after it) to the last place in the file.
+func clamp(ds schemas.Diagnostics, files []File) {
+	lines := map[string][]string{}
+	for _, f := range files {
+		lines[f.Name] = splitLines(string(f.Src))
+	}
+	for i, d := range ds {
+		ls, ok := lines[d.File]
+		if !ok || d.Line < 1 {
+			continue
+		}
+		if d.Line > len(ls) {
+			ds[i].Line, ds[i].Col = len(ls), utf8.RuneCountInString(ls[len(ls)-1])+1
+			continue
+		}
+		if n := utf8.RuneCountInString(ls[d.Line-1]); d.Col > n+1 {
+			ds[i].Col = n + 1
+		}
+		if d.Col < 1 {
+			ds[i].Col = 1
+		}
+	}
 }
 
 type loader struct {
@@ -202,10 +233,9 @@ func (l *loader) file(sch *schemas.Schema, f File) *schemas.Document {
 	root, _ := doc.Value.(map[string]any)
 	if regs, ok := root["registries"].(map[string]any); ok {
 		for _, name := range slices.Sorted(maps.Keys(regs)) {
-			items, ok := stringList(regs[name])
-			if !ok {
-				continue // the schema check reported it
-			}
+			// A list that is not of strings was reported by the schema
+			// check; its name is kept so rules reading it load quietly.
+			items, _ := stringList(regs[name])
 			ptr := schemas.Pointer("registries", name)
 			if first, dup := l.regFirst[name]; dup {
 				l.ds.Add(f.Name, doc.KeyPos(ptr), CodeDuplicateRegistry, "registry %q is already defined at %s", name, first)
@@ -521,27 +551,27 @@ func (r *rule) eval(vars map[string]any) (matched bool, err error) {
 	return bool(b), nil
 }
 
-// runtimeKinds are the kinds of CEL run-time failure an error may name.
-// CEL puts values in some of its messages (a computed key, a string that
-// failed to convert), so any other message becomes a generic one.
-var runtimeKinds = []string{
-	"no such key",
-	"no such attribute",
-	"no such overload",
-	"division by zero",
-	"modulus by zero",
-	"unsigned integer overflow",
-	"integer overflow",
-	"index out of range",
-	"index out of bounds",
-	"type conversion error",
-}
-
+// runtimeKind reduces CEL's message to the kind of failure. CEL puts
+// values in some of its messages (a computed key, a string that failed to
+// convert), so only the kinds below are kept and any other message becomes
+// a generic one.
 func runtimeKind(msg string) string {
 	if strings.Contains(msg, "cost limit exceeded") {
 		return fmt.Sprintf("cost limit of %d exceeded", MaxCost)
 	}
-	for _, k := range runtimeKinds {
+	kinds := []string{
+		"no such key",
+		"no such attribute",
+		"no such overload",
+		"division by zero",
+		"modulus by zero",
+		"unsigned integer overflow",
+		"integer overflow",
+		"index out of range",
+		"index out of bounds",
+		"type conversion error",
+	}
+	for _, k := range kinds {
 		if strings.HasPrefix(msg, k) {
 			return k
 		}

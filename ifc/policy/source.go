@@ -28,10 +28,7 @@ type token struct {
 
 func newScalarMap(doc *schemas.Document, ptr, value string) *scalarMap {
 	m := &scalarMap{value: []rune(value), start: doc.Pos(ptr)}
-	lines := strings.Split(string(doc.Source), "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimSuffix(l, "\r")
-	}
+	lines := splitLines(string(doc.Source))
 	// No more raw characters other than whitespace can be needed than the
 	// value has runes: this bounds the scan of a plain scalar.
 	budget := len(m.value) + 1
@@ -183,6 +180,29 @@ func blockTokens(lines []string, header schemas.Pos, budget int) []token {
 		toks = append(toks, token{'\n', schemas.Pos{Line: ln, Col: len(rs) + 1}})
 	}
 	return toks
+}
+
+// splitLines splits src at line breaks as the YAML decoder counts them:
+// "\r\n", "\r", "\n", and U+0085, U+2028, U+2029.
+func splitLines(src string) []string {
+	var lines []string
+	start := 0
+	for i := 0; i < len(src); {
+		r, n := utf8.DecodeRuneInString(src[i:])
+		switch r {
+		case '\r':
+			lines = append(lines, src[start:i])
+			if strings.HasPrefix(src[i+1:], "\n") {
+				n++
+			}
+			start = i + n
+		case '\n', 0x85, 0x2028, 0x2029:
+			lines = append(lines, src[start:i])
+			start = i + n
+		}
+		i += n
+	}
+	return append(lines, src[start:])
 }
 
 func allSpace(rs []rune) bool {
