@@ -20,7 +20,7 @@ import (
 // Codes of the diagnostics this file produces.
 const (
 	CodeYAMLSyntax     = "yaml_syntax"
-	CodeYAMLFeature    = "yaml_feature"     // anchors, aliases, merge keys, several documents
+	CodeYAMLFeature    = "yaml_feature" // anchors, aliases, merge keys, several documents
 	CodeYAMLDuplicate  = "yaml_duplicate_key"
 	CodeSchemaUnknown  = "schema_unknown_key"
 	CodeSchemaMissing  = "schema_missing_key"
@@ -343,4 +343,3 @@ func levenshtein(a, b string) int {
 	}
 	return prev[len(rb)]
 }
-

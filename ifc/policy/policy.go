@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 
 	"cel.dev/cel-go/cel"
-	"cel.dev/cel-go/checker"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common"
 	"cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/types"
@@ -365,18 +365,18 @@ func (l *loader) compile(file, name, when string, src *scalarMap) (cel.Program, 
 // estimator makes EstimateCost panic.)
 type registrySizes map[string][]string
 
-func (r registrySizes) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+func (r registrySizes) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
 	p := n.Path()
 	if len(p) == 2 && p[0] == varRegistry {
 		if list, ok := r[p[1]]; ok {
 			size := uint64(len(list))
-			return &checker.SizeEstimate{Min: size, Max: size}
+			return &cost.SizeEstimate{Min: size, Max: size}
 		}
 	}
 	return nil
 }
 
-func (registrySizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+func (registrySizes) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
 	return nil
 }
 
