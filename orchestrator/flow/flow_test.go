@@ -120,6 +120,8 @@ var messages = map[string][]string{
 	"concurrency without for_each":         {"concurrency applies only to a for_each step"},
 	"bad timeout":                          {`timeout "2h": want a duration from 1ms to 1h`},
 	"constant argument against the schema": {"argument amount of payment.charge: exclusiveMinimum", "argument currency of payment.charge: 'euro' does not match pattern"},
+	"mistyped input":                       {"inputs.s.type: value must be one of"},
+	"mistyped input default":               {`input n: default: want a number, got "many"`},
 	"expression of the wrong type":         {"argument amount of payment.charge takes a number; this expression gives a string"},
 }
 
@@ -163,6 +165,10 @@ func TestLoadErrors(t *testing.T) {
 			[]want{{CodeBadArgs, 5, 20}, {CodeBadArgs, 5, 34}}},
 		{"expression of the wrong type", "name: f\nsteps:\n  - id: a\n    call: payment.charge\n    with: {amount: \"${'12'}\", currency: EUR, payee: p}\n",
 			[]want{{CodeBadArgs, 5, 21}}},
+		{"mistyped input", "name: f\ninputs:\n  n: {type: number, default: many}\n  s: {type: text}\nsteps:\n  - {id: a, call: payment.balance}\n",
+			[]want{{schemas.CodeSchemaMismatch, 4, 13}}},
+		{"mistyped input default", "name: f\ninputs:\n  n: {type: number, default: many}\nsteps:\n  - {id: a, call: payment.balance}\n",
+			[]want{{CodeBadInput, 3, 30}}},
 		{"every error in one pass", "name: f\nsteps:\n  - id: a\n    call: nope.x\n  - id: b\n    call: web.fetch\n    with: {url: \"${steps.zz.output}\"}\n",
 			[]want{{CodeUnknownTool, 4, 11}, {CodeUnknownRef, 7, 18}}},
 	}
