@@ -44,6 +44,8 @@ type Config struct {
 	WorkerCommand func(supervisor.Worker) *exec.Cmd
 	// ReadyTimeout bounds the wait for every worker to subscribe; default 30s.
 	ReadyTimeout time.Duration
+	// Getenv reads the environment variables secrets come from.
+	Getenv func(string) string
 }
 
 // Orchestrator is a running Sluice system.
@@ -156,7 +158,16 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	for name, m := range o.manifests {
 		grants[name] = m.Grants.Net
 	}
-	o.broker = egress.New(egress.Config{Grants: grants, Track: o.engine.Track, Log: o.log.With("component", "egress")})
+	secrets, err := loadSecrets(d, o.cfg.Getenv)
+	if err != nil {
+		return err
+	}
+	sgrants, err := secretGrants(o.manifests, secrets)
+	if err != nil {
+		return err
+	}
+	o.broker = egress.New(egress.Config{Grants: grants, Track: o.engine.Track, Log: o.log.With("component", "egress"),
+		Secrets: secrets, SecretGrants: sgrants})
 	sub, err := o.broker.Serve(o.nc, o.subjects)
 	if err != nil {
 		return fmt.Errorf("egress broker: %w", err)

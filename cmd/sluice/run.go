@@ -134,7 +134,7 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 		c.report(err)
 		return exitFailure
 	}
-	orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log})
+	orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log, Getenv: c.getenv})
 	if err != nil {
 		c.report(err)
 		return exitFailure

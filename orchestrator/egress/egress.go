@@ -47,6 +47,10 @@ type Config struct {
 	Log     *slog.Logger
 	// Resolver looks up names; default net.DefaultResolver.
 	Resolver *net.Resolver
+	// Secrets by name, and by worker the secrets its requests may carry,
+	// each to its hosts only.
+	Secrets      map[string]Secret
+	SecretGrants map[string][]SecretGrant
 }
 
 // Broker performs workers' HTTP requests.
@@ -114,13 +118,41 @@ func (b *Broker) Do(ctx context.Context, worker, msgID string, body []byte) *sch
 	if b.cfg.Track == nil || !b.cfg.Track(worker, msgID, hostport) {
 		return refuse("worker %s has no call %q in flight", worker, msgID)
 	}
+	// Secrets are filled in here, for their own hosts only; the worker
+	// never sees them.
+	host := u.Hostname()
+	var sub substitution
+	if placeholderRE.MatchString(u.Host) {
+		return refuse("a secret may not name the host")
+	}
+	raw, err := b.fill(worker, host, u.String(), &sub)
+	if err != nil {
+		return refuse("%v", err)
+	}
+	if len(sub.used) > 0 {
+		u2, hp2, err := b.check(worker, raw)
+		if err != nil || hp2 != hostport {
+			return refuse("a secret may not change the destination")
+		}
+		u = u2
+	}
+	headers := map[string]string{}
+	for k, v := range req.Headers {
+		if headers[k], err = b.fill(worker, host, v, &sub); err != nil {
+			return refuse("header %s: %v", k, err)
+		}
+	}
+	reqBody, err := b.fill(worker, host, string(req.Body), &sub)
+	if err != nil {
+		return refuse("body: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, method, u.String(), strings.NewReader(string(req.Body)))
+	hreq, err := http.NewRequestWithContext(ctx, method, u.String(), strings.NewReader(reqBody))
 	if err != nil {
-		return refuse("bad request: %v", err)
+		return refuse("bad request")
 	}
-	for k, v := range req.Headers {
+	for k, v := range headers {
 		hreq.Header.Set(k, v)
 	}
 	client := &http.Client{
@@ -139,6 +171,18 @@ func (b *Broker) Do(ctx context.Context, worker, msgID string, body []byte) *sch
 			if err != nil {
 				return fmt.Errorf("redirect refused: %w", err)
 			}
+			if containsSecret(r.URL.String(), sub.used) {
+				return errors.New("redirect refused: the new location carries a secret")
+			}
+			if !b.allowedFor(worker, r.URL.Hostname(), sub.used) {
+				// The secrets go to their own hosts only: drop every
+				// header that carries one.
+				for k, vs := range r.Header {
+					if slices.ContainsFunc(vs, func(v string) bool { return containsSecret(v, sub.used) }) {
+						r.Header.Del(k)
+					}
+				}
+			}
 			if !b.cfg.Track(worker, msgID, hp) {
 				return errors.New("redirect refused: call no longer in flight")
 			}
@@ -148,12 +192,13 @@ func (b *Broker) Do(ctx context.Context, worker, msgID string, body []byte) *sch
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(hreq)
 	if err != nil {
-		b.log.Warn("egress failed", "worker", worker, "msg_id", msgID, "host", hostport, "err", err)
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			err = ue.Err
+			err = ue.Err // the URL may carry a secret
 		}
-		return refuse("request to %s failed: %v", hostport, err)
+		msg := scrub2(err.Error(), sub.used)
+		b.log.Warn("egress failed", "worker", worker, "msg_id", msgID, "host", hostport, "err", msg)
+		return refuse("request to %s failed: %s", hostport, msg)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, b.cfg.MaxBody+1))
@@ -164,10 +209,12 @@ func (b *Broker) Do(ctx context.Context, worker, msgID string, body []byte) *sch
 		return &schemas.EgressResponse{Error: &schemas.ReplyError{Code: schemas.CodeTooLarge,
 			Message: fmt.Sprintf("response from %s exceeds %d bytes", hostport, b.cfg.MaxBody)}}
 	}
-	out := &schemas.EgressResponse{Status: resp.StatusCode, Headers: map[string]string{}, Body: data}
+	// Whatever the server echoed of a secret is removed before the worker
+	// sees it.
+	out := &schemas.EgressResponse{Status: resp.StatusCode, Headers: map[string]string{}, Body: scrub(data, sub.used)}
 	for k, v := range resp.Header {
 		if len(v) > 0 {
-			out.Headers[k] = v[0]
+			out.Headers[k] = scrub2(v[0], sub.used)
 		}
 	}
 	return out

@@ -2,12 +2,17 @@ package egress
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sluicehq/sluice/schemas"
@@ -104,3 +109,100 @@ func TestAddressAllowed(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// Secrets are filled in only for their hosts, never reach the worker, and
+// any echo of them in the response is removed, in every encoding.
+func TestSecrets(t *testing.T) {
+	const key = "sk-canary-7f3a9c2e1d"
+	var seenAuth []string
+	var mu sync.Mutex
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seenAuth = append(seenAuth, "other:"+r.Header.Get("Authorization")+r.Header.Get("X-Custom-Auth"))
+		mu.Unlock()
+		w.Write([]byte("other"))
+	}))
+	defer other.Close()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seenAuth = append(seenAuth, "api:"+r.Header.Get("Authorization"))
+		mu.Unlock()
+		if r.URL.Path == "/away" {
+			// Another host name: the secret is granted for 127.0.0.1 only.
+			port := other.URL[strings.LastIndexByte(other.URL, ':')+1:]
+			w.Header().Set("X-Custom-Auth", r.Header.Get("X-Custom-Auth"))
+			http.Redirect(w, r, "http://localhost:"+port+"/", http.StatusFound)
+			return
+		}
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.Header().Set("X-Echo", got)
+		fmt.Fprintf(w, "plain=%s b64=%s b64url=%s hex=%s HEX=%s q=%s",
+			got, base64.StdEncoding.EncodeToString([]byte(got)), base64.RawURLEncoding.EncodeToString([]byte(got)),
+			hex.EncodeToString([]byte(got)), strings.ToUpper(hex.EncodeToString([]byte(got))), url.QueryEscape(got+"&"))
+	}))
+	defer api.Close()
+	apiHost := strings.TrimPrefix(api.URL, "http://")
+	otherHost := strings.TrimPrefix(other.URL, "http://")
+	b := New(Config{
+		Grants:       map[string][]string{"llm": {apiHost, otherHost}, "web": {apiHost}},
+		Track:        func(string, string, string) bool { return true },
+		Secrets:      map[string]Secret{"api_key": NewSecret("api_key", []byte(key))},
+		SecretGrants: map[string][]SecretGrant{"llm": {{Name: "api_key", Hosts: []string{"127.0.0.1"}}}},
+	})
+	do := func(worker, u string, headers map[string]string) *schemas.EgressResponse {
+		body, _ := json.Marshal(schemas.EgressRequest{Method: "GET", URL: u, Headers: headers})
+		return b.Do(context.Background(), worker, "m", body)
+	}
+	auth := map[string]string{"Authorization": "Bearer {{secret:api_key}}"}
+
+	resp := do("llm", api.URL+"/", auth)
+	if resp.Error != nil || resp.Status != 200 {
+		t.Fatalf("granted request: %+v", resp.Error)
+	}
+	if !slices.Contains(seenAuth, "api:Bearer "+key) {
+		t.Fatalf("the API did not receive the key: %v", seenAuth)
+	}
+	all := string(resp.Body) + fmt.Sprint(resp.Headers)
+	for _, leak := range []string{key, base64.StdEncoding.EncodeToString([]byte(key)), hex.EncodeToString([]byte(key))} {
+		if strings.Contains(all, leak) {
+			t.Fatalf("response leaks %q: %s", leak, all)
+		}
+	}
+	if strings.Count(string(resp.Body), Redacted) != 6 || resp.Headers["X-Echo"] != Redacted {
+		t.Errorf("echoes not all redacted: %s %v", resp.Body, resp.Headers)
+	}
+
+	for _, tc := range []struct {
+		name, worker, url string
+		headers           map[string]string
+		want              string
+	}{
+		{"worker without the grant", "web", api.URL + "/", auth, "not granted to worker web"},
+		{"unknown secret", "llm", api.URL + "/", map[string]string{"X": "{{secret:nope}}"}, "not granted"},
+		{"secret in the host", "llm", "http://{{secret:api_key}}.example/", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := do(tc.worker, tc.url, tc.headers)
+			if r.Error == nil || !strings.Contains(r.Error.Message, tc.want) || strings.Contains(r.Error.Message, key) {
+				t.Fatalf("got %+v", r.Error)
+			}
+		})
+	}
+
+	// A redirect to a host the secret is not for does not carry it.
+	mu.Lock()
+	seenAuth = nil
+	mu.Unlock()
+	b.cfg.SecretGrants["llm"][0].Hosts = []string{"127.0.0.1"}
+	otherPort := otherHost[strings.LastIndexByte(otherHost, ':')+1:]
+	b.cfg.Grants["llm"] = append(b.cfg.Grants["llm"], "localhost:"+otherPort)
+	r := do("llm", api.URL+"/away", map[string]string{"Authorization": "Bearer {{secret:api_key}}", "X-Custom-Auth": "{{secret:api_key}}"})
+	if r.Error != nil {
+		t.Fatalf("redirect: %+v", r.Error)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(seenAuth, "other:") {
+		t.Fatalf("the redirect was not followed, or carried a header: %v", seenAuth)
+	}
+}

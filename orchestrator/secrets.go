@@ -1,0 +1,70 @@
+package orchestrator
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/orchestrator/config"
+	"github.com/sluicehq/sluice/orchestrator/egress"
+)
+
+// minSecretLen is the shortest secret accepted: a shorter one could not be
+// told apart from ordinary text when the broker removes its echoes.
+const minSecretLen = 8
+
+// loadSecrets reads every configured secret: from the environment, or from
+// a file that only its owner may read.
+func loadSecrets(c *config.Config, getenv func(string) string) (map[string]egress.Secret, error) {
+	out := map[string]egress.Secret{}
+	names := make([]string, 0, len(c.Secrets))
+	for n := range c.Secrets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		s := c.Secrets[name]
+		var v []byte
+		switch {
+		case s.Env != "":
+			if getenv == nil || getenv(s.Env) == "" {
+				return nil, fmt.Errorf("secret %s: environment variable %s is not set", name, s.Env)
+			}
+			v = []byte(getenv(s.Env))
+		case s.File != "":
+			st, err := os.Stat(s.File)
+			if err != nil {
+				return nil, fmt.Errorf("secret %s: %w", name, err)
+			}
+			if st.Mode().Perm()&0o077 != 0 {
+				return nil, fmt.Errorf("secret %s: %s is readable by group or others (mode %04o); run chmod 600 %s", name, s.File, st.Mode().Perm(), s.File)
+			}
+			if v, err = os.ReadFile(s.File); err != nil {
+				return nil, fmt.Errorf("secret %s: %w", name, err)
+			}
+			v = bytes.TrimRight(v, "\r\n")
+		}
+		if len(v) < minSecretLen {
+			return nil, fmt.Errorf("secret %s: shorter than %d bytes", name, minSecretLen)
+		}
+		out[name] = egress.NewSecret(name, v)
+	}
+	return out, nil
+}
+
+// secretGrants collects, by worker, the secrets each may have filled in.
+// A grant of a secret that is not configured is an error.
+func secretGrants(ms map[string]*capabilities.Manifest, secrets map[string]egress.Secret) (map[string][]egress.SecretGrant, error) {
+	out := map[string][]egress.SecretGrant{}
+	for name, m := range ms {
+		for _, g := range m.Grants.Secrets {
+			if _, ok := secrets[g.Name]; !ok {
+				return nil, fmt.Errorf("worker %s is granted secret %s, which is not configured under secrets: in sluice.yaml", name, g.Name)
+			}
+			out[name] = append(out[name], egress.SecretGrant{Name: g.Name, Hosts: g.Hosts})
+		}
+	}
+	return out, nil
+}

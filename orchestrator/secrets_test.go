@@ -1,0 +1,51 @@
+package orchestrator
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/orchestrator/config"
+)
+
+func TestLoadSecrets(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	open := filepath.Join(dir, "open")
+	os.WriteFile(good, []byte("file-secret-123\n"), 0o600)
+	os.WriteFile(open, []byte("file-secret-123\n"), 0o644)
+	env := map[string]string{"KEY": "env-secret-456", "SHORT": "abc"}
+	getenv := func(k string) string { return env[k] }
+	for _, tc := range []struct {
+		name    string
+		secrets map[string]config.Secret
+		want    string
+	}{
+		{"from env and file", map[string]config.Secret{"a": {Env: "KEY"}, "b": {File: good}}, ""},
+		{"unset env", map[string]config.Secret{"a": {Env: "NOPE"}}, "environment variable NOPE is not set"},
+		{"world-readable file", map[string]config.Secret{"a": {File: open}}, "readable by group or others (mode 0644)"},
+		{"too short", map[string]config.Secret{"a": {Env: "SHORT"}}, "shorter than 8 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := loadSecrets(&config.Config{Secrets: tc.secrets}, getenv)
+			if tc.want == "" {
+				if err != nil || len(got) != len(tc.secrets) {
+					t.Fatalf("got %v %v", got, err)
+				}
+				for _, s := range got {
+					if strings.Contains(s.String(), "secret-") {
+						t.Fatalf("String() shows the value: %s", s)
+					}
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "secret-") {
+				t.Fatalf("error shows the value: %v", err)
+			}
+		})
+	}
+}
