@@ -8,6 +8,7 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -188,6 +189,13 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, apiSub)
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	o.cleanup = append(o.cleanup, cancelRuns)
+	runSub, err := api.ServeRuns(runCtx, o.nc, o.subjects, o.serveRun)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	o.subs = append(o.subs, runSub)
 	unpublish, err := api.Publish(d.State, api.Endpoint{URL: b.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid()}, seed)
 	if err != nil {
 		return err
@@ -221,6 +229,9 @@ func (o *Orchestrator) waitReady(ctx context.Context) error {
 	for name, m := range o.manifests {
 		subject := o.subjects.Tool(name, m.ToolNames()[0])
 		for !o.bus.HasInterest(subject) {
+			if n, last := o.sup.Exits(name); n >= 3 {
+				return fmt.Errorf("worker %s exited %d times while starting; last: %s", name, n, last)
+			}
 			if time.Now().After(deadline) {
 				return fmt.Errorf("worker %s did not start within %s (run with -v to see its log)", name, timeout)
 			}
@@ -254,6 +265,32 @@ func (o *Orchestrator) recordViolations(ch <-chan bus.Violation) {
 // Run runs a plan.
 func (o *Orchestrator) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any, opts engine.Options) (*engine.Result, error) {
 	return o.engine.Run(ctx, plan, inputs, opts)
+}
+
+// serveRun runs a flow a client submitted.
+func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events func(any)) api.RunReply {
+	plan, err := o.LoadFlow(req.Flow)
+	if err != nil {
+		if ds, ok := schemas.AsDiagnostics(err); ok {
+			return api.RunReply{Diagnostics: ds}
+		}
+		return api.RunReply{Error: err.Error()}
+	}
+	inputs, err := plan.BindInputs(req.Inputs)
+	if err != nil {
+		return api.RunReply{Error: err.Error(), Usage: true}
+	}
+	opts := engine.Options{Wait: req.Wait, WaitTimeout: time.Duration(req.WaitTimeoutMS) * time.Millisecond,
+		OnHeld: func(s engine.StepResult) { events(s) }}
+	res, err := o.Run(ctx, plan, inputs, opts)
+	rep := api.RunReply{}
+	if res != nil {
+		rep.Result, _ = json.Marshal(res)
+	}
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	return rep
 }
 
 // Engine returns the engine, for answering held calls.

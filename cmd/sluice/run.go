@@ -9,10 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/api"
 	"github.com/sluicehq/sluice/orchestrator/config"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 	"github.com/sluicehq/sluice/schemas"
@@ -134,6 +136,16 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 		c.report(err)
 		return exitFailure
 	}
+	progress := io.Discard
+	if !o.json {
+		progress = c.stderr
+	}
+	// A running orchestrator (sluice up) owns the state directory: submit
+	// the run to it.
+	if client, err := api.Dial(dep.State); err == nil {
+		defer client.Close()
+		return c.runRemote(ctx, client, o, progress)
+	}
 	orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log, Getenv: c.getenv})
 	if err != nil {
 		c.report(err)
@@ -149,10 +161,6 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 		c.errorf("run %s: %v", o.flow, err)
 		return exitUsage
 	}
-	progress := io.Discard
-	if !o.json {
-		progress = c.stderr
-	}
 	fmt.Fprintf(progress, "starting the bus and %d workers…\n", len(dep.Workers))
 	start := time.Now()
 	if err := orch.Start(ctx); err != nil {
@@ -164,18 +172,76 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 	fmt.Fprintf(progress, "ready in %s; running %s\n", time.Since(start).Round(time.Millisecond), plan.Name)
 	opts := engine.Options{Wait: o.wait, WaitTimeout: o.waitTimeout, OnHeld: func(s engine.StepResult) {
 		if o.wait {
-			fmt.Fprintf(progress, "step %s (%s) is held for approval: %s\n  approve: sluice approve %s\n  deny:    sluice deny %s\n",
-				s.ID, s.Tool, strings.Join(s.Reasons, "; "), s.ApprovalID, s.ApprovalID)
+			heldNotice(progress, s)
 		}
 	}}
 	res, err := orch.Run(ctx, plan, inputs, opts)
-	if err != nil && res == nil {
-		c.report(err)
-		return exitFailure
-	}
 	if err != nil {
 		c.report(err)
+		if res == nil {
+			return exitFailure
+		}
 	}
+	return c.finish(ctx, res, o)
+}
+
+func heldNotice(w io.Writer, s engine.StepResult) {
+	fmt.Fprintf(w, "step %s (%s) is held for approval: %s\n  approve: sluice approve %s\n  deny:    sluice deny %s\n",
+		s.ID, s.Tool, strings.Join(s.Reasons, "; "), s.ApprovalID, s.ApprovalID)
+}
+
+// runRemote submits the run to the orchestrator behind client.
+func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, progress io.Writer) int {
+	abs, err := filepath.Abs(o.flow)
+	if err == nil {
+		_, err = os.Stat(abs)
+	}
+	if err != nil {
+		c.errorf("run: %v", err)
+		return exitFailure
+	}
+	fmt.Fprintf(progress, "submitting to the orchestrator running at %s (pid %d)\n", client.Endpoint.URL, client.Endpoint.PID)
+	rep, err := client.Run(ctx, api.RunRequest{Flow: abs, Inputs: o.inputs, Wait: o.wait, WaitTimeoutMS: o.waitTimeout.Milliseconds()},
+		func(raw json.RawMessage) {
+			var s engine.StepResult
+			if json.Unmarshal(raw, &s) == nil && o.wait {
+				heldNotice(progress, s)
+			}
+		})
+	if err != nil {
+		c.errorf("run %s: %v", o.flow, err)
+		return exitFailure
+	}
+	if len(rep.Diagnostics) > 0 {
+		for i := range rep.Diagnostics {
+			if rep.Diagnostics[i].File == abs {
+				rep.Diagnostics[i].File = o.flow
+			}
+		}
+		c.report(rep.Diagnostics)
+		return exitFailure
+	}
+	if rep.Usage {
+		c.errorf("run %s: %s", o.flow, rep.Error)
+		return exitUsage
+	}
+	if rep.Result == nil {
+		c.errorf("run %s: %s", o.flow, rep.Error)
+		return exitFailure
+	}
+	var res engine.Result
+	if err := json.Unmarshal(rep.Result, &res); err != nil {
+		c.errorf("run %s: malformed result from the orchestrator", o.flow)
+		return exitFailure
+	}
+	if rep.Error != "" {
+		c.errorf("run %s: %s", o.flow, rep.Error)
+	}
+	return c.finish(ctx, &res, o)
+}
+
+// finish prints the result and maps it to an exit code.
+func (c *cli) finish(ctx context.Context, res *engine.Result, o runOptions) int {
 	if o.json {
 		b, _ := json.MarshalIndent(res, "", "  ")
 		fmt.Fprintln(c.stdout, string(b))

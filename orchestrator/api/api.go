@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -99,32 +101,137 @@ var ErrNotRunning = errors.New("no orchestrator is running on this state directo
 // Answer approves or denies a held call through the orchestrator running
 // on state.
 func Answer(ctx context.Context, state, id string, approved bool, who string) error {
+	c, err := Dial(state)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Answer(ctx, id, approved, who)
+}
+
+// RunRequest asks a running orchestrator to run a flow. Flow is an
+// absolute path on the orchestrator's machine; Events, when set, is the
+// subject the orchestrator tells of held calls as they happen.
+type RunRequest struct {
+	Flow          string            `json:"flow"`
+	Inputs        map[string]string `json:"inputs,omitempty"`
+	Wait          bool              `json:"wait"`
+	WaitTimeoutMS int64             `json:"wait_timeout_ms,omitempty"`
+	Events        string            `json:"events,omitempty"`
+}
+
+// RunReply is the answer to a RunRequest: the result, or what was wrong.
+// Usage is set when the request itself was wrong (bad inputs).
+type RunReply struct {
+	Result      json.RawMessage     `json:"result,omitempty"`
+	Error       string              `json:"error,omitempty"`
+	Diagnostics schemas.Diagnostics `json:"diagnostics,omitempty"`
+	Usage       bool                `json:"usage,omitempty"`
+}
+
+// Runner runs one requested flow; events tells the client of held calls.
+type Runner func(ctx context.Context, req RunRequest, events func(v any)) RunReply
+
+// ServeRuns answers run requests, each in its own goroutine, until the
+// subscription is drained or ctx ends.
+func ServeRuns(ctx context.Context, nc *nats.Conn, s schemas.Subjects, run Runner) (*nats.Subscription, error) {
+	return nc.Subscribe(s.API("run"), func(m *nats.Msg) {
+		go func() {
+			var req RunRequest
+			var rep RunReply
+			if err := json.Unmarshal(m.Data, &req); err != nil || req.Flow == "" {
+				rep = RunReply{Error: "malformed run request", Usage: true}
+			} else {
+				rep = run(ctx, req, func(v any) {
+					if req.Events == "" {
+						return
+					}
+					if b, err := json.Marshal(v); err == nil {
+						_ = nc.Publish(req.Events, b)
+					}
+				})
+			}
+			b, _ := json.Marshal(rep)
+			_ = m.Respond(b)
+		}()
+	})
+}
+
+// Client is a connection to a running orchestrator.
+type Client struct {
+	nc *nats.Conn
+	s  schemas.Subjects
+	// Endpoint is where the orchestrator was found.
+	Endpoint Endpoint
+}
+
+// Dial connects to the orchestrator running on state, if there is one.
+// It returns ErrNotRunning when there is none (no endpoint, or its process
+// is gone).
+func Dial(state string) (*Client, error) {
 	b, err := os.ReadFile(endpointFile(state))
 	if err != nil {
-		return fmt.Errorf("%w (%s)", ErrNotRunning, state)
+		return nil, fmt.Errorf("%w (%s)", ErrNotRunning, state)
 	}
 	var e Endpoint
 	if err := json.Unmarshal(b, &e); err != nil {
-		return fmt.Errorf("read %s: %w", endpointFile(state), err)
+		return nil, fmt.Errorf("read %s: %w", endpointFile(state), err)
+	}
+	if !alive(e.PID) {
+		return nil, fmt.Errorf("%w (%s; a stale endpoint of pid %d)", ErrNotRunning, state, e.PID)
 	}
 	seed, err := os.ReadFile(e.Creds)
 	if err != nil {
-		return fmt.Errorf("%w (%v)", ErrNotRunning, err)
+		return nil, fmt.Errorf("%w (%v)", ErrNotRunning, err)
 	}
 	kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
 	if err != nil {
-		return fmt.Errorf("client credentials: %w", err)
+		return nil, fmt.Errorf("client credentials: %w", err)
 	}
 	pub, _ := kp.PublicKey()
 	s := schemas.Subjects{Prefix: e.Prefix}
 	nc, err := nats.Connect(e.URL, nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(s.Inbox(clientName)),
 		nats.Name("sluice-client"), nats.MaxReconnects(0))
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNotRunning, err)
+		return nil, fmt.Errorf("%w: %v", ErrNotRunning, err)
 	}
-	defer nc.Close()
+	return &Client{nc: nc, s: s, Endpoint: e}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() { c.nc.Close() }
+
+// Run submits a run and waits for its reply; onEvent is told of held calls.
+func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawMessage)) (RunReply, error) {
+	if onEvent != nil {
+		req.Events = c.nc.NewRespInbox()
+		sub, err := c.nc.Subscribe(req.Events, func(m *nats.Msg) { onEvent(m.Data) })
+		if err != nil {
+			return RunReply{}, err
+		}
+		defer sub.Unsubscribe()
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 7*24*time.Hour)
+		defer cancel()
+	}
+	body, _ := json.Marshal(req)
+	rep, err := c.nc.RequestWithContext(ctx, c.s.API("run"), body)
+	if err != nil {
+		return RunReply{}, fmt.Errorf("ask the orchestrator: %w", err)
+	}
+	var out RunReply
+	if err := json.Unmarshal(rep.Data, &out); err != nil {
+		return RunReply{}, fmt.Errorf("malformed reply from the orchestrator")
+	}
+	return out, nil
+}
+
+// Answer approves or denies a held call.
+func (c *Client) Answer(ctx context.Context, id string, approved bool, who string) error {
 	body, _ := json.Marshal(AnswerRequest{ID: id, Approved: approved, Who: who})
-	rep, err := nc.RequestWithContext(ctx, s.API("answer"), body)
+	rep, err := c.nc.RequestWithContext(ctx, c.s.API("answer"), body)
 	if err != nil {
 		return fmt.Errorf("ask the orchestrator: %w", err)
 	}
@@ -136,4 +243,15 @@ func Answer(ctx context.Context, state, id string, approved bool, who string) er
 		return errors.New(resp.Error)
 	}
 	return nil
+}
+
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	return p.Signal(syscall.Signal(0)) == nil
 }

@@ -79,6 +79,12 @@ type Supervisor struct {
 
 	mu    sync.Mutex
 	procs map[string]map[int]*exec.Cmd // worker -> replica -> running process
+	exits map[string]*exitInfo         // worker -> how its processes ended
+}
+
+type exitInfo struct {
+	count int
+	last  string // the last error the worker logged, or its exit status
 }
 
 // New returns a supervisor; nothing runs until Start.
@@ -91,7 +97,7 @@ func New(cfg Config) *Supervisor {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Supervisor{cfg: cfg, log: log, ctx: ctx, cancel: cancel, procs: map[string]map[int]*exec.Cmd{}}
+	return &Supervisor{cfg: cfg, log: log, ctx: ctx, cancel: cancel, procs: map[string]map[int]*exec.Cmd{}, exits: map[string]*exitInfo{}}
 }
 
 // Start starts every replica of every worker. A replica that exits is
@@ -123,6 +129,17 @@ func (s *Supervisor) Pids() map[string][]int {
 	return out
 }
 
+// Exits returns how many times processes of the worker have exited, and
+// the last error one of them logged (or its exit status).
+func (s *Supervisor) Exits(worker string) (int, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.exits[worker]; ok {
+		return e.count, e.last
+	}
+	return 0, ""
+}
+
 // Stop sends SIGTERM to every worker, SIGKILL to those still running after
 // the grace period, and waits for all of them.
 func (s *Supervisor) Stop() {
@@ -139,6 +156,17 @@ func (s *Supervisor) keep(w Worker, replica int) {
 		if s.ctx.Err() != nil {
 			return
 		}
+		s.mu.Lock()
+		e := s.exits[w.Name]
+		if e == nil {
+			e = &exitInfo{}
+			s.exits[w.Name] = e
+		}
+		e.count++
+		if err != nil && e.last == "" {
+			e.last = err.Error()
+		}
+		s.mu.Unlock()
 		if time.Since(started) > 30*time.Second {
 			backoff = 100 * time.Millisecond
 		}
@@ -192,9 +220,18 @@ func (s *Supervisor) runOnce(w Worker, replica, gen int) error {
 	defer s.untrack(w.Name, replica)
 
 	relayDone := make(chan struct{})
+	var lastErr string
 	go func() {
 		defer close(relayDone)
-		relay(stderr, log)
+		lastErr = relay(stderr, log)
+		if lastErr != "" {
+			s.mu.Lock()
+			if s.exits[w.Name] == nil {
+				s.exits[w.Name] = &exitInfo{}
+			}
+			s.exits[w.Name].last = lastErr
+			s.mu.Unlock()
+		}
 	}()
 	waitDone := make(chan error, 1)
 	go func() {
@@ -260,8 +297,8 @@ func writeCreds(dir string, seed []byte) (string, error) {
 
 // relay re-emits the worker's JSON log lines through the supervisor's
 // logger, with the worker and pid attached; other lines are logged as they
-// are.
-func relay(r io.Reader, log *slog.Logger) {
+// are. It returns the last error the worker logged.
+func relay(r io.Reader, log *slog.Logger) (lastErr string) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -276,6 +313,12 @@ func relay(r io.Reader, log *slog.Logger) {
 			_ = level.UnmarshalText([]byte(l))
 		}
 		msg, _ := rec["msg"].(string)
+		if level >= slog.LevelError {
+			lastErr = msg
+			if e, ok := rec["err"].(string); ok {
+				lastErr += ": " + e
+			}
+		}
 		attrs := make([]any, 0, 2*len(rec))
 		for k, v := range rec {
 			switch k {
@@ -286,6 +329,7 @@ func relay(r io.Reader, log *slog.Logger) {
 		}
 		log.Log(context.Background(), level, msg, attrs...)
 	}
+	return lastErr
 }
 
 func orEmpty(b json.RawMessage) json.RawMessage {

@@ -69,13 +69,16 @@ func TestRestartsWithFreshCredentials(t *testing.T) {
 	state := t.TempDir()
 	s := New(Config{Bus: b, State: state, Dir: t.TempDir(), Log: slog.New(slog.NewJSONHandler(&logs, nil)),
 		Command: func(Worker) *exec.Cmd {
-			return exec.Command("sh", "-c", `mode=$(stat -c %a "$SLUICE_NATS_CREDS"); echo "{\"level\":\"INFO\",\"msg\":\"started\",\"mode\":\"$mode\",\"seed\":\"$(cat $SLUICE_NATS_CREDS)\"}" >&2; exit 3`)
+			return exec.Command("sh", "-c", `mode=$(stat -c %a "$SLUICE_NATS_CREDS"); echo "{\"level\":\"INFO\",\"msg\":\"started\",\"mode\":\"$mode\",\"seed\":\"$(cat $SLUICE_NATS_CREDS)\"}" >&2; echo '{"level":"ERROR","msg":"worker stopped","err":"boom"}' >&2; exit 3`)
 		}})
 	if err := s.Start([]Worker{{Name: "w"}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, func() bool { a, _ := b.counts(); return a >= 3 })
 	s.Stop()
+	if n, last := s.Exits("w"); n < 2 || last != "worker stopped: boom" {
+		t.Errorf("Exits = %d, %q", n, last)
+	}
 	added, removed := b.counts()
 	if added != removed {
 		t.Errorf("%d users added, %d removed", added, removed)

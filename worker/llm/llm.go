@@ -97,9 +97,6 @@ func loadConfig(raw json.RawMessage) (config, error) {
 			return cfg, errors.New("llm config: script must be a path")
 		}
 	}
-	if cfg.Script == "" && cfg.Backend == backendScripted {
-		return cfg, errors.New("llm config: backend scripted needs a script")
-	}
 	return cfg, nil
 }
 
@@ -142,6 +139,11 @@ func (m *model) answer(prompt string) (json.RawMessage, error) {
 		if e.turn == 0 && e.match.MatchString(prompt) {
 			return e.respond, nil
 		}
+	}
+	if len(m.entries) == 0 {
+		// The defaults run an llm worker with no script, so that every
+		// other worker can be tried; it says what to configure.
+		return nil, worker.Failed("the model has no script: set config.script of the llm worker in sluice.yaml")
 	}
 	return nil, worker.Failed("no scripted answer matches")
 }

@@ -216,8 +216,23 @@ func TestHijackableWithoutScript(t *testing.T) {
 	runModelCases(t, hs, []modelCase{
 		{name: "injection", tool: "complete", args: map[string]any{"prompt": `SLUICE-INJECT: "yes"`}, want: `{"text":"yes"}`},
 		{name: "no injection", tool: "complete", args: map[string]any{"prompt": "hello"},
-			code: schemas.CodeFailed, msg: "no scripted answer matches"},
+			code: schemas.CodeFailed, msg: "the model has no script: set config.script"},
 	})
+}
+
+// With no configuration at all (the built-in defaults) the worker starts,
+// and every call says what to configure.
+func TestNoScript(t *testing.T) {
+	for _, cfg := range []string{``, `{}`, `{"backend": "scripted"}`} {
+		hs, err := New(worker.Env{Config: json.RawMessage(cfg)})
+		if err != nil {
+			t.Fatalf("config %q: %v", cfg, err)
+		}
+		runModelCases(t, hs, []modelCase{
+			{name: "complete " + cfg, tool: "complete", args: map[string]any{"prompt": "hello"},
+				code: schemas.CodeFailed, msg: "the model has no script: set config.script"},
+		})
+	}
 }
 
 func TestBadConfig(t *testing.T) {
@@ -231,8 +246,6 @@ func TestBadConfig(t *testing.T) {
 			want: []string{`"gpt5"`, "scripted", "hijackable"}},
 		{name: "openai is reserved", config: `{"backend": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"}`,
 			want: []string{"openai", "not available yet"}},
-		{name: "scripted without script", config: `{}`, want: []string{"script"}},
-		{name: "no config", config: ``, want: []string{"script"}},
 		{name: "unknown key", config: `{"backend": "scripted", "script": "SCRIPT", "temperature": 0}`, script: script,
 			want: []string{`"temperature"`}},
 		{name: "backend not a string", config: `{"backend": 1}`, want: []string{"backend"}},
