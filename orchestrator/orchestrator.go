@@ -168,7 +168,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return err
 	}
 	o.broker = egress.New(egress.Config{Grants: grants, Track: o.engine.Track, Log: o.log.With("component", "egress"),
-		Secrets: secrets, SecretGrants: sgrants})
+		Secrets: secrets, SecretGrants: sgrants, Report: o.recordEgress})
 	sub, err := o.broker.Serve(o.nc, o.subjects)
 	if err != nil {
 		return fmt.Errorf("egress broker: %w", err)
@@ -259,6 +259,20 @@ func (o *Orchestrator) recordViolations(ch <-chan bus.Violation) {
 		if err := o.audit.Append(context.Background(), rec); err != nil {
 			o.log.Error("audit append failed", "err", err)
 		}
+	}
+}
+
+// recordEgress appends every request the broker performed or refused to
+// the audit log.
+func (o *Orchestrator) recordEgress(ev egress.Event) {
+	rec := audit.Record{Kind: audit.KindEgress, User: "worker:" + ev.Worker, MsgID: ev.MsgID, Subject: ev.Host,
+		Status: "performed", Error: ev.Refused}
+	if ev.Refused != "" {
+		rec.Status = "refused"
+		o.log.Warn("egress refused", "worker", ev.Worker, "msg_id", ev.MsgID, "host", ev.Host, "err", ev.Refused)
+	}
+	if err := o.audit.Append(context.Background(), rec); err != nil {
+		o.log.Error("audit append failed", "err", err)
 	}
 }
 

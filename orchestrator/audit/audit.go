@@ -31,6 +31,7 @@ const (
 	KindResult      = "result"
 	KindRunFinished = "run_finished"
 	KindViolation   = "violation"
+	KindEgress      = "egress"
 )
 
 // Record is one audit event.

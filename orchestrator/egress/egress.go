@@ -51,6 +51,8 @@ type Config struct {
 	// each to its hosts only.
 	Secrets      map[string]Secret
 	SecretGrants map[string][]SecretGrant
+	// Report, when set, is told of every request, performed or refused.
+	Report func(Event)
 }
 
 // Broker performs workers' HTTP requests.
@@ -100,8 +102,40 @@ func refuse(format string, args ...any) *schemas.EgressResponse {
 	return &schemas.EgressResponse{Error: &schemas.ReplyError{Code: schemas.CodeEgress, Message: fmt.Sprintf(format, args...)}}
 }
 
-// Do checks and performs one request of worker, serving call msgID.
+// Event is one request the broker performed or refused, for the audit log.
+// It names the destination, never the URL's path or query, which may
+// carry data.
+type Event struct {
+	Worker, MsgID string
+	// Host is the destination host:port, when the URL could be read.
+	Host string
+	// Status is the HTTP status of a performed request.
+	Status int
+	// Refused is the reason the request was not performed, or "".
+	Refused string
+}
+
+// Do checks and performs one request of worker, serving call msgID, and
+// reports it to Config.Report.
 func (b *Broker) Do(ctx context.Context, worker, msgID string, body []byte) *schemas.EgressResponse {
+	resp := b.do(ctx, worker, msgID, body)
+	if b.cfg.Report != nil {
+		ev := Event{Worker: worker, MsgID: msgID, Status: resp.Status}
+		var req schemas.EgressRequest
+		if json.Unmarshal(body, &req) == nil {
+			if u, err := url.Parse(req.URL); err == nil && u.Host != "" && !placeholderRE.MatchString(u.Host) {
+				ev.Host = u.Host
+			}
+		}
+		if resp.Error != nil {
+			ev.Refused = resp.Error.Message
+		}
+		b.cfg.Report(ev)
+	}
+	return resp
+}
+
+func (b *Broker) do(ctx context.Context, worker, msgID string, body []byte) *schemas.EgressResponse {
 	var req schemas.EgressRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return refuse("malformed egress request")

@@ -206,3 +206,30 @@ func TestSecrets(t *testing.T) {
 		t.Fatalf("the redirect was not followed, or carried a header: %v", seenAuth)
 	}
 }
+
+// Every request is reported, performed or refused, with its destination
+// host and without its path or query.
+func TestReport(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	var events []Event
+	b := New(Config{Grants: map[string][]string{"web": {host}}, Track: func(string, string, string) bool { return true },
+		Report: func(e Event) { events = append(events, e) }})
+	b.Do(context.Background(), "web", "m1", request(t, srv.URL+"/private?token=abc"))
+	b.Do(context.Background(), "web", "m2", request(t, "http://169.254.169.254/latest/meta-data"))
+	if len(events) != 2 {
+		t.Fatalf("events %+v", events)
+	}
+	if e := events[0]; e.Worker != "web" || e.MsgID != "m1" || e.Host != host || e.Status != 200 || e.Refused != "" {
+		t.Errorf("performed: %+v", e)
+	}
+	if e := events[1]; e.Host != "169.254.169.254" || !strings.Contains(e.Refused, "not granted") {
+		t.Errorf("refused: %+v", e)
+	}
+	for _, e := range events {
+		if strings.Contains(fmt.Sprint(e), "token=abc") || strings.Contains(fmt.Sprint(e), "meta-data") {
+			t.Errorf("event carries the URL's path or query: %+v", e)
+		}
+	}
+}
