@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/sluicehq/sluice/capabilities"
@@ -107,6 +109,39 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 		return err
 	}
 	defer nc.Close()
+	// From here on the worker serves calls: confine it to the bus and its
+	// file grant first.
+	if err := confine(m, nc.ConnectedUrl(), log); err != nil {
+		return err
+	}
 	svc := &worker.Service{Manifest: m, Handlers: handlers, Subjects: subjects, Log: log}
 	return svc.Serve(ctx, nc)
+}
+
+// confine restricts the worker process to the bus's port and its file
+// grant, where the kernel offers Landlock.
+func confine(m *capabilities.Manifest, busURL string, log *slog.Logger) error {
+	c := worker.Confinement{}
+	if u, err := url.Parse(busURL); err == nil {
+		if p, err := strconv.ParseUint(u.Port(), 10, 16); err == nil {
+			c.NATSPort = uint16(p)
+		}
+	}
+	if f := m.Grants.Files; f != nil {
+		if f.Write {
+			c.RW = append(c.RW, f.Root)
+		} else {
+			c.RO = append(c.RO, f.Root)
+		}
+	}
+	abi, err := worker.Confine(c)
+	if err != nil {
+		return err
+	}
+	if abi == 0 {
+		log.Warn("the kernel offers no Landlock: this worker is isolated by its bus permissions only")
+	} else {
+		log.Info("worker confined", "landlock_abi", abi, "bus_port", c.NATSPort)
+	}
+	return nil
 }

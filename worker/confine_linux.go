@@ -1,0 +1,48 @@
+//go:build linux
+
+package worker
+
+import (
+	"fmt"
+
+	"github.com/landlock-lsm/go-landlock/landlock"
+	"golang.org/x/sys/unix"
+)
+
+// LandlockABI returns the Landlock ABI version of the running kernel; 0
+// when it has none.
+func LandlockABI() int {
+	v, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, unix.LANDLOCK_CREATE_RULESET_VERSION)
+	if errno != 0 {
+		return 0
+	}
+	return int(v)
+}
+
+// Confine restricts the process, for the rest of its life, to c. It
+// returns the Landlock ABI in force: 0 means the kernel has no Landlock and
+// nothing was restricted (the caller says so in its log; sluice doctor
+// reports it).
+func Confine(c Confinement) (int, error) {
+	abi := LandlockABI()
+	if abi == 0 {
+		return 0, nil
+	}
+	rules := []landlock.Rule{}
+	if len(c.RO) > 0 {
+		rules = append(rules, landlock.RODirs(c.RO...))
+	}
+	if len(c.RW) > 0 {
+		rules = append(rules, landlock.RWDirs(c.RW...))
+	}
+	if c.NATSPort != 0 {
+		rules = append(rules, landlock.ConnectTCP(c.NATSPort))
+	}
+	// The highest configuration this library knows, degraded to what the
+	// kernel offers: file access, TCP bind and connect (ABI 4), signals
+	// and abstract sockets (ABI 6).
+	if err := landlock.V11.BestEffort().Restrict(rules...); err != nil {
+		return abi, fmt.Errorf("confine the worker: %w", err)
+	}
+	return abi, nil
+}
