@@ -166,3 +166,16 @@ func TestLint(t *testing.T) {
 		t.Fatalf("diagnostic %+v", d)
 	}
 }
+
+func TestDoctor(t *testing.T) {
+	dir := t.TempDir()
+	code, out, _ := runCLI(t, dir, "doctor")
+	if code != exitOK || !strings.Contains(out, "ok    configuration          built-in defaults") || !strings.Contains(out, "landlock") {
+		t.Fatalf("doctor: exit %d\n%s", code, out)
+	}
+	os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte("secrets:\n  api: {env: SLUICE_TEST_UNSET_KEY}\n"), 0o644)
+	code, out, _ = runCLI(t, dir, "doctor")
+	if code != exitFailure || !strings.Contains(out, "fail  secret api") || !strings.Contains(out, "SLUICE_TEST_UNSET_KEY is not set") {
+		t.Fatalf("doctor with a missing secret: exit %d\n%s", code, out)
+	}
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/api"
+	"github.com/sluicehq/sluice/worker"
+)
+
+func doctorCommand() *command {
+	return &command{
+		name:  "doctor",
+		usage: "doctor [--config FILE]",
+		short: "check this machine and configuration, and say which isolation layers are in force",
+		long: `Prints one line per check — ok, warn or fail — with a hint where something
+needs doing: the configuration, its manifests and policies, the state
+directory, the bus, the secrets, and the isolation layers this kernel
+offers to worker processes (Landlock for files, TCP and signals).
+
+Exits 1 when a check fails.
+
+Example:
+  sluice doctor --config deploy/sluice.yaml`,
+		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
+			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
+			return func(c *cli, ctx context.Context, args []string) int {
+				if len(args) > 0 {
+					c.errorf("doctor takes no arguments")
+					return exitUsage
+				}
+				return c.doctor(ctx, *cfgFile)
+			}
+		},
+	}
+}
+
+func (c *cli) doctor(_ context.Context, cfgFile string) int {
+	failed := false
+	line := func(status, what, detail string) {
+		if status == "fail" {
+			failed = true
+		}
+		fmt.Fprintf(c.stdout, "%-4s  %-22s %s\n", status, what, detail)
+	}
+	dep, err := c.loadConfig(cfgFile)
+	if err != nil {
+		line("fail", "configuration", err.Error())
+		return exitFailure
+	}
+	if dep.File == "" {
+		line("ok", "configuration", "built-in defaults (no sluice.yaml here)")
+	} else {
+		line("ok", "configuration", dep.File)
+	}
+	if _, err := orchestrator.New(orchestrator.Config{Deployment: dep, Getenv: c.getenv}); err != nil {
+		line("fail", "manifests and policies", fmt.Sprintf("%v (run sluice lint for positions)", firstLine(err)))
+	} else {
+		line("ok", "manifests and policies", fmt.Sprintf("%d workers, %d policy files besides the default", len(dep.Workers), len(dep.Policies)))
+	}
+	if err := os.MkdirAll(dep.State, 0o700); err != nil {
+		line("fail", "state directory", err.Error())
+	} else if f, err := os.CreateTemp(dep.State, ".doctor-*"); err != nil {
+		line("fail", "state directory", fmt.Sprintf("%s is not writable: %v", dep.State, err))
+	} else {
+		f.Close()
+		os.Remove(f.Name())
+		line("ok", "state directory", dep.State)
+	}
+	if client, err := api.Dial(dep.State); err == nil {
+		line("ok", "orchestrator", fmt.Sprintf("running (pid %d), bus %s", client.Endpoint.PID, client.Endpoint.URL))
+		client.Close()
+	} else if ln, err := net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		line("fail", "bus", fmt.Sprintf("cannot listen on 127.0.0.1: %v", err))
+	} else {
+		ln.Close()
+		line("ok", "bus", "no orchestrator running; the embedded NATS server can listen on 127.0.0.1")
+	}
+	names := make([]string, 0, len(dep.Secrets))
+	for n := range dep.Secrets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s := dep.Secrets[n]
+		switch {
+		case s.Env != "" && c.getenv(s.Env) == "":
+			line("fail", "secret "+n, fmt.Sprintf("environment variable %s is not set", s.Env))
+		case s.File != "":
+			st, err := os.Stat(s.File)
+			switch {
+			case err != nil:
+				line("fail", "secret "+n, err.Error())
+			case st.Mode().Perm()&0o077 != 0:
+				line("fail", "secret "+n, fmt.Sprintf("%s is readable by group or others: chmod 600 %s", s.File, filepath.Clean(s.File)))
+			default:
+				line("ok", "secret "+n, "from file "+s.File)
+			}
+		default:
+			line("ok", "secret "+n, "from environment variable "+s.Env)
+		}
+	}
+	line("ok", "bus permissions", "each worker has a NATS user of its own: its own calls, replies, its own egress subject")
+	switch abi := worker.LandlockABI(); {
+	case abi == 0:
+		line("warn", "landlock", "not offered by this kernel: workers are not confined to their files and the bus port")
+	case abi < 4:
+		line("warn", "landlock", fmt.Sprintf("ABI %d: workers are confined to their files; TCP and signals are not restricted (needs ABI 4 and 6)", abi))
+	case abi < 6:
+		line("ok", "landlock", fmt.Sprintf("ABI %d: workers confined to their files and the bus port; signals not restricted (needs ABI 6)", abi))
+	default:
+		line("ok", "landlock", fmt.Sprintf("ABI %d: workers confined to their files, the bus port, and their own signals", abi))
+	}
+	if failed {
+		return exitFailure
+	}
+	return exitOK
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	for i, r := range s {
+		if r == '\n' {
+			return s[:i] + " …"
+		}
+	}
+	return s
+}
