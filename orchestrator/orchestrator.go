@@ -210,7 +210,8 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		}
 		eff := o.manifests[m.Worker]
 		workers = append(workers, supervisor.Worker{Name: m.Worker, Ref: w.Manifest,
-			Permissions: eff.Permissions(o.subjects), Grants: w.Grants, Config: w.Config, Replicas: w.Replicas})
+			Permissions: eff.Permissions(o.subjects), Grants: w.Grants, Config: w.Config, Replicas: w.Replicas,
+			MemoryLimit: eff.Limits.Memory})
 	}
 	o.sup = supervisor.New(supervisor.Config{Bus: b, State: d.State, Dir: d.Dir, Log: o.log, Prefix: o.subjects.Prefix,
 		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand})

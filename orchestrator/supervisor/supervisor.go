@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -46,6 +47,10 @@ type Worker struct {
 	Config json.RawMessage
 	// Replicas to run; default 1.
 	Replicas int
+	// MemoryLimit, when set, is the Go runtime's soft memory limit for the
+	// process (GOMEMLIMIT): the garbage collector works harder as it nears
+	// it.
+	MemoryLimit int64
 }
 
 // Config of a supervisor.
@@ -204,6 +209,9 @@ func (s *Supervisor) runOnce(w Worker, replica, gen int) error {
 		"SLUICE_WORKER_CONFIG="+string(orEmpty(w.Config)),
 		"SLUICE_WORKER_GRANTS="+string(grants),
 	)
+	if w.MemoryLimit > 0 {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+strconv.FormatInt(w.MemoryLimit, 10))
+	}
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

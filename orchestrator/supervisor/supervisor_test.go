@@ -69,9 +69,9 @@ func TestRestartsWithFreshCredentials(t *testing.T) {
 	state := t.TempDir()
 	s := New(Config{Bus: b, State: state, Dir: t.TempDir(), Log: slog.New(slog.NewJSONHandler(&logs, nil)),
 		Command: func(Worker) *exec.Cmd {
-			return exec.Command("sh", "-c", `mode=$(stat -c %a "$SLUICE_NATS_CREDS"); echo "{\"level\":\"INFO\",\"msg\":\"started\",\"mode\":\"$mode\",\"seed\":\"$(cat $SLUICE_NATS_CREDS)\"}" >&2; echo '{"level":"ERROR","msg":"worker stopped","err":"boom"}' >&2; exit 3`)
+			return exec.Command("sh", "-c", `mode=$(stat -c %a "$SLUICE_NATS_CREDS"); echo "{\"level\":\"INFO\",\"msg\":\"started\",\"mode\":\"$mode\",\"memlimit\":\"$GOMEMLIMIT\",\"seed\":\"$(cat $SLUICE_NATS_CREDS)\"}" >&2; echo '{"level":"ERROR","msg":"worker stopped","err":"boom"}' >&2; exit 3`)
 		}})
-	if err := s.Start([]Worker{{Name: "w"}}); err != nil {
+	if err := s.Start([]Worker{{Name: "w", MemoryLimit: 64 << 20}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, func() bool { a, _ := b.counts(); return a >= 3 })
@@ -86,6 +86,9 @@ func TestRestartsWithFreshCredentials(t *testing.T) {
 	out := logs.String()
 	if !strings.Contains(out, `"msg":"started"`) || !strings.Contains(out, `"worker":"w"`) || !strings.Contains(out, `"pid":`) {
 		t.Errorf("relayed log lacks the worker's line or attributes:\n%s", out)
+	}
+	if !strings.Contains(out, `"memlimit":"67108864"`) {
+		t.Errorf("GOMEMLIMIT not set from the manifest's memory limit:\n%s", out)
 	}
 	if !strings.Contains(out, `"mode":"600"`) {
 		t.Errorf("credential file is not 0600:\n%s", out)
