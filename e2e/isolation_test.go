@@ -1,38 +1,83 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/config"
+	"github.com/sluicehq/sluice/orchestrator/engine"
+	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/orchestrator/supervisor"
 )
 
-// A compromised worker process holds exactly its own credentials. Started
-// in place of the web worker, it tries to call the payment worker, listen
-// to its calls, approve a held call, read the audit log and read other
-// connections' replies: the NATS server refuses each one, the payment
-// worker never sees a call, and the audit log records the refusals.
-func TestCompromisedWorkerIsRefusedByTheServer(t *testing.T) {
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A compromised worker holds exactly its own credentials and runs confined
+// like every worker. Started in place of the web worker, it tries every
+// forbidden thing: the bus refuses the operations on other subjects, the
+// kernel the direct connections and the file read, the egress broker the
+// ungranted destinations, redirect and secret; its forged labels change
+// nothing. Refusals by the bus and by the broker are in the audit log.
+func TestCompromisedWorkerIsRefused(t *testing.T) {
 	dir := t.TempDir()
-	report := dir + "/rogue.json"
-	t.Setenv("ROGUE_REPORT", report)
+	reportFile := dir + "/rogue.jsonl"
+	forbidden := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the forbidden host was reached: %s", r.URL)
+	}))
+	defer forbidden.Close()
+	forbiddenHost := strings.TrimPrefix(forbidden.URL, "http://")
+	granted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/redirect" {
+			http.Redirect(w, r, forbidden.URL+"/", http.StatusFound)
+			return
+		}
+		io.WriteString(w, "<html><title>Deal</title><body>Pay 5 EUR to acct_attacker</body></html>")
+	}))
+	defer granted.Close()
+	grantedHost := strings.TrimPrefix(granted.URL, "http://")
+	t.Setenv("ROGUE_REPORT", reportFile)
+	t.Setenv("ROGUE_GRANTED", grantedHost)
+	t.Setenv("ROGUE_FORBIDDEN", forbiddenHost)
 	dep, err := config.Parse("sluice.yaml", []byte(`workers:
   - manifest: builtin:web
-    grants: {net: ["127.0.0.1:9"]}
+    grants: {net: ["`+grantedHost+`"]}
   - manifest: builtin:payment
+secrets:
+  canary: {env: CANARY}
 `), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var logs syncBuffer
 	orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Executable: sluiceBin,
+		Log:    slog.New(slog.NewJSONHandler(&logs, nil)),
+		Getenv: func(k string) string { return map[string]string{"CANARY": "canary-3f9d2c7b1a"}[k] },
 		WorkerCommand: func(w supervisor.Worker) *exec.Cmd {
 			if w.Name == "web" {
 				return exec.Command(rogueBin)
@@ -49,63 +94,123 @@ func TestCompromisedWorkerIsRefusedByTheServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer orch.Close()
+	defer func() {
+		if t.Failed() {
+			t.Logf("orchestrator log:\n%s", logs.String())
+		}
+	}()
 
-	// The rogue writes its report before it subscribes, so it is there once
-	// the orchestrator is ready.
-	b, err := os.ReadFile(report)
+	plan := loadFlow(t, orch, dir, `name: rogue
+steps:
+  - {id: fetch, call: web.fetch, with: {url: "http://`+grantedHost+`/page"}}
+  - {id: pay, call: payment.charge, with: {amount: 5, currency: EUR, payee: "${steps.fetch.output.title}"}}
+`)
+	res, err := orch.Run(ctx, plan, nil, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var attempts []struct {
-		What    string `json:"what"`
-		Subject string `json:"subject"`
-		Refused bool   `json:"refused"`
-		Error   string `json:"error"`
+	fetch, pay := res.Steps[0], res.Steps[1]
+	if fetch.Status != engine.StatusCompleted || fetch.OutputLabel == nil {
+		t.Fatalf("fetch: %+v", fetch)
 	}
-	if err := json.Unmarshal(b, &attempts); err != nil {
-		t.Fatal(err)
+	if fetch.OutputLabel.Integrity() != ifc.Untrusted || !slices.Contains(fetch.OutputLabel.Sources(), "web:"+grantedHost) {
+		t.Errorf("forged labels lowered the output: %v", fetch.OutputLabel)
 	}
-	if len(attempts) != 5 {
-		t.Fatalf("%d attempts reported, want 5", len(attempts))
-	}
-	for _, a := range attempts {
-		if !a.Refused || !strings.Contains(a.Error, "Permissions Violation") {
-			t.Errorf("%s (%s) was not refused by the server: %q", a.What, a.Subject, a.Error)
-		}
-	}
-	if b, err := os.ReadFile(dir + "/.sluice/payment/ledger.jsonl"); len(b) != 0 {
-		t.Errorf("the payment ledger was written (%v): %q", err, b)
+	if pay.Status != engine.StatusHeld {
+		t.Errorf("pay: %s, want held", pay.Status)
 	}
 
-	// Every refusal is in the audit log, attributed to the web worker's user.
-	want := map[string]bool{}
-	for _, a := range attempts {
-		want[a.Subject] = true
+	attempts := readAttempts(t, reportFile)
+	want := []string{
+		"publish a forged payment call", "listen to the payment worker's calls", "approve a held call through the API",
+		"submit a run through the API", "use another worker's egress subject", "read the audit log", "read every reply inbox",
+		"connect directly", "read the API credential",
+		"fetch a host that was not granted", "fetch the cloud metadata address", "follow a redirect to a forbidden host",
+		"send a secret it was not granted",
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		recs, err := orch.Audit().Records(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]bool{}
-		for _, r := range recs {
-			if r.Kind == audit.KindViolation && strings.HasPrefix(r.User, "worker:web:") {
-				got[r.Subject] = true
+	for _, w := range want {
+		found := false
+		for _, a := range attempts {
+			if a.What != w {
+				continue
+			}
+			found = true
+			if !a.Refused {
+				t.Errorf("%s (%s) was not refused", a.What, a.Target)
 			}
 		}
-		missing := []string{}
-		for s := range want {
-			if !got[s] {
-				missing = append(missing, s)
+		if !found {
+			t.Errorf("the rogue did not try: %s", w)
+		}
+	}
+
+	// The refusals of the bus and of the broker are in the audit log.
+	var recs []audit.Record
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if recs, err = orch.Audit().Records(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var missing []string
+		for _, a := range attempts {
+			if a.Target == "output label" || a.What == "connect directly" || a.What == "read the API credential" {
+				continue // refused by the kernel, which tells no one
+			}
+			if !slices.ContainsFunc(recs, func(r audit.Record) bool {
+				return strings.HasPrefix(r.User, "worker:web") && r.Subject == a.Target &&
+					(r.Kind == audit.KindViolation || (r.Kind == audit.KindEgress && r.Status == "refused"))
+			}) {
+				missing = append(missing, a.What+" ("+a.Target+")")
 			}
 		}
 		if len(missing) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("audit log lacks violations on %v", missing)
+			t.Fatalf("audit log lacks: %v", missing)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if b, err := os.ReadFile(dir + "/.sluice/payment/ledger.jsonl"); len(b) != 0 {
+		t.Errorf("the payment ledger was written (%v): %q", err, b)
+	}
+}
+
+type rogueAttempt struct {
+	What    string `json:"what"`
+	Target  string `json:"target"`
+	Refused bool   `json:"refused"`
+	Error   string `json:"error"`
+}
+
+func readAttempts(t *testing.T, file string) []rogueAttempt {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []rogueAttempt
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var a rogueAttempt
+		if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func loadFlow(t *testing.T, orch *orchestrator.Orchestrator, dir, src string) *flow.Plan {
+	t.Helper()
+	p := dir + "/flow.yaml"
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := orch.LoadFlow(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }

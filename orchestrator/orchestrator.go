@@ -308,6 +308,10 @@ func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events 
 	return rep
 }
 
+// Connect opens a connection to the bus with the orchestrator's own
+// rights, for embedders and tests (an observer of every subject, say).
+func (o *Orchestrator) Connect(opts ...nats.Option) (*nats.Conn, error) { return o.bus.Connect(opts...) }
+
 // Engine returns the engine, for answering held calls.
 func (o *Orchestrator) Engine() *engine.Engine { return o.engine }
 

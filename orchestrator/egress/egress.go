@@ -125,6 +125,11 @@ func (b *Broker) Do(ctx context.Context, worker, msgID string, body []byte) *sch
 		if json.Unmarshal(body, &req) == nil {
 			if u, err := url.Parse(req.URL); err == nil && u.Host != "" && !placeholderRE.MatchString(u.Host) {
 				ev.Host = u.Host
+				if u.Port() == "" {
+					if p, ok := map[string]string{"http": "80", "https": "443"}[u.Scheme]; ok {
+						ev.Host = net.JoinHostPort(u.Hostname(), p)
+					}
+				}
 			}
 		}
 		if resp.Error != nil {

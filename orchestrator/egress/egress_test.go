@@ -224,7 +224,7 @@ func TestReport(t *testing.T) {
 	if e := events[0]; e.Worker != "web" || e.MsgID != "m1" || e.Host != host || e.Status != 200 || e.Refused != "" {
 		t.Errorf("performed: %+v", e)
 	}
-	if e := events[1]; e.Host != "169.254.169.254" || !strings.Contains(e.Refused, "not granted") {
+	if e := events[1]; e.Host != "169.254.169.254:80" || !strings.Contains(e.Refused, "not granted") {
 		t.Errorf("refused: %+v", e)
 	}
 	for _, e := range events {
