@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -100,6 +101,9 @@ type Env struct {
 	// which the supervisor sets to the directory of sluice.yaml.
 	Config json.RawMessage
 	Log    *slog.Logger
+	// Manifest is the worker's manifest with this deployment's grants
+	// added: a worker with a file grant finds its root here.
+	Manifest *capabilities.Manifest
 }
 
 // Builtin constructs the handlers of one built-in worker, by short tool

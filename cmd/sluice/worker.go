@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
+	"github.com/sluicehq/sluice/worker/files"
 	"github.com/sluicehq/sluice/worker/llm"
 	"github.com/sluicehq/sluice/worker/payment"
 	"github.com/sluicehq/sluice/worker/web"
@@ -25,6 +26,7 @@ func builtins() map[string]worker.Builtin {
 		"web":     web.New,
 		"payment": payment.New,
 		"llm":     llm.New,
+		"files":   files.New,
 	}
 }
 
@@ -98,7 +100,7 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 		cfg = json.RawMessage("{}")
 	}
 	log = log.With("worker", m.Worker)
-	handlers, err := build(worker.Env{State: state, Config: cfg, Log: log})
+	handlers, err := build(worker.Env{State: state, Config: cfg, Log: log, Manifest: m})
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", m.Worker, err)
 	}

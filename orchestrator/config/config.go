@@ -30,8 +30,11 @@ type Config struct {
 	// Dir is the directory relative paths are resolved against, and the
 	// workers' working directory.
 	Dir string
-	// NATS is "embedded" or a nats:// URL.
+	// NATS is "embedded" or the URL of an external server or cluster.
 	NATS string
+	// ExternalNATS says how to use the external server; nil with the
+	// embedded one.
+	ExternalNATS *ExternalNATS
 	// State is the state directory.
 	State string
 	// Prefix of every subject; default "sluice".
@@ -70,7 +73,13 @@ type Secret struct {
 func Default(dir string) *Config {
 	c := &Config{Dir: dir, NATS: Embedded, State: filepath.Join(dir, ".sluice"), Prefix: schemas.DefaultPrefix}
 	for _, name := range capabilities.Builtins() {
-		c.Workers = append(c.Workers, Worker{Manifest: capabilities.BuiltinPrefix + name, Config: json.RawMessage("{}"), Replicas: 1})
+		w := Worker{Manifest: capabilities.BuiltinPrefix + name, Config: json.RawMessage("{}"), Replicas: 1}
+		if name == "files" {
+			// The files worker needs a root: by default, one of its own
+			// under the state directory.
+			w.Grants.Files = &capabilities.FileGrant{Root: filepath.Join(c.State, "files"), Write: true}
+		}
+		c.Workers = append(c.Workers, w)
 	}
 	return c
 }
@@ -118,8 +127,8 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 		return nil, ds.Err()
 	}
 	var raw struct {
-		NATS     string   `json:"nats"`
-		State    string   `json:"state"`
+		NATS     json.RawMessage `json:"nats"`
+		State    string          `json:"state"`
 		Prefix   string   `json:"subject_prefix"`
 		Policies []string `json:"policies"`
 		Workers  []struct {
@@ -134,13 +143,8 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("config %s: %w", file, err)
 	}
-	c := &Config{File: file, Dir: dir, NATS: raw.NATS, Prefix: raw.Prefix, Secrets: raw.Secrets}
-	if c.NATS == "" {
-		c.NATS = Embedded
-	}
-	if c.NATS != Embedded {
-		ds.Add(file, doc.Pos("/nats"), "config_unsupported", "nats %q: only the embedded server is available in this version", c.NATS)
-	}
+	c := &Config{File: file, Dir: dir, Prefix: raw.Prefix, Secrets: raw.Secrets}
+	c.NATS, c.ExternalNATS = parseNATS(file, doc, raw.NATS, dir, &ds)
 	if c.Prefix == "" {
 		c.Prefix = schemas.DefaultPrefix
 	}
