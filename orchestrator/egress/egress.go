@@ -11,6 +11,8 @@ package egress
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,7 +55,12 @@ type Config struct {
 	SecretGrants map[string][]SecretGrant
 	// Report, when set, is told of every request, performed or refused.
 	Report func(Event)
+	// RootCAs verifies servers' certificates; nil means the system's.
+	RootCAs *x509.CertPool
 }
+
+// defaultPorts are the schemes the broker speaks, with their ports.
+var defaultPorts = map[string]string{"http": "80", "https": "443", "smtp": "587", "smtps": "465"}
 
 // Broker performs workers' HTTP requests.
 type Broker struct {
@@ -125,10 +132,8 @@ func (b *Broker) Do(ctx context.Context, worker, msgID string, body []byte) *sch
 		if json.Unmarshal(body, &req) == nil {
 			if u, err := url.Parse(req.URL); err == nil && u.Host != "" && !placeholderRE.MatchString(u.Host) {
 				ev.Host = u.Host
-				if u.Port() == "" {
-					if p, ok := map[string]string{"http": "80", "https": "443"}[u.Scheme]; ok {
-						ev.Host = net.JoinHostPort(u.Hostname(), p)
-					}
+				if p, ok := defaultPorts[u.Scheme]; ok && u.Port() == "" {
+					ev.Host = net.JoinHostPort(u.Hostname(), p)
 				}
 			}
 		}
@@ -148,6 +153,9 @@ func (b *Broker) do(ctx context.Context, worker, msgID string, body []byte) *sch
 	method := strings.ToUpper(req.Method)
 	if method == "" {
 		method = http.MethodGet
+	}
+	if method == MethodSMTP {
+		return b.sendMail(ctx, worker, msgID, req)
 	}
 	u, hostport, err := b.check(worker, req.URL)
 	if err != nil {
@@ -200,6 +208,7 @@ func (b *Broker) do(ctx context.Context, worker, msgID string, body []byte) *sch
 			DialContext:            b.dialer(worker),
 			TLSHandshakeTimeout:    10 * time.Second,
 			ResponseHeaderTimeout:  b.cfg.Timeout,
+			TLSClientConfig:        &tls.Config{RootCAs: b.cfg.RootCAs, MinVersion: tls.VersionTLS12},
 			MaxResponseHeaderBytes: 64 << 10,
 		},
 		CheckRedirect: func(r *http.Request, via []*http.Request) error {
@@ -265,8 +274,8 @@ func (b *Broker) check(worker, raw string) (*url.URL, string, error) {
 	if err != nil {
 		return nil, "", errors.New("unparsable URL")
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, "", fmt.Errorf("scheme %q is not allowed (http, https)", u.Scheme)
+	if _, ok := defaultPorts[u.Scheme]; !ok {
+		return nil, "", fmt.Errorf("scheme %q is not allowed (http, https, smtp, smtps)", u.Scheme)
 	}
 	if u.User != nil {
 		return nil, "", errors.New("URLs with user info are not allowed")
@@ -274,7 +283,7 @@ func (b *Broker) check(worker, raw string) (*url.URL, string, error) {
 	host := strings.ToLower(u.Hostname())
 	port := u.Port()
 	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		port = defaultPorts[u.Scheme]
 	}
 	hostport := net.JoinHostPort(host, port)
 	if !slices.Contains(b.cfg.Grants[worker], hostport) {
