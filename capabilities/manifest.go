@@ -57,6 +57,11 @@ type Tool struct {
 	Approvable bool
 	// Egress tools send their arguments off the machine.
 	Egress bool
+	// TrustedNetwork tools keep the call's integrity for what they read over
+	// the network: their hosts (a model API) are trusted to compute on what
+	// they are sent. Otherwise every host a call reaches makes its output
+	// untrusted, with source web:<host>.
+	TrustedNetwork bool
 	// Input validates the arguments; Output, when set, the output.
 	Input, Output *schemas.Schema
 	// OutputLabel is joined with the call's context label to label the
@@ -163,6 +168,7 @@ func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
 			Privileged   bool           `json:"privileged"`
 			Approvable   bool           `json:"approvable"`
 			Egress       bool           `json:"egress"`
+			Trusted      bool           `json:"trusted_network"`
 			InputSchema  string         `json:"input_schema"`
 			OutputSchema string         `json:"output_schema"`
 			OutputLabel  *ifc.Label     `json:"output_label"`
@@ -187,7 +193,7 @@ func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
 	for name, rt := range raw.Tools {
 		ptr := schemas.Pointer("tools", name)
 		t := &Tool{Name: m.Worker + "." + name, Description: rt.Description, Privileged: rt.Privileged,
-			Approvable: rt.Approvable, Egress: rt.Egress, Clearance: ifc.NewClearance(ifc.Trusted)}
+			Approvable: rt.Approvable, Egress: rt.Egress, TrustedNetwork: rt.Trusted, Clearance: ifc.NewClearance(ifc.Trusted)}
 		if t.Input, err = loadSchema(dir, rt.InputSchema); err != nil {
 			ds.Add(file, doc.Pos(ptr+"/input_schema"), CodeBadSchema, "tool %s: input_schema: %v", name, err)
 		}

@@ -1,10 +1,10 @@
 // Package llm is the built-in language-model worker: tools extract (a JSON
-// value that satisfies a schema, read from a text) and complete (a text
-// answer to a prompt).
+// value that satisfies a schema, read from a text), complete (a text answer
+// to a prompt) and chat (a message or tool calls, answering a conversation).
 //
 // Configuration (the worker's `config:` block):
 //
-//	backend: scripted (the default) or hijackable; openai is reserved
+//	backend: scripted (the default), hijackable, or openai (see openAIConfig)
 //	script:  path of the script, relative to the working directory
 //
 // The scripted backend is deterministic: the script is a YAML list of
@@ -12,8 +12,9 @@
 // respond value of the first entry whose Go regular expression matches the
 // prompt text. For extract the prompt text is the instruction, a blank line
 // and the text; for complete it is the system prompt, a blank line and the
-// prompt (or the prompt alone). Entries with `turn:` are for chat and are
-// skipped by extract and complete.
+// prompt (or the prompt alone). For chat the regular expressions see the
+// whole conversation rendered as text, and an entry with `turn: N` applies
+// only to the model's N-th answer; extract and complete skip such entries.
 //
 // The hijackable backend is the worst-case model of the threat model: it
 // answers like the scripted one, except that a line containing
@@ -44,7 +45,7 @@ import (
 const (
 	backendScripted   = "scripted"
 	backendHijackable = "hijackable"
-	backendOpenAI     = "openai" // reserved
+	backendOpenAI     = "openai"
 )
 
 // injectMarker starts a line that the hijackable backend obeys.
@@ -53,6 +54,7 @@ const injectMarker = "SLUICE-INJECT:"
 type config struct {
 	Backend string `json:"backend"`
 	Script  string `json:"script"`
+	OpenAI  openAIConfig
 }
 
 func loadConfig(raw json.RawMessage) (config, error) {
@@ -76,11 +78,11 @@ func loadConfig(raw json.RawMessage) (config, error) {
 		cfg.Backend = backendScripted
 	case backendScripted, backendHijackable:
 	case backendOpenAI:
-		return cfg, fmt.Errorf("llm config: backend %s is not available yet (available: %s, %s)",
-			backendOpenAI, backendScripted, backendHijackable)
+		err := loadOpenAIConfig(raw, &cfg.OpenAI)
+		return cfg, err
 	default:
-		return cfg, fmt.Errorf("llm config: unknown backend %q (available: %s, %s)",
-			cfg.Backend, backendScripted, backendHijackable)
+		return cfg, fmt.Errorf("llm config: unknown backend %q (available: %s, %s, %s)",
+			cfg.Backend, backendOpenAI, backendScripted, backendHijackable)
 	}
 	var unknown []string
 	for k := range keys {
@@ -107,6 +109,10 @@ func New(env worker.Env) (map[string]worker.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Backend == backendOpenAI {
+		t := &tools{b: &openAI{cfg: cfg.OpenAI}}
+		return t.handlers(), nil
+	}
 	m := &model{hijackable: cfg.Backend == backendHijackable}
 	if cfg.Script != "" {
 		src, err := os.ReadFile(cfg.Script)
@@ -117,7 +123,26 @@ func New(env worker.Env) (map[string]worker.Handler, error) {
 			return nil, err
 		}
 	}
-	return map[string]worker.Handler{"extract": m.extract, "complete": m.complete}, nil
+	return (&tools{b: m}).handlers(), nil
+}
+
+// backend is a language model: the scripted or hijackable one of this
+// package, or an OpenAI-compatible endpoint.
+type backend interface {
+	// complete answers a prompt with text.
+	complete(ctx context.Context, call *worker.Call, system, prompt string) (string, error)
+	// extract answers with a JSON value meant to satisfy schema; the
+	// caller checks it does.
+	extract(ctx context.Context, call *worker.Call, instruction, text string, schema json.RawMessage) (json.RawMessage, error)
+	// chat answers a conversation with a message: content or tool calls.
+	chat(ctx context.Context, call *worker.Call, messages []Message, tools []ToolSpec) (Message, error)
+}
+
+// tools are the worker's handlers over one backend.
+type tools struct{ b backend }
+
+func (t *tools) handlers() map[string]worker.Handler {
+	return map[string]worker.Handler{"extract": t.extract, "complete": t.complete, "chat": t.chat}
 }
 
 var _ worker.Builtin = New
@@ -129,14 +154,18 @@ type model struct {
 }
 
 // answer returns the model's answer to prompt, as JSON.
-func (m *model) answer(prompt string) (json.RawMessage, error) {
+func (m *model) answer(prompt string) (json.RawMessage, error) { return m.answerAt(prompt, 0) }
+
+// answerAt answers at a chat turn (1 for the model's first answer in a
+// step); turn 0 is not chat, and only entries without a turn apply.
+func (m *model) answerAt(prompt string, turn int) (json.RawMessage, error) {
 	if m.hijackable {
 		if a, ok, err := injection(prompt); ok {
 			return a, err
 		}
 	}
 	for _, e := range m.entries {
-		if e.turn == 0 && e.match.MatchString(prompt) {
+		if (e.turn == 0 || (turn > 0 && e.turn == turn)) && e.match.MatchString(prompt) {
 			return e.respond, nil
 		}
 	}
@@ -171,7 +200,7 @@ type extractArgs struct {
 	Schema      json.RawMessage `json:"schema"`
 }
 
-func (m *model) extract(ctx context.Context, call *worker.Call) (any, error) {
+func (t *tools) extract(ctx context.Context, call *worker.Call) (any, error) {
 	var args extractArgs
 	if err := decodeArgs(call.Args, &args); err != nil {
 		return nil, err
@@ -198,7 +227,7 @@ func (m *model) extract(ctx context.Context, call *worker.Call) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	a, err := m.answer(*args.Instruction + "\n\n" + *args.Text)
+	a, err := t.b.extract(ctx, call, *args.Instruction, *args.Text, args.Schema)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +250,7 @@ type completeOutput struct {
 	Text string `json:"text"`
 }
 
-func (m *model) complete(ctx context.Context, call *worker.Call) (any, error) {
+func (t *tools) complete(ctx context.Context, call *worker.Call) (any, error) {
 	var args completeArgs
 	if err := decodeArgs(call.Args, &args); err != nil {
 		return nil, err
@@ -229,22 +258,35 @@ func (m *model) complete(ctx context.Context, call *worker.Call) (any, error) {
 	if args.Prompt == nil {
 		return nil, worker.BadArguments("argument prompt is required")
 	}
-	prompt := *args.Prompt
-	if args.System != "" {
-		prompt = args.System + "\n\n" + prompt
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	a, err := m.answer(prompt)
+	text, err := t.b.complete(ctx, call, args.System, *args.Prompt)
 	if err != nil {
 		return nil, err
 	}
+	return completeOutput{Text: text}, nil
+}
+
+// complete answers from the script.
+func (m *model) complete(_ context.Context, _ *worker.Call, system, prompt string) (string, error) {
+	if system != "" {
+		prompt = system + "\n\n" + prompt
+	}
+	a, err := m.answer(prompt)
+	if err != nil {
+		return "", err
+	}
 	var text string
 	if err := json.Unmarshal(a, &text); err != nil {
-		return nil, worker.Failed("the model's answer is not a string")
+		return "", worker.Failed("the model's answer is not a string")
 	}
-	return completeOutput{Text: text}, nil
+	return text, nil
+}
+
+// extract answers from the script.
+func (m *model) extract(_ context.Context, _ *worker.Call, instruction, text string, _ json.RawMessage) (json.RawMessage, error) {
+	return m.answer(instruction + "\n\n" + text)
 }
 
 // decodeArgs unmarshals arguments into v. Its errors name the field that

@@ -1,0 +1,123 @@
+package llm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/sluicehq/sluice/worker"
+)
+
+// Message is one message of a conversation, in Sluice's form of the
+// OpenAI chat format: a tool call names the tool and gives its arguments as
+// a JSON object (not a string).
+type Message struct {
+	Role       string     `json:"role,omitempty"`
+	Content    *string    `json:"content,omitempty"`
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+	Name       string     `json:"name,omitempty"`
+}
+
+// ToolCall is a model's request to call a tool.
+type ToolCall struct {
+	ID        string          `json:"id,omitempty"`
+	Name      string          `json:"name"`
+	Arguments json.RawMessage `json:"arguments"`
+}
+
+// ToolSpec offers a tool to the model.
+type ToolSpec struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Parameters  json.RawMessage `json:"parameters,omitempty"`
+}
+
+type chatArgs struct {
+	Messages []Message  `json:"messages"`
+	Tools    []ToolSpec `json:"tools"`
+}
+
+func (t *tools) chat(ctx context.Context, call *worker.Call) (any, error) {
+	var args chatArgs
+	if err := decodeArgs(call.Args, &args); err != nil {
+		return nil, err
+	}
+	if len(args.Messages) == 0 {
+		return nil, worker.BadArguments("argument messages is empty")
+	}
+	for i, m := range args.Messages {
+		switch m.Role {
+		case "system", "user", "assistant", "tool":
+		default:
+			return nil, worker.BadArguments("argument messages[%d].role must be system, user, assistant or tool", i)
+		}
+	}
+	msg, err := t.b.chat(ctx, call, args.Messages, args.Tools)
+	if err != nil {
+		return nil, err
+	}
+	offered := map[string]bool{}
+	for _, ts := range args.Tools {
+		offered[ts.Name] = true
+	}
+	for i, tc := range msg.ToolCalls {
+		if !json.Valid(tc.Arguments) || !strings.HasPrefix(strings.TrimSpace(string(tc.Arguments)), "{") {
+			return nil, worker.Failed("the model's tool call %d has arguments that are not a JSON object", i)
+		}
+		if msg.ToolCalls[i].ID == "" {
+			msg.ToolCalls[i].ID = fmt.Sprintf("call_%d", i+1)
+		}
+	}
+	if msg.Content == nil && len(msg.ToolCalls) == 0 {
+		empty := ""
+		msg.Content = &empty
+	}
+	msg.Role = ""
+	return map[string]any{"message": msg}, nil
+}
+
+// render writes a conversation as text, for the script's regular
+// expressions: one line per message, "role: content", tool calls and
+// their arguments written out.
+func render(messages []Message) string {
+	var b strings.Builder
+	for _, m := range messages {
+		b.WriteString(m.Role)
+		b.WriteString(": ")
+		if m.Content != nil {
+			b.WriteString(*m.Content)
+		}
+		for _, tc := range m.ToolCalls {
+			fmt.Fprintf(&b, " [call %s %s]", tc.Name, tc.Arguments)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// chat answers from the script: the turn is 1 for the model's first answer
+// in a conversation, and the regular expressions see the whole
+// conversation rendered as text.
+func (m *model) chat(_ context.Context, _ *worker.Call, messages []Message, _ []ToolSpec) (Message, error) {
+	turn := 1
+	for _, msg := range messages {
+		if msg.Role == "assistant" {
+			turn++
+		}
+	}
+	a, err := m.answerAt(render(messages), turn)
+	if err != nil {
+		return Message{}, err
+	}
+	var out Message
+	var text string
+	if json.Unmarshal(a, &text) == nil {
+		return Message{Content: &text}, nil
+	}
+	if err := json.Unmarshal(a, &out); err != nil || (out.Content == nil && len(out.ToolCalls) == 0) {
+		return Message{}, worker.Failed("the model's answer is not a message: want a string, {content: …} or {tool_calls: […]}")
+	}
+	return out, nil
+}
