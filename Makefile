@@ -8,17 +8,27 @@ FUZZTIME    ?= 30s
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: all build test demo bench lint fuzz fmt check clean
+.PHONY: all build tools test demo bench lint fuzz fmt check clean
 
 all: build
 
-build: $(BIN)/sluice $(BIN)/travel-site
+build: $(BIN)/sluice $(BIN)/travel-site tools
 
 $(BIN)/sluice: FORCE
 	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/sluice
 
 $(BIN)/travel-site: FORCE
 	$(GO) build -o $@ ./examples/travel/site
+
+# The example WASM tools, each built beside its manifest (run: wasm:NAME.wasm)
+# as a reactor, with the standard Go toolchain.
+WASM_TOOLS := $(patsubst examples/tools/%/main.go,%,$(wildcard examples/tools/*/main.go))
+
+tools:
+	@for t in $(WASM_TOOLS); do \
+		echo "GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o examples/tools/$$t/$$t.wasm ./examples/tools/$$t"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o examples/tools/$$t/$$t.wasm ./examples/tools/$$t || exit 1; \
+	done
 
 FORCE:
 
@@ -39,7 +49,10 @@ lint:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./ifc/expr
-	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./ifc/policy
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./ifc/policy
+	$(GO) test -run '^$$' -fuzz FuzzLoadCases -fuzztime $(FUZZTIME) ./ifc/policy
+	$(GO) test -run '^$$' -fuzz FuzzLabel -fuzztime $(FUZZTIME) ./ifc/expr
+	$(GO) test -run '^$$' -fuzz FuzzLabelJSON -fuzztime $(FUZZTIME) ./ifc
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./orchestrator/flow
 	$(GO) test -run '^$$' -fuzz FuzzParseYAML -fuzztime $(FUZZTIME) ./schemas
 
@@ -51,4 +64,4 @@ check: fmt lint test
 	git diff --exit-code
 
 clean:
-	rm -rf $(BIN) .sluice examples/*/.sluice
+	rm -rf $(BIN) .sluice examples/*/.sluice examples/tools/*/*.wasm

@@ -28,12 +28,16 @@ func TestDocsYAMLLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	cat := flow.Catalog{}
+	tools := policy.Tools{}
 	for _, name := range capabilities.Builtins() {
 		m, err := capabilities.Load(capabilities.BuiltinPrefix + name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cat[name] = m
+		for _, tool := range m.Tools {
+			tools[tool.Name] = tool.Input
+		}
 	}
 	checked := 0
 	for _, f := range files {
@@ -47,8 +51,12 @@ func TestDocsYAMLLoads(t *testing.T) {
 			switch {
 			case strings.HasPrefix(src, "name:") && strings.Contains(src, "\nsteps:"):
 				_, err = flow.Load(where, []byte(src), cat, env)
-			case strings.HasPrefix(src, "rules:"):
-				_, err = policy.Load(policy.DefaultFile(), policy.File{Name: where, Src: []byte(src)})
+			case strings.HasPrefix(src, "rules:") || strings.HasPrefix(src, "caps:") || strings.HasPrefix(src, "registries:"):
+				// Checked against the built-in workers' tools, as a
+				// deployment on the defaults would load it.
+				_, err = policy.Load(tools, policy.DefaultFile(), policy.File{Name: where, Src: []byte(src)})
+			case strings.HasPrefix(src, "cases:"):
+				_, err = policy.LoadCases(policy.File{Name: where, Src: []byte(src)})
 			case strings.HasPrefix(src, "worker:"):
 				_, err = capabilities.Parse(where, []byte(src), nil)
 			case strings.HasPrefix(src, "workers:") || strings.HasPrefix(src, "nats:"):

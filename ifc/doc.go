@@ -14,9 +14,12 @@
 //
 // # Invariants
 //
-// Labels only rise. Nothing in this package lowers a label: endorsement
-// (integrity to trusted) and declassification (dropping secrecy tags) are
-// decisions of the policy engine or of a human, and are recorded as sources.
+// Labels only rise by themselves: [Join] never lowers one. Lowering is
+// explicit and audited: [Endorse] (integrity to trusted) and [Declassify]
+// (dropping secrecy tags) each require a [Reason], which only ifc/policy can
+// build — for a named rule that matched one call, or for a person's approval
+// of one held call — and the lowered label records it in its sources
+// ("endorsed:<rule>", "declassified:<rule>", "approved:<who>").
 // Labels are immutable values with sorted sets, so equal labels encode to
 // equal JSON.
 //

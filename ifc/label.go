@@ -74,7 +74,8 @@ func ToolSource(tool string) string { return "tool:" + tool }
 //
 // A Label is an immutable value: its sets are kept sorted and never exposed
 // for writing, and every method returns a new Label. Labels only rise
-// through [Join]; nothing in this package lowers one.
+// through [Join]; only [Endorse] and [Declassify] lower one, and each needs
+// a [Reason].
 type Label struct {
 	integrity Integrity
 	secrecy   []string // sorted, unique
@@ -166,6 +167,11 @@ func (c Clearance) Integrity() Integrity { return c.integrity }
 
 // Secrecy returns a copy of the secrecy tags the sink is cleared for.
 func (c Clearance) Secrecy() []string { return slices.Clone(c.secrecy) }
+
+// Equal reports whether two clearances are the same.
+func (c Clearance) Equal(o Clearance) bool {
+	return c.integrity == o.integrity && slices.Equal(c.secrecy, o.secrecy)
+}
 
 // FlowsTo reports whether a value labeled l may go to a sink with clearance
 // c: l's secrecy is a subset of c's and l's integrity is at least c's.

@@ -58,7 +58,7 @@ type Orchestrator struct {
 	policy    *policy.Set
 	env       *expr.Env
 
-	bus    *bus.Bus
+	bus    Bus
 	nc     *nats.Conn
 	audit  *audit.Log
 	broker *egress.Broker
@@ -82,6 +82,30 @@ func New(cfg Config) (*Orchestrator, error) {
 	if err != nil {
 		return nil, err
 	}
+	set, err := loadPolicy(d, ms)
+	if err != nil {
+		return nil, err
+	}
+	env, err := expr.NewEnv()
+	if err != nil {
+		return nil, err
+	}
+	return &Orchestrator{cfg: cfg, log: log, subjects: schemas.Subjects{Prefix: d.Prefix},
+		manifests: ms, policy: set, env: env}, nil
+}
+
+// LoadPolicy loads the policy of a deployment the way New does — the
+// default policy, then its policy files — and then extra, each checked
+// against the tools of the deployment's workers.
+func LoadPolicy(d *config.Config, extra ...policy.File) (*policy.Set, error) {
+	ms, err := d.Manifests()
+	if err != nil {
+		return nil, err
+	}
+	return loadPolicy(d, ms, extra...)
+}
+
+func loadPolicy(d *config.Config, ms map[string]*capabilities.Manifest, extra ...policy.File) (*policy.Set, error) {
 	files := []policy.File{policy.DefaultFile()}
 	var errs []error
 	for _, p := range d.Policies {
@@ -95,16 +119,13 @@ func New(cfg Config) (*Orchestrator, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	set, err := policy.Load(files...)
-	if err != nil {
-		return nil, err
+	tools := policy.Tools{}
+	for _, m := range ms {
+		for _, t := range m.Tools {
+			tools[t.Name] = t.Input
+		}
 	}
-	env, err := expr.NewEnv()
-	if err != nil {
-		return nil, err
-	}
-	return &Orchestrator{cfg: cfg, log: log, subjects: schemas.Subjects{Prefix: d.Prefix},
-		manifests: ms, policy: set, env: env}, nil
+	return policy.Load(tools, append(files, extra...)...)
 }
 
 func rel(dir, p string) string {
@@ -133,14 +154,13 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	o.cleanup = append(o.cleanup, unlock)
 	violations := make(chan bus.Violation, 256)
 	o.stopViolations = make(chan struct{})
-	b, err := bus.Start(bus.Config{StoreDir: d.State, Log: o.log.With("component", "nats"),
-		OnViolation: func(v bus.Violation) {
-			select {
-			case violations <- v:
-			default:
-				o.log.Error("violation dropped: audit queue full", "user", v.User, "subject", v.Subject)
-			}
-		}})
+	b, err := o.startBus(ctx, d, func(v bus.Violation) {
+		select {
+		case violations <- v:
+		default:
+			o.log.Error("violation dropped: audit queue full", "user", v.User, "subject", v.Subject)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -196,11 +216,16 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, runSub)
-	unpublish, err := api.Publish(d.State, api.Endpoint{URL: b.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid()}, seed)
+	endpoint := api.Endpoint{URL: b.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid()}
+	unpublish, err := api.Publish(d.State, endpoint, seed)
 	if err != nil {
 		return err
 	}
 	o.cleanup = append(o.cleanup, unpublish)
+	if e, ok := b.(*bus.External); ok {
+		o.wg.Add(1)
+		go o.renewClientCreds(e.CredentialTTL(), endpoint)
+	}
 
 	var workers []supervisor.Worker
 	for _, w := range d.Workers {
@@ -227,8 +252,8 @@ func (o *Orchestrator) waitReady(ctx context.Context) error {
 		timeout = 30 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
-	for name, m := range o.manifests {
-		subject := o.subjects.Tool(name, m.ToolNames()[0])
+	for name := range o.manifests {
+		subject := o.subjects.Tool(name, readyProbe)
 		for !o.bus.HasInterest(subject) {
 			if n, last := o.sup.Exits(name); n >= 3 {
 				return fmt.Errorf("worker %s exited %d times while starting; last: %s", name, n, last)
@@ -310,7 +335,9 @@ func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events 
 
 // Connect opens a connection to the bus with the orchestrator's own
 // rights, for embedders and tests (an observer of every subject, say).
-func (o *Orchestrator) Connect(opts ...nats.Option) (*nats.Conn, error) { return o.bus.Connect(opts...) }
+func (o *Orchestrator) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	return o.bus.Connect(opts...)
+}
 
 // Engine returns the engine, for answering held calls.
 func (o *Orchestrator) Engine() *engine.Engine { return o.engine }

@@ -104,6 +104,15 @@ type Env struct {
 	// Manifest is the worker's manifest with this deployment's grants
 	// added: a worker with a file grant finds its root here.
 	Manifest *capabilities.Manifest
+	// Keep is added to the confinement the process applies once the
+	// Builtin has returned (see [Confinement]): a worker that must still
+	// read a directory on every call, or create files in one, names it in
+	// Keep.RO or Keep.RW. A single file is better kept open instead. Only
+	// directories named by the worker's configuration or under State
+	// belong here, so that what a worker keeps is fixed by trusted
+	// configuration before its first call. Nil when nothing is confined
+	// (tests).
+	Keep *Confinement
 }
 
 // Builtin constructs the handlers of one built-in worker, by short tool

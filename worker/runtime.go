@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/schemas"
@@ -25,8 +23,9 @@ import (
 // SLUICE_NATS_TOKEN), read in cmd/sluice.
 type ConnectConfig struct {
 	URL string
-	// CredsFile holds the worker's nkey seed. It is read once and removed,
-	// so the credential does not outlive the process's need for it.
+	// CredsFile holds the worker's nkey seed (embedded server) or a .creds
+	// file (a user JWT and its seed, external server). It is read once and
+	// removed, so the credential does not outlive the process's need for it.
 	CredsFile string
 	// Token is used when no CredsFile is given.
 	Token string
@@ -56,20 +55,16 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 	}
 	switch {
 	case cfg.CredsFile != "":
-		seed, err := os.ReadFile(cfg.CredsFile)
+		b, err := os.ReadFile(cfg.CredsFile)
 		if err != nil {
 			return nil, fmt.Errorf("read credentials: %w", err)
 		}
 		_ = os.Remove(cfg.CredsFile)
-		kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+		opt, err := credentialsOption(b)
 		if err != nil {
-			return nil, fmt.Errorf("credentials %s: not an nkey seed", cfg.CredsFile)
+			return nil, fmt.Errorf("credentials %s: %w", cfg.CredsFile, err)
 		}
-		pub, err := kp.PublicKey()
-		if err != nil {
-			return nil, fmt.Errorf("credentials: %w", err)
-		}
-		opts = append(opts, nats.Nkey(pub, kp.Sign))
+		opts = append(opts, opt)
 	case cfg.Token != "":
 		opts = append(opts, nats.Token(cfg.Token))
 	default:
@@ -133,10 +128,21 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	log.Info("worker ready", "tools", strings.Join(m.ToolNames(), ","))
+	// A user JWT issued for an external server expires: stop taking calls
+	// before it does, finish those taken, and exit to be restarted with a
+	// fresh credential.
+	var expiring <-chan time.Time
+	if at, ok := renewAt(nc, m.Limits.Timeout); ok {
+		t := time.NewTimer(time.Until(at))
+		defer t.Stop()
+		expiring = t.C
+	}
 	select {
 	case <-ctx.Done():
 	case <-closed:
 		return errors.New("connection to the bus closed")
+	case <-expiring:
+		log.Info("credential expires soon: stopping, to be restarted with a fresh one")
 	}
 	_ = sub.Drain()
 	return nil

@@ -18,7 +18,8 @@ func upCommand() *command {
 		usage: "up [--config FILE] [-q]",
 		short: "run the orchestrator, the bus and every worker until stopped",
 		long: `Starts the orchestrator with its embedded NATS server (JetStream state under
-the state directory) and every configured worker as its own process, each
+the state directory), or on the external server named by nats: in sluice.yaml
+(docs/operations.md), and every configured worker as its own process, each
 with credentials of its own; restarts workers that die; stops everything on
 SIGINT or SIGTERM, leaving no worker behind.
 

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/worker/files"
 	"github.com/sluicehq/sluice/worker/llm"
 	"github.com/sluicehq/sluice/worker/payment"
+	"github.com/sluicehq/sluice/worker/wasm"
 	"github.com/sluicehq/sluice/worker/web"
 )
 
@@ -42,7 +45,8 @@ machine.
 
 Environment:
   SLUICE_NATS_URL       the bus, e.g. nats://127.0.0.1:4222
-  SLUICE_NATS_CREDS     file holding the worker's nkey seed (read once, then removed)
+  SLUICE_NATS_CREDS     file holding the worker's nkey seed, or a .creds file (user JWT
+                        and seed) on an external server (read once, then removed)
   SLUICE_NATS_TOKEN     a token instead of SLUICE_NATS_CREDS
   SLUICE_STATE          the state directory (default .sluice)
   SLUICE_WORKER_CONFIG  the worker's config block, as JSON
@@ -83,14 +87,6 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 			return err
 		}
 	}
-	name, ok := strings.CutPrefix(m.Run, capabilities.BuiltinPrefix)
-	if !ok {
-		return fmt.Errorf("manifest %s: run %q: only built-in workers can run in this version", ref, m.Run)
-	}
-	build, ok := builtins()[name]
-	if !ok {
-		return fmt.Errorf("manifest %s: no built-in worker %q", ref, name)
-	}
 	state := c.getenv("SLUICE_STATE")
 	if state == "" {
 		state = ".sluice"
@@ -100,9 +96,28 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 		cfg = json.RawMessage("{}")
 	}
 	log = log.With("worker", m.Worker)
-	handlers, err := build(worker.Env{State: state, Config: cfg, Log: log, Manifest: m})
-	if err != nil {
-		return fmt.Errorf("worker %s: %w", m.Worker, err)
+	var handlers map[string]worker.Handler
+	switch {
+	case strings.HasPrefix(m.Run, capabilities.BuiltinPrefix):
+		name := strings.TrimPrefix(m.Run, capabilities.BuiltinPrefix)
+		build, ok := builtins()[name]
+		if !ok {
+			return fmt.Errorf("manifest %s: no built-in worker %q", ref, name)
+		}
+		if handlers, err = build(worker.Env{State: state, Config: cfg, Log: log, Manifest: m}); err != nil {
+			return fmt.Errorf("worker %s: %w", m.Worker, err)
+		}
+	case strings.HasPrefix(m.Run, wasm.RunPrefix):
+		// Compiled (or read from the cache) before the process is
+		// confined; every call then runs in a fresh instance.
+		mod, err := newWasmWorker(ctx, m, state, cfg, log)
+		if err != nil {
+			return fmt.Errorf("worker %s: %w", m.Worker, err)
+		}
+		defer mod.Close(context.Background())
+		handlers = mod.Handlers()
+	default:
+		return fmt.Errorf("manifest %s: run %q: want builtin:NAME or wasm:PATH", ref, m.Run)
 	}
 	subjects := schemas.Subjects{Prefix: c.getenv("SLUICE_SUBJECT_PREFIX")}
 	nc, err := worker.Connect(worker.ConnectConfig{URL: c.getenv("SLUICE_NATS_URL"), CredsFile: c.getenv("SLUICE_NATS_CREDS"),
@@ -146,4 +161,19 @@ func confine(m *capabilities.Manifest, busURL string, log *slog.Logger) error {
 		log.Info("worker confined", "landlock_abi", abi, "bus_port", c.NATSPort)
 	}
 	return nil
+}
+
+// newWasmWorker compiles a WASM worker's module, with wazero's compilation
+// cache under <state>/wasm-cache. Its config block may set only pool, the
+// number of instances made ahead of time.
+func newWasmWorker(ctx context.Context, m *capabilities.Manifest, state string, raw json.RawMessage, log *slog.Logger) (*wasm.Module, error) {
+	var cfg struct {
+		Pool int `json:"pool"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("config: a WASM worker takes only pool: %w", err)
+	}
+	return wasm.New(ctx, wasm.Config{Manifest: m, CacheDir: filepath.Join(state, "wasm-cache"), Pool: cfg.Pool, Log: log})
 }

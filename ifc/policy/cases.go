@@ -40,7 +40,9 @@ import (
 //	      rules: []                            # optional: when given, exactly the
 //	                                           # rules the decision names, in any
 //	                                           # order ("clearance" for the
-//	                                           # built-in check)
+//	                                           # built-in check; an allow names
+//	                                           # the endorse and declassify rules
+//	                                           # that matched)
 //
 // The cases run against whatever policy files the runner loads, the
 // default policy first.
@@ -172,12 +174,9 @@ func (t *caseTool) UnmarshalJSON(b []byte) error {
 }
 
 // Check compares a decision with what the case wants, and returns nil when
-// they agree. The error names the case and where it is written.
+// they agree, else a *[CaseFailure].
 func (c Case) Check(d Decision) error {
-	got := make([]string, len(d.Rules))
-	for i, r := range d.Rules {
-		got[i] = r.Name
-	}
+	got := ruleNames(d.Rules)
 	okRules := true
 	if c.WantRules != nil {
 		want := slices.Sorted(slices.Values(c.WantRules))
@@ -187,9 +186,71 @@ func (c Case) Check(d Decision) error {
 	if d.Action == c.Want && okRules {
 		return nil
 	}
+	return &CaseFailure{Case: c, Got: d}
+}
+
+// CaseFailure is a decision that is not the one its case wants.
+type CaseFailure struct {
+	Case Case
+	Got  Decision
+}
+
+// Error says, on one line, which case failed, where it is written, and
+// what was wanted and got.
+func (f *CaseFailure) Error() string {
+	c := f.Case
 	want := string(c.Want)
 	if c.WantRules != nil {
 		want += " by [" + strings.Join(c.WantRules, " ") + "]"
 	}
-	return fmt.Errorf("case %q (%s:%d:%d): got %s by [%s], want %s", c.Name, c.File, c.Line, c.Col, d.Action, strings.Join(got, " "), want)
+	return fmt.Sprintf("case %q (%s:%d:%d): got %s by [%s], want %s", c.Name, c.File, c.Line, c.Col,
+		f.Got.Action, strings.Join(ruleNames(f.Got.Rules), " "), want)
+}
+
+// Diff shows, one item per line and indented, what differs: the action
+// wanted and got, the rules the case wants that the decision does not
+// name ("- name") and those it names that the case does not want
+// ("+ name"), and the errors of rules that failed while deciding.
+func (f *CaseFailure) Diff() string {
+	var b strings.Builder
+	c, d := f.Case, f.Got
+	if d.Action != c.Want {
+		fmt.Fprintf(&b, "    action: want %s, got %s\n", c.Want, d.Action)
+	} else {
+		fmt.Fprintf(&b, "    action: %s, as wanted\n", d.Action)
+	}
+	got := ruleNames(d.Rules)
+	if c.WantRules != nil {
+		fmt.Fprintf(&b, "    rules:  want [%s]\n", strings.Join(slices.Sorted(slices.Values(c.WantRules)), " "))
+		fmt.Fprintf(&b, "            got  [%s]\n", strings.Join(slices.Sorted(slices.Values(got)), " "))
+		for _, n := range slices.Sorted(slices.Values(c.WantRules)) {
+			if !slices.Contains(got, n) {
+				fmt.Fprintf(&b, "            - %s (wanted, not named)\n", n)
+			}
+		}
+		for _, n := range slices.Sorted(slices.Values(got)) {
+			if !slices.Contains(c.WantRules, n) {
+				fmt.Fprintf(&b, "            + %s (named, not wanted)\n", n)
+			}
+		}
+	} else {
+		fmt.Fprintf(&b, "    rules:  [%s] (not checked)\n", strings.Join(got, " "))
+	}
+	for i, r := range d.Rules {
+		if i < len(d.Reasons) && d.Reasons[i] != "" {
+			fmt.Fprintf(&b, "    %s: %s\n", r.Name, d.Reasons[i])
+		}
+	}
+	for _, e := range d.Errors {
+		fmt.Fprintf(&b, "    error: %s\n", e)
+	}
+	return b.String()
+}
+
+func ruleNames(rs []RuleRef) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Name
+	}
+	return out
 }

@@ -2,20 +2,23 @@ package policy
 
 import (
 	_ "embed"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"cel.dev/cel-go/cel"
-	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common"
 	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/ifc/internal/lower"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -48,11 +51,13 @@ const (
 	Deny Action = "deny"
 	// Approve holds the call until a human approves or refuses it.
 	Approve Action = "approve"
-
-	// endorse and declassify lower a label for one call. They are part of
-	// the design and not available yet.
-	endorse    Action = "endorse"
-	declassify Action = "declassify"
+	// Endorse, as a rule's action, raises the call's labels to trusted for
+	// that call only. A decision is never Endorse.
+	Endorse Action = "endorse"
+	// Declassify, as a rule's action, drops the secrecy tags the rule
+	// names from the call's labels, for that call only. A decision is
+	// never Declassify.
+	Declassify Action = "declassify"
 )
 
 // The built-in clearance check appears in decisions as the rule
@@ -62,8 +67,9 @@ const (
 	BuiltinFile   = "builtin"
 )
 
-// RuleRef names a rule and where it is written. The built-in clearance
-// check is RuleRef{Name: "clearance", File: "builtin"}, without a position.
+// RuleRef names a rule (or a cap) and where it is written. The built-in
+// clearance check is RuleRef{Name: "clearance", File: "builtin"}, without
+// a position.
 type RuleRef struct {
 	Name string
 	File string
@@ -104,35 +110,37 @@ type Input struct {
 	Run       Run
 }
 
-// Decision is the outcome for one call.
-type Decision struct {
-	Action Action
-	// Rules are the rules that produced the action, in load order, with
-	// the clearance check first when it is one of them. An allow decision
-	// names the allow rules that matched, if any.
-	Rules []RuleRef
-	// Reasons[i] is the reason given by Rules[i]; "" when the rule gives
-	// none.
-	Reasons []string
-	// Errors holds one line per rule whose evaluation failed: the rule
-	// and CEL's kind of error, never argument values.
-	Errors []string
-}
-
 // Set is a compiled set of policy files. It is immutable and safe for
 // concurrent use.
 type Set struct {
-	rules    []*rule
+	rules    []*rule // load order
+	caps     []Cap   // load order
 	registry map[string][]string
+	regVal   ref.Val
+
+	any    *plan            // the rules of a tool no rule is about
+	byTool map[string]*plan // the rules of each tool some rule is about
+
+	toolMu sync.Mutex
+	tools  atomic.Pointer[map[string]*toolEntry] // see forTool
 }
 
 type rule struct {
-	ref    RuleRef
-	action Action
-	reason string
-	prg    cel.Program
-	src    *scalarMap
-	ast    *ast.AST
+	ref     RuleRef
+	seq     int // position in load order
+	action  Action
+	reason  string
+	lower   ifc.Reason // for endorse and declassify rules
+	src     *scalarMap
+	generic *program            // compiled with args dynamic
+	targets []string            // the tools the rule is about; nil: any
+	flags   []flagTest          // the tool flags the rule needs
+	byTool  map[string]*program // compiled with each target's typed args
+}
+
+type program struct {
+	prg cel.Program
+	ast *ast.AST
 }
 
 // Rules returns the loaded rules in load order: file by file, in the order
@@ -149,19 +157,21 @@ func (s *Set) Rules() []RuleRef {
 	return out
 }
 
-// Load parses, validates and compiles policy files. On failure the error
-// is a schemas.Diagnostics holding every problem of every file, sorted.
-func Load(files ...File) (*Set, error) {
+// Load parses, validates and compiles policy files against the catalog of
+// tools (nil when it is not known; see [Tools]). On failure the error is a
+// schemas.Diagnostics holding every problem of every file, sorted.
+func Load(tools Tools, files ...File) (*Set, error) {
 	sch, err := schemas.Load("policy.json")
 	if err != nil {
 		return nil, fmt.Errorf("load policy schema: %w", err)
 	}
-	env, err := newEnv()
+	envs, err := newEnvs(tools)
 	if err != nil {
 		return nil, err
 	}
 	l := &loader{
-		env:      env,
+		envs:     envs,
+		tools:    tools,
 		set:      &Set{registry: map[string][]string{}},
 		names:    map[string]RuleRef{},
 		regFirst: map[string]string{},
@@ -180,11 +190,17 @@ func Load(files ...File) (*Set, error) {
 		for i, v := range rules {
 			l.rule(doc, i, v)
 		}
+		caps, _ := root["caps"].([]any)
+		for i, v := range caps {
+			l.cap(doc, i, v)
+		}
 	}
 	clamp(l.ds, files)
 	if err := l.ds.Err(); err != nil {
 		return nil, err
 	}
+	l.set.regVal = registryValue(l.set.registry)
+	l.set.index()
 	return l.set, nil
 }
 
@@ -215,10 +231,11 @@ func clamp(ds schemas.Diagnostics, files []File) {
 }
 
 type loader struct {
-	env      *cel.Env
+	envs     *envs
+	tools    Tools
 	set      *Set
 	ds       schemas.Diagnostics
-	names    map[string]RuleRef // rule name -> first definition
+	names    map[string]RuleRef // rule or cap name -> first definition
 	regFirst map[string]string  // registry name -> where first defined
 }
 
@@ -265,6 +282,25 @@ func stringList(v any) ([]string, bool) {
 	return out, true
 }
 
+// claim records name as defined at ref, or reports it as a duplicate of
+// a rule or cap already loaded. Rules and caps share one namespace, since
+// decisions name both.
+func (l *loader) claim(doc *schemas.Document, ptr, name, code string, ref RuleRef) bool {
+	switch {
+	case !validName(name):
+		return false // the schema check reported it
+	case name == ClearanceRule:
+		l.ds.Add(doc.File, doc.Pos(ptr+"/name"), CodeReservedRule, "name %q is reserved for the built-in clearance check", name)
+		return false
+	}
+	if first, dup := l.names[name]; dup {
+		l.ds.Add(doc.File, doc.Pos(ptr+"/name"), code, "%q is already defined at %s:%d:%d", name, first.File, first.Line, first.Col)
+		return false
+	}
+	l.names[name] = ref
+	return true
+}
+
 func (l *loader) rule(doc *schemas.Document, i int, v any) {
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -275,41 +311,44 @@ func (l *loader) rule(doc *schemas.Document, i int, v any) {
 	when, okWhen := m["when"].(string)
 	action, _ := m["action"].(string)
 	reason, _ := m["reason"].(string)
+	tagsVal, hasTags := m["tags"]
+	tags, _ := stringList(tagsVal)
 	pos := doc.Pos(ptr)
 	ref := RuleRef{Name: name, File: doc.File, Line: pos.Line, Col: pos.Col}
-	keep := validName(name)
-	switch {
-	case !keep:
-		// The schema check reported a missing or malformed name.
-	case name == ClearanceRule:
-		l.ds.Add(doc.File, doc.Pos(ptr+"/name"), CodeReservedRule, "rule name %q is reserved for the built-in clearance check", name)
-		keep = false
-	default:
-		if first, dup := l.names[name]; dup {
-			l.ds.Add(doc.File, doc.Pos(ptr+"/name"), CodeDuplicateRule, "rule %q is already defined at %s:%d:%d", name, first.File, first.Line, first.Col)
-			keep = false
-		} else {
-			l.names[name] = ref
-		}
-	}
+	keep := l.claim(doc, ptr, name, CodeDuplicateRule, ref)
+	r := &rule{ref: ref, seq: len(l.set.rules), action: Action(action), reason: reason}
 	switch Action(action) {
-	case Allow, Deny, Approve:
-	case endorse, declassify:
-		l.ds.Add(doc.File, doc.Pos(ptr+"/action"), CodeUnsupportedAction,
-			"rule %q: action %q is not available yet (lowering labels comes later); use approve to hold the call for a human", name, action)
-		keep = false
+	case Allow, Deny, Approve, Endorse:
+		if hasTags {
+			l.ds.Add(doc.File, doc.KeyPos(ptr+"/tags"), CodeTags, "rule %q: tags are only for declassify rules, not %s", name, action)
+			keep = false
+		}
+		if Action(action) == Endorse {
+			r.lower = lower.EndorsedBy(name)
+			if r.reason == "" {
+				r.reason = "endorses this call"
+			}
+		}
+	case Declassify:
+		if !hasTags {
+			l.ds.Add(doc.File, doc.Pos(ptr+"/action"), CodeTags, "rule %q: a declassify rule needs tags: the secrecy tags it drops", name)
+			keep = false
+		}
+		r.lower = lower.DeclassifiedBy(name, tags)
+		if r.reason == "" {
+			r.reason = "declassifies " + strings.Join(r.lower.Tags(), ", ") + " for this call"
+		}
 	default:
 		keep = false // the schema check reported it
 	}
 	if !okWhen || when == "" {
 		return
 	}
-	src := newScalarMap(doc, ptr+"/when", when)
-	prg, checked, ok := l.compile(doc.File, name, when, src)
-	if !ok || !keep {
+	r.src = newScalarMap(doc, ptr+"/when", when)
+	if !l.compile(doc.File, r, when) || !keep {
 		return
 	}
-	l.set.rules = append(l.set.rules, &rule{ref: ref, action: Action(action), reason: reason, prg: prg, src: src, ast: checked})
+	l.set.rules = append(l.set.rules, r)
 }
 
 func validName(s string) bool {
@@ -324,40 +363,121 @@ func validName(s string) bool {
 	return true
 }
 
-func (l *loader) compile(file, name, when string, src *scalarMap) (cel.Program, *ast.AST, bool) {
-	checked, iss := l.env.CompileSource(common.NewStringSource(when, file))
-	if iss != nil && iss.Err() != nil {
-		for _, e := range iss.Errors() {
-			l.ds.Add(file, src.at(e.Location.Line(), e.Location.Column()), CodeCompile, "rule %q: %s", name, e.Message)
-		}
-		return nil, nil, false
+// compile compiles a rule with args dynamic, finds the tools it is about,
+// checks the tools it names, and compiles it again for each tool it is
+// about, with that tool's arguments typed.
+func (l *loader) compile(file string, r *rule, when string) bool {
+	name := r.ref.Name
+	p, ok := l.program(file, r, l.envs.dynamic, when, "")
+	if !ok {
+		return false
 	}
-	if !checked.OutputType().IsExactType(cel.BoolType) {
-		l.ds.Add(file, src.at(1, 0), CodeNotBoolean, "rule %q: when must be a boolean expression, not %s", name, checked.OutputType())
-		return nil, nil, false
-	}
-	native := checked.NativeRep()
+	r.generic = p
 	known := true
-	for _, u := range registryReads(native) {
-		if _, ok := l.set.registry[u.name]; !ok {
-			l.unknownRegistry(file, src.at(u.line, u.col), u.name)
-			known = false
+	if l.tools != nil {
+		for _, t := range nameTests(p.ast) {
+			for i, n := range t.names {
+				_, tool := l.tools[n]
+				if t.field == "name" && !tool || t.field == "worker" && len(l.tools.workerTools(n)) == 0 {
+					loc := p.ast.SourceInfo().GetStartLocation(t.ids[i])
+					l.unknownTool(file, r.src.at(loc.Line(), loc.Column()), name, t.field, n)
+					known = false
+				}
+			}
 		}
 	}
 	if !known {
-		return nil, nil, false
+		return false
+	}
+	r.flags = flagTests(p.ast)
+	targets, narrowed := targets(p.ast, l.tools)
+	if !narrowed {
+		return true
+	}
+	r.targets = targets
+	r.byTool = map[string]*program{}
+	for _, t := range targets {
+		env, err := l.envs.forTool(t)
+		if err != nil {
+			l.ds.Add(file, r.src.at(1, 0), CodeCompile, "rule %q: %s", name, err)
+			return false
+		}
+		if env == nil {
+			continue // the tool's arguments are not known: args stays dynamic
+		}
+		tp, ok := l.program(file, r, env, when, t)
+		if !ok {
+			return false
+		}
+		r.byTool[t] = tp
+	}
+	return true
+}
+
+// program compiles when in env. tool names the tool whose arguments env
+// types, or is "" for the dynamic environment.
+func (l *loader) program(file string, r *rule, env *cel.Env, when, tool string) (*program, bool) {
+	name := r.ref.Name
+	checked, iss := env.CompileSource(common.NewStringSource(when, file))
+	if iss != nil && iss.Err() != nil {
+		for _, e := range iss.Errors() {
+			pos := r.src.at(e.Location.Line(), e.Location.Column())
+			if field, ok := strings.CutPrefix(e.Message, "undefined field '"); ok && tool != "" {
+				field = strings.TrimSuffix(field, "'")
+				args, _ := l.tools.arguments(tool)
+				l.ds.Add(file, pos, CodeUnknownArgument, "rule %q: %s has no argument %q (its arguments: %s)", name, tool, field, strings.Join(args, ", "))
+				continue
+			}
+			if tool != "" {
+				l.ds.Add(file, pos, CodeCompile, "rule %q, for tool %s: %s", name, tool, e.Message)
+				continue
+			}
+			l.ds.Add(file, pos, CodeCompile, "rule %q: %s", name, e.Message)
+		}
+		return nil, false
+	}
+	if !checked.OutputType().IsExactType(cel.BoolType) {
+		l.ds.Add(file, r.src.at(1, 0), CodeNotBoolean, "rule %q: when must be a boolean expression, not %s", name, checked.OutputType())
+		return nil, false
+	}
+	native := checked.NativeRep()
+	if tool == "" {
+		known := true
+		for _, u := range registryReads(native) {
+			if _, ok := l.set.registry[u.name]; !ok {
+				l.unknownRegistry(file, r.src.at(u.line, u.col), u.name)
+				known = false
+			}
+		}
+		if !known {
+			return nil, false
+		}
 	}
 	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
-	est, err := l.env.EstimateCost(checked, registrySizes(l.set.registry))
+	est, err := env.EstimateCost(checked, registrySizes(l.set.registry))
 	if err != nil || est.Max > StaticCostLimit {
 		opts = append(opts, cel.CostLimit(MaxCost))
 	}
-	prg, err := l.env.Program(checked, opts...)
+	prg, err := env.Program(checked, opts...)
 	if err != nil {
-		l.ds.Add(file, src.at(1, 0), CodeCompile, "rule %q: %s", name, err)
-		return nil, nil, false
+		l.ds.Add(file, r.src.at(1, 0), CodeCompile, "rule %q: %s", name, err)
+		return nil, false
 	}
-	return prg, native, true
+	return &program{prg: prg, ast: native}, true
+}
+
+func (l *loader) unknownTool(file string, pos schemas.Pos, rule, field, name string) {
+	if field == "worker" {
+		var workers []string
+		for t := range l.tools {
+			w, _, _ := strings.Cut(t, ".")
+			workers = append(workers, w)
+		}
+		slices.Sort(workers)
+		l.ds.Add(file, pos, CodeUnknownTool, "rule %q: no worker %q (workers are: %s)", rule, name, strings.Join(slices.Compact(workers), ", "))
+		return
+	}
+	l.ds.Add(file, pos, CodeUnknownTool, "rule %q: no tool %q (tools are: %s)", rule, name, strings.Join(slices.Sorted(maps.Keys(l.tools)), ", "))
 }
 
 // registrySizes tells the cost estimator the sizes of the registries,
@@ -429,152 +549,4 @@ func (l *loader) unknownRegistry(file string, pos schemas.Pos, name string) {
 		return
 	}
 	l.ds.Add(file, pos, CodeUnknownRegistry, "no registry %q (registries are: %s)", name, strings.Join(names, ", "))
-}
-
-// Decide decides one call. It never fails: a rule whose evaluation fails
-// is recorded in Decision.Errors and fails closed. A nil Set denies.
-func (s *Set) Decide(in Input) Decision {
-	if s == nil {
-		return Decision{Action: Deny, Errors: []string{"no policy loaded"}}
-	}
-	vars := s.activation(in)
-	var deny, approve, allow []*rule
-	var errs []string
-	for _, r := range s.rules {
-		matched, err := r.eval(vars)
-		if err != nil {
-			errs = append(errs, err.Error())
-			matched = r.action != Allow
-		}
-		if !matched {
-			continue
-		}
-		switch r.action {
-		case Deny:
-			deny = append(deny, r)
-		case Approve:
-			approve = append(approve, r)
-		case Allow:
-			allow = append(allow, r)
-		}
-	}
-	d := Decision{Errors: errs}
-	clearanceOK := in.Label.FlowsTo(in.Tool.Clearance)
-	add := func(rs []*rule) {
-		for _, r := range rs {
-			d.Rules = append(d.Rules, r.ref)
-			d.Reasons = append(d.Reasons, r.reason)
-		}
-	}
-	addClearance := func() {
-		d.Rules = append(d.Rules, RuleRef{Name: ClearanceRule, File: BuiltinFile})
-		d.Reasons = append(d.Reasons, fmt.Sprintf("context label %s does not flow to clearance %s",
-			short(in.Label.Integrity(), in.Label.Secrecy()), short(in.Tool.Clearance.Integrity(), in.Tool.Clearance.Secrecy())))
-	}
-	switch {
-	case len(deny) > 0 || !clearanceOK && !in.Tool.Approvable:
-		d.Action = Deny
-		if !clearanceOK && !in.Tool.Approvable {
-			addClearance()
-		}
-		add(deny)
-	case len(approve) > 0 || !clearanceOK:
-		d.Action = Approve
-		if !clearanceOK {
-			addClearance()
-		}
-		add(approve)
-	default:
-		d.Action = Allow
-		add(allow)
-	}
-	return d
-}
-
-// short renders integrity and secrecy as "untrusted{pii,payment}".
-func short(i ifc.Integrity, secrecy []string) string {
-	return i.String() + "{" + strings.Join(secrecy, ",") + "}"
-}
-
-func (s *Set) activation(in Input) map[string]any {
-	argLabels := make(map[string]*label, len(in.ArgLabels))
-	for k, l := range in.ArgLabels {
-		argLabels[k] = labelVal(l)
-	}
-	args := in.Args
-	if args == nil {
-		args = map[string]any{}
-	}
-	return map[string]any{
-		varLabel:     labelVal(in.Label),
-		varArgLabels: argLabels,
-		varArgs:      args,
-		varTool: &tool{
-			Name: in.Tool.Name, Worker: in.Tool.Worker,
-			Privileged: in.Tool.Privileged, Approvable: in.Tool.Approvable, Egress: in.Tool.Egress,
-			Clearance: clearanceVal(in.Tool.Clearance),
-		},
-		varRun:      &run{ID: in.Run.ID, Flow: in.Run.Flow, Step: in.Run.Step},
-		varRegistry: s.registry,
-	}
-}
-
-// eval runs the rule. A result that is not a boolean is an error.
-func (r *rule) eval(vars map[string]any) (matched bool, err error) {
-	defer func() {
-		// cel-go recovers its own panics; this guards a binding or an
-		// adapter that does not, so that one rule cannot stop a decision.
-		if p := recover(); p != nil {
-			matched, err = false, fmt.Errorf("rule %s: internal error", r.ref)
-		}
-	}()
-	out, _, err := r.prg.Eval(vars)
-	if err != nil {
-		var node int64
-		var ce *types.Err
-		if errors.As(err, &ce) {
-			node = ce.NodeID()
-		}
-		where := ""
-		if node != 0 {
-			if loc := r.ast.SourceInfo().GetStartLocation(node); loc.Line() >= 1 {
-				p := r.src.at(loc.Line(), loc.Column())
-				where = fmt.Sprintf(" at %s:%d:%d", r.ref.File, p.Line, p.Col)
-			}
-		}
-		return false, fmt.Errorf("rule %s: %s%s", r.ref, runtimeKind(err.Error()), where)
-	}
-	b, ok := out.(types.Bool)
-	if !ok {
-		return false, fmt.Errorf("rule %s: result is not a boolean", r.ref)
-	}
-	return bool(b), nil
-}
-
-// runtimeKind reduces CEL's message to the kind of failure. CEL puts
-// values in some of its messages (a computed key, a string that failed to
-// convert), so only the kinds below are kept and any other message becomes
-// a generic one.
-func runtimeKind(msg string) string {
-	if strings.Contains(msg, "cost limit exceeded") {
-		return fmt.Sprintf("cost limit of %d exceeded", MaxCost)
-	}
-	kinds := []string{
-		"no such key",
-		"no such attribute",
-		"no such overload",
-		"division by zero",
-		"modulus by zero",
-		"unsigned integer overflow",
-		"integer overflow",
-		"index out of range",
-		"index out of bounds",
-		"type conversion error",
-	}
-	for _, k := range kinds {
-		if strings.HasPrefix(msg, k) {
-			return k
-		}
-	}
-	return "evaluation failed"
 }

@@ -27,7 +27,7 @@ func readFile(t testing.TB, path string) File {
 
 func mustLoad(t testing.TB, files ...File) *Set {
 	t.Helper()
-	s, err := Load(files...)
+	s, err := Load(nil, files...)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -113,7 +113,7 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:  "unknown top-level key",
-			files: []File{file("p.yaml", "rules: []\ncaps: {}\n")},
+			files: []File{file("p.yaml", "rules: []\nrulez: []\n")},
 			want:  []diag{{"p.yaml", 2, 1, schemas.CodeSchemaUnknown}},
 		},
 		{
@@ -183,14 +183,19 @@ func TestLoadErrors(t *testing.T) {
 			want:  []diag{{"a.yaml", 2, 11, CodeReservedRule}},
 		},
 		{
-			name:  "endorse is not available",
-			files: []File{file("a.yaml", "rules:\n  - name: small-payments\n    when: args.amount <= 50\n    action: endorse\n")},
-			want:  []diag{{"a.yaml", 4, 13, CodeUnsupportedAction}},
+			name:  "declassify without tags",
+			files: []File{file("a.yaml", "rules:\n  - name: d\n    when: 'true'\n    action: declassify\n")},
+			want:  []diag{{"a.yaml", 4, 13, CodeTags}},
 		},
 		{
-			name:  "declassify is not available",
-			files: []File{file("a.yaml", "rules:\n  - name: d\n    when: 'true'\n    action: declassify\n")},
-			want:  []diag{{"a.yaml", 4, 13, CodeUnsupportedAction}},
+			name:  "tags on an endorse rule",
+			files: []File{file("a.yaml", "rules:\n  - name: d\n    when: 'true'\n    action: endorse\n    tags: [pii]\n")},
+			want:  []diag{{"a.yaml", 5, 5, CodeTags}},
+		},
+		{
+			name:  "empty tags",
+			files: []File{file("a.yaml", "rules:\n  - name: d\n    when: 'true'\n    action: declassify\n    tags: []\n")},
+			want:  []diag{{"a.yaml", 5, 11, schemas.CodeSchemaMismatch}},
 		},
 		{
 			name:  "unknown registry",
@@ -224,7 +229,7 @@ func TestLoadErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Load(tt.files...)
+			_, err := Load(nil, tt.files...)
 			if err == nil {
 				t.Fatal("Load succeeded")
 			}
@@ -262,11 +267,10 @@ registries:
   payees: [x]
   extra: true
 `
-	_, err := Load(file("a.yaml", a), file("b.yaml", b))
+	_, err := Load(nil, file("a.yaml", a), file("b.yaml", b))
 	want := []diag{
 		{"a.yaml", 3, 24, CodeCompile},
 		{"a.yaml", 6, 11, schemas.CodeSchemaMismatch},
-		{"a.yaml", 10, 13, CodeUnsupportedAction},
 		{"a.yaml", 11, 5, schemas.CodeSchemaUnknown},
 		{"a.yaml", 13, 11, CodeNotBoolean},
 		{"b.yaml", 2, 11, CodeDuplicateRule},
@@ -305,7 +309,7 @@ func TestScalarStyles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Load(file("p.yaml", tt.src))
+			_, err := Load(nil, file("p.yaml", tt.src))
 			want := []diag{{"p.yaml", tt.line, tt.col, CodeCompile}}
 			if got := diags(t, err); !reflect.DeepEqual(got, want) {
 				t.Errorf("got %v, want %v\n%s\n%v", got, want, tt.src, err)
@@ -483,15 +487,28 @@ func TestDecideReasonsAndErrors(t *testing.T) {
 	if len(d.Reasons) != len(d.Rules) {
 		t.Errorf("%d reasons for %d rules", len(d.Reasons), len(d.Rules))
 	}
-	if len(d.Errors) != 3 {
-		t.Fatalf("Errors = %q, want three", d.Errors)
+	// A deny decides without the approve and allow rules: their errors
+	// are not evaluated, so not recorded.
+	if len(d.Errors) != 1 || !strings.Contains(d.Errors[0], "by-key (p.yaml:2:5): no such key at p.yaml:3:") {
+		t.Fatalf("Errors = %q, want the error of by-key", d.Errors)
 	}
-	for i, want := range []string{"by-key (p.yaml:2:5): no such key at p.yaml:3:", "missing (p.yaml:5:5): no such key at p.yaml:6:15", "too-costly (p.yaml:9:5): cost limit"} {
+	all := slices.Clone(d.Errors)
+	// With a key that exists, by-key does not match; the approve rules
+	// fail closed and hold the call.
+	d = s.Decide(Input{
+		Tool:  Tool{Name: "payment.charge", Privileged: true, Approvable: true, Clearance: ifc.NewClearance(ifc.Trusted, "payment", "pii")},
+		Label: ifc.UntrustedFrom("web:x.example"),
+		Args:  map[string]any{"which": "which", "items": items, "note": secret},
+	})
+	if d.Action != Approve || len(d.Errors) != 2 {
+		t.Fatalf("Decide = %s, errors %q; want approve with two errors", d.Action, d.Errors)
+	}
+	for i, want := range []string{"missing (p.yaml:5:5): no such key at p.yaml:6:15", "too-costly (p.yaml:9:5): cost limit"} {
 		if !strings.Contains(d.Errors[i], want) {
 			t.Errorf("Errors[%d] = %q, want it to contain %q", i, d.Errors[i], want)
 		}
 	}
-	for _, e := range d.Errors {
+	for _, e := range append(all, d.Errors...) {
 		if strings.Contains(e, secret) {
 			t.Errorf("error %q carries an argument value", e)
 		}
@@ -521,8 +538,13 @@ func TestDecideReasonsAndErrors(t *testing.T) {
 			"untrusted content cannot decide a privileged call",
 			"checks the payee",
 		},
+		Label:  ifc.UntrustedFrom("web:x.example"),
 		Errors: []string{"rule missing (p.yaml:2:5): no such key at p.yaml:3:15"},
 	}
+	if d.held == nil {
+		t.Error("a decision to hold cannot be approved")
+	}
+	d.held = nil
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("Decide =\n%#v\nwant\n%#v", d, want)
 	}
@@ -597,7 +619,7 @@ func TestConcurrentDecide(t *testing.T) {
 
 func TestLoadErrorIsDiagnostics(t *testing.T) {
 	t.Parallel()
-	_, err := Load(file("p.yaml", "rules: 3\n"))
+	_, err := Load(nil, file("p.yaml", "rules: 3\n"))
 	var ds schemas.Diagnostics
 	if !errors.As(err, &ds) || len(ds) != 1 || ds[0].Code != schemas.CodeSchemaMismatch {
 		t.Errorf("error = %v, want one schema diagnostic", err)

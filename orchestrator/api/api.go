@@ -5,7 +5,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/schemas"
@@ -43,7 +41,8 @@ func ClientPermissions(s schemas.Subjects) capabilities.Permissions {
 
 func endpointFile(state string) string { return filepath.Join(state, "run", "api.json") }
 
-// Publish writes the endpoint and the client's seed (0600) under state.
+// Publish writes the endpoint and the client's credential (0600) under
+// state: an nkey seed, or a .creds file on an external server.
 // The returned function removes them.
 func Publish(state string, e Endpoint, seed []byte) (func(), error) {
 	dir := filepath.Join(state, "run")
@@ -180,17 +179,16 @@ func Dial(state string) (*Client, error) {
 	if !alive(e.PID) {
 		return nil, fmt.Errorf("%w (%s; a stale endpoint of pid %d)", ErrNotRunning, state, e.PID)
 	}
-	seed, err := os.ReadFile(e.Creds)
+	creds, err := os.ReadFile(e.Creds)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%v)", ErrNotRunning, err)
 	}
-	kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+	auth, err := credentialsOption(creds)
 	if err != nil {
 		return nil, fmt.Errorf("client credentials: %w", err)
 	}
-	pub, _ := kp.PublicKey()
 	s := schemas.Subjects{Prefix: e.Prefix}
-	nc, err := nats.Connect(e.URL, nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(s.Inbox(clientName)),
+	nc, err := nats.Connect(e.URL, auth, nats.CustomInboxPrefix(s.Inbox(clientName)),
 		nats.Name("sluice-client"), nats.MaxReconnects(0))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotRunning, err)

@@ -7,6 +7,10 @@
 // connects in-process with a user of its own. The server itself refuses
 // anything else; refusals are parsed from the server's log and reported as
 // [Violation]s so that they reach the audit log.
+//
+// Against an existing server or cluster in operator mode, [Dial] returns an
+// [External] instead: the same permissions, issued as user JWTs signed with
+// the account's key. That server's refusals stay in its own log.
 package bus
 
 import (

@@ -129,8 +129,8 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 	var raw struct {
 		NATS     json.RawMessage `json:"nats"`
 		State    string          `json:"state"`
-		Prefix   string   `json:"subject_prefix"`
-		Policies []string `json:"policies"`
+		Prefix   string          `json:"subject_prefix"`
+		Policies []string        `json:"policies"`
 		Workers  []struct {
 			Manifest string              `json:"manifest"`
 			Grants   capabilities.Grants `json:"grants"`

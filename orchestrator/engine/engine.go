@@ -56,6 +56,8 @@ type Engine struct {
 	mu        sync.Mutex
 	inflight  map[string]*inflight // msg id -> call in flight
 	approvals map[string]*held     // approval id -> held call
+
+	caps *caps
 }
 
 type inflight struct {
@@ -81,7 +83,9 @@ func New(cfg Config) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{cfg: cfg, log: log, inflight: map[string]*inflight{}, approvals: map[string]*held{}}
+	e := &Engine{cfg: cfg, log: log, inflight: map[string]*inflight{}, approvals: map[string]*held{}}
+	e.caps = &caps{e: e, now: time.Now}
+	return e
 }
 
 // Track records that the call msgID of worker reached hostport. It is the
@@ -147,9 +151,15 @@ type StepResult struct {
 	ID     string `json:"id"`
 	Tool   string `json:"tool"`
 	Status string `json:"status"`
-	// Label is the step's context label: the join of its arguments'.
+	// Label is the step's context label: the join of its arguments' and
+	// of its if condition's.
 	Label     ifc.Label            `json:"label"`
 	ArgLabels map[string]ifc.Label `json:"arg_labels,omitempty"`
+	// DeliveredLabel is the context label the call was delivered with
+	// when an endorse or declassify rule, or an approval, lowered Label
+	// for this call; its sources name them (endorsed:<rule>,
+	// declassified:<rule>, approved:<who>).
+	DeliveredLabel *ifc.Label `json:"delivered_label,omitempty"`
 	// OutputLabel is the label of the output of a completed step.
 	OutputLabel *ifc.Label `json:"output_label,omitempty"`
 	Decision    string     `json:"decision,omitempty"`
@@ -189,6 +199,9 @@ type run struct {
 	mu      sync.Mutex
 	values  map[string]*value
 	results map[string]*StepResult
+
+	capMu  sync.Mutex
+	capUse map[string]usage // per-run cap budgets
 }
 
 // Run executes plan with inputs and returns when every step has finished,
@@ -334,28 +347,35 @@ func (v *value) at(path []string) ifc.Label {
 	return l
 }
 
-func decodeReply(reply *nats.Msg, s *flow.Step) (any, map[string]ifc.Label, error, bool) {
+// decodeReply decodes a worker's reply into a try's result: its output
+// and labels, or its error, whether another try may succeed, and whether
+// the worker refused the call (then it did not happen).
+func decodeReply(reply *nats.Msg, s *flow.Step) tryResult {
 	var rep schemas.Reply
 	if err := json.Unmarshal(reply.Data, &rep); err != nil {
-		return nil, nil, fmt.Errorf("%s: malformed reply from worker %s", s.Call, s.Worker), false
+		return tryResult{err: fmt.Errorf("%s: malformed reply from worker %s", s.Call, s.Worker)}
 	}
 	if rep.Error != nil {
+		err := fmt.Errorf("%s: %s", s.Call, rep.Error.Error())
 		switch rep.Error.Code {
-		case schemas.CodeFailed, schemas.CodeInternal:
-			return nil, nil, fmt.Errorf("%s: %s", s.Call, rep.Error.Error()), true
+		case schemas.CodeFailed:
+			return tryResult{err: err, retry: true, noEffect: true}
+		case schemas.CodeInternal:
+			// The worker broke mid-call: what it did is not known.
+			return tryResult{err: err, retry: true}
 		}
-		return nil, nil, fmt.Errorf("%s: %s", s.Call, rep.Error.Error()), false
+		return tryResult{err: err, noEffect: true}
 	}
 	out, err := decodeJSON(rep.Output)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: malformed output from worker %s", s.Call, s.Worker), false
+		return tryResult{err: fmt.Errorf("%s: malformed output from worker %s", s.Call, s.Worker)}
 	}
 	if s.Spec.Output != nil {
 		if _, err := s.Spec.Output.ValidateJSON(rep.Output); err != nil {
-			return nil, nil, fmt.Errorf("%s: output does not match the tool's output schema: %v", s.Call, err), false
+			return tryResult{err: fmt.Errorf("%s: output does not match the tool's output schema: %v", s.Call, err)}
 		}
 	}
-	return out, rep.Labels, nil, false
+	return tryResult{out: out, labels: rep.Labels}
 }
 
 // decodeJSON decodes into the values expressions work with: integers as

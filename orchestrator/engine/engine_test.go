@@ -25,6 +25,7 @@ import (
 )
 
 // The test worker "t" has a few tools whose behaviour each test sets.
+// pay has typed arguments; the others take any object.
 const manifest = `worker: t
 run: builtin:t
 tools:
@@ -34,8 +35,13 @@ tools:
   fail: {input_schema: any.json, clearance: {integrity: untrusted}}
   fetch: {input_schema: any.json, clearance: {integrity: untrusted}}
   spend: {input_schema: any.json, privileged: true, approvable: true, clearance: {integrity: trusted}}
+  pay: {input_schema: pay.json, privileged: true, approvable: true, output_label: {integrity: trusted}, clearance: {integrity: trusted}}
 limits: {timeout: 5s}
 `
+
+const paySchema = `{"type": "object",
+ "properties": {"amount": {"type": "number"}, "payee": {"type": "string"}, "mode": {"type": "string"}},
+ "required": ["amount", "payee"], "additionalProperties": false}`
 
 type harness struct {
 	t      *testing.T
@@ -45,28 +51,48 @@ type harness struct {
 	log    *audit.Log
 	calls  map[string]int
 	mu     sync.Mutex
+	close  func()
 }
 
 func newHarness(t *testing.T, rules string, handlers map[string]worker.Handler) *harness {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "any.json"), []byte(`{"type":"object"}`), 0o600); err != nil {
-		t.Fatal(err)
+	return newHarnessIn(t, t.TempDir(), rules, handlers)
+}
+
+// newHarnessIn starts a bus whose state lives in dir, the test worker and
+// an engine. h.close stops them; a later harness in the same dir sees
+// what JetStream kept.
+func newHarnessIn(t *testing.T, dir, rules string, handlers map[string]worker.Handler) *harness {
+	t.Helper()
+	for name, src := range map[string]string{"any.json": `{"type":"object"}`, "pay.json": paySchema} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	m, err := capabilities.Parse("t.yaml", []byte(manifest), os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := bus.Start(bus.Config{StoreDir: dir})
+	b, err := bus.Start(bus.Config{StoreDir: filepath.Join(dir, "state")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Shutdown)
+	var stops []func()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			for i := len(stops) - 1; i >= 0; i-- {
+				stops[i]()
+			}
+		})
+	}
+	t.Cleanup(stop)
+	stops = append(stops, b.Shutdown)
 	nc, err := b.Connect()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(nc.Close)
+	stops = append(stops, nc.Close)
 	ctx := context.Background()
 	log, err := audit.Open(ctx, nc, "sluice")
 	if err != nil {
@@ -76,11 +102,15 @@ func newHarness(t *testing.T, rules string, handlers map[string]worker.Handler) 
 	if rules != "" {
 		files = append(files, policy.File{Name: "test.yaml", Src: []byte(rules)})
 	}
-	set, err := policy.Load(files...)
+	tools := policy.Tools{}
+	for _, tool := range m.Tools {
+		tools[tool.Name] = tool.Input
+	}
+	set, err := policy.Load(tools, files...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, log: log, calls: map[string]int{}, cat: flow.Catalog{"t": m}}
+	h := &harness{t: t, log: log, calls: map[string]int{}, cat: flow.Catalog{"t": m}, close: stop}
 	all := map[string]worker.Handler{}
 	for _, name := range m.ToolNames() {
 		f := handlers[name]
@@ -102,7 +132,7 @@ func newHarness(t *testing.T, rules string, handlers map[string]worker.Handler) 
 		t.Fatal(err)
 	}
 	go func() { defer close(done); svc.Serve(wctx, wnc) }()
-	t.Cleanup(func() { cancel(); <-done; wnc.Close() })
+	stops = append(stops, func() { cancel(); <-done; wnc.Close() })
 	for !b.HasInterest(schemas.Subjects{}.Tool("t", "echo")) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -111,6 +141,12 @@ func newHarness(t *testing.T, rules string, handlers map[string]worker.Handler) 
 		t.Fatal(err)
 	}
 	return h
+}
+
+func (h *harness) called(tool string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls[tool]
 }
 
 func (h *harness) run(src string, inputs map[string]any, opts Options) *Result {

@@ -221,14 +221,15 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 		Run: policy.Run{ID: r.id, Flow: r.plan.Name, Step: s.ID},
 	})
 	res.Decision = string(d.Action)
-	for _, rule := range d.Rules {
+	refs, reasons := decisionRules(d)
+	for _, rule := range refs {
 		res.Rules = append(res.Rules, rule.Name)
 	}
-	res.Reasons = d.Reasons
+	res.Reasons = reasons
 	res.MsgID = audit.NewID()
 	rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
 		MsgID: res.MsgID, Label: &res.Label, ArgLabels: res.ArgLabels, Action: res.Decision,
-		Rules: ruleRefs(d.Rules), Reasons: d.Reasons}
+		Rules: ruleRefs(refs), Reasons: reasons}
 	if len(d.Errors) > 0 {
 		rec.Error = strings.Join(d.Errors, "; ")
 	}
@@ -237,6 +238,10 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 		return res, nil
 	}
 	log.Info("decision", "decision", res.Decision, "rule", strings.Join(res.Rules, ","), "label", res.Label.String())
+	// The label the call goes ahead with: the context label, lowered for
+	// this call by the endorse and declassify rules that matched, or by
+	// the person who approves it.
+	delivered := d.Label
 	switch d.Action {
 	case policy.Deny:
 		res.Status = StatusDenied
@@ -245,13 +250,69 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 		res.ApprovalID = audit.NewID()
 		res.Status = StatusHeld
 		res.Args = args
-		if !r.hold(ctx, res) {
+		who, ok := r.hold(ctx, res)
+		if !ok {
 			return res, nil
 		}
 		res.Args = nil
+		reason, err := d.Approve(who)
+		if err == nil {
+			delivered, err = ifc.Endorse(delivered, reason)
+		}
+		if err != nil {
+			res.Status, res.Error = StatusFailed, fmt.Sprintf("approval: %v", err)
+			return res, nil
+		}
+		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+			MsgID: res.MsgID, Label: &delivered, Action: string(policy.Allow),
+			Rules: []string{"approval:" + res.ApprovalID}, Reasons: []string{"approved by " + who + "; endorses this call"}}
+		if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
+			res.Status, res.Error = StatusFailed, err.Error()
+			return res, nil
+		}
 	}
-	v := r.call(ctx, s, body, res, sc.idem, log)
+	if !delivered.Equal(res.Label) {
+		res.DeliveredLabel = &delivered
+	}
+	// Caps hold for every call delivered, endorsed and approved ones too.
+	held, err := r.e.caps.reserve(ctx, r, s.Call, args)
+	if err != nil {
+		var over *errOverCap
+		if !errors.As(err, &over) {
+			res.Status, res.Error = StatusFailed, err.Error()
+			return res, nil
+		}
+		res.Status, res.Decision = StatusDenied, string(policy.Deny)
+		res.Rules, res.Reasons = []string{over.cap.Ref.Name}, []string{over.reason}
+		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+			MsgID: res.MsgID, Label: &delivered, Action: string(policy.Deny),
+			Rules: []string{over.cap.Ref.String()}, Reasons: []string{over.reason}}
+		if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
+			res.Status, res.Error = StatusFailed, err.Error()
+		}
+		log.Info("decision", "decision", "deny", "rule", over.cap.Ref.Name)
+		return res, nil
+	}
+	v, noEffect := r.call(ctx, s, body, res, delivered, sc.idem, log)
+	if v == nil && noEffect {
+		r.e.caps.release(context.WithoutCancel(ctx), r, held)
+	}
 	return res, v
+}
+
+// decisionRules lists the rules behind a decision for the step result and
+// the audit record: its rules, and for a held call, the endorse and
+// declassify rules that lowered its labels.
+func decisionRules(d policy.Decision) ([]policy.RuleRef, []string) {
+	refs, reasons := slices.Clone(d.Rules), slices.Clone(d.Reasons)
+	if d.Action != policy.Approve {
+		return refs, reasons
+	}
+	for _, l := range d.Lowered {
+		refs = append(refs, l)
+		reasons = append(reasons, "lowered this call's labels; the call is still held")
+	}
+	return refs, reasons
 }
 
 func ruleRefs(rs []policy.RuleRef) []string {
@@ -263,13 +324,13 @@ func ruleRefs(rs []policy.RuleRef) []string {
 }
 
 // hold waits for a person to approve the call, when the run waits. It
-// returns true when the call was approved.
-func (r *run) hold(ctx context.Context, res *StepResult) bool {
+// returns who approved it, and true when the call was approved.
+func (r *run) hold(ctx context.Context, res *StepResult) (string, bool) {
 	if !r.opts.Wait {
 		if r.opts.OnHeld != nil {
 			r.opts.OnHeld(*res)
 		}
-		return false
+		return "", false
 	}
 	h := &held{run: r.id, step: res.ID, decided: make(chan Approval, 1)}
 	r.e.mu.Lock()
@@ -291,50 +352,52 @@ func (r *run) hold(ctx context.Context, res *StepResult) bool {
 	}
 	select {
 	case a := <-h.decided:
-		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: res.ID, Tool: res.Tool,
-			MsgID: res.MsgID, Label: &res.Label, Rules: []string{"approval:" + res.ApprovalID}}
-		if a.Approved {
-			rec.Action, rec.Reasons = "allow", []string{"approved by " + a.Who}
-		} else {
-			rec.Action, rec.Reasons = "deny", []string{"denied by " + a.Who}
-		}
-		if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
-			res.Status, res.Error = StatusFailed, err.Error()
-			return false
-		}
 		if !a.Approved {
+			rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: res.ID, Tool: res.Tool,
+				MsgID: res.MsgID, Label: &res.Label, Rules: []string{"approval:" + res.ApprovalID},
+				Action: "deny", Reasons: []string{"denied by " + a.Who}}
+			if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
+				res.Status, res.Error = StatusFailed, err.Error()
+				return "", false
+			}
 			res.Status, res.Decision = StatusDenied, "deny"
 			res.Reasons = append(res.Reasons, "denied by "+a.Who)
-			return false
+			return "", false
 		}
 		res.Reasons = append(res.Reasons, "approved by "+a.Who)
-		return true
+		return a.Who, true
 	case <-timeout:
-		return false
+		return "", false
 	case <-ctx.Done():
-		return false
+		return "", false
 	}
 }
 
 // call delivers the call to the worker, trying again up to the step's
 // retries when a try fails in a way that another may not (every try
 // carries the same idempotency key, so a side effect happens once), and
-// labels the output.
-func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResult, idem string, log *slog.Logger) *value {
+// labels the output: the join of the label the call was delivered with,
+// the output label of the tool's manifest, and every host it reached.
+// noEffect reports, for a call that failed, that it is known not to have
+// happened: every try was refused by the worker or reached no worker.
+func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResult, label ifc.Label, idem string, log *slog.Logger) (v *value, noEffect bool) {
 	m := r.e.cfg.Manifests[s.Worker]
 	timeout := s.Timeout
 	if timeout == 0 {
 		timeout = m.Limits.Timeout + 2*time.Second
 	}
 	backoff := 100 * time.Millisecond
+	noEffect = true
 	for try := 0; ; try++ {
 		msgID := res.MsgID
 		if try > 0 {
 			msgID = audit.NewID()
 		}
 		res.Attempts = try + 1
-		out, labels, hosts, err, retry := r.try(ctx, s, m, body, res.Label, msgID, idem, timeout)
-		base := ifc.Join(res.Label, s.Spec.OutputLabel)
+		t := r.try(ctx, s, m, body, label, msgID, idem, timeout)
+		out, labels, hosts, err, retry := t.out, t.labels, t.hosts, t.err, t.retry
+		noEffect = noEffect && t.noEffect
+		base := ifc.Join(label, s.Spec.OutputLabel)
 		for _, h := range hosts {
 			// Whatever came over the network was written by whoever
 			// controls that host.
@@ -357,12 +420,12 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 			}
 			all := v.all()
 			res.OutputLabel = &all
-			return v
+			return v, false
 		}
 		if !retry || try >= s.Retries || ctx.Err() != nil {
 			res.Status, res.Error = StatusFailed, err.Error()
 			log.Warn("step failed", "err", res.Error, "attempts", res.Attempts)
-			return nil
+			return nil, noEffect
 		}
 		log.Warn("try failed; trying again", "err", err.Error(), "attempt", try+1)
 		select {
@@ -373,10 +436,22 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 	}
 }
 
+// tryResult is the outcome of one try. noEffect says the call is known
+// not to have happened: no worker received it, or the worker answered
+// with an error.
+type tryResult struct {
+	out      any
+	labels   map[string]ifc.Label
+	hosts    []string
+	err      error
+	retry    bool
+	noEffect bool
+}
+
 // try sends one call and decodes the reply. retry says whether another try
 // may succeed.
 func (r *run) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, body []byte, label ifc.Label,
-	msgID, idem string, timeout time.Duration) (out any, labels map[string]ifc.Label, hosts []string, err error, retry bool) {
+	msgID, idem string, timeout time.Duration) (res tryResult) {
 	e := r.e
 	f := &inflight{worker: s.Worker}
 	e.mu.Lock()
@@ -387,7 +462,7 @@ func (r *run) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, b
 		delete(e.inflight, msgID)
 		e.mu.Unlock()
 		f.mu.Lock()
-		hosts = slices.Clone(f.hosts)
+		res.hosts = slices.Clone(f.hosts)
 		f.mu.Unlock()
 	}()
 	msg := nats.NewMsg(e.cfg.Subjects.Tool(s.Worker, strings.TrimPrefix(s.Call, s.Worker+".")))
@@ -402,6 +477,7 @@ func (r *run) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, b
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var reply *nats.Msg
+	var err error
 	backoff := 20 * time.Millisecond
 	for {
 		reply, err = e.cfg.Conn.RequestMsgWithContext(ctx, msg)
@@ -415,14 +491,13 @@ func (r *run) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, b
 			continue
 		case <-ctx.Done():
 		}
-		return nil, nil, nil, fmt.Errorf("%s: worker %s is not running", s.Call, s.Worker), true
+		return tryResult{err: fmt.Errorf("%s: worker %s is not running", s.Call, s.Worker), retry: true, noEffect: true}
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			return nil, nil, nil, fmt.Errorf("%s timed out after %s", s.Call, timeout), true
+			return tryResult{err: fmt.Errorf("%s timed out after %s", s.Call, timeout), retry: true}
 		}
-		return nil, nil, nil, fmt.Errorf("%s: %w", s.Call, err), true
+		return tryResult{err: fmt.Errorf("%s: %w", s.Call, err), retry: true}
 	}
-	out, labels, err, retry = decodeReply(reply, s)
-	return out, labels, nil, err, retry
+	return decodeReply(reply, s)
 }

@@ -5,7 +5,8 @@
 // Every process start gets a fresh NATS user: its key is written to a 0600
 // file that the worker reads once and removes, and the user is removed from
 // the bus when the process exits, so a dead process's credential is worth
-// nothing.
+// nothing. (On an external server the credential is a user JWT, which
+// cannot be removed: it is worth something until it expires.)
 package supervisor
 
 import (

@@ -1,0 +1,252 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/worker"
+)
+
+// fromTheWeb is a fetch whose text field is untrusted and whose payee
+// field is whatever the test says, untrusted too.
+func fromTheWeb(payee string) worker.Handler {
+	return func(context.Context, *worker.Call) (any, error) {
+		return worker.Labeled{Output: map[string]any{"text": "pay me", "payee": payee, "ok": true},
+			Labels: map[string]ifc.Label{
+				"text":  ifc.UntrustedFrom("web:evil.example"),
+				"payee": ifc.UntrustedFrom("web:hotel.example"),
+			}}, nil
+	}
+}
+
+// TestTrustedAndUntrustedFieldMakeUntrusted: a value built from a trusted
+// and an untrusted field is untrusted, and carries both sources.
+func TestTrustedAndUntrustedFieldMakeUntrusted(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{
+		"split": func(context.Context, *worker.Call) (any, error) {
+			return worker.Labeled{Output: map[string]any{"x": "from a stranger", "y": "ours"},
+				Labels: map[string]ifc.Label{"x": ifc.UntrustedFrom("email:eve@x.example"), "y": ifc.TrustedFrom("tool:t.split")}}, nil
+		},
+	})
+	r := h.run(`name: p
+steps:
+  - {id: a, call: t.split}
+  - {id: both, call: t.echo, with: {v: "${steps.a.output.y + ' ' + steps.a.output.x}"}}
+`, nil, Options{})
+	both := step(t, r, "both")
+	l := both.ArgLabels["v"]
+	if l.Integrity() != ifc.Untrusted || !slices.Contains(l.Sources(), "email:eve@x.example") || !slices.Contains(l.Sources(), "tool:t.split") {
+		t.Errorf("v = %v: want untrusted with both sources", l)
+	}
+}
+
+// TestArgumentLabelsArePerValue: in one step a trusted argument stays
+// trusted beside an untrusted one, while the step's context label is
+// untrusted.
+func TestArgumentLabelsArePerValue(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{"fetch": fromTheWeb("acct_x")})
+	r := h.run(`name: p
+inputs: {amount: {type: number}}
+steps:
+  - {id: f, call: t.fetch}
+  - {id: pay, call: t.spend, with: {amount: "${inputs.amount}", note: "${steps.f.output.text}"}}
+`, map[string]any{"amount": 5.0}, Options{})
+	pay := step(t, r, "pay")
+	if l := pay.ArgLabels["amount"]; l.Integrity() != ifc.Trusted || !slices.Equal(l.Sources(), []string{ifc.SourceUser}) {
+		t.Errorf("amount = %v, want trusted from the user only", l)
+	}
+	if l := pay.ArgLabels["note"]; l.Integrity() != ifc.Untrusted {
+		t.Errorf("note = %v, want untrusted", l)
+	}
+	if pay.Label.Integrity() != ifc.Untrusted || pay.Status != StatusHeld {
+		t.Errorf("context label %v, status %s: want untrusted and held", pay.Label, pay.Status)
+	}
+	// The policy saw both: the decision record has each argument's label.
+	recs, err := h.log.Records(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range recs {
+		if rec.Kind == audit.KindDecision && rec.Step == "pay" {
+			if rec.ArgLabels["amount"].Integrity() != ifc.Trusted || rec.ArgLabels["note"].Integrity() != ifc.Untrusted {
+				t.Errorf("decision record arg labels %v", rec.ArgLabels)
+			}
+		}
+	}
+}
+
+// TestIfTaintsTrustedArguments: a branch on untrusted data taints a call
+// whose arguments are all trusted: its context label is untrusted, and a
+// privileged call is held.
+func TestIfTaintsTrustedArguments(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{"fetch": fromTheWeb("acct_x")})
+	r := h.run(`name: p
+inputs: {amount: {type: number}}
+steps:
+  - {id: f, call: t.fetch}
+  - {id: pay, call: t.spend, if: "${steps.f.output.text == 'pay me'}", with: {amount: "${inputs.amount}", memo: trip}}
+`, map[string]any{"amount": 5.0}, Options{})
+	pay := step(t, r, "pay")
+	for name, l := range pay.ArgLabels {
+		if l.Integrity() != ifc.Trusted {
+			t.Errorf("argument %s = %v, want trusted", name, l)
+		}
+	}
+	if pay.Label.Integrity() != ifc.Untrusted || pay.Status != StatusHeld || !slices.Contains(pay.Rules, "untrusted-never-pays-alone") {
+		t.Errorf("pay: label %v status %s rules %v; want untrusted, held by untrusted-never-pays-alone", pay.Label, pay.Status, pay.Rules)
+	}
+	if h.called("spend") != 0 {
+		t.Error("the tainted call was delivered")
+	}
+}
+
+const registryRules = `rules:
+  - name: known-payees
+    when: >-
+      tool.name == "t.pay" && args.payee in registry.payees &&
+      arg_labels.amount.integrity == "trusted"
+    action: endorse
+    reason: the payee is one the user keeps
+registries:
+  payees: [acct_hotel_1]
+`
+
+const payFromTheWeb = `name: p
+inputs: {amount: {type: number}}
+steps:
+  - {id: f, call: t.fetch}
+  - {id: pay, call: t.pay, with: {amount: "${inputs.amount}", payee: "${steps.f.output.payee}"}}
+  - {id: after, call: t.echo, with: {v: "${steps.pay.output}"}}
+  - {id: other, call: t.echo, with: {v: "${steps.f.output.payee}"}}
+`
+
+// TestRegistryEndorsesPayee: an untrusted payee that equals a registry
+// entry is endorsed for that call by a rule, and the call goes through
+// with the endorsed label; one not in the registry is held.
+func TestRegistryEndorsesPayee(t *testing.T) {
+	t.Run("in the registry", func(t *testing.T) {
+		h := newHarness(t, registryRules, map[string]worker.Handler{"fetch": fromTheWeb("acct_hotel_1")})
+		r := h.run(payFromTheWeb, map[string]any{"amount": 90.0}, Options{})
+		pay := step(t, r, "pay")
+		if pay.Status != StatusCompleted || h.called("pay") != 1 || !slices.Equal(pay.Rules, []string{"known-payees"}) {
+			t.Fatalf("pay: status %s rules %v, %d calls", pay.Status, pay.Rules, h.called("pay"))
+		}
+		if pay.Label.Integrity() != ifc.Untrusted {
+			t.Errorf("context label %v: the computed label must stay untrusted", pay.Label)
+		}
+		d := pay.DeliveredLabel
+		if d == nil || d.Integrity() != ifc.Trusted || !slices.Contains(d.Sources(), "endorsed:known-payees") {
+			t.Fatalf("delivered label %v: want trusted, endorsed:known-payees", d)
+		}
+		// The output label is the join of the endorsed context label and
+		// the manifest's output label: it carries the endorsement.
+		if o := pay.OutputLabel; o.Integrity() != ifc.Trusted || !slices.Contains(o.Sources(), "endorsed:known-payees") {
+			t.Errorf("output label %v", o)
+		}
+		// Nothing else in the run changed: the payee read directly from
+		// the page is still untrusted.
+		if l := step(t, r, "other").Label; l.Integrity() != ifc.Untrusted || slices.Contains(l.Sources(), "endorsed:known-payees") {
+			t.Errorf("other: %v", l)
+		}
+		// The decision record names the rule that endorsed.
+		recs, err := h.log.Records(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, rec := range recs {
+			if rec.Kind == audit.KindDecision && rec.Step == "pay" && rec.Action == "allow" &&
+				len(rec.Rules) == 1 && strings.HasPrefix(rec.Rules[0], "known-payees (test.yaml:2:5)") {
+				found = true
+			}
+			if rec.Kind == audit.KindResult && rec.Step == "pay" && !slices.Contains(rec.Label.Sources(), "endorsed:known-payees") {
+				t.Errorf("result record label %v", rec.Label)
+			}
+		}
+		if !found {
+			t.Error("no decision record names known-payees")
+		}
+	})
+	t.Run("not in the registry", func(t *testing.T) {
+		h := newHarness(t, registryRules, map[string]worker.Handler{"fetch": fromTheWeb("acct_attacker")})
+		r := h.run(payFromTheWeb, map[string]any{"amount": 90.0}, Options{})
+		pay := step(t, r, "pay")
+		if pay.Status != StatusHeld || h.called("pay") != 0 || pay.DeliveredLabel != nil {
+			t.Fatalf("pay: status %s, %d calls, delivered %v", pay.Status, h.called("pay"), pay.DeliveredLabel)
+		}
+		if !slices.Contains(pay.Rules, "clearance") || !slices.Contains(pay.Rules, "untrusted-never-pays-alone") {
+			t.Errorf("rules %v", pay.Rules)
+		}
+	})
+}
+
+// TestApprovalEndorsesOneCall: an approved held call is delivered with
+// its context label endorsed by approved:<who>, and its output carries
+// it; nothing else in the run changes.
+func TestApprovalEndorsesOneCall(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{"fetch": fromTheWeb("acct_other")})
+	opts := Options{Wait: true}
+	opts.OnHeld = func(s StepResult) {
+		go func() {
+			if err := h.engine.Decide(s.ApprovalID, Approval{Approved: true, Who: "ana"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	r := h.run(payFromTheWeb, map[string]any{"amount": 90.0}, opts)
+	pay := step(t, r, "pay")
+	if pay.Status != StatusCompleted || h.called("pay") != 1 {
+		t.Fatalf("pay: %s, %d calls", pay.Status, h.called("pay"))
+	}
+	d := pay.DeliveredLabel
+	if d == nil || d.Integrity() != ifc.Trusted || !slices.Contains(d.Sources(), "approved:ana") {
+		t.Fatalf("delivered label %v", d)
+	}
+	if !slices.Contains(pay.OutputLabel.Sources(), "approved:ana") || pay.OutputLabel.Integrity() != ifc.Trusted {
+		t.Errorf("output label %v", pay.OutputLabel)
+	}
+	if l := step(t, r, "after").Label; l.Integrity() != ifc.Trusted {
+		t.Errorf("after reads the approved call's output: %v", l)
+	}
+	if l := step(t, r, "other").Label; l.Integrity() != ifc.Untrusted || slices.Contains(l.Sources(), "approved:ana") {
+		t.Errorf("other: %v: the approval leaked beyond its call", l)
+	}
+	recs, err := h.log.Records(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	approved := false
+	for _, rec := range recs {
+		if rec.Kind == audit.KindDecision && rec.Step == "pay" && rec.Action == "allow" && rec.Label != nil &&
+			slices.Contains(rec.Label.Sources(), "approved:ana") && strings.HasPrefix(rec.Rules[0], "approval:") {
+			approved = true
+		}
+	}
+	if !approved {
+		t.Error("no audit record of the approval with the endorsed label")
+	}
+}
+
+// TestDenyCannotBeApprovedInTheEngine: a denied call is never held, so
+// no person is asked and no approval can let it through.
+func TestDenyCannotBeApprovedInTheEngine(t *testing.T) {
+	h := newHarness(t, "rules:\n  - {name: no-pay, when: 'tool.name == \"t.pay\"', action: deny}\n  - {name: hold-pay, when: 'tool.name == \"t.pay\"', action: approve}\n",
+		map[string]worker.Handler{"fetch": fromTheWeb("acct_x")})
+	held := 0
+	opts := Options{Wait: true, OnHeld: func(s StepResult) {
+		held++
+		go h.engine.Decide(s.ApprovalID, Approval{Approved: true, Who: "ana"})
+	}}
+	r := h.run(payFromTheWeb, map[string]any{"amount": 1.0}, opts)
+	pay := step(t, r, "pay")
+	if pay.Status != StatusDenied || held != 0 || h.called("pay") != 0 || pay.ApprovalID != "" {
+		t.Fatalf("pay: %s, asked %d times, %d calls", pay.Status, held, h.called("pay"))
+	}
+	if !slices.Equal(pay.Rules, []string{"no-pay"}) {
+		t.Errorf("rules %v", pay.Rules)
+	}
+}

@@ -1,0 +1,123 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/orchestrator/api"
+	"github.com/sluicehq/sluice/orchestrator/bus"
+	"github.com/sluicehq/sluice/orchestrator/config"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// Bus is what the orchestrator needs of the bus: the embedded server
+// (bus.Start) or an external one in operator mode (bus.Dial).
+type Bus interface {
+	// Connect opens a connection as the orchestrator.
+	Connect(opts ...nats.Option) (*nats.Conn, error)
+	// ClientURL is the URL worker processes connect to.
+	ClientURL() string
+	// AddUser issues a credential with the given permissions, as the
+	// contents of the file handed to one process: an nkey seed (embedded)
+	// or a .creds file (external).
+	AddUser(name string, p capabilities.Permissions) (creds []byte, remove func(), err error)
+	// HasInterest reports whether a worker serves subject. On an external
+	// server it sends a request there, so subject must be a probe.
+	HasInterest(subject string) bool
+	// Shutdown stops the embedded server, or leaves the external one.
+	Shutdown()
+}
+
+var (
+	_ Bus = (*bus.Bus)(nil)
+	_ Bus = (*bus.External)(nil)
+)
+
+// readyProbe is the tool name waitReady asks each worker for: no tool can
+// have it (tool names start with a letter), so a worker that receives the
+// request answers unknown_tool without running anything.
+const readyProbe = "_ready"
+
+// startBus starts the embedded server, or connects to the external one
+// named in sluice.yaml with the credentials it names.
+func (o *Orchestrator) startBus(ctx context.Context, d *config.Config, onViolation func(bus.Violation)) (Bus, error) {
+	x := d.ExternalNATS
+	if x == nil {
+		b, err := bus.Start(bus.Config{StoreDir: d.State, Log: o.log.With("component", "nats"), OnViolation: onViolation})
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	seed, err := readNATSSource(d, x.AccountSeed, "nats.account_seed", x.AccountSeedPos, o.cfg.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := readNATSSource(d, x.Creds, "nats.creds", x.CredsPos, o.cfg.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	e, err := bus.Dial(ctx, bus.ExternalConfig{URL: x.URL, AccountSeed: seed, Creds: creds, CredentialTTL: x.CredentialTTL})
+	if err != nil {
+		return nil, err
+	}
+	o.log.Info("using an external NATS server", "url", x.URL, "credential_ttl", e.CredentialTTL())
+	return e, nil
+}
+
+// readNATSSource reads the account seed or the orchestrator's creds: from
+// the environment, or from a file only its owner may read. Errors point at
+// the key in sluice.yaml.
+func readNATSSource(d *config.Config, s config.Secret, key string, pos schemas.Pos, getenv func(string) string) ([]byte, error) {
+	fail := func(format string, args ...any) error {
+		var ds schemas.Diagnostics
+		ds.Add(d.File, pos, "config_nats_credentials", "%s: %s", key, fmt.Sprintf(format, args...))
+		return ds.Err()
+	}
+	if s.Env != "" {
+		if getenv == nil || getenv(s.Env) == "" {
+			return nil, fail("environment variable %s is not set", s.Env)
+		}
+		return []byte(getenv(s.Env)), nil
+	}
+	st, err := os.Stat(s.File)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fail("%s is readable by group or others (mode %04o); run chmod 600 %s", s.File, st.Mode().Perm(), s.File)
+	}
+	b, err := os.ReadFile(s.File)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	return b, nil
+}
+
+// renewClientCreds keeps the API client credential under the state
+// directory valid on an external server, where it expires: a new one is
+// issued every half TTL until the orchestrator stops.
+func (o *Orchestrator) renewClientCreds(ttl time.Duration, endpoint api.Endpoint) {
+	defer o.wg.Done()
+	t := time.NewTicker(ttl / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-o.stopViolations:
+			return
+		case <-t.C:
+		}
+		creds, _, err := o.bus.AddUser("client", api.ClientPermissions(o.subjects))
+		if err == nil {
+			_, err = api.Publish(o.cfg.Deployment.State, endpoint, creds)
+		}
+		if err != nil {
+			o.log.Error("renew the API client credential", "err", err)
+		}
+	}
+}

@@ -1,0 +1,256 @@
+package email
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/big"
+	"mime"
+	"mime/quotedprintable"
+	"net"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/orchestrator/egress"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+func TestSendToOutbox(t *testing.T) {
+	f := newFixture(t, map[string]any{"address": "me@home.example"}, nil)
+	args := `{"to": "Ana Lúcia <ana@x.example>", "subject": "Olá, café?\nBcc: eve@evil.example", "body": "Amanhã às 10h.\nAté já — me"}`
+	out, _, err := f.call("send", args, "run1/send")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := out["message_id"].(string)
+	if !strings.HasSuffix(id, "@home.example") {
+		t.Errorf("message id %q", id)
+	}
+	outbox := filepath.Join(f.state, "email", "outbox")
+	emls, _ := filepath.Glob(filepath.Join(outbox, "*.eml"))
+	if len(emls) != 1 {
+		t.Fatalf("outbox holds %v", emls)
+	}
+	raw, _ := os.ReadFile(emls[0])
+	m, err := mail.ReadMessage(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := new(mime.WordDecoder)
+	subject, _ := dec.DecodeHeader(m.Header.Get("Subject"))
+	to, _ := m.Header.AddressList("To")
+	if subject != "Olá, café? Bcc: eve@evil.example" || m.Header.Get("Bcc") != "" || len(to) != 1 || to[0].Address != "ana@x.example" ||
+		to[0].Name != "Ana Lúcia" || m.Header.Get("From") != "<me@home.example>" || m.Header.Get("Message-Id") != "<"+id+">" {
+		t.Errorf("header: %v (subject %q)", m.Header, subject)
+	}
+	if m.Header.Get("Content-Transfer-Encoding") != "quoted-printable" {
+		t.Errorf("encoding %q", m.Header.Get("Content-Transfer-Encoding"))
+	}
+	body, _ := io.ReadAll(quotedprintable.NewReader(m.Body))
+	if string(body) != "Amanhã às 10h.\r\nAté já — me" {
+		t.Errorf("body %q", body)
+	}
+
+	// A retry sends nothing more and returns the same id.
+	out, _, err = f.call("send", args, "run1/send")
+	if err != nil || out["message_id"] != id {
+		t.Fatalf("retry: %v %v", out, err)
+	}
+	if emls, _ := filepath.Glob(filepath.Join(outbox, "*.eml")); len(emls) != 1 {
+		t.Fatalf("the retry wrote %v", emls)
+	}
+	// The same key with other arguments is refused.
+	_, _, err = f.call("send", `{"to": "eve@evil.example", "subject": "x", "body": "y"}`, "run1/send")
+	if err == nil || !strings.Contains(err.Error(), "idempotency key reused") {
+		t.Fatalf("reused key: %v", err)
+	}
+	// Another key is another message.
+	if out2, _, err := f.call("send", args, "run2/send"); err != nil || out2["message_id"] == id {
+		t.Fatalf("second send: %v %v", out2, err)
+	}
+}
+
+// A send that was cut short after its record was written is not repeated.
+func TestSendInterrupted(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	args := `{"to": "ana@x.example", "subject": "x", "body": "y"}`
+	// What a worker that died in the middle of a send leaves behind: the
+	// record, and maybe not even its content.
+	keyFile := filepath.Join(f.state, "email", "outbox", "keys", messageName("run1/send")+".json")
+	if err := os.WriteFile(keyFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := f.call("send", args, "run1/send")
+	if err == nil || !strings.Contains(err.Error(), "may have gone out") {
+		t.Fatalf("got %v", err)
+	}
+	if emls, _ := filepath.Glob(filepath.Join(f.state, "email", "outbox", "*.eml")); len(emls) != 0 {
+		t.Fatalf("sent anyway: %v", emls)
+	}
+}
+
+// selfSigned returns a certificate for 127.0.0.1 and a pool that trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mail.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// server is an SMTP server on loopback, with STARTTLS and AUTH PLAIN.
+type server struct {
+	password string
+	mu       sync.Mutex
+	auths    []string // user:password of each AUTH
+	from     string
+	to       []string
+	data     []string
+	fail     bool // refuse every recipient
+}
+
+type session struct{ s *server }
+
+func (x *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (x *session) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		x.s.mu.Lock()
+		defer x.s.mu.Unlock()
+		x.s.auths = append(x.s.auths, user+":"+pass)
+		if pass != x.s.password {
+			return errors.New("bad password")
+		}
+		return nil
+	}), nil
+}
+func (x *session) Mail(from string, _ *smtp.MailOptions) error {
+	x.s.mu.Lock()
+	defer x.s.mu.Unlock()
+	x.s.from = from
+	return nil
+}
+func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	x.s.mu.Lock()
+	defer x.s.mu.Unlock()
+	if x.s.fail {
+		return &smtp.SMTPError{Code: 550, Message: "no such user"}
+	}
+	x.s.to = append(x.s.to, to)
+	return nil
+}
+func (x *session) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	x.s.mu.Lock()
+	defer x.s.mu.Unlock()
+	x.s.data = append(x.s.data, string(b))
+	return err
+}
+func (x *session) Reset()        {}
+func (x *session) Logout() error { return nil }
+
+// Mail goes out through the real egress broker to a real SMTP server: the
+// worker writes a placeholder, the broker fills the password in over TLS.
+func TestSendOverSMTP(t *testing.T) {
+	const password = "mail-pw-3f9a1c"
+	cert, pool := selfSigned(t)
+	srv := &server{password: password}
+	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{srv}, nil }))
+	s.Domain = "mail.test"
+	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	host := ln.Addr().String()
+
+	broker := egress.New(egress.Config{
+		Grants:       map[string][]string{"email": {host}},
+		Track:        func(string, string, string) bool { return true },
+		Secrets:      map[string]egress.Secret{"mail_pw": egress.NewSecret("mail_pw", []byte(password))},
+		SecretGrants: map[string][]egress.SecretGrant{"email": {{Name: "mail_pw", Hosts: []string{"127.0.0.1"}}}},
+		RootCAs:      pool,
+	})
+	var seen []schemas.EgressRequest
+	var mu sync.Mutex
+	m, _ := capabilities.Load("builtin:email")
+	m, _ = m.WithGrants(capabilities.Grants{Net: []string{host}})
+	f := newFixture(t, map[string]any{"address": "me@home.example",
+		"smtp": map[string]any{"url": "smtp://" + host, "username": "me", "password": "{{secret:mail_pw}}"}}, m)
+	f.egress = func(ctx context.Context, req schemas.EgressRequest) (*schemas.EgressResponse, error) {
+		mu.Lock()
+		seen = append(seen, req)
+		mu.Unlock()
+		b, _ := json.Marshal(req)
+		return broker.Do(ctx, "email", "m1", b), nil
+	}
+	out, _, err := f.call("send", `{"to": "ana@x.example", "subject": "Lunch", "body": "At noon?"}`, "run1/send")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	if len(srv.auths) != 1 || srv.auths[0] != "me:"+password || srv.from != "me@home.example" || len(srv.to) != 1 ||
+		srv.to[0] != "ana@x.example" || len(srv.data) != 1 || !strings.Contains(srv.data[0], "Subject: Lunch") ||
+		!strings.Contains(srv.data[0], "Message-Id: <"+out["message_id"].(string)+">") {
+		t.Errorf("server got auth %v from %q to %v data %q", srv.auths, srv.from, srv.to, srv.data)
+	}
+	srv.mu.Unlock()
+	// The worker asked with the placeholder; it never held the password.
+	for _, r := range seen {
+		b, _ := json.Marshal(r)
+		if strings.Contains(string(b), password) || r.Headers["Auth-Password"] != "{{secret:mail_pw}}" {
+			t.Errorf("request %s", b)
+		}
+	}
+	// A retry does not send again; nothing else is on disk but the record.
+	if _, _, err := f.call("send", `{"to": "ana@x.example", "subject": "Lunch", "body": "At noon?"}`, "run1/send"); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	if len(srv.data) != 1 {
+		t.Errorf("the retry sent again: %d messages", len(srv.data))
+	}
+	srv.fail = true
+	srv.mu.Unlock()
+	if emls, _ := filepath.Glob(filepath.Join(f.state, "email", "outbox", "*.eml")); len(emls) != 0 {
+		t.Errorf("smtp mode wrote to the outbox: %v", emls)
+	}
+
+	// A refused recipient fails the call, and a retry may try again.
+	_, _, err = f.call("send", `{"to": "nobody@x.example", "subject": "x", "body": "y"}`, "run2/send")
+	if err == nil || !strings.Contains(err.Error(), "550") || strings.Contains(err.Error(), password) {
+		t.Fatalf("refused recipient: %v", err)
+	}
+	srv.mu.Lock()
+	srv.fail = false
+	srv.mu.Unlock()
+	if _, _, err := f.call("send", `{"to": "nobody@x.example", "subject": "x", "body": "y"}`, "run2/send"); err != nil {
+		t.Fatalf("retry after a refusal: %v", err)
+	}
+}
