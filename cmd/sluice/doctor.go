@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/api"
@@ -73,9 +74,15 @@ func (c *cli) doctor(_ context.Context, cfgFile string) int {
 		os.Remove(f.Name())
 		line("ok", "state directory", dep.State)
 	}
+	if x := dep.ExternalNATS; x != nil {
+		line("ok", "bus", fmt.Sprintf("external NATS at %s in operator mode; each worker gets a user JWT valid for %s", x.URL, orDefault(x.CredentialTTL)))
+		line("warn", "bus refusals", "an external server keeps its permission refusals in its own log, not in Sluice's audit log")
+	}
 	if client, err := api.Dial(dep.State); err == nil {
 		line("ok", "orchestrator", fmt.Sprintf("running (pid %d), bus %s", client.Endpoint.PID, client.Endpoint.URL))
 		client.Close()
+	} else if dep.ExternalNATS != nil {
+		line("ok", "orchestrator", "not running")
 	} else if ln, err := net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		line("fail", "bus", fmt.Sprintf("cannot listen on 127.0.0.1: %v", err))
 	} else {
@@ -131,4 +138,11 @@ func firstLine(err error) string {
 		}
 	}
 	return s
+}
+
+func orDefault(d time.Duration) time.Duration {
+	if d == 0 {
+		return time.Hour
+	}
+	return d
 }
