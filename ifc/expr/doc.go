@@ -16,9 +16,11 @@
 // [Template.Reads] lists every value an expression reads, derived from the
 // checked syntax tree, never from the text. The orchestrator orders steps by
 // it and labels each argument with [Template.Label], the join of the labels
-// of everything read. Reads is conservative: where a path cannot be followed
-// statically (an index with a computed key, a field of a function's result)
-// it stops at the longest static prefix, so the whole prefix counts as read.
+// of everything read. A constant key or list index is part of the path
+// (steps.a.output.messages[0].subject reads messages.0.subject). Reads is
+// conservative: where a path cannot be followed statically (an index with a
+// computed key, a field of a function's result) it stops at the longest
+// static prefix, so the whole prefix counts as read.
 // Both branches of a conditional are read, and so is its condition: a value
 // that untrusted data could have chosen carries that data's label. No
 // operation launders a label: string functions, arithmetic, comparisons,

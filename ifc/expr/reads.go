@@ -2,6 +2,7 @@ package expr
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"cel.dev/cel-go/common/ast"
@@ -147,12 +148,12 @@ func (w *walker) chain(e ast.Expr) (chainResult, []ast.Expr, bool) {
 		if r.stopped {
 			return r, append(dyn, c.Args()[1]), true
 		}
-		if key, ok := constIndexKey(e); ok {
+		if key, ok := constPathKey(c.Args()[1]); ok {
 			r.path = append(slices.Clip(r.path), key)
 			return r, dyn, true
 		}
-		// A computed key, or a constant that is not a string (a list
-		// index): the path ends here, and the key expression is read.
+		// A computed key: the path ends here, and the key expression is
+		// read.
 		r.stopped = true
 		return r, append(dyn, c.Args()[1]), true
 	}
@@ -175,6 +176,27 @@ func constIndexKey(e ast.Expr) (string, bool) {
 	}
 	s, ok := k.AsLiteral().(types.String)
 	return string(s), ok
+}
+
+// constPathKey returns the path element of a constant key: a string key
+// as it is, an integer (a list index) in decimal, the way a worker names a
+// list element in its field labels ("messages.0"). Element i of a list
+// read this way carries the labels of the list, of element i and of what
+// lies below it, and not those of the other elements: which element sits
+// at i is decided by whoever built the list, whose label the list carries.
+func constPathKey(k ast.Expr) (string, bool) {
+	if k.Kind() != ast.LiteralKind {
+		return "", false
+	}
+	switch v := k.AsLiteral().(type) {
+	case types.String:
+		return string(v), true
+	case types.Int:
+		return strconv.FormatInt(int64(v), 10), true
+	case types.Uint:
+		return strconv.FormatUint(uint64(v), 10), true
+	}
+	return "", false
 }
 
 // sortPaths sorts and deduplicates paths.

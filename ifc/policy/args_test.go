@@ -184,6 +184,48 @@ func TestIndex(t *testing.T) {
 	if got := s.byTool["payment.charge"].deny[1].p; got == s.rules[2].generic {
 		t.Error("rule a runs with dynamic args for the tool it is about")
 	}
+	// For a call, the rules that need a flag the tool lacks drop out too:
+	// tool.egress for a payment, tool.privileged for a fetch.
+	if got, want := plan(s.forTool(charge).plan), []string{"a", "c", "untrusted-never-pays-alone"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("rules for a payment call: %v, want %v", got, want)
+	}
+	fetch := Tool{Name: "web.fetch", Worker: "web", Egress: true, Clearance: ifc.NewClearance(ifc.Untrusted)}
+	if got, want := plan(s.forTool(fetch).plan), []string{"b", "no-secrets-to-egress"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("rules for a fetch call: %v, want %v", got, want)
+	}
+	// The same tool name with other flags is planned anew.
+	fetch.Egress, fetch.Privileged = false, true
+	if got, want := plan(s.forTool(fetch).plan), []string{"b", "untrusted-never-pays-alone"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("rules for a changed tool: %v, want %v", got, want)
+	}
+	if d := s.Decide(Input{Tool: fetch, Label: ifc.UntrustedFrom("web:x"), Args: map[string]any{"url": "u"}}); d.Action != Approve {
+		t.Errorf("a privileged fetch with an untrusted label: %s by %v", d.Action, names(d.Rules))
+	}
+}
+
+func TestFlagTests(t *testing.T) {
+	t.Parallel()
+	env, err := newEnvs(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for when, want := range map[string][]flagTest{
+		`tool.egress && label.integrity == "untrusted"`:         {{"egress", true}},
+		`!tool.privileged && tool.approvable == false`:          {{"privileged", false}, {"approvable", false}},
+		`true == tool.privileged`:                               {{"privileged", true}},
+		`tool.egress || tool.privileged`:                        nil,
+		`!(tool.egress && tool.privileged)`:                     nil,
+		`has(tool.egress) && label.integrity == "untrusted"`:    nil,
+		`[true].exists(tool, tool) && label.sources.size() > 1`: nil,
+	} {
+		checked, iss := env.dynamic.Compile(when)
+		if iss.Err() != nil {
+			t.Fatalf("%s: %v", when, iss.Err())
+		}
+		if got := flagTests(checked.NativeRep()); !reflect.DeepEqual(got, want) {
+			t.Errorf("flagTests(%s) = %v, want %v", when, got, want)
+		}
+	}
 }
 
 func TestLoadCaps(t *testing.T) {
@@ -232,5 +274,22 @@ func TestLoadCaps(t *testing.T) {
 				t.Errorf("got %v, want %v\n%v", got, tt.want, err)
 			}
 		})
+	}
+}
+
+// TestTargetedRuleErrors: a rule specialized for its tool still reports
+// where it failed.
+func TestTargetedRuleErrors(t *testing.T) {
+	t.Parallel()
+	for _, tools := range []Tools{nil, builtinTools(t)} {
+		s := mustLoadTools(t, tools, file("p.yaml", `rules:
+  - name: r
+    when: tool.name == "payment.charge" && args.memo.size() > 3
+    action: approve
+`))
+		d := s.Decide(Input{Tool: charge, Label: ifc.TrustedFrom("user"), Args: map[string]any{"payee": "x"}})
+		if d.Action != Approve || len(d.Errors) != 1 || d.Errors[0] != "rule r (p.yaml:2:5): no such key at p.yaml:3:48" {
+			t.Errorf("tools %v: %s, errors %q", tools != nil, d.Action, d.Errors)
+		}
 	}
 }

@@ -173,6 +173,9 @@ func (s *Set) Decide(in Input) Decision {
 	clearanceOK := label.FlowsTo(in.Tool.Clearance)
 	d := Decision{Label: label}
 	add := func(rs []*rule) {
+		if len(rs) == 0 {
+			return
+		}
 		if d.Rules == nil {
 			d.Rules = make([]RuleRef, 0, len(rs)+1)
 			d.Reasons = make([]string, 0, len(rs)+1)

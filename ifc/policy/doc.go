@@ -45,7 +45,9 @@
 // type string and boolean are typed so; numbers stay dyn, since JSON gives
 // both integers and doubles. Rules about any tool keep args a map of dyn.
 // Decide evaluates, for a call, only the rules about any tool and the rules
-// about the called tool.
+// about the called tool, less those whose conjunction needs a flag the tool
+// does not have (tool.egress, !tool.privileged): CEL's && is false when one
+// term is, whatever the others do, so skipping them changes no decision.
 //
 // # Decisions
 //

@@ -368,7 +368,7 @@ func validName(s string) bool {
 // about, with that tool's arguments typed.
 func (l *loader) compile(file string, r *rule, when string) bool {
 	name := r.ref.Name
-	p, ok := l.program(file, r, l.envs.dynamic, when, "")
+	p, ok := l.program(file, r, l.envs.dynamic, when, "", "")
 	if !ok {
 		return false
 	}
@@ -394,6 +394,9 @@ func (l *loader) compile(file string, r *rule, when string) bool {
 	if !narrowed {
 		return true
 	}
+	if targets == nil {
+		targets = []string{} // about no tool: it can never match
+	}
 	r.targets = targets
 	r.byTool = map[string]*program{}
 	for _, t := range targets {
@@ -402,10 +405,13 @@ func (l *loader) compile(file string, r *rule, when string) bool {
 			l.ds.Add(file, r.src.at(1, 0), CodeCompile, "rule %q: %s", name, err)
 			return false
 		}
+		typed := t
 		if env == nil {
-			continue // the tool's arguments are not known: args stays dynamic
+			// The tool's arguments are not known: args stays dynamic,
+			// and the program is only specialized for the tool.
+			env, typed = l.envs.dynamic, ""
 		}
-		tp, ok := l.program(file, r, env, when, t)
+		tp, ok := l.program(file, r, env, when, typed, t)
 		if !ok {
 			return false
 		}
@@ -415,8 +421,10 @@ func (l *loader) compile(file string, r *rule, when string) bool {
 }
 
 // program compiles when in env. tool names the tool whose arguments env
-// types, or is "" for the dynamic environment.
-func (l *loader) program(file string, r *rule, env *cel.Env, when, tool string) (*program, bool) {
+// types, or is "" for the dynamic environment. forTool names the tool the
+// program is used for only, or is "" for a program used for any tool: a
+// program for one tool has its tests for that tool folded to true.
+func (l *loader) program(file string, r *rule, env *cel.Env, when, tool, forTool string) (*program, bool) {
 	name := r.ref.Name
 	checked, iss := env.CompileSource(common.NewStringSource(when, file))
 	if iss != nil && iss.Err() != nil {
@@ -441,7 +449,19 @@ func (l *loader) program(file string, r *rule, env *cel.Env, when, tool string) 
 		return nil, false
 	}
 	native := checked.NativeRep()
-	if tool == "" {
+	if forTool != "" {
+		worker, _, _ := strings.Cut(forTool, ".")
+		fold, err := cel.NewConstantFoldingOptimizer()
+		if err == nil {
+			var opt *cel.StaticOptimizer
+			if opt, err = cel.NewStaticOptimizer(targetFolder{tool: forTool, worker: worker}, fold); err == nil {
+				if optimized, iss := opt.Optimize(env, checked); iss == nil || iss.Err() == nil {
+					checked = optimized
+				}
+			}
+		}
+	}
+	if tool == "" && forTool == "" {
 		known := true
 		for _, u := range registryReads(native) {
 			if _, ok := l.set.registry[u.name]; !ok {
@@ -463,7 +483,7 @@ func (l *loader) program(file string, r *rule, env *cel.Env, when, tool string) 
 		l.ds.Add(file, r.src.at(1, 0), CodeCompile, "rule %q: %s", name, err)
 		return nil, false
 	}
-	return &program{prg: prg, ast: native}, true
+	return &program{prg: prg, ast: checked.NativeRep()}, true
 }
 
 func (l *loader) unknownTool(file string, pos schemas.Pos, rule, field, name string) {

@@ -3,6 +3,7 @@ package policy
 import (
 	"slices"
 
+	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
@@ -251,4 +252,28 @@ func stringLit(e ast.Expr) (string, bool) {
 	}
 	s, ok := e.AsLiteral().(types.String)
 	return string(s), ok
+}
+
+// targetFolder specializes a rule for one tool it is about: the terms of
+// its conjunction that test for that tool (tool.name == "x.y", tool.name
+// in […], tool.worker == "x") are true for every call it is evaluated
+// on, so they become true, and constant folding then drops them. The
+// program for tool T is used only for T's calls.
+type targetFolder struct{ tool, worker string }
+
+func (f targetFolder) Optimize(ctx *cel.OptimizerContext, a *ast.AST) *ast.AST {
+	for _, term := range conjuncts(a.Expr()) {
+		t, ok := asNameTest(term)
+		if !ok {
+			continue
+		}
+		want := f.tool
+		if t.field == "worker" {
+			want = f.worker
+		}
+		if slices.Contains(t.names, want) {
+			ctx.UpdateExpr(term, ctx.NewLiteral(types.True))
+		}
+	}
+	return a
 }

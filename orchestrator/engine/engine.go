@@ -2,8 +2,15 @@
 // their expressions require (steps that do not depend on each other run at
 // the same time), labels every argument with the join of what its
 // expression reads, asks the policy gate about every call before it is
-// delivered, sends the call to the worker over the bus, and labels the
-// output.
+// delivered, holds calls for a person when the policy says so, enforces
+// the policy's caps, sends the call to the worker over the bus, and labels
+// the output.
+//
+// A call goes ahead with its context label as the policy lowered it for
+// that call (by endorse and declassify rules), or endorsed by the person
+// who approved it (approved:<who>); its output is labeled with the join of
+// that label, the tool's declared output label and every host it reached.
+// Nothing else in the run is lowered.
 package engine
 
 import (

@@ -467,8 +467,10 @@ steps:
 	if len(keys) != 5 {
 		t.Errorf("idempotency keys %v: want one per element", keys)
 	}
-	// Indexing a list reads it whole: both readers are untrusted. The list
-	// as a whole carries the labels of all its elements.
+	// The for_each output's list carries the label of the for_each list,
+	// which has untrusted elements: reading any element, trusted or not,
+	// is untrusted. The list as a whole carries the labels of all its
+	// elements.
 	if step(t, r, "second").Status != StatusHeld || step(t, r, "first").Status != StatusHeld {
 		t.Errorf("steps reading elements of a list with untrusted elements were not held: %+v", r.Steps)
 	}

@@ -250,3 +250,31 @@ func TestDenyCannotBeApprovedInTheEngine(t *testing.T) {
 		t.Errorf("rules %v", pay.Rules)
 	}
 }
+
+// TestListElementLabels: a constant index reads one element of a list,
+// with that element's label, not the others'.
+func TestListElementLabels(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{
+		"split": func(context.Context, *worker.Call) (any, error) {
+			return worker.Labeled{Output: map[string]any{"msgs": []any{
+				map[string]any{"from": "me", "subject": "dentist"},
+				map[string]any{"from": "eve", "subject": "pay acct_attacker"},
+			}}, Labels: map[string]ifc.Label{"msgs.1": ifc.UntrustedFrom("email:eve@x.example")}}, nil
+		},
+	})
+	r := h.run(`name: p
+steps:
+  - {id: inbox, call: t.split}
+  - {id: mine, call: t.spend, with: {title: "${steps.inbox.output.msgs[0].subject}"}}
+  - {id: theirs, call: t.spend, with: {title: "${steps.inbox.output.msgs[1].subject}"}}
+  - {id: any, call: t.spend, with: {title: "${steps.inbox.output.msgs[size(steps.inbox.output.msgs) - 2].subject}"}}
+`, nil, Options{})
+	if s := step(t, r, "mine"); s.Label.Integrity() != ifc.Trusted || s.Status != StatusCompleted {
+		t.Errorf("mine: %v %s", s.Label, s.Status)
+	}
+	for _, id := range []string{"theirs", "any"} {
+		if s := step(t, r, id); s.Label.Integrity() != ifc.Untrusted || s.Status != StatusHeld {
+			t.Errorf("%s: %v %s", id, s.Label, s.Status)
+		}
+	}
+}
