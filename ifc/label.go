@@ -66,6 +66,10 @@ const (
 // WebSource is the source of content fetched from host (host or host:port).
 func WebSource(host string) string { return "web:" + host }
 
+// APISource is the source of an answer computed by a trusted API at host
+// (host:port), such as a model's: see a manifest's trusted_network.
+func APISource(host string) string { return "api:" + host }
+
 // ToolSource is the source of a tool's output, e.g. "tool:payment.charge".
 func ToolSource(tool string) string { return "tool:" + tool }
 

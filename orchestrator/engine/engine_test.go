@@ -34,6 +34,7 @@ tools:
   split: {input_schema: any.json, clearance: {integrity: untrusted}}
   fail: {input_schema: any.json, clearance: {integrity: untrusted}}
   fetch: {input_schema: any.json, clearance: {integrity: untrusted}}
+  model: {input_schema: any.json, trusted_network: true, clearance: {integrity: untrusted}}
   spend: {input_schema: any.json, privileged: true, approvable: true, clearance: {integrity: trusted}}
   pay: {input_schema: pay.json, privileged: true, approvable: true, output_label: {integrity: trusted}, clearance: {integrity: trusted}}
 limits: {timeout: 5s}
@@ -533,5 +534,28 @@ steps:
 				t.Errorf("%s: idempotency keys differ across tries: %v", mode, keys)
 			}
 		}
+	}
+}
+
+// A tool whose network is trusted to compute (a model API) keeps the call's
+// label for what it read over the network, and names the host.
+func TestTrustedNetworkKeepsTheLabel(t *testing.T) {
+	var h *harness
+	h = newHarness(t, "", map[string]worker.Handler{
+		"model": func(_ context.Context, c *worker.Call) (any, error) {
+			if !h.engine.Track("t", c.Msg, "api.model.example:443") {
+				return nil, errors.New("call not in flight")
+			}
+			return map[string]any{"text": "an answer"}, nil
+		},
+	})
+	r := h.run(`name: p
+steps:
+  - {id: m, call: t.model, with: {prompt: hi}}
+  - {id: use, call: t.echo, with: {v: "${steps.m.output.text}"}}
+`, nil, Options{})
+	l := step(t, r, "use").Label
+	if l.Integrity() != ifc.Trusted || !slices.Contains(l.Sources(), "api:api.model.example:443") {
+		t.Fatalf("label %v", l)
 	}
 }

@@ -399,6 +399,12 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 		noEffect = noEffect && t.noEffect
 		base := ifc.Join(label, s.Spec.OutputLabel)
 		for _, h := range hosts {
+			if s.Spec.TrustedNetwork {
+				// A model API computes on what it was sent: its answer
+				// keeps the call's label, and names the host.
+				base = base.WithSources(ifc.APISource(h))
+				continue
+			}
 			// Whatever came over the network was written by whoever
 			// controls that host.
 			base = base.Join(ifc.UntrustedFrom(ifc.WebSource(h)))
