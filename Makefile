@@ -55,6 +55,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLabelJSON -fuzztime $(FUZZTIME) ./ifc
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./orchestrator/flow
 	$(GO) test -run '^$$' -fuzz FuzzParseYAML -fuzztime $(FUZZTIME) ./schemas
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./worker/calendar
+	$(GO) test -run '^$$' -fuzz FuzzInbox -fuzztime $(FUZZTIME) ./worker/email
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

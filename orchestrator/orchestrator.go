@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -236,7 +237,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		eff := o.manifests[m.Worker]
 		workers = append(workers, supervisor.Worker{Name: m.Worker, Ref: w.Manifest,
 			Permissions: eff.Permissions(o.subjects), Grants: w.Grants, Config: w.Config, Replicas: w.Replicas,
-			MemoryLimit: eff.Limits.Memory})
+			MemoryLimit: goMemoryLimit(eff)})
 	}
 	o.sup = supervisor.New(supervisor.Config{Bus: b, State: d.State, Dir: d.Dir, Log: o.log, Prefix: o.subjects.Prefix,
 		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand})
@@ -286,6 +287,17 @@ func (o *Orchestrator) recordViolations(ch <-chan bus.Violation) {
 			o.log.Error("audit append failed", "err", err)
 		}
 	}
+}
+
+// goMemoryLimit is the soft memory limit of a worker process: the
+// manifest's limits.memory for a built-in worker. A WASM worker's
+// limits.memory bounds each instance, and the process holds several, so
+// its process is left without one.
+func goMemoryLimit(m *capabilities.Manifest) int64 {
+	if strings.HasPrefix(m.Run, "wasm:") {
+		return 0
+	}
+	return m.Limits.Memory
 }
 
 // recordEgress appends every request the broker performed or refused to

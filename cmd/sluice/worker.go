@@ -15,6 +15,8 @@ import (
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
+	"github.com/sluicehq/sluice/worker/calendar"
+	"github.com/sluicehq/sluice/worker/email"
 	"github.com/sluicehq/sluice/worker/files"
 	"github.com/sluicehq/sluice/worker/llm"
 	"github.com/sluicehq/sluice/worker/payment"
@@ -26,10 +28,12 @@ import (
 // manifests give in `run: builtin:NAME`.
 func builtins() map[string]worker.Builtin {
 	return map[string]worker.Builtin{
-		"web":     web.New,
-		"payment": payment.New,
-		"llm":     llm.New,
-		"files":   files.New,
+		"web":      web.New,
+		"payment":  payment.New,
+		"llm":      llm.New,
+		"files":    files.New,
+		"calendar": calendar.New,
+		"email":    email.New,
 	}
 }
 
@@ -97,6 +101,8 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 	}
 	log = log.With("worker", m.Worker)
 	var handlers map[string]worker.Handler
+	// Directories a built-in worker still needs once confined.
+	keep := &worker.Confinement{}
 	switch {
 	case strings.HasPrefix(m.Run, capabilities.BuiltinPrefix):
 		name := strings.TrimPrefix(m.Run, capabilities.BuiltinPrefix)
@@ -104,7 +110,7 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 		if !ok {
 			return fmt.Errorf("manifest %s: no built-in worker %q", ref, name)
 		}
-		if handlers, err = build(worker.Env{State: state, Config: cfg, Log: log, Manifest: m}); err != nil {
+		if handlers, err = build(worker.Env{State: state, Config: cfg, Log: log, Manifest: m, Keep: keep}); err != nil {
 			return fmt.Errorf("worker %s: %w", m.Worker, err)
 		}
 	case strings.HasPrefix(m.Run, wasm.RunPrefix):
@@ -126,19 +132,20 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 		return err
 	}
 	defer nc.Close()
-	// From here on the worker serves calls: confine it to the bus and its
-	// file grant first.
-	if err := confine(m, nc.ConnectedUrl(), log); err != nil {
+	// From here on the worker serves calls: confine it to the bus, its
+	// file grant and what its builtin keeps first.
+	if err := confine(m, keep, nc.ConnectedUrl(), log); err != nil {
 		return err
 	}
 	svc := &worker.Service{Manifest: m, Handlers: handlers, Subjects: subjects, Log: log}
 	return svc.Serve(ctx, nc)
 }
 
-// confine restricts the worker process to the bus's port and its file
-// grant, where the kernel offers Landlock.
-func confine(m *capabilities.Manifest, busURL string, log *slog.Logger) error {
-	c := worker.Confinement{}
+// confine restricts the worker process to the bus's port, its file grant
+// and the directories its builtin keeps (worker.Env.Keep), where the
+// kernel offers Landlock.
+func confine(m *capabilities.Manifest, keep *worker.Confinement, busURL string, log *slog.Logger) error {
+	c := worker.Confinement{RO: keep.RO, RW: keep.RW}
 	if u, err := url.Parse(busURL); err == nil {
 		if p, err := strconv.ParseUint(u.Port(), 10, 16); err == nil {
 			c.NATSPort = uint16(p)
@@ -165,7 +172,7 @@ func confine(m *capabilities.Manifest, busURL string, log *slog.Logger) error {
 
 // newWasmWorker compiles a WASM worker's module, with wazero's compilation
 // cache under <state>/wasm-cache. Its config block may set only pool, the
-// number of instances made ahead of time.
+// number of instances made ahead of time (default wasm.DefaultPool).
 func newWasmWorker(ctx context.Context, m *capabilities.Manifest, state string, raw json.RawMessage, log *slog.Logger) (*wasm.Module, error) {
 	var cfg struct {
 		Pool int `json:"pool"`
@@ -174,6 +181,9 @@ func newWasmWorker(ctx context.Context, m *capabilities.Manifest, state string, 
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, fmt.Errorf("config: a WASM worker takes only pool: %w", err)
+	}
+	if cfg.Pool < 0 || cfg.Pool > 64 {
+		return nil, fmt.Errorf("config: pool %d: want 1 to 64 instances made ahead of time (0 for the default)", cfg.Pool)
 	}
 	return wasm.New(ctx, wasm.Config{Manifest: m, CacheDir: filepath.Join(state, "wasm-cache"), Pool: cfg.Pool, Log: log})
 }

@@ -16,11 +16,14 @@
 //	          X-WR-TIMEZONE, else the worker's local zone.
 //
 // Recurring events (RRULE, RDATE, EXDATE, and RECURRENCE-ID overrides) are
-// expanded with github.com/teambition/rrule-go. TZID parameters are
-// honoured: IANA names from the zone database embedded in the binary (the
-// worker reads nothing from disk once confined), other names from the
-// file's VTIMEZONE rules. Cancelled events are left out; transparent
-// events and invitations the owner declined do not make time busy.
+// expanded with github.com/teambition/rrule-go; rules that repeat more
+// often than daily, which calendar applications do not write, are left out
+// with a warning, since one that never matches would stall the worker.
+// TZID parameters are honoured: IANA names from the zone database embedded
+// in the binary (the worker reads nothing from disk once confined), other
+// names from the file's VTIMEZONE rules. Cancelled events are left out;
+// transparent events and invitations the owner declined do not make time
+// busy.
 //
 // The file is opened once, before the worker is confined, and read and
 // written through that descriptor: the confined worker needs no grant on
@@ -70,6 +73,8 @@ const (
 	MaxWindow = 366 * 24 * time.Hour
 	// maxText bounds each text field of an event in an output.
 	maxText = 4096
+	// outputBudget keeps a reply under the manifest's max_output.
+	outputBudget = 900 << 10
 )
 
 const prodID = "-//Sluice//calendar worker//EN"
@@ -251,11 +256,17 @@ func (c *calendar) listEvents(ctx context.Context, call *worker.Call) (any, erro
 	}
 	events := make([]eventOut, 0, len(ins))
 	labels := map[string]ifc.Label{}
+	size := 0
 	for i, in := range ins {
-		events = append(events, eventOut{
+		ev := eventOut{
 			UID: in.uid, Title: clip(in.title), Start: format(in.start, v.zone), End: format(in.end, v.zone),
 			AllDay: in.allDay, Organizer: in.organizer, Location: clip(in.location), Description: clip(in.description),
-		})
+		}
+		b, _ := json.Marshal(ev)
+		if size += len(b) + 1; size > outputBudget {
+			return nil, worker.Failed("the events between from and to are more than a reply can hold; ask for a shorter range")
+		}
+		events = append(events, ev)
 		if in.foreign {
 			labels["events."+strconv.Itoa(i)] = ifc.UntrustedFrom("calendar:" + in.organizer)
 		}
@@ -370,6 +381,7 @@ func (c *calendar) createEvent(ctx context.Context, call *worker.Call) (any, err
 	// The zone of dates given without a time is the calendar's; its file is
 	// read for X-WR-TIMEZONE under the write lock below.
 	var out string
+	written := false
 	err := c.store.update(func(cur []byte) (int64, []byte, error) {
 		v, err := c.parse(cur)
 		if err != nil {
@@ -437,7 +449,7 @@ func (c *calendar) createEvent(ctx context.Context, call *worker.Call) (any, err
 		if err != nil {
 			return 0, nil, err
 		}
-		out = uid
+		out, written = uid, true
 		return off, data, nil
 	})
 	if err != nil {
@@ -447,7 +459,9 @@ func (c *calendar) createEvent(ctx context.Context, call *worker.Call) (any, err
 		}
 		return nil, worker.Failed("%v", err)
 	}
-	call.Log.Info("calendar event written", "uid", out)
+	if written {
+		call.Log.Info("calendar event written", "uid", out)
+	}
 	return map[string]any{"uid": out}, nil
 }
 

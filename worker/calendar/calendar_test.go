@@ -375,7 +375,7 @@ func TestCreateEvent(t *testing.T) {
 	}
 
 	// Dates make an all-day event; the end date is the last day.
-	out, _, err = f.call("create_event", `{"title":"Conference","start":"2025-05-05","end":"2025-05-06"}`, "run2/book")
+	_, _, err = f.call("create_event", `{"title":"Conference","start":"2025-05-05","end":"2025-05-06"}`, "run2/book")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -608,4 +608,26 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Rules a stranger's invite could carry to stall the worker end quickly:
+// one that never matches, one every second or hour (left out: calendar
+// applications write none), one in a VTIMEZONE.
+func TestHostileRecurrence(t *testing.T) {
+	hostile := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n" +
+		"BEGIN:VTIMEZONE\r\nTZID:Evil Time\r\nBEGIN:STANDARD\r\nDTSTART:16010101T000000\r\nTZOFFSETFROM:+0000\r\n" +
+		"TZOFFSETTO:+0100\r\nRRULE:FREQ=SECONDLY\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n" +
+		"BEGIN:VEVENT\r\nUID:never\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:19700101T000000Z\r\nDTEND:19700101T010000Z\r\n" +
+		"RRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30\r\nORGANIZER:mailto:eve@evil.example\r\nEND:VEVENT\r\n" +
+		"BEGIN:VEVENT\r\nUID:secondly\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20000101T000000Z\r\n" +
+		"RRULE:FREQ=SECONDLY\r\nORGANIZER:mailto:eve@evil.example\r\nEND:VEVENT\r\n" +
+		"BEGIN:VEVENT\r\nUID:hourly\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:19700101T000000Z\r\n" +
+		"RRULE:FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30\r\nEND:VEVENT\r\n" +
+		"BEGIN:VEVENT\r\nUID:ok\r\nDTSTAMP:20250101T000000Z\r\nDTSTART;TZID=Evil Time:20250101T100000\r\n" +
+		"DURATION:PT1H\r\nSUMMARY:still listed\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+	f := newFixture(t, hostile, map[string]any{"timezone": "UTC"})
+	evs, _ := f.events("2025-01-01", "2025-12-31")
+	if len(evs) != 1 || evs[0].UID != "ok" || evs[0].Start != "2025-01-01T10:00:00Z" {
+		t.Fatalf("events %+v", evs)
+	}
 }

@@ -239,11 +239,12 @@ func (r *reader) expand(e *ical.Component, from, to time.Time, overridden map[st
 		if err != nil {
 			return nil, fmt.Errorf("RRULE: %w", err)
 		}
-		if opt.Freq == rrule.MINUTELY || opt.Freq == rrule.SECONDLY {
-			// rrule-go steps through every minute or second whether or
-			// not it matches: a rule that never matches would spin for
-			// centuries. Calendar applications do not write these.
-			return nil, errors.New("RRULE: recurrence more frequent than hourly is not supported")
+		if opt.Freq == rrule.HOURLY || opt.Freq == rrule.MINUTELY || opt.Freq == rrule.SECONDLY {
+			// rrule-go steps through every period whether or not it
+			// matches: a rule that never matches, from a DTSTART long ago,
+			// would keep the worker busy for seconds or centuries. Calendar
+			// applications do not write these.
+			return nil, errors.New("RRULE: recurrence more frequent than daily is not supported")
 		}
 		opt.Dtstart = start
 		// Nothing at or after to is wanted; bounding the rule also bounds

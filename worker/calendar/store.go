@@ -140,9 +140,3 @@ func (s *store) contents() ([]byte, error) {
 	}
 	return b[:n], nil
 }
-
-func (s *store) close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.f.Close()
-}

@@ -48,7 +48,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/mail"
 	"net/url"
@@ -57,7 +56,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/worker"
@@ -137,10 +135,6 @@ func New(env worker.Env) (map[string]worker.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := env.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	if defMaildir {
 		for _, sub := range []string{"cur", "new", "tmp"} {
 			if err := os.MkdirAll(filepath.Join(cfg.Maildir, sub), 0o700); err != nil {
@@ -159,7 +153,7 @@ func New(env worker.Env) (map[string]worker.Handler, error) {
 		env.Keep.RO = append(env.Keep.RO, cfg.Maildir)
 		env.Keep.RW = append(env.Keep.RW, out.dir)
 	}
-	m := &mailbox{cfg: cfg, outbox: out, log: log, now: time.Now}
+	m := &mailbox{cfg: cfg, outbox: out, now: time.Now}
 	return map[string]worker.Handler{"inbox": m.inbox, "send": m.send}, nil
 }
 
@@ -168,11 +162,7 @@ var _ worker.Builtin = New
 type mailbox struct {
 	cfg    config
 	outbox *outbox
-	log    *slog.Logger
 	now    func() time.Time
-	// sending serializes sends in this process; replicas are kept apart
-	// by the key records.
-	sending sync.Mutex
 }
 
 func isMaildir(dir string) bool {

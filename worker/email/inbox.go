@@ -2,6 +2,7 @@ package email
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -81,8 +82,8 @@ func (m *mailbox) inbox(ctx context.Context, call *worker.Call) (any, error) {
 			call.Log.Warn("email: skipping a message that does not parse", "id", e.id, "err", err)
 			continue
 		}
-		size += len(msg.Body) + len(msg.Subject) + len(msg.From) + 128
-		if size > outputBudget {
+		b, _ := json.Marshal(msg)
+		if size += len(b) + 1; size > outputBudget {
 			break
 		}
 		if !trusted {

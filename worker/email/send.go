@@ -144,6 +144,11 @@ func (m *mailbox) send(ctx context.Context, call *worker.Call) (any, error) {
 	if err != nil || strings.ContainsAny(to.Address, "\r\n<>,;") {
 		return nil, worker.BadArguments("argument to: want one email address, such as ana@x.example or \"Ana <ana@x.example>\"")
 	}
+	if strings.Contains(args.To, "{{") {
+		// The recipient is an envelope header of the SMTP request, where
+		// the broker fills placeholders in: no argument may ask for one.
+		return nil, worker.BadArguments("argument to may not contain \"{{\"")
+	}
 	if call.IdempotencyKey == "" {
 		return nil, worker.Failed("the call has no idempotency key; sending mail needs one")
 	}
@@ -157,10 +162,8 @@ func (m *mailbox) send(ctx context.Context, call *worker.Call) (any, error) {
 		At: m.now().UTC().Format(time.RFC3339)}
 	keyFile := filepath.Join(keysDir, id+".json")
 
-	m.sending.Lock()
-	defer m.sending.Unlock()
 	// The record is written before anything leaves: whoever creates it
-	// sends, anyone else finds it.
+	// sends, anyone else (a replica, a retry) finds it.
 	b, _ := json.Marshal(rec)
 	switch err := m.outbox.create(keyFile, b, true); {
 	case errors.Is(err, fs.ErrExist):
@@ -174,7 +177,7 @@ func (m *mailbox) send(ctx context.Context, call *worker.Call) (any, error) {
 		case prev.State == stateSent:
 			return map[string]any{"message_id": prev.MessageID}, nil
 		}
-		return nil, worker.Failed("an earlier attempt of this send was cut short and may have gone out; not sending it twice (remove %s from the outbox to send anyway)", keyFile)
+		return nil, worker.Failed("an earlier attempt of this send is under way, or was cut short and may have gone out; not sending it twice (remove %s from the outbox to send anyway)", keyFile)
 	case err != nil:
 		return nil, worker.Failed("record the send: %v", unwrapPath(err))
 	}

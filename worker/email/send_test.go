@@ -29,6 +29,7 @@ import (
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/orchestrator/egress"
 	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/worker"
 )
 
 func TestSendToOutbox(t *testing.T) {
@@ -105,6 +106,36 @@ func TestSendInterrupted(t *testing.T) {
 	}
 }
 
+// Replicas and retries racing on one key send one message.
+func TestSendConcurrent(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ids := map[string]int{}
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := worker.NewCall("send", json.RawMessage(`{"to": "ana@x.example", "subject": "x", "body": "y"}`), nil)
+			out, err := f.handlers["send"](context.Background(), c)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if !strings.Contains(err.Error(), "under way") {
+					t.Error(err)
+				}
+				return
+			}
+			ids[out.(map[string]any)["message_id"].(string)]++
+		}()
+	}
+	wg.Wait()
+	emls, _ := filepath.Glob(filepath.Join(f.state, "email", "outbox", "*.eml"))
+	if len(emls) != 1 || len(ids) != 1 {
+		t.Fatalf("outbox %v, ids %v", emls, ids)
+	}
+}
+
 // selfSigned returns a certificate for 127.0.0.1 and a pool that trusts it.
 func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
@@ -134,10 +165,10 @@ type server struct {
 	fail     bool // refuse every recipient
 }
 
-type session struct{ s *server }
+type mailTxn struct{ s *server }
 
-func (x *session) AuthMechanisms() []string { return []string{sasl.Plain} }
-func (x *session) Auth(string) (sasl.Server, error) {
+func (x *mailTxn) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (x *mailTxn) Auth(string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(_, user, pass string) error {
 		x.s.mu.Lock()
 		defer x.s.mu.Unlock()
@@ -148,13 +179,13 @@ func (x *session) Auth(string) (sasl.Server, error) {
 		return nil
 	}), nil
 }
-func (x *session) Mail(from string, _ *smtp.MailOptions) error {
+func (x *mailTxn) Mail(from string, _ *smtp.MailOptions) error {
 	x.s.mu.Lock()
 	defer x.s.mu.Unlock()
 	x.s.from = from
 	return nil
 }
-func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (x *mailTxn) Rcpt(to string, _ *smtp.RcptOptions) error {
 	x.s.mu.Lock()
 	defer x.s.mu.Unlock()
 	if x.s.fail {
@@ -163,15 +194,15 @@ func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	x.s.to = append(x.s.to, to)
 	return nil
 }
-func (x *session) Data(r io.Reader) error {
+func (x *mailTxn) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	x.s.mu.Lock()
 	defer x.s.mu.Unlock()
 	x.s.data = append(x.s.data, string(b))
 	return err
 }
-func (x *session) Reset()        {}
-func (x *session) Logout() error { return nil }
+func (x *mailTxn) Reset()        {}
+func (x *mailTxn) Logout() error { return nil }
 
 // Mail goes out through the real egress broker to a real SMTP server: the
 // worker writes a placeholder, the broker fills the password in over TLS.
@@ -179,7 +210,7 @@ func TestSendOverSMTP(t *testing.T) {
 	const password = "mail-pw-3f9a1c"
 	cert, pool := selfSigned(t)
 	srv := &server{password: password}
-	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{srv}, nil }))
+	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &mailTxn{srv}, nil }))
 	s.Domain = "mail.test"
 	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,11 +1,21 @@
 // Package payment is the built-in payment worker: tools charge and balance
-// on a local, append-only ledger of JSON lines, one object per charge.
+// on a local, append-only ledger of JSON lines, one object per charge, or
+// on a payment provider's HTTP API through the egress broker.
 //
 // Configuration (the worker's `config:` block, every key optional):
 //
-//	ledger:          path of the ledger file; default <state>/payment/ledger.jsonl
+//	backend:         ledger (the default) or http
 //	currency:        the account's ISO 4217 currency; default EUR
+//	ledger:          path of the ledger file; default <state>/payment/ledger.jsonl
 //	opening_balance: the balance before the first charge; default 0
+//	base_url:        with backend http, the API's root, e.g. https://api.payments.example
+//	api_key:         with backend http, "{{secret:NAME}}": the egress broker
+//	                 fills the key in for the API's host; the worker never
+//	                 holds it, so anything else is refused
+//
+// The HTTP backend speaks a small, Stripe-like protocol (see http.go): a
+// form POST to <base_url>/v1/charges with an Idempotency-Key header, so
+// that the provider charges a key once, and GET <base_url>/v1/balance.
 //
 // A charge happens once per idempotency key (the Sluice-Idempotency-Key of
 // the call, stable across retries of one step): a call whose key is already
@@ -48,10 +58,19 @@ const defaultCurrency = "EUR"
 var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 
 type config struct {
+	Backend        string  `json:"backend"`
 	Ledger         string  `json:"ledger"`
 	Currency       string  `json:"currency"`
 	OpeningBalance float64 `json:"opening_balance"`
+	BaseURL        string  `json:"base_url"`
+	APIKey         string  `json:"api_key"`
 }
+
+// Backends.
+const (
+	backendLedger = "ledger"
+	backendHTTP   = "http"
+)
 
 func loadConfig(env worker.Env) (config, error) {
 	var cfg config
@@ -59,8 +78,21 @@ func loadConfig(env worker.Env) (config, error) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&cfg); err != nil {
-			return cfg, fmt.Errorf("payment config: %w (keys are: currency, ledger, opening_balance)", err)
+			return cfg, fmt.Errorf("payment config: %w (keys are: api_key, backend, base_url, currency, ledger, opening_balance)", err)
 		}
+	}
+	switch cfg.Backend {
+	case "", backendLedger:
+		cfg.Backend = backendLedger
+		if cfg.BaseURL != "" || cfg.APIKey != "" {
+			return cfg, errors.New("payment config: base_url and api_key are for backend: http")
+		}
+	case backendHTTP:
+		if cfg.Ledger != "" || cfg.OpeningBalance != 0 {
+			return cfg, errors.New("payment config: ledger and opening_balance are for backend: ledger")
+		}
+	default:
+		return cfg, errors.New("payment config: backend must be ledger or http")
 	}
 	if cfg.Currency == "" {
 		cfg.Currency = defaultCurrency
@@ -70,6 +102,9 @@ func loadConfig(env worker.Env) (config, error) {
 	}
 	if math.IsInf(cfg.OpeningBalance, 0) || math.IsNaN(cfg.OpeningBalance) {
 		return cfg, errors.New("payment config: opening_balance must be a finite number")
+	}
+	if cfg.Backend == backendHTTP {
+		return cfg, checkHTTPConfig(cfg, env)
 	}
 	if cfg.Ledger == "" {
 		if env.State == "" {
@@ -93,6 +128,14 @@ func New(env worker.Env) (map[string]worker.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Backend == backendHTTP {
+		api, err := newHTTPAPI(cfg)
+		if err != nil {
+			return nil, err
+		}
+		w := &payments{cfg: cfg, api: api}
+		return map[string]worker.Handler{"charge": w.charge, "balance": w.balance}, nil
+	}
 	l, err := openLedger(cfg.Ledger, cfg.Currency)
 	if err != nil {
 		return nil, err
@@ -114,6 +157,8 @@ type payments struct {
 	cfg     config
 	ledger  *ledger
 	opening decimalValue
+	// api is the HTTP backend; nil with the ledger.
+	api *httpAPI
 }
 
 type chargeArgs struct {
@@ -150,6 +195,9 @@ func (p *payments) charge(ctx context.Context, call *worker.Call) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if p.api != nil {
+		return p.api.charge(ctx, call, args)
+	}
 	rec := record{
 		Amount:         *args.Amount,
 		Currency:       args.Currency,
@@ -181,6 +229,9 @@ func (p *payments) balance(ctx context.Context, call *worker.Call) (any, error) 
 	var args struct{}
 	if err := decodeArgs(call.Args, &args); err != nil {
 		return nil, err
+	}
+	if p.api != nil {
+		return p.api.balance(ctx, call)
 	}
 	spent, err := p.ledger.spent()
 	if err != nil {
