@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/api"
 	"github.com/sluicehq/sluice/worker"
@@ -111,6 +113,20 @@ func (c *cli) doctor(_ context.Context, cfgFile string) int {
 			}
 		default:
 			line("ok", "secret "+n, "from environment variable "+s.Env)
+		}
+	}
+	for _, w := range dep.Workers {
+		if strings.HasPrefix(w.Manifest, "builtin:") {
+			continue
+		}
+		if m, err := capabilities.Load(w.Manifest); err == nil && strings.HasPrefix(m.Run, "wasm:") {
+			cache := filepath.Join(dep.State, "wasm-cache")
+			if err := os.MkdirAll(cache, 0o700); err != nil {
+				line("fail", "wasm cache", fmt.Sprintf("%s: %v", cache, err))
+			} else {
+				line("ok", "wasm cache", cache+" (compiled modules are kept here across restarts)")
+			}
+			break
 		}
 	}
 	line("ok", "bus permissions", "each worker has a NATS user of its own: its own calls, replies, its own egress subject")
