@@ -217,6 +217,11 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, runSub)
+	exportSub, err := api.ServeExport(o.nc, o.subjects, o.Export)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	o.subs = append(o.subs, exportSub)
 	endpoint := api.Endpoint{URL: b.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid()}
 	unpublish, err := api.Publish(d.State, endpoint, seed)
 	if err != nil {

@@ -253,3 +253,54 @@ func alive(pid int) bool {
 	}
 	return p.Signal(syscall.Signal(0)) == nil
 }
+
+// ExportRequest asks a running orchestrator to write its audit log to
+// Path, an absolute path on its machine.
+type ExportRequest struct {
+	Path string `json:"path"`
+}
+
+// ExportReply says how many records were written.
+type ExportReply struct {
+	Records int    `json:"records"`
+	Error   string `json:"error,omitempty"`
+}
+
+// ServeExport answers export requests.
+func ServeExport(nc *nats.Conn, s schemas.Subjects, export func(ctx context.Context, path string) (int, error)) (*nats.Subscription, error) {
+	return nc.Subscribe(s.API("audit.export"), func(m *nats.Msg) {
+		go func() {
+			var req ExportRequest
+			var rep ExportReply
+			if err := json.Unmarshal(m.Data, &req); err != nil || !filepath.IsAbs(req.Path) {
+				rep.Error = "malformed export request: want an absolute path"
+			} else {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				rep.Records, err = export(ctx, req.Path)
+				cancel()
+				if err != nil {
+					rep.Error = err.Error()
+				}
+			}
+			b, _ := json.Marshal(rep)
+			_ = m.Respond(b)
+		}()
+	})
+}
+
+// Export asks the orchestrator to write its audit log to path.
+func (c *Client) Export(ctx context.Context, path string) (int, error) {
+	body, _ := json.Marshal(ExportRequest{Path: path})
+	rep, err := c.nc.RequestWithContext(ctx, c.s.API("audit.export"), body)
+	if err != nil {
+		return 0, fmt.Errorf("ask the orchestrator: %w", err)
+	}
+	var out ExportReply
+	if err := json.Unmarshal(rep.Data, &out); err != nil {
+		return 0, fmt.Errorf("malformed reply from the orchestrator")
+	}
+	if out.Error != "" {
+		return out.Records, errors.New(out.Error)
+	}
+	return out.Records, nil
+}

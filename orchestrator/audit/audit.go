@@ -8,10 +8,16 @@
 package audit
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,7 +42,11 @@ const (
 
 // Record is one audit event.
 type Record struct {
-	V         int                  `json:"v"`
+	V int `json:"v"`
+	// Prev is the SHA-256, in hex, of the previous record exactly as it
+	// was stored; empty for the first. The chain makes a changed, dropped
+	// or reordered record evident (Verify).
+	Prev      string               `json:"prev,omitempty"`
 	ID        string               `json:"id"`
 	Kind      string               `json:"kind"`
 	Time      time.Time            `json:"time"`
@@ -65,6 +75,9 @@ const StreamName = "SLUICE_AUDIT"
 type Log struct {
 	js      jetstream.JetStream
 	subject string
+
+	mu   sync.Mutex // serializes appends, so the chain has one order
+	last string     // hash of the last stored record
 }
 
 // Open creates (or opens) the audit stream under prefix.
@@ -83,7 +96,22 @@ func Open(ctx context.Context, nc *nats.Conn, prefix string) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open audit stream: %w", err)
 	}
-	return &Log{js: js, subject: subject}, nil
+	l := &Log{js: js, subject: subject}
+	st, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		return nil, fmt.Errorf("open audit stream: %w", err)
+	}
+	if m, err := st.GetLastMsgForSubject(ctx, subject); err == nil {
+		l.last = hash(m.Data)
+	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("read the last audit record: %w", err)
+	}
+	return l, nil
+}
+
+func hash(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }
 
 // NewID returns a ULID with entropy from crypto/rand, so that no id can be
@@ -99,6 +127,9 @@ func (l *Log) Append(ctx context.Context, r Record) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now().UTC()
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r.Prev = l.last
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -109,6 +140,7 @@ func (l *Log) Append(ctx context.Context, r Record) error {
 	if _, err := l.js.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("append audit record: %w", err)
 	}
+	l.last = hash(b)
 	return nil
 }
 
@@ -145,4 +177,68 @@ func (l *Log) Records(ctx context.Context) ([]Record, error) {
 		}
 	}
 	return out, nil
+}
+
+// Export writes every record, oldest first, one JSON line each, exactly as
+// stored, so that Verify can check the chain.
+func (l *Log) Export(ctx context.Context, w io.Writer) (int, error) {
+	st, err := l.js.Stream(ctx, StreamName)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("audit record %d: %w", seq, err)
+		}
+		if _, err := w.Write(append(m.Data, '\n')); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Verify checks an export: every line is a record whose prev is the hash
+// of the line before it. It returns the number of records, or an error
+// naming the first line that breaks the chain.
+func Verify(r io.Reader) (int, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	prev := ""
+	n := 0
+	for sc.Scan() {
+		line := sc.Bytes()
+		n++
+		var rec struct {
+			Prev *string `json:"prev"`
+			V    int     `json:"v"`
+		}
+		if err := json.Unmarshal(line, &rec); err != nil || rec.V == 0 {
+			return n - 1, fmt.Errorf("line %d: not an audit record", n)
+		}
+		got := ""
+		if rec.Prev != nil {
+			got = *rec.Prev
+		}
+		if got != prev {
+			if n == 1 {
+				return 0, fmt.Errorf("line 1: the chain does not start here (records before it were dropped)")
+			}
+			return n - 1, fmt.Errorf("line %d: the chain is broken: line %d was changed, or records between them were dropped or reordered", n, n-1)
+		}
+		prev = hash(line)
+	}
+	if err := sc.Err(); err != nil {
+		return n, err
+	}
+	return n, nil
 }
