@@ -40,6 +40,21 @@ func TestAuditExportVerify(t *testing.T) {
 		t.Fatalf("verify dropped: exit %d %s", r.code, r.stderr)
 	}
 
+	r := w.sluice("runs")
+	if r.code != 0 || strings.Count(r.stdout, "pay-direct") != 2 || !strings.Contains(r.stdout, "completed") {
+		t.Fatalf("runs: exit %d\n%s", r.code, r.stdout)
+	}
+	id := strings.Fields(r.stdout)[0]
+	if r := w.sluice("trace", id); r.code != 0 || !strings.Contains(r.stdout, "└─ pay — payment.charge: completed") || !strings.Contains(r.stdout, "arguments: trusted, from user") {
+		t.Fatalf("trace: exit %d\n%s", r.code, r.stdout)
+	}
+	if r := w.sluice("trace", id, "--dot"); r.code != 0 || !strings.HasPrefix(r.stdout, "digraph") {
+		t.Fatalf("trace --dot: exit %d\n%s", r.code, r.stdout)
+	}
+	if r := w.sluice("trace", "01NOSUCHRUN"); r.code != 1 || !strings.Contains(r.stderr, "no run") {
+		t.Fatalf("trace of an unknown run: exit %d %s", r.code, r.stderr)
+	}
+
 	up := w.start("up")
 	up.waitLine(t, "stop with Ctrl-C", time.Minute)
 	if r := w.sluice("audit", "verify"); r.code != 0 || !strings.Contains(r.stdout, "the chain is intact") {

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/orchestrator/audit"
+)
+
+// readRuns reads the runs of the deployment from its audit log.
+func (c *cli) readRuns(ctx context.Context, cfgFile string) ([]*audit.Run, error) {
+	tmp, err := os.CreateTemp("", "sluice-audit-*.jsonl")
+	if err != nil {
+		return nil, err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	if _, err := c.exportTo(ctx, cfgFile, tmp.Name()); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(tmp.Name())
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return audit.ReadRuns(f)
+}
+
+func runsCommand() *command {
+	return &command{
+		name:  "runs",
+		usage: "runs [--json] [--config FILE]",
+		short: "list runs, newest first",
+		long: `Lists the runs recorded in the audit log of this state directory, newest
+first: id, flow, status, when it started, and how many steps it decided.
+
+Example:
+  sluice runs`,
+		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
+			asJSON := fs.Bool("json", false, "print the runs as JSON")
+			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
+			return func(c *cli, ctx context.Context, args []string) int {
+				if len(args) > 0 {
+					c.errorf("runs takes no arguments")
+					return exitUsage
+				}
+				runs, err := c.readRuns(ctx, *cfgFile)
+				if err != nil {
+					c.errorf("runs: %v", err)
+					return exitFailure
+				}
+				if *asJSON {
+					b, _ := json.MarshalIndent(runs, "", "  ")
+					fmt.Fprintln(c.stdout, string(b))
+					return exitOK
+				}
+				for _, r := range runs {
+					fmt.Fprintf(c.stdout, "%s  %-20s %-9s %s  %d steps\n", r.ID, r.Flow, r.Status, r.Started.Local().Format(time.DateTime), len(r.Steps))
+				}
+				return exitOK
+			}
+		},
+	}
+}
+
+func traceCommand() *command {
+	return &command{
+		name:  "trace",
+		usage: "trace RUN [--json | --dot] [--config FILE]",
+		short: "show a run as a tree of steps with labels, decisions and rules",
+		long: `Shows one run from the audit log: each step, the label of its arguments, the
+policy decision with the rules behind it, a person's answer to a held call,
+and the result. --json prints the same as JSON; --dot prints a Graphviz
+graph with each step coloured by its integrity (red: untrusted) and marked
+with its secrecy.
+
+Examples:
+  sluice trace 01JD6Z4W8X2F3K5N7Q9R1T3V5X
+  sluice trace 01JD6Z4W8X2F3K5N7Q9R1T3V5X --dot | dot -Tsvg > run.svg`,
+		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
+			asJSON := fs.Bool("json", false, "print the run as JSON")
+			dot := fs.Bool("dot", false, "print the run as a Graphviz graph")
+			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
+			return func(c *cli, ctx context.Context, args []string) int {
+				if len(args) != 1 || (*asJSON && *dot) {
+					c.errorf("trace: give one run id, and at most one of --json and --dot")
+					return exitUsage
+				}
+				runs, err := c.readRuns(ctx, *cfgFile)
+				if err != nil {
+					c.errorf("trace: %v", err)
+					return exitFailure
+				}
+				for _, r := range runs {
+					if r.ID != args[0] {
+						continue
+					}
+					switch {
+					case *asJSON:
+						b, _ := json.MarshalIndent(r, "", "  ")
+						fmt.Fprintln(c.stdout, string(b))
+					case *dot:
+						printDot(c.stdout, r)
+					default:
+						printTrace(c.stdout, r)
+					}
+					return exitOK
+				}
+				c.errorf("trace: no run %q in the audit log (sluice runs lists them)", args[0])
+				return exitFailure
+			}
+		},
+	}
+}
+
+func labelText(l *ifc.Label) string {
+	if l == nil {
+		return "-"
+	}
+	return describe(l.Integrity().String(), l.Secrecy(), l.Sources())
+}
+
+func printTrace(w io.Writer, r *audit.Run) {
+	fmt.Fprintf(w, "run %s (%s): %s\n", r.ID, r.Flow, r.Status)
+	for i, s := range r.Steps {
+		branch, pad := "├─", "│ "
+		if i == len(r.Steps)-1 {
+			branch, pad = "└─", "  "
+		}
+		fmt.Fprintf(w, "%s %s — %s: %s\n", branch, s.ID, s.Tool, s.Status)
+		fmt.Fprintf(w, "%s   arguments: %s\n", pad, labelText(s.Label))
+		if s.Decision != "" {
+			fmt.Fprintf(w, "%s   decision: %s", pad, s.Decision)
+			if len(s.Rules) > 0 {
+				fmt.Fprintf(w, " by %s", strings.Join(s.Rules, ", "))
+			}
+			fmt.Fprintln(w)
+		}
+		for _, why := range s.Reasons {
+			if why != "" {
+				fmt.Fprintf(w, "%s     why: %s\n", pad, why)
+			}
+		}
+		if s.Answer != "" {
+			fmt.Fprintf(w, "%s   answered: %s\n", pad, s.Answer)
+		}
+		if s.OutputLabel != nil {
+			fmt.Fprintf(w, "%s   output: %s\n", pad, labelText(s.OutputLabel))
+		}
+		if s.Error != "" {
+			fmt.Fprintf(w, "%s   error: %s\n", pad, s.Error)
+		}
+	}
+}
+
+func printDot(w io.Writer, r *audit.Run) {
+	fmt.Fprintf(w, "digraph %q {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n", "run "+r.ID)
+	fmt.Fprintf(w, "  run [label=%q, fillcolor=\"#eeeeee\"];\n", r.Flow+"\n"+r.Status)
+	prev := "run"
+	for i, s := range r.Steps {
+		color := "#c8e6c9" // trusted
+		if s.Label != nil && s.Label.Integrity() == ifc.Untrusted {
+			color = "#ffcdd2"
+		}
+		secrecy := ""
+		if s.Label != nil && len(s.Label.Secrecy()) > 0 {
+			secrecy = "\nsecret: " + strings.Join(s.Label.Secrecy(), ", ")
+		}
+		id := fmt.Sprintf("s%d", i)
+		border := ""
+		switch s.Status {
+		case "held":
+			border = ", color=\"#f57c00\", penwidth=3"
+		case "denied", "failed":
+			border = ", color=\"#c62828\", penwidth=3"
+		}
+		fmt.Fprintf(w, "  %s [label=%q, fillcolor=%q%s];\n", id, s.ID+"\n"+s.Tool+"\n"+s.Status+secrecy, color, border)
+		fmt.Fprintf(w, "  %s -> %s;\n", prev, id)
+		prev = id
+	}
+	fmt.Fprintln(w, "}")
+}

@@ -1,0 +1,112 @@
+package audit
+
+import (
+	"encoding/json"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/sluicehq/sluice/ifc"
+)
+
+// Run is what the audit log says of one run.
+type Run struct {
+	ID       string     `json:"run_id"`
+	Flow     string     `json:"flow"`
+	Started  time.Time  `json:"started"`
+	Finished *time.Time `json:"finished,omitempty"`
+	// Status is the run's final status, or "running" when the log has no
+	// end for it (still running, or stopped by a crash).
+	Status string      `json:"status"`
+	Steps  []StepTrace `json:"steps,omitempty"`
+}
+
+// StepTrace is one step of a run: the decision on its call and its result.
+type StepTrace struct {
+	ID        string               `json:"id"`
+	Tool      string               `json:"tool"`
+	Label     *ifc.Label           `json:"label,omitempty"`
+	ArgLabels map[string]ifc.Label `json:"arg_labels,omitempty"`
+	Decision  string               `json:"decision,omitempty"`
+	Rules     []string             `json:"rules,omitempty"`
+	Reasons   []string             `json:"reasons,omitempty"`
+	// Answer is a person's answer to a held call, when there was one.
+	Answer string `json:"answer,omitempty"`
+	// Status is completed or failed once the call returned, held or denied
+	// when it was not delivered.
+	Status      string     `json:"status"`
+	OutputLabel *ifc.Label `json:"output_label,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	Calls       int        `json:"calls"`
+}
+
+// ReadRuns reads an export (JSON lines) and returns its runs, newest first.
+func ReadRuns(r io.Reader) ([]*Run, error) {
+	dec := json.NewDecoder(r)
+	byID := map[string]*Run{}
+	var order []*Run
+	for {
+		var rec Record
+		if err := dec.Decode(&rec); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, err
+		}
+		if rec.RunID == "" {
+			continue
+		}
+		run := byID[rec.RunID]
+		if run == nil {
+			run = &Run{ID: rec.RunID, Flow: rec.Flow, Started: rec.Time, Status: "running"}
+			byID[rec.RunID] = run
+			order = append(order, run)
+		}
+		switch rec.Kind {
+		case KindRunFinished:
+			t := rec.Time
+			run.Finished, run.Status = &t, rec.Status
+		case KindDecision, KindResult:
+			s := step(run, rec.Step, rec.Tool)
+			if rec.Kind == KindResult {
+				s.Calls++
+				s.Status, s.OutputLabel, s.Error = rec.Status, rec.Label, rec.Error
+				continue
+			}
+			if len(rec.Rules) == 1 && len(rec.Rules[0]) > 9 && rec.Rules[0][:9] == "approval:" {
+				s.Answer = rec.Action + ": " + firstOr(rec.Reasons, "")
+				if rec.Action == "deny" {
+					s.Status = "denied"
+				}
+				continue
+			}
+			s.Label, s.ArgLabels, s.Decision, s.Rules, s.Reasons = rec.Label, rec.ArgLabels, rec.Action, rec.Rules, rec.Reasons
+			switch rec.Action {
+			case "deny":
+				s.Status = "denied"
+			case "approve":
+				s.Status = "held"
+			default:
+				s.Status = "decided"
+			}
+		}
+	}
+	sort.SliceStable(order, func(i, j int) bool { return order[i].Started.After(order[j].Started) })
+	return order, nil
+}
+
+func step(run *Run, id, tool string) *StepTrace {
+	for i := range run.Steps {
+		if run.Steps[i].ID == id {
+			return &run.Steps[i]
+		}
+	}
+	run.Steps = append(run.Steps, StepTrace{ID: id, Tool: tool})
+	return &run.Steps[len(run.Steps)-1]
+}
+
+func firstOr(s []string, def string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return def
+}
