@@ -237,3 +237,7 @@ func (sch *Schema) Type() string {
 	t, _ := root["type"].(string)
 	return t
 }
+
+// Doc returns the schema's root document in JSON form, for showing it to
+// someone (a model choosing a tool's arguments). It must not be changed.
+func (sch *Schema) Doc() any { return sch.raw[sch.url()] }

@@ -299,6 +299,13 @@ func printResult(w io.Writer, r *engine.Result) {
 		if s.Status == engine.StatusHeld {
 			fmt.Fprintf(w, "    held for approval %s: nothing was sent to %s\n", s.ApprovalID, s.Tool)
 		}
+		if s.Turns > 0 {
+			fmt.Fprintf(w, "    agent: %d turn(s), %d tool call(s)\n", s.Turns, len(s.Calls))
+			for _, c := range s.Calls {
+				fmt.Fprintf(w, "      %s: %s (%s), arguments labeled %s\n", c.Tool, c.Status, c.Decision,
+					describe(c.Label.Integrity().String(), c.Label.Secrecy(), c.Label.Sources()))
+			}
+		}
 		if s.Error != "" {
 			fmt.Fprintf(w, "    error: %s\n", s.Error)
 		}

@@ -65,6 +65,13 @@ func newHarness(t *testing.T, rules string, handlers map[string]worker.Handler) 
 // what JetStream kept.
 func newHarnessIn(t *testing.T, dir, rules string, handlers map[string]worker.Handler) *harness {
 	t.Helper()
+	return newHarnessWith(t, dir, rules, handlers)
+}
+
+// newHarnessWith also serves the extra workers given, each with its
+// manifest and handlers.
+func newHarnessWith(t *testing.T, dir, rules string, handlers map[string]worker.Handler, extra ...*worker.Service) *harness {
+	t.Helper()
 	for name, src := range map[string]string{"any.json": `{"type":"object"}`, "pay.json": paySchema} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
 			t.Fatal(err)
@@ -107,11 +114,33 @@ func newHarnessIn(t *testing.T, dir, rules string, handlers map[string]worker.Ha
 	for _, tool := range m.Tools {
 		tools[tool.Name] = tool.Input
 	}
+	for _, svc := range extra {
+		for _, tool := range svc.Manifest.Tools {
+			tools[tool.Name] = tool.Input
+		}
+	}
 	set, err := policy.Load(tools, files...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, log: log, calls: map[string]int{}, cat: flow.Catalog{"t": m}, close: stop}
+	manifests := map[string]*capabilities.Manifest{"t": m}
+	for _, svc := range extra {
+		h.cat[svc.Manifest.Worker], manifests[svc.Manifest.Worker] = svc.Manifest, svc.Manifest
+		enc, err := b.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sctx, scancel := context.WithCancel(ctx)
+		sdone := make(chan struct{})
+		go func() { defer close(sdone); svc.Serve(sctx, enc) }()
+		stops = append(stops, func() { scancel(); <-sdone; enc.Close() })
+		for _, name := range svc.Manifest.ToolNames() {
+			for !b.HasInterest(schemas.Subjects{}.Tool(svc.Manifest.Worker, name)) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
 	all := map[string]worker.Handler{}
 	for _, name := range m.ToolNames() {
 		f := handlers[name]
@@ -137,7 +166,7 @@ func newHarnessIn(t *testing.T, dir, rules string, handlers map[string]worker.Ha
 	for !b.HasInterest(schemas.Subjects{}.Tool("t", "echo")) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	h.engine = New(Config{Conn: nc, Subjects: schemas.Subjects{}, Policy: set, Audit: log, Manifests: map[string]*capabilities.Manifest{"t": m}})
+	h.engine = New(Config{Conn: nc, Subjects: schemas.Subjects{}, Policy: set, Audit: log, Manifests: manifests})
 	if h.env, err = expr.NewEnv(); err != nil {
 		t.Fatal(err)
 	}

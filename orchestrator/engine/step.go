@@ -68,7 +68,11 @@ func (r *run) step(ctx context.Context, s *flow.Step) *StepResult {
 	if s.ForEach != nil {
 		return r.forEach(ctx, s, vars, ifLabel)
 	}
-	out, v := r.invoke(ctx, s, scope{vars: vars, lookup: r.lookup, idem: r.id + "/" + s.ID}, ifLabel)
+	invoke := r.invoke
+	if s.Agent != nil {
+		invoke = r.agent
+	}
+	out, v := invoke(ctx, s, scope{vars: vars, lookup: r.lookup, idem: r.id + "/" + s.ID}, ifLabel)
 	if v != nil {
 		r.mu.Lock()
 		r.values[s.ID] = v
@@ -186,7 +190,6 @@ func (r *run) forEach(ctx context.Context, s *flow.Step, vars map[string]any, if
 // waits for a person if the call is held, and makes the call.
 func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.Label) (*StepResult, *value) {
 	res := &StepResult{ID: s.ID, Tool: s.Call, ArgLabels: map[string]ifc.Label{}, Index: sc.index}
-	log := r.e.log.With("run_id", r.id, "step", s.ID, "tool", s.Call)
 	args := map[string]any{}
 	labels := []ifc.Label{ifLabel}
 	for _, name := range s.ArgNames {
@@ -211,7 +214,15 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 		res.Status, res.Error = StatusFailed, fmt.Sprintf("arguments of %s: %v", s.Call, err)
 		return res, nil
 	}
+	return res, r.gate(ctx, s, res, args, body, sc.idem)
+}
 
+// gate asks the policy gate about a call whose arguments are labeled in
+// res, records the decision, holds the call for a person when the policy
+// says so, enforces the caps and makes the call. It fills in res and
+// returns the output of a completed call.
+func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, body []byte, idem string) *value {
+	log := r.e.log.With("run_id", r.id, "step", s.ID, "tool", s.Call)
 	// The policy gate: nothing is delivered before this decision is
 	// recorded.
 	d := r.e.cfg.Policy.Decide(policy.Input{
@@ -235,7 +246,7 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 	}
 	if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
 		res.Status, res.Error = StatusFailed, err.Error()
-		return res, nil
+		return nil
 	}
 	log.Info("decision", "decision", res.Decision, "rule", strings.Join(res.Rules, ","), "label", res.Label.String())
 	// The label the call goes ahead with: the context label, lowered for
@@ -245,14 +256,14 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 	switch d.Action {
 	case policy.Deny:
 		res.Status = StatusDenied
-		return res, nil
+		return nil
 	case policy.Approve:
 		res.ApprovalID = audit.NewID()
 		res.Status = StatusHeld
 		res.Args = args
 		who, ok := r.hold(ctx, res)
 		if !ok {
-			return res, nil
+			return nil
 		}
 		res.Args = nil
 		reason, err := d.Approve(who)
@@ -261,14 +272,14 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 		}
 		if err != nil {
 			res.Status, res.Error = StatusFailed, fmt.Sprintf("approval: %v", err)
-			return res, nil
+			return nil
 		}
 		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
 			MsgID: res.MsgID, Label: &delivered, Action: string(policy.Allow),
 			Rules: []string{"approval:" + res.ApprovalID}, Reasons: []string{"approved by " + who + "; endorses this call"}}
 		if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
 			res.Status, res.Error = StatusFailed, err.Error()
-			return res, nil
+			return nil
 		}
 	}
 	if !delivered.Equal(res.Label) {
@@ -280,7 +291,7 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 		var over *errOverCap
 		if !errors.As(err, &over) {
 			res.Status, res.Error = StatusFailed, err.Error()
-			return res, nil
+			return nil
 		}
 		res.Status, res.Decision = StatusDenied, string(policy.Deny)
 		res.Rules, res.Reasons = []string{over.cap.Ref.Name}, []string{over.reason}
@@ -291,13 +302,13 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 			res.Status, res.Error = StatusFailed, err.Error()
 		}
 		log.Info("decision", "decision", "deny", "rule", over.cap.Ref.Name)
-		return res, nil
+		return nil
 	}
-	v, noEffect := r.call(ctx, s, body, res, delivered, sc.idem, log)
+	v, noEffect := r.call(ctx, s, body, res, delivered, idem, log)
 	if v == nil && noEffect {
 		r.e.caps.release(context.WithoutCancel(ctx), r, held)
 	}
-	return res, v
+	return v
 }
 
 // decisionRules lists the rules behind a decision for the step result and

@@ -79,7 +79,41 @@ type Step struct {
 	// Deps are the ids of the steps this one reads, sorted.
 	Deps []string
 	Pos  schemas.Pos
+	// Agent, when set, makes the step an agent: Call is then the model's
+	// chat tool ("llm.chat"), Worker the model's worker and Spec its
+	// chat tool, and the step has no arguments.
+	Agent *Agent
 }
+
+// Agent is the part of an agent step that a call step does not have.
+type Agent struct {
+	// Model is the worker whose chat tool answers; Extract is its extract
+	// tool (for inspect), nil when it has none.
+	Model   string
+	Extract *capabilities.Tool
+	// Instructions is what the agent is asked to do.
+	Instructions *Value
+	// Tools are the only tools the agent may call, in file order.
+	Tools []AgentTool
+	// MaxTurns bounds the model's answers.
+	MaxTurns int
+	// OutputSchema, when set, the final answer must satisfy; OutputDoc is
+	// its source, to show the model.
+	OutputSchema *schemas.Schema
+	OutputDoc    any
+	// HideUntrusted hands the model results below its context integrity
+	// as handles.
+	HideUntrusted bool
+}
+
+// AgentTool is a tool an agent may call.
+type AgentTool struct {
+	Name, Worker string
+	Spec         *capabilities.Tool
+}
+
+// DefaultMaxTurns bounds an agent's turns when the step does not say.
+const DefaultMaxTurns = 8
 
 // DefaultConcurrency bounds the calls of a for_each step at once.
 const DefaultConcurrency = 4
@@ -183,13 +217,28 @@ func (l *loader) plan() *Plan {
 	for i, raw := range steps {
 		m := raw.(map[string]any)
 		ptr := schemas.Pointer("steps", i)
-		s := &Step{ID: m["id"].(string), Call: m["call"].(string), With: map[string]*Value{}, Pos: l.doc.Pos(ptr)}
-		spec, worker, err := l.cat.Tool(s.Call)
-		if err != nil {
-			l.errorf(ptr+"/call", CodeUnknownTool, "%v", err)
-		}
-		s.Spec, s.Worker = spec, worker
+		s := &Step{ID: m["id"].(string), With: map[string]*Value{}, Pos: l.doc.Pos(ptr)}
 		deps := map[string]bool{}
+		call, isCall := m["call"].(string)
+		agent, isAgent := m["agent"].(map[string]any)
+		var spec *capabilities.Tool
+		switch {
+		case isCall && isAgent:
+			l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/agent"), CodeBadStep, "step %s has both call and agent; a step is one or the other", s.ID)
+		case isCall:
+			s.Call = call
+			var worker string
+			var err error
+			spec, worker, err = l.cat.Tool(s.Call)
+			if err != nil {
+				l.errorf(ptr+"/call", CodeUnknownTool, "%v", err)
+			}
+			s.Spec, s.Worker = spec, worker
+		case isAgent:
+			l.agent(ptr, s, agent, m, p, ids, deps)
+		default:
+			l.errorf(ptr, CodeBadStep, "step %s needs call (a tool) or agent (a model that calls tools)", s.ID)
+		}
 		if raw, ok := m["for_each"]; ok {
 			s.ForEach = l.value(ptr+"/for_each", raw)
 			l.checkReads(s.ForEach, p, ids, s.ID, deps, false)
@@ -222,7 +271,7 @@ func (l *loader) plan() *Plan {
 				l.checkReads(v, p, ids, s.ID, deps, s.ForEach != nil)
 			}
 		}
-		if spec != nil {
+		if spec != nil && s.Agent == nil {
 			l.checkArgs(ptr, s)
 		}
 		s.Deps = slices.Sorted(maps.Keys(deps))

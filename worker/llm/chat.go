@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/sluicehq/sluice/worker"
@@ -107,7 +109,14 @@ func (m *model) chat(_ context.Context, _ *worker.Call, messages []Message, _ []
 			turn++
 		}
 	}
-	a, err := m.answerAt(render(messages), turn)
+	prompt := render(messages)
+	if m.hijackable {
+		// A model reads the text inside a JSON tool result, not its
+		// escaped form: so does the worst-case one, and what it reads
+		// there comes first.
+		prompt = toolTexts(messages) + prompt
+	}
+	a, err := m.answerAt(prompt, turn)
 	if err != nil {
 		return Message{}, err
 	}
@@ -120,4 +129,36 @@ func (m *model) chat(_ context.Context, _ *worker.Call, messages []Message, _ []
 		return Message{}, worker.Failed("the model's answer is not a message: want a string, {content: …} or {tool_calls: […]}")
 	}
 	return out, nil
+}
+
+// toolTexts writes the strings inside tool messages whose content is JSON,
+// unescaped, one after the other.
+func toolTexts(messages []Message) string {
+	var b strings.Builder
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case string:
+			b.WriteString(x)
+			b.WriteByte('\n')
+		case map[string]any:
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				walk(x[k])
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	for _, m := range messages {
+		if m.Role != "tool" || m.Content == nil {
+			continue
+		}
+		var v any
+		if json.Unmarshal([]byte(*m.Content), &v) == nil {
+			walk(v)
+		}
+	}
+	return b.String()
 }

@@ -20,7 +20,9 @@
 // answers like the scripted one, except that a line containing
 // `SLUICE-INJECT: <json>` anywhere in its input (the first such line wins;
 // the JSON runs to the end of the line) becomes its answer, whatever the
-// script says. Security tests use it to prove that what an attacker makes a
+// script says. In chat it also reads the strings inside tool results that
+// are JSON, unescaped, before the rest of the conversation, the way a model
+// reads a page it fetched. Security tests use it to prove that what an attacker makes a
 // model say still cannot decide a privileged call.
 //
 // An extract answer must satisfy the schema argument and is the output
