@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -63,8 +64,9 @@ type agentRunJSON struct {
 // proposes no payment at all.
 func TestAgentInjectedPayment(t *testing.T) {
 	host := site(t, map[string]string{"/poisoned": agentPoisonedPage})
+	recording := strings.Replace(deployment(host, "hijackable"), "script: answers.yaml}", "script: answers.yaml, record: model.jsonl}", 1)
 	t.Run("hiding off", func(t *testing.T) {
-		w := newWorkspace(t, map[string]string{"sluice.yaml": deployment(host, "hijackable"),
+		w := newWorkspace(t, map[string]string{"sluice.yaml": recording,
 			"answers.yaml": agentScript(host), "book.yaml": strings.Replace(agentBookFlow, "HIDE", "false", 1)})
 		r := w.sluice("run", "book.yaml", "--input", "url=http://"+host+"/poisoned", "--wait=false", "--json")
 		if r.code != 4 {
@@ -84,9 +86,13 @@ func TestAgentInjectedPayment(t *testing.T) {
 		if lines := w.ledger(); len(lines) != 0 {
 			t.Fatalf("the ledger was written: %v", lines)
 		}
+		// The control: without hiding, the injection did reach the model.
+		if got, _ := os.ReadFile(w.path("model.jsonl")); !strings.Contains(string(got), "SLUICE-INJECT") {
+			t.Fatalf("the model never saw the injection:\n%s", got)
+		}
 	})
 	t.Run("hiding on", func(t *testing.T) {
-		w := newWorkspace(t, map[string]string{"sluice.yaml": deployment(host, "hijackable"),
+		w := newWorkspace(t, map[string]string{"sluice.yaml": recording,
 			"answers.yaml": agentScript(host), "book.yaml": strings.Replace(agentBookFlow, "HIDE", "true", 1) +
 				"outputs: {answer: \"${steps.booker.output}\"}\n"})
 		r := w.sluice("run", "book.yaml", "--input", "url=http://"+host+"/poisoned", "--json")
@@ -103,6 +109,19 @@ func TestAgentInjectedPayment(t *testing.T) {
 		}
 		if s.Label.Integrity != "trusted" {
 			t.Errorf("label %+v: an agent that only held a handle stays trusted", s.Label)
+		}
+		// What the model received: a handle, and not one word of the page.
+		got, err := os.ReadFile(w.path("model.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(got), `\"$handle\":\"h1\"`) {
+			t.Errorf("the model did not receive the handle:\n%s", got)
+		}
+		for _, leak := range []string{"SLUICE-INJECT", "acct_attacker", "Hotel Lisboa"} {
+			if strings.Contains(string(got), leak) {
+				t.Errorf("the model received %q:\n%s", leak, got)
+			}
 		}
 		if lines := w.ledger(); len(lines) != 0 {
 			t.Fatalf("the ledger was written: %v", lines)

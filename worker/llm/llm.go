@@ -38,6 +38,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
@@ -56,7 +57,11 @@ const injectMarker = "SLUICE-INJECT:"
 type config struct {
 	Backend string `json:"backend"`
 	Script  string `json:"script"`
-	OpenAI  openAIConfig
+	// Record, for the scripted and hijackable backends, names a file that
+	// gets one JSON line per request: exactly what the model was given. Tests
+	// and demos use it to show what reached the model.
+	Record string `json:"record"`
+	OpenAI openAIConfig
 }
 
 func loadConfig(raw json.RawMessage) (config, error) {
@@ -88,13 +93,18 @@ func loadConfig(raw json.RawMessage) (config, error) {
 	}
 	var unknown []string
 	for k := range keys {
-		if k != "backend" && k != "script" {
+		if k != "backend" && k != "script" && k != "record" {
 			unknown = append(unknown, k)
 		}
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return cfg, fmt.Errorf("llm config: unknown key %q for backend %s (keys are: backend, script)", unknown[0], cfg.Backend)
+		return cfg, fmt.Errorf("llm config: unknown key %q for backend %s (keys are: backend, script, record)", unknown[0], cfg.Backend)
+	}
+	if r, ok := keys["record"]; ok {
+		if err := json.Unmarshal(r, &cfg.Record); err != nil || cfg.Record == "" {
+			return cfg, errors.New("llm config: record must be a path")
+		}
 	}
 	if s, ok := keys["script"]; ok {
 		if err := json.Unmarshal(s, &cfg.Script); err != nil {
@@ -116,6 +126,14 @@ func New(env worker.Env) (map[string]worker.Handler, error) {
 		return t.handlers(), nil
 	}
 	m := &model{hijackable: cfg.Backend == backendHijackable}
+	if cfg.Record != "" {
+		// Opened now and kept open: the worker is confined once it serves.
+		f, err := os.OpenFile(cfg.Record, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("llm config: record: %w", err)
+		}
+		m.record = f
+	}
 	if cfg.Script != "" {
 		src, err := os.ReadFile(cfg.Script)
 		if err != nil {
@@ -153,6 +171,8 @@ var _ worker.Builtin = New
 type model struct {
 	entries    []entry
 	hijackable bool
+	recordMu   sync.Mutex
+	record     *os.File // nil: nothing is recorded
 }
 
 // answer returns the model's answer to prompt, as JSON.
@@ -161,6 +181,12 @@ func (m *model) answer(prompt string) (json.RawMessage, error) { return m.answer
 // answerAt answers at a chat turn (1 for the model's first answer in a
 // step); turn 0 is not chat, and only entries without a turn apply.
 func (m *model) answerAt(prompt string, turn int) (json.RawMessage, error) {
+	if m.record != nil {
+		line, _ := json.Marshal(map[string]any{"turn": turn, "input": prompt})
+		m.recordMu.Lock()
+		_, _ = m.record.Write(append(line, '\n'))
+		m.recordMu.Unlock()
+	}
 	if m.hijackable {
 		if a, ok, err := injection(prompt); ok {
 			return a, err
