@@ -139,10 +139,16 @@ steps:
       instructions: "${'Find the price and the account to pay at ' + inputs.url + '. Known accounts: acct_hotel_1, acct_hotel_2.'}"
       tools: [web.fetch]
       output_schema: {type: object, properties: {payee: {type: string}}, required: [payee]}
+  - id: slot
+    agent:
+      model: llm
+      instructions: Pick a free two-hour slot on 2026-12-01 for the check-in.
+      tools: [calendar.free_slots]
+      output_schema: {type: object, properties: {start: {type: string}}, required: [start]}
   - id: pay
     agent:
       model: llm
-      instructions: "${'Pay 120 EUR to ' + steps.research.output.payee}"
+      instructions: "${'Pay 120 EUR to ' + steps.research.output.payee + ' for a check-in at ' + steps.slot.output.start}"
       tools: [payment.charge]
 outputs:
   answer: "${steps.pay.output}"
@@ -168,6 +174,12 @@ func agentsScript(host string) string {
   match: '"answer":"acct_hotel_1"'
   respond: '{"payee": "acct_hotel_1"}'
 - turn: 1
+  match: "Pick a free two-hour slot"
+  respond: {tool_calls: [{name: calendar__free_slots, arguments: {from: "2026-12-01T08:00:00Z", to: "2026-12-01T18:00:00Z", minutes: 120}}]}
+- turn: 2
+  match: "Pick a free two-hour slot(.|\\n)*14:00"
+  respond: '{"start": "2026-12-01T14:00:00Z"}'
+- turn: 1
   match: "Pay 120 EUR to acct_hotel_1"
   respond: {tool_calls: [{name: payment__charge, arguments: {amount: 120, currency: EUR, payee: acct_hotel_1}}]}
 - turn: 2
@@ -178,13 +190,20 @@ func agentsScript(host string) string {
 `, host)
 }
 
+// calendarICS is the user's calendar: busy in the morning of 2026-12-01.
+const calendarICS = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//sluice//e2e//EN\r\nBEGIN:VEVENT\r\n" +
+	"UID:busy-1@home.example\r\nDTSTAMP:20261120T100000Z\r\nDTSTART:20261201T080000Z\r\nDTEND:20261201T140000Z\r\n" +
+	"SUMMARY:Workshop\r\nORGANIZER:mailto:me@home.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+
 // A web-only agent researches (the page only as a handle, one fact read by
-// inspect), and a payment-only agent pays the payee it found, which a
-// policy rule allowlists.
+// inspect), a calendar-only agent picks a free slot, and a payment-only
+// agent pays the payee found, which a policy rule allowlists.
 func TestAgentsResearchThenPay(t *testing.T) {
 	host := site(t, map[string]string{"/hotel": honestPage})
 	w := newWorkspace(t, map[string]string{
-		"sluice.yaml":  deployment(host, "hijackable") + "policies: [policy.yaml]\n",
+		"sluice.yaml": deployment(host, "hijackable") + "  - manifest: builtin:calendar\n    config: {file: calendar.ics, owner: me@home.example}\n" +
+			"policies: [policy.yaml]\n",
+		"calendar.ics": calendarICS,
 		"policy.yaml":  agentsPolicy,
 		"answers.yaml": agentsScript(host), "flow.yaml": agentsFlow})
 	r := w.sluice("run", "flow.yaml", "--input", "url=http://"+host+"/hotel", "--json")
@@ -201,5 +220,10 @@ func TestAgentsResearchThenPay(t *testing.T) {
 	lines := w.ledger()
 	if len(lines) != 1 || !strings.Contains(lines[0], `"payee":"acct_hotel_1"`) {
 		t.Fatalf("ledger %v", lines)
+	}
+	for _, s := range run.Steps {
+		if s.ID == "slot" && (len(s.Calls) != 1 || s.Calls[0].Tool != "calendar.free_slots") {
+			t.Errorf("the calendar agent made calls %+v", s.Calls)
+		}
 	}
 }
