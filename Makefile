@@ -40,8 +40,17 @@ test:
 demo: build
 	@examples/travel/demo.sh
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+# Every Go benchmark, then the system figures beside their raw baselines
+# (docs/performance.md): one line per figure, `name value unit`, one per
+# comparison, `ratio NAME VALUE`, and the same as JSON in $(BENCH_STATE)/bench.json.
+BENCH_STATE ?= .sluice
+BENCH_RUNS  ?= 3
+bench: $(BIN)/sluice
+	@mkdir -p $(BENCH_STATE)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... > $(BENCH_STATE)/gobench.txt 2>&1; \
+		s=$$?; cat $(BENCH_STATE)/gobench.txt; exit $$s
+	$(GO) run ./e2e/bench -sluice $(BIN)/sluice -runs $(BENCH_RUNS) -state $(BENCH_STATE) \
+		-gobench $(BENCH_STATE)/gobench.txt -cpuprofile $(BENCH_STATE)/hop.pprof
 
 lint:
 	$(GO) vet ./...
