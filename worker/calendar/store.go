@@ -93,10 +93,10 @@ func (s *store) locked(how int, fn func() error) error {
 	if err := s.current(); err != nil {
 		return err
 	}
-	if err := flock(s.f, how); err != nil {
+	if err := flockFile(s.f, how); err != nil {
 		return fmt.Errorf("lock calendar %s: %w", s.path, err)
 	}
-	defer func() { _ = flock(s.f, lockUnlock) }()
+	defer func() { _ = flockFile(s.f, lockUnlock) }()
 	return fn()
 }
 

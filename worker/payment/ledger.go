@@ -133,10 +133,10 @@ func (l *ledger) charge(rec record, newID func() (id, at string)) (record, error
 func (l *ledger) locked(how int, fn func() error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := flock(l.f, how); err != nil {
+	if err := flockFile(l.f, how); err != nil {
 		return fmt.Errorf("lock ledger %s: %w", l.path, err)
 	}
-	defer func() { _ = flock(l.f, lockUnlock) }()
+	defer func() { _ = flockFile(l.f, lockUnlock) }()
 	return fn()
 }
 

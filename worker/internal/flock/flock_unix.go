@@ -1,6 +1,6 @@
 //go:build darwin || dragonfly || freebsd || illumos || linux || netbsd || openbsd
 
-package payment
+package flock
 
 import (
 	"errors"
@@ -14,10 +14,13 @@ const (
 	lockUnlock    = syscall.LOCK_UN
 )
 
-// flock applies an advisory lock operation to f's open file description.
-// It blocks until the lock is granted: holders keep it for one append and
-// one fsync.
-func flock(f *os.File, how int) error {
+// Supported reports whether this system has flock(2).
+const Supported = true
+
+// Do applies a lock operation (Shared, Exclusive or Unlock) to f's open
+// file description. It blocks until the lock is granted, so holders keep
+// it only for one short read or write.
+func Do(f *os.File, how int) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -35,5 +38,3 @@ func flock(f *os.File, how int) error {
 	}
 	return ferr
 }
-
-func checkLockable(*os.File) error { return nil }
