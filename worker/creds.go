@@ -1,47 +1,13 @@
 package worker
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 )
-
-// credentialsOption turns the contents of a credentials file into a
-// connect option: a .creds file (a user JWT and its seed, issued for an
-// external server) or a bare nkey seed (the embedded server). Both stay in
-// memory, so reconnects work after the file is gone.
-func credentialsOption(b []byte) (nats.Option, error) {
-	if bytes.Contains(b, []byte("BEGIN NATS USER JWT")) {
-		token, err := nkeys.ParseDecoratedJWT(b)
-		if err != nil {
-			return nil, err
-		}
-		kp, err := nkeys.ParseDecoratedUserNKey(b)
-		if err != nil {
-			return nil, errors.New("a .creds file without a user seed")
-		}
-		seed, err := kp.Seed()
-		if err != nil {
-			return nil, err
-		}
-		return nats.UserJWTAndSeed(token, string(seed)), nil
-	}
-	kp, err := nkeys.FromSeed(bytes.TrimSpace(b))
-	if err != nil {
-		return nil, errors.New("neither an nkey seed nor a .creds file")
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return nil, err
-	}
-	return nats.Nkey(pub, kp.Sign), nil
-}
 
 // renewAt says when a worker whose user JWT expires should stop taking
 // calls: early enough that a call taken just before still has time to be

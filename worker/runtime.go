@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/natscreds"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -60,7 +61,7 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 			return nil, fmt.Errorf("read credentials: %w", err)
 		}
 		_ = os.Remove(cfg.CredsFile)
-		opt, err := credentialsOption(b)
+		opt, err := natscreds.Option(b)
 		if err != nil {
 			return nil, fmt.Errorf("credentials %s: %w", cfg.CredsFile, err)
 		}

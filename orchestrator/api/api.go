@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/natscreds"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -183,7 +184,7 @@ func Dial(state string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (%v)", ErrNotRunning, err)
 	}
-	auth, err := credentialsOption(creds)
+	auth, err := natscreds.Option(creds)
 	if err != nil {
 		return nil, fmt.Errorf("client credentials: %w", err)
 	}

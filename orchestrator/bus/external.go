@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/natscreds"
 )
 
 // DefaultCredentialTTL is how long a user JWT issued on an external server
@@ -121,7 +122,7 @@ func (e *External) checkSigner(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opt, err := credsOption(creds)
+	opt, err := natscreds.Option(creds)
 	if err != nil {
 		return err
 	}
@@ -229,17 +230,3 @@ func (e *External) HasInterest(subject string) bool {
 // Shutdown closes the orchestrator's probe connection; the server itself
 // is not the orchestrator's to stop.
 func (e *External) Shutdown() { e.probe.Close() }
-
-// credsOption turns a .creds file's contents into a connect option.
-func credsOption(creds []byte) (nats.Option, error) {
-	token, err := nkeys.ParseDecoratedJWT(creds)
-	if err != nil {
-		return nil, err
-	}
-	kp, err := nkeys.ParseDecoratedUserNKey(creds)
-	if err != nil {
-		return nil, err
-	}
-	seed, _ := kp.Seed()
-	return nats.UserJWTAndSeed(token, string(seed)), nil
-}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/natscreds"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -90,7 +91,7 @@ func dialExternal(t *testing.T, cfg ExternalConfig) *External {
 
 func connectCreds(t *testing.T, url string, creds []byte, inbox string) (*nats.Conn, chan error) {
 	t.Helper()
-	opt, err := credsOption(creds)
+	opt, err := natscreds.Option(creds)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,9 @@
-package api
+// Package natscreds reads the credential Sluice hands a process — a bare
+// nkey seed (the embedded server) or a .creds file with a user JWT and its
+// seed (an external server in operator mode) — into a NATS connect option.
+// The credential stays in memory, so reconnects work after the file is
+// removed.
+package natscreds
 
 import (
 	"bytes"
@@ -8,10 +13,8 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// credentialsOption turns the client's credential file into a connect
-// option: a .creds file (a user JWT and its seed, on an external server)
-// or a bare nkey seed (the embedded server).
-func credentialsOption(b []byte) (nats.Option, error) {
+// Option turns the contents of a credential file into a connect option.
+func Option(b []byte) (nats.Option, error) {
 	if bytes.Contains(b, []byte("BEGIN NATS USER JWT")) {
 		token, err := nkeys.ParseDecoratedJWT(b)
 		if err != nil {
