@@ -3,18 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -27,8 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
+	"github.com/sluicehq/sluice/internal/smtptest"
 )
 
 const mailCalendarDeployment = `workers:
@@ -149,21 +138,11 @@ steps:
 // in the outbox.
 func TestEmailSendsOverSMTP(t *testing.T) {
 	const password = "mail-canary-5e0b27d1"
-	certPEM, cert := testCA(t)
-	srv := &smtpServer{password: password}
-	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &smtpTxn{srv, c}, nil }))
-	s.Domain = "mail.test"
-	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Close() })
-	host := ln.Addr().String()
+	srv := smtptest.Start(t, password)
+	host := srv.Addr
 
 	w := newWorkspace(t, map[string]string{
-		"ca.pem": string(certPEM),
+		"ca.pem": string(srv.CertPEM),
 		"sluice.yaml": `workers:
   - manifest: builtin:email
     config:
@@ -198,14 +177,13 @@ outputs:
 		t.Fatalf("send: %+v", send)
 	}
 	id, _ := run.Outputs["id"].(string)
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if len(srv.auths) != 1 || srv.auths[0] != "me:"+password || !srv.tls {
-		t.Errorf("server auth %v over TLS %v", srv.auths, srv.tls)
+	got := srv.Received()
+	if len(got.Auths) != 1 || got.Auths[0] != "me:"+password || !got.TLS {
+		t.Errorf("server auth %v over TLS %v", got.Auths, got.TLS)
 	}
-	if srv.from != "me@home.example" || !slices.Equal(srv.to, []string{"ana@x.example"}) || len(srv.data) != 1 ||
-		!strings.Contains(srv.data[0], "Message-Id: <"+id+">") || !strings.Contains(srv.data[0], "At noon?") {
-		t.Errorf("server got from %q to %v data %q (id %s)", srv.from, srv.to, srv.data, id)
+	if got.From != "me@home.example" || !slices.Equal(got.To, []string{"ana@x.example"}) || len(got.Data) != 1 ||
+		!strings.Contains(got.Data[0], "Message-Id: <"+id+">") || !strings.Contains(got.Data[0], "At noon?") {
+		t.Errorf("server got from %q to %v data %q (id %s)", got.From, got.To, got.Data, id)
 	}
 	keys, _ := filepath.Glob(w.path(".sluice/email/outbox/keys/*.json"))
 	if len(keys) != 1 {
@@ -311,69 +289,3 @@ func sluiceEnv(t *testing.T, w *workspace, env []string, args ...string) result 
 	}
 	return r
 }
-
-// testCA returns a self-signed certificate for 127.0.0.1, as PEM for the
-// client to trust and as a key pair for the server.
-func testCA(t *testing.T) ([]byte, tls.Certificate) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mail.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-type smtpServer struct {
-	password string
-	mu       sync.Mutex
-	auths    []string
-	tls      bool
-	from     string
-	to       []string
-	data     []string
-}
-
-type smtpTxn struct {
-	s *smtpServer
-	c *smtp.Conn
-}
-
-func (x *smtpTxn) AuthMechanisms() []string { return []string{sasl.Plain} }
-func (x *smtpTxn) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		x.s.mu.Lock()
-		defer x.s.mu.Unlock()
-		x.s.auths = append(x.s.auths, user+":"+pass)
-		_, x.s.tls = x.c.TLSConnectionState()
-		if pass != x.s.password {
-			return errors.New("bad password")
-		}
-		return nil
-	}), nil
-}
-func (x *smtpTxn) Mail(from string, _ *smtp.MailOptions) error {
-	x.s.mu.Lock()
-	defer x.s.mu.Unlock()
-	x.s.from = from
-	return nil
-}
-func (x *smtpTxn) Rcpt(to string, _ *smtp.RcptOptions) error {
-	x.s.mu.Lock()
-	defer x.s.mu.Unlock()
-	x.s.to = append(x.s.to, to)
-	return nil
-}
-func (x *smtpTxn) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	x.s.mu.Lock()
-	defer x.s.mu.Unlock()
-	x.s.data = append(x.s.data, string(b))
-	return err
-}
-func (x *smtpTxn) Reset()        {}
-func (x *smtpTxn) Logout() error { return nil }

@@ -2,31 +2,19 @@ package email
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"errors"
 	"io"
-	"math/big"
 	"mime"
 	"mime/quotedprintable"
-	"net"
 	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/smtptest"
 	"github.com/sluicehq/sluice/orchestrator/egress"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
@@ -136,97 +124,19 @@ func TestSendConcurrent(t *testing.T) {
 	}
 }
 
-// selfSigned returns a certificate for 127.0.0.1 and a pool that trusts it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mail.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
-}
-
-// server is an SMTP server on loopback, with STARTTLS and AUTH PLAIN.
-type server struct {
-	password string
-	mu       sync.Mutex
-	auths    []string // user:password of each AUTH
-	from     string
-	to       []string
-	data     []string
-	fail     bool // refuse every recipient
-}
-
-type mailTxn struct{ s *server }
-
-func (x *mailTxn) AuthMechanisms() []string { return []string{sasl.Plain} }
-func (x *mailTxn) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		x.s.mu.Lock()
-		defer x.s.mu.Unlock()
-		x.s.auths = append(x.s.auths, user+":"+pass)
-		if pass != x.s.password {
-			return errors.New("bad password")
-		}
-		return nil
-	}), nil
-}
-func (x *mailTxn) Mail(from string, _ *smtp.MailOptions) error {
-	x.s.mu.Lock()
-	defer x.s.mu.Unlock()
-	x.s.from = from
-	return nil
-}
-func (x *mailTxn) Rcpt(to string, _ *smtp.RcptOptions) error {
-	x.s.mu.Lock()
-	defer x.s.mu.Unlock()
-	if x.s.fail {
-		return &smtp.SMTPError{Code: 550, Message: "no such user"}
-	}
-	x.s.to = append(x.s.to, to)
-	return nil
-}
-func (x *mailTxn) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	x.s.mu.Lock()
-	defer x.s.mu.Unlock()
-	x.s.data = append(x.s.data, string(b))
-	return err
-}
-func (x *mailTxn) Reset()        {}
-func (x *mailTxn) Logout() error { return nil }
-
 // Mail goes out through the real egress broker to a real SMTP server: the
 // worker writes a placeholder, the broker fills the password in over TLS.
 func TestSendOverSMTP(t *testing.T) {
 	const password = "mail-pw-3f9a1c"
-	cert, pool := selfSigned(t)
-	srv := &server{password: password}
-	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &mailTxn{srv}, nil }))
-	s.Domain = "mail.test"
-	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Close() })
-	host := ln.Addr().String()
+	srv := smtptest.Start(t, password)
+	host := srv.Addr
 
 	broker := egress.New(egress.Config{
 		Grants:       map[string][]string{"email": {host}},
 		Track:        func(string, string, string) bool { return true },
 		Secrets:      map[string]egress.Secret{"mail_pw": egress.NewSecret("mail_pw", []byte(password))},
 		SecretGrants: map[string][]egress.SecretGrant{"email": {{Name: "mail_pw", Hosts: []string{"127.0.0.1"}}}},
-		RootCAs:      pool,
+		RootCAs:      srv.Pool,
 	})
 	var seen []schemas.EgressRequest
 	var mu sync.Mutex
@@ -245,13 +155,11 @@ func TestSendOverSMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.mu.Lock()
-	if len(srv.auths) != 1 || srv.auths[0] != "me:"+password || srv.from != "me@home.example" || len(srv.to) != 1 ||
-		srv.to[0] != "ana@x.example" || len(srv.data) != 1 || !strings.Contains(srv.data[0], "Subject: Lunch") ||
-		!strings.Contains(srv.data[0], "Message-Id: <"+out["message_id"].(string)+">") {
-		t.Errorf("server got auth %v from %q to %v data %q", srv.auths, srv.from, srv.to, srv.data)
+	if got := srv.Received(); len(got.Auths) != 1 || got.Auths[0] != "me:"+password || got.From != "me@home.example" || len(got.To) != 1 ||
+		got.To[0] != "ana@x.example" || len(got.Data) != 1 || !strings.Contains(got.Data[0], "Subject: Lunch") ||
+		!strings.Contains(got.Data[0], "Message-Id: <"+out["message_id"].(string)+">") {
+		t.Errorf("server got %+v", got)
 	}
-	srv.mu.Unlock()
 	// The worker asked with the placeholder; it never held the password.
 	for _, r := range seen {
 		b, _ := json.Marshal(r)
@@ -263,12 +171,10 @@ func TestSendOverSMTP(t *testing.T) {
 	if _, _, err := f.call("send", `{"to": "ana@x.example", "subject": "Lunch", "body": "At noon?"}`, "run1/send"); err != nil {
 		t.Fatal(err)
 	}
-	srv.mu.Lock()
-	if len(srv.data) != 1 {
-		t.Errorf("the retry sent again: %d messages", len(srv.data))
+	if got := srv.Received(); len(got.Data) != 1 {
+		t.Errorf("the retry sent again: %d messages", len(got.Data))
 	}
-	srv.fail = true
-	srv.mu.Unlock()
+	srv.RefuseRecipients(true)
 	if emls, _ := filepath.Glob(filepath.Join(f.state, "email", "outbox", "*.eml")); len(emls) != 0 {
 		t.Errorf("smtp mode wrote to the outbox: %v", emls)
 	}
@@ -278,9 +184,7 @@ func TestSendOverSMTP(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "550") || strings.Contains(err.Error(), password) {
 		t.Fatalf("refused recipient: %v", err)
 	}
-	srv.mu.Lock()
-	srv.fail = false
-	srv.mu.Unlock()
+	srv.RefuseRecipients(false)
 	if _, _, err := f.call("send", `{"to": "nobody@x.example", "subject": "x", "body": "y"}`, "run2/send"); err != nil {
 		t.Fatalf("retry after a refusal: %v", err)
 	}
