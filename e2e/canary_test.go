@@ -63,19 +63,11 @@ secrets:
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Executable: sluiceBin,
+	orch := startOrchestrator(t, orchestrator.Config{Deployment: dep,
 		Log:    slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Getenv: func(k string) string { return map[string]string{"RATES_KEY": canary}[k] }})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := orch.Start(ctx); err != nil {
-		orch.Close()
-		t.Fatal(err)
-	}
-	defer orch.Close()
 
 	observer, err := orch.Connect()
 	if err != nil {

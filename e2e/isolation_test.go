@@ -75,7 +75,7 @@ secrets:
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Executable: sluiceBin,
+	orch := startOrchestrator(t, orchestrator.Config{Deployment: dep,
 		Log:    slog.New(slog.NewJSONHandler(&logs, nil)),
 		Getenv: func(k string) string { return map[string]string{"CANARY": "canary-3f9d2c7b1a"}[k] },
 		WorkerCommand: func(w supervisor.Worker) *exec.Cmd {
@@ -84,16 +84,8 @@ secrets:
 			}
 			return exec.Command(sluiceBin, "worker", "--manifest", w.Ref)
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := orch.Start(ctx); err != nil {
-		orch.Close()
-		t.Fatal(err)
-	}
-	defer orch.Close()
 	defer func() {
 		if t.Failed() {
 			t.Logf("orchestrator log:\n%s", logs.String())

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/orchestrator"
 )
 
 var (
@@ -228,4 +230,26 @@ func site(t *testing.T, pages map[string]string) string {
 	}))
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// startOrchestrator runs an orchestrator in the test process with real
+// worker processes (the built binary unless cfg says otherwise) and stops
+// it when the test ends.
+func startOrchestrator(t *testing.T, cfg orchestrator.Config) *orchestrator.Orchestrator {
+	t.Helper()
+	if cfg.Executable == "" {
+		cfg.Executable = sluiceBin
+	}
+	orch, err := orchestrator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := orch.Start(ctx); err != nil {
+		orch.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(orch.Close)
+	return orch
 }

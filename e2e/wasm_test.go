@@ -108,17 +108,7 @@ func startHostile(t *testing.T, name string, tools []string, extra string) *host
 	if err != nil {
 		t.Fatal(err)
 	}
-	orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Executable: sluiceBin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := orch.Start(ctx); err != nil {
-		orch.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(orch.Close)
+	orch := startOrchestrator(t, orchestrator.Config{Deployment: dep})
 	pids := orch.Pids()[name]
 	if len(pids) != 1 {
 		t.Fatalf("worker %s has processes %v", name, pids)
