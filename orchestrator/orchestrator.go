@@ -204,7 +204,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	o.cleanup = append(o.cleanup, removeClient)
 	apiSub, err := api.Serve(o.nc, o.subjects, func(id string, approved bool, who string) error {
-		return o.engine.Decide(id, engine.Approval{Approved: approved, Who: who})
+		return o.engine.Decide(id, engine.Answer{Approved: approved, Who: who})
 	})
 	if err != nil {
 		return fmt.Errorf("api: %w", err)

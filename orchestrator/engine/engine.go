@@ -75,13 +75,15 @@ type inflight struct {
 
 type held struct {
 	run, step string
-	decided   chan Approval
+	decided   chan Answer
 }
 
-// Approval is a person's answer to a held call.
-type Approval struct {
+// Answer is a person's answer to a held call. Hash, when set, must be the
+// hash of the call the person was shown (Approval.Hash).
+type Answer struct {
 	Approved bool
 	Who      string
+	Hash     string
 }
 
 // New returns an engine.
@@ -115,7 +117,7 @@ func (e *Engine) Track(worker, msgID, hostport string) bool {
 
 // Decide answers a held call. It returns an error when no call with that
 // approval id is waiting.
-func (e *Engine) Decide(approvalID string, a Approval) error {
+func (e *Engine) Decide(approvalID string, a Answer) error {
 	e.mu.Lock()
 	h, ok := e.approvals[approvalID]
 	if ok {

@@ -324,7 +324,7 @@ steps:
 		opts := Options{Wait: true}
 		opts.OnHeld = func(s StepResult) {
 			go func() {
-				if err := h.engine.Decide(s.ApprovalID, Approval{Approved: true, Who: "ana"}); err != nil {
+				if err := h.engine.Decide(s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
 					t.Error(err)
 				}
 			}()
@@ -333,7 +333,7 @@ steps:
 		if r.Status != StatusCompleted || h.calls["spend"] != 1 {
 			t.Fatalf("run %s, spend called %d times", r.Status, h.calls["spend"])
 		}
-		if err := h.engine.Decide("nope", Approval{Approved: true, Who: "ana"}); err == nil {
+		if err := h.engine.Decide("nope", Answer{Approved: true, Who: "ana"}); err == nil {
 			t.Fatal("an unknown approval id was accepted")
 		}
 	})
@@ -341,7 +341,7 @@ steps:
 		h := newHarness(t, "", map[string]worker.Handler{"fetch": untrusted})
 		opts := Options{Wait: true}
 		opts.OnHeld = func(s StepResult) {
-			go h.engine.Decide(s.ApprovalID, Approval{Approved: false, Who: "ana"})
+			go h.engine.Decide(s.ApprovalID, Answer{Approved: false, Who: "ana"})
 		}
 		r := h.run(spendFlow, map[string]any{"amount": 5.0}, opts)
 		if r.Status != StatusDenied || h.calls["spend"] != 0 {

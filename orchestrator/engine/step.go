@@ -343,7 +343,7 @@ func (r *run) hold(ctx context.Context, res *StepResult) (string, bool) {
 		}
 		return "", false
 	}
-	h := &held{run: r.id, step: res.ID, decided: make(chan Approval, 1)}
+	h := &held{run: r.id, step: res.ID, decided: make(chan Answer, 1)}
 	r.e.mu.Lock()
 	r.e.approvals[res.ApprovalID] = h
 	r.e.mu.Unlock()
