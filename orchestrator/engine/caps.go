@@ -248,6 +248,7 @@ func (c *caps) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 		History:     1,
 		TTL:         capsTTL,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(c.e.cfg.Replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open budgets: %w", err)

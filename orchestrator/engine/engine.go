@@ -53,6 +53,9 @@ type Config struct {
 	Audit     *audit.Log
 	Manifests map[string]*capabilities.Manifest
 	Log       *slog.Logger
+	// Replicas of the engine's JetStream buckets: 1 on one server, 3 on
+	// a cluster of three or more.
+	Replicas int
 }
 
 // Engine runs flows. It is safe for concurrent use.
