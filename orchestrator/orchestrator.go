@@ -48,6 +48,10 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// Getenv reads the environment variables secrets come from.
 	Getenv func(string) string
+	// ResumeRuns resumes, once started, the runs a previous orchestrator
+	// on the same state left unfinished (sluice up does; a one-off
+	// sluice run does not).
+	ResumeRuns bool
 }
 
 // Orchestrator is a running Sluice system.
@@ -68,6 +72,7 @@ type Orchestrator struct {
 	subs   []*nats.Subscription
 
 	wg             sync.WaitGroup
+	cancelRuns     context.CancelFunc
 	stopViolations chan struct{}
 	cleanup        []func()
 }
@@ -175,7 +180,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	o.wg.Add(1)
 	go o.recordViolations(violations)
 	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.policy, Audit: o.audit,
-		Manifests: o.manifests, Log: o.log})
+		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource})
 	grants := map[string][]string{}
 	for name, m := range o.manifests {
 		grants[name] = m.Grants.Net
@@ -203,15 +208,13 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return err
 	}
 	o.cleanup = append(o.cleanup, removeClient)
-	apiSub, err := api.Serve(o.nc, o.subjects, func(id string, approved bool, who string) error {
-		return o.engine.Decide(id, engine.Answer{Approved: approved, Who: who})
-	})
+	apiSubs, err := api.Serve(o.nc, o.subjects, o)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
-	o.subs = append(o.subs, apiSub)
+	o.subs = append(o.subs, apiSubs...)
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
-	o.cleanup = append(o.cleanup, cancelRuns)
+	o.cancelRuns = cancelRuns
 	runSub, err := api.ServeRuns(runCtx, o.nc, o.subjects, o.serveRun)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
@@ -249,7 +252,39 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err := o.sup.Start(workers); err != nil {
 		return err
 	}
-	return o.waitReady(ctx)
+	if err := o.waitReady(ctx); err != nil {
+		return err
+	}
+	if o.cfg.ResumeRuns {
+		n, err := o.engine.ResumeAll(ctx)
+		if err != nil {
+			return fmt.Errorf("resume unfinished runs: %w", err)
+		}
+		if n > 0 {
+			o.log.Info("resuming unfinished runs", "runs", n)
+		}
+	}
+	return nil
+}
+
+// loadFlowSource checks the flow a run started with, to resume it.
+func (o *Orchestrator) loadFlowSource(file string, src []byte) (*flow.Plan, error) {
+	return flow.Load(file, src, flow.Catalog(o.manifests), o.env)
+}
+
+// Approvals lists the calls waiting for a person, oldest first.
+func (o *Orchestrator) Approvals(ctx context.Context) ([]engine.Approval, error) {
+	return o.engine.Approvals(ctx)
+}
+
+// Approval returns one held call, whatever its state.
+func (o *Orchestrator) Approval(ctx context.Context, id string) (*engine.Approval, error) {
+	return o.engine.Approval(ctx, id)
+}
+
+// Decide answers a held call.
+func (o *Orchestrator) Decide(ctx context.Context, id string, a engine.Answer) error {
+	return o.engine.Decide(ctx, id, a)
 }
 
 func (o *Orchestrator) waitReady(ctx context.Context) error {
@@ -370,6 +405,14 @@ func (o *Orchestrator) ClientURL() string { return o.bus.ClientURL() }
 
 // Close stops the workers, the broker and the bus.
 func (o *Orchestrator) Close() {
+	// Runs stop first, while their workers still answer: each is left in
+	// the store where it was, to resume with the next sluice up.
+	if o.cancelRuns != nil {
+		o.cancelRuns()
+	}
+	if o.engine != nil {
+		o.engine.Close()
+	}
 	if o.sup != nil {
 		o.sup.Stop()
 	}

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os/user"
 	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/orchestrator/api"
+	"github.com/sluicehq/sluice/orchestrator/engine"
 )
 
 func slicesSort(s []string) { slices.Sort(s) }
@@ -21,18 +24,28 @@ func approveCommand(approve bool) *command {
 	}
 	return &command{
 		name:  name,
-		usage: name + " APPROVAL_ID [--as NAME] [--config FILE]",
+		usage: name + " APPROVAL_ID [--as NAME] [--hash HASH] [--config FILE]",
 		short: short,
-		long: fmt.Sprintf(`Answers a call that policy held for a person: %s lets that one call
-through with exactly the arguments that were shown, nothing else in the run.
-The running orchestrator is found through the state directory.
+		long: fmt.Sprintf(`Answers a call that policy held for a person (sluice approvals lists them).
+approve lets that one call through, once, with exactly the arguments shown;
+nothing else in the run is endorsed. deny fails the step.
+
+The answer is bound to the call's hash (of its run, tool, arguments and
+labels): it is refused if the held call is not the one shown, was already
+answered or used, or was replaced by a changed call. With --hash, the hash
+must be the one you reviewed (sluice approvals --json shows it).
+
+The running orchestrator (sluice up, or a sluice run waiting) is found
+through the state directory. Answers are stored durably: a held run resumes
+when answered, also after the orchestrator restarted.
 
 A call denied by a policy rule is never held, and cannot be approved.
 
 Example:
-  sluice %s 01JD6Z4W8X2F3K5N7Q9R1T3V5X`, verb, name),
+  sluice %s 01JD6Z4W8X2F3K5N7Q9R1T3V5X`, verb),
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			as := fs.String("as", "", "who is answering (default: the OS user)")
+			hash := fs.String("hash", "", "the `hash` of the call you reviewed (default: the call as it is held now)")
 			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
 			return func(c *cli, ctx context.Context, args []string) int {
 				if len(args) != 1 {
@@ -41,27 +54,130 @@ Example:
 				}
 				who := *as
 				if who == "" {
-					if u, err := user.Current(); err == nil {
-						who = u.Username
-					} else {
-						who = "unknown"
-					}
+					who = osUser()
 				}
 				dep, err := c.loadConfig(*cfgFile)
 				if err != nil {
 					c.report(err)
 					return exitFailure
 				}
-				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				client, err := api.Dial(dep.State)
+				if err != nil {
+					c.errorf("%s %s: %v", name, args[0], err)
+					return exitFailure
+				}
+				defer client.Close()
+				ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				defer cancel()
-				if err := api.Answer(ctx, dep.State, args[0], approve, who); err != nil {
+				a, err := client.Approval(ctx, args[0])
+				if err != nil {
+					c.errorf("%s %s: %v", name, args[0], err)
+					return exitFailure
+				}
+				h := *hash
+				if h == "" {
+					h = a.Hash
+				}
+				if err := client.Answer(ctx, args[0], approve, who, h); err != nil {
 					c.errorf("%s %s: %v", name, args[0], err)
 					return exitFailure
 				}
 				past := map[bool]string{true: "approved", false: "denied"}[approve]
-				fmt.Fprintf(c.stdout, "%s: %s by %s\n", args[0], past, who)
+				fmt.Fprintf(c.stdout, "%s: %s by %s: %s in run %s (step %s)\n", args[0], past, who, a.Tool, a.RunID, a.Step)
+				printArgs(c.stdout, a, "  ")
 				return exitOK
 			}
 		},
+	}
+}
+
+func osUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "unknown"
+}
+
+func approvalsCommand() *command {
+	return &command{
+		name:  "approvals",
+		usage: "approvals [--json] [--config FILE]",
+		short: "list the calls waiting for a person",
+		long: `Lists every call that policy held for a person and that is still waiting,
+oldest first: the run and step, the tool, the exact arguments that would be
+sent, each argument's label and the sources that influenced it (the page,
+the sender of the mail), and why it was held. Held calls are kept in
+JetStream: they outlive the orchestrator, and this lists them once it runs
+again (sluice up).
+
+With --json, prints one JSON array of approvals, each with its id, run_id,
+step, tool, args, arg_labels, label, reasons, rules, hash and created time.
+
+Examples:
+  sluice approvals
+  sluice approvals --json | jq '.[] | {id, tool, args}'`,
+		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
+			asJSON := fs.Bool("json", false, "print the approvals as a JSON array")
+			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
+			return func(c *cli, ctx context.Context, args []string) int {
+				if len(args) > 0 {
+					c.errorf("approvals takes no arguments")
+					return exitUsage
+				}
+				dep, err := c.loadConfig(*cfgFile)
+				if err != nil {
+					c.report(err)
+					return exitFailure
+				}
+				client, err := api.Dial(dep.State)
+				if err != nil {
+					c.errorf("approvals: %v", err)
+					return exitFailure
+				}
+				defer client.Close()
+				ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				defer cancel()
+				list, err := client.Approvals(ctx)
+				if err != nil {
+					c.errorf("approvals: %v", err)
+					return exitFailure
+				}
+				if *asJSON {
+					if list == nil {
+						list = []engine.Approval{}
+					}
+					b, _ := json.MarshalIndent(list, "", "  ")
+					fmt.Fprintln(c.stdout, string(b))
+					return exitOK
+				}
+				if len(list) == 0 {
+					fmt.Fprintln(c.stdout, "no call is waiting for approval")
+					return exitOK
+				}
+				for i := range list {
+					a := &list[i]
+					fmt.Fprintf(c.stdout, "%s  %s  run %s (%s), step %s, held %s\n", a.ID, a.Tool, a.RunID, a.Flow, a.Step,
+						a.Created.Local().Format(time.DateTime))
+					printArgs(c.stdout, a, "    ")
+					for _, why := range a.Reasons {
+						fmt.Fprintf(c.stdout, "    why: %s\n", why)
+					}
+					fmt.Fprintf(c.stdout, "    approve: sluice approve %s    deny: sluice deny %s\n\n", a.ID, a.ID)
+				}
+				fmt.Fprintf(c.stdout, "%d call(s) waiting\n", len(list))
+				return exitOK
+			}
+		},
+	}
+}
+
+// printArgs shows exactly what a held call would send, with each
+// argument's label and sources.
+func printArgs(w io.Writer, a *engine.Approval, indent string) {
+	for _, name := range sortedKeys(a.Args) {
+		b, _ := json.Marshal(a.Args[name])
+		l := a.ArgLabels[name]
+		fmt.Fprintf(w, "%s%-10s = %s\n%s%-10s   %s\n", indent, name, b, indent, "",
+			describe(l.Integrity().String(), l.Secrecy(), l.Sources()))
 	}
 }

@@ -47,7 +47,7 @@ Examples:
 					c.report(err)
 					return exitFailure
 				}
-				orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log, Getenv: c.getenv})
+				orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log, Getenv: c.getenv, ResumeRuns: true})
 				if err != nil {
 					c.report(err)
 					return exitFailure

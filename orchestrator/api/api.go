@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/internal/natscreds"
+	"github.com/sluicehq/sluice/orchestrator/engine"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -64,11 +65,14 @@ func Publish(state string, e Endpoint, seed []byte) (func(), error) {
 	}, nil
 }
 
-// AnswerRequest is the body of an answer to a held call.
+// AnswerRequest is the body of an answer to a held call. Hash, when set,
+// is the hash of the call the person was shown: the answer is refused if
+// the held call is another.
 type AnswerRequest struct {
 	ID       string `json:"id"`
 	Approved bool   `json:"approved"`
 	Who      string `json:"who"`
+	Hash     string `json:"hash,omitempty"`
 }
 
 // Response of every API call.
@@ -77,37 +81,97 @@ type Response struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Answerer answers held calls; the engine is one.
-type Answerer func(id string, approved bool, who string) error
+// Approver lists and answers held calls; the orchestrator is one.
+type Approver interface {
+	Approvals(ctx context.Context) ([]engine.Approval, error)
+	Approval(ctx context.Context, id string) (*engine.Approval, error)
+	Decide(ctx context.Context, id string, a engine.Answer) error
+}
 
-// Serve answers API requests until the subscription is drained.
-func Serve(nc *nats.Conn, s schemas.Subjects, answer Answerer) (*nats.Subscription, error) {
-	return nc.Subscribe(s.API("answer"), func(m *nats.Msg) {
-		var req AnswerRequest
-		resp := Response{OK: true}
-		if err := json.Unmarshal(m.Data, &req); err != nil || req.ID == "" || req.Who == "" {
-			resp = Response{Error: "malformed request"}
-		} else if err := answer(req.ID, req.Approved, req.Who); err != nil {
-			resp = Response{Error: err.Error()}
-		}
-		b, _ := json.Marshal(resp)
+// approvalsPerMessage bounds one message of a listing, well under the
+// bus's maximum payload.
+const approvalsPerMessage = 100
+
+// ApprovalsReply is one message of the answer to a listing: the listing
+// comes in several when it is long; the last has More false.
+type ApprovalsReply struct {
+	Approvals []engine.Approval `json:"approvals"`
+	More      bool              `json:"more,omitempty"`
+	Error     string            `json:"error,omitempty"`
+}
+
+// ApprovalReply answers a request for one approval.
+type ApprovalReply struct {
+	Approval *engine.Approval `json:"approval,omitempty"`
+	Error    string           `json:"error,omitempty"`
+}
+
+// Serve answers requests about held calls until the subscriptions are
+// drained: answer, approvals (the pending ones) and approval (one by id).
+func Serve(nc *nats.Conn, s schemas.Subjects, ap Approver) ([]*nats.Subscription, error) {
+	respond := func(m *nats.Msg, v any) {
+		b, _ := json.Marshal(v)
 		_ = m.Respond(b)
+	}
+	answer, err := nc.Subscribe(s.API("answer"), func(m *nats.Msg) {
+		go func() {
+			var req AnswerRequest
+			resp := Response{OK: true}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := json.Unmarshal(m.Data, &req); err != nil || req.ID == "" || req.Who == "" {
+				resp = Response{Error: "malformed request"}
+			} else if err := ap.Decide(ctx, req.ID, engine.Answer{Approved: req.Approved, Who: req.Who, Hash: req.Hash}); err != nil {
+				resp = Response{Error: err.Error()}
+			}
+			respond(m, resp)
+		}()
 	})
+	if err != nil {
+		return nil, err
+	}
+	list, err := nc.Subscribe(s.API("approvals"), func(m *nats.Msg) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			all, err := ap.Approvals(ctx)
+			if err != nil {
+				respond(m, ApprovalsReply{Error: err.Error()})
+				return
+			}
+			for len(all) > approvalsPerMessage {
+				respond(m, ApprovalsReply{Approvals: all[:approvalsPerMessage], More: true})
+				all = all[approvalsPerMessage:]
+			}
+			respond(m, ApprovalsReply{Approvals: all})
+		}()
+	})
+	if err != nil {
+		_ = answer.Unsubscribe()
+		return nil, err
+	}
+	one, err := nc.Subscribe(s.API("approval"), func(m *nats.Msg) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			a, err := ap.Approval(ctx, string(m.Data))
+			if err != nil {
+				respond(m, ApprovalReply{Error: err.Error()})
+				return
+			}
+			respond(m, ApprovalReply{Approval: a})
+		}()
+	})
+	if err != nil {
+		_ = answer.Unsubscribe()
+		_ = list.Unsubscribe()
+		return nil, err
+	}
+	return []*nats.Subscription{answer, list, one}, nil
 }
 
 // ErrNotRunning means no orchestrator is running on the state directory.
 var ErrNotRunning = errors.New("no orchestrator is running on this state directory")
-
-// Answer approves or denies a held call through the orchestrator running
-// on state.
-func Answer(ctx context.Context, state, id string, approved bool, who string) error {
-	c, err := Dial(state)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return c.Answer(ctx, id, approved, who)
-}
 
 // RunRequest asks a running orchestrator to run a flow. Flow is an
 // absolute path on the orchestrator's machine; Events, when set, is the
@@ -227,9 +291,10 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 	return out, nil
 }
 
-// Answer approves or denies a held call.
-func (c *Client) Answer(ctx context.Context, id string, approved bool, who string) error {
-	body, _ := json.Marshal(AnswerRequest{ID: id, Approved: approved, Who: who})
+// Answer approves or denies a held call; hash, when set, must be the hash
+// of the call the person was shown.
+func (c *Client) Answer(ctx context.Context, id string, approved bool, who, hash string) error {
+	body, _ := json.Marshal(AnswerRequest{ID: id, Approved: approved, Who: who, Hash: hash})
 	rep, err := c.nc.RequestWithContext(ctx, c.s.API("answer"), body)
 	if err != nil {
 		return fmt.Errorf("ask the orchestrator: %w", err)
@@ -242,6 +307,53 @@ func (c *Client) Answer(ctx context.Context, id string, approved bool, who strin
 		return errors.New(resp.Error)
 	}
 	return nil
+}
+
+// Approvals lists the calls waiting for a person.
+func (c *Client) Approvals(ctx context.Context) ([]engine.Approval, error) {
+	inbox := c.nc.NewRespInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := c.nc.PublishRequest(c.s.API("approvals"), inbox, nil); err != nil {
+		return nil, fmt.Errorf("ask the orchestrator: %w", err)
+	}
+	var out []engine.Approval
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("ask the orchestrator: %w", err)
+		}
+		var rep ApprovalsReply
+		if err := json.Unmarshal(m.Data, &rep); err != nil {
+			return nil, fmt.Errorf("malformed reply from the orchestrator")
+		}
+		if rep.Error != "" {
+			return nil, errors.New(rep.Error)
+		}
+		out = append(out, rep.Approvals...)
+		if !rep.More {
+			return out, nil
+		}
+	}
+}
+
+// Approval returns one held call, whatever its state.
+func (c *Client) Approval(ctx context.Context, id string) (*engine.Approval, error) {
+	m, err := c.nc.RequestWithContext(ctx, c.s.API("approval"), []byte(id))
+	if err != nil {
+		return nil, fmt.Errorf("ask the orchestrator: %w", err)
+	}
+	var rep ApprovalReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil || (rep.Approval == nil && rep.Error == "") {
+		return nil, fmt.Errorf("malformed reply from the orchestrator")
+	}
+	if rep.Error != "" {
+		return nil, errors.New(rep.Error)
+	}
+	return rep.Approval, nil
 }
 
 func alive(pid int) bool {

@@ -36,8 +36,13 @@ const (
 	KindDecision    = "decision"
 	KindResult      = "result"
 	KindRunFinished = "run_finished"
-	KindViolation   = "violation"
-	KindEgress      = "egress"
+	// KindRunResumed starts another pass over a run that was held or
+	// interrupted: after an answer to a held call, or a restart.
+	KindRunResumed = "run_resumed"
+	// KindAnswer is a person's answer to a held call.
+	KindAnswer    = "answer"
+	KindViolation = "violation"
+	KindEgress    = "egress"
 )
 
 // Record is one audit event.

@@ -65,6 +65,14 @@ func ReadRuns(r io.Reader) ([]*Run, error) {
 		case KindRunFinished:
 			t := rec.Time
 			run.Finished, run.Status = &t, rec.Status
+		case KindRunResumed:
+			run.Finished, run.Status = nil, "running"
+		case KindAnswer:
+			s := step(run, rec.Step, rec.Tool)
+			s.Answer = rec.Action + ": " + firstOr(rec.Reasons, "")
+			if rec.Action == "deny" {
+				s.Status = "denied"
+			}
 		case KindDecision, KindResult:
 			s := step(run, rec.Step, rec.Tool)
 			if rec.Kind == KindResult {

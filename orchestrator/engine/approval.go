@@ -1,12 +1,21 @@
 package engine
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/orchestrator/flow"
 )
 
 // Approval states.
@@ -15,6 +24,9 @@ const (
 	ApprovalApproved = "approved" // approved, not yet delivered
 	ApprovalDenied   = "denied"
 	ApprovalUsed     = "used" // approved and delivered: it cannot let another call through
+	// ApprovalSuperseded: the call changed before it was answered (its
+	// run resumed with other arguments) and was held again under a new id.
+	ApprovalSuperseded = "superseded"
 )
 
 // Approval is a call held for a person, as kept in the approvals bucket:
@@ -55,17 +67,235 @@ func (a *Approval) Sources() map[string][]string {
 	return out
 }
 
-// callHash binds an approval to one call: its run, tool, arguments and
-// labels, in a canonical encoding (encoding/json sorts map keys; labels
+// callHash binds an approval to one call: its idempotency key (which
+// names the run, the step and the element), tool, arguments and labels, in a canonical encoding (encoding/json sorts map keys; labels
 // encode canonically).
-func callHash(run, tool string, args map[string]any, label ifc.Label, argLabels map[string]ifc.Label) string {
+func callHash(call, tool string, args map[string]any, label ifc.Label, argLabels map[string]ifc.Label) string {
 	b, _ := json.Marshal(struct {
-		Run       string               `json:"run"`
+		Call      string               `json:"call"`
 		Tool      string               `json:"tool"`
 		Args      map[string]any       `json:"args"`
 		Label     ifc.Label            `json:"label"`
 		ArgLabels map[string]ifc.Label `json:"arg_labels"`
-	}{run, tool, args, label, argLabels})
+	}{call, tool, args, label, argLabels})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// store opens the engine's buckets the first time it is asked.
+func (e *Engine) store(ctx context.Context) (*store, error) {
+	e.stMu.Lock()
+	defer e.stMu.Unlock()
+	if e.st != nil {
+		return e.st, nil
+	}
+	st, err := openStore(ctx, e.cfg.Conn, e.cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	e.st = st
+	return st, nil
+}
+
+// Approvals lists the calls waiting for a person, oldest first.
+func (e *Engine) Approvals(ctx context.Context) ([]Approval, error) {
+	st, err := e.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := st.allApprovals(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list approvals: %w", err)
+	}
+	out := all[:0]
+	for _, a := range all {
+		if a.Status == ApprovalPending {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, func(a, b Approval) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// Approval returns one approval, whatever its state.
+func (e *Engine) Approval(ctx context.Context, id string) (*Approval, error) {
+	st, err := e.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, _, err := st.getApproval(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("no held call %q", id)
+	}
+	return a, err
+}
+
+// Decide answers a held call. The answer is stored before anything else
+// happens, so it holds across a restart; then the run goes on — in the
+// process waiting for it, or resumed here. An answer to a call that is
+// not waiting (never held, already answered, used, or replaced by a
+// changed call) is refused, as is an approval for a call other than the
+// one the person was shown (a.Hash).
+func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
+	st, err := e.store(ctx)
+	if err != nil {
+		return err
+	}
+	a, rev, err := st.getApproval(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("no held call %q", id)
+	}
+	if err != nil {
+		return err
+	}
+	switch a.Status {
+	case ApprovalPending:
+	case ApprovalSuperseded:
+		return fmt.Errorf("approval %s no longer applies: the call changed and was held again under a new id (sluice approvals)", id)
+	default:
+		return fmt.Errorf("approval %s was already %s by %s", id, a.Status, a.Who)
+	}
+	if ans.Hash != "" && ans.Hash != a.Hash {
+		return fmt.Errorf("approval %s: the held call is not the one you were shown (its hash is %s)", id, a.Hash)
+	}
+	now := time.Now().UTC()
+	a.Who, a.Decided = ans.Who, &now
+	a.Status = ApprovalDenied
+	action, why := "deny", "denied by "+ans.Who
+	if ans.Approved {
+		a.Status = ApprovalApproved
+		action, why = "allow", "approved by "+ans.Who+"; endorses this call once"
+	}
+	if err := st.updateApproval(ctx, a, rev); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("approval %s was answered by someone else at the same time", id)
+		}
+		return fmt.Errorf("record the answer to %s: %w", id, err)
+	}
+	rec := audit.Record{Kind: audit.KindAnswer, RunID: a.RunID, Flow: a.Flow, Step: a.Step, Tool: a.Tool,
+		Label: &a.Label, Action: action, Rules: []string{"approval:" + id}, Reasons: []string{why}}
+	if err := e.cfg.Audit.Append(ctx, rec); err != nil {
+		e.log.Error("audit append failed", "err", err)
+	}
+	e.mu.Lock()
+	if h, ok := e.approvals[id]; ok {
+		delete(e.approvals, id)
+		e.mu.Unlock()
+		h.decided <- ans
+		return nil
+	}
+	e.mu.Unlock()
+	e.resume(a.RunID)
+	return nil
+}
+
+// hold keeps a call policy held as an approval in the store — the one it
+// already has, when the same call was held before (an earlier pass, or
+// before a restart) — and, when the run waits, waits for the answer. It
+// returns who approved the call, and true when it may go ahead: the
+// approval was used for it, once.
+func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, idem string) (string, bool) {
+	fail := func(err error) (string, bool) {
+		res.Status, res.Error = StatusFailed, err.Error()
+		return "", false
+	}
+	st, err := r.e.store(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	hash := callHash(idem, s.Call, args, res.Label, res.ArgLabels)
+	var a *Approval
+	var rev uint64
+	prev, err := st.getCall(ctx, idem)
+	if err != nil {
+		return fail(err)
+	}
+	if prev != nil && prev.ApprovalID != "" {
+		a, rev, err = st.getApproval(ctx, prev.ApprovalID)
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fail(err)
+		}
+		if a != nil && a.Hash != hash {
+			// The call changed since it was held: what was (or would
+			// be) approved was another call.
+			if a.Status == ApprovalPending {
+				a.Status = ApprovalSuperseded
+				_ = st.updateApproval(ctx, a, rev)
+			}
+			a = nil
+		}
+	}
+	if a == nil {
+		a = &Approval{ID: audit.NewID(), RunID: r.id, Flow: r.plan.Name, Step: s.ID, Index: res.Index, Tool: s.Call,
+			Args: args, ArgLabels: res.ArgLabels, Label: res.Label, Rules: res.Rules, Reasons: res.Reasons,
+			Hash: hash, Status: ApprovalPending, Created: time.Now().UTC()}
+		if err := st.createApproval(ctx, a); err != nil {
+			return fail(err)
+		}
+		if err := st.putCall(ctx, idem, &callRecord{ApprovalID: a.ID}); err != nil {
+			return fail(err)
+		}
+	}
+	res.ApprovalID = a.ID
+	if a.Status == ApprovalPending && r.opts.Wait {
+		// Wait here. The answer is stored before it is sent, so the
+		// approval is read again once this waiter is in place: an answer
+		// given in between is not missed.
+		h := &held{decided: make(chan Answer, 1)}
+		r.e.mu.Lock()
+		r.e.approvals[a.ID] = h
+		r.e.mu.Unlock()
+		defer func() {
+			r.e.mu.Lock()
+			delete(r.e.approvals, a.ID)
+			r.e.mu.Unlock()
+		}()
+		if a, rev, err = st.getApproval(ctx, a.ID); err != nil {
+			return fail(err)
+		}
+		if a.Status == ApprovalPending {
+			if r.opts.OnHeld != nil {
+				r.opts.OnHeld(*res)
+			}
+			var timeout <-chan time.Time
+			if r.opts.WaitTimeout > 0 {
+				t := time.NewTimer(r.opts.WaitTimeout)
+				defer t.Stop()
+				timeout = t.C
+			}
+			select {
+			case <-h.decided:
+			case <-timeout:
+				return "", false
+			case <-ctx.Done():
+				return "", false
+			}
+			if a, rev, err = st.getApproval(ctx, a.ID); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	switch a.Status {
+	case ApprovalPending:
+		if r.opts.OnHeld != nil && !r.opts.Wait {
+			r.opts.OnHeld(*res)
+		}
+		return "", false
+	case ApprovalDenied:
+		res.Status, res.Decision = StatusDenied, "deny"
+		res.Reasons = append(res.Reasons, "denied by "+a.Who)
+		return "", false
+	case ApprovalApproved:
+		a.Status = ApprovalUsed
+		if err := st.updateApproval(ctx, a, rev); err != nil {
+			return fail(fmt.Errorf("approval %s could not be used: %w", a.ID, err))
+		}
+	case ApprovalUsed:
+		// Used for this very call, which was interrupted: it goes again
+		// with the same idempotency key, so it happens once.
+	default:
+		return fail(fmt.Errorf("approval %s is %s", a.ID, a.Status))
+	}
+	res.Reasons = append(res.Reasons, "approved by "+a.Who)
+	return a.Who, true
 }

@@ -314,3 +314,20 @@ func number(v any) (float64, bool) {
 	}
 	return 0, false
 }
+
+// restore counts a call that completed in an earlier pass of its run
+// against the run's per-run caps, as reserve did then.
+func (c *caps) restore(r *run, tool string, args map[string]any) {
+	for _, cp := range r.e.cfg.Policy.Caps(tool) {
+		if cp.Window == policy.PerDay {
+			continue // kept in the bucket
+		}
+		amount := 0.0
+		if cp.Sum != "" {
+			amount, _ = number(args[cp.Sum])
+		}
+		for _, k := range perKeys(cp, args) {
+			r.changeRun(policy.Cap{}, cp.Ref.Name+"\x00"+k, 1, amount)
+		}
+	}
+}

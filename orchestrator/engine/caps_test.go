@@ -45,7 +45,7 @@ func approveAll(h *harness, t *testing.T) Options {
 	opts := Options{Wait: true}
 	opts.OnHeld = func(s StepResult) {
 		go func() {
-			if err := h.engine.Decide(s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+			if err := h.engine.Decide(context.Background(), s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
 				t.Error(err)
 			}
 		}()

@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -56,6 +57,9 @@ type Config struct {
 	// Replicas of the engine's JetStream buckets: 1 on one server, 3 on
 	// a cluster of three or more.
 	Replicas int
+	// LoadFlow checks a flow a run started with, to resume it in a new
+	// process; file and src are the plan's File and Source.
+	LoadFlow func(file string, src []byte) (*flow.Plan, error)
 }
 
 // Engine runs flows. It is safe for concurrent use.
@@ -63,11 +67,20 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 
+	// ctx bounds the runs the engine resumes on its own; Close ends it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
 	mu        sync.Mutex
 	inflight  map[string]*inflight // msg id -> call in flight
-	approvals map[string]*held     // approval id -> held call
+	approvals map[string]*held     // approval id -> a run waiting for it
+	runs      map[string]*runState // run id -> a run this engine drives or has held
 
 	caps *caps
+
+	stMu sync.Mutex
+	st   *store
 }
 
 type inflight struct {
@@ -76,9 +89,21 @@ type inflight struct {
 	hosts  []string
 }
 
+// held is a run waiting in this process for the answer to a held call.
 type held struct {
-	run, step string
-	decided   chan Answer
+	decided chan Answer
+}
+
+// runState is a run this engine knows: one that it drives, or that it
+// held and may resume.
+type runState struct {
+	id     string
+	plan   *flow.Plan
+	inputs map[string]any
+	// active while a pass over the run's steps is going on; dirty when a
+	// held call of it was answered during the pass, so that another pass
+	// follows.
+	active, dirty bool
 }
 
 // Answer is a person's answer to a held call. Hash, when set, must be the
@@ -95,7 +120,9 @@ func New(cfg Config) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg, log: log, inflight: map[string]*inflight{}, approvals: map[string]*held{}}
+	e := &Engine{cfg: cfg, log: log, inflight: map[string]*inflight{}, approvals: map[string]*held{},
+		runs: map[string]*runState{}}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.caps = &caps{e: e, now: time.Now}
 	return e
 }
@@ -116,22 +143,6 @@ func (e *Engine) Track(worker, msgID, hostport string) bool {
 	}
 	f.mu.Unlock()
 	return true
-}
-
-// Decide answers a held call. It returns an error when no call with that
-// approval id is waiting.
-func (e *Engine) Decide(approvalID string, a Answer) error {
-	e.mu.Lock()
-	h, ok := e.approvals[approvalID]
-	if ok {
-		delete(e.approvals, approvalID)
-	}
-	e.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("no held call %q is waiting", approvalID)
-	}
-	h.decided <- a
-	return nil
 }
 
 // Options of one run.
@@ -221,16 +232,72 @@ type run struct {
 }
 
 // Run executes plan with inputs and returns when every step has finished,
-// been held, denied, failed or skipped.
+// been held, denied, failed or skipped. The run is kept in the store until
+// it finishes: a held run resumes when its call is answered, here or in
+// the next orchestrator on the same state, and a run interrupted by the
+// end of ctx or of the process resumes with the next ResumeAll.
 func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any, opts Options) (*Result, error) {
-	r := &run{e: e, plan: plan, id: opts.RunID, opts: opts, inputs: inputs,
-		values: map[string]*value{}, results: map[string]*StepResult{}}
-	if r.id == "" {
-		r.id = audit.NewID()
-	}
-	if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunStarted, RunID: r.id, Flow: plan.Name}); err != nil {
+	st, err := e.store(ctx)
+	if err != nil {
 		return nil, err
 	}
+	id := opts.RunID
+	if id == "" {
+		id = audit.NewID()
+	}
+	in, err := json.Marshal(inputs)
+	if err != nil {
+		return nil, fmt.Errorf("inputs: %w", err)
+	}
+	rec := &runRecord{ID: id, Flow: plan.Name, File: plan.File, Source: plan.Source, Inputs: in,
+		Status: runRunning, Created: time.Now().UTC()}
+	if err := st.putRun(ctx, rec); err != nil {
+		return nil, err
+	}
+	if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunStarted, RunID: id, Flow: plan.Name}); err != nil {
+		return nil, err
+	}
+	rs := &runState{id: id, plan: plan, inputs: inputs, active: true}
+	e.mu.Lock()
+	e.runs[id] = rs
+	e.mu.Unlock()
+	return e.drive(ctx, rs, opts)
+}
+
+// ErrInterrupted says a run stopped before it finished because its
+// context ended; it is kept, and resumes with ResumeAll.
+var ErrInterrupted = errors.New("interrupted; it resumes when the orchestrator starts again (sluice up)")
+
+// drive makes passes over a run's steps until no held call of it was
+// answered during the last one.
+func (e *Engine) drive(ctx context.Context, rs *runState, opts Options) (*Result, error) {
+	for {
+		res, err := e.pass(ctx, rs, opts)
+		e.mu.Lock()
+		if err == nil && res.Status == StatusHeld && rs.dirty {
+			rs.dirty = false
+			e.mu.Unlock()
+			if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunResumed, RunID: rs.id, Flow: rs.plan.Name}); err != nil {
+				return res, err
+			}
+			continue
+		}
+		rs.active = false
+		if err != nil || res.Status != StatusHeld {
+			delete(e.runs, rs.id)
+		}
+		e.mu.Unlock()
+		return res, err
+	}
+}
+
+// pass runs every step of a run that has not completed before (a
+// completed call's output is read back from the store), and records the
+// outcome: a finished run is removed from the store, a held one is kept.
+func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result, error) {
+	plan := rs.plan
+	r := &run{e: e, plan: plan, id: rs.id, opts: opts, inputs: rs.inputs,
+		values: map[string]*value{}, results: map[string]*StepResult{}}
 	done := map[string]chan struct{}{}
 	for _, s := range plan.Steps {
 		done[s.ID] = make(chan struct{})
@@ -258,6 +325,10 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 		out.Steps = append(out.Steps, *res)
 		out.Status = worse(out.Status, res.Status)
 	}
+	if ctx.Err() != nil {
+		// Stopped, not finished: the run stays in the store as it is.
+		return out, fmt.Errorf("run %s %w", r.id, ErrInterrupted)
+	}
 	if out.Status == StatusCompleted {
 		vars := r.vars()
 		for _, name := range plan.OutputNames {
@@ -270,11 +341,36 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 			out.Outputs[name] = v
 		}
 	}
+	ctx = context.WithoutCancel(ctx)
 	rec := audit.Record{Kind: audit.KindRunFinished, RunID: r.id, Flow: plan.Name, Status: out.Status, Error: out.Error}
-	if err := e.cfg.Audit.Append(context.WithoutCancel(ctx), rec); err != nil {
+	if err := e.cfg.Audit.Append(ctx, rec); err != nil {
 		return out, err
 	}
+	st, err := e.store(ctx)
+	if err != nil {
+		return out, err
+	}
+	if out.Status == StatusHeld {
+		return out, e.setRunStatus(ctx, st, rs, runHeld)
+	}
+	if err := st.finish(ctx, r.id); err != nil {
+		e.log.Warn("finished run not removed from the store", "run_id", r.id, "err", err)
+	}
 	return out, nil
+}
+
+func (e *Engine) setRunStatus(ctx context.Context, st *store, rs *runState, status string) error {
+	in, err := json.Marshal(rs.inputs)
+	if err != nil {
+		return err
+	}
+	rec, err := st.getRun(ctx, rs.id)
+	if err != nil {
+		rec = &runRecord{ID: rs.id, Flow: rs.plan.Name, File: rs.plan.File, Source: rs.plan.Source, Inputs: in,
+			Created: time.Now().UTC()}
+	}
+	rec.Status = status
+	return st.putRun(ctx, rec)
 }
 
 // worse orders run outcomes: failed > denied > held > completed.

@@ -166,7 +166,9 @@ func newHarnessWith(t *testing.T, dir, rules string, handlers map[string]worker.
 	for !b.HasInterest(schemas.Subjects{}.Tool("t", "echo")) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	h.engine = New(Config{Conn: nc, Subjects: schemas.Subjects{}, Policy: set, Audit: log, Manifests: manifests})
+	h.engine = New(Config{Conn: nc, Subjects: schemas.Subjects{}, Policy: set, Audit: log, Manifests: manifests,
+		LoadFlow: func(file string, src []byte) (*flow.Plan, error) { return flow.Load(file, src, h.cat, h.env) }})
+	stops = append(stops, h.engine.Close)
 	if h.env, err = expr.NewEnv(); err != nil {
 		t.Fatal(err)
 	}
@@ -179,12 +181,18 @@ func (h *harness) called(tool string) int {
 	return h.calls[tool]
 }
 
-func (h *harness) run(src string, inputs map[string]any, opts Options) *Result {
+func (h *harness) plan(src string) *flow.Plan {
 	h.t.Helper()
 	p, err := flow.Load("f.yaml", []byte(src), h.cat, h.env)
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	return p
+}
+
+func (h *harness) run(src string, inputs map[string]any, opts Options) *Result {
+	h.t.Helper()
+	p := h.plan(src)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	r, err := h.engine.Run(ctx, p, inputs, opts)
@@ -324,7 +332,7 @@ steps:
 		opts := Options{Wait: true}
 		opts.OnHeld = func(s StepResult) {
 			go func() {
-				if err := h.engine.Decide(s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+				if err := h.engine.Decide(context.Background(), s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
 					t.Error(err)
 				}
 			}()
@@ -333,7 +341,7 @@ steps:
 		if r.Status != StatusCompleted || h.calls["spend"] != 1 {
 			t.Fatalf("run %s, spend called %d times", r.Status, h.calls["spend"])
 		}
-		if err := h.engine.Decide("nope", Answer{Approved: true, Who: "ana"}); err == nil {
+		if err := h.engine.Decide(context.Background(), "nope", Answer{Approved: true, Who: "ana"}); err == nil {
 			t.Fatal("an unknown approval id was accepted")
 		}
 	})
@@ -341,7 +349,7 @@ steps:
 		h := newHarness(t, "", map[string]worker.Handler{"fetch": untrusted})
 		opts := Options{Wait: true}
 		opts.OnHeld = func(s StepResult) {
-			go h.engine.Decide(s.ApprovalID, Answer{Approved: false, Who: "ana"})
+			go h.engine.Decide(context.Background(), s.ApprovalID, Answer{Approved: false, Who: "ana"})
 		}
 		r := h.run(spendFlow, map[string]any{"amount": 5.0}, opts)
 		if r.Status != StatusDenied || h.calls["spend"] != 0 {

@@ -192,7 +192,7 @@ func TestApprovalEndorsesOneCall(t *testing.T) {
 	opts := Options{Wait: true}
 	opts.OnHeld = func(s StepResult) {
 		go func() {
-			if err := h.engine.Decide(s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+			if err := h.engine.Decide(context.Background(), s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -239,7 +239,7 @@ func TestDenyCannotBeApprovedInTheEngine(t *testing.T) {
 	held := 0
 	opts := Options{Wait: true, OnHeld: func(s StepResult) {
 		held++
-		go h.engine.Decide(s.ApprovalID, Answer{Approved: true, Who: "ana"})
+		go h.engine.Decide(context.Background(), s.ApprovalID, Answer{Approved: true, Who: "ana"})
 	}}
 	r := h.run(payFromTheWeb, map[string]any{"amount": 1.0}, opts)
 	pay := step(t, r, "pay")

@@ -68,11 +68,19 @@ func (r *run) step(ctx context.Context, s *flow.Step) *StepResult {
 	if s.ForEach != nil {
 		return r.forEach(ctx, s, vars, ifLabel)
 	}
-	invoke := r.invoke
+	sc := scope{vars: vars, lookup: r.lookup, idem: r.id + "/" + s.ID}
+	var out *StepResult
+	var v *value
 	if s.Agent != nil {
-		invoke = r.agent
+		var ok bool
+		if out, v, ok = r.restore(ctx, s, sc.idem); !ok {
+			if out, v = r.agent(ctx, s, sc, ifLabel); v != nil {
+				r.save(ctx, sc.idem, out, v, nil)
+			}
+		}
+	} else {
+		out, v = r.invoke(ctx, s, sc, ifLabel)
 	}
-	out, v := invoke(ctx, s, scope{vars: vars, lookup: r.lookup, idem: r.id + "/" + s.ID}, ifLabel)
 	if v != nil {
 		r.mu.Lock()
 		r.values[s.ID] = v
@@ -189,6 +197,9 @@ func (r *run) forEach(ctx context.Context, s *flow.Step, vars map[string]any, if
 // invoke labels and evaluates one call's arguments, asks the policy gate,
 // waits for a person if the call is held, and makes the call.
 func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.Label) (*StepResult, *value) {
+	if res, v, ok := r.restore(ctx, s, sc.idem); ok {
+		return res, v
+	}
 	res := &StepResult{ID: s.ID, Tool: s.Call, ArgLabels: map[string]ifc.Label{}, Index: sc.index}
 	args := map[string]any{}
 	labels := []ifc.Label{ifLabel}
@@ -214,7 +225,11 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 		res.Status, res.Error = StatusFailed, fmt.Sprintf("arguments of %s: %v", s.Call, err)
 		return res, nil
 	}
-	return res, r.gate(ctx, s, res, args, body, sc.idem)
+	v := r.gate(ctx, s, res, args, body, sc.idem)
+	if v != nil {
+		r.save(ctx, sc.idem, res, v, args)
+	}
+	return res, v
 }
 
 // gate asks the policy gate about a call whose arguments are labeled in
@@ -258,10 +273,9 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		res.Status = StatusDenied
 		return nil
 	case policy.Approve:
-		res.ApprovalID = audit.NewID()
 		res.Status = StatusHeld
 		res.Args = args
-		who, ok := r.hold(ctx, res)
+		who, ok := r.hold(ctx, s, res, args, idem)
 		if !ok {
 			return nil
 		}
@@ -332,56 +346,6 @@ func ruleRefs(rs []policy.RuleRef) []string {
 		out[i] = r.String()
 	}
 	return out
-}
-
-// hold waits for a person to approve the call, when the run waits. It
-// returns who approved it, and true when the call was approved.
-func (r *run) hold(ctx context.Context, res *StepResult) (string, bool) {
-	if !r.opts.Wait {
-		if r.opts.OnHeld != nil {
-			r.opts.OnHeld(*res)
-		}
-		return "", false
-	}
-	h := &held{run: r.id, step: res.ID, decided: make(chan Answer, 1)}
-	r.e.mu.Lock()
-	r.e.approvals[res.ApprovalID] = h
-	r.e.mu.Unlock()
-	defer func() {
-		r.e.mu.Lock()
-		delete(r.e.approvals, res.ApprovalID)
-		r.e.mu.Unlock()
-	}()
-	if r.opts.OnHeld != nil {
-		r.opts.OnHeld(*res)
-	}
-	var timeout <-chan time.Time
-	if r.opts.WaitTimeout > 0 {
-		t := time.NewTimer(r.opts.WaitTimeout)
-		defer t.Stop()
-		timeout = t.C
-	}
-	select {
-	case a := <-h.decided:
-		if !a.Approved {
-			rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: res.ID, Tool: res.Tool,
-				MsgID: res.MsgID, Label: &res.Label, Rules: []string{"approval:" + res.ApprovalID},
-				Action: "deny", Reasons: []string{"denied by " + a.Who}}
-			if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
-				res.Status, res.Error = StatusFailed, err.Error()
-				return "", false
-			}
-			res.Status, res.Decision = StatusDenied, "deny"
-			res.Reasons = append(res.Reasons, "denied by "+a.Who)
-			return "", false
-		}
-		res.Reasons = append(res.Reasons, "approved by "+a.Who)
-		return a.Who, true
-	case <-timeout:
-		return "", false
-	case <-ctx.Done():
-		return "", false
-	}
 }
 
 // call delivers the call to the worker, trying again up to the step's

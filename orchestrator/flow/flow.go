@@ -38,6 +38,9 @@ const (
 type Plan struct {
 	Name string
 	File string
+	// Source is the flow file as it was loaded: a run keeps it, so that
+	// it resumes with the flow it started with.
+	Source []byte
 	// Inputs by name, and their names in file order.
 	Inputs     map[string]Input
 	InputNames []string
@@ -163,6 +166,7 @@ func Load(file string, src []byte, cat Catalog, env *expr.Env) (*Plan, error) {
 	if err := l.ds.Err(); err != nil {
 		return nil, err
 	}
+	p.Source = src
 	return p, nil
 }
 

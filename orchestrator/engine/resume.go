@@ -1,0 +1,174 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/orchestrator/flow"
+)
+
+// resume starts another pass over a run in the background: at once when
+// no pass over it is going on, else right after the current one.
+func (e *Engine) resume(id string) {
+	e.mu.Lock()
+	rs := e.runs[id]
+	if rs != nil && rs.active {
+		rs.dirty = true
+		e.mu.Unlock()
+		return
+	}
+	if rs == nil {
+		rs = &runState{id: id}
+		e.runs[id] = rs
+	}
+	rs.active = true
+	e.mu.Unlock()
+	if e.ctx.Err() != nil {
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		res, err := e.resumeRun(e.ctx, rs)
+		if err != nil {
+			e.log.Error("resumed run stopped", "run_id", id, "err", err)
+			return
+		}
+		e.log.Info("resumed run", "run_id", id, "status", res.Status)
+	}()
+}
+
+func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
+	fail := func(err error) (*Result, error) {
+		e.mu.Lock()
+		rs.active = false
+		delete(e.runs, rs.id)
+		e.mu.Unlock()
+		return nil, err
+	}
+	st, err := e.store(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if rs.plan == nil {
+		rec, err := st.getRun(ctx, rs.id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fail(fmt.Errorf("run %s is not in the store: it finished, or was never started here", rs.id))
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if e.cfg.LoadFlow == nil {
+			return fail(errors.New("this engine cannot load flows to resume runs"))
+		}
+		plan, err := e.cfg.LoadFlow(rec.File, rec.Source)
+		if err != nil {
+			return fail(fmt.Errorf("load the flow of run %s (%s): %w", rs.id, rec.File, err))
+		}
+		inputs, err := decodeJSON(rec.Inputs)
+		if err != nil {
+			return fail(fmt.Errorf("inputs of run %s: %w", rs.id, err))
+		}
+		in, _ := inputs.(map[string]any)
+		e.mu.Lock()
+		rs.plan, rs.inputs = plan, in
+		e.mu.Unlock()
+	}
+	if err := e.setRunStatus(ctx, st, rs, runRunning); err != nil {
+		return fail(err)
+	}
+	if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunResumed, RunID: rs.id, Flow: rs.plan.Name}); err != nil {
+		return fail(err)
+	}
+	return e.drive(ctx, rs, Options{})
+}
+
+// ResumeAll resumes, in the background, every run the store holds that was
+// running when its orchestrator stopped, and every held run whose call was
+// approved or denied meanwhile. It returns how many it resumed. Held runs
+// still waiting for a person stay where they are until answered.
+func (e *Engine) ResumeAll(ctx context.Context) (int, error) {
+	st, err := e.store(ctx)
+	if err != nil {
+		return 0, err
+	}
+	runs, err := st.unfinished(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list unfinished runs: %w", err)
+	}
+	todo := map[string]bool{}
+	for _, r := range runs {
+		if r.Status == runRunning {
+			todo[r.ID] = true
+		}
+	}
+	approvals, err := st.allApprovals(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list approvals: %w", err)
+	}
+	for _, a := range approvals {
+		if a.Status == ApprovalApproved || a.Status == ApprovalDenied {
+			if _, err := st.getRun(ctx, a.RunID); err == nil {
+				todo[a.RunID] = true
+			}
+		}
+	}
+	for id := range todo {
+		e.resume(id)
+	}
+	return len(todo), nil
+}
+
+// Close stops the runs the engine drives on its own and waits for them to
+// stop: each is left in the store, to resume with the next ResumeAll.
+func (e *Engine) Close() {
+	e.cancel()
+	e.wg.Wait()
+}
+
+// restore returns a call's result and output from the store when it
+// completed in an earlier pass or process.
+func (r *run) restore(ctx context.Context, s *flow.Step, idem string) (*StepResult, *value, bool) {
+	st, err := r.e.store(ctx)
+	if err != nil {
+		return nil, nil, false
+	}
+	rec, err := st.getCall(ctx, idem)
+	if err != nil || rec == nil || rec.Result == nil {
+		return nil, nil, false
+	}
+	out, err := decodeJSON(rec.Output)
+	if err != nil {
+		return nil, nil, false
+	}
+	v := &value{out: out, base: rec.Base, fields: rec.Fields}
+	if v.fields == nil {
+		v.fields = map[string]ifc.Label{}
+	}
+	r.e.caps.restore(r, s.Call, rec.Args)
+	res := *rec.Result
+	return &res, v, true
+}
+
+// save keeps a completed call's result and output, so that it is not made
+// again when the run resumes.
+func (r *run) save(ctx context.Context, idem string, res *StepResult, v *value, args map[string]any) {
+	st, err := r.e.store(ctx)
+	if err == nil {
+		var out []byte
+		if out, err = json.Marshal(v.out); err == nil {
+			err = st.putCall(context.WithoutCancel(ctx), idem, &callRecord{Result: res, Output: out, Base: v.base,
+				Fields: v.fields, Args: args})
+		}
+	}
+	if err != nil {
+		r.e.log.Warn("completed call not recorded; it would be made again (with the same idempotency key) if the run resumed",
+			"run_id", r.id, "call", idem, "err", err)
+	}
+}

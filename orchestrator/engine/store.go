@@ -1,0 +1,259 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/ifc"
+)
+
+// The JetStream key-value buckets a run's state lives in, so that a run
+// outlives the orchestrator process that started it.
+const (
+	// RunsBucket holds each unfinished run: its flow as loaded, its
+	// inputs and whether it is running or held. A finished run's entry is
+	// removed; the audit log keeps its story.
+	RunsBucket = "SLUICE_RUNS"
+	// StepsBucket holds the output of each completed call of an unfinished
+	// run, with its labels, and the approval a held call waits for, under
+	// the call's idempotency key.
+	StepsBucket = "SLUICE_STEPS"
+	// ApprovalsBucket holds every held call (Approval), by approval id.
+	ApprovalsBucket = "SLUICE_APPROVALS"
+)
+
+// Run states kept in RunsBucket.
+const (
+	runRunning = "running"
+	runHeld    = "held"
+)
+
+type store struct {
+	runs, steps, approvals jetstream.KeyValue
+}
+
+func openStore(ctx context.Context, nc *nats.Conn, replicas int) (*store, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	open := func(name, desc string) (jetstream.KeyValue, error) {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, Description: desc, History: 1,
+			Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open the %s bucket: %w", name, err)
+		}
+		return kv, nil
+	}
+	s := &store{}
+	if s.runs, err = open(RunsBucket, "unfinished runs"); err != nil {
+		return nil, err
+	}
+	if s.steps, err = open(StepsBucket, "outputs of completed calls of unfinished runs, and held calls"); err != nil {
+		return nil, err
+	}
+	if s.approvals, err = open(ApprovalsBucket, "calls held for a person"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// runRecord is an unfinished run.
+type runRecord struct {
+	ID      string          `json:"id"`
+	Flow    string          `json:"flow"`
+	File    string          `json:"file"`
+	Source  []byte          `json:"source"`
+	Inputs  json.RawMessage `json:"inputs"`
+	Status  string          `json:"status"`
+	Created time.Time       `json:"created"`
+}
+
+// callRecord is a completed call's result and output with its labels, or
+// the approval a held call waits for.
+type callRecord struct {
+	Result     *StepResult          `json:"result,omitempty"`
+	Output     json.RawMessage      `json:"output,omitempty"`
+	Base       ifc.Label            `json:"base"`
+	Fields     map[string]ifc.Label `json:"fields,omitempty"`
+	ApprovalID string               `json:"approval_id,omitempty"`
+	// Args of a completed call, so that caps over the run count it.
+	Args map[string]any `json:"args,omitempty"`
+}
+
+// callKey is the StepsBucket key of a call: its idempotency key, which
+// names the run, the step and the element or turn.
+func callKey(idem string) string { return strings.ReplaceAll(idem, "/", ".") }
+
+func (s *store) putRun(ctx context.Context, rec *runRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := s.runs.Put(ctx, rec.ID, b); err != nil {
+		return fmt.Errorf("record run %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+func (s *store) getRun(ctx context.Context, id string) (*runRecord, error) {
+	e, err := s.runs.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var rec runRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, fmt.Errorf("run %s: malformed record: %w", id, err)
+	}
+	return &rec, nil
+}
+
+// unfinished lists the runs the store holds.
+func (s *store) unfinished(ctx context.Context) ([]*runRecord, error) {
+	var out []*runRecord
+	err := each(ctx, s.runs, "", func(b []byte) error {
+		var rec runRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return err
+		}
+		out = append(out, &rec)
+		return nil
+	})
+	return out, err
+}
+
+// finish forgets a finished run: its record and its calls.
+func (s *store) finish(ctx context.Context, id string) error {
+	keys, err := s.steps.ListKeysFiltered(ctx, id+".>")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for k := range keys.Keys() {
+		if err := s.steps.Purge(ctx, k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.runs.Purge(ctx, id); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *store) putCall(ctx context.Context, idem string, rec *callRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := s.steps.Put(ctx, callKey(idem), b); err != nil {
+		return fmt.Errorf("record call %s: %w", idem, err)
+	}
+	return nil
+}
+
+// getCall returns the record of a call, or nil when there is none.
+func (s *store) getCall(ctx context.Context, idem string) (*callRecord, error) {
+	e, err := s.steps.Get(ctx, callKey(idem))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read call %s: %w", idem, err)
+	}
+	var rec callRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, fmt.Errorf("call %s: malformed record: %w", idem, err)
+	}
+	return &rec, nil
+}
+
+// getApproval returns an approval and its revision.
+func (s *store) getApproval(ctx context.Context, id string) (*Approval, uint64, error) {
+	e, err := s.approvals.Get(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	var a Approval
+	if err := json.Unmarshal(e.Value(), &a); err != nil {
+		return nil, 0, fmt.Errorf("approval %s: malformed record: %w", id, err)
+	}
+	return &a, e.Revision(), nil
+}
+
+// createApproval stores a new approval.
+func (s *store) createApproval(ctx context.Context, a *Approval) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	if _, err := s.approvals.Create(ctx, a.ID, b); err != nil {
+		return fmt.Errorf("record approval %s: %w", a.ID, err)
+	}
+	return nil
+}
+
+// updateApproval writes a only if the stored approval is still at
+// revision rev: two answers, or an answer and a use, cannot both win.
+func (s *store) updateApproval(ctx context.Context, a *Approval, rev uint64) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	_, err = s.approvals.Update(ctx, a.ID, b, rev)
+	return err
+}
+
+// approvals lists every approval in the bucket.
+func (s *store) allApprovals(ctx context.Context) ([]Approval, error) {
+	var out []Approval
+	err := each(ctx, s.approvals, "", func(b []byte) error {
+		var a Approval
+		if err := json.Unmarshal(b, &a); err != nil {
+			return err
+		}
+		out = append(out, a)
+		return nil
+	})
+	return out, err
+}
+
+// each calls fn with the value of every key of kv (matching filter, when
+// set), reading them in one pass of a watcher rather than a request per key.
+func each(ctx context.Context, kv jetstream.KeyValue, filter string, fn func([]byte) error) error {
+	var w jetstream.KeyWatcher
+	var err error
+	if filter == "" {
+		w, err = kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	} else {
+		w, err = kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	}
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("the watcher stopped")
+			}
+			if e == nil {
+				return nil // every current value was delivered
+			}
+			if err := fn(e.Value()); err != nil {
+				return fmt.Errorf("%s %s: %w", kv.Bucket(), e.Key(), err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
