@@ -310,3 +310,70 @@ secrets:
 		}
 	}
 }
+
+// A worker process killed while it has a call in hand: the call goes again,
+// with the same idempotency key, to the other replica of the worker's queue
+// group; the supervisor restarts the dead one; the run completes with one
+// charge each.
+func TestWorkerKilledMidCall(t *testing.T) {
+	p, host := newProvider(t)
+	t.Setenv("PAY_KEY", "sk_test_durable")
+	w := newWorkspace(t, map[string]string{"flow.yaml": threeChargesFlow, "sluice.yaml": fmt.Sprintf(`workers:
+  - manifest: builtin:payment
+    replicas: 2
+    config: {backend: http, base_url: "http://%s", api_key: "{{secret:payments_key}}"}
+    grants:
+      net: [%q]
+      secrets: [{name: payments_key, hosts: ["127.0.0.1"]}]
+secrets:
+  payments_key: {env: PAY_KEY}
+`, host, host)})
+	up := upAndReady(t, w)
+	before := childProcesses(t, up.cmd.Process.Pid)
+	if len(before) != 2 {
+		t.Fatalf("workers %v, want two payment replicas", before)
+	}
+	client := w.start("run", "flow.yaml", "--json")
+	select {
+	case <-p.slow:
+	case <-time.After(time.Minute):
+		t.Fatal("the slow charge never reached the provider")
+	}
+	// The bus does not say which replica has the call, so the engine
+	// sends every call in flight to the worker again when one of its
+	// processes exits: whichever replica is killed, the slow charge goes
+	// again, and the provider keeps one.
+	var victim int
+	for pid := range before {
+		victim = pid
+		break
+	}
+	syscall.Kill(victim, syscall.SIGKILL)
+	if code := client.wait(t, time.Minute); code != 0 {
+		t.Fatalf("run: exit %d, want 0", code)
+	}
+	run := decodeRun(t, client.stdout.String())
+	if run.Status != "completed" {
+		t.Fatalf("run %s", run.Status)
+	}
+	p.mu.Lock()
+	charges, posts := len(p.charges), p.posts["acct_slow"]
+	p.mu.Unlock()
+	if charges != 3 || posts < 2 {
+		t.Fatalf("provider holds %d charges (want 3); the interrupted one was sent %d times (want 2 or more)", charges, posts)
+	}
+	// The supervisor restarted the dead replica.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		now := childProcesses(t, up.cmd.Process.Pid)
+		if _, dead := now[victim]; len(now) == 2 && !dead {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workers %v: the killed replica was not restarted", now)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	up.cmd.Process.Signal(syscall.SIGINT)
+	up.wait(t, 30*time.Second)
+}

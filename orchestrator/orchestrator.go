@@ -248,7 +248,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 			MemoryLimit: goMemoryLimit(eff)})
 	}
 	o.sup = supervisor.New(supervisor.Config{Bus: b, State: d.State, Dir: d.Dir, Log: o.log, Prefix: o.subjects.Prefix,
-		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand})
+		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand, OnExit: o.engine.WorkerExited})
 	if err := o.sup.Start(workers); err != nil {
 		return err
 	}
@@ -420,7 +420,7 @@ func (o *Orchestrator) Close() {
 		_ = s.Drain()
 	}
 	if o.broker != nil {
-		o.broker.Wait()
+		o.broker.Close()
 	}
 	if o.nc != nil {
 		_ = o.nc.Drain()

@@ -64,9 +64,11 @@ var defaultPorts = map[string]string{"http": "80", "https": "443", "smtp": "587"
 
 // Broker performs workers' HTTP requests.
 type Broker struct {
-	cfg Config
-	log *slog.Logger
-	wg  sync.WaitGroup
+	cfg    Config
+	log    *slog.Logger
+	wg     sync.WaitGroup
+	ctx    context.Context // ended by Close
+	cancel context.CancelFunc
 }
 
 // New returns a broker.
@@ -84,26 +86,32 @@ func New(cfg Config) *Broker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Broker{cfg: cfg, log: log}
+	b := &Broker{cfg: cfg, log: log}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b
 }
 
 // Serve answers requests on every worker's egress subject until the
-// subscription is drained. Close waits for requests in progress.
+// subscription is drained.
 func (b *Broker) Serve(nc *nats.Conn, s schemas.Subjects) (*nats.Subscription, error) {
 	return nc.Subscribe(s.EgressWildcard(), func(m *nats.Msg) {
 		worker := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			resp := b.Do(context.Background(), worker, m.Header.Get(schemas.HeaderMsg), m.Data)
+			resp := b.Do(b.ctx, worker, m.Header.Get(schemas.HeaderMsg), m.Data)
 			out, _ := json.Marshal(resp)
 			_ = m.Respond(out)
 		}()
 	})
 }
 
-// Wait waits for the requests in progress.
-func (b *Broker) Wait() { b.wg.Wait() }
+// Close ends the requests in progress, whose workers are gone, and waits
+// for them.
+func (b *Broker) Close() {
+	b.cancel()
+	b.wg.Wait()
+}
 
 func refuse(format string, args ...any) *schemas.EgressResponse {
 	return &schemas.EgressResponse{Error: &schemas.ReplyError{Code: schemas.CodeEgress, Message: fmt.Sprintf(format, args...)}}

@@ -85,8 +85,33 @@ type Engine struct {
 
 type inflight struct {
 	worker string
+	cancel context.CancelCauseFunc
 	mu     sync.Mutex
 	hosts  []string
+}
+
+// errWorkerExited ends a call whose worker process exited: it gets no
+// answer, and goes again — to another replica, or to the restarted one —
+// with the same idempotency key.
+var errWorkerExited = errors.New("worker exited during the call")
+
+// maxFailovers bounds how many times one call goes again because its
+// worker exited, besides the step's retries.
+const maxFailovers = 3
+
+// WorkerExited is the supervisor's hook: a process of worker exited, so
+// the calls in flight to it get no answer. Each goes again at once with
+// its idempotency key; with several replicas the calls of the others go
+// again too, as the bus does not say which replica has a call, and their
+// workers answer a repeated key with the first answer.
+func (e *Engine) WorkerExited(worker string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, f := range e.inflight {
+		if f.worker == worker {
+			f.cancel(errWorkerExited)
+		}
+	}
 }
 
 // held is a run waiting in this process for the answer to a held call.

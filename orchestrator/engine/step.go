@@ -363,6 +363,7 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 	}
 	backoff := 100 * time.Millisecond
 	noEffect = true
+	failovers := 0
 	for try := 0; ; try++ {
 		msgID := res.MsgID
 		if try > 0 {
@@ -403,7 +404,12 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 			res.OutputLabel = &all
 			return v, false
 		}
-		if !retry || try >= s.Retries || ctx.Err() != nil {
+		if t.failover && failovers < maxFailovers && ctx.Err() == nil {
+			failovers++
+			log.Warn("worker exited during the call; sending it again", "attempt", try+1)
+			continue
+		}
+		if !retry || try-failovers >= s.Retries || ctx.Err() != nil {
 			res.Status, res.Error = StatusFailed, err.Error()
 			log.Warn("step failed", "err", res.Error, "attempts", res.Attempts)
 			return nil, noEffect
@@ -427,6 +433,9 @@ type tryResult struct {
 	err      error
 	retry    bool
 	noEffect bool
+	// failover: the worker exited during the call; it goes again whatever
+	// the step's retries, up to maxFailovers times.
+	failover bool
 }
 
 // try sends one call and decodes the reply. retry says whether another try
@@ -434,7 +443,9 @@ type tryResult struct {
 func (r *run) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, body []byte, label ifc.Label,
 	msgID, idem string, timeout time.Duration) (res tryResult) {
 	e := r.e
-	f := &inflight{worker: s.Worker}
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	defer cancelCause(nil)
+	f := &inflight{worker: s.Worker, cancel: cancelCause}
 	e.mu.Lock()
 	e.inflight[msgID] = f
 	e.mu.Unlock()
@@ -475,6 +486,9 @@ func (r *run) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, b
 		return tryResult{err: fmt.Errorf("%s: worker %s is not running", s.Call, s.Worker), retry: true, noEffect: true}
 	}
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errWorkerExited) {
+			return tryResult{err: fmt.Errorf("%s: worker %s exited during the call", s.Call, s.Worker), retry: true, failover: true}
+		}
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
 			return tryResult{err: fmt.Errorf("%s timed out after %s", s.Call, timeout), retry: true}
 		}

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -73,6 +74,9 @@ type Config struct {
 	Prefix string
 	// Grace is how long a worker has to exit after SIGTERM; default 5s.
 	Grace time.Duration
+	// OnExit is told when a worker process exits unasked, before it is
+	// restarted: calls it had in hand will get no answer.
+	OnExit func(worker string)
 }
 
 // Supervisor runs the workers.
@@ -112,11 +116,13 @@ func (s *Supervisor) Start(workers []Worker) error {
 	if err := os.MkdirAll(filepath.Join(s.cfg.State, "run", "creds"), 0o700); err != nil {
 		return fmt.Errorf("supervisor: %w", err)
 	}
+	slot := 0
 	for _, w := range workers {
 		n := max(w.Replicas, 1)
 		for r := range n {
 			s.wg.Add(1)
-			go s.keep(w, r)
+			go s.keep(w, r, slot)
+			slot++
 		}
 	}
 	return nil
@@ -153,14 +159,19 @@ func (s *Supervisor) Stop() {
 	s.wg.Wait()
 }
 
-func (s *Supervisor) keep(w Worker, replica int) {
+// keep runs one replica of w. slot numbers every replica of every worker,
+// and picks the server of a cluster the replica connects to first.
+func (s *Supervisor) keep(w Worker, replica, slot int) {
 	defer s.wg.Done()
 	backoff := 100 * time.Millisecond
 	for gen := 0; ; gen++ {
 		started := time.Now()
-		err := s.runOnce(w, replica, gen)
+		err := s.runOnce(w, replica, gen, slot)
 		if s.ctx.Err() != nil {
 			return
+		}
+		if s.cfg.OnExit != nil {
+			s.cfg.OnExit(w.Name)
 		}
 		s.mu.Lock()
 		e := s.exits[w.Name]
@@ -186,7 +197,7 @@ func (s *Supervisor) keep(w Worker, replica int) {
 	}
 }
 
-func (s *Supervisor) runOnce(w Worker, replica, gen int) error {
+func (s *Supervisor) runOnce(w Worker, replica, gen, slot int) error {
 	user := fmt.Sprintf("worker:%s:%d.%d", w.Name, replica, gen)
 	seed, remove, err := s.cfg.Bus.AddUser(user, w.Permissions)
 	if err != nil {
@@ -203,7 +214,7 @@ func (s *Supervisor) runOnce(w Worker, replica, gen int) error {
 	cmd.Dir = s.cfg.Dir
 	grants, _ := json.Marshal(w.Grants)
 	cmd.Env = append(os.Environ(),
-		"SLUICE_NATS_URL="+s.cfg.Bus.ClientURL(),
+		"SLUICE_NATS_URL="+rotateURLs(s.cfg.Bus.ClientURL(), slot),
 		"SLUICE_NATS_CREDS="+creds,
 		"SLUICE_STATE="+s.cfg.State,
 		"SLUICE_SUBJECT_PREFIX="+s.cfg.Prefix,
@@ -260,6 +271,19 @@ func (s *Supervisor) runOnce(w Worker, replica, gen int) error {
 			return <-waitDone
 		}
 	}
+}
+
+// rotateURLs returns the comma-separated server list starting at server
+// slot mod n, so that the worker processes of a cluster spread over its
+// servers: each connects to the first server of its list and moves on to
+// the next when that one is gone.
+func rotateURLs(list string, slot int) string {
+	urls := strings.Split(list, ",")
+	for i := range urls {
+		urls[i] = strings.TrimSpace(urls[i])
+	}
+	k := slot % len(urls)
+	return strings.Join(append(urls[k:], urls[:k]...), ",")
 }
 
 func (s *Supervisor) command(w Worker) *exec.Cmd {
