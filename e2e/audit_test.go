@@ -23,6 +23,7 @@ func TestAuditExportVerify(t *testing.T) {
 	if r := w.sluice("audit", "verify", "audit.jsonl"); r.code != 0 || !strings.Contains(r.stdout, "the chain is intact") {
 		t.Fatalf("verify clean: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
+	checkAudit(t, w)
 	b, _ := os.ReadFile(w.path("audit.jsonl"))
 	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
 	if len(lines) < 6 {

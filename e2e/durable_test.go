@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/schemas"
 )
 
 type approvalJSON struct {
@@ -155,6 +157,15 @@ func TestApprovalSurvivesOrchestratorRestart(t *testing.T) {
 	if lines := w.ledger(); len(lines) != 1 {
 		t.Fatalf("ledger %v", lines)
 	}
+	kinds := map[string]bool{}
+	for _, rec := range checkAudit(t, w) {
+		kinds[rec["kind"].(string)] = true
+	}
+	for _, k := range []string{"run_started", "decision", "answer", "run_resumed", "result", "run_finished", "egress"} {
+		if !kinds[k] {
+			t.Errorf("no %s record in the audit log", k)
+		}
+	}
 }
 
 // provider is a payment provider's HTTP API on loopback that honours
@@ -272,36 +283,18 @@ secrets:
 
 	up.cmd.Process.Signal(syscall.SIGINT)
 	up.wait(t, 30*time.Second)
-	if r := w.sluice("audit", "export", "--out", "audit.jsonl"); r.code != 0 {
-		t.Fatalf("audit export: exit %d %s", r.code, r.stderr)
-	}
-	if r := w.sluice("audit", "verify", "audit.jsonl"); r.code != 0 {
-		t.Fatalf("audit verify: exit %d %s", r.code, r.stderr)
-	}
-	b, err := os.ReadFile(w.path("audit.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	records := checkAudit(t, w)
 	decided, completed := map[string]bool{}, map[string]bool{}
-	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
-		var rec struct {
-			Kind   string `json:"kind"`
-			RunID  string `json:"run_id"`
-			Step   string `json:"step"`
-			Action string `json:"action"`
-			Status string `json:"status"`
-		}
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatal(err)
-		}
-		if rec.RunID != runID {
+	for _, rec := range records {
+		if rec["run_id"] != runID {
 			continue
 		}
-		if rec.Kind == "decision" && rec.Action == "allow" {
-			decided[rec.Step] = true
+		step, _ := rec["step"].(string)
+		if rec["kind"] == "decision" && rec["action"] == "allow" {
+			decided[step] = true
 		}
-		if rec.Kind == "result" && rec.Status == "completed" {
-			completed[rec.Step] = true
+		if rec["kind"] == "result" && rec["status"] == "completed" {
+			completed[step] = true
 		}
 	}
 	for _, s := range []string{"a", "slow", "c"} {
@@ -376,4 +369,34 @@ secrets:
 	}
 	up.cmd.Process.Signal(syscall.SIGINT)
 	up.wait(t, 30*time.Second)
+}
+
+// checkAudit verifies the chain of the workspace's audit log and checks
+// every record against the record format, schemas/audit-record.json. It
+// returns the records.
+func checkAudit(t *testing.T, w *workspace) []map[string]any {
+	t.Helper()
+	if r := w.sluice("audit", "export", "--out", "audit-check.jsonl"); r.code != 0 {
+		t.Fatalf("audit export: exit %d %s", r.code, r.stderr)
+	}
+	if r := w.sluice("audit", "verify", "audit-check.jsonl"); r.code != 0 {
+		t.Fatalf("audit verify: exit %d %s", r.code, r.stderr)
+	}
+	sch, err := schemas.Load("audit-record.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(w.path("audit-check.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		v, err := sch.ValidateJSON([]byte(line))
+		if err != nil {
+			t.Fatalf("audit record %d does not match schemas/audit-record.json: %v\n%s", i+1, err, line)
+		}
+		out = append(out, v.(map[string]any))
+	}
+	return out
 }
