@@ -253,3 +253,54 @@ outputs:
 		t.Fatalf("last record %+v", last)
 	}
 }
+
+// A per-run cap counts the calls of earlier passes: approved one by one,
+// each in its own pass after a restart, three payments of 90 under a
+// per-run cap of 200 are two payments, not three.
+func TestRunCapsHoldAcrossResumes(t *testing.T) {
+	const rules = `rules:
+  - name: every-payment-by-hand
+    when: tool.name == "t.pay"
+    action: approve
+caps:
+  - name: run-spend
+    tool: t.pay
+    window: run
+    sum: amount
+    max_total: 200
+`
+	dir := t.TempDir()
+	ctx := context.Background()
+	h1 := newHarnessIn(t, dir, rules, nil)
+	r := h1.run(payEach(3, 1), map[string]any{"payee": "acct_hotel_1"}, Options{})
+	items := step(t, r, "pay").Items
+	if len(items) != 3 || r.Status != StatusHeld {
+		t.Fatalf("run %s items %v", r.Status, statuses(items))
+	}
+	h1.close()
+
+	h2 := newHarnessIn(t, dir, rules, nil)
+	for i, it := range items[:2] {
+		if err := h2.engine.Decide(ctx, it.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for h2.called("pay") != i+1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("payment %d not delivered after its approval", i+1)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if err := h2.engine.Decide(ctx, items[2].ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFinished(t, h2, r.RunID)
+	if h2.called("pay") != 2 {
+		t.Fatalf("pay delivered %d times, want 2: the cap of the run forgot earlier passes", h2.called("pay"))
+	}
+	recs := records(t, h2, r.RunID)
+	if last := recs[len(recs)-1]; last.Status != StatusDenied {
+		t.Fatalf("run finished %q, want denied", last.Status)
+	}
+}
