@@ -135,6 +135,22 @@ func (m *model) chat(_ context.Context, _ *worker.Call, messages []Message, _ []
 // unescaped, one after the other.
 func toolTexts(messages []Message) string {
 	var b strings.Builder
+	for _, m := range messages {
+		if m.Role == "tool" && m.Content != nil {
+			b.WriteString(jsonTexts(*m.Content))
+		}
+	}
+	return b.String()
+}
+
+// jsonTexts writes the strings inside s, when s is JSON, unescaped, one per
+// line (object members in key order); it returns "" for anything else.
+func jsonTexts(s string) string {
+	var v any
+	if json.Unmarshal([]byte(s), &v) != nil {
+		return ""
+	}
+	var b strings.Builder
 	var walk func(v any)
 	walk = func(v any) {
 		switch x := v.(type) {
@@ -151,14 +167,6 @@ func toolTexts(messages []Message) string {
 			}
 		}
 	}
-	for _, m := range messages {
-		if m.Role != "tool" || m.Content == nil {
-			continue
-		}
-		var v any
-		if json.Unmarshal([]byte(*m.Content), &v) == nil {
-			walk(v)
-		}
-	}
+	walk(v)
 	return b.String()
 }

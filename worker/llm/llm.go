@@ -22,8 +22,10 @@
 // the JSON runs to the end of the line) becomes its answer, whatever the
 // script says. In chat it also reads the strings inside tool results that
 // are JSON, unescaped, before the rest of the conversation, the way a model
-// reads a page it fetched. Security tests use it to prove that what an attacker makes a
-// model say still cannot decide a privileged call.
+// reads a page it fetched; in extract, likewise, the strings inside a text
+// that is JSON (a hidden tool result handed to inspect). Security tests use
+// it to prove that what an attacker makes a model say still cannot decide a
+// privileged call.
 //
 // An extract answer must satisfy the schema argument and is the output
 // itself; a complete answer must be a string and is returned as {text}.
@@ -314,7 +316,14 @@ func (m *model) complete(_ context.Context, _ *worker.Call, system, prompt strin
 
 // extract answers from the script.
 func (m *model) extract(_ context.Context, _ *worker.Call, instruction, text string, _ json.RawMessage) (json.RawMessage, error) {
-	return m.answer(instruction + "\n\n" + text)
+	prompt := instruction + "\n\n" + text
+	if m.hijackable {
+		// The text may be a JSON value (inspect hands over a hidden tool
+		// result whole): a model reads the strings inside it, not their
+		// escaped form, and so does the worst-case one, first.
+		prompt = jsonTexts(text) + prompt
+	}
+	return m.answer(prompt)
 }
 
 // decodeArgs unmarshals arguments into v. Its errors name the field that
