@@ -299,6 +299,23 @@ func printResult(w io.Writer, r *engine.Result) {
 		if s.Status == engine.StatusHeld {
 			fmt.Fprintf(w, "    held for approval %s: nothing was sent to %s\n", s.ApprovalID, s.Tool)
 		}
+		for i, it := range s.Items {
+			line := fmt.Sprintf("      [%d] %s", i, it.Status)
+			if it.Decision != "" {
+				line += fmt.Sprintf(" (%s", it.Decision)
+				if len(it.Rules) > 0 {
+					line += ": " + strings.Join(it.Rules, ", ")
+				}
+				line += ")"
+			}
+			if it.ApprovalID != "" && it.Status == engine.StatusHeld {
+				line += "; approval " + it.ApprovalID
+			}
+			if it.Error != "" {
+				line += ": " + it.Error
+			}
+			fmt.Fprintln(w, line)
+		}
 		if s.Turns > 0 {
 			fmt.Fprintf(w, "    agent: %d turn(s), %d tool call(s)\n", s.Turns, len(s.Calls))
 			for _, c := range s.Calls {
