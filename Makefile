@@ -32,8 +32,15 @@ tools:
 
 FORCE:
 
-# Every test, e2e included, with the race detector.
+# Every test, e2e included, with the race detector. The web page is tested
+# in a headless Chromium (Debian's chromium package), installed here when
+# missing; SLUICE_REQUIRE_BROWSER=1 makes that test fail, not skip, without it.
+test: export SLUICE_REQUIRE_BROWSER = 1
 test:
+	@command -v chromium >/dev/null || { \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=$$(command -v sudo || true); \
+		echo "installing chromium for the web page test"; \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 	$(GO) test -race -count=1 -timeout 9m ./...
 
 # The travel example end to end on the embedded defaults.

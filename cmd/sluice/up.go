@@ -5,17 +5,19 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/web"
 )
 
 func upCommand() *command {
 	return &command{
 		name:  "up",
-		usage: "up [--config FILE] [-q]",
+		usage: "up [--config FILE] [--http ADDR|off] [-q]",
 		short: "run the orchestrator, the bus and every worker until stopped",
 		long: `Starts the orchestrator with its embedded NATS server (JetStream state under
 the state directory), or on the external server named by nats: in sluice.yaml
@@ -26,12 +28,20 @@ SIGINT or SIGTERM, leaving no worker behind.
 While it runs, 'sluice run' submits runs to it and 'sluice approve' answers
 its held calls. Where it is reachable is written to <state>/run/api.json.
 
+It also serves a web page on this machine only (a loopback address): the
+runs, each as a graph of its steps coloured by their labels, and the held
+calls with Approve and Deny buttons. Its address, which carries a key to
+the page, is printed and written to <state>/run/web.url (mode 0600).
+Answers given there are recorded as by web:<OS user>.
+
 Examples:
   sluice up
-  sluice up --config deploy/sluice.yaml`,
+  sluice up --http 127.0.0.1:8080
+  sluice up --config deploy/sluice.yaml --http=off`,
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
 			quiet := fs.Bool("q", false, "log warnings and errors only")
+			httpAddr := fs.String("http", "127.0.0.1:0", "serve the web page on this loopback `address` (port 0: any free port); off: no web page")
 			return func(c *cli, ctx context.Context, args []string) int {
 				if len(args) > 0 {
 					c.errorf("up takes no arguments")
@@ -52,11 +62,30 @@ Examples:
 					c.report(err)
 					return exitFailure
 				}
+				var webCfg *web.Config
+				if *httpAddr != "off" {
+					webCfg = &web.Config{Addr: *httpAddr, Backend: orch, User: osUser(), Log: log.With("component", "web"),
+						URLFile: filepath.Join(dep.State, "run", "web.url")}
+					if err := webCfg.Validate(); err != nil {
+						c.errorf("up --http: %v", err)
+						return exitUsage
+					}
+				}
 				start := time.Now()
 				if err := orch.Start(ctx); err != nil {
 					orch.Close()
 					c.report(err)
 					return exitFailure
+				}
+				page := "off"
+				var srv *web.Server
+				if webCfg != nil {
+					if srv, err = web.New(*webCfg); err != nil {
+						orch.Close()
+						c.errorf("up: %v", err)
+						return exitFailure
+					}
+					page = srv.URL()
 				}
 				pids := orch.Pids()
 				var workers []string
@@ -64,10 +93,17 @@ Examples:
 					workers = append(workers, fmt.Sprintf("%s %v", name, ps))
 				}
 				slices.Sort(workers)
-				fmt.Fprintf(c.stderr, "sluice is up in %s: state %s, bus %s\n  workers: %s\n  stop with Ctrl-C\n",
-					time.Since(start).Round(time.Millisecond), dep.State, orch.ClientURL(), strings.Join(workers, ", "))
+				fmt.Fprintf(c.stderr, "sluice is up in %s: state %s, bus %s\n  workers: %s\n  web page: %s\n  stop with Ctrl-C\n",
+					time.Since(start).Round(time.Millisecond), dep.State, orch.ClientURL(), strings.Join(workers, ", "), page)
 				<-ctx.Done()
 				fmt.Fprintln(c.stderr, "stopping…")
+				if srv != nil {
+					stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					if err := srv.Shutdown(stopCtx); err != nil {
+						log.Warn("stop the web page", "err", err)
+					}
+					cancel()
+				}
 				orch.Close()
 				fmt.Fprintln(c.stderr, "stopped")
 				return exitOK

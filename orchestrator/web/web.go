@@ -1,0 +1,422 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/orchestrator/engine"
+)
+
+// Backend is what the page shows and answers: the orchestrator.
+type Backend interface {
+	// Runs returns the runs of the audit log, newest first, with their steps.
+	Runs(ctx context.Context) ([]*audit.Run, error)
+	// Approvals returns the held calls that wait for a person.
+	Approvals(ctx context.Context) ([]engine.Approval, error)
+	// Decide answers the held call id; a.Hash is the Approval.Hash the
+	// person was shown.
+	Decide(ctx context.Context, id string, a engine.Answer) error
+}
+
+// Config of the page's server.
+type Config struct {
+	// Addr is the host:port to listen on. The host must be a loopback
+	// address (127.0.0.0/8 or ::1) or localhost; default "127.0.0.1:0", a
+	// free port.
+	Addr string
+	// Backend is the orchestrator the page shows. Required.
+	Backend Backend
+	// User is the OS user answering held calls on the page: answers are
+	// recorded as given by "web:" + User. Default "unknown".
+	User string
+	// Refresh is how often an open page fetches its data again; default 2s.
+	Refresh time.Duration
+	// Log receives a line for each answer given on the page; nil discards.
+	Log *slog.Logger
+	// URLFile, when set, is where New writes URL(), readable by its owner
+	// only (the address carries the key to the page); Shutdown removes it.
+	URLFile string
+}
+
+// Validate checks the configuration without listening.
+func (c *Config) Validate() error {
+	if c.Backend == nil {
+		return errors.New("web: no backend")
+	}
+	if c.Refresh < 0 {
+		return fmt.Errorf("web: refresh %s is negative", c.Refresh)
+	}
+	_, err := loopback(c.addr())
+	return err
+}
+
+func (c *Config) addr() string {
+	if c.Addr == "" {
+		return "127.0.0.1:0"
+	}
+	return c.Addr
+}
+
+// loopback returns addr with localhost replaced by 127.0.0.1, or an error
+// when its host is not a loopback address.
+func loopback(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("web: address %q: want HOST:PORT, e.g. 127.0.0.1:8080", addr)
+	}
+	if strings.EqualFold(host, "localhost") {
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() || ip.Zone() != "" {
+		return "", fmt.Errorf("web: address %q: %w; the page is served on this machine only (127.0.0.1, ::1 or localhost)", addr, ErrNotLoopback)
+	}
+	return net.JoinHostPort(ip.String(), port), nil
+}
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Server serves the page. It is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	who     string
+	ln      net.Listener
+	srv     *http.Server
+	pages   map[string]*template.Template
+	key     string          // in the address to open; traded for the cookie
+	csrf    string          // in every page; required on every POST
+	cookie  string          // the cookie's name (one per port)
+	hosts   map[string]bool // Host headers that name this server
+	origins map[string]bool // Origin headers of this server's pages
+	served  chan struct{}
+	err     error // of Serve, once served is closed
+}
+
+// New checks cfg, listens on its loopback address and serves the page
+// until Shutdown.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	addr, _ := loopback(cfg.addr())
+	if cfg.User == "" {
+		cfg.User = "unknown"
+	}
+	if cfg.Refresh == 0 {
+		cfg.Refresh = 2 * time.Second
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("web: listen on %s: %w", addr, err)
+	}
+	tcp := ln.Addr().(*net.TCPAddr)
+	served := net.JoinHostPort(tcp.IP.String(), fmt.Sprint(tcp.Port))
+	localhost := net.JoinHostPort("localhost", fmt.Sprint(tcp.Port))
+	s := &Server{cfg: cfg, log: log, who: "web:" + cfg.User, ln: ln, pages: pages,
+		key: randomToken(), csrf: randomToken(), cookie: fmt.Sprintf("Sluice-Key-%d", tcp.Port),
+		hosts:   map[string]bool{served: true, localhost: true},
+		origins: map[string]bool{"http://" + served: true, "http://" + localhost: true},
+		served:  make(chan struct{})}
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if cfg.URLFile != "" {
+		if err := writePrivate(cfg.URLFile, s.URL()+"\n"); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("web: write the page's address: %w", err)
+		}
+	}
+	go func() {
+		defer close(s.served)
+		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.err = err
+		}
+	}()
+	return s, nil
+}
+
+// writePrivate writes a file only its owner can read, whole or not at all.
+func writePrivate(path, content string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(content); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail (it crashes the program instead)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Addr is the host:port the page is served on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the address to open: it carries the key to the page, so it is
+// for the user who started the server only.
+func (s *Server) URL() string { return "http://" + s.Addr() + "/?key=" + s.key }
+
+// Shutdown removes the URL file, stops accepting requests, waits for those
+// in progress until ctx ends, and returns once the server has stopped.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	if s.cfg.URLFile != "" {
+		if err := os.Remove(s.cfg.URLFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.srv.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+		_ = s.srv.Close()
+	}
+	<-s.served
+	return errors.Join(append(errs, s.err)...)
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.runsPage)
+	mux.HandleFunc("GET /runs/{id}", s.runPage)
+	mux.HandleFunc("GET /approvals", s.approvalsPage)
+	mux.HandleFunc("POST /approvals/{id}/{answer}", s.answer)
+	static, _ := fs.Sub(staticFS, "static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	return s.guard(mux)
+}
+
+// guard sets the security headers of every response and lets through only
+// requests that name this server, carry the key, and, for a POST, come
+// from this server's page with its token.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		// Not no-referrer: with it a browser sends "Origin: null" on the
+		// page's own form posts, which the check below must refuse.
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		h.Set("Cache-Control", "no-store")
+		if !s.hosts[strings.ToLower(r.Host)] {
+			forbidden(w, "the Host header does not name this server (only "+s.Addr()+" is served)")
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/static/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if key := r.URL.Query().Get("key"); key != "" && r.Method == http.MethodGet {
+			if !equal(key, s.key) {
+				forbidden(w, "wrong key: open the address sluice up printed (also in <state>/run/web.url)")
+				return
+			}
+			http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: s.key, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+			target := r.URL.Path
+			if !strings.HasPrefix(target, "/") || strings.HasPrefix(target, "//") || strings.Contains(target, `\`) {
+				target = "/" // never to another site
+			}
+			http.Redirect(w, r, target, http.StatusSeeOther)
+			return
+		}
+		if c, err := r.Cookie(s.cookie); err != nil || !equal(c.Value, s.key) {
+			forbidden(w, "no key: open the address sluice up printed (also in <state>/run/web.url)")
+			return
+		}
+		if r.Method == http.MethodPost {
+			if !s.origins[strings.ToLower(r.Header.Get("Origin"))] {
+				forbidden(w, "the request does not come from this page (Origin)")
+				return
+			}
+			if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+				forbidden(w, "the request does not come from this page (Sec-Fetch-Site)")
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+			if !equal(r.PostFormValue("csrf"), s.csrf) {
+				forbidden(w, "missing or wrong form token: reload the page and try again")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+func forbidden(w http.ResponseWriter, why string) {
+	http.Error(w, "forbidden: "+why, http.StatusForbidden)
+}
+
+// page is what every template gets.
+type page struct {
+	Title   string
+	Nav     string
+	CSRF    string
+	Who     string
+	Refresh int64 // milliseconds
+	Pending int
+	Data    any
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, name, title string, pending int, data any) {
+	p := page{Title: title, Nav: name, CSRF: s.csrf, Who: s.who, Refresh: s.cfg.Refresh.Milliseconds(),
+		Pending: pending, Data: data}
+	var b strings.Builder
+	if err := s.pages[name].ExecuteTemplate(&b, "layout", p); err != nil {
+		s.log.Error("render the web page", "page", name, "err", err)
+		http.Error(w, "render "+name+": internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+func (s *Server) fail(w http.ResponseWriter, what string, err error) {
+	s.log.Warn("web page: "+what, "err", err)
+	http.Error(w, what+": "+err.Error(), http.StatusInternalServerError)
+}
+
+// approvals returns the held calls that wait for a person. A call the
+// backend lists in another state gets no buttons.
+func (s *Server) approvals(ctx context.Context) ([]engine.Approval, error) {
+	all, err := s.cfg.Backend.Approvals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var held []engine.Approval
+	for _, a := range all {
+		if a.Status == engine.ApprovalPending {
+			held = append(held, a)
+		}
+	}
+	return held, nil
+}
+
+func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
+	runs, err := s.cfg.Backend.Runs(r.Context())
+	if err != nil {
+		s.fail(w, "read runs", err)
+		return
+	}
+	held, err := s.approvals(r.Context())
+	if err != nil {
+		s.fail(w, "read approvals", err)
+		return
+	}
+	s.render(w, r, "runs", "Runs", len(held), runRows(runs, held))
+}
+
+func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	runs, err := s.cfg.Backend.Runs(r.Context())
+	if err != nil {
+		s.fail(w, "read runs", err)
+		return
+	}
+	held, err := s.approvals(r.Context())
+	if err != nil {
+		s.fail(w, "read approvals", err)
+		return
+	}
+	for _, run := range runs {
+		if run.ID == id {
+			s.render(w, r, "run", "Run "+run.ID, len(held), newRunView(run, held))
+			return
+		}
+	}
+	http.Error(w, fmt.Sprintf("no run %q in the audit log", id), http.StatusNotFound)
+}
+
+func (s *Server) approvalsPage(w http.ResponseWriter, r *http.Request) {
+	held, err := s.approvals(r.Context())
+	if err != nil {
+		s.fail(w, "read approvals", err)
+		return
+	}
+	s.render(w, r, "approvals", "Approvals", len(held), approvalViews(held))
+}
+
+// answer approves or denies one held call, bound to the hash the page
+// showed, and sends the browser to the run.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
+	id, verb := r.PathValue("id"), r.PathValue("answer")
+	if verb != "approve" && verb != "deny" {
+		http.NotFound(w, r)
+		return
+	}
+	hash := r.PostFormValue("hash")
+	if hash == "" {
+		http.Error(w, "answer "+id+": the form names no call hash", http.StatusBadRequest)
+		return
+	}
+	held, err := s.approvals(r.Context())
+	if err != nil {
+		s.fail(w, "read approvals", err)
+		return
+	}
+	var run string
+	for _, a := range held {
+		if a.ID == id {
+			run = a.RunID
+		}
+	}
+	if run == "" {
+		http.Error(w, fmt.Sprintf("no held call %q waits for an answer (it may have been answered already)", id), http.StatusNotFound)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	approved := verb == "approve"
+	if err := s.cfg.Backend.Decide(ctx, id, engine.Answer{Approved: approved, Who: s.who, Hash: hash}); err != nil {
+		s.log.Warn("web page: answer a held call", "approval", id, "run_id", run, "err", err)
+		http.Error(w, fmt.Sprintf("%s %s: %v", verb, id, err), http.StatusConflict)
+		return
+	}
+	s.log.Info("held call answered on the web page", "approval", id, "run_id", run, "decision", verb, "who", s.who)
+	http.Redirect(w, r, "/runs/"+url.PathEscape(run), http.StatusSeeOther)
+}
