@@ -275,22 +275,42 @@ func (ar *agentRun) toolCall(ctx context.Context, turn, i int, tc chatToolCall) 
 			ar.res.Status, ar.res.Error = StatusFailed, ctx.Err().Error()
 			return "", true
 		}
+		// The error message is the tool's output: it is shown only
+		// where the tool's output would be.
+		el := ifc.Join(sub.Label, t.Spec.OutputLabel)
+		if sub.ErrorLabel != nil {
+			el = el.Join(*sub.ErrorLabel)
+		}
+		if el.Integrity() < ar.label.Integrity() {
+			if ar.a.HideUntrusted {
+				return toolError("the call to %s failed; its error message came from the tool and is hidden", t.Name), false
+			}
+			ar.label = ar.label.Join(el)
+		}
 		return toolError("the call to %s failed: %s", t.Name, sub.Error), false
 	}
-	return ar.show(t.Name, v), false
+	return ar.show(t, v), false
 }
 
 // show returns what the model is told of a tool's result: the result
 // itself, which then joins the context label, or a handle when the
 // result is below the context's integrity and the step hides it.
-func (ar *agentRun) show(tool string, v *value) string {
+func (ar *agentRun) show(t flow.AgentTool, v *value) string {
+	tool := t.Name
 	l := v.all()
 	if ar.a.HideUntrusted && l.Integrity() < ar.label.Integrity() {
 		id := "h" + strconv.Itoa(len(ar.handles)+1)
 		ar.handles[id] = &handle{tool: tool, v: v}
+		// Field names come from the tool's output schema, never from the
+		// hidden value: a key can carry an instruction as well as a value.
 		fields := []string{}
-		if m, ok := v.out.(map[string]any); ok {
-			fields = slices.Sorted(maps.Keys(m))
+		if m, ok := v.out.(map[string]any); ok && t.Spec.Output != nil {
+			props, _ := t.Spec.Output.Shape()
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				if slices.Contains(props, k) {
+					fields = append(fields, k)
+				}
+			}
 		}
 		b, _ := json.Marshal(map[string]any{"$handle": id, "tool": tool, "fields": fields})
 		return string(b)

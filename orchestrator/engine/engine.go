@@ -222,6 +222,9 @@ type StepResult struct {
 	// the step has retries).
 	Attempts int    `json:"attempts,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// ErrorLabel is the label of the error of a call that failed: the
+	// worker wrote it, after reading what the call reached.
+	ErrorLabel *ifc.Label `json:"error_label,omitempty"`
 	// Index is the element of a for_each step this result is about.
 	Index *int `json:"index,omitempty"`
 	// Items are the results of each call of a for_each step.

@@ -163,7 +163,10 @@ func (r *run) forEach(ctx context.Context, s *flow.Step, vars map[string]any, if
 					}
 					return r.lookup(p)
 				}}
-			out, val := r.invoke(ctx, s, sc, ifLabel)
+			// Call i happens because element i exists: whoever wrote
+			// the element decided the call, whatever its arguments read
+			// (a stranger's mail adds a call to a loop over the inbox).
+			out, val := r.invoke(ctx, s, sc, ifLabel.Join(itemLabel(i, nil)))
 			results[i], values[i] = *out, val
 		}()
 	}
@@ -388,6 +391,9 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 		status, msg := StatusCompleted, ""
 		if err != nil {
 			status, msg = StatusFailed, err.Error()
+			// An error message is output too: it may carry what the
+			// worker read.
+			res.ErrorLabel = &base
 		}
 		rec := audit.Record{Kind: audit.KindResult, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
 			MsgID: msgID, Label: &base, Status: status, Error: msg}

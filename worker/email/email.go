@@ -11,10 +11,10 @@
 //	             mail, and the one sender whose mail is not labeled
 //	             untrusted.
 //	authserv_id: when set, mail claiming to be from address is trusted only
-//	             if an Authentication-Results header added by that server
-//	             (its authserv-id, e.g. mx.home.example) reports dmarc=pass,
-//	             or dkim=pass for the address's domain. Without it, a From
-//	             header alone decides, and anyone can write one.
+//	             if the topmost Authentication-Results header added by that
+//	             server (its authserv-id, e.g. mx.home.example) reports
+//	             dmarc=pass, or dkim=pass for the address's domain. Without
+//	             it, a From header alone decides, and anyone can write one.
 //	smtp:        {url: smtp://host:587, username: "...",
 //	             password: "{{secret:NAME}}"}: send over SMTP (STARTTLS, or
 //	             TLS from the start with smtps://host:465). The egress

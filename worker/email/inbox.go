@@ -168,6 +168,12 @@ func (m *mailbox) read(e entry) (msg messageOut, sender string, trusted bool, er
 // verified reports whether mail claiming to be from the mailbox's address
 // was authenticated by the configured server. Without authserv_id there is
 // nothing to check.
+//
+// Only the topmost Authentication-Results header that names the server
+// counts: the server adds its verdict above every header the message
+// arrived with, so a verdict written further down under the server's name
+// came from the sender (RFC 8601, section 5), and is not believed even when
+// it says pass.
 func (m *mailbox) verified(h gomail.Header) bool {
 	id := m.cfg.AuthservID
 	if id == "" {
@@ -194,6 +200,7 @@ func (m *mailbox) verified(h gomail.Header) bool {
 				}
 			}
 		}
+		return false // the server's own verdict, and it is not a pass
 	}
 	return false
 }
