@@ -174,13 +174,13 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if o.nc, err = b.Connect(); err != nil {
 		return fmt.Errorf("connect to the bus: %w", err)
 	}
-	if o.audit, err = audit.Open(ctx, o.nc, o.subjects.Prefix); err != nil {
+	if o.audit, err = audit.Open(ctx, o.nc, o.subjects.Prefix, audit.Options{Replicas: d.Replicas()}); err != nil {
 		return err
 	}
 	o.wg.Add(1)
 	go o.recordViolations(violations)
 	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.policy, Audit: o.audit,
-		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource})
+		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas()})
 	grants := map[string][]string{}
 	for name, m := range o.manifests {
 		grants[name] = m.Grants.Net

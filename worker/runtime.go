@@ -23,6 +23,8 @@ import (
 // from the environment (SLUICE_NATS_URL, SLUICE_NATS_CREDS,
 // SLUICE_NATS_TOKEN), read in cmd/sluice.
 type ConnectConfig struct {
+	// URL of the bus: one server, or a comma-separated list of a cluster's
+	// servers.
 	URL string
 	// CredsFile holds the worker's nkey seed (embedded server) or a .creds
 	// file (a user JWT and its seed, external server). It is read once and
@@ -44,8 +46,18 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("sluice-worker-" + cfg.Worker),
 		nats.CustomInboxPrefix(cfg.Subjects.Inbox(cfg.Worker)),
+		// URL may list a cluster's servers: connect to the first, and when
+		// it is gone move on to the next (the supervisor starts each
+		// process's list at a different server, to spread them). Each
+		// server is tried up to 20 times before it is given up; when none
+		// is left the connection closes and the worker exits.
+		nats.DontRandomize(),
 		nats.MaxReconnects(20),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// A server that stops answering without closing the connection (a
+		// partition, a frozen host) is given up after about 15s.
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(3),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				log.Error("bus refused an operation", "err", err)

@@ -1,7 +1,9 @@
 // Package audit appends the record of everything the orchestrator decides
 // and does to a JetStream stream: runs, calls with their labels, decisions
 // with the rules behind them, results, and refusals by the bus. A record is
-// appended, and acknowledged by the stream, before the action it describes.
+// appended, and acknowledged by the stream, before the action it describes:
+// [Log.Append] waits for that; [Log.Publish] lets a caller send several
+// records and wait for them together.
 //
 // Records carry labels, names, rules and ids — never argument values, tool
 // output, prompts or secrets.
@@ -17,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -79,17 +83,30 @@ const StreamName = "SLUICE_AUDIT"
 // Log appends records.
 type Log struct {
 	js      jetstream.JetStream
+	nc      *nats.Conn
 	subject string
 
-	mu   sync.Mutex // serializes appends, so the chain has one order
-	last string     // hash of the last stored record
+	mu    sync.Mutex // serializes publishes, so the chain has one order
+	last  string     // hash of the last record published
+	chain            // where each record must be stored (failover.go)
 }
 
-// Open creates (or opens) the audit stream under prefix.
-func Open(ctx context.Context, nc *nats.Conn, prefix string) (*Log, error) {
-	js, err := jetstream.New(nc)
+// Open creates (or opens) the audit stream under prefix, with opts[0] when
+// given.
+func Open(ctx context.Context, nc *nats.Conn, prefix string, opts ...Options) (*Log, error) {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		return nil, err
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+		if st, err := js.Stream(ctx, StreamName); err == nil {
+			o.Replicas = st.CachedInfo().Config.Replicas
+		}
 	}
 	subject := prefix + ".audit"
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -97,19 +114,14 @@ func Open(ctx context.Context, nc *nats.Conn, prefix string) (*Log, error) {
 		Subjects:  []string{subject},
 		Storage:   jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy,
+		Replicas:  o.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open audit stream: %w", err)
+		return nil, fmt.Errorf("open audit stream (%d replicas): %w", o.Replicas, err)
 	}
-	l := &Log{js: js, subject: subject}
-	st, err := js.Stream(ctx, StreamName)
-	if err != nil {
+	l := &Log{js: js, nc: nc, subject: subject}
+	if err := l.sync(ctx); err != nil {
 		return nil, fmt.Errorf("open audit stream: %w", err)
-	}
-	if m, err := st.GetLastMsgForSubject(ctx, subject); err == nil {
-		l.last = hash(m.Data)
-	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, fmt.Errorf("read the last audit record: %w", err)
 	}
 	return l, nil
 }
@@ -123,8 +135,47 @@ func hash(b []byte) string {
 // guessed.
 func NewID() string { return ulid.MustNew(ulid.Now(), rand.Reader).String() }
 
-// Append writes r and waits until the stream has stored it.
+// Append writes r and waits until the stream has stored it: [Log.Publish],
+// then [Pending.Wait].
 func (l *Log) Append(ctx context.Context, r Record) error {
+	p, err := l.Publish(r)
+	if err != nil {
+		return err
+	}
+	return p.Wait(ctx)
+}
+
+// Publish hands r to the stream and returns without waiting for the stream
+// to store it; [Pending.Wait] does that. It fills in V, and ID and Time
+// when they are empty.
+//
+// What it guarantees:
+//
+//   - One order. Prev is taken, and the record handed to the connection,
+//     under the lock that orders the chain, so each record's prev is the
+//     hash of the record published just before it. Records go to the
+//     stream on one connection, in that order. A try lost while the bus
+//     fails over to another server is sent again, but each record names
+//     the place it must be stored at, right after the record before it,
+//     and the stream refuses it anywhere else (see failover.go). The
+//     stream stores them in the order of the Publish calls, or not at
+//     all.
+//   - Stored only once acknowledged. A record is stored when its Wait
+//     returns nil. A record that is not stored is followed by none of the
+//     records chained after it: the stream refuses them too, and the next
+//     Publish takes the chain up from the last record stored, so that the
+//     export still verifies. That a later record was acknowledged says
+//     nothing about an earlier one; wait for each.
+//   - The promise of this package, that a record is acknowledged by the
+//     stream before the action it describes, holds where the caller waits
+//     for the record, and for every earlier record the action depends on,
+//     before acting. Acknowledgements come back in order, so waiting for
+//     several records published one after another costs about one round
+//     trip to the stream, not one each.
+//
+// An error from Publish means the record was not sent and the chain was
+// not extended by it.
+func (l *Log) Publish(r Record) (*Pending, error) {
 	r.V = Version
 	if r.ID == "" {
 		r.ID = NewID()
@@ -132,37 +183,142 @@ func (l *Log) Append(ctx context.Context, r Record) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now().UTC()
 	}
-	// The chain needs one order: prev is taken and the record handed to
-	// the stream under the lock, in order on one connection. The wait for
-	// the stream's acknowledgement happens outside it, so that appends of
-	// concurrent calls overlap. A record that is not stored leaves a break
-	// in the chain that Verify reports.
+	// Encode without prev outside the lock, leaving room for it; prev,
+	// the second field, is filled in under the lock (see withPrev).
+	body, err := encodeRecord(&r)
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: l.subject, Header: nats.Header{}}
 	l.mu.Lock()
-	r.Prev = l.last
-	b, err := json.Marshal(r)
-	if err != nil {
-		l.mu.Unlock()
-		return err
+	defer l.mu.Unlock()
+	if l.broken {
+		if err := l.resync(); err != nil {
+			return nil, fmt.Errorf("append audit record: %w", err)
+		}
 	}
-	msg := nats.NewMsg(l.subject)
-	msg.Data = b
-	msg.Header.Set(jetstream.MsgIDHeader, r.ID)
-	ack, err := l.js.PublishMsgAsync(msg)
+	msg.Data = withPrev(body, l.last)
+	msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(l.seq, 10))
+	ack, err := l.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
 	if err != nil {
-		l.mu.Unlock()
-		return fmt.Errorf("append audit record: %w", err)
+		return nil, fmt.Errorf("append audit record: %w", err)
 	}
-	l.last = hash(b)
-	l.mu.Unlock()
-	select {
-	case <-ack.Ok():
-		return nil
-	case err := <-ack.Err():
-		return fmt.Errorf("append audit record: %w", err)
-	case <-ctx.Done():
-		return fmt.Errorf("append audit record: %w", ctx.Err())
+	p := &Pending{ack: ack, try: try{l: l, msg: msg, seq: l.seq, gen: l.gen, deadline: time.Now().Add(appendTimeout)}}
+	l.last = hash(msg.Data)
+	l.seq++
+	return p, nil
+}
+
+// head is how every encoded record starts: "v" is its first field and
+// "prev" follows it when there is one; prevField is the room that
+// `"prev":"<64 hex digits>",` takes.
+var head = []byte(`{"v":` + strconv.Itoa(Version) + `,`)
+
+const prevField = len(`"prev":"",`) + 2*sha256.Size
+
+// encodeRecord encodes r, whatever its Prev, as json.Marshal encodes it
+// with an empty Prev, after prevField spare bytes for withPrev.
+func encodeRecord(r *Record) ([]byte, error) {
+	b := make([]byte, prevField, sizeHint(r))
+	b = append(b, head...)
+	return appendRecord(b, r)
+}
+
+// sizeHint is about what r encodes to, so that encodeRecord allocates
+// once for most records: the names and punctuation, the strings, and
+// about 128 bytes a label.
+func sizeHint(r *Record) int {
+	const label = 128
+	n := prevField + 256 + len(r.ID) + len(r.Kind) + len(r.RunID) + len(r.Flow) + len(r.Step) + len(r.Tool) +
+		len(r.MsgID) + len(r.Action) + len(r.Status) + len(r.Error) + len(r.User) + len(r.Op) + len(r.Subject)
+	for _, s := range r.Rules {
+		n += len(s) + 3
+	}
+	for _, s := range r.Reasons {
+		n += len(s) + 3
+	}
+	if r.Label != nil {
+		n += label
+	}
+	for name := range r.ArgLabels {
+		n += len(name) + 4 + label
+	}
+	return n
+}
+
+// withPrev returns the record encodeRecord encoded into buf, as
+// json.Marshal encodes it with Prev set to prev (a hex hash, or empty):
+// "prev" is the field after "v", and a hex hash needs no escaping. It
+// writes into buf's spare bytes.
+func withPrev(buf []byte, prev string) []byte {
+	if prev == "" {
+		return buf[prevField:]
+	}
+	if len(prev) != 2*sha256.Size {
+		panic("audit: prev is not a SHA-256 in hex")
+	}
+	n := copy(buf, head)
+	n += copy(buf[n:], `"prev":"`)
+	n += copy(buf[n:], prev)
+	copy(buf[n:], `",`)
+	return buf
+}
+
+// Pending is a published record whose acknowledgement by the stream has
+// not been waited for.
+type Pending struct {
+	ack jetstream.PubAckFuture
+	// What retry needs to send the record again.
+	try
+
+	mu   sync.Mutex
+	done bool
+	err  error
+}
+
+// Wait returns nil once the stream has stored the record, or the reason it
+// did not (for example, the stream is gone). Waiting again returns the same
+// answer. A try that is lost or refused while the bus fails over to another
+// server is sent again, for up to 20s after Publish (see failover.go).
+// When ctx ends first, Wait returns an error and the record may still be
+// stored.
+func (p *Pending) Wait(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return p.err
+	}
+	for {
+		var err error
+		select {
+		case a := <-p.ack.Ok():
+			p.l.stored(a.Sequence)
+			p.done = true
+			return nil
+		case err = <-p.ack.Err():
+			err = p.retry(ctx, err)
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		switch {
+		case err == nil:
+			continue // sent again
+		case err == errStored:
+			p.l.stored(p.seq + 1)
+			p.done = true
+			return nil
+		case ctx.Err() != nil:
+			p.l.giveUp(p.gen)
+			return fmt.Errorf("append audit record: %w", ctx.Err())
+		}
+		p.l.giveUp(p.gen)
+		p.done, p.err = true, fmt.Errorf("append audit record: %w", err)
+		return p.err
 	}
 }
+
+// ackTimeout bounds the wait for the stream's answer to one try.
+const ackTimeout = 5 * time.Second
 
 // Records reads the whole log, oldest first.
 func (l *Log) Records(ctx context.Context) ([]Record, error) {
@@ -261,4 +417,102 @@ func Verify(r io.Reader) (int, error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// appendRecord appends the fields of r from "id" to the closing brace,
+// byte for byte as json.Marshal encodes them, without reflection: an audit
+// record is encoded for every decision and result.
+// TestEncodeRecordAsMarshal holds it to json.Marshal field by field.
+func appendRecord(b []byte, r *Record) ([]byte, error) {
+	if y := r.Time.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("audit record time %s: year outside 0 to 9999", r.Time)
+	}
+	b = append(b, `"id":`...)
+	b = appendString(b, r.ID)
+	b = append(b, `,"kind":`...)
+	b = appendString(b, r.Kind)
+	b = append(b, `,"time":"`...)
+	b = r.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	b = appendField(b, "run_id", r.RunID)
+	b = appendField(b, "flow", r.Flow)
+	b = appendField(b, "step", r.Step)
+	b = appendField(b, "tool", r.Tool)
+	b = appendField(b, "msg_id", r.MsgID)
+	if r.Label != nil {
+		b = append(b, `,"label":`...)
+		b = r.Label.AppendJSON(b)
+	}
+	if len(r.ArgLabels) > 0 {
+		var small [8]string
+		names := small[:0]
+		for name := range r.ArgLabels {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		b = append(b, `,"arg_labels":{`...)
+		for i, name := range names {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, name)
+			b = append(b, ':')
+			b = r.ArgLabels[name].AppendJSON(b)
+		}
+		b = append(b, '}')
+	}
+	b = appendField(b, "action", r.Action)
+	b = appendList(b, "rules", r.Rules)
+	b = appendList(b, "reasons", r.Reasons)
+	b = appendField(b, "status", r.Status)
+	b = appendField(b, "error", r.Error)
+	b = appendField(b, "user", r.User)
+	b = appendField(b, "op", r.Op)
+	b = appendField(b, "subject", r.Subject)
+	return append(b, '}'), nil
+}
+
+// appendField appends `,"name":"value"`, or nothing for an empty value
+// (omitempty).
+func appendField(b []byte, name, value string) []byte {
+	if value == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return appendString(b, value)
+}
+
+// appendList appends `,"name":[…]`, or nothing for an empty list
+// (omitempty).
+func appendList(b []byte, name string, values []string) []byte {
+	if len(values) == 0 {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':', '[')
+	for i, v := range values {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, v)
+	}
+	return append(b, ']')
+}
+
+// appendString appends s as a JSON string exactly as encoding/json writes
+// it: printable ASCII other than the characters it escapes goes as it is;
+// anything else is left to encoding/json.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

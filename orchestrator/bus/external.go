@@ -148,10 +148,14 @@ func refused(err error) bool {
 func (e *External) ClientURL() string { return e.url }
 
 // Connect opens a connection as the orchestrator, with the permissions its
-// own user JWT grants. It reconnects for as long as it is open.
+// own user JWT grants. It reconnects for as long as it is open: to any
+// server of the URL list, or that the cluster announced, when its own is
+// gone, and after a server that stops answering without closing the
+// connection (a partition) is given up, after about 15s.
 func (e *External) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{nats.UserJWTAndSeed(e.jwt, e.seed), nats.Name("sluice-orchestrator"),
-		nats.MaxReconnects(-1)}, opts...)
+		nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+		nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(3)}, opts...)
 	return nats.Connect(e.url, opts...)
 }
 

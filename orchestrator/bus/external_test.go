@@ -253,3 +253,24 @@ func TestJWTPermissionsDenyWhatIsNotListed(t *testing.T) {
 		t.Errorf("responses: %+v", p.Resp)
 	}
 }
+
+// Given a cluster's servers, of which one is down, the orchestrator
+// connects to one that is up, and hands the whole list on to the workers.
+func TestExternalServerList(t *testing.T) {
+	url, skSeed, orchCreds := operatorServer(t)
+	list := "nats://127.0.0.1:1, " + url
+	e := dialExternal(t, ExternalConfig{URL: list, AccountSeed: skSeed, Creds: orchCreds})
+	if e.ClientURL() != list {
+		t.Errorf("workers get %q, want %q", e.ClientURL(), list)
+	}
+	for range 4 { // the list is tried in a random order
+		nc, err := e.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nc.ConnectedUrl() != url {
+			t.Errorf("connected to %s, want %s", nc.ConnectedUrl(), url)
+		}
+		nc.Close()
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,8 +15,12 @@ import (
 // user JWT for every worker process with the account's key, rather than
 // changing the server's configuration.
 type ExternalNATS struct {
-	// URL of the server, or a comma-separated list of a cluster's servers.
+	// URL of the server, or a comma-separated list of a cluster's servers
+	// (nats.urls is written this way).
 	URL string
+	// Replicas of every JetStream stream and bucket the orchestrator
+	// keeps: 1 on one server, 3 on a cluster of three or more.
+	Replicas int
 	// AccountSeed is where the seed of the account's key, or of one of its
 	// signing keys, comes from.
 	AccountSeed Secret
@@ -37,6 +42,22 @@ const (
 	maxCredentialTTL = 24 * time.Hour
 )
 
+// Bounds of nats.replicas, as JetStream allows them.
+const (
+	minReplicas = 1
+	maxReplicas = 5
+)
+
+// Replicas is how many copies of each JetStream stream and bucket the
+// orchestrator keeps: nats.replicas on an external server or cluster, 1
+// on the embedded server.
+func (c *Config) Replicas() int {
+	if c.ExternalNATS == nil || c.ExternalNATS.Replicas < minReplicas {
+		return minReplicas
+	}
+	return c.ExternalNATS.Replicas
+}
+
 // parseNATS reads the nats key: "embedded" (or nothing), or an object
 // naming an external server and the credentials to use it with.
 func parseNATS(file string, doc *schemas.Document, raw json.RawMessage, dir string, ds *schemas.Diagnostics) (string, *ExternalNATS) {
@@ -57,22 +78,45 @@ func parseNATS(file string, doc *schemas.Document, raw json.RawMessage, dir stri
 		return str, nil
 	}
 	var v struct {
-		URL           string `json:"url"`
-		AccountSeed   Secret `json:"account_seed"`
-		Creds         Secret `json:"creds"`
-		CredentialTTL string `json:"credential_ttl"`
+		URL           string   `json:"url"`
+		URLs          []string `json:"urls"`
+		Replicas      *int     `json:"replicas"`
+		AccountSeed   Secret   `json:"account_seed"`
+		Creds         Secret   `json:"creds"`
+		CredentialTTL string   `json:"credential_ttl"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		ds.Add(file, doc.Pos("/nats"), "config_bad_nats", "nats: %v", err)
 		return "", nil
 	}
-	x := &ExternalNATS{URL: v.URL, AccountSeed: v.AccountSeed, Creds: v.Creds,
+	x := &ExternalNATS{AccountSeed: v.AccountSeed, Creds: v.Creds, Replicas: minReplicas,
 		AccountSeedPos: doc.Pos("/nats/account_seed"), CredsPos: doc.Pos("/nats/creds")}
-	for _, s := range strings.Split(v.URL, ",") {
-		u, err := url.Parse(strings.TrimSpace(s))
-		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Hostname() == "" {
-			ds.Add(file, doc.Pos("/nats/url"), "config_bad_nats", "nats.url %q: want nats://host:port (or a comma-separated list of them)", s)
-			break
+	switch {
+	case v.URL != "" && len(v.URLs) > 0:
+		ds.Add(file, doc.Pos("/nats/urls"), "config_bad_nats", "nats: give url (one server) or urls (a cluster's servers), not both")
+	case v.URL == "" && len(v.URLs) == 0:
+		ds.Add(file, doc.Pos("/nats"), "config_bad_nats", "nats: name the server with url: nats://host:port, or a cluster's servers with urls: [nats://host:port, …]")
+	case len(v.URLs) > 0:
+		for i, s := range v.URLs {
+			if !goodURL(s) {
+				ds.Add(file, doc.Pos("/nats/urls/"+strconv.Itoa(i)), "config_bad_nats", "nats.urls[%d] %q: want nats://host:port", i, s)
+			}
+		}
+		x.URL = strings.Join(v.URLs, ",")
+	default:
+		for _, s := range strings.Split(v.URL, ",") {
+			if !goodURL(s) {
+				ds.Add(file, doc.Pos("/nats/url"), "config_bad_nats", "nats.url %q: want nats://host:port (or a cluster's servers as urls: [nats://host:port, …])", s)
+				break
+			}
+		}
+		x.URL = v.URL
+	}
+	if v.Replicas != nil {
+		if n := *v.Replicas; n < minReplicas || n > maxReplicas {
+			ds.Add(file, doc.Pos("/nats/replicas"), "config_bad_nats", "nats.replicas %d: must be between %d and %d (3 on a cluster of three servers)", n, minReplicas, maxReplicas)
+		} else {
+			x.Replicas = n
 		}
 	}
 	if v.CredentialTTL != "" {
@@ -91,5 +135,11 @@ func parseNATS(file string, doc *schemas.Document, raw json.RawMessage, dir stri
 			s.File = abs(dir, s.File, "")
 		}
 	}
-	return v.URL, x
+	return x.URL, x
+}
+
+// goodURL says whether s is the URL of one NATS server.
+func goodURL(s string) bool {
+	u, err := url.Parse(strings.TrimSpace(s))
+	return err == nil && (u.Scheme == "nats" || u.Scheme == "tls") && u.Hostname() != ""
 }

@@ -15,6 +15,7 @@ func TestNATS(t *testing.T) {
 		src      string
 		want     string        // Config.NATS
 		ttl      time.Duration // of ExternalNATS, when external
+		replicas int           // Config.Replicas(); 0 means 1
 		wantCode string        // the one diagnostic expected, if any
 		wantLine int
 		wantCol  int
@@ -32,6 +33,52 @@ func TestNATS(t *testing.T) {
   creds: {file: /etc/sluice/orchestrator.creds}
   credential_ttl: 15m
 `, want: "nats://a:4222, tls://b:4222", ttl: 15 * time.Minute},
+		{name: "cluster as a list, three replicas", src: `nats:
+  urls: [nats://a:4222, nats://b:4222, nats://c:4222]
+  account_seed: {env: ACCOUNT_SEED}
+  creds: {file: orchestrator.creds}
+  replicas: 3
+`, want: "nats://a:4222,nats://b:4222,nats://c:4222", replicas: 3},
+		{name: "url and urls", src: `nats:
+  url: nats://a:4222
+  urls: [nats://b:4222]
+  account_seed: {env: A}
+  creds: {env: C}
+`, wantCode: "config_bad_nats", wantLine: 3, wantCol: 9},
+		{name: "neither url nor urls", src: `nats:
+  account_seed: {env: A}
+  creds: {env: C}
+`, wantCode: "config_bad_nats", wantLine: 2, wantCol: 3},
+		{name: "bad url in the list", src: `nats:
+  urls:
+    - nats://a:4222
+    - http://b:4222
+  account_seed: {env: A}
+  creds: {env: C}
+`, wantCode: "config_bad_nats", wantLine: 4, wantCol: 7},
+		{name: "empty list", src: `nats:
+  urls: []
+  account_seed: {env: A}
+  creds: {env: C}
+`, wantCode: schemas.CodeSchemaMismatch, wantLine: 2, wantCol: 9},
+		{name: "too many replicas", src: `nats:
+  urls: [nats://a:4222, nats://b:4222, nats://c:4222]
+  account_seed: {env: A}
+  creds: {env: C}
+  replicas: 7
+`, wantCode: "config_bad_nats", wantLine: 5, wantCol: 13},
+		{name: "no replicas", src: `nats:
+  url: nats://a:4222
+  account_seed: {env: A}
+  creds: {env: C}
+  replicas: 0
+`, wantCode: "config_bad_nats", wantLine: 5, wantCol: 13},
+		{name: "replicas not a number", src: `nats:
+  url: nats://a:4222
+  account_seed: {env: A}
+  creds: {env: C}
+  replicas: three
+`, wantCode: schemas.CodeSchemaMismatch, wantLine: 5, wantCol: 13},
 		{name: "url without credentials", src: "state: s\nnats: nats://127.0.0.1:4222\n",
 			wantCode: "config_nats_credentials", wantLine: 2, wantCol: 7},
 		{name: "neither embedded nor a url", src: "nats: local\n", wantCode: "config_bad_nats", wantLine: 1, wantCol: 7},
@@ -79,6 +126,9 @@ func TestNATS(t *testing.T) {
 			}
 			if c.NATS != tc.want {
 				t.Errorf("NATS = %q, want %q", c.NATS, tc.want)
+			}
+			if want := max(tc.replicas, 1); c.Replicas() != want {
+				t.Errorf("Replicas() = %d, want %d", c.Replicas(), want)
 			}
 			if (c.ExternalNATS != nil) != (tc.want != Embedded) {
 				t.Fatalf("ExternalNATS = %+v", c.ExternalNATS)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -283,7 +284,7 @@ func rotateURLs(list string, slot int) string {
 		urls[i] = strings.TrimSpace(urls[i])
 	}
 	k := slot % len(urls)
-	return strings.Join(append(urls[k:], urls[:k]...), ",")
+	return strings.Join(slices.Concat(urls[k:], urls[:k]), ",")
 }
 
 func (s *Supervisor) command(w Worker) *exec.Cmd {

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
@@ -14,12 +15,18 @@ import (
 )
 
 type fakeBus struct {
+	url     string // default nats://127.0.0.1:1
 	mu      sync.Mutex
 	added   []string
 	removed []string
 }
 
-func (b *fakeBus) ClientURL() string { return "nats://127.0.0.1:1" }
+func (b *fakeBus) ClientURL() string {
+	if b.url != "" {
+		return b.url
+	}
+	return "nats://127.0.0.1:1"
+}
 func (b *fakeBus) AddUser(name string, _ capabilities.Permissions) ([]byte, func(), error) {
 	b.mu.Lock()
 	b.added = append(b.added, name)
@@ -116,5 +123,43 @@ func TestStopKillsAfterGrace(t *testing.T) {
 	}
 	if n := len(s.Pids()["stubborn"]); n != 0 {
 		t.Fatalf("%d processes still tracked", n)
+	}
+}
+
+// On a cluster each worker process gets every server, starting at a
+// different one, so that the processes spread over the servers and each
+// moves on to the next when its own is gone.
+func TestSpreadsWorkersOverServers(t *testing.T) {
+	b := &fakeBus{url: "nats://n1:4222,nats://n2:4222,nats://n3:4222"}
+	var logs syncBuffer
+	s := New(Config{Bus: b, State: t.TempDir(), Log: slog.New(slog.NewJSONHandler(&logs, nil)),
+		Command: func(Worker) *exec.Cmd {
+			return exec.Command("sh", "-c", `echo "{\"level\":\"INFO\",\"msg\":\"up\",\"url\":\"$SLUICE_NATS_URL\"}" >&2; exec sleep 30`)
+		}})
+	if err := s.Start([]Worker{{Name: "a", Replicas: 2}, {Name: "b"}, {Name: "c"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return strings.Count(logs.String(), `"msg":"up"`) == 4 })
+	s.Stop()
+	first := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Msg, URL string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Msg != "up" {
+			continue
+		}
+		urls := strings.Split(rec.URL, ",")
+		if len(urls) != 3 {
+			t.Fatalf("a worker got %q, want all three servers", rec.URL)
+		}
+		first[urls[0]]++
+	}
+	if first["nats://n1:4222"] != 2 || first["nats://n2:4222"] != 1 || first["nats://n3:4222"] != 1 {
+		t.Errorf("first servers of the four processes: %v, want n1 twice (the fourth wraps around), n2 and n3 once", first)
+	}
+	if got := rotateURLs("nats://n1:4222, nats://n2:4222", 3); got != "nats://n2:4222,nats://n1:4222" {
+		t.Errorf("rotateURLs = %q", got)
+	}
+	if got := rotateURLs("nats://127.0.0.1:4222", 5); got != "nats://127.0.0.1:4222" {
+		t.Errorf("rotateURLs of one server = %q", got)
 	}
 }
