@@ -200,18 +200,49 @@ func (l Label) String() string {
 	return b.String()
 }
 
-// labelJSON is the canonical JSON form of a label: both sets always present,
+// MarshalJSON writes the canonical form
+// {"integrity":"…","secrecy":[…],"sources":[…]}: both sets always present,
 // sorted, so equal labels encode to equal bytes.
-type labelJSON struct {
-	Integrity Integrity `json:"integrity"`
-	Secrecy   []string  `json:"secrecy"`
-	Sources   []string  `json:"sources"`
+func (l Label) MarshalJSON() ([]byte, error) {
+	return l.AppendJSON(make([]byte, 0, 64)), nil
 }
 
-// MarshalJSON writes the canonical form
-// {"integrity":"…","secrecy":[…],"sources":[…]}.
-func (l Label) MarshalJSON() ([]byte, error) {
-	return json.Marshal(labelJSON{l.integrity, nonNil(l.secrecy), nonNil(l.sources)})
+// AppendJSON appends the canonical form of l to b, byte for byte as
+// MarshalJSON writes it, for encoders of records that carry labels.
+func (l Label) AppendJSON(b []byte) []byte {
+	b = append(b, `{"integrity":"`...)
+	b = append(b, l.integrity.String()...)
+	b = append(b, `","secrecy":`...)
+	b = appendStrings(b, l.secrecy)
+	b = append(b, `,"sources":`...)
+	b = appendStrings(b, l.sources)
+	return append(b, '}')
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
+}
+
+// appendString appends s as a JSON string exactly as encoding/json writes
+// it: printable ASCII other than the characters it escapes goes as it is;
+// anything else is left to encoding/json.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // UnmarshalJSON reads the canonical form. A missing integrity is an error:
