@@ -248,7 +248,8 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 			MemoryLimit: goMemoryLimit(eff)})
 	}
 	o.sup = supervisor.New(supervisor.Config{Bus: b, State: d.State, Dir: d.Dir, Log: o.log, Prefix: o.subjects.Prefix,
-		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand, OnExit: o.engine.WorkerExited})
+		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand, OnExit: o.engine.WorkerExited,
+		SealNetwork: d.ExternalNATS == nil})
 	if err := o.sup.Start(workers); err != nil {
 		return err
 	}

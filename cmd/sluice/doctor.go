@@ -140,6 +140,14 @@ func (c *cli) doctor(_ context.Context, cfgFile string) int {
 	default:
 		line("ok", "landlock", fmt.Sprintf("ABI %d: workers confined to their files, the bus port, and their own signals", abi))
 	}
+	switch ok, why := worker.SealAvailable(); {
+	case dep.ExternalNATS != nil:
+		line("warn", "network seal", "not applied on an external NATS server: workers keep the right to reconnect, so Landlock's port rule is what limits their sockets")
+	case !ok:
+		line("warn", "network seal", why+": workers may open sockets besides the bus connection")
+	default:
+		line("ok", "network seal", "seccomp: once connected to the bus, a worker can open no other socket (no UDP, no TCP to other hosts)")
+	}
 	if failed {
 		return exitFailure
 	}

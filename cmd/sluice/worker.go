@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -136,6 +137,18 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 	// file grant and what its builtin keeps first.
 	if err := confine(m, keep, nc.ConnectedUrl(), log); err != nil {
 		return err
+	}
+	// On the embedded bus, the connection just made is the only socket a
+	// worker ever needs: no other can be opened from here on.
+	if c.getenv("SLUICE_SEAL_NETWORK") == "1" {
+		if err := worker.SealNetwork(); err != nil {
+			if !errors.Is(err, worker.ErrSealUnsupported) {
+				return err
+			}
+			log.Warn("the network is not sealed: " + err.Error())
+		} else {
+			log.Info("worker sealed off the network: its bus connection is its only socket")
+		}
 	}
 	svc := &worker.Service{Manifest: m, Handlers: handlers, Subjects: subjects, Log: log}
 	return svc.Serve(ctx, nc)

@@ -75,6 +75,11 @@ type Config struct {
 	Prefix string
 	// Grace is how long a worker has to exit after SIGTERM; default 5s.
 	Grace time.Duration
+	// SealNetwork asks each worker process to seal itself off the network
+	// once connected to the bus (worker.SealNetwork): right when the bus
+	// is embedded, so that a worker never needs another socket; not on an
+	// external cluster, where a worker reconnects to other servers.
+	SealNetwork bool
 	// OnExit is told when a worker process exits unasked, before it is
 	// restarted: calls it had in hand will get no answer.
 	OnExit func(worker string)
@@ -224,6 +229,9 @@ func (s *Supervisor) runOnce(w Worker, replica, gen, slot int) error {
 	)
 	if w.MemoryLimit > 0 {
 		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+strconv.FormatInt(w.MemoryLimit, 10))
+	}
+	if s.cfg.SealNetwork {
+		cmd.Env = append(cmd.Env, "SLUICE_SEAL_NETWORK=1")
 	}
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()

@@ -1,0 +1,150 @@
+//go:build linux
+
+package worker
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sealedChild holds a connection, as a worker holds the bus, seals the
+// network, and tries what a worker taken over would try to send what it
+// holds away; it prints one line per attempt.
+func sealedChild() int {
+	bus, err := net.Dial("tcp", os.Getenv("SEAL_BUS"))
+	if err != nil {
+		println("dial bus:", err.Error())
+		return 2
+	}
+	if err := SealNetwork(); err != nil {
+		println("seal:", err.Error())
+		return 2
+	}
+	report := func(what string, err error) { os.Stdout.WriteString(what + "=" + errString(err) + "\n") }
+	_, err = bus.Write([]byte("still here\n"))
+	report("bus-write", err)
+	c, err := net.Dial("tcp", os.Getenv("SEAL_OTHER"))
+	if err == nil {
+		c.Write([]byte("STOLEN over TCP\n"))
+		c.Close()
+	}
+	report("tcp-other", err)
+	c, err = net.Dial("tcp", os.Getenv("SEAL_BUS"))
+	if err == nil {
+		c.Close()
+	}
+	report("tcp-bus-again", err)
+	c, err = net.Dial("udp", os.Getenv("SEAL_UDP"))
+	if err == nil {
+		c.Write([]byte("STOLEN over UDP"))
+		c.Close()
+	}
+	report("udp", err)
+	c, err = net.Dial("unix", os.Getenv("SEAL_UNIX"))
+	if err == nil {
+		c.Close()
+	}
+	report("unix", err)
+	return 0
+}
+
+// A sealed process keeps the connection it holds and can open no other
+// socket: TCP to another port, the bus's address again, UDP, a Unix socket.
+// The control: the same attempts succeed from this (unsealed) process.
+func TestSealNetwork(t *testing.T) {
+	bus, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := bus.Accept()
+		if err != nil {
+			return
+		}
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		got <- line
+	}()
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	stolen := make(chan struct{}, 4)
+	go func() {
+		for {
+			c, err := other.Accept()
+			if err != nil {
+				return
+			}
+			stolen <- struct{}{}
+			c.Close()
+		}
+	}()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	sock := t.TempDir() + "/s.sock"
+	unixL, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unixL.Close()
+
+	// The control: unsealed, each of these works.
+	for _, d := range [][2]string{{"tcp", other.Addr().String()}, {"udp", udp.LocalAddr().String()}, {"unix", sock}} {
+		c, err := net.Dial(d[0], d[1])
+		if err != nil {
+			t.Fatalf("control: %s %s: %v", d[0], d[1], err)
+		}
+		c.Close()
+	}
+	<-stolen
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SEAL_CHILD=1", "SEAL_BUS="+bus.Addr().String(), "SEAL_OTHER="+other.Addr().String(),
+		"SEAL_UDP="+udp.LocalAddr().String(), "SEAL_UNIX="+sock)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sealed child: %v\n%s", err, out)
+	}
+	// No Landlock in the child: a refusal here is the seal's EPERM.
+	want := map[string]string{"bus-write": "ok", "tcp-other": "refused", "tcp-bus-again": "refused", "udp": "refused", "unix": "refused"}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		if w, ok := want[k]; ok {
+			if v != w {
+				t.Errorf("%s: %s, want %s", k, v, w)
+			}
+			delete(want, k)
+		}
+	}
+	if len(want) > 0 {
+		t.Fatalf("attempts not reported: %v\n%s", want, out)
+	}
+	select {
+	case line := <-got:
+		if line != "still here\n" {
+			t.Errorf("the bus connection carried %q", line)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the connection held before sealing stopped working")
+	}
+	select {
+	case <-stolen:
+		t.Error("the sealed process reached another TCP port")
+	default:
+	}
+	udp.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, _, err := udp.ReadFrom(make([]byte, 64)); err == nil {
+		t.Errorf("the sealed process sent a datagram (%d bytes)", n)
+	}
+}
