@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -99,14 +100,15 @@ func (s *store) putRun(ctx context.Context, rec *runRecord) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.runs.Put(ctx, rec.ID, b); err != nil {
+	if err := retry(ctx, func(ctx context.Context) error { _, err := s.runs.Put(ctx, rec.ID, b); return err }); err != nil {
 		return fmt.Errorf("record run %s: %w", rec.ID, err)
 	}
 	return nil
 }
 
 func (s *store) getRun(ctx context.Context, id string) (*runRecord, error) {
-	e, err := s.runs.Get(ctx, id)
+	var e jetstream.KeyValueEntry
+	err := retry(ctx, func(ctx context.Context) (err error) { e, err = s.runs.Get(ctx, id); return err })
 	if err != nil {
 		return nil, err
 	}
@@ -139,11 +141,11 @@ func (s *store) finish(ctx context.Context, id string) error {
 	}
 	var errs []error
 	for k := range keys.Keys() {
-		if err := s.steps.Purge(ctx, k); err != nil {
+		if err := retry(ctx, func(ctx context.Context) error { return s.steps.Purge(ctx, k) }); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := s.runs.Purge(ctx, id); err != nil {
+	if err := retry(ctx, func(ctx context.Context) error { return s.runs.Purge(ctx, id) }); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -154,7 +156,7 @@ func (s *store) putCall(ctx context.Context, idem string, rec *callRecord) error
 	if err != nil {
 		return err
 	}
-	if _, err := s.steps.Put(ctx, callKey(idem), b); err != nil {
+	if err := retry(ctx, func(ctx context.Context) error { _, err := s.steps.Put(ctx, callKey(idem), b); return err }); err != nil {
 		return fmt.Errorf("record call %s: %w", idem, err)
 	}
 	return nil
@@ -162,7 +164,8 @@ func (s *store) putCall(ctx context.Context, idem string, rec *callRecord) error
 
 // getCall returns the record of a call, or nil when there is none.
 func (s *store) getCall(ctx context.Context, idem string) (*callRecord, error) {
-	e, err := s.steps.Get(ctx, callKey(idem))
+	var e jetstream.KeyValueEntry
+	err := retry(ctx, func(ctx context.Context) (err error) { e, err = s.steps.Get(ctx, callKey(idem)); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
@@ -178,7 +181,8 @@ func (s *store) getCall(ctx context.Context, idem string) (*callRecord, error) {
 
 // getApproval returns an approval and its revision.
 func (s *store) getApproval(ctx context.Context, id string) (*Approval, uint64, error) {
-	e, err := s.approvals.Get(ctx, id)
+	var e jetstream.KeyValueEntry
+	err := retry(ctx, func(ctx context.Context) (err error) { e, err = s.approvals.Get(ctx, id); return err })
 	if err != nil {
 		return nil, 0, err
 	}
@@ -195,7 +199,16 @@ func (s *store) createApproval(ctx context.Context, a *Approval) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.approvals.Create(ctx, a.ID, b); err != nil {
+	tries := 0
+	err = retry(ctx, func(ctx context.Context) error {
+		tries++
+		_, err := s.approvals.Create(ctx, a.ID, b)
+		if tries > 1 && errors.Is(err, jetstream.ErrKeyExists) {
+			return s.wrote(ctx, s.approvals, a.ID, b)
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("record approval %s: %w", a.ID, err)
 	}
 	return nil
@@ -208,8 +221,67 @@ func (s *store) updateApproval(ctx context.Context, a *Approval, rev uint64) err
 	if err != nil {
 		return err
 	}
-	_, err = s.approvals.Update(ctx, a.ID, b, rev)
-	return err
+	tries := 0
+	return retry(ctx, func(ctx context.Context) error {
+		tries++
+		_, err := s.approvals.Update(ctx, a.ID, b, rev)
+		if tries > 1 && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
+			// An earlier try may have been stored, its answer lost.
+			return s.wrote(ctx, s.approvals, a.ID, b)
+		}
+		return err
+	})
+}
+
+// wrote returns nil when key holds b: a write whose answer was lost did
+// happen. Otherwise it returns ErrKeyRevisionMismatch.
+func (s *store) wrote(ctx context.Context, kv jetstream.KeyValue, key string, b []byte) error {
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(e.Value(), b) {
+		return jetstream.ErrKeyRevisionMismatch
+	}
+	return nil
+}
+
+// Bounds of the store's requests: each try waits at most storeTry, and
+// tries lost to a server going away (a timeout, no responders while a
+// stream leader is elected) are made again for up to storeRetry.
+const (
+	storeTry   = 5 * time.Second
+	storeRetry = 30 * time.Second
+)
+
+// retry runs op with a bounded context, again while it fails in a way
+// that a cluster electing a new leader explains, until storeRetry passes
+// or ctx ends. Every op it is given may be repeated: puts and purges are,
+// and Create and Update check what an earlier try wrote.
+func retry(ctx context.Context, op func(context.Context) error) error {
+	deadline := time.Now().Add(storeRetry)
+	backoff := 50 * time.Millisecond
+	for {
+		tctx, cancel := context.WithTimeout(ctx, storeTry)
+		err := op(tctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) || !transient(err) {
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, time.Second)
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// transient reports whether err says a request was lost, not refused.
+func transient(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
 // approvals lists every approval in the bucket.
