@@ -237,7 +237,7 @@ func (ar *agentRun) toolCall(ctx context.Context, turn, i int, tc chatToolCall) 
 			Rules: []string{"agent-tools"}, Reasons: []string{reason}, MsgID: audit.NewID()}
 		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: name,
 			MsgID: sub.MsgID, Label: &ar.label, Action: "deny", Rules: sub.Rules, Reasons: sub.Reasons}
-		if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
+		if err := r.publish(rec); err != nil {
 			ar.res.Status, ar.res.Error = StatusFailed, err.Error()
 			return "", true
 		}

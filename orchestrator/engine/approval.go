@@ -206,9 +206,11 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 	hash := callHash(idem, s.Call, args, res.Label, res.ArgLabels)
 	var a *Approval
 	var rev uint64
-	prev, err := st.getCall(ctx, idem)
-	if err != nil {
-		return fail(err)
+	var prev *callRecord
+	if !r.fresh {
+		if prev, err = st.getCall(ctx, idem); err != nil {
+			return fail(err)
+		}
 	}
 	if prev != nil && prev.ApprovalID != "" {
 		a, rev, err = st.getApproval(ctx, prev.ApprovalID)
@@ -235,6 +237,7 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		if err := st.putCall(ctx, idem, &callRecord{ApprovalID: a.ID}); err != nil {
 			return fail(err)
 		}
+		r.wrote(idem)
 	}
 	res.ApprovalID = a.ID
 	if a.Status == ApprovalPending && r.opts.Wait {

@@ -304,3 +304,53 @@ caps:
 		t.Fatalf("run finished %q, want denied", last.Status)
 	}
 }
+
+// A finished run leaves nothing in the run-state buckets: neither its
+// record nor the outputs of its calls — whether it finished in its first
+// pass, or after being held and resumed.
+func TestFinishedRunLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, "", map[string]worker.Handler{"fetch": untrustedPage})
+	left := func(runID string) []string {
+		st, err := h.engine.store(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, kv := range []jetstream.KeyValue{st.runs, st.steps} {
+			l, err := kv.ListKeys(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k := range l.Keys() {
+				if strings.HasPrefix(k, runID) {
+					keys = append(keys, kv.Bucket()+"/"+k)
+				}
+			}
+		}
+		return keys
+	}
+	const f = `name: two
+steps:
+  - {id: a, call: t.echo, with: {v: 1}}
+  - {id: b, call: t.echo, with: {v: "${steps.a.output.v}"}}
+`
+	r := h.run(f, nil, Options{})
+	if r.Status != StatusCompleted {
+		t.Fatalf("run %s", r.Status)
+	}
+	if keys := left(r.RunID); len(keys) != 0 {
+		t.Fatalf("a finished run left %v", keys)
+	}
+	r = h.run(heldFlow, map[string]any{"amount": 5.0}, Options{})
+	if keys := left(r.RunID); len(keys) < 3 {
+		t.Fatalf("a held run keeps its record, its page and its held call; found %v", keys)
+	}
+	if err := h.engine.Decide(ctx, step(t, r, "pay").ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFinished(t, h, r.RunID)
+	if keys := left(r.RunID); len(keys) != 0 {
+		t.Fatalf("a run finished after a resume left %v", keys)
+	}
+}

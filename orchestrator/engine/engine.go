@@ -125,6 +125,12 @@ type runState struct {
 	id     string
 	plan   *flow.Plan
 	inputs map[string]any
+	// fresh until the end of the first pass of a run started here:
+	// nothing of it is in the store to read back.
+	fresh bool
+	// started are the writes that started the run, waited for with the
+	// first pass's.
+	started []waiter
 	// active while a pass over the run's steps is going on; dirty when a
 	// held call of it was answered during the pass, so that another pass
 	// follows.
@@ -257,6 +263,21 @@ type run struct {
 
 	capMu  sync.Mutex
 	capUse map[string]usage // per-run cap budgets
+
+	// fresh: the first pass of a run started here (runState.fresh).
+	fresh bool
+	// acks are the writes of this pass not yet known to be stored.
+	acks *acks
+	// keys are the calls (idempotency keys) this pass recorded in the
+	// store, to forget when the run finishes.
+	keysMu sync.Mutex
+	keys   map[string]bool
+}
+
+func (r *run) wrote(idem string) {
+	r.keysMu.Lock()
+	r.keys[idem] = true
+	r.keysMu.Unlock()
 }
 
 // Run executes plan with inputs and returns when every step has finished,
@@ -277,15 +298,18 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if err != nil {
 		return nil, fmt.Errorf("inputs: %w", err)
 	}
-	rec := &runRecord{ID: id, Flow: plan.Name, File: plan.File, Source: plan.Source, Inputs: in,
-		Status: runRunning, Created: time.Now().UTC()}
-	if err := st.putRun(ctx, rec); err != nil {
+	b, err := json.Marshal(&runRecord{ID: id, Flow: plan.Name, File: plan.File, Source: plan.Source, Inputs: in,
+		Status: runRunning, Created: time.Now().UTC()})
+	if err != nil {
 		return nil, err
 	}
-	if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunStarted, RunID: id, Flow: plan.Name}); err != nil {
+	// Both are stored before the first call is delivered (pipeline.go).
+	put := st.write(st.runs, id, b, false)
+	started, err := e.cfg.Audit.Publish(audit.Record{Kind: audit.KindRunStarted, RunID: id, Flow: plan.Name})
+	if err != nil {
 		return nil, err
 	}
-	rs := &runState{id: id, plan: plan, inputs: inputs, active: true}
+	rs := &runState{id: id, plan: plan, inputs: inputs, active: true, fresh: true, started: []waiter{put, started}}
 	e.mu.Lock()
 	e.runs[id] = rs
 	e.mu.Unlock()
@@ -324,8 +348,9 @@ func (e *Engine) drive(ctx context.Context, rs *runState, opts Options) (*Result
 // outcome: a finished run is removed from the store, a held one is kept.
 func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result, error) {
 	plan := rs.plan
-	r := &run{e: e, plan: plan, id: rs.id, opts: opts, inputs: rs.inputs,
-		values: map[string]*value{}, results: map[string]*StepResult{}}
+	r := &run{e: e, plan: plan, id: rs.id, opts: opts, inputs: rs.inputs, fresh: rs.fresh,
+		values: map[string]*value{}, results: map[string]*StepResult{}, acks: &acks{ws: rs.started}, keys: map[string]bool{}}
+	rs.fresh, rs.started = false, nil
 	done := map[string]chan struct{}{}
 	for _, s := range plan.Steps {
 		done[s.ID] = make(chan struct{})
@@ -355,6 +380,7 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 	}
 	if ctx.Err() != nil {
 		// Stopped, not finished: the run stays in the store as it is.
+		_ = r.acks.wait(context.WithoutCancel(ctx))
 		return out, fmt.Errorf("run %s %w", r.id, ErrInterrupted)
 	}
 	if out.Status == StatusCompleted {
@@ -371,7 +397,7 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 	}
 	ctx = context.WithoutCancel(ctx)
 	rec := audit.Record{Kind: audit.KindRunFinished, RunID: r.id, Flow: plan.Name, Status: out.Status, Error: out.Error}
-	if err := e.cfg.Audit.Append(ctx, rec); err != nil {
+	if err := r.publish(rec); err != nil {
 		return out, err
 	}
 	st, err := e.store(ctx)
@@ -379,10 +405,25 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 		return out, err
 	}
 	if out.Status == StatusHeld {
+		if err := r.acks.wait(ctx); err != nil {
+			return out, err
+		}
 		return out, e.setRunStatus(ctx, st, rs, runHeld)
 	}
-	if err := st.finish(ctx, r.id); err != nil {
-		e.log.Warn("finished run not removed from the store", "run_id", r.id, "err", err)
+	if r.fresh {
+		// Every key the run wrote, it wrote in this pass.
+		for k := range r.keys {
+			r.acks.add(st.write(st.steps, callKey(k), nil, true))
+		}
+		r.acks.add(st.write(st.runs, r.id, nil, true))
+	}
+	if err := r.acks.wait(ctx); err != nil {
+		return out, err
+	}
+	if !r.fresh {
+		if err := st.finish(ctx, r.id); err != nil {
+			e.log.Warn("finished run not removed from the store", "run_id", r.id, "err", err)
+		}
 	}
 	return out, nil
 }

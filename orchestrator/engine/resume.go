@@ -135,6 +135,9 @@ func (e *Engine) Close() {
 // restore returns a call's result and output from the store when it
 // completed in an earlier pass or process.
 func (r *run) restore(ctx context.Context, s *flow.Step, idem string) (*StepResult, *value, bool) {
+	if r.fresh {
+		return nil, nil, false
+	}
 	st, err := r.e.store(ctx)
 	if err != nil {
 		return nil, nil, false
@@ -161,10 +164,15 @@ func (r *run) restore(ctx context.Context, s *flow.Step, idem string) (*StepResu
 func (r *run) save(ctx context.Context, idem string, res *StepResult, v *value, args map[string]any) {
 	st, err := r.e.store(ctx)
 	if err == nil {
-		var out []byte
+		var out, b []byte
 		if out, err = json.Marshal(v.out); err == nil {
-			err = st.putCall(context.WithoutCancel(ctx), idem, &callRecord{Result: res, Output: out, Base: v.base,
-				Fields: v.fields, Args: args})
+			b, err = json.Marshal(&callRecord{Result: res, Output: out, Base: v.base, Fields: v.fields, Args: args})
+		}
+		if err == nil {
+			// Not waited for before what follows: were it lost with
+			// the process, the call would go again with its key.
+			r.acks.add(st.write(st.steps, callKey(idem), b, false))
+			r.wrote(idem)
 		}
 	}
 	if err != nil {

@@ -262,7 +262,8 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 	if len(d.Errors) > 0 {
 		rec.Error = strings.Join(d.Errors, "; ")
 	}
-	if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
+	// Stored before the call is delivered: r.acks.wait below.
+	if err := r.publish(rec); err != nil {
 		res.Status, res.Error = StatusFailed, err.Error()
 		return nil
 	}
@@ -294,7 +295,7 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
 			MsgID: res.MsgID, Label: &delivered, Action: string(policy.Allow),
 			Rules: []string{"approval:" + res.ApprovalID}, Reasons: []string{"approved by " + who + "; endorses this call"}}
-		if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
+		if err := r.publish(rec); err != nil {
 			res.Status, res.Error = StatusFailed, err.Error()
 			return nil
 		}
@@ -315,10 +316,17 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
 			MsgID: res.MsgID, Label: &delivered, Action: string(policy.Deny),
 			Rules: []string{over.cap.Ref.String()}, Reasons: []string{over.reason}}
-		if err := r.e.cfg.Audit.Append(ctx, rec); err != nil {
+		if err := r.publish(rec); err != nil {
 			res.Status, res.Error = StatusFailed, err.Error()
 		}
 		log.Info("decision", "decision", "deny", "rule", over.cap.Ref.Name)
+		return nil
+	}
+	// Nothing is delivered before the decision on it, and every record
+	// of the run before it, is stored.
+	if err := r.acks.wait(ctx); err != nil {
+		r.e.caps.release(context.WithoutCancel(ctx), r, held)
+		res.Status, res.Error = StatusFailed, err.Error()
 		return nil
 	}
 	v, noEffect := r.call(ctx, s, body, res, delivered, idem, log)
@@ -397,7 +405,7 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 		}
 		rec := audit.Record{Kind: audit.KindResult, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
 			MsgID: msgID, Label: &base, Status: status, Error: msg}
-		if aerr := r.e.cfg.Audit.Append(context.WithoutCancel(ctx), rec); aerr != nil && err == nil {
+		if aerr := r.publish(rec); aerr != nil && err == nil {
 			err, retry = aerr, false
 		}
 		if err == nil {

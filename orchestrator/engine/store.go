@@ -37,6 +37,7 @@ const (
 )
 
 type store struct {
+	js                     jetstream.JetStream
 	runs, steps, approvals jetstream.KeyValue
 }
 
@@ -55,7 +56,7 @@ func openStore(ctx context.Context, nc *nats.Conn, replicas int) (*store, error)
 		}
 		return kv, nil
 	}
-	s := &store{}
+	s := &store{js: js}
 	if s.runs, err = open(RunsBucket, "unfinished runs"); err != nil {
 		return nil, err
 	}
