@@ -78,6 +78,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "f.yaml", "--input", "n=1", "--input", "m=2"}, exitUsage, `no input "m"`},
 		{[]string{"run", "missing.yaml"}, exitFailure, "missing.yaml"},
 		{[]string{"approve"}, exitUsage, "exactly one approval id"},
+		{[]string{"up", "--nats", "nats://127.0.0.1:4222"}, exitUsage, "needs the account's key and the orchestrator's credentials"},
 		{[]string{"approve", "01ABC"}, exitFailure, "no orchestrator is running"},
 		{[]string{"worker"}, exitUsage, "--manifest"},
 		{[]string{"version", "x"}, exitUsage, "no arguments"},

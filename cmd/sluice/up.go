@@ -42,6 +42,7 @@ Examples:
 			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
 			quiet := fs.Bool("q", false, "log warnings and errors only")
 			httpAddr := fs.String("http", "127.0.0.1:0", "serve the web page on this loopback `address` (port 0: any free port); off: no web page")
+			natsURLs := fs.String("nats", "", "use these NATS `servers` (nats://host:port, comma-separated) instead of those in sluice.yaml's nats section, which names the credentials")
 			return func(c *cli, ctx context.Context, args []string) int {
 				if len(args) > 0 {
 					c.errorf("up takes no arguments")
@@ -56,6 +57,20 @@ Examples:
 				if err != nil {
 					c.report(err)
 					return exitFailure
+				}
+				if *natsURLs != "" {
+					if dep.ExternalNATS == nil {
+						c.errorf("up --nats %s: an external server needs the account's key and the orchestrator's credentials: "+
+							"write them in sluice.yaml as nats: {urls: […], account_seed: {file: …}, creds: {file: …}} (docs/operations.md)", *natsURLs)
+						return exitUsage
+					}
+					for _, u := range strings.Split(*natsURLs, ",") {
+						if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+							c.errorf("up --nats: %q: want nats://host:port or tls://host:port", u)
+							return exitUsage
+						}
+					}
+					dep.ExternalNATS.URL = *natsURLs
 				}
 				orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log, Getenv: c.getenv, ResumeRuns: true})
 				if err != nil {
