@@ -49,7 +49,7 @@ func TestAuditExportVerify(t *testing.T) {
 	if r := w.sluice("trace", id); r.code != 0 || !strings.Contains(r.stdout, "└─ pay — payment.charge: completed") || !strings.Contains(r.stdout, "arguments: trusted, from user") {
 		t.Fatalf("trace: exit %d\n%s", r.code, r.stdout)
 	}
-	if r := w.sluice("trace", id, "--dot"); r.code != 0 || !strings.HasPrefix(r.stdout, "digraph") {
+	if r := w.sluice("trace", id, "--dot"); r.code != 0 || !strings.HasPrefix(r.stdout, "digraph") || !strings.Contains(r.stdout, "run -> s0;") {
 		t.Fatalf("trace --dot: exit %d\n%s", r.code, r.stdout)
 	}
 	if r := w.sluice("trace", "01NOSUCHRUN"); r.code != 1 || !strings.Contains(r.stderr, "no run") {

@@ -164,6 +164,10 @@ func printDot(w io.Writer, r *audit.Run) {
 	fmt.Fprintf(w, "digraph %q {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n", "run "+r.ID)
 	fmt.Fprintf(w, "  run [label=%q, fillcolor=\"#eeeeee\"];\n", r.Flow+"\n"+r.Status)
 	prev := "run"
+	ids := map[string]string{}
+	for i, s := range r.Steps {
+		ids[s.ID] = fmt.Sprintf("s%d", i)
+	}
 	for i, s := range r.Steps {
 		color := "#c8e6c9" // trusted
 		if s.Label != nil && s.Label.Integrity() == ifc.Untrusted {
@@ -182,7 +186,17 @@ func printDot(w io.Writer, r *audit.Run) {
 			border = ", color=\"#c62828\", penwidth=3"
 		}
 		fmt.Fprintf(w, "  %s [label=%q, fillcolor=%q%s];\n", id, s.ID+"\n"+s.Tool+"\n"+s.Status+secrecy, color, border)
-		fmt.Fprintf(w, "  %s -> %s;\n", prev, id)
+		switch {
+		case !r.Planned:
+			// An older log: the order steps were decided in.
+			fmt.Fprintf(w, "  %s -> %s;\n", prev, id)
+		case len(s.Deps) == 0:
+			fmt.Fprintf(w, "  run -> %s;\n", id)
+		default:
+			for _, d := range s.Deps {
+				fmt.Fprintf(w, "  %s -> %s;\n", ids[d], id)
+			}
+		}
 		prev = id
 	}
 	fmt.Fprintln(w, "}")

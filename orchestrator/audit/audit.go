@@ -75,6 +75,16 @@ type Record struct {
 	User    string `json:"user,omitempty"`
 	Op      string `json:"op,omitempty"`
 	Subject string `json:"subject,omitempty"`
+	// Steps of a run_started record: the flow's steps in file order, with
+	// their tools and the steps each reads.
+	Steps []PlanStep `json:"steps,omitempty"`
+}
+
+// PlanStep is one step of a flow as a run_started record lists it.
+type PlanStep struct {
+	ID   string   `json:"id"`
+	Tool string   `json:"tool"`
+	Deps []string `json:"deps,omitempty"`
 }
 
 // StreamName is the JetStream stream holding the audit log.
@@ -230,7 +240,8 @@ func encodeRecord(r *Record) ([]byte, error) {
 func sizeHint(r *Record) int {
 	const label = 128
 	n := prevField + 256 + len(r.ID) + len(r.Kind) + len(r.RunID) + len(r.Flow) + len(r.Step) + len(r.Tool) +
-		len(r.MsgID) + len(r.Action) + len(r.Status) + len(r.Error) + len(r.User) + len(r.Op) + len(r.Subject)
+		len(r.MsgID) + len(r.Action) + len(r.Status) + len(r.Error) + len(r.User) + len(r.Op) + len(r.Subject) +
+		64*len(r.Steps)
 	for _, s := range r.Rules {
 		n += len(s) + 3
 	}
@@ -469,6 +480,15 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 	b = appendField(b, "user", r.User)
 	b = appendField(b, "op", r.Op)
 	b = appendField(b, "subject", r.Subject)
+	if len(r.Steps) > 0 {
+		// Once a run: encoding/json is fast enough.
+		steps, err := json.Marshal(r.Steps)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"steps":`...)
+		b = append(b, steps...)
+	}
 	return append(b, '}'), nil
 }
 

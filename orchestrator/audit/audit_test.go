@@ -258,6 +258,8 @@ func TestEncodeRecordAsMarshal(t *testing.T) {
 				fv.Set(reflect.ValueOf(map[string]ifc.Label{"b" + s: lb, "a": ifc.TrustedFrom(), s: lb}))
 			case []string:
 				fv.Set(reflect.ValueOf([]string{s, "x", s}))
+			case []PlanStep:
+				fv.Set(reflect.ValueOf([]PlanStep{{ID: "a" + s, Tool: "t." + s}, {ID: "b", Tool: "t.x", Deps: []string{"a" + s, s}}}))
 			default:
 				t.Fatalf("Record.%s: a type the test does not fill", v.Type().Field(f).Name)
 			}

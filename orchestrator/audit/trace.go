@@ -17,14 +17,20 @@ type Run struct {
 	Finished *time.Time `json:"finished,omitempty"`
 	// Status is the run's final status, or "running" when the log has no
 	// end for it (still running, or stopped by a crash).
-	Status string      `json:"status"`
-	Steps  []StepTrace `json:"steps,omitempty"`
+	Status string `json:"status"`
+	// Planned: the log lists the flow's steps and what each depends on
+	// (StepTrace.Deps); logs from before it did have only the steps that
+	// were decided.
+	Planned bool        `json:"planned,omitempty"`
+	Steps   []StepTrace `json:"steps,omitempty"`
 }
 
 // StepTrace is one step of a run: the decision on its call and its result.
 type StepTrace struct {
-	ID        string               `json:"id"`
-	Tool      string               `json:"tool"`
+	ID   string `json:"id"`
+	Tool string `json:"tool"`
+	// Deps are the steps whose output this one reads.
+	Deps      []string             `json:"deps,omitempty"`
 	Label     *ifc.Label           `json:"label,omitempty"`
 	ArgLabels map[string]ifc.Label `json:"arg_labels,omitempty"`
 	Decision  string               `json:"decision,omitempty"`
@@ -62,6 +68,13 @@ func ReadRuns(r io.Reader) ([]*Run, error) {
 			order = append(order, run)
 		}
 		switch rec.Kind {
+		case KindRunStarted:
+			if len(rec.Steps) > 0 && len(run.Steps) == 0 {
+				run.Planned = true
+				for _, ps := range rec.Steps {
+					step(run, ps.ID, ps.Tool).Deps = ps.Deps
+				}
+			}
 		case KindRunFinished:
 			t := rec.Time
 			run.Finished, run.Status = &t, rec.Status

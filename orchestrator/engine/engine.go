@@ -305,7 +305,11 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	}
 	// Both are stored before the first call is delivered (pipeline.go).
 	put := st.write(st.runs, id, b, false)
-	started, err := e.cfg.Audit.Publish(audit.Record{Kind: audit.KindRunStarted, RunID: id, Flow: plan.Name})
+	steps := make([]audit.PlanStep, len(plan.Steps))
+	for i, s := range plan.Steps {
+		steps[i] = audit.PlanStep{ID: s.ID, Tool: s.Call, Deps: s.Deps}
+	}
+	started, err := e.cfg.Audit.Publish(audit.Record{Kind: audit.KindRunStarted, RunID: id, Flow: plan.Name, Steps: steps})
 	if err != nil {
 		return nil, err
 	}

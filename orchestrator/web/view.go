@@ -231,13 +231,26 @@ const (
 )
 
 // layout places the run and its steps: an arrow leads from a step to each
-// later step whose arguments carry its tool's output, reduced to the
-// arrows no other path implies; steps that carry no step's output hang
-// off the run.
+// step that reads its output — as the flow says (audit.Run.Planned), or,
+// for logs that do not list the flow's steps, to each later step whose
+// arguments carry its tool's output — reduced to the arrows no other path
+// implies; steps that read no step's output hang off the run.
 func layout(r *audit.Run) graph {
 	n := len(r.Steps)
 	parents := make([][]int, n)
+	index := map[string]int{}
 	for i, s := range r.Steps {
+		index[s.ID] = i
+	}
+	for i, s := range r.Steps {
+		if r.Planned {
+			for _, d := range s.Deps {
+				if j, ok := index[d]; ok && j < i {
+					parents[i] = append(parents[i], j)
+				}
+			}
+			continue
+		}
 		if s.Label == nil {
 			continue
 		}

@@ -348,6 +348,24 @@ func TestRunGraph(t *testing.T) {
 		t.Errorf("parallel steps: %+v", g)
 	}
 
+	// With the flow's steps in the log, arrows follow what each step
+	// reads, not its labels: a and b feed c; d reads nothing. Rows: the
+	// run; a, b, d; c.
+	planned := &audit.Run{ID: runID, Flow: "plan", Planned: true, Steps: []audit.StepTrace{
+		{ID: "a", Tool: "web.fetch"}, {ID: "b", Tool: "calendar.free_slots"},
+		{ID: "c", Tool: "payment.charge", Deps: []string{"a", "b"}}, {ID: "d", Tool: "web.fetch"}}}
+	g = layout(planned)
+	if len(g.Edges) != 5 {
+		t.Errorf("planned: %d edges, want 5 (run→a, run→b, run→d, a→c, b→c)", len(g.Edges))
+	}
+	y := map[string]int{}
+	for _, n := range g.Nodes[1:] {
+		y[n.Anchor] = n.Y
+	}
+	if !(y["step-a"] == y["step-b"] && y["step-b"] == y["step-d"] && y["step-c"] > y["step-a"]) {
+		t.Errorf("planned rows %v: want a, b and d side by side and c below", y)
+	}
+
 	c := start(t, heldPayment("acct_hotel_1"))
 	body := c.get("/runs/" + runID).body
 	for _, want := range []string{`<g class="node untrusted">`, `<g class="node trusted">`, "<svg", `id="step-pay"`,
