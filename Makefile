@@ -52,12 +52,13 @@ demo: build
 # comparison, `ratio NAME VALUE`, and the same as JSON in $(BENCH_STATE)/bench.json.
 BENCH_STATE ?= .sluice
 BENCH_RUNS  ?= 3
+BENCH_SCALE ?= 10000
 bench: $(BIN)/sluice
 	@mkdir -p $(BENCH_STATE)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... > $(BENCH_STATE)/gobench.txt 2>&1; \
 		s=$$?; cat $(BENCH_STATE)/gobench.txt; exit $$s
-	$(GO) run ./e2e/bench -sluice $(BIN)/sluice -runs $(BENCH_RUNS) -state $(BENCH_STATE) \
-		-gobench $(BENCH_STATE)/gobench.txt -cpuprofile $(BENCH_STATE)/hop.pprof
+	$(GO) run ./e2e/bench -sluice $(BIN)/sluice -runs $(BENCH_RUNS) -state $(BENCH_STATE) -scale $(BENCH_SCALE) \
+		-gobench $(BENCH_STATE)/gobench.txt -cpuprofile $(BENCH_STATE)/hop.pprof -memprofile $(BENCH_STATE)/hop-allocs.pprof
 
 lint:
 	$(GO) vet ./...

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime/pprof"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/config"
+	"github.com/sluicehq/sluice/orchestrator/engine"
+	"github.com/sluicehq/sluice/orchestrator/flow"
+)
+
+const (
+	rawUser, rawPass = "bench", "bench-password"
+	rawSubject       = "bench.echo"
+	payloadSize      = 256
+)
+
+// oneEcho is the mediated call of the hop: the echo worker returns a
+// 256-character text, as the raw responder returns 256 bytes.
+const oneEcho = `name: hop
+inputs:
+  text: {type: string}
+steps:
+  - {id: echo, call: echo.echo, with: {text: "${inputs.text}"}}
+outputs:
+  text: "${steps.echo.output.text}"
+`
+
+func payload() string {
+	b := make([]byte, payloadSize)
+	for i := range b {
+		b[i] = 'a' + byte(i%26)
+	}
+	return string(b)
+}
+
+// benchOrchestrator starts an orchestrator whose only worker is the echo
+// worker, with its state under dir.
+func benchOrchestrator(ctx context.Context, sluiceBin, dir string) (*orchestrator.Orchestrator, *config.Config, error) {
+	dep, err := writeEcho(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := config.Parse("sluice.yaml", []byte(dep), dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd, err := echoCommand()
+	if err != nil {
+		return nil, nil, err
+	}
+	orch, err := orchestrator.New(orchestrator.Config{Deployment: cfg, Executable: sluiceBin, WorkerCommand: cmd})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := orch.Start(ctx); err != nil {
+		orch.Close()
+		return nil, nil, err
+	}
+	return orch, cfg, nil
+}
+
+// runner returns a function that runs plan once with the payload as its
+// input text and checks that it completed with the text unchanged.
+func runner(ctx context.Context, orch *orchestrator.Orchestrator, cfg *config.Config, name, src string) (func() error, error) {
+	ms, err := cfg.Manifests()
+	if err != nil {
+		return nil, err
+	}
+	plan, err := flow.Load(name, []byte(src), flow.Catalog(ms), mustEnv())
+	if err != nil {
+		return nil, err
+	}
+	text := payload()
+	inputs, err := plan.BindInputs(map[string]string{"text": text})
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		r, err := orch.Run(ctx, plan, inputs, engine.Options{})
+		if err != nil {
+			return err
+		}
+		if r.Status != engine.StatusCompleted || r.Outputs["text"] != text {
+			b, _ := json.Marshal(r)
+			return fmt.Errorf("run not completed: %s", b)
+		}
+		return nil
+	}, nil
+}
+
+// hop measures a mediated tool call (a one-step flow calling echo.echo in
+// the echo worker process: labels, the policy gate, the audit records and
+// the run state included) beside a raw NATS request/reply to an echo
+// responder in another process over loopback TCP, the requester in this
+// process.
+func hop(res *results, o options, dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	orch, cfg, err := benchOrchestrator(ctx, o.sluice, dir)
+	if err != nil {
+		return err
+	}
+	defer orch.Close()
+	mediated, err := runner(ctx, orch, cfg, "hop.yaml", oneEcho)
+	if err != nil {
+		return err
+	}
+
+	// The raw baseline: its own NATS server in this process, with
+	// password auth, listening on loopback.
+	srv, err := server.NewServer(&server.Options{ServerName: "bench-raw", Host: "127.0.0.1", Port: -1,
+		NoSigs: true, NoLog: true, Users: []*server.User{{Username: rawUser, Password: rawPass}}})
+	if err != nil {
+		return err
+	}
+	srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(5 * time.Second) {
+		return errors.New("raw NATS server not ready")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	resp := exec.Command(self, "respond", srv.ClientURL())
+	resp.Stderr = os.Stderr
+	stdin, err := resp.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := resp.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := resp.Start(); err != nil {
+		return err
+	}
+	defer func() { stdin.Close(); resp.Wait() }()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		return fmt.Errorf("responder: %q %v", line, err)
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.UserInfo(rawUser, rawPass))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	data := []byte(payload())
+	raw := func() error {
+		m, err := nc.Request(rawSubject, data, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		if len(m.Data) != payloadSize {
+			return fmt.Errorf("raw reply of %d bytes", len(m.Data))
+		}
+		return nil
+	}
+
+	// Warm both paths up, then alternate them run by run.
+	for _, f := range []func() error{mediated, raw} {
+		if _, err := measure(4, 300*time.Millisecond, f); err != nil {
+			return err
+		}
+	}
+	type key struct {
+		path string
+		c    int
+	}
+	all := map[key][]stats{}
+	for range o.runs {
+		for _, c := range []int{1, 16} {
+			for _, p := range []struct {
+				name string
+				f    func() error
+			}{{"hop", mediated}, {"raw", raw}} {
+				s, err := measure(c, o.dur, p.f)
+				if err != nil {
+					return fmt.Errorf("%s at %d: %w", p.name, c, err)
+				}
+				all[key{p.name, c}] = append(all[key{p.name, c}], s)
+			}
+		}
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		_, err = measure(16, o.dur, mediated)
+		pprof.StopCPUProfile()
+		f.Close()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("# CPU profile of mediated calls at 16 callers: %s\n", o.cpuProfile)
+	}
+	if o.memProfile != "" {
+		if err := writeProfile("allocs", o.memProfile); err != nil {
+			return err
+		}
+		fmt.Printf("# allocations of this process (mostly mediated calls): %s\n", o.memProfile)
+	}
+	med := func(k key, f func(stats) float64) float64 {
+		var xs []float64
+		for _, s := range all[k] {
+			xs = append(xs, f(s))
+		}
+		return median(xs)
+	}
+	p50 := func(s stats) float64 { return s.p50 }
+	p99 := func(s stats) float64 { return s.p99 }
+	rate := func(s stats) float64 { return s.rate }
+	allocs := func(s stats) float64 { return s.allocs }
+	bytes := func(s stats) float64 { return s.bytes }
+	for _, c := range []int{1, 16} {
+		h, r := key{"hop", c}, key{"raw", c}
+		res.fig(fmt.Sprintf("hop_p50_%d", c), med(h, p50), "us")
+		res.fig(fmt.Sprintf("hop_p99_%d", c), med(h, p99), "us")
+		res.fig(fmt.Sprintf("hop_calls_%d", c), med(h, rate), "calls/s")
+		res.fig(fmt.Sprintf("hop_allocs_%d", c), med(h, allocs), "allocs/call")
+		res.fig(fmt.Sprintf("hop_alloc_bytes_%d", c), med(h, bytes), "B/call")
+		res.fig(fmt.Sprintf("raw_p50_%d", c), med(r, p50), "us")
+		res.fig(fmt.Sprintf("raw_p99_%d", c), med(r, p99), "us")
+		res.fig(fmt.Sprintf("raw_calls_%d", c), med(r, rate), "calls/s")
+		res.fig(fmt.Sprintf("raw_allocs_%d", c), med(r, allocs), "allocs/call")
+	}
+	for _, c := range []int{1, 16} {
+		h, r := key{"hop", c}, key{"raw", c}
+		res.ratio(fmt.Sprintf("hop_p50_%d", c), med(h, p50)/med(r, p50))
+		res.ratio(fmt.Sprintf("hop_p99_%d", c), med(h, p99)/med(r, p99))
+		// Throughput as a ratio "ours over raw" would be higher-is-better;
+		// invert it so that lower is better like every other ratio.
+		res.ratio(fmt.Sprintf("hop_time_per_call_%d", c), med(r, rate)/med(h, rate))
+	}
+	return nil
+}
+
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// respond is the raw responder process: it echoes every request on
+// rawSubject until its stdin closes.
+func respond(args []string) error {
+	if len(args) != 1 {
+		return errors.New("want the server URL")
+	}
+	nc, err := nats.Connect(args[0], nats.UserInfo(rawUser, rawPass))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	sub, err := nc.Subscribe(rawSubject, func(m *nats.Msg) { _ = m.Respond(m.Data) })
+	if err != nil {
+		return err
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return err
+	}
+	if err := nc.Flush(); err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
+}
