@@ -29,6 +29,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/internal/jsretry"
 )
 
 // Version of the record format.
@@ -119,12 +120,16 @@ func Open(ctx context.Context, nc *nats.Conn, prefix string, opts ...Options) (*
 		}
 	}
 	subject := prefix + ".audit"
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:      StreamName,
-		Subjects:  []string{subject},
-		Storage:   jetstream.FileStorage,
-		Retention: jetstream.LimitsPolicy,
-		Replicas:  o.Replicas,
+	// A cluster that has just started may still be electing its leaders.
+	err = jsretry.Do(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:      StreamName,
+			Subjects:  []string{subject},
+			Storage:   jetstream.FileStorage,
+			Retention: jetstream.LimitsPolicy,
+			Replicas:  o.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open audit stream (%d replicas): %w", o.Replicas, err)

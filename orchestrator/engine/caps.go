@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/ifc/policy"
+	"github.com/sluicehq/sluice/internal/jsretry"
 )
 
 // CapsBucket is the JetStream key-value bucket that keeps the per-day
@@ -242,13 +243,17 @@ func (c *caps) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open budgets: %w", err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      CapsBucket,
-		Description: "per-day budgets of policy caps",
-		History:     1,
-		TTL:         capsTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(c.e.cfg.Replicas, 1),
+	var kv jetstream.KeyValue
+	err = jsretry.Do(ctx, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      CapsBucket,
+			Description: "per-day budgets of policy caps",
+			History:     1,
+			TTL:         capsTTL,
+			Storage:     jetstream.FileStorage,
+			Replicas:    max(c.e.cfg.Replicas, 1),
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open budgets: %w", err)

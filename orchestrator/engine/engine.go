@@ -272,6 +272,22 @@ type run struct {
 	// store, to forget when the run finishes.
 	keysMu sync.Mutex
 	keys   map[string]bool
+	// read are the steps another step reads; leaves are the records of
+	// calls of the others, written only if the pass ends unfinished.
+	read   map[string]bool
+	leaves map[string][]byte
+}
+
+// keepLeaves writes the records of the calls no other step reads, for a
+// run that goes on in another pass.
+func (r *run) keepLeaves(st *store) {
+	r.keysMu.Lock()
+	defer r.keysMu.Unlock()
+	for idem, b := range r.leaves {
+		r.acks.add(st.write(st.steps, callKey(idem), b, false))
+		r.keys[idem] = true
+	}
+	r.leaves = map[string][]byte{}
 }
 
 func (r *run) wrote(idem string) {
@@ -353,7 +369,13 @@ func (e *Engine) drive(ctx context.Context, rs *runState, opts Options) (*Result
 func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result, error) {
 	plan := rs.plan
 	r := &run{e: e, plan: plan, id: rs.id, opts: opts, inputs: rs.inputs, fresh: rs.fresh,
-		values: map[string]*value{}, results: map[string]*StepResult{}, acks: &acks{ws: rs.started}, keys: map[string]bool{}}
+		values: map[string]*value{}, results: map[string]*StepResult{}, acks: &acks{ws: rs.started}, keys: map[string]bool{},
+		read: map[string]bool{}, leaves: map[string][]byte{}}
+	for _, s := range plan.Steps {
+		for _, d := range s.Deps {
+			r.read[d] = true
+		}
+	}
 	rs.fresh, rs.started = false, nil
 	done := map[string]chan struct{}{}
 	for _, s := range plan.Steps {
@@ -384,6 +406,9 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 	}
 	if ctx.Err() != nil {
 		// Stopped, not finished: the run stays in the store as it is.
+		if st, err := e.store(context.WithoutCancel(ctx)); err == nil {
+			r.keepLeaves(st)
+		}
 		_ = r.acks.wait(context.WithoutCancel(ctx))
 		return out, fmt.Errorf("run %s %w", r.id, ErrInterrupted)
 	}
@@ -409,6 +434,7 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 		return out, err
 	}
 	if out.Status == StatusHeld {
+		r.keepLeaves(st)
 		if err := r.acks.wait(ctx); err != nil {
 			return out, err
 		}

@@ -75,7 +75,7 @@ func (r *run) step(ctx context.Context, s *flow.Step) *StepResult {
 		var ok bool
 		if out, v, ok = r.restore(ctx, s, sc.idem); !ok {
 			if out, v = r.agent(ctx, s, sc, ifLabel); v != nil {
-				r.save(ctx, sc.idem, out, v, nil)
+				r.save(ctx, s, sc.idem, out, v, nil)
 			}
 		}
 	} else {
@@ -230,7 +230,7 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 	}
 	v := r.gate(ctx, s, res, args, body, sc.idem)
 	if v != nil {
-		r.save(ctx, sc.idem, res, v, args)
+		r.save(ctx, s, sc.idem, res, v, args)
 	}
 	return res, v
 }

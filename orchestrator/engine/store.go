@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/internal/jsretry"
 )
 
 // The JetStream key-value buckets a run's state lives in, so that a run
@@ -46,10 +47,13 @@ func openStore(ctx context.Context, nc *nats.Conn, replicas int) (*store, error)
 	if err != nil {
 		return nil, err
 	}
-	open := func(name, desc string) (jetstream.KeyValue, error) {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: name, Description: desc, History: 1,
-			Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	open := func(name, desc string) (kv jetstream.KeyValue, err error) {
+		err = jsretry.Do(ctx, func(ctx context.Context) error {
+			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: name, Description: desc, History: 1,
+				Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+			})
+			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("open the %s bucket: %w", name, err)
@@ -247,43 +251,14 @@ func (s *store) wrote(ctx context.Context, kv jetstream.KeyValue, key string, b 
 	return nil
 }
 
-// Bounds of the store's requests: each try waits at most storeTry, and
-// tries lost to a server going away (a timeout, no responders while a
-// stream leader is elected) are made again for up to storeRetry.
-const (
-	storeTry   = 5 * time.Second
-	storeRetry = 30 * time.Second
-)
+// storeTry bounds one try of a store request.
+const storeTry = jsretry.Try
 
-// retry runs op with a bounded context, again while it fails in a way
-// that a cluster electing a new leader explains, until storeRetry passes
-// or ctx ends. Every op it is given may be repeated: puts and purges are,
-// and Create and Update check what an earlier try wrote.
-func retry(ctx context.Context, op func(context.Context) error) error {
-	deadline := time.Now().Add(storeRetry)
-	backoff := 50 * time.Millisecond
-	for {
-		tctx, cancel := context.WithTimeout(ctx, storeTry)
-		err := op(tctx)
-		cancel()
-		if err == nil || ctx.Err() != nil || time.Now().After(deadline) || !transient(err) {
-			return err
-		}
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, time.Second)
-		case <-ctx.Done():
-			return err
-		}
-	}
-}
-
-// transient reports whether err says a request was lost, not refused.
-func transient(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrConnectionReconnecting)
-}
+// retry makes a store request again while a cluster electing a leader
+// explains its failure (jsretry). Every op it is given may be repeated:
+// puts and purges are, and Create and Update check what an earlier try
+// wrote.
+func retry(ctx context.Context, op func(context.Context) error) error { return jsretry.Do(ctx, op) }
 
 // approvals lists every approval in the bucket.
 func (s *store) allApprovals(ctx context.Context) ([]Approval, error) {

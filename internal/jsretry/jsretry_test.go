@@ -1,0 +1,56 @@
+package jsretry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestTransient(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nats.ErrNoResponders, true},
+		{fmt.Errorf("create stream: %w", context.DeadlineExceeded), true},
+		{&jetstream.APIError{Code: 503, Description: "JetStream system temporarily unavailable"}, true},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use"}, false},
+		{jetstream.ErrKeyExists, false},
+		{errors.New("permissions violation"), false},
+	} {
+		if got := Transient(tc.err); got != tc.want {
+			t.Errorf("Transient(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// Do tries again while the failure is transient, and stops at the first
+// refusal.
+func TestDo(t *testing.T) {
+	tries := 0
+	err := Do(context.Background(), func(context.Context) error {
+		tries++
+		if tries < 3 {
+			return nats.ErrNoResponders
+		}
+		return nil
+	})
+	if err != nil || tries != 3 {
+		t.Fatalf("Do = %v after %d tries; want nil after 3", err, tries)
+	}
+	tries = 0
+	refused := errors.New("refused")
+	if err := Do(context.Background(), func(context.Context) error { tries++; return refused }); err != refused || tries != 1 {
+		t.Fatalf("Do = %v after %d tries; want the refusal after 1", err, tries)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	tries = 0
+	if err := Do(ctx, func(context.Context) error { tries++; return nats.ErrTimeout }); err == nil || tries != 1 {
+		t.Fatalf("Do with an ended context = %v after %d tries", err, tries)
+	}
+}
