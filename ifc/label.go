@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/sluicehq/sluice/internal/jsonappend"
 )
 
 // Integrity says whether a value could have been influenced by an attacker.
@@ -213,36 +215,10 @@ func (l Label) AppendJSON(b []byte) []byte {
 	b = append(b, `{"integrity":"`...)
 	b = append(b, l.integrity.String()...)
 	b = append(b, `","secrecy":`...)
-	b = appendStrings(b, l.secrecy)
+	b = jsonappend.Strings(b, l.secrecy)
 	b = append(b, `,"sources":`...)
-	b = appendStrings(b, l.sources)
+	b = jsonappend.Strings(b, l.sources)
 	return append(b, '}')
-}
-
-func appendStrings(b []byte, ss []string) []byte {
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, s)
-	}
-	return append(b, ']')
-}
-
-// appendString appends s as a JSON string exactly as encoding/json writes
-// it: printable ASCII other than the characters it escapes goes as it is;
-// anything else is left to encoding/json.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // UnmarshalJSON reads the canonical form. A missing integrity is an error:
