@@ -217,6 +217,21 @@ func newProvider(t *testing.T) (*provider, string) {
 	return p, strings.TrimPrefix(srv.URL, "http://")
 }
 
+// providerDeployment runs the payment worker, in replicas processes,
+// against the provider at host, with its API key filled in by the broker.
+func providerDeployment(host string, replicas int) string {
+	return fmt.Sprintf(`workers:
+  - manifest: builtin:payment
+    replicas: %d
+    config: {backend: http, base_url: "http://%s", api_key: "{{secret:payments_key}}"}
+    grants:
+      net: [%q]
+      secrets: [{name: payments_key, hosts: ["127.0.0.1"]}]
+secrets:
+  payments_key: {env: PAY_KEY}
+`, replicas, host, host)
+}
+
 const threeChargesFlow = `name: three-charges
 steps:
   - {id: a, call: payment.charge, with: {amount: 10, currency: EUR, payee: acct_a}}
@@ -232,15 +247,7 @@ steps:
 func TestOrchestratorKilledMidRun(t *testing.T) {
 	p, host := newProvider(t)
 	t.Setenv("PAY_KEY", "sk_test_durable")
-	w := newWorkspace(t, map[string]string{"flow.yaml": threeChargesFlow, "sluice.yaml": fmt.Sprintf(`workers:
-  - manifest: builtin:payment
-    config: {backend: http, base_url: "http://%s", api_key: "{{secret:payments_key}}"}
-    grants:
-      net: [%q]
-      secrets: [{name: payments_key, hosts: ["127.0.0.1"]}]
-secrets:
-  payments_key: {env: PAY_KEY}
-`, host, host)})
+	w := newWorkspace(t, map[string]string{"flow.yaml": threeChargesFlow, "sluice.yaml": providerDeployment(host, 1)})
 	up := upAndReady(t, w)
 	client := w.start("run", "flow.yaml", "--json")
 	select {
@@ -311,16 +318,7 @@ secrets:
 func TestWorkerKilledMidCall(t *testing.T) {
 	p, host := newProvider(t)
 	t.Setenv("PAY_KEY", "sk_test_durable")
-	w := newWorkspace(t, map[string]string{"flow.yaml": threeChargesFlow, "sluice.yaml": fmt.Sprintf(`workers:
-  - manifest: builtin:payment
-    replicas: 2
-    config: {backend: http, base_url: "http://%s", api_key: "{{secret:payments_key}}"}
-    grants:
-      net: [%q]
-      secrets: [{name: payments_key, hosts: ["127.0.0.1"]}]
-secrets:
-  payments_key: {env: PAY_KEY}
-`, host, host)})
+	w := newWorkspace(t, map[string]string{"flow.yaml": threeChargesFlow, "sluice.yaml": providerDeployment(host, 2)})
 	up := upAndReady(t, w)
 	before := childProcesses(t, up.cmd.Process.Pid)
 	if len(before) != 2 {

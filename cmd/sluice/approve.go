@@ -56,15 +56,9 @@ Example:
 				if who == "" {
 					who = osUser()
 				}
-				dep, err := c.loadConfig(*cfgFile)
-				if err != nil {
-					c.report(err)
-					return exitFailure
-				}
-				client, err := api.Dial(dep.State)
-				if err != nil {
-					c.errorf("%s %s: %v", name, args[0], err)
-					return exitFailure
+				client, code := c.dialOrchestrator(*cfgFile, name+" "+args[0])
+				if client == nil {
+					return code
 				}
 				defer client.Close()
 				ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -89,6 +83,23 @@ Example:
 			}
 		},
 	}
+}
+
+// dialOrchestrator connects to the orchestrator running on the state of
+// the configuration; it reports a failure under what and returns its exit
+// code.
+func (c *cli) dialOrchestrator(cfgFile, what string) (*api.Client, int) {
+	dep, err := c.loadConfig(cfgFile)
+	if err != nil {
+		c.report(err)
+		return nil, exitFailure
+	}
+	client, err := api.Dial(dep.State)
+	if err != nil {
+		c.errorf("%s: %v", what, err)
+		return nil, exitFailure
+	}
+	return client, exitOK
 }
 
 func osUser() string {
@@ -124,15 +135,9 @@ Examples:
 					c.errorf("approvals takes no arguments")
 					return exitUsage
 				}
-				dep, err := c.loadConfig(*cfgFile)
-				if err != nil {
-					c.report(err)
-					return exitFailure
-				}
-				client, err := api.Dial(dep.State)
-				if err != nil {
-					c.errorf("approvals: %v", err)
-					return exitFailure
+				client, code := c.dialOrchestrator(*cfgFile, "approvals")
+				if client == nil {
+					return code
 				}
 				defer client.Close()
 				ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
