@@ -337,15 +337,25 @@ func (s *Server) approvals(ctx context.Context) ([]engine.Approval, error) {
 	return held, nil
 }
 
-func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
+// runsAndHeld reads the runs and the held calls a page shows; on an error
+// it has answered the request and returns false.
+func (s *Server) runsAndHeld(w http.ResponseWriter, r *http.Request) ([]*audit.Run, []engine.Approval, bool) {
 	runs, err := s.cfg.Backend.Runs(r.Context())
 	if err != nil {
 		s.fail(w, "read runs", err)
-		return
+		return nil, nil, false
 	}
 	held, err := s.approvals(r.Context())
 	if err != nil {
 		s.fail(w, "read approvals", err)
+		return nil, nil, false
+	}
+	return runs, held, true
+}
+
+func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
+	runs, held, ok := s.runsAndHeld(w, r)
+	if !ok {
 		return
 	}
 	s.render(w, r, "runs", "Runs", len(held), runRows(runs, held))
@@ -353,14 +363,8 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	runs, err := s.cfg.Backend.Runs(r.Context())
-	if err != nil {
-		s.fail(w, "read runs", err)
-		return
-	}
-	held, err := s.approvals(r.Context())
-	if err != nil {
-		s.fail(w, "read approvals", err)
+	runs, held, ok := s.runsAndHeld(w, r)
+	if !ok {
 		return
 	}
 	for _, run := range runs {
