@@ -41,9 +41,10 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // A compromised worker holds exactly its own credentials and runs confined
 // like every worker. Started in place of the web worker, it tries every
 // forbidden thing: the bus refuses the operations on other subjects, the
-// kernel the direct connections and the file read, the egress broker the
-// ungranted destinations, redirect and secret; its forged labels change
-// nothing. Refusals by the bus and by the broker are in the audit log.
+// network seal the direct connections, Landlock the file read, the egress
+// broker the ungranted destinations, redirect and secret; its forged labels
+// change nothing. Refusals by the bus, the seal (whose listener is the
+// supervisor) and the broker are in the audit log; Landlock tells no one.
 func TestCompromisedWorkerIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	reportFile := dir + "/rogue.jsonl"
@@ -145,8 +146,18 @@ steps:
 		}
 		var missing []string
 		for _, a := range attempts {
-			if a.Target == "output label" || a.What == "connect directly" || a.What == "read the API credential" {
-				continue // refused by the kernel, which tells no one
+			if a.Target == "output label" || a.What == "read the API credential" {
+				continue // refused by the kernel (Landlock), which tells no one
+			}
+			if a.What == "connect directly" {
+				// Refused by the seal, whose listener is the supervisor.
+				if !slices.ContainsFunc(recs, func(r audit.Record) bool {
+					return strings.HasPrefix(r.User, "worker:web") && r.Kind == audit.KindViolation &&
+						r.Op == "socket" && r.Subject == "socket ipv4 stream"
+				}) {
+					missing = append(missing, a.What+" ("+a.Target+")")
+				}
+				continue
 			}
 			if !slices.ContainsFunc(recs, func(r audit.Record) bool {
 				return strings.HasPrefix(r.User, "worker:web") && r.Subject == a.Target &&

@@ -2,7 +2,10 @@
 
 package worker
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
 // LandlockABI returns 0: Landlock is a Linux facility.
 func LandlockABI() int { return 0 }
@@ -19,3 +22,12 @@ func SealNetwork() error { return ErrSealUnsupported }
 
 // SealAvailable reports false: sealing needs Linux.
 func SealAvailable() (bool, string) { return false, ErrSealUnsupported.Error() }
+
+// SealReportFD names the descriptor a supervisor passes for reports.
+const SealReportFD = "SLUICE_SEAL_REPORT_FD"
+
+// SealFromEnv does nothing here: the process is not sealed.
+func SealFromEnv() (bool, error) { return false, nil }
+
+// ServeSealReports returns at once: no worker is sealed here.
+func ServeSealReports(conn *os.File, attempt func(string)) error { return conn.Close() }

@@ -7,9 +7,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // sealedChild holds a connection, as a worker holds the bus, seals the
@@ -21,8 +24,10 @@ func sealedChild() int {
 		println("dial bus:", err.Error())
 		return 2
 	}
-	if err := SealNetwork(); err != nil {
-		println("seal:", err.Error())
+	// As a worker is started: SLUICE_SEAL_NETWORK=1, and with a report
+	// descriptor when the test serves reports.
+	if sealed, err := SealFromEnv(); err != nil || !sealed {
+		println("seal:", sealed, errString(err))
 		return 2
 	}
 	report := func(what string, err error) { os.Stdout.WriteString(what + "=" + errString(err) + "\n") }
@@ -56,7 +61,13 @@ func sealedChild() int {
 // A sealed process keeps the connection it holds and can open no other
 // socket: TCP to another port, the bus's address again, UDP, a Unix socket.
 // The control: the same attempts succeed from this (unsealed) process.
+// With a supervisor serving its reports, each attempt is also told to it.
 func TestSealNetwork(t *testing.T) {
+	t.Run("refused by the kernel", func(t *testing.T) { testSeal(t, false) })
+	t.Run("reported to the supervisor", func(t *testing.T) { testSeal(t, true) })
+}
+
+func testSeal(t *testing.T, reports bool) {
 	bus, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -110,11 +121,37 @@ func TestSealNetwork(t *testing.T) {
 	<-stolen
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SEAL_CHILD=1", "SEAL_BUS="+bus.Addr().String(), "SEAL_OTHER="+other.Addr().String(),
-		"SEAL_UDP="+udp.LocalAddr().String(), "SEAL_UNIX="+sock)
+	cmd.Env = append(os.Environ(), "SEAL_CHILD=1", "SLUICE_SEAL_NETWORK=1", "SEAL_BUS="+bus.Addr().String(),
+		"SEAL_OTHER="+other.Addr().String(), "SEAL_UDP="+udp.LocalAddr().String(), "SEAL_UNIX="+sock)
+	var reported []string
+	served := make(chan error, 1)
+	if reports {
+		// The supervisor's side: a socket pair, one end to the child.
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+		cmd.ExtraFiles = []*os.File{theirs}
+		cmd.Env = append(cmd.Env, SealReportFD+"=3")
+		go func() {
+			served <- ServeSealReports(ours, func(what string) { reported = append(reported, what) })
+		}()
+		defer theirs.Close()
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("sealed child: %v\n%s", err, out)
+	}
+	if reports {
+		// ServeSealReports returns once the child is gone.
+		if err := <-served; err != nil {
+			t.Fatalf("serve the seal's reports: %v", err)
+		}
+		want := []string{"socket ipv4 stream", "socket ipv4 stream", "socket ipv4 datagram", "socket unix stream"}
+		if !slices.Equal(reported, want) {
+			t.Errorf("reported %q, want %q", reported, want)
+		}
 	}
 	// No Landlock in the child: a refusal here is the seal's EPERM.
 	want := map[string]string{"bus-write": "ok", "tcp-other": "refused", "tcp-bus-again": "refused", "udp": "refused", "unix": "refused"}

@@ -140,15 +140,13 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 	}
 	// On the embedded bus, the connection just made is the only socket a
 	// worker ever needs: no other can be opened from here on.
-	if c.getenv("SLUICE_SEAL_NETWORK") == "1" {
-		if err := worker.SealNetwork(); err != nil {
-			if !errors.Is(err, worker.ErrSealUnsupported) {
-				return err
-			}
-			log.Warn("the network is not sealed: " + err.Error())
-		} else {
-			log.Info("worker sealed off the network: its bus connection is its only socket")
-		}
+	switch sealed, err := worker.SealFromEnv(); {
+	case errors.Is(err, worker.ErrSealUnsupported):
+		log.Warn("the network is not sealed: " + err.Error())
+	case err != nil:
+		return err
+	case sealed:
+		log.Info("worker sealed off the network: its bus connection is its only socket")
 	}
 	svc := &worker.Service{Manifest: m, Handlers: handlers, Subjects: subjects, Log: log}
 	return svc.Serve(ctx, nc)

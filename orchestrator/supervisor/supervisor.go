@@ -80,6 +80,9 @@ type Config struct {
 	// is embedded, so that a worker never needs another socket; not on an
 	// external cluster, where a worker reconnects to other servers.
 	SealNetwork bool
+	// OnRefused is told of each socket a sealed worker tried to open, and
+	// was refused: the worker's bus user, and what it tried.
+	OnRefused func(user, what string)
 	// OnExit is told when a worker process exits unasked, before it is
 	// restarted: calls it had in hand will get no answer.
 	OnExit func(worker string)
@@ -239,9 +242,22 @@ func (s *Supervisor) runOnce(w Worker, replica, gen, slot int) error {
 		return err
 	}
 	setProcAttr(cmd)
+	sealStarted := func() {}
+	if s.cfg.SealNetwork {
+		refused := func(what string) {
+			s.log.Warn("a worker tried to open a socket; refused", "worker", w.Name, "user", user, "tried", what)
+			if s.cfg.OnRefused != nil {
+				s.cfg.OnRefused(user, what)
+			}
+		}
+		if sealStarted, err = serveSeal(cmd, refused, s.log.With("worker", w.Name)); err != nil {
+			return err
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start worker %s: %w", w.Name, err)
 	}
+	sealStarted()
 	pid := cmd.Process.Pid
 	log := s.log.With("worker", w.Name, "pid", pid)
 	log.Debug("worker started", "replica", replica)

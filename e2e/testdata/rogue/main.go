@@ -1,6 +1,7 @@
 // Command rogue is a compromised worker. The supervisor starts it in place
 // of the web worker, with the web worker's credentials; it confines itself
-// exactly as every worker does before serving calls (worker.Confine), and
+// and seals itself off the network exactly as every worker does before
+// serving calls (worker.Confine, worker.SealFromEnv), and
 // then does what a worker taken over through a call would try: reach other
 // workers and the API over the bus, reach the network and files directly,
 // abuse the egress broker, and forge labels on its reply.
@@ -77,6 +78,10 @@ func run() error {
 	u, _ := url.Parse(nc.ConnectedUrl())
 	port, _ := strconv.Atoi(u.Port())
 	if _, err := worker.Confine(worker.Confinement{NATSPort: uint16(port)}); err != nil {
+		return err
+	}
+	// As every worker on the embedded bus does (cmd/sluice worker).
+	if _, err := worker.SealFromEnv(); err != nil {
 		return err
 	}
 

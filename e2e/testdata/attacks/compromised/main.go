@@ -103,10 +103,8 @@ func run() error {
 		return err
 	}
 	// As every worker on the embedded bus does (cmd/sluice worker).
-	if os.Getenv("SLUICE_SEAL_NETWORK") == "1" {
-		if err := worker.SealNetwork(); err != nil {
-			return err
-		}
+	if _, err := worker.SealFromEnv(); err != nil {
+		return err
 	}
 	onBus := func(what, subject string, f func() error) attempt {
 		err := f()
