@@ -167,6 +167,16 @@ func (sch *Schema) ValidateJSON(b []byte) (any, error) {
 	return v, nil
 }
 
+// ValidateValue validates a value already decoded: maps, lists, strings,
+// booleans, nil, and numbers as int64 or float64 (or any Go integer), as
+// the engine holds them, without encoding and decoding it again.
+func (sch *Schema) ValidateValue(v any) error {
+	if ds := sch.Validate("", v, func(string) Pos { return Pos{} }); len(ds) > 0 {
+		return ds
+	}
+	return nil
+}
+
 // Shape returns the property names and the required names of an object
 // schema's root, sorted; both are empty for other schemas.
 func (sch *Schema) Shape() (props, required []string) {

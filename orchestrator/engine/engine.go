@@ -582,7 +582,7 @@ func decodeReply(reply *nats.Msg, s *flow.Step) tryResult {
 		return tryResult{err: fmt.Errorf("%s: malformed output from worker %s", s.Call, s.Worker)}
 	}
 	if s.Spec.Output != nil {
-		if _, err := s.Spec.Output.ValidateJSON(rep.Output); err != nil {
+		if err := s.Spec.Output.ValidateValue(out); err != nil {
 			return tryResult{err: fmt.Errorf("%s: output does not match the tool's output schema: %v", s.Call, err)}
 		}
 	}

@@ -224,7 +224,7 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 		res.Status, res.Error = StatusFailed, fmt.Sprintf("arguments: %v", err)
 		return res, nil
 	}
-	if _, err := s.Spec.Input.ValidateJSON(body); err != nil {
+	if err := s.Spec.Input.ValidateValue(args); err != nil {
 		res.Status, res.Error = StatusFailed, fmt.Sprintf("arguments of %s: %v", s.Call, err)
 		return res, nil
 	}
