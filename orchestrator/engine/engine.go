@@ -275,7 +275,7 @@ type run struct {
 	// read are the steps another step reads; leaves are the records of
 	// calls of the others, written only if the pass ends unfinished.
 	read   map[string]bool
-	leaves map[string][]byte
+	leaves map[string]leaf
 }
 
 // keepLeaves writes the records of the calls no other step reads, for a
@@ -283,11 +283,17 @@ type run struct {
 func (r *run) keepLeaves(st *store) {
 	r.keysMu.Lock()
 	defer r.keysMu.Unlock()
-	for idem, b := range r.leaves {
+	for idem, l := range r.leaves {
+		b, err := encodeCall(&l.res, l.v, l.args)
+		if err != nil {
+			r.e.log.Warn("completed call not recorded; it would be made again (with the same idempotency key) if the run resumed",
+				"run_id", r.id, "call", idem, "err", err)
+			continue
+		}
 		r.acks.add(st.write(st.steps, callKey(idem), b, false))
 		r.keys[idem] = true
 	}
-	r.leaves = map[string][]byte{}
+	r.leaves = map[string]leaf{}
 }
 
 func (r *run) wrote(idem string) {
@@ -370,7 +376,7 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 	plan := rs.plan
 	r := &run{e: e, plan: plan, id: rs.id, opts: opts, inputs: rs.inputs, fresh: rs.fresh,
 		values: map[string]*value{}, results: map[string]*StepResult{}, acks: &acks{ws: rs.started}, keys: map[string]bool{},
-		read: map[string]bool{}, leaves: map[string][]byte{}}
+		read: map[string]bool{}, leaves: map[string]leaf{}}
 	for _, s := range plan.Steps {
 		for _, d := range s.Deps {
 			r.read[d] = true

@@ -159,6 +159,22 @@ func (r *run) restore(ctx context.Context, s *flow.Step, idem string) (*StepResu
 	return &res, v, true
 }
 
+// leaf is a completed call of a step no other step reads, kept in memory
+// until its pass ends.
+type leaf struct {
+	res  StepResult
+	v    *value
+	args map[string]any
+}
+
+func encodeCall(res *StepResult, v *value, args map[string]any) ([]byte, error) {
+	out, err := json.Marshal(v.out)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(&callRecord{Result: res, Output: out, Base: v.base, Fields: v.fields, Args: args})
+}
+
 // save keeps a completed call's result and output, so that it is not made
 // again when the run resumes. The output of a step that another step reads
 // is written at once. The output of one no other step reads is kept in
@@ -167,17 +183,13 @@ func (r *run) restore(ctx context.Context, s *flow.Step, idem string) (*StepResu
 // changes nothing else; and a run that finishes in one pass, as most do,
 // writes two records fewer for it.
 func (r *run) save(ctx context.Context, s *flow.Step, idem string, res *StepResult, v *value, args map[string]any) {
-	var out, b []byte
-	out, err := json.Marshal(v.out)
-	if err == nil {
-		b, err = json.Marshal(&callRecord{Result: res, Output: out, Base: v.base, Fields: v.fields, Args: args})
-	}
-	if err == nil && !r.read[s.ID] {
+	if !r.read[s.ID] {
 		r.keysMu.Lock()
-		r.leaves[idem] = b
+		r.leaves[idem] = leaf{res: *res, v: v, args: args}
 		r.keysMu.Unlock()
 		return
 	}
+	b, err := encodeCall(res, v, args)
 	var st *store
 	if err == nil {
 		st, err = r.e.store(ctx)
