@@ -74,6 +74,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseYAML -fuzztime $(FUZZTIME) ./schemas
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./worker/calendar
 	$(GO) test -run '^$$' -fuzz FuzzInbox -fuzztime $(FUZZTIME) ./worker/email
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./orchestrator/audit
+	$(GO) test -run '^$$' -fuzz FuzzString -fuzztime $(FUZZTIME) ./internal/jsonappend
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

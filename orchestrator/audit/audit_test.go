@@ -359,3 +359,27 @@ func BenchmarkEncodeMarshal(b *testing.B) {
 		}
 	}
 }
+
+// Verify reads exports a person hands it: whatever the bytes, it answers
+// with a count or an error, never a panic, and never calls a chain intact
+// when a line in it is not a record.
+func FuzzVerify(f *testing.F) {
+	f.Add([]byte(`{"v":1,"id":"01JD6Z4W8X2F3K5N7Q9R1T3V5X","kind":"run_started","time":"2026-11-24T10:00:00Z"}` + "\n"))
+	f.Add([]byte("{\"v\":1,\"prev\":\"00\"}\n{}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := Verify(bytes.NewReader(data))
+		if err == nil {
+			for i, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
+				if i >= n {
+					break
+				}
+				var rec struct {
+					V int `json:"v"`
+				}
+				if json.Unmarshal(line, &rec) != nil || rec.V == 0 {
+					t.Fatalf("line %d is not a record, yet the chain was called intact", i+1)
+				}
+			}
+		}
+	})
+}
