@@ -251,6 +251,11 @@ func (c *cli) finish(ctx context.Context, res *engine.Result, o runOptions) int 
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return exitFailure
 	}
+	if res.Status == engine.StatusHeld && !o.json {
+		// The run is kept: it goes on when someone answers.
+		fmt.Fprintf(c.stderr, "\nrun %s is kept, held: sluice approvals lists what waits; sluice approve ID or sluice deny ID answers it\n"+
+			"through a running orchestrator (sluice up), which then finishes the run.\n", res.RunID)
+	}
 	switch res.Status {
 	case engine.StatusCompleted:
 		return exitOK
