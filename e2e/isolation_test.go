@@ -43,8 +43,9 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // forbidden thing: the bus refuses the operations on other subjects, the
 // network seal the direct connections, Landlock the file read, the egress
 // broker the ungranted destinations, redirect and secret; its forged labels
-// change nothing. Refusals by the bus, the seal (whose listener is the
-// supervisor) and the broker are in the audit log; Landlock tells no one.
+// change nothing. Every refusal is in the audit log: the bus's, the
+// broker's, and the kernel's, which the supervisor sees through the seal's
+// listener (sockets it refuses itself, files it lets Landlock refuse).
 func TestCompromisedWorkerIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	reportFile := dir + "/rogue.jsonl"
@@ -146,8 +147,19 @@ steps:
 		}
 		var missing []string
 		for _, a := range attempts {
-			if a.Target == "output label" || a.What == "read the API credential" {
-				continue // refused by the kernel (Landlock), which tells no one
+			if a.Target == "output label" {
+				continue
+			}
+			if a.What == "read the API credential" {
+				// Refused by Landlock; seen by the supervisor, which
+				// holds the seal's listener.
+				if !slices.ContainsFunc(recs, func(r audit.Record) bool {
+					return strings.HasPrefix(r.User, "worker:web") && r.Kind == audit.KindViolation &&
+						r.Op == "open" && strings.HasSuffix(r.Subject, "/run/client.nk")
+				}) {
+					missing = append(missing, a.What+" ("+a.Target+")")
+				}
+				continue
 			}
 			if a.What == "connect directly" {
 				// Refused by the seal, whose listener is the supervisor.

@@ -251,7 +251,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand, OnExit: o.engine.WorkerExited,
 		SealNetwork: d.ExternalNATS == nil, OnRefused: func(user, what string) {
 			select {
-			case violations <- bus.Violation{Time: time.Now(), User: user, Kind: "socket", Subject: what}:
+			case violations <- bus.Violation{Time: time.Now(), User: user, Kind: strings.Fields(what)[0], Subject: what}:
 			default:
 				o.log.Error("violation dropped: audit queue full", "user", user, "tried", what)
 			}

@@ -27,7 +27,7 @@ func SealAvailable() (bool, string) { return false, ErrSealUnsupported.Error() }
 const SealReportFD = "SLUICE_SEAL_REPORT_FD"
 
 // SealFromEnv does nothing here: the process is not sealed.
-func SealFromEnv() (bool, error) { return false, nil }
+func SealFromEnv([]string) (bool, error) { return false, nil }
 
 // ServeSealReports returns at once: no worker is sealed here.
 func ServeSealReports(conn *os.File, attempt func(string)) error { return conn.Close() }

@@ -3,11 +3,14 @@
 package worker
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -34,14 +37,16 @@ const SealReportFD = "SLUICE_SEAL_REPORT_FD"
 // bus's port, not over UDP, not through a raw or netlink socket.
 //
 // It is a seccomp filter, installed with no_new_privs, on amd64 and arm64.
-func SealNetwork() error { return seal(nil) }
+func SealNetwork() error { return seal(nil, nil) }
 
 // SealFromEnv seals the process as its supervisor asked: not at all
 // without SLUICE_SEAL_NETWORK=1; with SealReportFD set, each socket(2) the
 // process tries is put to the supervisor, which records the attempt and
-// refuses it (EPERM); without it, the kernel refuses it alone. It reports
-// whether the process is sealed.
-func SealFromEnv() (bool, error) {
+// refuses it (EPERM), and so is each file it opens, which the supervisor
+// records when it lies outside roots (the directories of its Confinement)
+// and lets the kernel decide; without SealReportFD, the kernel refuses
+// sockets alone. It reports whether the process is sealed.
+func SealFromEnv(roots []string) (bool, error) {
 	if os.Getenv("SLUICE_SEAL_NETWORK") != "1" {
 		return false, nil
 	}
@@ -54,15 +59,40 @@ func SealFromEnv() (bool, error) {
 		report = os.NewFile(uintptr(fd), "seal-report")
 		defer report.Close()
 	}
-	if err := seal(report); err != nil {
+	// As the kernel sees them: absolute, symbolic links resolved.
+	real := make([]string, 0, len(roots))
+	for _, r := range roots {
+		if a, err := filepath.Abs(r); err == nil {
+			r = a
+		}
+		if e, err := filepath.EvalSymlinks(r); err == nil {
+			r = e
+		}
+		real = append(real, r)
+	}
+	if err := seal(report, real); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
+// A system call a seal puts to the supervisor: its number, and where its
+// directory descriptor and path arguments are (dirfd -1: relative paths are
+// taken from the working directory).
+type watched struct {
+	nr          uint32
+	dirfd, path int
+}
+
+// opens are the calls that open a file by path; openAMD64 (seal_amd64.go)
+// adds open(2) where it exists.
+var opens = append([]watched{{unix.SYS_OPENAT, 0, 1}, {unix.SYS_OPENAT2, 0, 1}}, openAMD64...)
+
 // seal installs the filter. With report, socket(2) is put to a listener
-// handed over report; io_uring_setup(2) is refused either way.
-func seal(report *os.File) error {
+// handed over report, as are the calls that open files, so that the
+// supervisor records those outside roots (the kernel's Landlock rules
+// still decide them); io_uring_setup(2) is refused either way.
+func seal(report *os.File, roots []string) error {
 	var arch uint32
 	switch runtime.GOARCH {
 	case "amd64":
@@ -86,29 +116,41 @@ func seal(report *os.File) error {
 		// same arch: they would bypass the numbers checked below.
 		x32 = 0x40000000
 	)
-	onSocket := uint32(deny)
-	flags := uintptr(unix.SECCOMP_FILTER_FLAG_TSYNC) // every thread, not only this one
-	if report != nil {
-		onSocket = notify
+	rules := []struct{ nr, action uint32 }{{unix.SYS_IO_URING_SETUP, deny}} // io_uring can open sockets
+	flags := uintptr(unix.SECCOMP_FILTER_FLAG_TSYNC)                        // every thread, not only this one
+	if report == nil {
+		rules = append(rules, struct{ nr, action uint32 }{unix.SYS_SOCKET, deny})
+	} else {
+		rules = append(rules, struct{ nr, action uint32 }{unix.SYS_SOCKET, notify})
+		for _, w := range opens {
+			rules = append(rules, struct{ nr, action uint32 }{w.nr, notify})
+		}
 		// The listener comes back from seccomp(2); TSYNC with a
 		// listener needs TSYNC_ESRCH.
 		flags |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
 	}
+	// 0 arch; 1–2 another architecture's calls are refused; 3 nr; 4 x32
+	// → the last instruction; then a test and a return per rule; allow;
+	// deny.
 	prog := []unix.SockFilter{
-		/* 0 */ {Code: ld, K: offArc},
-		/* 1 */ {Code: jeq, K: arch, Jt: 1, Jf: 0},
-		/* 2 */ {Code: ret, K: deny}, // another architecture's calls
-		/* 3 */ {Code: ld, K: offNr},
-		/* 4 */ {Code: jge, K: x32, Jt: 4, Jf: 0}, // → 9
-		/* 5 */ {Code: jeq, K: unix.SYS_IO_URING_SETUP, Jt: 3, Jf: 0}, // → 9: io_uring can open sockets
-		/* 6 */ {Code: jeq, K: unix.SYS_SOCKET, Jt: 0, Jf: 1}, // → 7, else → 8
-		/* 7 */ {Code: ret, K: onSocket},
-		/* 8 */ {Code: ret, K: allow},
-		/* 9 */ {Code: ret, K: deny},
+		{Code: ld, K: offArc},
+		{Code: jeq, K: arch, Jt: 1, Jf: 0},
+		{Code: ret, K: deny},
+		{Code: ld, K: offNr},
+		{Code: jge, K: x32, Jt: uint8(2*len(rules) + 1), Jf: 0},
 	}
+	for _, r := range rules {
+		prog = append(prog, unix.SockFilter{Code: jeq, K: r.nr, Jt: 0, Jf: 1}, unix.SockFilter{Code: ret, K: r.action})
+	}
+	prog = append(prog, unix.SockFilter{Code: ret, K: allow}, unix.SockFilter{Code: ret, K: deny})
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("seal the network: no_new_privs: %w", err)
+	}
+	// What the supervisor needs to tell an open outside the grant.
+	hello, err := json.Marshal(sealHello{Roots: roots})
+	if err != nil {
+		return err
 	}
 	listener, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags,
 		uintptr(unsafe.Pointer(&fprog)))
@@ -120,12 +162,17 @@ func seal(report *os.File) error {
 		return nil
 	}
 	// Hand the listener over: from here on, only the supervisor answers
-	// this process's socket(2) calls.
+	// this process's socket(2) calls, and sees its opens.
 	defer unix.Close(int(listener))
-	if err := unix.Sendmsg(int(report.Fd()), []byte{0}, unix.UnixRights(int(listener)), nil, 0); err != nil {
+	if err := unix.Sendmsg(int(report.Fd()), hello, unix.UnixRights(int(listener)), nil, 0); err != nil {
 		return fmt.Errorf("seal the network: hand the listener to the supervisor: %w", err)
 	}
 	return nil
+}
+
+// sealHello goes with the listener: the directories the worker may reach.
+type sealHello struct {
+	Roots []string `json:"roots"`
 }
 
 // SealAvailable reports whether SealNetwork can work here: the
@@ -162,12 +209,14 @@ type seccompNotifResp struct {
 // ServeSealReports is the supervisor's side of SealFromEnv: it takes the
 // listener a sealed worker hands over conn, then answers every socket(2)
 // the worker tries with EPERM, telling attempt of each ("socket ipv4
-// datagram"), until the worker's process is gone. It returns nil when the
-// worker exits, and an error when it never handed a listener over.
+// datagram"), and lets every file it opens go on to the kernel, telling
+// attempt of those outside the worker's roots ("open /etc/shadow"), until
+// the worker's process is gone. It returns nil when the worker exits, and
+// an error when it never handed a listener over.
 func ServeSealReports(conn *os.File, attempt func(what string)) error {
 	defer conn.Close()
-	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(int(conn.Fd()), buf, oob, 0)
+	buf, oob := make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(int(conn.Fd()), buf, oob, 0)
 	if err != nil {
 		return fmt.Errorf("receive the seal's listener: %w", err)
 	}
@@ -181,6 +230,10 @@ func ServeSealReports(conn *os.File, attempt func(what string)) error {
 	}
 	listener := fds[0]
 	defer unix.Close(listener)
+	var hello sealHello
+	if err := json.Unmarshal(buf[:n], &hello); err != nil {
+		return fmt.Errorf("the worker's seal: %w", err)
+	}
 	for {
 		pfd := []unix.PollFd{{Fd: int32(listener), Events: unix.POLLIN}}
 		if _, err := unix.Poll(pfd, -1); err != nil {
@@ -200,11 +253,79 @@ func ServeSealReports(conn *os.File, attempt func(what string)) error {
 			}
 			return nil
 		}
-		attempt(describeSocket(n.Args[0], n.Args[1]))
-		resp := seccompNotifResp{ID: n.ID, Error: -int32(unix.EPERM)}
+		resp := seccompNotifResp{ID: n.ID}
+		if uint32(n.Nr) == unix.SYS_SOCKET {
+			attempt(describeSocket(n.Args[0], n.Args[1]))
+			resp.Error = -int32(unix.EPERM)
+		} else {
+			// An open: the kernel decides it (Landlock); the
+			// supervisor only tells of one outside the roots.
+			// A file that does not exist is not told of: the kernel
+			// answers ENOENT whatever the grant.
+			if p, ok := openedPath(listener, &n); ok && !within(p, hello.Roots) {
+				if _, err := os.Lstat(p); err == nil {
+					attempt("open " + p)
+				}
+			}
+			resp.Flags = unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE
+		}
 		// ENOENT: the caller was interrupted; nothing to answer.
 		unix.Syscall(unix.SYS_IOCTL, uintptr(listener), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp)))
 	}
+}
+
+// openedPath reads the path an open call names from the caller's memory
+// and makes it absolute, from its directory descriptor or working
+// directory. It is what the call named, not what it reached: a symbolic
+// link is not followed.
+func openedPath(listener int, n *seccompNotif) (string, bool) {
+	var w watched
+	for _, o := range opens {
+		if o.nr == uint32(n.Nr) {
+			w = o
+		}
+	}
+	if w.nr == 0 {
+		return "", false
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", n.Pid))
+	if err != nil {
+		return "", false
+	}
+	defer mem.Close()
+	b := make([]byte, unix.PathMax)
+	k, _ := mem.ReadAt(b, int64(n.Args[w.path]))
+	path, _, found := strings.Cut(string(b[:k]), "\x00")
+	// The caller is still the process that made the call (its pid was not
+	// reused while its memory was read).
+	id := n.ID
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(listener), unix.SECCOMP_IOCTL_NOTIF_ID_VALID,
+		uintptr(unsafe.Pointer(&id))); errno != 0 || !found || path == "" {
+		return "", false
+	}
+	if filepath.IsAbs(path) {
+		return filepath.Clean(path), true
+	}
+	dir := fmt.Sprintf("/proc/%d/cwd", n.Pid)
+	if w.dirfd >= 0 && int32(n.Args[w.dirfd]) != unix.AT_FDCWD {
+		dir = fmt.Sprintf("/proc/%d/fd/%d", n.Pid, int32(n.Args[w.dirfd]))
+	}
+	base, err := os.Readlink(dir)
+	if err != nil {
+		return "", false
+	}
+	return filepath.Join(base, path), true
+}
+
+// within reports whether path is one of roots or below one.
+func within(path string, roots []string) bool {
+	for _, r := range roots {
+		r = filepath.Clean(r)
+		if path == r || strings.HasPrefix(path, r+string(filepath.Separator)) || r == "/" {
+			return true
+		}
+	}
+	return false
 }
 
 // describeSocket names the kind of socket socket(2) was asked for.

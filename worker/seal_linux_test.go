@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -26,11 +27,16 @@ func sealedChild() int {
 	}
 	// As a worker is started: SLUICE_SEAL_NETWORK=1, and with a report
 	// descriptor when the test serves reports.
-	if sealed, err := SealFromEnv(); err != nil || !sealed {
+	if sealed, err := SealFromEnv([]string{os.Getenv("SEAL_ROOT")}); err != nil || !sealed {
 		println("seal:", sealed, errString(err))
 		return 2
 	}
 	report := func(what string, err error) { os.Stdout.WriteString(what + "=" + errString(err) + "\n") }
+	_, err = os.ReadFile(filepath.Join(os.Getenv("SEAL_ROOT"), "inside.txt"))
+	report("read-inside", err)
+	// Relative to the working directory, which is outside the root.
+	_, err = os.ReadFile("outside.txt")
+	report("read-outside", err)
 	_, err = bus.Write([]byte("still here\n"))
 	report("bus-write", err)
 	c, err := net.Dial("tcp", os.Getenv("SEAL_OTHER"))
@@ -120,8 +126,15 @@ func testSeal(t *testing.T, reports bool) {
 	}
 	<-stolen
 
+	root, outside := t.TempDir(), t.TempDir()
+	for _, f := range []string{filepath.Join(root, "inside.txt"), filepath.Join(outside, "outside.txt")} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SEAL_CHILD=1", "SLUICE_SEAL_NETWORK=1", "SEAL_BUS="+bus.Addr().String(),
+	cmd.Dir = outside
+	cmd.Env = append(os.Environ(), "SEAL_CHILD=1", "SLUICE_SEAL_NETWORK=1", "SEAL_ROOT="+root, "SEAL_BUS="+bus.Addr().String(),
 		"SEAL_OTHER="+other.Addr().String(), "SEAL_UDP="+udp.LocalAddr().String(), "SEAL_UNIX="+sock)
 	var reported []string
 	served := make(chan error, 1)
@@ -148,13 +161,22 @@ func testSeal(t *testing.T, reports bool) {
 		if err := <-served; err != nil {
 			t.Fatalf("serve the seal's reports: %v", err)
 		}
-		want := []string{"socket ipv4 stream", "socket ipv4 stream", "socket ipv4 datagram", "socket unix stream"}
-		if !slices.Equal(reported, want) {
+		// The child has no Landlock here: the read outside succeeds, and
+		// is told all the same; the read inside is not.
+		want := []string{"open " + filepath.Join(outside, "outside.txt"), "socket ipv4 stream", "socket ipv4 stream",
+			"socket ipv4 datagram", "socket unix stream"}
+		var got []string
+		for _, r := range reported {
+			if strings.HasPrefix(r, "socket ") || strings.HasSuffix(r, ".txt") {
+				got = append(got, r)
+			}
+		}
+		if !slices.Equal(got, want) {
 			t.Errorf("reported %q, want %q", reported, want)
 		}
 	}
 	// No Landlock in the child: a refusal here is the seal's EPERM.
-	want := map[string]string{"bus-write": "ok", "tcp-other": "refused", "tcp-bus-again": "refused", "udp": "refused", "unix": "refused"}
+	want := map[string]string{"read-inside": "ok", "read-outside": "ok", "bus-write": "ok", "tcp-other": "refused", "tcp-bus-again": "refused", "udp": "refused", "unix": "refused"}
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		k, v, _ := strings.Cut(l, "=")
 		if w, ok := want[k]; ok {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -135,12 +136,13 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 	defer nc.Close()
 	// From here on the worker serves calls: confine it to the bus, its
 	// file grant and what its builtin keeps first.
-	if err := confine(m, keep, nc.ConnectedUrl(), log); err != nil {
+	roots, err := confine(m, keep, nc.ConnectedUrl(), log)
+	if err != nil {
 		return err
 	}
 	// On the embedded bus, the connection just made is the only socket a
 	// worker ever needs: no other can be opened from here on.
-	switch sealed, err := worker.SealFromEnv(); {
+	switch sealed, err := worker.SealFromEnv(roots); {
 	case errors.Is(err, worker.ErrSealUnsupported):
 		log.Warn("the network is not sealed: " + err.Error())
 	case err != nil:
@@ -155,7 +157,9 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 // confine restricts the worker process to the bus's port, its file grant
 // and the directories its builtin keeps (worker.Env.Keep), where the
 // kernel offers Landlock.
-func confine(m *capabilities.Manifest, keep *worker.Confinement, busURL string, log *slog.Logger) error {
+//
+// It returns the directories the worker may still reach.
+func confine(m *capabilities.Manifest, keep *worker.Confinement, busURL string, log *slog.Logger) ([]string, error) {
 	c := worker.Confinement{RO: keep.RO, RW: keep.RW}
 	if u, err := url.Parse(busURL); err == nil {
 		if p, err := strconv.ParseUint(u.Port(), 10, 16); err == nil {
@@ -171,14 +175,14 @@ func confine(m *capabilities.Manifest, keep *worker.Confinement, busURL string, 
 	}
 	abi, err := worker.Confine(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if abi == 0 {
 		log.Warn("the kernel offers no Landlock: this worker is isolated by its bus permissions only")
 	} else {
 		log.Info("worker confined", "landlock_abi", abi, "bus_port", c.NATSPort)
 	}
-	return nil
+	return append(slices.Clone(c.RO), c.RW...), nil
 }
 
 // newWasmWorker compiles a WASM worker's module, with wazero's compilation

@@ -80,8 +80,10 @@ type Config struct {
 	// is embedded, so that a worker never needs another socket; not on an
 	// external cluster, where a worker reconnects to other servers.
 	SealNetwork bool
-	// OnRefused is told of each socket a sealed worker tried to open, and
-	// was refused: the worker's bus user, and what it tried.
+	// OnRefused is told of what a sealed worker tried outside its grant:
+	// each socket it tried to open (refused), each file outside its
+	// directories it tried to open (left to Landlock): the worker's bus
+	// user, and what it tried ("socket ipv4 datagram", "open /etc/passwd").
 	OnRefused func(user, what string)
 	// OnExit is told when a worker process exits unasked, before it is
 	// restarted: calls it had in hand will get no answer.
@@ -245,7 +247,7 @@ func (s *Supervisor) runOnce(w Worker, replica, gen, slot int) error {
 	sealStarted := func() {}
 	if s.cfg.SealNetwork {
 		refused := func(what string) {
-			s.log.Warn("a worker tried to open a socket; refused", "worker", w.Name, "user", user, "tried", what)
+			s.log.Warn("a sealed worker tried something outside its grant", "worker", w.Name, "user", user, "tried", what)
 			if s.cfg.OnRefused != nil {
 				s.cfg.OnRefused(user, what)
 			}

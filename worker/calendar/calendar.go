@@ -49,6 +49,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -140,6 +141,14 @@ func New(env worker.Env) (map[string]worker.Handler, error) {
 	// The local zone is read from the system now, while the worker may
 	// still read it.
 	_ = time.Local.String()
+	// Time zones named in events are looked up while serving calls: the
+	// system's zone database stays readable (public data; time.LoadLocation
+	// falls back on the embedded copy where there is none).
+	if env.Keep != nil {
+		if st, err := os.Stat(systemZoneinfo); err == nil && st.IsDir() {
+			env.Keep.RO = append(env.Keep.RO, systemZoneinfo)
+		}
+	}
 	s, err := openStore(cfg.File, def)
 	if err != nil {
 		return nil, err
@@ -156,6 +165,9 @@ func New(env worker.Env) (map[string]worker.Handler, error) {
 }
 
 var _ worker.Builtin = New
+
+// systemZoneinfo is where time.LoadLocation looks first on Linux.
+const systemZoneinfo = "/usr/share/zoneinfo"
 
 // view is the calendar as of one read.
 type view struct {

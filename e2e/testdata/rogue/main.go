@@ -81,7 +81,7 @@ func run() error {
 		return err
 	}
 	// As every worker on the embedded bus does (cmd/sluice worker).
-	if _, err := worker.SealFromEnv(); err != nil {
+	if _, err := worker.SealFromEnv(nil); err != nil {
 		return err
 	}
 

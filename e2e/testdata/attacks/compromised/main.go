@@ -103,7 +103,7 @@ func run() error {
 		return err
 	}
 	// As every worker on the embedded bus does (cmd/sluice worker).
-	if _, err := worker.SealFromEnv(); err != nil {
+	if _, err := worker.SealFromEnv(nil); err != nil {
 		return err
 	}
 	onBus := func(what, subject string, f func() error) attempt {

@@ -1,0 +1,6 @@
+//go:build linux && !amd64
+
+package worker
+
+// openAMD64 is empty: other architectures have no open(2).
+var openAMD64 []watched
