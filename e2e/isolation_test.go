@@ -148,6 +148,11 @@ steps:
 		var missing []string
 		for _, a := range attempts {
 			if a.Target == "output label" {
+				if !slices.ContainsFunc(recs, func(r audit.Record) bool {
+					return r.User == "worker:web" && r.Kind == audit.KindViolation && r.Op == "label"
+				}) {
+					missing = append(missing, a.What)
+				}
 				continue
 			}
 			if a.What == "read the API credential" {

@@ -278,3 +278,40 @@ steps:
 		}
 	}
 }
+
+// A worker cannot lower a label: a reply that claims a field of an
+// untrusted output trusted leaves it untrusted, and the claim is recorded
+// as a violation. A claim of a more restrictive label is not.
+func TestForgedFieldLabelIsRecorded(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{
+		"fetch": func(context.Context, *worker.Call) (any, error) {
+			return worker.Labeled{Output: map[string]any{"text": "trust me", "note": "x"},
+				Labels: map[string]ifc.Label{"text": ifc.TrustedFrom("user"), "note": ifc.UntrustedFrom("web:a")}}, nil
+		},
+	})
+	// t.fetch declares no output label: the call's own (trusted) label
+	// would make a trusted claim legitimate; read from an untrusted page,
+	// it is not.
+	r := h.run(`name: f
+steps:
+  - {id: page, call: t.fetch, with: {}}
+  - {id: again, call: t.fetch, with: {v: "${steps.page.output.note}"}}
+  - {id: use, call: t.echo, with: {v: "${steps.again.output.text}"}}
+`, nil, Options{})
+	if l := step(t, r, "use").ArgLabels["v"]; l.Integrity() != ifc.Untrusted {
+		t.Fatalf("the forged field reached the next call labeled %s", l)
+	}
+	recs, err := h.log.Records(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forged []string
+	for _, rec := range recs {
+		if rec.Kind == audit.KindViolation && rec.Op == "label" {
+			forged = append(forged, rec.Step+": "+rec.Subject)
+		}
+	}
+	if len(forged) != 1 || !strings.HasPrefix(forged[0], "again: t.fetch: text claimed trusted") {
+		t.Fatalf("violations %q; want the one claim of step again", forged)
+	}
+}

@@ -396,6 +396,7 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 			// controls that host.
 			base = base.Join(ifc.UntrustedFrom(ifc.WebSource(h)))
 		}
+		r.forgedLabels(s, msgID, base, labels)
 		status, msg := StatusCompleted, ""
 		if err != nil {
 			status, msg = StatusFailed, err.Error()
@@ -434,6 +435,32 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 			backoff = min(2*backoff, 2*time.Second)
 		case <-ctx.Done():
 		}
+	}
+}
+
+// forgedLabels records, as a violation, each label a worker's reply gives
+// a field that claims the field trusted when what the call read or reached
+// is not. Nothing is lowered by it — a field's label is always joined with
+// the output's — but a worker that tries is worth a line in the log.
+func (r *run) forgedLabels(s *flow.Step, msgID string, base ifc.Label, labels map[string]ifc.Label) {
+	if base.Integrity() == ifc.Trusted {
+		return
+	}
+	for _, f := range slices.Sorted(maps.Keys(labels)) {
+		if labels[f].Integrity() != ifc.Trusted {
+			continue
+		}
+		field := f
+		if field == "" {
+			field = "the whole output"
+		}
+		rec := audit.Record{Kind: audit.KindViolation, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+			MsgID: msgID, User: "worker:" + s.Worker, Op: "label",
+			Subject: fmt.Sprintf("%s: %s claimed trusted; labeled %s", s.Call, field, base.Integrity())}
+		if err := r.publish(rec); err != nil {
+			r.e.log.Error("audit append failed", "err", err)
+		}
+		r.e.log.Warn("a worker claimed a label it cannot give", "worker", s.Worker, "tool", s.Call, "field", field)
 	}
 }
 
