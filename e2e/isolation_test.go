@@ -138,7 +138,8 @@ steps:
 		}
 	}
 
-	// The refusals of the bus and of the broker are in the audit log.
+	// Every refusal is in the audit log: the bus's and the broker's, the
+	// kernel's through the seal's listener, and the engine's of a forged label.
 	var recs []audit.Record
 	deadline := time.Now().Add(10 * time.Second)
 	for {
