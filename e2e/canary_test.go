@@ -6,12 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -119,16 +116,9 @@ steps:
 		"bus":    seen.String(),
 		"result": string(result),
 	}
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if f, err := os.Open(p); err == nil {
-				b, _ := io.ReadAll(f)
-				f.Close()
-				places["file "+p] = string(b)
-			}
-		}
-		return nil
-	})
+	for p, text := range readTree(dir) {
+		places["file "+p] = text
+	}
 	forms := []string{canary, base64.StdEncoding.EncodeToString([]byte(canary)), hex.EncodeToString([]byte(canary))}
 	for where, text := range places {
 		for _, f := range forms {

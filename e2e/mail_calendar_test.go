@@ -189,14 +189,8 @@ outputs:
 	if len(keys) != 1 {
 		t.Errorf("key records %v", keys)
 	}
-	places := map[string]string{"stdout": r.stdout, "stderr": r.stderr}
-	filepath.WalkDir(w.dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			b, _ := os.ReadFile(p)
-			places[p] = string(b)
-		}
-		return nil
-	})
+	places := readTree(w.dir)
+	places["stdout"], places["stderr"] = r.stdout, r.stderr
 	for where, text := range places {
 		if strings.Contains(text, password) {
 			t.Errorf("the password is in %s", where)
@@ -254,14 +248,8 @@ secrets:
 	if w.ledger() != nil {
 		t.Error("the local ledger was written")
 	}
-	places := map[string]string{"stdout": r.stdout, "stderr": r.stderr}
-	filepath.WalkDir(w.dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			b, _ := os.ReadFile(p)
-			places[p] = string(b)
-		}
-		return nil
-	})
+	places := readTree(w.dir)
+	places["stdout"], places["stderr"] = r.stdout, r.stderr
 	for where, text := range places {
 		if strings.Contains(text, key) {
 			t.Errorf("the key is in %s", where)
