@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/jsretry"
 )
 
 // How a record survives the loss of a NATS server.
@@ -213,16 +215,19 @@ func wrongLastSequence(err error) bool {
 const jsErrDuplicateInProcess jetstream.ErrorCode = 10158
 
 // transient says whether another try of the same record may be stored:
-// the connection moved to another server, the stream is electing a leader,
-// an answer was lost, or the record before it is not stored yet.
+// what jsretry.Transient says of any request (the connection moved to
+// another server, the stream is electing a leader, an answer was lost),
+// or the stream is still storing an earlier try, or the record before it
+// is not stored yet, or the client's queue of unanswered publishes is full.
 func transient(err error) bool {
 	var e *jetstream.APIError
-	if errors.As(err, &e) {
-		return e.Code == 503 || e.ErrorCode == jsErrDuplicateInProcess || wrongLastSequence(err)
+	if errors.As(err, &e) && (e.ErrorCode == jsErrDuplicateInProcess || wrongLastSequence(err)) {
+		return true
 	}
-	for _, t := range []error{nats.ErrDisconnected, nats.ErrConnectionReconnecting, nats.ErrTimeout,
-		nats.ErrNoResponders, nats.ErrReconnectBufExceeded, context.DeadlineExceeded,
-		jetstream.ErrAsyncPublishTimeout, jetstream.ErrNoStreamResponse, jetstream.ErrTooManyStalledMsgs} {
+	if jsretry.Transient(err) {
+		return true
+	}
+	for _, t := range []error{nats.ErrReconnectBufExceeded, jetstream.ErrAsyncPublishTimeout, jetstream.ErrTooManyStalledMsgs} {
 		if errors.Is(err, t) {
 			return true
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/jsretry"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 )
 
@@ -84,7 +85,7 @@ func (w *kvWrite) Wait(ctx context.Context) error {
 		return w.err
 	}
 	if w.fut != nil {
-		t := time.NewTimer(storeTry)
+		t := time.NewTimer(jsretry.Try)
 		defer t.Stop()
 		select {
 		case <-w.fut.Ok():
@@ -96,7 +97,7 @@ func (w *kvWrite) Wait(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	w.err, w.done = retry(ctx, w.redo), true
+	w.err, w.done = jsretry.Do(ctx, w.redo), true
 	return w.err
 }
 

@@ -37,6 +37,10 @@ const (
 	runHeld    = "held"
 )
 
+// store is the engine's run state. Every request to it is made through
+// jsretry.Do: again while a cluster electing a leader explains its failure.
+// Each may be repeated: puts and purges are, and Create and Update check
+// what an earlier try wrote.
 type store struct {
 	js                     jetstream.JetStream
 	runs, steps, approvals jetstream.KeyValue
@@ -105,7 +109,7 @@ func (s *store) putRun(ctx context.Context, rec *runRecord) error {
 	if err != nil {
 		return err
 	}
-	if err := retry(ctx, func(ctx context.Context) error { _, err := s.runs.Put(ctx, rec.ID, b); return err }); err != nil {
+	if err := jsretry.Do(ctx, func(ctx context.Context) error { _, err := s.runs.Put(ctx, rec.ID, b); return err }); err != nil {
 		return fmt.Errorf("record run %s: %w", rec.ID, err)
 	}
 	return nil
@@ -113,7 +117,7 @@ func (s *store) putRun(ctx context.Context, rec *runRecord) error {
 
 func (s *store) getRun(ctx context.Context, id string) (*runRecord, error) {
 	var e jetstream.KeyValueEntry
-	err := retry(ctx, func(ctx context.Context) (err error) { e, err = s.runs.Get(ctx, id); return err })
+	err := jsretry.Do(ctx, func(ctx context.Context) (err error) { e, err = s.runs.Get(ctx, id); return err })
 	if err != nil {
 		return nil, err
 	}
@@ -146,11 +150,11 @@ func (s *store) finish(ctx context.Context, id string) error {
 	}
 	var errs []error
 	for k := range keys.Keys() {
-		if err := retry(ctx, func(ctx context.Context) error { return s.steps.Purge(ctx, k) }); err != nil {
+		if err := jsretry.Do(ctx, func(ctx context.Context) error { return s.steps.Purge(ctx, k) }); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := retry(ctx, func(ctx context.Context) error { return s.runs.Purge(ctx, id) }); err != nil {
+	if err := jsretry.Do(ctx, func(ctx context.Context) error { return s.runs.Purge(ctx, id) }); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -161,7 +165,7 @@ func (s *store) putCall(ctx context.Context, idem string, rec *callRecord) error
 	if err != nil {
 		return err
 	}
-	if err := retry(ctx, func(ctx context.Context) error { _, err := s.steps.Put(ctx, callKey(idem), b); return err }); err != nil {
+	if err := jsretry.Do(ctx, func(ctx context.Context) error { _, err := s.steps.Put(ctx, callKey(idem), b); return err }); err != nil {
 		return fmt.Errorf("record call %s: %w", idem, err)
 	}
 	return nil
@@ -170,7 +174,7 @@ func (s *store) putCall(ctx context.Context, idem string, rec *callRecord) error
 // getCall returns the record of a call, or nil when there is none.
 func (s *store) getCall(ctx context.Context, idem string) (*callRecord, error) {
 	var e jetstream.KeyValueEntry
-	err := retry(ctx, func(ctx context.Context) (err error) { e, err = s.steps.Get(ctx, callKey(idem)); return err })
+	err := jsretry.Do(ctx, func(ctx context.Context) (err error) { e, err = s.steps.Get(ctx, callKey(idem)); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
@@ -187,7 +191,7 @@ func (s *store) getCall(ctx context.Context, idem string) (*callRecord, error) {
 // getApproval returns an approval and its revision.
 func (s *store) getApproval(ctx context.Context, id string) (*Approval, uint64, error) {
 	var e jetstream.KeyValueEntry
-	err := retry(ctx, func(ctx context.Context) (err error) { e, err = s.approvals.Get(ctx, id); return err })
+	err := jsretry.Do(ctx, func(ctx context.Context) (err error) { e, err = s.approvals.Get(ctx, id); return err })
 	if err != nil {
 		return nil, 0, err
 	}
@@ -205,7 +209,7 @@ func (s *store) createApproval(ctx context.Context, a *Approval) error {
 		return err
 	}
 	tries := 0
-	err = retry(ctx, func(ctx context.Context) error {
+	err = jsretry.Do(ctx, func(ctx context.Context) error {
 		tries++
 		_, err := s.approvals.Create(ctx, a.ID, b)
 		if tries > 1 && errors.Is(err, jetstream.ErrKeyExists) {
@@ -227,7 +231,7 @@ func (s *store) updateApproval(ctx context.Context, a *Approval, rev uint64) err
 		return err
 	}
 	tries := 0
-	return retry(ctx, func(ctx context.Context) error {
+	return jsretry.Do(ctx, func(ctx context.Context) error {
 		tries++
 		_, err := s.approvals.Update(ctx, a.ID, b, rev)
 		if tries > 1 && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
@@ -250,15 +254,6 @@ func (s *store) wrote(ctx context.Context, kv jetstream.KeyValue, key string, b 
 	}
 	return nil
 }
-
-// storeTry bounds one try of a store request.
-const storeTry = jsretry.Try
-
-// retry makes a store request again while a cluster electing a leader
-// explains its failure (jsretry). Every op it is given may be repeated:
-// puts and purges are, and Create and Update check what an earlier try
-// wrote.
-func retry(ctx context.Context, op func(context.Context) error) error { return jsretry.Do(ctx, op) }
 
 // approvals lists every approval in the bucket.
 func (s *store) allApprovals(ctx context.Context) ([]Approval, error) {
