@@ -249,9 +249,9 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	o.sup = supervisor.New(supervisor.Config{Bus: b, State: d.State, Dir: d.Dir, Log: o.log, Prefix: o.subjects.Prefix,
 		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand, OnExit: o.engine.WorkerExited,
-		SealNetwork: d.ExternalNATS == nil, OnRefused: func(user, what string) {
+		SealNetwork: d.ExternalNATS == nil, OnRefused: func(user, op, what string) {
 			select {
-			case violations <- bus.Violation{Time: time.Now(), User: user, Kind: strings.Fields(what)[0], Subject: what}:
+			case violations <- bus.Violation{Time: time.Now(), User: user, Kind: op, Subject: what}:
 			default:
 				o.log.Error("violation dropped: audit queue full", "user", user, "tried", what)
 			}

@@ -30,4 +30,4 @@ const SealReportFD = "SLUICE_SEAL_REPORT_FD"
 func SealFromEnv([]string) (bool, error) { return false, nil }
 
 // ServeSealReports returns at once: no worker is sealed here.
-func ServeSealReports(conn *os.File, attempt func(string)) error { return conn.Close() }
+func ServeSealReports(conn *os.File, attempt func(op, what string)) error { return conn.Close() }

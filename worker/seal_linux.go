@@ -208,12 +208,13 @@ type seccompNotifResp struct {
 
 // ServeSealReports is the supervisor's side of SealFromEnv: it takes the
 // listener a sealed worker hands over conn, then answers every socket(2)
-// the worker tries with EPERM, telling attempt of each ("socket ipv4
-// datagram"), and lets every file it opens go on to the kernel, telling
-// attempt of those outside the worker's roots ("open /etc/shadow"), until
+// the worker tries with EPERM, telling attempt of each (op "socket", what
+// "socket ipv4 datagram"), and lets every file it opens go on to the
+// kernel, telling attempt of those outside the worker's roots (op "open",
+// what "open /etc/shadow"), until
 // the worker's process is gone. It returns nil when the worker exits, and
 // an error when it never handed a listener over.
-func ServeSealReports(conn *os.File, attempt func(what string)) error {
+func ServeSealReports(conn *os.File, attempt func(op, what string)) error {
 	defer conn.Close()
 	buf, oob := make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4))
 	n, oobn, _, _, err := unix.Recvmsg(int(conn.Fd()), buf, oob, 0)
@@ -255,7 +256,7 @@ func ServeSealReports(conn *os.File, attempt func(what string)) error {
 		}
 		resp := seccompNotifResp{ID: n.ID}
 		if uint32(n.Nr) == unix.SYS_SOCKET {
-			attempt(describeSocket(n.Args[0], n.Args[1]))
+			attempt("socket", describeSocket(n.Args[0], n.Args[1]))
 			resp.Error = -int32(unix.EPERM)
 		} else {
 			// An open: the kernel decides it (Landlock); the
@@ -264,7 +265,7 @@ func ServeSealReports(conn *os.File, attempt func(what string)) error {
 			// answers ENOENT whatever the grant.
 			if p, ok := openedPath(listener, &n); ok && !within(p, hello.Roots) {
 				if _, err := os.Lstat(p); err == nil {
-					attempt("open " + p)
+					attempt("open", "open "+p)
 				}
 			}
 			resp.Flags = unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE

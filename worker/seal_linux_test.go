@@ -148,7 +148,7 @@ func testSeal(t *testing.T, reports bool) {
 		cmd.ExtraFiles = []*os.File{theirs}
 		cmd.Env = append(cmd.Env, SealReportFD+"=3")
 		go func() {
-			served <- ServeSealReports(ours, func(what string) { reported = append(reported, what) })
+			served <- ServeSealReports(ours, func(_, what string) { reported = append(reported, what) })
 		}()
 		defer theirs.Close()
 	}

@@ -24,7 +24,7 @@ func setProcAttr(c *exec.Cmd) {
 // socket the worker then tries to open is put to the supervisor, which
 // tells refused of it and refuses it. It returns what to do once the
 // process has started.
-func serveSeal(c *exec.Cmd, refused func(what string), log *slog.Logger) (started func(), err error) {
+func serveSeal(c *exec.Cmd, refused func(op, what string), log *slog.Logger) (started func(), err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("seal reports: %w", err)

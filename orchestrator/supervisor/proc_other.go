@@ -12,4 +12,4 @@ import (
 func setProcAttr(*exec.Cmd) {}
 
 // serveSeal does nothing here: no worker seals itself off the network.
-func serveSeal(*exec.Cmd, func(string), *slog.Logger) (func(), error) { return func() {}, nil }
+func serveSeal(*exec.Cmd, func(op, what string), *slog.Logger) (func(), error) { return func() {}, nil }

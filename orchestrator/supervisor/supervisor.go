@@ -83,8 +83,9 @@ type Config struct {
 	// OnRefused is told of what a sealed worker tried outside its grant:
 	// each socket it tried to open (refused), each file outside its
 	// directories it tried to open (left to Landlock): the worker's bus
-	// user, and what it tried ("socket ipv4 datagram", "open /etc/passwd").
-	OnRefused func(user, what string)
+	// user, the kind of attempt (socket, open), and what it tried ("socket
+	// ipv4 datagram", "open /etc/passwd").
+	OnRefused func(user, op, what string)
 	// OnExit is told when a worker process exits unasked, before it is
 	// restarted: calls it had in hand will get no answer.
 	OnExit func(worker string)
@@ -246,10 +247,10 @@ func (s *Supervisor) runOnce(w Worker, replica, gen, slot int) error {
 	setProcAttr(cmd)
 	sealStarted := func() {}
 	if s.cfg.SealNetwork {
-		refused := func(what string) {
+		refused := func(op, what string) {
 			s.log.Warn("a sealed worker tried something outside its grant", "worker", w.Name, "user", user, "tried", what)
 			if s.cfg.OnRefused != nil {
-				s.cfg.OnRefused(user, what)
+				s.cfg.OnRefused(user, op, what)
 			}
 		}
 		if sealStarted, err = serveSeal(cmd, refused, s.log.With("worker", w.Name)); err != nil {
