@@ -6,38 +6,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 
 	"github.com/sluicehq/sluice/internal/natscreds"
+	"github.com/sluicehq/sluice/internal/natscreds/credstest"
 )
-
-// userCreds returns a .creds file for a user JWT signed by a fresh account
-// key, expiring after ttl.
-func userCreds(t *testing.T, ttl time.Duration) (creds []byte, user nkeys.KeyPair) {
-	t.Helper()
-	acc, _ := nkeys.CreateAccount()
-	user, _ = nkeys.CreateUser()
-	pub, _ := user.PublicKey()
-	uc := jwt.NewUserClaims(pub)
-	uc.Expires = time.Now().Add(ttl).Unix()
-	token, err := uc.Encode(acc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := user.Seed()
-	creds, err = jwt.FormatUserConfig(token, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return creds, user
-}
 
 // The credentials file is removed once read, and the connection keeps the
 // credential in memory (a reconnect needs it).
 func TestConnectRemovesTheCredentialsFile(t *testing.T) {
-	creds, _ := userCreds(t, time.Hour)
+	creds, _ := credstest.UserCreds(t, time.Hour)
 	f := filepath.Join(t.TempDir(), "w.creds")
 	if err := os.WriteFile(f, creds, 0o600); err != nil {
 		t.Fatal(err)
@@ -62,7 +40,7 @@ func TestRenewAt(t *testing.T) {
 		{name: "short ttl: half its life", ttl: time.Minute, timeout: 50 * time.Second, before: 30 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			creds, _ := userCreds(t, tc.ttl)
+			creds, _ := credstest.UserCreds(t, tc.ttl)
 			opt, err := natscreds.Option(creds)
 			if err != nil {
 				t.Fatal(err)

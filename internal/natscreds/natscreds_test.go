@@ -5,34 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
+
+	"github.com/sluicehq/sluice/internal/natscreds/credstest"
 )
 
-// userCreds returns a .creds file for a user JWT signed by a fresh account
-// key, expiring after ttl.
-func userCreds(t *testing.T, ttl time.Duration) (creds []byte, user nkeys.KeyPair) {
-	t.Helper()
-	acc, _ := nkeys.CreateAccount()
-	user, _ = nkeys.CreateUser()
-	pub, _ := user.PublicKey()
-	uc := jwt.NewUserClaims(pub)
-	uc.Expires = time.Now().Add(ttl).Unix()
-	token, err := uc.Encode(acc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := user.Seed()
-	creds, err = jwt.FormatUserConfig(token, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return creds, user
-}
-
 func TestCredentialsOption(t *testing.T) {
-	creds, user := userCreds(t, time.Hour)
+	creds, user := credstest.UserCreds(t, time.Hour)
 	seed, _ := user.Seed()
 	for _, tc := range []struct {
 		name    string
