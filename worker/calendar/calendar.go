@@ -248,23 +248,12 @@ func (c *calendar) listEvents(ctx context.Context, call *worker.Call) (any, erro
 	if err := decodeArgs(call.Args, &args); err != nil {
 		return nil, err
 	}
-	v, err := c.load()
-	if err != nil {
-		return nil, worker.Failed("%v", err)
-	}
-	from, to, err := window(args.From, args.To, v.zone)
+	v, _, _, ins, err := c.occurrences(ctx, args.From, args.To)
 	if err != nil {
 		return nil, err
-	}
-	ins, err := c.reader(v).between(v.cals, from, to)
-	if err != nil {
-		return nil, worker.Failed("%v", err)
 	}
 	if len(ins) > MaxEvents {
 		return nil, worker.Failed("%d events between from and to; a call returns at most %d: ask for a shorter range", len(ins), MaxEvents)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
 	}
 	events := make([]eventOut, 0, len(ins))
 	labels := map[string]ifc.Label{}
@@ -298,6 +287,28 @@ type slotOut struct {
 	End   string `json:"end"`
 }
 
+// occurrences reads the calendar and returns the occurrences of its events
+// between the from and to arguments, with the window and the view.
+func (c *calendar) occurrences(ctx context.Context, fromArg, toArg string) (*view, time.Time, time.Time, []instance, error) {
+	var zero time.Time
+	v, err := c.load()
+	if err != nil {
+		return nil, zero, zero, nil, worker.Failed("%v", err)
+	}
+	from, to, err := window(fromArg, toArg, v.zone)
+	if err != nil {
+		return nil, zero, zero, nil, err
+	}
+	ins, err := c.reader(v).between(v.cals, from, to)
+	if err != nil {
+		return nil, zero, zero, nil, worker.Failed("%v", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, zero, zero, nil, err
+	}
+	return v, from, to, ins, nil
+}
+
 // freeSlots returns the gaps of at least minutes between the busy
 // occurrences in [from, to). Someone else's event shapes every slot (it
 // can remove one, split one, or move which one comes first), so when one
@@ -319,19 +330,8 @@ func (c *calendar) freeSlots(ctx context.Context, call *worker.Call) (any, error
 		return nil, worker.BadArguments("argument minutes must be a whole number from 1 to %d", 7*24*60)
 	}
 	need := time.Duration(*args.Minutes) * time.Minute
-	v, err := c.load()
+	v, from, to, ins, err := c.occurrences(ctx, args.From, args.To)
 	if err != nil {
-		return nil, worker.Failed("%v", err)
-	}
-	from, to, err := window(args.From, args.To, v.zone)
-	if err != nil {
-		return nil, err
-	}
-	ins, err := c.reader(v).between(v.cals, from, to)
-	if err != nil {
-		return nil, worker.Failed("%v", err)
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	var sources []string
