@@ -84,38 +84,46 @@ func refused(op, p string, err error) error {
 	return worker.Failed("%s %s: %s", op, p, errors.Unwrap(err))
 }
 
-func (f *files) read(_ context.Context, c *worker.Call) (any, error) {
+// open opens the path a call names in its path argument, inside the root;
+// it returns the cleaned path and the path as given, for messages.
+func (f *files) open(c *worker.Call, op string) (h *os.File, p, given string, err error) {
 	var a struct {
 		Path string `json:"path"`
 	}
 	if err := c.Decode(&a); err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
-	p, err := clean(a.Path)
+	if p, err = clean(a.Path); err != nil {
+		return nil, "", "", err
+	}
+	if h, err = f.root.Open(p); err != nil {
+		return nil, "", "", refused(op, a.Path, err)
+	}
+	return h, p, a.Path, nil
+}
+
+func (f *files) read(_ context.Context, c *worker.Call) (any, error) {
+	h, p, given, err := f.open(c, "read")
 	if err != nil {
 		return nil, err
-	}
-	h, err := f.root.Open(p)
-	if err != nil {
-		return nil, refused("read", a.Path, err)
 	}
 	defer h.Close()
 	st, err := h.Stat()
 	if err != nil {
-		return nil, refused("read", a.Path, err)
+		return nil, refused("read", given, err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, worker.BadArguments("read %s: not a regular file", a.Path)
+		return nil, worker.BadArguments("read %s: not a regular file", given)
 	}
 	b, err := io.ReadAll(io.LimitReader(h, MaxRead+1))
 	if err != nil {
-		return nil, refused("read", a.Path, err)
+		return nil, refused("read", given, err)
 	}
 	if len(b) > MaxRead {
-		return nil, worker.Failed("read %s: larger than %d bytes", a.Path, MaxRead)
+		return nil, worker.Failed("read %s: larger than %d bytes", given, MaxRead)
 	}
 	if !utf8.Valid(b) {
-		return nil, worker.Failed("read %s: not UTF-8 text", a.Path)
+		return nil, worker.Failed("read %s: not UTF-8 text", given)
 	}
 	return map[string]any{"path": filepath.ToSlash(p), "content": string(b)}, nil
 }
@@ -161,24 +169,14 @@ func (f *files) writeFile(_ context.Context, c *worker.Call) (any, error) {
 }
 
 func (f *files) list(_ context.Context, c *worker.Call) (any, error) {
-	var a struct {
-		Path string `json:"path"`
-	}
-	if err := c.Decode(&a); err != nil {
-		return nil, err
-	}
-	p, err := clean(a.Path)
+	h, p, given, err := f.open(c, "list")
 	if err != nil {
 		return nil, err
-	}
-	h, err := f.root.Open(p)
-	if err != nil {
-		return nil, refused("list", a.Path, err)
 	}
 	defer h.Close()
 	ents, err := h.ReadDir(-1)
 	if err != nil {
-		return nil, refused("list", a.Path, err)
+		return nil, refused("list", given, err)
 	}
 	out := make([]map[string]any, 0, len(ents))
 	for _, e := range ents {
