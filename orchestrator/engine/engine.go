@@ -316,12 +316,11 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if id == "" {
 		id = audit.NewID()
 	}
-	in, err := json.Marshal(inputs)
+	rec, err := newRunRecord(id, plan, inputs)
 	if err != nil {
-		return nil, fmt.Errorf("inputs: %w", err)
+		return nil, err
 	}
-	b, err := json.Marshal(&runRecord{ID: id, Flow: plan.Name, File: plan.File, Source: plan.Source, Inputs: in,
-		Status: runRunning, Created: time.Now().UTC()})
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
 	}
@@ -465,17 +464,24 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 }
 
 func (e *Engine) setRunStatus(ctx context.Context, st *store, rs *runState, status string) error {
-	in, err := json.Marshal(rs.inputs)
-	if err != nil {
-		return err
-	}
 	rec, err := st.getRun(ctx, rs.id)
 	if err != nil {
-		rec = &runRecord{ID: rs.id, Flow: rs.plan.Name, File: rs.plan.File, Source: rs.plan.Source, Inputs: in,
-			Created: time.Now().UTC()}
+		if rec, err = newRunRecord(rs.id, rs.plan, rs.inputs); err != nil {
+			return err
+		}
 	}
 	rec.Status = status
 	return st.putRun(ctx, rec)
+}
+
+// newRunRecord is the record of a run as it starts.
+func newRunRecord(id string, plan *flow.Plan, inputs map[string]any) (*runRecord, error) {
+	in, err := json.Marshal(inputs)
+	if err != nil {
+		return nil, fmt.Errorf("inputs: %w", err)
+	}
+	return &runRecord{ID: id, Flow: plan.Name, File: plan.File, Source: plan.Source, Inputs: in,
+		Status: runRunning, Created: time.Now().UTC()}, nil
 }
 
 // worse orders run outcomes: failed > denied > held > completed.
