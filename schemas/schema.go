@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -251,3 +252,34 @@ func (sch *Schema) Type() string {
 // Doc returns the schema's root document in JSON form, for showing it to
 // someone (a model choosing a tool's arguments). It must not be changed.
 func (sch *Schema) Doc() any { return sch.raw[sch.url()] }
+
+// Mismatches validates v and says, for each problem, which top-level
+// property (or "the value" for the root) failed which keyword — and
+// nothing of the value itself, not even the path below that property:
+// the value may be one its reader must not learn about.
+func (sch *Schema) Mismatches(v any) []string {
+	err := sch.compiled.Validate(v)
+	if err == nil {
+		return nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return []string{"the value: not valid"}
+	}
+	var out []string
+	for _, leaf := range leaves(ve) {
+		where := "the value"
+		if len(leaf.InstanceLocation) > 0 {
+			where = leaf.InstanceLocation[0]
+		}
+		kw := "schema"
+		if p := leaf.ErrorKind.KeywordPath(); len(p) > 0 {
+			kw = p[len(p)-1]
+		}
+		if s := where + ": " + kw; !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

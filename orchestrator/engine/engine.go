@@ -14,7 +14,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/ifc/expr"
 	"github.com/sluicehq/sluice/ifc/policy"
+	"github.com/sluicehq/sluice/internal/jsonvalue"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/schemas"
@@ -603,35 +603,4 @@ func decodeReply(reply *nats.Msg, s *flow.Step) tryResult {
 
 // decodeJSON decodes into the values expressions work with: integers as
 // int64, other numbers as float64.
-func decodeJSON(b []byte) (any, error) {
-	if len(b) == 0 {
-		return nil, nil
-	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, err
-	}
-	return numbers(v), nil
-}
-
-func numbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	case map[string]any:
-		for k, e := range x {
-			x[k] = numbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = numbers(e)
-		}
-	}
-	return v
-}
+func decodeJSON(b []byte) (any, error) { return jsonvalue.Decode(b) }

@@ -1,0 +1,115 @@
+package agent
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/orchestrator/flow"
+)
+
+// Message is one message of a conversation, as a model's chat tool takes
+// it.
+type Message struct {
+	Role       string     `json:"role"`
+	Content    *string    `json:"content,omitempty"`
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+	Name       string     `json:"name,omitempty"`
+}
+
+// ToolCall is a call a model proposes.
+type ToolCall struct {
+	ID        string          `json:"id,omitempty"`
+	Name      string          `json:"name"`
+	Arguments json.RawMessage `json:"arguments"`
+}
+
+// handle is a value the model was not shown: the outcome of a call (its
+// output, or the fact that it failed and why), kept with its label.
+type handle struct {
+	tool string
+	// out is the output of a call that completed; failed says it did not,
+	// and why (never shown to the model: using the handle fails).
+	out    any
+	failed string
+	base   ifc.Label
+	fields map[string]ifc.Label
+}
+
+func (h *handle) label() ifc.Label {
+	l := h.base
+	for _, k := range slices.Sorted(maps.Keys(h.fields)) {
+		l = l.Join(h.fields[k])
+	}
+	return l
+}
+
+// conversation is what a model is told in an agent step, and the label of
+// all of it.
+//
+// Its messages are appended to in one place, tell; nothing else in the
+// package touches them (TestConversationHasOneWriter). So whoever reviews
+// what a model can learn reads tell, and the labels its callers pass.
+type conversation struct {
+	msgs []Message
+	// label is the context label: the join of everything the model was
+	// shown, and of what decided that it was shown.
+	label ifc.Label
+	// hide: a call outcome below the context's integrity is kept behind a
+	// handle rather than shown.
+	hide    bool
+	handles []*handle
+}
+
+// tell adds a message to the conversation. dep is the label of everything
+// the message depends on: the values it quotes, and the facts it reveals
+// (that a call failed, was refused, that a value has some shape).
+//
+// When the conversation hides and dep is below its integrity, and the
+// message reports the outcome of a call (behind is that outcome), the
+// model is shown a handle instead: a description made of the tool's name
+// and output schema and the handle's number — the same whether the call
+// succeeded or failed, whatever it returned — and the outcome is kept
+// behind it. Otherwise the message is shown as it is and the context label
+// is raised by dep: the model now knows what the message says.
+func (c *conversation) tell(m Message, dep ifc.Label, tool *flow.AgentTool, behind *handle) {
+	if behind != nil && c.hide && dep.Integrity() < c.label.Integrity() {
+		id := "h" + strconv.Itoa(len(c.handles)+1)
+		behind.tool = tool.Name
+		c.handles = append(c.handles, behind)
+		// Field names come from the tool's output schema, never from the
+		// value: a key can carry an instruction as well as a value, and
+		// which keys a value has says something about it.
+		fields := []string{}
+		if tool.Spec != nil && tool.Spec.Output != nil {
+			props, _ := tool.Spec.Output.Shape()
+			fields = slices.Sorted(slices.Values(props))
+		}
+		b, _ := json.Marshal(map[string]any{"$handle": id, "tool": tool.Name, "fields": fields})
+		m.Content, m.ToolCalls = str(string(b)), nil
+		c.msgs = append(c.msgs, m)
+		return
+	}
+	c.label = c.label.Join(dep)
+	c.msgs = append(c.msgs, m)
+}
+
+// handle returns handle id, or nil.
+func (c *conversation) handle(id string) *handle {
+	if len(id) < 2 || id[0] != 'h' {
+		return nil
+	}
+	n, err := strconv.Atoi(id[1:])
+	if err != nil || n < 1 || n > len(c.handles) || strconv.Itoa(n) != id[1:] {
+		return nil
+	}
+	return c.handles[n-1]
+}
+
+// messages returns a copy of the conversation, to send to the model.
+func (c *conversation) messages() []Message { return slices.Clone(c.msgs) }
+
+func str(s string) *string { return &s }
