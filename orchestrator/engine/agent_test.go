@@ -267,4 +267,3 @@ steps:
 		t.Errorf("a later step reads the answer as %v", l)
 	}
 }
-
