@@ -81,7 +81,7 @@ func manifest(t testing.TB, module string, tools []string, extra string) *capabi
 }
 
 var reactorTools = []string{"echo", "remember", "loop", "bomb", "flood", "stderr", "panic", "crash", "exit",
-	"fail", "forge", "fetch", "log", "read", "write", "symlink", "sandbox", "big"}
+	"fail", "forge", "fetch", "log", "read", "write", "symlink", "sandbox", "big", "key"}
 
 func newModule(t testing.TB, m *capabilities.Manifest, pool int) *wasm.Module {
 	t.Helper()

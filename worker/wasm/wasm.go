@@ -320,9 +320,13 @@ func (m *Module) Handlers() map[string]worker.Handler {
 	return out
 }
 
+// envelope is what a tool reads on stdin. IdempotencyKey is the call's:
+// the same for every try of one call (a retry, a call resumed after a
+// restart), so that a tool with side effects can make them once.
 type envelope struct {
-	Tool string          `json:"tool"`
-	Args json.RawMessage `json:"args"`
+	Tool           string          `json:"tool"`
+	Args           json.RawMessage `json:"args"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 }
 
 // Call runs one call in an instance that has served no call before, and
@@ -332,7 +336,7 @@ func (m *Module) Call(ctx context.Context, c *worker.Call) (any, error) {
 	if !ok {
 		return nil, &schemas.ReplyError{Code: schemas.CodeUnknownTool, Message: fmt.Sprintf("worker %s has no tool %q", m.manifest.Worker, c.Tool)}
 	}
-	in, err := json.Marshal(envelope{Tool: c.Tool, Args: c.Args})
+	in, err := json.Marshal(envelope{Tool: c.Tool, Args: c.Args, IdempotencyKey: c.IdempotencyKey})
 	if err != nil {
 		return nil, worker.BadArguments("arguments are not JSON")
 	}

@@ -108,6 +108,22 @@ func TestHostileGuestsAreContained(t *testing.T) {
 	}
 }
 
+// A tool gets its call's idempotency key, so that a side effect it makes
+// elsewhere happens once however often the call is sent.
+func TestGuestGetsTheIdempotencyKey(t *testing.T) {
+	mod := newModule(t, manifest(t, reactorWasm, reactorTools, ""), 1)
+	c := worker.NewCall("key", json.RawMessage(`{}`), nil)
+	c.IdempotencyKey = "run-1/pay/2/0"
+	out, err := mod.Call(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]string
+	if err := json.Unmarshal(out.(json.RawMessage), &v); err != nil || v["key"] != "run-1/pay/2/0" {
+		t.Fatalf("the guest read %s (%v), want the call's key", out, err)
+	}
+}
+
 // The guest runs with no arguments but its name, no environment, fake
 // clocks, crypto-random bytes and no file system.
 func TestSandboxIsClosedByDefault(t *testing.T) {

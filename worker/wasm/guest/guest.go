@@ -68,9 +68,20 @@ func BadArguments(format string, args ...any) error {
 }
 
 type envelope struct {
-	Tool string          `json:"tool"`
-	Args json.RawMessage `json:"args"`
+	Tool           string          `json:"tool"`
+	Args           json.RawMessage `json:"args"`
+	IdempotencyKey string          `json:"idempotency_key"`
 }
+
+var idempotencyKey string
+
+// IdempotencyKey returns the idempotency key of the call being served: the
+// same for every try of one call (a retry, a call sent again after a
+// worker or the orchestrator restarted), different for every other call.
+// A tool whose call has an effect elsewhere (an HTTP request that pays,
+// books or sends) passes it on — e.g. as an Idempotency-Key header — so
+// that the effect happens once.
+func IdempotencyKey() string { return idempotencyKey }
 
 type replyError struct {
 	Code    string `json:"code"`
@@ -112,6 +123,7 @@ func serve() (r reply) {
 	if handler == nil {
 		return reply{Error: &replyError{Code: "tool_failed", Message: "no handler: call guest.Serve from an init function"}}
 	}
+	idempotencyKey = env.IdempotencyKey
 	v, err := handler(env.Tool, env.Args)
 	if err != nil {
 		var ge *Error

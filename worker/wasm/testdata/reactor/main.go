@@ -123,6 +123,8 @@ func handle(tool string, raw json.RawMessage) (any, error) {
 			"args": os.Args, "env": os.Environ(), "now": time.Now().UTC().Format(time.RFC3339),
 			"random": hex.EncodeToString(r), "fs": fsErr != nil,
 		}, nil
+	case "key":
+		return map[string]any{"key": guest.IdempotencyKey()}, nil
 	case "big":
 		return map[string]any{"text": strings.Repeat("y", args.N)}, nil
 	}
