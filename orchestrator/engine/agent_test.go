@@ -34,19 +34,30 @@ func (m *modelSeen) all() string {
 // untrusted web text.
 func newAgentHarness(t *testing.T, rules, script, page string) (*harness, *modelSeen) {
 	t.Helper()
-	dir := t.TempDir()
+	return newAgentHarnessIn(t, t.TempDir(), rules, script, map[string]worker.Handler{
+		"fetch": func(context.Context, *worker.Call) (any, error) {
+			return worker.Labeled{Output: map[string]any{"text": page, "payee": "acct_hotel_1"},
+				Labels: map[string]ifc.Label{"text": ifc.UntrustedFrom("web:hotel.example"), "payee": ifc.UntrustedFrom("web:hotel.example")}}, nil
+		},
+	})
+}
+
+// newAgentHarnessIn serves the real llm worker with script beside the test
+// worker t with handlers, its state in dir.
+func newAgentHarnessIn(t *testing.T, dir, rules, script string, handlers map[string]worker.Handler) (*harness, *modelSeen) {
+	t.Helper()
 	sp := filepath.Join(dir, "script.yaml")
 	if err := os.WriteFile(sp, []byte(script), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := json.Marshal(map[string]string{"backend": "hijackable", "script": sp})
-	handlers, err := llm.New(worker.Env{Config: cfg})
+	llmHandlers, err := llm.New(worker.Env{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := &modelSeen{}
-	chat := handlers["chat"]
-	handlers["chat"] = func(ctx context.Context, c *worker.Call) (any, error) {
+	chat := llmHandlers["chat"]
+	llmHandlers["chat"] = func(ctx context.Context, c *worker.Call) (any, error) {
 		seen.mu.Lock()
 		seen.convs = append(seen.convs, string(c.Args))
 		seen.mu.Unlock()
@@ -56,12 +67,7 @@ func newAgentHarness(t *testing.T, rules, script, page string) (*harness, *model
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarnessWith(t, dir, rules, map[string]worker.Handler{
-		"fetch": func(context.Context, *worker.Call) (any, error) {
-			return worker.Labeled{Output: map[string]any{"text": page, "payee": "acct_hotel_1"},
-				Labels: map[string]ifc.Label{"text": ifc.UntrustedFrom("web:hotel.example"), "payee": ifc.UntrustedFrom("web:hotel.example")}}, nil
-		},
-	}, &worker.Service{Manifest: m, Handlers: handlers, Subjects: schemas.Subjects{}})
+	h := newHarnessWith(t, dir, rules, handlers, &worker.Service{Manifest: m, Handlers: llmHandlers, Subjects: schemas.Subjects{}})
 	return h, seen
 }
 

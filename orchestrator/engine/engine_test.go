@@ -33,7 +33,8 @@ tools:
   barrier: {input_schema: any.json, clearance: {integrity: untrusted}}
   split: {input_schema: any.json, clearance: {integrity: untrusted}}
   fail: {input_schema: any.json, clearance: {integrity: untrusted}}
-  fetch: {input_schema: any.json, clearance: {integrity: untrusted}}
+  fetch: {input_schema: any.json, output_schema: fetch.json, clearance: {integrity: untrusted}}
+  browse: {input_schema: any.json, output_schema: fetch.json, output_label: {integrity: untrusted}, clearance: {integrity: untrusted}}
   model: {input_schema: any.json, trusted_network: true, clearance: {integrity: untrusted}}
   spend: {input_schema: any.json, privileged: true, approvable: true, clearance: {integrity: trusted}}
   pay: {input_schema: pay.json, privileged: true, approvable: true, output_label: {integrity: trusted}, clearance: {integrity: trusted}}
@@ -41,8 +42,13 @@ limits: {timeout: 5s}
 `
 
 const paySchema = `{"type": "object",
- "properties": {"amount": {"type": "number"}, "payee": {"type": "string"}, "mode": {"type": "string"}},
+ "properties": {"amount": {"type": "number"}, "payee": {"type": "string"}, "mode": {"type": "string"},
+  "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}},
  "required": ["amount", "payee"], "additionalProperties": false}`
+
+// fetchSchema is the output of t.fetch: a page's text and what it offers.
+const fetchSchema = `{"type": "object",
+ "properties": {"text": {"type": "string"}, "payee": {"type": "string"}, "quote": {"type": "string"}}}`
 
 type harness struct {
 	t      *testing.T
@@ -72,7 +78,7 @@ func newHarnessIn(t *testing.T, dir, rules string, handlers map[string]worker.Ha
 // manifest and handlers.
 func newHarnessWith(t *testing.T, dir, rules string, handlers map[string]worker.Handler, extra ...*worker.Service) *harness {
 	t.Helper()
-	for name, src := range map[string]string{"any.json": `{"type":"object"}`, "pay.json": paySchema} {
+	for name, src := range map[string]string{"any.json": `{"type":"object"}`, "pay.json": paySchema, "fetch.json": fetchSchema} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
 			t.Fatal(err)
 		}
