@@ -2,6 +2,11 @@ package agent
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"strings"
 	"testing"
 )
 
@@ -22,4 +27,66 @@ func TestNarrowSchema(t *testing.T) {
 			t.Errorf("%s accepted", src)
 		}
 	}
+}
+
+// Everything a model is told enters its conversation through tell: no
+// other function of the package writes the conversation's messages (by
+// assignment, append, index or a composite literal), so a reviewer who
+// reads tell, and what its callers pass, knows every path.
+func TestConversationHasOneWriter(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writers := map[string]int{}
+	for _, f := range pkgs["agent"].Files {
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
+			}
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				switch n := n.(type) {
+				case *ast.AssignStmt:
+					for _, lhs := range n.Lhs {
+						if writesMsgs(lhs) {
+							writers[fn.Name.Name]++
+						}
+					}
+				case *ast.CompositeLit:
+					for _, e := range n.Elts {
+						if kv, ok := e.(*ast.KeyValueExpr); ok {
+							if id, ok := kv.Key.(*ast.Ident); ok && id.Name == "msgs" {
+								writers[fn.Name.Name]++
+							}
+						}
+					}
+				case *ast.UnaryExpr:
+					if n.Op == token.AND && writesMsgs(n.X) {
+						writers[fn.Name.Name]++ // a pointer to them
+					}
+				}
+				return true
+			})
+		}
+	}
+	if len(writers) != 1 || writers["tell"] == 0 {
+		t.Fatalf("functions that write a conversation's messages: %v; want tell alone", writers)
+	}
+}
+
+// writesMsgs reports whether e is x.msgs or an element of it.
+func writesMsgs(e ast.Expr) bool {
+	switch e := e.(type) {
+	case *ast.SelectorExpr:
+		return e.Sel.Name == "msgs"
+	case *ast.IndexExpr:
+		return writesMsgs(e.X)
+	case *ast.SliceExpr:
+		return writesMsgs(e.X)
+	case *ast.ParenExpr:
+		return writesMsgs(e.X)
+	}
+	return false
 }
