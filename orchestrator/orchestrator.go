@@ -48,6 +48,9 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// Getenv reads the environment variables secrets come from.
 	Getenv func(string) string
+	// Delivered, when set, is told of every call as it is delivered
+	// (engine.Config.Delivered).
+	Delivered func(engine.Delivery)
 	// ResumeRuns resumes, once started, the runs a previous orchestrator
 	// on the same state left unfinished (sluice up does; a one-off
 	// sluice run does not).
@@ -180,7 +183,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	o.wg.Add(1)
 	go o.recordViolations(violations)
 	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.policy, Audit: o.audit,
-		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas()})
+		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered})
 	grants := map[string][]string{}
 	for name, m := range o.manifests {
 		grants[name] = m.Grants.Net

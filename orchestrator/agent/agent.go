@@ -178,8 +178,8 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 	}
 	// Both come from the flow: the system prompt from its file, the
 	// instructions labeled with what they read.
-	c.tell(Message{Role: "system", Content: str(system)}, ifc.TrustedFrom(), nil, nil)
-	c.tell(Message{Role: "user", Content: str(s.Instructions)}, s.Label, nil, nil)
+	c.tell(Message{Role: "system", Content: str(system)}, ifc.TrustedFrom(), nil)
+	c.tell(Message{Role: "user", Content: str(s.Instructions)}, s.Label, nil)
 	for turn := 1; turn <= a.MaxTurns; turn++ {
 		res.Turns = turn
 		args := map[string]any{"messages": c.messages()}
@@ -202,7 +202,7 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 			return r.end(res, Failed, "turn %d: %s answered with something that is not a message", turn, s.Chat.Name)
 		}
 		// What the model says was decided by what it saw.
-		c.tell(msg, o.label(), nil, nil)
+		c.tell(msg, o.label(), nil)
 		if len(msg.ToolCalls) == 0 {
 			content := ""
 			if msg.Content != nil {
@@ -214,13 +214,13 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 				res.Output, res.Base, res.Fields = out.v, out.base, out.fields
 				return res
 			}
-			if refs.Integrity() < c.label.Integrity() {
+			if refs.static.Integrity() < c.label.Integrity() {
 				// Whether the answer fits depends on values the model
 				// was not shown: telling it so would tell it about them.
-				res.Label = c.label.Join(refs)
+				res.Label = c.label.Join(refs.dyn)
 				return r.end(res, Failed, "turn %d: the final answer, with the values of its handles put in, was not accepted", turn)
 			}
-			c.tell(Message{Role: "user", Content: str("Your final answer was not accepted: " + problem + ". Answer again.")}, refs, nil, nil)
+			c.tell(Message{Role: "user", Content: str("Your final answer was not accepted: " + problem + ". Answer again.")}, refs.dyn, nil)
 			continue
 		}
 		for i, tc := range msg.ToolCalls {
@@ -273,8 +273,8 @@ func toolError(format string, a ...any) string {
 // its outcome. It returns the step's result when the step ends here.
 func (r *run) toolCall(ctx context.Context, turn, i int, tc ToolCall) *Result {
 	c, key := r.c, strconv.Itoa(turn)+"/"+strconv.Itoa(i)
-	reply := func(text string, dep ifc.Label, tool *flow.AgentTool, behind *handle) {
-		c.tell(Message{Role: "tool", ToolCallID: tc.ID, Name: tc.Name, Content: str(text)}, dep, tool, behind)
+	reply := func(text string, dep ifc.Label, o *callOutcome) {
+		c.tell(Message{Role: "tool", ToolCallID: tc.ID, Name: tc.Name, Content: str(text)}, dep, o)
 	}
 	if tc.Name == InspectTool && r.inspectable() {
 		return r.inspect(ctx, key, tc, reply)
@@ -294,20 +294,25 @@ func (r *run) toolCall(ctx context.Context, turn, i int, tc ToolCall) *Result {
 			return &Result{Status: Failed, Label: c.label, Error: o.Error}
 		}
 		// What the model chose and what the flow offers: nothing new.
-		reply(toolError("tool %q is not available to you: %s", name, reason), c.label, nil, nil)
+		reply(toolError("tool %q is not available to you: %s", name, reason), c.label, nil)
 		return nil
 	}
 	args, argLabels, refs, problem := r.arguments(tc.Arguments)
-	callLabel := c.label.Join(refs)
+	callLabel := refs.dyn
+	// Known before the call: whether its outcome is hidden.
+	static := refs.static.Join(t.Spec.OutputLabel)
+	failed := func(why string, l ifc.Label) *callOutcome {
+		return &callOutcome{tool: &t, static: static, h: &handle{failed: why, base: l}}
+	}
 	if problem != "" {
 		// Found while putting hidden values in place, a problem depends
 		// on them: it is the call's outcome, hidden like its output.
-		reply(toolError("arguments of %s: %s", t.Name, problem), callLabel, &t, &handle{failed: problem, base: callLabel})
+		reply(toolError("arguments of %s: %s", t.Name, problem), callLabel, failed(problem, callLabel))
 		return nil
 	}
 	if ms := t.Spec.Input.Mismatches(args); len(ms) > 0 {
 		why := "do not match its input schema (" + strings.Join(ms, "; ") + ")"
-		reply(toolError("arguments of %s %s", t.Name, why), callLabel, &t, &handle{failed: why, base: callLabel})
+		reply(toolError("arguments of %s %s", t.Name, why), callLabel, failed(why, callLabel))
 		return nil
 	}
 	o := r.h.Call(ctx, Call{Key: key, Tool: t, Args: args, Label: callLabel, ArgLabels: argLabels})
@@ -323,16 +328,21 @@ func (r *run) toolCall(ctx context.Context, turn, i int, tc ToolCall) *Result {
 		if err != nil {
 			text = toolError("the result of %s cannot be shown", t.Name)
 		}
-		reply(text, o.label(), &t, &handle{out: o.Output, base: o.Base, fields: o.Fields})
+		reply(text, o.label(), &callOutcome{tool: &t, static: static, h: &handle{out: o.Output, base: o.Base, fields: o.Fields}})
 	case o.Status == Denied:
-		why := "denied: " + strings.Join(o.Reasons, "; ")
-		reply(toolError("the call to %s was denied: %s", t.Name, strings.Join(o.Reasons, "; ")), o.Label, &t,
-			&handle{failed: why, base: o.Label})
+		reasons := strings.Join(o.Reasons, "; ")
+		reply(toolError("the call to %s was denied: %s", t.Name, reasons), o.Label, failed("denied: "+reasons, o.Label))
 	default:
-		reply(toolError("the call to %s failed: %s", t.Name, o.Error), o.Label, &t, &handle{failed: o.Error, base: o.Label})
+		reply(toolError("the call to %s failed: %s", t.Name, o.Error), o.Label, failed(o.Error, o.Label))
 	}
 	return nil
 }
+
+// refLabels are the labels of the handles a value names, joined with the
+// context's: dyn, of their values (what the policy gate and the output
+// see); static, as each was known before its call was made (what decides
+// whether an outcome is hidden).
+type refLabels struct{ dyn, static ifc.Label }
 
 // arguments decodes a tool call's arguments and puts the value of every
 // handle in its place. Each argument's label is the context label joined
@@ -340,8 +350,8 @@ func (r *run) toolCall(ctx context.Context, turn, i int, tc ToolCall) *Result {
 // of every handle the arguments name — what a problem found while putting
 // them in place depends on. The handles named are the model's choice; their
 // labels are known without reading their values.
-func (r *run) arguments(raw json.RawMessage) (args map[string]any, labels map[string]ifc.Label, refs ifc.Label, problem string) {
-	refs = r.c.label
+func (r *run) arguments(raw json.RawMessage) (args map[string]any, labels map[string]ifc.Label, refs refLabels, problem string) {
+	refs = refLabels{r.c.label, r.c.label}
 	v, err := jsonvalue.Decode(raw)
 	if err != nil {
 		return nil, nil, refs, "not valid JSON"
@@ -365,10 +375,10 @@ func (r *run) arguments(raw json.RawMessage) (args map[string]any, labels map[st
 	return args, labels, refs, ""
 }
 
-// refs joins l with the label of every handle x names. A name that is no
+// refs joins l with the labels of every handle x names. A name that is no
 // handle is a problem that depends on nothing hidden: which handles exist
 // follows from the calls the model made.
-func (r *run) refs(x any, l ifc.Label) (ifc.Label, string) {
+func (r *run) refs(x any, l refLabels) (refLabels, string) {
 	switch x := x.(type) {
 	case map[string]any:
 		if id, ok := x["$handle"]; ok {
@@ -381,7 +391,7 @@ func (r *run) refs(x any, l ifc.Label) (ifc.Label, string) {
 				}
 				return l, fmt.Sprintf("no handle %v (handles: %s)", id, strings.Join(ids, ", "))
 			}
-			return l.Join(h.label()), ""
+			return refLabels{l.dyn.Join(h.label()), l.static.Join(h.static)}, ""
 		}
 		for _, k := range slices.Sorted(maps.Keys(x)) {
 			var problem string
@@ -473,7 +483,7 @@ type output struct {
 // on: the context's, joined with the labels of the handles the answer
 // names. An output with handles in it carries their labels whole: whether
 // it was accepted depended on their values.
-func (r *run) final(content string) (output, string, ifc.Label) {
+func (r *run) final(content string) (output, string, refLabels) {
 	c := r.c
 	text := strings.TrimSpace(content)
 	out := output{base: c.label, fields: map[string]ifc.Label{}}
@@ -490,9 +500,9 @@ func (r *run) final(content string) (output, string, ifc.Label) {
 		x, err := jsonvalue.Decode([]byte(text))
 		if err != nil || !strings.Contains(text, `"$handle"`) {
 			out.v = content
-			return out, "", c.label
+			return out, "", refLabels{c.label, c.label}
 		}
-		refs, problem := r.refs(x, c.label)
+		refs, problem := r.refs(x, refLabels{c.label, c.label})
 		if problem != "" {
 			return out, problem, refs
 		}
@@ -500,16 +510,16 @@ func (r *run) final(content string) (output, string, ifc.Label) {
 		if problem != "" {
 			return out, problem, refs
 		}
-		out.v, out.base = v, out.base.Join(refs)
+		out.v, out.base = v, out.base.Join(refs.dyn)
 		return out, "", refs
 	}
 	text = strings.TrimPrefix(strings.TrimSuffix(text, "```"), "```json")
 	text = strings.TrimSpace(strings.TrimPrefix(text, "```"))
 	x, err := jsonvalue.Decode([]byte(text))
 	if err != nil {
-		return out, "it is not JSON", c.label
+		return out, "it is not JSON", refLabels{c.label, c.label}
 	}
-	refs, problem := r.refs(x, c.label)
+	refs, problem := r.refs(x, refLabels{c.label, c.label})
 	if problem != "" {
 		return out, problem, refs
 	}
@@ -520,7 +530,7 @@ func (r *run) final(content string) (output, string, ifc.Label) {
 	if ms := r.s.Agent.OutputSchema.Mismatches(v); len(ms) > 0 {
 		return out, "it does not satisfy the output schema (" + strings.Join(ms, "; ") + ")", refs
 	}
-	out.v, out.base = v, out.base.Join(refs)
+	out.v, out.base = v, out.base.Join(refs.dyn)
 	return out, "", refs
 }
 
@@ -531,7 +541,7 @@ func (r *run) final(content string) (output, string, ifc.Label) {
 // rule endorses the call, and is shown: the context label rises by it, as
 // it does by an inspect that fails, since that too says something of the
 // value.
-func (r *run) inspect(ctx context.Context, key string, tc ToolCall, reply func(string, ifc.Label, *flow.AgentTool, *handle)) *Result {
+func (r *run) inspect(ctx context.Context, key string, tc ToolCall, reply func(string, ifc.Label, *callOutcome)) *Result {
 	c := r.c
 	var in struct {
 		Handle   string         `json:"handle"`
@@ -540,25 +550,25 @@ func (r *run) inspect(ctx context.Context, key string, tc ToolCall, reply func(s
 	}
 	// These problems are in what the model wrote.
 	if err := json.Unmarshal(tc.Arguments, &in); err != nil {
-		reply(toolError("arguments of inspect: want {handle, question, schema}"), c.label, nil, nil)
+		reply(toolError("arguments of inspect: want {handle, question, schema}"), c.label, nil)
 		return nil
 	}
 	h := c.handle(in.Handle)
 	if h == nil {
-		reply(toolError("inspect: no handle %q", in.Handle), c.label, nil, nil)
+		reply(toolError("inspect: no handle %q", in.Handle), c.label, nil)
 		return nil
 	}
 	if strings.TrimSpace(in.Question) == "" {
-		reply(toolError("inspect: the question is empty"), c.label, nil, nil)
+		reply(toolError("inspect: the question is empty"), c.label, nil)
 		return nil
 	}
 	if problem := NarrowSchema(in.Schema); problem != "" {
-		reply(toolError("inspect: %s", problem), c.label, nil, nil)
+		reply(toolError("inspect: %s", problem), c.label, nil)
 		return nil
 	}
 	hl := h.label()
 	if h.failed != "" {
-		reply(toolError("inspect: handle %s has no value", in.Handle), c.label.Join(hl), nil, nil)
+		reply(toolError("inspect: handle %s has no value", in.Handle), c.label.Join(hl), nil)
 		return nil
 	}
 	text, ok := h.out.(string)
@@ -580,9 +590,9 @@ func (r *run) inspect(ctx context.Context, key string, tc ToolCall, reply func(s
 		return &Result{Status: Failed, Label: c.label, Error: o.Error}
 	case o.Status == Completed:
 		b, _ := json.Marshal(map[string]any{"answer": o.Output})
-		reply(string(b), o.label(), nil, nil)
+		reply(string(b), o.label(), nil)
 	default:
-		reply(toolError("inspect failed: %s %s", o.Error, strings.Join(o.Reasons, "; ")), o.Label.Join(hl), nil, nil)
+		reply(toolError("inspect failed: %s %s", o.Error, strings.Join(o.Reasons, "; ")), o.Label.Join(hl), nil)
 	}
 	return nil
 }

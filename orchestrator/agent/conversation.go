@@ -37,6 +37,9 @@ type handle struct {
 	failed string
 	base   ifc.Label
 	fields map[string]ifc.Label
+	// static is the label the outcome was known to have before the call
+	// (callOutcome).
+	static ifc.Label
 }
 
 func (h *handle) label() ifc.Label {
@@ -64,31 +67,44 @@ type conversation struct {
 	handles []*handle
 }
 
+// callOutcome is the outcome of a call the model asked for, as tell takes
+// it: the tool, the outcome kept behind a handle if it is hidden, and
+// static, the label the outcome was known to have before the call was
+// made — the join of the call's context, of the handles its arguments name
+// (as they were known when each was made) and of the tool's declared
+// output label. Only static decides whether the outcome is hidden: so that
+// decision, and the handle's number, depend on nothing the call returned.
+type callOutcome struct {
+	tool   *flow.AgentTool
+	static ifc.Label
+	h      *handle
+}
+
 // tell adds a message to the conversation. dep is the label of everything
 // the message depends on: the values it quotes, and the facts it reveals
 // (that a call failed, was refused, that a value has some shape).
 //
-// When the conversation hides and dep is below its integrity, and the
-// message reports the outcome of a call (behind is that outcome), the
-// model is shown a handle instead: a description made of the tool's name
-// and output schema and the handle's number — the same whether the call
+// When the message reports the outcome of a call (o), the conversation
+// hides, and o's static label is below the context's integrity, the model
+// is shown a handle instead: a description made of the tool's name and
+// output schema and the handle's number — the same whether the call
 // succeeded or failed, whatever it returned — and the outcome is kept
 // behind it. Otherwise the message is shown as it is and the context label
 // is raised by dep: the model now knows what the message says.
-func (c *conversation) tell(m Message, dep ifc.Label, tool *flow.AgentTool, behind *handle) {
-	if behind != nil && c.hide && dep.Integrity() < c.label.Integrity() {
+func (c *conversation) tell(m Message, dep ifc.Label, o *callOutcome) {
+	if o != nil && c.hide && o.static.Integrity() < c.label.Integrity() {
 		id := "h" + strconv.Itoa(len(c.handles)+1)
-		behind.tool = tool.Name
-		c.handles = append(c.handles, behind)
+		o.h.tool, o.h.static = o.tool.Name, o.static
+		c.handles = append(c.handles, o.h)
 		// Field names come from the tool's output schema, never from the
 		// value: a key can carry an instruction as well as a value, and
 		// which keys a value has says something about it.
 		fields := []string{}
-		if tool.Spec != nil && tool.Spec.Output != nil {
-			props, _ := tool.Spec.Output.Shape()
+		if o.tool.Spec != nil && o.tool.Spec.Output != nil {
+			props, _ := o.tool.Spec.Output.Shape()
 			fields = slices.Sorted(slices.Values(props))
 		}
-		b, _ := json.Marshal(map[string]any{"$handle": id, "tool": tool.Name, "fields": fields})
+		b, _ := json.Marshal(map[string]any{"$handle": id, "tool": o.tool.Name, "fields": fields})
 		m.Content, m.ToolCalls = str(string(b)), nil
 		c.msgs = append(c.msgs, m)
 		return

@@ -243,7 +243,7 @@ func TestAgentResumesFromItsRecord(t *testing.T) {
   match: "h1"
   respond: {tool_calls: [{name: t__pay, arguments: {amount: 120, payee: {"$handle": "h1", "field": "payee"}, mode: {"$handle": "h1", "field": "text"}}}]}
 - turn: 3
-  match: "charged"
+  match: '"\$handle":"h2"'
   respond: {tool_calls: [{name: t__pay, arguments: {amount: 5, payee: {"$handle": "h1", "field": "payee"}, mode: tip}}]}
 - turn: 4
   match: "."

@@ -60,6 +60,21 @@ type Config struct {
 	// LoadFlow checks a flow a run started with, to resume it in a new
 	// process; file and src are the plan's File and Source.
 	LoadFlow func(file string, src []byte) (*flow.Plan, error)
+	// Delivered, when set, is told of every call the gate lets through,
+	// as it is delivered; it must not block.
+	Delivered func(Delivery)
+}
+
+// Delivery is a call the gate let through: what the noninterference test
+// compares between runs, and what a tracer records.
+type Delivery struct {
+	RunID, Step, Tool string
+	Args              map[string]any
+	// Label is the call's context label as decided; Delivered the label
+	// it went with (lower when a rule or a person endorsed it).
+	Label, Delivered ifc.Label
+	// ApprovedBy names the person who approved the call, if one did.
+	ApprovedBy string
 }
 
 // Engine runs flows. It is safe for concurrent use.

@@ -272,6 +272,7 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 	// this call by the endorse and declassify rules that matched, or by
 	// the person who approves it.
 	delivered := d.Label
+	approvedBy := ""
 	switch d.Action {
 	case policy.Deny:
 		res.Status = StatusDenied
@@ -284,6 +285,7 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 			return nil
 		}
 		res.Args = nil
+		approvedBy = who
 		reason, err := d.Approve(who)
 		if err == nil {
 			delivered, err = ifc.Endorse(delivered, reason)
@@ -328,6 +330,9 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		r.e.caps.release(context.WithoutCancel(ctx), r, held)
 		res.Status, res.Error = StatusFailed, err.Error()
 		return nil
+	}
+	if f := r.e.cfg.Delivered; f != nil {
+		f(Delivery{RunID: r.id, Step: s.ID, Tool: s.Call, Args: args, Label: res.Label, Delivered: delivered, ApprovedBy: approvedBy})
 	}
 	v, noEffect := r.call(ctx, s, body, res, delivered, idem, log)
 	if v == nil && noEffect {
