@@ -8,7 +8,7 @@ FUZZTIME    ?= 30s
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: all build tools test demo bench lint fuzz fmt check clean
+.PHONY: all build tools test demo bench lint fuzz fmt check clean noninterference
 
 all: build
 
@@ -60,6 +60,15 @@ bench: $(BIN)/sluice
 	$(GO) run ./e2e/bench -sluice $(BIN)/sluice -runs $(BENCH_RUNS) -state $(BENCH_STATE) -scale $(BENCH_SCALE) \
 		-gobench $(BENCH_STATE)/gobench.txt -cpuprofile $(BENCH_STATE)/hop.pprof -memprofile $(BENCH_STATE)/hop-allocs.pprof
 
+# The noninterference test alone: the committed corpus of attacker content
+# (e2e/testdata/fuzz/FuzzNoninterference) over every scenario, each run
+# beside its baseline; prints "noninterference: N scenarios, V violations".
+# make test runs it too; make fuzz explores further.
+noninterference:
+	@$(GO) test -count=1 -run '^FuzzNoninterference$$' -v ./e2e > .noninterference.log 2>&1; s=$$?; \
+		grep -E '^noninterference:|noninterference_test.go:[0-9]+:|^(--- )?FAIL' .noninterference.log; \
+		[ $$s = 0 ] || tail -20 .noninterference.log; rm -f .noninterference.log; exit $$s
+
 lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
@@ -76,6 +85,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzInbox -fuzztime $(FUZZTIME) ./worker/email
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./orchestrator/audit
 	$(GO) test -run '^$$' -fuzz FuzzString -fuzztime $(FUZZTIME) ./internal/jsonappend
+	$(GO) test -run '^$$' -fuzz '^FuzzNoninterference$$' -fuzztime $(FUZZTIME) ./e2e
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
