@@ -514,13 +514,13 @@ func newNIWorld(tb testing.TB) *niWorld {
 	expand := strings.NewReplacer("PAGESHOST", w.pages.host, "PAGESIP", strings.Split(w.pages.host, ":")[0], "SINKHOST", w.sink.host,
 		"PAGES", "http://"+w.pages.host, "SINK", "http://"+w.sink.host)
 	files := map[string]string{
-		"sluice.yaml":     expand.Replace(niDeployment),
-		"answers.yaml":    expand.Replace(niScript),
-		"reader.yaml":     strings.Replace(niReaderManifest, "WASM", niBuild.path, 1),
-		"any.json":        `{"type": "object"}`,
-		"reader.out.json": `{"type": "object", "properties": {"text": {"type": "string"}, "note": {"type": "string"}}, "required": ["text"]}`,
-		"mail/tmp/.keep":  "",
-		"mail/cur/.keep":  "",
+		"sluice.yaml":                 expand.Replace(niDeployment),
+		"answers.yaml":                expand.Replace(niScript),
+		"reader.yaml":                 strings.Replace(niReaderManifest, "WASM", niBuild.path, 1),
+		"any.json":                    `{"type": "object"}`,
+		"reader.out.json":             `{"type": "object", "properties": {"text": {"type": "string"}, "note": {"type": "string"}}, "required": ["text"]}`,
+		"mail/tmp/.keep":              "",
+		"mail/cur/.keep":              "",
 		"mail/new/1796000000.M0P1.mx": niContactMail,
 		"files/notes.txt":             "my notes\n",
 	}
@@ -688,7 +688,7 @@ func niViolations(base, attacked niObservation) []string {
 
 // niStats counts scenarios and violations for the summary line.
 var niStats struct {
-	mu                   sync.Mutex
+	mu                    sync.Mutex
 	scenarios, violations int
 }
 
