@@ -64,7 +64,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of one extra loop of mediated calls at 16 callers to `file`")
 	memProfile := flag.String("memprofile", "", "write the allocations of this process, mostly mediated calls, to `file` after that loop")
 	scaleN := flag.Int("scale", 10000, "runs held at approval at once for the scale figures (0: skip them)")
-	only := flag.String("only", "", "measure only these groups, comma-separated: hop, flow, jetstream, policy, labels, startup, scale (default all)")
+	only := flag.String("only", "", "measure only these groups, comma-separated: hop, flow, agent, jetstream, policy, labels, startup, scale (default all)")
 	flag.Parse()
 	if *dur > 3*time.Second {
 		*dur = 3 * time.Second
@@ -182,6 +182,7 @@ func run(o options) error {
 	groups := []group{
 		{"hop", func() error { return hop(res, o, filepath.Join(tmp, "hop")) }},
 		{"flow", func() error { return flowFigures(res, o) }},
+		{"agent", func() error { return agentFigures(res, o, filepath.Join(tmp, "agent")) }},
 		{"jetstream", func() error { return jetstreamFigures(res, filepath.Join(tmp, "jetstream")) }},
 		{"policy", func() error { return policyFigures(res, o.gobench) }},
 		{"labels", func() error { labelFigures(res); return nil }},

@@ -460,8 +460,11 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 		}
 		return out, e.setRunStatus(ctx, st, rs, runHeld)
 	}
-	if r.fresh {
-		// Every key the run wrote, it wrote in this pass.
+	// A run that wrote few keys, all in this pass, purges each with its
+	// other writes; one that wrote more (an agent records every call) or
+	// that ran before removes them all with one request.
+	few := r.fresh && len(r.keys) <= 2
+	if few {
 		for k := range r.keys {
 			r.acks.add(st.write(st.steps, callKey(k), nil, true))
 		}
@@ -470,7 +473,7 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 	if err := r.acks.wait(ctx); err != nil {
 		return out, err
 	}
-	if !r.fresh {
+	if !few {
 		if err := st.finish(ctx, r.id); err != nil {
 			e.log.Warn("finished run not removed from the store", "run_id", r.id, "err", err)
 		}

@@ -142,17 +142,19 @@ func (s *store) unfinished(ctx context.Context) ([]*runRecord, error) {
 	return out, err
 }
 
-// finish forgets a finished run: its record and its calls.
+// finish forgets a finished run: its calls, with one purge of the steps
+// stream by subject (no marker is written per key), and its record.
 func (s *store) finish(ctx context.Context, id string) error {
-	keys, err := s.steps.ListKeysFiltered(ctx, id+".>")
-	if err != nil {
-		return err
-	}
 	var errs []error
-	for k := range keys.Keys() {
-		if err := jsretry.Do(ctx, func(ctx context.Context) error { return s.steps.Purge(ctx, k) }); err != nil {
-			errs = append(errs, err)
+	err := jsretry.Do(ctx, func(ctx context.Context) error {
+		str, err := s.js.Stream(ctx, "KV_"+StepsBucket)
+		if err != nil {
+			return err
 		}
+		return str.Purge(ctx, jetstream.WithPurgeSubject("$KV."+StepsBucket+"."+id+".>"))
+	})
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if err := jsretry.Do(ctx, func(ctx context.Context) error { return s.runs.Purge(ctx, id) }); err != nil {
 		errs = append(errs, err)
