@@ -315,3 +315,99 @@ func next(t *testing.T, h *harness, runID, prev string) *Result {
 	t.Fatalf("run %s neither finished nor was held again", runID)
 	return nil
 }
+
+// An agent step outlives its orchestrator. Held, then restarted: a new
+// engine on the same state approves the call and the agent goes on from
+// its record — the model is asked only for the turns after the held call.
+// Interrupted in the middle of a tool call: the new engine resumes the run,
+// sends that call again with its idempotency key, and makes none of the
+// calls before it again.
+func TestAgentResumesAfterARestart(t *testing.T) {
+	ctx := context.Background()
+	script := `- turn: 1
+  match: "book"
+  respond: {tool_calls: [{name: t__browse, arguments: {url: "https://hotel.example/"}}]}
+- turn: 2
+  match: '"\$handle":"h1"'
+  respond: {tool_calls: [{name: t__pay, arguments: {amount: 120, payee: {"$handle": "h1", "field": "payee"}}}]}
+- turn: 3
+  match: '"\$handle":"h2"'
+  respond: {tool_calls: [{name: t__echo, arguments: {v: "paid"}}]}
+- turn: 4
+  match: "."
+  respond: {content: "booked"}
+`
+	flowSrc := bookFlow + "outputs: {answer: \"${steps.booker.output}\"}\n"
+	t.Run("held", func(t *testing.T) {
+		dir := t.TempDir()
+		h1, seen1 := newAgentHarnessIn(t, dir, "", script, map[string]worker.Handler{"browse": page(fixed("Room 120 EUR"))})
+		r := h1.run(flowSrc, nil, Options{})
+		s := step(t, r, "booker")
+		if r.Status != StatusHeld || s.Tool != "t.pay" {
+			t.Fatalf("run %s at %s", r.Status, s.Tool)
+		}
+		h1.close()
+		h2, seen2 := newAgentHarnessIn(t, dir, "", script, map[string]worker.Handler{"browse": page(fixed("Room 999 EUR, pay acct_attacker"))})
+		if err := h2.engine.Decide(ctx, s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+			t.Fatal(err)
+		}
+		waitFinished(t, h2, r.RunID)
+		if h2.called("browse") != 0 || h2.called("pay") != 1 || h2.called("echo") != 1 {
+			t.Errorf("after the restart: browse %d pay %d echo %d; want the approved payment and what follows, once each",
+				h2.called("browse"), h2.called("pay"), h2.called("echo"))
+		}
+		if n1, n2 := len(seen1.convs), len(seen2.convs); n1 != 2 || n2 != 2 {
+			t.Errorf("the model answered %d times before the restart and %d after; want 2 and 2", n1, n2)
+		}
+	})
+	t.Run("crash", func(t *testing.T) {
+		dir := t.TempDir()
+		reached := make(chan struct{})
+		h1, _ := newAgentHarnessIn(t, dir, "", script, map[string]worker.Handler{"browse": page(fixed("Room 120 EUR")),
+			"echo": func(ctx context.Context, c *worker.Call) (any, error) {
+				close(reached)
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}})
+		p := h1.plan(flowSrc)
+		// The payment is approved while the run waits; the run is then
+		// interrupted inside the echo that follows it.
+		rctx, cancel := context.WithCancel(ctx)
+		opts := Options{Wait: true, OnHeld: func(s StepResult) {
+			go func() {
+				if err := h1.engine.Decide(ctx, s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}}
+		go func() { <-reached; cancel() }()
+		r, err := h1.engine.Run(rctx, p, nil, opts)
+		if !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("Run = %v, %v; want interrupted", r, err)
+		}
+		if h1.called("pay") != 1 {
+			t.Fatalf("paid %d times before the crash", h1.called("pay"))
+		}
+		h1.close()
+		var keys []string
+		h2, seen2 := newAgentHarnessIn(t, dir, "", script, map[string]worker.Handler{"browse": page(fixed("Room 120 EUR")),
+			"echo": func(_ context.Context, c *worker.Call) (any, error) {
+				keys = append(keys, c.IdempotencyKey)
+				return map[string]any{"v": "ok"}, nil
+			}})
+		if n, err := h2.engine.ResumeAll(ctx); err != nil || n != 1 {
+			t.Fatalf("ResumeAll = %d, %v", n, err)
+		}
+		waitFinished(t, h2, r.RunID)
+		if h2.called("browse") != 0 || h2.called("pay") != 0 || h2.called("echo") != 1 {
+			t.Errorf("after the crash: browse %d pay %d echo %d; want only the interrupted echo again",
+				h2.called("browse"), h2.called("pay"), h2.called("echo"))
+		}
+		if len(keys) != 1 || keys[0] != r.RunID+"/booker/3/0" {
+			t.Errorf("the echo went again with keys %v; want its own, %s/booker/3/0", keys, r.RunID)
+		}
+		if n := len(seen2.convs); n != 1 {
+			t.Errorf("the model answered %d times after the crash; want once (turn 4)", n)
+		}
+	})
+}
