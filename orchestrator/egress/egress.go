@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"code.dny.dev/ssrf"
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/schemas"
@@ -69,6 +70,9 @@ type Broker struct {
 	wg     sync.WaitGroup
 	ctx    context.Context // ended by Close
 	cancel context.CancelFunc
+	// guard judges resolved addresses by the IANA special-purpose
+	// registries; ports and networks are the grants' business.
+	guard *ssrf.Guardian
 }
 
 // New returns a broker.
@@ -86,7 +90,7 @@ func New(cfg Config) *Broker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Broker{cfg: cfg, log: log}
+	b := &Broker{cfg: cfg, log: log, guard: ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
 }
@@ -302,9 +306,10 @@ func (b *Broker) check(worker, raw string) (*url.URL, string, error) {
 
 // dialer resolves the destination itself and refuses addresses the grant
 // does not name: a granted name that resolves to a loopback, private,
-// link-local or otherwise special address is refused, so a name cannot
-// smuggle in an internal address. An address is allowed only where the
-// grant names that address literally (or names "localhost" for loopback).
+// link-local or otherwise special-purpose address is refused, so a name
+// cannot smuggle in an internal address. An address is allowed only where
+// the grant names that address literally (or names "localhost" for
+// loopback).
 func (b *Broker) dialer(worker string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -312,25 +317,12 @@ func (b *Broker) dialer(worker string) func(ctx context.Context, network, addr s
 		if err != nil {
 			return nil, err
 		}
-		if !slices.Contains(b.cfg.Grants[worker], net.JoinHostPort(strings.ToLower(host), port)) {
-			return nil, fmt.Errorf("%s is not granted", addr)
+		ips, err := b.resolve(ctx, worker, host, port)
+		if err != nil {
+			return nil, err
 		}
-		var ips []netip.Addr
-		if ip, err := netip.ParseAddr(host); err == nil {
-			ips = []netip.Addr{ip}
-		} else {
-			ips, err = b.cfg.Resolver.LookupNetIP(ctx, "ip", host)
-			if err != nil {
-				return nil, err
-			}
-		}
-		var lastErr error = fmt.Errorf("%s has no address", host)
+		var lastErr error
 		for _, ip := range ips {
-			ip = ip.Unmap()
-			if !addressAllowed(host, ip) {
-				lastErr = fmt.Errorf("%s resolves to %s, which the grant does not name", host, ip)
-				continue
-			}
 			c, err := d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
 			if err == nil {
 				return c, nil
@@ -341,12 +333,64 @@ func (b *Broker) dialer(worker string) func(ctx context.Context, network, addr s
 	}
 }
 
-func addressAllowed(host string, ip netip.Addr) bool {
+// resolve returns the addresses of host that worker may connect to on
+// port, in the resolver's order: every address the grant does not name is
+// judged by the IANA special-purpose address registries, and refused when
+// it is in one of them. It fails when no address is left.
+func (b *Broker) resolve(ctx context.Context, worker, host, port string) ([]netip.Addr, error) {
+	host = strings.ToLower(host)
+	if !slices.Contains(b.cfg.Grants[worker], net.JoinHostPort(host, port)) {
+		return nil, fmt.Errorf("%s is not granted", net.JoinHostPort(host, port))
+	}
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else {
+		ips, err = b.cfg.Resolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, err
+		}
+	}
+	var ok []netip.Addr
+	var lastErr error = fmt.Errorf("%s has no address", host)
+	for _, ip := range ips {
+		ip = ip.Unmap()
+		if err := b.addressAllowed(host, ip); err != nil {
+			lastErr = err
+			continue
+		}
+		ok = append(ok, ip)
+	}
+	if len(ok) == 0 {
+		return nil, lastErr
+	}
+	return ok, nil
+}
+
+// addressAllowed says whether host, granted by name or by address, may be
+// reached at ip (unmapped): an address the grant names literally, a
+// loopback address for "localhost", and otherwise any address that no IANA
+// special-purpose registry lists (code.dny.dev/ssrf): not loopback,
+// private, link-local, shared (100.64.0.0/10, where carrier-grade NAT,
+// Tailscale and some clouds' metadata services live), benchmarking,
+// reserved, multicast, "this network", nor an IPv6 address outside global
+// unicast or inside its special ranges — NAT64 (64:ff9b::/96) and 6to4
+// (2002::/16), which can carry any IPv4 address, included.
+func (b *Broker) addressAllowed(host string, ip netip.Addr) error {
 	if lit, err := netip.ParseAddr(host); err == nil {
-		return lit.Unmap() == ip
+		if lit.Unmap() == ip {
+			return nil
+		}
+		return fmt.Errorf("%s is not %s", ip, host)
 	}
 	if host == "localhost" {
-		return ip.IsLoopback()
+		if ip.IsLoopback() {
+			return nil
+		}
+		return fmt.Errorf("localhost resolves to %s, which is not a loopback address", ip)
 	}
-	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast()
+	if err := b.guard.SafeAddr(ip); err != nil {
+		return fmt.Errorf("%s resolves to %s, which the grant does not name (a special-purpose address)", host, ip)
+	}
+	return nil
 }

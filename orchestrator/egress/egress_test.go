@@ -86,24 +86,40 @@ func TestBroker(t *testing.T) {
 	}
 }
 
+// The predicate the dial applies to every resolved address (unmapped):
+// the special-purpose registries, with the exceptions a grant names.
 func TestAddressAllowed(t *testing.T) {
-	for _, tc := range []struct {
+	b := New(Config{})
+	type tc struct {
 		host, ip string
 		want     bool
-	}{
+	}
+	cases := []tc{
 		{"127.0.0.1", "127.0.0.1", true},
 		{"localhost", "127.0.0.1", true},
+		{"localhost", "::1", true},
 		{"localhost", "10.0.0.1", false},
-		{"api.example", "127.0.0.1", false},
-		{"api.example", "10.1.2.3", false},
-		{"api.example", "192.168.1.1", false},
-		{"api.example", "169.254.169.254", false},
-		{"api.example", "::1", false},
-		{"api.example", "93.184.216.34", true},
 		{"10.1.2.3", "10.1.2.3", true},
-	} {
-		if got := addressAllowed(tc.host, mustAddr(tc.ip)); got != tc.want {
-			t.Errorf("addressAllowed(%s, %s) = %v", tc.host, tc.ip, got)
+		{"100.100.100.200", "100.100.100.200", true},
+		{"10.1.2.3", "10.1.2.4", false},
+		{"api.example", "93.184.216.34", true},
+		{"api.example", "8.8.8.8", true},
+		{"api.example", "2606:4700:4700::1111", true},
+		{"api.example", "2001:4860:4860::8888", true},
+		{"api.example", "100.63.255.255", true},
+		{"api.example", "100.128.0.0", true},
+		{"api.example", "198.17.255.255", true},
+		{"api.example", "198.20.0.0", true},
+		{"api.example", "1.0.0.0", true},
+		{"api.example", "223.255.255.255", true},
+	}
+	for _, sa := range specialAddresses {
+		cases = append(cases, tc{"api.example", sa.ip, false})
+	}
+	for _, c := range cases {
+		err := b.addressAllowed(c.host, mustAddr(c.ip).Unmap())
+		if (err == nil) != c.want {
+			t.Errorf("addressAllowed(%s, %s) = %v, want allowed %v", c.host, c.ip, err, c.want)
 		}
 	}
 }
