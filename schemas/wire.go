@@ -101,6 +101,13 @@ type EgressRequest struct {
 	Body    []byte            `json:"body,omitempty"`
 }
 
+// SMTPInsecurePlaintext is a header of an SMTP egress request (method
+// SMTP): "true" lets the broker send the message in the clear to a server
+// that is not on loopback and offers no STARTTLS. Without it such a send
+// is refused before anything of the message leaves. The email worker sets
+// it only when its configuration says smtp.insecure_plaintext: true.
+const SMTPInsecurePlaintext = "Insecure-Plaintext"
+
 // EgressResponse is the broker's answer: the HTTP response, or an error.
 type EgressResponse struct {
 	Status  int               `json:"status,omitempty"`

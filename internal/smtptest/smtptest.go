@@ -41,8 +41,8 @@ type Server struct {
 
 // Received is what the server was sent.
 type Received struct {
-	// Auths are "user:password" of each AUTH, and TLS whether the last one
-	// came over TLS.
+	// Auths are "user:password" of each AUTH, and TLS whether the last
+	// AUTH or message came over TLS.
 	Auths []string
 	TLS   bool
 	From  string
@@ -63,6 +63,28 @@ func Start(t testing.TB, password string) *Server {
 	s.Pool.AppendCertsFromPEM(s.CertPEM)
 	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	s.serve(t, srv)
+	return s
+}
+
+// StartImplicitTLS runs a server that speaks TLS from the start (smtps),
+// with a certificate for 127.0.0.1 and AUTH PLAIN.
+func StartImplicitTLS(t testing.TB, password string) *Server {
+	t.Helper()
+	s := &Server{password: password}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &session{s, c}, nil }))
+	srv.Domain = "mail.test"
+	var cert tls.Certificate
+	s.CertPEM, cert = selfSigned(t)
+	s.Pool = x509.NewCertPool()
+	s.Pool.AppendCertsFromPEM(s.CertPEM)
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv.TLSConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	s.Addr = ln.Addr().String()
 	return s
 }
 
@@ -165,6 +187,7 @@ func (x *session) Data(r io.Reader) error {
 	x.s.mu.Lock()
 	defer x.s.mu.Unlock()
 	x.s.got.Data = append(x.s.got.Data, string(b))
+	_, x.s.got.TLS = x.c.TLSConnectionState()
 	return err
 }
 

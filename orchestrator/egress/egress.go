@@ -73,6 +73,10 @@ type Broker struct {
 	// guard judges resolved addresses by the IANA special-purpose
 	// registries; ports and networks are the grants' business.
 	guard *ssrf.Guardian
+	// isLoopback says whether mail may go in the clear to a server at an
+	// address that offers no TLS (netip.Addr.IsLoopback); tests replace it
+	// to treat a server on loopback as remote.
+	isLoopback func(netip.Addr) bool
 }
 
 // New returns a broker.
@@ -90,7 +94,8 @@ func New(cfg Config) *Broker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Broker{cfg: cfg, log: log, guard: ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())}
+	b := &Broker{cfg: cfg, log: log, guard: ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork()),
+		isLoopback: netip.Addr.IsLoopback}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
 }

@@ -21,7 +21,11 @@
 //	             broker connects, fills the password in and authenticates,
 //	             only over TLS; the worker never holds it, so the password
 //	             must be a placeholder. The worker needs a net grant for the
-//	             host:port and the secret for the host.
+//	             host:port and the secret for the host. A server that is
+//	             not on loopback and offers no STARTTLS gets nothing of
+//	             the message: the send is refused, unless the block says
+//	             insecure_plaintext: true (no username then: credentials
+//	             never go in the clear).
 //
 // Without smtp, sent mail lands in <state>/email/outbox/<id>.eml.
 //
@@ -65,6 +69,12 @@ type smtpConfig struct {
 	URL      string `json:"url"`
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// InsecurePlaintext, true, lets mail go in the clear to a server that
+	// is not on loopback and offers no STARTTLS. Absent or false, such a
+	// send is refused before anything of the message leaves.
+	InsecurePlaintext json.RawMessage `json:"insecure_plaintext"`
+
+	insecurePlaintext bool
 }
 
 type config struct {
@@ -84,7 +94,7 @@ func loadConfig(env worker.Env) (cfg config, defMaildir bool, err error) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&cfg); err != nil {
-			return cfg, false, fmt.Errorf("email config: %w (keys are: address, authserv_id, maildir, smtp)", err)
+			return cfg, false, fmt.Errorf("email config: %w (keys are: address, authserv_id, maildir, smtp; smtp's keys are: url, username, password, insecure_plaintext)", err)
 		}
 	}
 	if cfg.Address != "" {
@@ -116,6 +126,19 @@ func loadConfig(env worker.Env) (cfg config, defMaildir bool, err error) {
 		}
 		if s.Password != "" && s.Username == "" {
 			return cfg, false, errors.New("email config: smtp.password needs smtp.username")
+		}
+		switch v := string(bytes.TrimSpace(s.InsecurePlaintext)); v {
+		case "", "null", "false":
+		case "true":
+			s.insecurePlaintext = true
+		default:
+			return cfg, false, fmt.Errorf("email config: smtp.insecure_plaintext must be true or false, not %s: true lets mail go in the clear to a server that offers no TLS", v)
+		}
+		if s.insecurePlaintext && u.Scheme == "smtps" {
+			return cfg, false, errors.New("email config: smtp.insecure_plaintext: true does not go with smtps://, which is TLS from the start; use smtp://host:port, or drop insecure_plaintext")
+		}
+		if s.insecurePlaintext && s.Username != "" {
+			return cfg, false, errors.New("email config: smtp.insecure_plaintext: true does not go with smtp.username: credentials are never sent in the clear")
 		}
 		port := u.Port()
 		if port == "" {

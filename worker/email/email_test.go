@@ -327,6 +327,9 @@ func TestConfig(t *testing.T) {
 	smtp := func(url, pw string) string {
 		return `{"address": "me@home.example", "smtp": {"url": "` + url + `", "username": "me", "password": "` + pw + `"}}`
 	}
+	plain := func(v, url string) string {
+		return `{"address": "me@home.example", "smtp": {"url": "` + url + `", "insecure_plaintext": ` + v + `}}`
+	}
 	for _, tc := range []struct{ name, cfg, want string }{
 		{"unknown key", `{"inbox": "x"}`, "keys are: address, authserv_id, maildir, smtp"},
 		{"not a maildir", `{"maildir": "` + t.TempDir() + `"}`, "is not a Maildir"},
@@ -335,6 +338,11 @@ func TestConfig(t *testing.T) {
 		{"plain password", smtp("smtp://mail.home.example:587", "hunter2"), "must be a placeholder"},
 		{"bad scheme", smtp("http://mail.home.example", "{{secret:pw}}"), "smtp.url must be"},
 		{"not granted", smtp("smtp://mail.home.example:25", "{{secret:pw}}"), "mail.home.example:25 is not granted"},
+		{"insecure_plaintext not a boolean", plain(`"yes"`, "smtp://mail.home.example"), `smtp.insecure_plaintext must be true or false, not "yes"`},
+		{"insecure_plaintext a number", plain(`1`, "smtp://mail.home.example"), "smtp.insecure_plaintext must be true or false, not 1"},
+		{"insecure_plaintext with smtps", plain(`true`, "smtps://mail.home.example:587"), "does not go with smtps://"},
+		{"insecure_plaintext with a password", `{"address": "me@home.example", "smtp": {"url": "smtp://mail.home.example", "username": "me", "password": "{{secret:pw}}", "insecure_plaintext": true}}`, "credentials are never sent in the clear"},
+		{"unknown smtp key", `{"address": "me@home.example", "smtp": {"url": "smtp://mail.home.example", "tls": "none"}}`, "smtp's keys are: url, username, password, insecure_plaintext"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(worker.Env{State: t.TempDir(), Config: json.RawMessage(tc.cfg), Manifest: granted})
@@ -346,9 +354,13 @@ func TestConfig(t *testing.T) {
 			}
 		})
 	}
-	// The default port of smtp:// is 587.
-	if _, err := New(worker.Env{State: t.TempDir(), Config: json.RawMessage(smtp("smtp://mail.home.example", "{{secret:pw}}")), Manifest: granted}); err != nil {
-		t.Fatal(err)
+	// The default port of smtp:// is 587; insecure_plaintext may be said,
+	// as a boolean.
+	for _, cfg := range []string{smtp("smtp://mail.home.example", "{{secret:pw}}"), plain("true", "smtp://mail.home.example"),
+		plain("false", "smtp://mail.home.example")} {
+		if _, err := New(worker.Env{State: t.TempDir(), Config: json.RawMessage(cfg), Manifest: granted}); err != nil {
+			t.Fatalf("%s: %v", cfg, err)
+		}
 	}
 }
 

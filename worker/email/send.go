@@ -230,6 +230,9 @@ func (m *mailbox) deliver(ctx context.Context, call *worker.Call, rcpt, id strin
 	if s.Username != "" {
 		h["Auth-Username"], h["Auth-Password"] = s.Username, s.Password
 	}
+	if s.insecurePlaintext {
+		h[schemas.SMTPInsecurePlaintext] = "true"
+	}
 	resp, err := call.HTTP(ctx, schemas.EgressRequest{Method: "SMTP", URL: s.URL, Headers: h, Body: msg})
 	if err != nil {
 		return err

@@ -189,3 +189,35 @@ func TestSendOverSMTP(t *testing.T) {
 		t.Fatalf("retry after a refusal: %v", err)
 	}
 }
+
+// The worker asks the broker for plaintext only where its configuration
+// says insecure_plaintext: true; the broker on loopback then sends in the
+// clear to a server that offers no TLS.
+func TestSendInsecurePlaintext(t *testing.T) {
+	for _, insecure := range []bool{false, true} {
+		srv := smtptest.StartPlain(t, "pw")
+		broker := egress.New(egress.Config{Grants: map[string][]string{"email": {srv.Addr}}, Track: func(string, string, string) bool { return true }})
+		m, _ := capabilities.Load("builtin:email")
+		m, _ = m.WithGrants(capabilities.Grants{Net: []string{srv.Addr}})
+		smtp := map[string]any{"url": "smtp://" + srv.Addr}
+		if insecure {
+			smtp["insecure_plaintext"] = true
+		}
+		f := newFixture(t, map[string]any{"address": "me@home.example", "smtp": smtp}, m)
+		var seen []schemas.EgressRequest
+		f.egress = func(ctx context.Context, req schemas.EgressRequest) (*schemas.EgressResponse, error) {
+			seen = append(seen, req)
+			b, _ := json.Marshal(req)
+			return broker.Do(ctx, "email", "m1", b), nil
+		}
+		if _, _, err := f.call("send", `{"to": "ana@x.example", "subject": "x", "body": "y"}`, "run1/send"); err != nil {
+			t.Fatal(err)
+		}
+		if got := srv.Received(); len(got.Data) != 1 || got.TLS {
+			t.Errorf("insecure %v: server got %+v", insecure, got)
+		}
+		if v, ok := seen[0].Headers[schemas.SMTPInsecurePlaintext]; ok != insecure || (ok && v != "true") {
+			t.Errorf("insecure %v: headers %v", insecure, seen[0].Headers)
+		}
+	}
+}
