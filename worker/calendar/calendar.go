@@ -16,7 +16,11 @@
 //	          X-WR-TIMEZONE, else the worker's local zone.
 //
 // Recurring events (RRULE, RDATE, EXDATE, and RECURRENCE-ID overrides) are
-// expanded with github.com/teambition/rrule-go; rules that repeat more
+// expanded with github.com/teambition/rrule-go. An override replaces an
+// occurrence only when it names the same ORGANIZER as its series (none
+// meaning the owner): an invite from a stranger that reuses the UID of the
+// owner's series cannot cancel or move the owner's occurrence, and is read
+// as an event of its own, labeled as the stranger's; rules that repeat more
 // often than daily, which calendar applications do not write, are left out
 // with a warning, since one that never matches would stall the worker.
 // TZID parameters are honoured: IANA names from the zone database embedded

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -629,5 +630,90 @@ func TestHostileRecurrence(t *testing.T) {
 	evs, _ := f.events("2025-01-01", "2025-12-31")
 	if len(evs) != 1 || evs[0].UID != "ok" || evs[0].Start != "2025-01-01T10:00:00Z" {
 		t.Fatalf("events %+v", evs)
+	}
+}
+
+// An invite from a stranger that reuses the UID of the owner's recurring
+// event, with a RECURRENCE-ID, does not cancel or move the owner's
+// occurrence: only the series' organizer may. The control: the organizer's
+// own override does.
+func TestOverrideFromAnotherOrganizerIsIgnored(t *testing.T) {
+	// Daily 10:00–11:00 UTC, 2025-05-05 to 2025-05-09; the override is
+	// about 2025-05-07 and comes in a calendar object of its own, as an
+	// imported invitation does.
+	series := func(organizer string) string {
+		s := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Example//Calendar//EN\r\n" +
+			"BEGIN:VEVENT\r\nUID:standup-1\r\nDTSTAMP:20250101T000000Z\r\n" +
+			"DTSTART:20250505T100000Z\r\nDTEND:20250505T110000Z\r\nRRULE:FREQ=DAILY;COUNT=5\r\nSUMMARY:Standup\r\n"
+		if organizer != "" {
+			s += "ORGANIZER:mailto:" + organizer + "\r\n"
+		}
+		return s + "END:VEVENT\r\nEND:VCALENDAR\r\n"
+	}
+	override := func(organizer, status, start string) string {
+		s := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Other//Calendar//EN\r\nMETHOD:CANCEL\r\n" +
+			"BEGIN:VEVENT\r\nUID:standup-1\r\nDTSTAMP:20250102T000000Z\r\nSEQUENCE:1\r\n" +
+			"RECURRENCE-ID:20250507T100000Z\r\nDTSTART:" + start + "\r\nDURATION:PT1H\r\nSUMMARY:Standup\r\n" +
+			"STATUS:" + status + "\r\n"
+		if organizer != "" {
+			s += "ORGANIZER:mailto:" + organizer + "\r\n"
+		}
+		return s + "ATTENDEE:mailto:me@home.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+	}
+	const owner, eve, bob = "me@home.example", "eve@evil.example", "bob@work.example"
+	busyDay := []map[string]any{
+		{"start": "2025-05-07T08:00:00Z", "end": "2025-05-07T10:00:00Z"},
+		{"start": "2025-05-07T11:00:00Z", "end": "2025-05-07T18:00:00Z"},
+	}
+	freeDay := []map[string]any{{"start": "2025-05-07T08:00:00Z", "end": "2025-05-07T18:00:00Z"}}
+	for _, tc := range []struct {
+		name                   string
+		seriesOrg, overrideOrg string
+		status, start          string
+		want                   []map[string]any
+		wantLabels             map[string]ifc.Label
+	}{
+		// The attacks: the owner's 10:00 stays busy, and trusted.
+		{"stranger cancels the owner's occurrence", owner, eve, "CANCELLED", "20250507T100000Z", busyDay, nil},
+		{"stranger cancels an occurrence of an event with no organizer", "", eve, "CANCELLED", "20250507T100000Z", busyDay, nil},
+		{"stranger cancels Bob's occurrence", bob, eve, "CANCELLED", "20250507T100000Z", busyDay,
+			map[string]ifc.Label{"slots": ifc.UntrustedFrom("calendar:" + bob)}},
+		{"stranger moves the owner's occurrence", owner, eve, "CONFIRMED", "20250507T150000Z", []map[string]any{
+			{"start": "2025-05-07T08:00:00Z", "end": "2025-05-07T10:00:00Z"},
+			{"start": "2025-05-07T11:00:00Z", "end": "2025-05-07T15:00:00Z"},
+			{"start": "2025-05-07T16:00:00Z", "end": "2025-05-07T18:00:00Z"},
+		}, map[string]ifc.Label{"slots": ifc.UntrustedFrom("calendar:" + eve)}},
+		// The controls: the series' organizer's own override applies.
+		{"owner cancels the owner's occurrence", owner, owner, "CANCELLED", "20250507T100000Z", freeDay, nil},
+		{"owner cancels, neither names an organizer", "", "", "CANCELLED", "20250507T100000Z", freeDay, nil},
+		{"Bob cancels Bob's occurrence", bob, bob, "CANCELLED", "20250507T100000Z", freeDay, nil},
+		{"owner moves the owner's occurrence", owner, owner, "CONFIRMED", "20250507T150000Z", []map[string]any{
+			{"start": "2025-05-07T08:00:00Z", "end": "2025-05-07T15:00:00Z"},
+			{"start": "2025-05-07T16:00:00Z", "end": "2025-05-07T18:00:00Z"},
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, series(tc.seriesOrg)+override(tc.overrideOrg, tc.status, tc.start), map[string]any{"owner": owner, "timezone": "UTC"})
+			out, labels, err := f.call("free_slots", `{"from":"2025-05-07T08:00:00Z","to":"2025-05-07T18:00:00Z","minutes":30}`, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []map[string]any
+			b, _ := json.Marshal(out.(map[string]any)["slots"])
+			_ = json.Unmarshal(b, &got)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("slots (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantLabels, labels); diff != "" {
+				t.Errorf("labels (-want +got):\n%s", diff)
+			}
+			// list_events shows the series' occurrence where its
+			// organizer left it.
+			evs, _ := f.events("2025-05-07T00:00:00Z", "2025-05-08T00:00:00Z")
+			tenOClock := slices.ContainsFunc(evs, func(e event) bool { return e.Start == "2025-05-07T10:00:00Z" })
+			if wantTen := tc.seriesOrg != tc.overrideOrg; tenOClock != wantTen {
+				t.Errorf("the 10:00 occurrence listed: %v, want %v (%+v)", tenOClock, wantTen, evs)
+			}
+		})
 	}
 }

@@ -89,7 +89,13 @@ func displayZone(configured *time.Location, cals []*ical.Calendar) *time.Locatio
 // the window.
 func (r *reader) between(cals []*ical.Calendar, from, to time.Time) ([]instance, error) {
 	var events []*ical.Component
-	// Instances moved or cancelled by a RECURRENCE-ID override, by UID.
+	// Instances moved or cancelled by a RECURRENCE-ID override, by series
+	// (seriesKey): an override replaces an occurrence of the series with
+	// its UID and its organizer only. Anyone can send an invite that
+	// reuses the UID of someone else's series; only the series' organizer
+	// may move or cancel its occurrences (RFC 5546), so an override from
+	// anyone else is read as an event of its own, labeled as its
+	// organizer's, and the occurrence stays where it was.
 	overridden := map[string]map[int64]bool{}
 	for _, c := range cals {
 		for _, e := range c.Children {
@@ -105,11 +111,11 @@ func (r *reader) between(cals []*ical.Calendar, from, to time.Time) ([]instance,
 			if err != nil {
 				continue
 			}
-			uid := propValue(e, ical.PropUID)
-			if overridden[uid] == nil {
-				overridden[uid] = map[int64]bool{}
+			key := r.seriesKey(e)
+			if overridden[key] == nil {
+				overridden[key] = map[int64]bool{}
 			}
-			overridden[uid][ts[0].Unix()] = true
+			overridden[key][ts[0].Unix()] = true
 		}
 	}
 	var out []instance
@@ -273,7 +279,7 @@ func (r *reader) expand(e *ical.Component, from, to time.Time, overridden map[st
 		}
 		iters = append(iters, extra.Iterator())
 	}
-	skip := overridden[base.uid]
+	skip := overridden[r.seriesKey(e)]
 	seen := map[int64]bool{}
 	var out []instance
 	for _, next := range iters {
@@ -296,6 +302,16 @@ func (r *reader) expand(e *ical.Component, from, to time.Time, overridden map[st
 		}
 	}
 	return out, nil
+}
+
+// seriesKey names the series e belongs to: its UID and its organizer, an
+// event that names none being the owner's, as everywhere else.
+func (r *reader) seriesKey(e *ical.Component) string {
+	org := address(propValue(e, ical.PropOrganizer))
+	if org == "" {
+		org = r.owner
+	}
+	return propValue(e, ical.PropUID) + "\x00" + org
 }
 
 // instance fills what every occurrence of e shares.
