@@ -63,9 +63,10 @@ func TestCompromisedWorkerIsRefused(t *testing.T) {
 	}))
 	defer granted.Close()
 	grantedHost := strings.TrimPrefix(granted.URL, "http://")
-	t.Setenv("ROGUE_REPORT", reportFile)
-	t.Setenv("ROGUE_GRANTED", grantedHost)
-	t.Setenv("ROGUE_FORBIDDEN", forbiddenHost)
+	// The secret is in the orchestrator's environment, as with
+	// secrets: {canary: {env: CANARY}} under sluice up.
+	const canary = "canary-3f9d2c7b1a"
+	t.Setenv("CANARY", canary)
 	dep, err := config.Parse("sluice.yaml", []byte(`workers:
   - manifest: builtin:web
     grants: {net: ["`+grantedHost+`"]}
@@ -79,10 +80,10 @@ secrets:
 	var logs syncBuffer
 	orch := startOrchestrator(t, orchestrator.Config{Deployment: dep,
 		Log:    slog.New(slog.NewJSONHandler(&logs, nil)),
-		Getenv: func(k string) string { return map[string]string{"CANARY": "canary-3f9d2c7b1a"}[k] },
+		Getenv: os.Getenv,
 		WorkerCommand: func(w supervisor.Worker) *exec.Cmd {
 			if w.Name == "web" {
-				return exec.Command(rogueBin)
+				return exec.Command(rogueBin, "-report", reportFile, "-granted", grantedHost, "-forbidden", forbiddenHost, "-secret", canary)
 			}
 			return exec.Command(sluiceBin, "worker", "--manifest", w.Ref)
 		}})
@@ -119,6 +120,7 @@ steps:
 		"publish a forged payment call", "listen to the payment worker's calls", "approve a held call through the API",
 		"submit a run through the API", "use another worker's egress subject", "read the audit log", "read every reply inbox",
 		"connect directly", "read the API credential",
+		"find the secret in its own environment", "read the orchestrator's environment",
 		"fetch a host that was not granted", "fetch the cloud metadata address", "follow a redirect to a forbidden host",
 		"send a secret it was not granted",
 	}
@@ -156,12 +158,19 @@ steps:
 				}
 				continue
 			}
-			if a.What == "read the API credential" {
+			if a.What == "find the secret in its own environment" {
+				continue // nothing to refuse: the supervisor never put it there
+			}
+			if a.What == "read the API credential" || a.What == "read the orchestrator's environment" {
 				// Refused by Landlock; seen by the supervisor, which
 				// holds the seal's listener.
+				file := "/run/client.nk"
+				if a.What == "read the orchestrator's environment" {
+					file = a.Target
+				}
 				if !slices.ContainsFunc(recs, func(r audit.Record) bool {
 					return strings.HasPrefix(r.User, "worker:web") && r.Kind == audit.KindViolation &&
-						r.Op == "open" && strings.HasSuffix(r.Subject, "/run/client.nk")
+						r.Op == "open" && strings.HasSuffix(r.Subject, file)
 				}) {
 					missing = append(missing, a.What+" ("+a.Target+")")
 				}

@@ -138,8 +138,17 @@ type process struct {
 
 func (w *workspace) start(args ...string) *process {
 	w.t.Helper()
+	return w.startEnv(nil, args...)
+}
+
+// startEnv is start with variables added to the test's environment.
+func (w *workspace) startEnv(env []string, args ...string) *process {
+	w.t.Helper()
 	p := &process{cmd: exec.Command(sluiceBin, args...), done: make(chan struct{})}
 	p.cmd.Dir = w.dir
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout = &p.stdout
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {

@@ -46,7 +46,9 @@ type Config struct {
 	WorkerCommand func(supervisor.Worker) *exec.Cmd
 	// ReadyTimeout bounds the wait for every worker to subscribe; default 30s.
 	ReadyTimeout time.Duration
-	// Getenv reads the environment variables secrets come from.
+	// Getenv reads the environment: the variables secrets come from, and
+	// the few a worker process inherits (PATH, HOME, LANG, TZ; see
+	// supervisor.Config.Getenv). Nil reads nothing.
 	Getenv func(string) string
 	// Delivered, when set, is told of every call as it is delivered
 	// (engine.Config.Delivered).
@@ -252,6 +254,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	o.sup = supervisor.New(supervisor.Config{Bus: b, State: d.State, Dir: d.Dir, Log: o.log, Prefix: o.subjects.Prefix,
 		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand, OnExit: o.engine.WorkerExited,
+		Getenv:      withoutSecrets(d, o.cfg.Getenv),
 		SealNetwork: d.ExternalNATS == nil, OnRefused: func(user, op, what string) {
 			select {
 			case violations <- bus.Violation{Time: time.Now(), User: user, Kind: op, Subject: what}:

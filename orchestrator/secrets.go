@@ -54,6 +54,29 @@ func loadSecrets(c *config.Config, getenv func(string) string) (map[string]egres
 	return out, nil
 }
 
+// withoutSecrets returns getenv, except that a variable a secret or a NATS
+// credential of d is read from reads as unset: whatever the supervisor
+// passes on to workers from the environment, it is never one of those,
+// even if a secret were kept in PATH.
+func withoutSecrets(d *config.Config, getenv func(string) string) func(string) string {
+	if getenv == nil {
+		return nil
+	}
+	hidden := map[string]bool{}
+	for _, s := range d.Secrets {
+		hidden[s.Env] = true
+	}
+	if x := d.ExternalNATS; x != nil {
+		hidden[x.AccountSeed.Env], hidden[x.Creds.Env] = true, true
+	}
+	return func(name string) string {
+		if hidden[name] {
+			return ""
+		}
+		return getenv(name)
+	}
+}
+
 // secretGrants collects, by worker, the secrets each may have filled in.
 // A grant of a secret that is not configured is an error.
 func secretGrants(ms map[string]*capabilities.Manifest, secrets map[string]egress.Secret) (map[string][]egress.SecretGrant, error) {

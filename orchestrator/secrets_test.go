@@ -49,3 +49,23 @@ func TestLoadSecrets(t *testing.T) {
 		})
 	}
 }
+
+// What the supervisor may pass on to workers from the environment never
+// reads a variable a secret or a NATS credential comes from, even one
+// named like a variable workers inherit.
+func TestWithoutSecrets(t *testing.T) {
+	env := map[string]string{"PATH": "key-in-path-91f2", "HOME": "/home/me", "API_KEY": "sk-canary-2c7e",
+		"SEED": "SAexampleseed", "LANG": "C.UTF-8"}
+	getenv := func(k string) string { return env[k] }
+	d := &config.Config{Secrets: map[string]config.Secret{"odd": {Env: "PATH"}, "api": {Env: "API_KEY"}, "f": {File: "/x"}},
+		ExternalNATS: &config.ExternalNATS{AccountSeed: config.Secret{Env: "SEED"}, Creds: config.Secret{File: "/c"}}}
+	g := withoutSecrets(d, getenv)
+	for name, want := range map[string]string{"PATH": "", "API_KEY": "", "SEED": "", "HOME": "/home/me", "LANG": "C.UTF-8"} {
+		if got := g(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if withoutSecrets(d, nil) != nil {
+		t.Error("no environment became one")
+	}
+}

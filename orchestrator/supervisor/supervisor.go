@@ -73,6 +73,10 @@ type Config struct {
 	Command func(w Worker) *exec.Cmd
 	// Prefix of the bus subjects; default "sluice".
 	Prefix string
+	// Getenv reads the orchestrator's environment, for the few variables
+	// a worker process inherits (workerEnv): PATH, HOME, LANG and TZ. Nil
+	// means none: a worker then gets its own settings only.
+	Getenv func(string) string
 	// Grace is how long a worker has to exit after SIGTERM; default 5s.
 	Grace time.Duration
 	// SealNetwork asks each worker process to seal itself off the network
@@ -224,21 +228,7 @@ func (s *Supervisor) runOnce(w Worker, replica, gen, slot int) error {
 
 	cmd := s.command(w)
 	cmd.Dir = s.cfg.Dir
-	grants, _ := json.Marshal(w.Grants)
-	cmd.Env = append(os.Environ(),
-		"SLUICE_NATS_URL="+rotateURLs(s.cfg.Bus.ClientURL(), slot),
-		"SLUICE_NATS_CREDS="+creds,
-		"SLUICE_STATE="+s.cfg.State,
-		"SLUICE_SUBJECT_PREFIX="+s.cfg.Prefix,
-		"SLUICE_WORKER_CONFIG="+string(orEmpty(w.Config)),
-		"SLUICE_WORKER_GRANTS="+string(grants),
-	)
-	if w.MemoryLimit > 0 {
-		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+strconv.FormatInt(w.MemoryLimit, 10))
-	}
-	if s.cfg.SealNetwork {
-		cmd.Env = append(cmd.Env, "SLUICE_SEAL_NETWORK=1")
-	}
+	cmd.Env = workerEnv(s.cfg, w, rotateURLs(s.cfg.Bus.ClientURL(), slot), creds)
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -299,6 +289,41 @@ func (s *Supervisor) runOnce(w Worker, replica, gen, slot int) error {
 			return <-waitDone
 		}
 	}
+}
+
+// workerEnv is the whole environment of one worker process, and so of
+// everything it starts. It is built from nothing: the worker's own
+// settings, then, from the orchestrator's environment (cfg.Getenv), only
+// PATH, HOME, LANG and TZ. No other variable of the orchestrator reaches a
+// worker, in particular none that a secret is read from
+// (secrets: {NAME: {env: VAR}}): secrets stay with the egress broker.
+//
+// The network seal adds SLUICE_SEAL_REPORT_FD on Linux (serveSeal).
+func workerEnv(cfg Config, w Worker, natsURL, creds string) []string {
+	grants, _ := json.Marshal(w.Grants)
+	env := []string{
+		"SLUICE_NATS_URL=" + natsURL,
+		"SLUICE_NATS_CREDS=" + creds,
+		"SLUICE_STATE=" + cfg.State,
+		"SLUICE_SUBJECT_PREFIX=" + cfg.Prefix,
+		"SLUICE_WORKER_CONFIG=" + string(orEmpty(w.Config)),
+		"SLUICE_WORKER_GRANTS=" + string(grants),
+	}
+	if w.MemoryLimit > 0 {
+		env = append(env, "GOMEMLIMIT="+strconv.FormatInt(w.MemoryLimit, 10))
+	}
+	if cfg.SealNetwork {
+		env = append(env, "SLUICE_SEAL_NETWORK=1")
+	}
+	if cfg.Getenv == nil {
+		return env
+	}
+	for _, name := range []string{"PATH", "HOME", "LANG", "TZ"} {
+		if v := cfg.Getenv(name); v != "" {
+			env = append(env, name+"="+v)
+		}
+	}
+	return env
 }
 
 // rotateURLs returns the comma-separated server list starting at server

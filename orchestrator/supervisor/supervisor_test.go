@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/sluicehq/sluice/capabilities"
 )
@@ -161,5 +165,96 @@ func TestSpreadsWorkersOverServers(t *testing.T) {
 	}
 	if got := rotateURLs("nats://127.0.0.1:4222", 5); got != "nats://127.0.0.1:4222" {
 		t.Errorf("rotateURLs of one server = %q", got)
+	}
+}
+
+// A worker's environment is its settings, and of the orchestrator's only
+// PATH, HOME, LANG and TZ: never a variable a secret is read from, nor
+// anything else it happens to hold.
+func TestWorkerEnv(t *testing.T) {
+	t.Parallel()
+	orchestrator := map[string]string{
+		"PATH": "/usr/bin:/bin", "HOME": "/home/me", "LANG": "C.UTF-8", "TZ": "Europe/Lisbon",
+		"OPENAI_API_KEY": "sk-canary-51e0", "GOMEMLIMIT": "1GiB", "SLUICE_NATS_TOKEN": "orchestrator-token",
+		"LD_PRELOAD": "/tmp/evil.so", "SSL_CERT_FILE": "/etc/ca.pem",
+	}
+	settings := []string{
+		"SLUICE_NATS_URL=nats://127.0.0.1:4222", "SLUICE_NATS_CREDS=/state/run/creds/1.nk", "SLUICE_STATE=/state",
+		"SLUICE_SUBJECT_PREFIX=sluice", `SLUICE_WORKER_CONFIG={"backend":"openai"}`, `SLUICE_WORKER_GRANTS={"net":["api.example:443"]}`,
+	}
+	inherited := []string{"PATH=/usr/bin:/bin", "HOME=/home/me", "LANG=C.UTF-8", "TZ=Europe/Lisbon"}
+	w := Worker{Name: "llm", Config: json.RawMessage(`{"backend":"openai"}`), Grants: capabilities.Grants{Net: []string{"api.example:443"}}}
+	limited := w
+	limited.MemoryLimit = 64 << 20
+	for _, tc := range []struct {
+		name   string
+		getenv func(string) string
+		seal   bool
+		w      Worker
+		want   []string
+	}{
+		{name: "settings and the four inherited", getenv: func(k string) string { return orchestrator[k] }, w: w,
+			want: slices.Concat(settings, inherited)},
+		{name: "sealed, with a memory limit", getenv: func(k string) string { return orchestrator[k] }, seal: true, w: limited,
+			want: slices.Concat(settings, []string{"GOMEMLIMIT=67108864", "SLUICE_SEAL_NETWORK=1"}, inherited)},
+		{name: "nothing inherited without getenv", w: w, want: settings},
+		{name: "an unset variable is left out", getenv: func(k string) string {
+			if k == "TZ" {
+				return ""
+			}
+			return orchestrator[k]
+		}, w: w, want: slices.Concat(settings, inherited[:3])},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := Config{State: "/state", Prefix: "sluice", SealNetwork: tc.seal, Getenv: tc.getenv}
+			got := workerEnv(cfg, tc.w, "nats://127.0.0.1:4222", "/state/run/creds/1.nk")
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("workerEnv (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A worker process, and a process it starts, get the environment workerEnv
+// builds and nothing else of the orchestrator's: here the test process's,
+// which holds a secret and a variable no one named. The control reads the
+// same variables in the test process itself, and finds them.
+func TestWorkerProcessesInheritNoSecret(t *testing.T) {
+	const secret = "sk-canary-7d41c09e"
+	t.Setenv("SLUICE_TEST_API_KEY", secret)
+	t.Setenv("SLUICE_TEST_UNLISTED", "unlisted-2b8e")
+	t.Setenv("LANG", "C.UTF-8")
+	if env := strings.Join(os.Environ(), "\n"); !strings.Contains(env, secret) || !strings.Contains(env, "unlisted-2b8e") {
+		t.Fatal("control: the orchestrator's environment lacks the secret or the unlisted variable")
+	}
+	var logs syncBuffer
+	s := New(Config{Bus: &fakeBus{}, State: t.TempDir(), Log: slog.New(slog.NewJSONHandler(&logs, nil)), Getenv: os.Getenv,
+		Command: func(Worker) *exec.Cmd {
+			// The worker starts a process, which prints its environment
+			// one variable per line; then the worker waits to be stopped.
+			return exec.Command("sh", "-c", `sh -c 'tr "\0" "\n" < /proc/$$/environ; echo END' >&2; exec sleep 30`)
+		}})
+	if err := s.Start([]Worker{{Name: "w"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), `"line":"END"`) })
+	s.Stop()
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Msg, Line string }
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "worker output" || rec.Line == "END" {
+			continue
+		}
+		k, v, _ := strings.Cut(rec.Line, "=")
+		got[k] = v
+	}
+	if got["LANG"] != "C.UTF-8" || got["PATH"] != os.Getenv("PATH") || got["SLUICE_STATE"] == "" {
+		t.Fatalf("the started process lacks its settings or the inherited variables: %v", got)
+	}
+	for k, v := range got {
+		if strings.Contains(v, secret) || k == "SLUICE_TEST_API_KEY" || k == "SLUICE_TEST_UNLISTED" {
+			t.Errorf("the started process holds %s=%s from the orchestrator's environment", k, v)
+		}
 	}
 }

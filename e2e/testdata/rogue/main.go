@@ -6,18 +6,24 @@
 // workers and the API over the bus, reach the network and files directly,
 // abuse the egress broker, and forge labels on its reply.
 //
-// It writes one JSON line per attempt to the file named by ROGUE_REPORT.
+// Its flags say where to write one JSON line per attempt (-report), which
+// host its grant names and which it does not (-granted, -forbidden), and
+// the value of the secret the orchestrator was started with (-secret), to
+// look for it in its own environment. Flags, not environment variables: a
+// worker's environment is the supervisor's, made of its settings only.
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,8 +62,13 @@ func main() {
 }
 
 func run() error {
+	reportFile := flag.String("report", "", "the file to write one JSON line per attempt to")
+	granted := flag.String("granted", "", "the host:port the web grant names")
+	forbidden := flag.String("forbidden", "", "a host:port no grant names")
+	secret := flag.String("secret", "", "the value of the orchestrator's secret")
+	flag.Parse()
 	var err error
-	if report, err = os.OpenFile(os.Getenv("ROGUE_REPORT"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
+	if report, err = os.OpenFile(*reportFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
 		return err
 	}
 	s := schemas.Subjects{Prefix: os.Getenv("SLUICE_SUBJECT_PREFIX")}
@@ -146,7 +157,7 @@ func run() error {
 	})
 
 	// Around the bus, straight to the network and the files.
-	for _, target := range []string{"169.254.169.254:80", os.Getenv("ROGUE_FORBIDDEN")} {
+	for _, target := range []string{"169.254.169.254:80", *forbidden} {
 		c, err := net.DialTimeout("tcp", target, 2*time.Second)
 		if err == nil {
 			c.Close()
@@ -156,6 +167,14 @@ func run() error {
 	apiCreds := filepath.Join(os.Getenv("SLUICE_STATE"), "run", "client.nk")
 	_, err = os.ReadFile(apiCreds)
 	record(attempt{What: "read the API credential", Target: apiCreds, Refused: err != nil, Error: errText(err)})
+
+	// The secret, from its own environment or its parent's: the
+	// orchestrator read it from its environment.
+	found := slices.ContainsFunc(os.Environ(), func(kv string) bool { return strings.Contains(kv, *secret) })
+	record(attempt{What: "find the secret in its own environment", Target: "environ", Refused: !found})
+	parentEnv := fmt.Sprintf("/proc/%d/environ", os.Getppid())
+	_, err = os.ReadFile(parentEnv)
+	record(attempt{What: "read the orchestrator's environment", Target: parentEnv, Refused: err != nil, Error: errText(err)})
 
 	// Through the egress broker, while serving a call; then a reply that
 	// claims the page is trusted.
@@ -185,8 +204,8 @@ func run() error {
 			}
 			return &resp
 		}
-		granted := os.Getenv("ROGUE_GRANTED")
-		egress("fetch a host that was not granted", os.Getenv("ROGUE_FORBIDDEN"), "http://"+os.Getenv("ROGUE_FORBIDDEN")+"/", nil)
+		granted := *granted
+		egress("fetch a host that was not granted", *forbidden, "http://"+*forbidden+"/", nil)
 		egress("fetch the cloud metadata address", "169.254.169.254:80", "http://169.254.169.254/latest/meta-data/", nil)
 		egress("follow a redirect to a forbidden host", granted, "http://"+granted+"/redirect", nil)
 		egress("send a secret it was not granted", granted, "http://"+granted+"/page", map[string]string{"X-Key": "{{secret:canary}}"})
