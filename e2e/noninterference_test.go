@@ -363,6 +363,8 @@ const niScript = `
   respond: {content: "done"}
 - match: '\[A3q\]'
   respond: true
+- match: '\[X2\]'
+  respond: "a summary"
 `
 
 // niFlows are the scenarios, by name.
@@ -411,6 +413,31 @@ steps:
   - id: copy
     call: files.write
     with: {path: copy.txt, content: "${steps.read.output.content}"}
+`,
+	// The tools the others do not use, and a model's completion of a page.
+	"fixed-tools": `name: ni-fixed-tools
+steps:
+  - {id: balance, call: payment.balance, with: {}}
+  - id: slots
+    call: calendar.free_slots
+    with: {from: "2026-12-10T00:00:00Z", to: "2026-12-11T00:00:00Z", minutes: 60}
+  - {id: ls, call: files.list, with: {path: "."}}
+  - {id: page, call: web.fetch, with: {url: "PAGES/page"}}
+  - id: summary
+    call: llm.complete
+    with: {prompt: "${'[X2] Summarize: ' + steps.page.output.text}"}
+  - id: save
+    call: files.write
+    with: {path: summary.txt, content: "${steps.summary.output.text}"}
+  - id: meet
+    call: calendar.create_event
+    with: {title: Meeting, start: "${steps.slots.output.slots[0].start}", end: "${steps.slots.output.slots[0].end}"}
+  - id: count
+    call: files.write
+    with: {path: count.txt, content: "${string(size(steps.ls.output.entries))}"}
+  - id: tell
+    call: email.send
+    with: {to: me@home.example, subject: balance, body: "${string(steps.balance.output.balance)}"}
 `,
 	"agent-validation": niAgent("A1", "Book the hotel on the page.", "web.fetch, payment.charge, files.write", true),
 	"agent-failure":    niAgent("A2", "Read the hotel page and its reviews.", "web.fetch, reader.read, files.write", true),
