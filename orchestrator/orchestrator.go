@@ -8,6 +8,7 @@ package orchestrator
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -179,7 +180,14 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if o.nc, err = b.Connect(); err != nil {
 		return fmt.Errorf("connect to the bus: %w", err)
 	}
-	if o.audit, err = audit.Open(ctx, o.nc, o.subjects.Prefix, audit.Options{Replicas: d.Replicas()}); err != nil {
+	// The key that signs the audit log's checkpoints stays in this
+	// process: no worker is granted it, and the broker never holds it.
+	key, keyFrom, err := AuditKey(d, o.cfg.Getenv, true)
+	if err != nil {
+		return err
+	}
+	o.log.Debug("audit checkpoints signed", "key", audit.PublicKeyString(key.Public().(ed25519.PublicKey)), "from", keyFrom)
+	if o.audit, err = audit.Open(ctx, o.nc, o.subjects.Prefix, audit.Options{Replicas: d.Replicas(), Signer: key}); err != nil {
 		return err
 	}
 	o.wg.Add(1)
@@ -435,12 +443,20 @@ func (o *Orchestrator) Close() {
 	if o.broker != nil {
 		o.broker.Close()
 	}
-	if o.nc != nil {
-		_ = o.nc.Drain()
-	}
 	if o.stopViolations != nil {
 		close(o.stopViolations)
 		o.wg.Wait()
+	}
+	// The last records are signed before the bus goes.
+	if o.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := o.audit.Close(ctx); err != nil {
+			o.log.Error("audit: last checkpoint not signed", "err", err)
+		}
+		cancel()
+	}
+	if o.nc != nil {
+		_ = o.nc.Drain()
 	}
 	if o.bus != nil {
 		o.bus.Shutdown()

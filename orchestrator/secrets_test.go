@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/orchestrator/config"
 )
 
@@ -67,5 +68,57 @@ func TestWithoutSecrets(t *testing.T) {
 	}
 	if withoutSecrets(d, nil) != nil {
 		t.Error("no environment became one")
+	}
+}
+
+// The audit signing key comes from the secret audit_signing_key, or from a
+// file sluice up creates in the state directory, readable by its owner
+// only; it is never a secret the broker holds or a worker is granted.
+func TestAuditKey(t *testing.T) {
+	state := t.TempDir()
+	d := &config.Config{State: state}
+	key, from, err := AuditKey(d, nil, false)
+	if err != nil || key != nil || from != filepath.Join(state, AuditKeyFile) {
+		t.Fatalf("no key yet: %v %q %v", key, from, err)
+	}
+	key, from, err = AuditKey(d, nil, true)
+	if err != nil || key == nil || from != filepath.Join(state, AuditKeyFile) {
+		t.Fatalf("create: %v %q %v", key, from, err)
+	}
+	st, err := os.Stat(from)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", st, err)
+	}
+	again, _, err := AuditKey(d, nil, true)
+	if err != nil || !again.Equal(key) {
+		t.Fatalf("the key changed on the second start: %v", err)
+	}
+	os.Chmod(from, 0o640)
+	if _, _, err := AuditKey(d, nil, true); err == nil || !strings.Contains(err.Error(), "readable by group or others") {
+		t.Fatalf("a key file others may read: %v", err)
+	}
+
+	seed := strings.Repeat("A", 43) + "="
+	env := map[string]string{"AUDIT_KEY": seed, "BAD": "not-a-key-at-all"}
+	getenv := func(k string) string { return env[k] }
+	d.Secrets = map[string]config.Secret{AuditKeySecret: {Env: "AUDIT_KEY"}, "api": {Env: "BAD"}}
+	key, from, err = AuditKey(d, getenv, true)
+	if err != nil || from != "secret "+AuditKeySecret || key.Seed()[0] != 0 {
+		t.Fatalf("from the secret: %q %v", from, err)
+	}
+	d.Secrets[AuditKeySecret] = config.Secret{Env: "BAD"}
+	if _, _, err := AuditKey(d, getenv, true); err == nil || strings.Contains(err.Error(), "not-a-key") {
+		t.Fatalf("a bad key: %v", err)
+	}
+	secrets, err := loadSecrets(d, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := secrets[AuditKeySecret]; ok || len(secrets) != 1 {
+		t.Fatalf("the broker holds the audit key: %v", secrets)
+	}
+	ms := map[string]*capabilities.Manifest{"web": {Grants: capabilities.Grants{Secrets: []capabilities.SecretGrant{{Name: AuditKeySecret, Hosts: []string{"evil.example"}}}}}}
+	if _, err := secretGrants(ms, secrets); err == nil || !strings.Contains(err.Error(), "the orchestrator's alone") {
+		t.Fatalf("a worker granted the audit key: %v", err)
 	}
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/api"
@@ -16,25 +18,53 @@ import (
 func auditCommand() *command {
 	return &command{
 		name:  "audit",
-		usage: "audit export [--out FILE] | audit verify [FILE] [--config FILE]",
-		short: "export the audit log as JSON lines, or verify its chain",
-		long: `Every record of the audit log carries the hash of the one before it.
+		usage: "audit export [--out FILE] | audit verify [FILE] [--public-key KEY] [--config FILE]",
+		short: "export the audit log as JSON lines, or verify its chain and signatures",
+		long: `Every record of the audit log carries the hash of the one before it, and
+the orchestrator signs checkpoints of the chain (Ed25519): records of kind
+checkpoint that say how many records precede them and carry the hash of
+the last. It signs one when a run finishes, a second after any record no
+checkpoint covers yet, when it shuts down, and for each export.
 
 'audit export' writes the log, one JSON line per record exactly as stored,
-to --out or to standard output. 'audit verify FILE' checks an export: a
-record that was changed, dropped or reordered breaks the chain, and the
-line where it breaks is named. Without FILE, verify exports the log of this
-state directory and checks it.
+to --out or to standard output, through a checkpoint signed for it: the
+last line is a checkpoint.
 
+'audit verify FILE' checks an export. It fails, naming the line, when a
+record was changed, dropped, added or reordered (the chain breaks); when
+the chain was recomputed after a change (a checkpoint's signature fails);
+when the export does not end with a checkpoint (its tail was cut off, or
+its last checkpoint removed); and when a checkpoint is signed by another
+key. An export cut right after a checkpoint is the log as it stood when
+that checkpoint was signed: verify prints how many records it holds and
+when its last checkpoint was signed.
+
+The key: --public-key KEY (ed25519:BASE64, as 'sluice doctor' prints it;
+repeat it for a log signed by an older key too). Without it, verify uses
+this deployment's own key (the secret audit_signing_key, else
+<state>/audit-signing.key). Take the key from 'sluice doctor' when you
+check an export elsewhere: a key read from the export itself proves
+nothing.
+
+Without FILE, verify exports the log of this state directory and checks it.
 Both work on the running orchestrator (sluice up) when there is one, and
 otherwise open the state directory themselves.
 
 Examples:
   sluice audit export --out audit.jsonl
-  sluice audit verify audit.jsonl`,
+  sluice audit verify audit.jsonl
+  sluice audit verify audit.jsonl --public-key ed25519:q83v…=`,
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			out := fs.String("out", "", "write the export to `file` (default: standard output)")
 			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
+			var keys []ed25519.PublicKey
+			fs.Func("public-key", "check checkpoints against `key` (ed25519:BASE64, as sluice doctor prints it; repeatable; default: this deployment's key)", func(s string) error {
+				k, err := audit.ParsePublicKey(s)
+				if err == nil {
+					keys = append(keys, k)
+				}
+				return err
+			})
 			return func(c *cli, ctx context.Context, args []string) int {
 				if len(args) == 0 || (args[0] != "export" && args[0] != "verify") {
 					c.errorf("audit: say export or verify")
@@ -48,7 +78,7 @@ Examples:
 					if len(args) == 2 {
 						file = args[1]
 					}
-					return c.auditVerify(ctx, *cfgFile, file)
+					return c.auditVerify(ctx, *cfgFile, file, keys)
 				}
 				c.errorf("audit: too many arguments")
 				return exitUsage
@@ -75,7 +105,7 @@ func (c *cli) exportTo(ctx context.Context, cfgFile, path string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := orchestrator.ExportAudit(ctx, dep, f)
+	n, err := orchestrator.ExportAudit(ctx, dep, c.getenv, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -113,7 +143,24 @@ func (c *cli) auditExport(ctx context.Context, cfgFile, out string) int {
 	return exitOK
 }
 
-func (c *cli) auditVerify(ctx context.Context, cfgFile, file string) int {
+func (c *cli) auditVerify(ctx context.Context, cfgFile, file string, keys []ed25519.PublicKey) int {
+	if len(keys) == 0 {
+		dep, err := c.loadConfig(cfgFile)
+		if err != nil {
+			c.errorf("audit verify: %v", err)
+			return exitFailure
+		}
+		key, _, err := orchestrator.AuditKey(dep, c.getenv, false)
+		if err != nil {
+			c.errorf("audit verify: %v", err)
+			return exitFailure
+		}
+		if key == nil {
+			c.errorf("audit verify: this deployment has no signing key yet (sluice up creates one): pass the key the log was signed with, --public-key KEY, as sluice doctor prints it where the log was written")
+			return exitUsage
+		}
+		keys = append(keys, key.Public().(ed25519.PublicKey))
+	}
 	if file == "" {
 		tmp, err := os.CreateTemp("", "sluice-audit-*.jsonl")
 		if err != nil {
@@ -134,11 +181,12 @@ func (c *cli) auditVerify(ctx context.Context, cfgFile, file string) int {
 		return exitFailure
 	}
 	defer f.Close()
-	n, err := audit.Verify(f)
+	v, err := audit.Verify(f, keys...)
 	if err != nil {
 		c.errorf("audit verify: %v", err)
 		return exitFailure
 	}
-	fmt.Fprintf(c.stdout, "ok: %d records, the chain is intact\n", n)
+	fmt.Fprintf(c.stdout, "ok: %d records, the chain is intact and ends with a checkpoint signed %s by %s\n",
+		v.Records, v.Signed.Format(time.RFC3339), v.Key)
 	return exitOK
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/api"
+	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/worker"
 )
 
@@ -24,8 +26,10 @@ func doctorCommand() *command {
 		short: "check this machine and configuration, and say which isolation layers are in force",
 		long: `Prints one line per check — ok, warn or fail — with a hint where something
 needs doing: the configuration, its manifests and policies, the state
-directory, the bus, the secrets, and the isolation layers this kernel
-offers to worker processes (Landlock for files, TCP and signals).
+directory, the bus, the secrets, the key that signs the audit log's
+checkpoints (with its public key, for sluice audit verify --public-key),
+and the isolation layers this kernel offers to worker processes (Landlock
+for files, TCP and signals).
 
 Exits 1 when a check fails.
 
@@ -114,6 +118,15 @@ func (c *cli) doctor(_ context.Context, cfgFile string) int {
 		default:
 			line("ok", "secret "+n, "from environment variable "+s.Env)
 		}
+	}
+	switch key, from, err := orchestrator.AuditKey(dep, c.getenv, false); {
+	case err != nil:
+		line("fail", "audit signing key", err.Error())
+	case key == nil:
+		line("ok", "audit signing key", fmt.Sprintf("none yet: sluice up creates %s (mode 0600), or set the secret %s", from, orchestrator.AuditKeySecret))
+	default:
+		line("ok", "audit signing key", fmt.Sprintf("%s (from %s); sluice audit verify --public-key checks exports against it",
+			audit.PublicKeyString(key.Public().(ed25519.PublicKey)), from))
 	}
 	for _, w := range dep.Workers {
 		if strings.HasPrefix(w.Manifest, "builtin:") {

@@ -12,6 +12,7 @@ package audit
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -49,6 +50,7 @@ const (
 	KindAnswer    = "answer"
 	KindViolation = "violation"
 	KindEgress    = "egress"
+	// KindCheckpoint: see checkpoint.go.
 )
 
 // Record is one audit event.
@@ -80,6 +82,12 @@ type Record struct {
 	// Steps of a run_started record: the flow's steps in file order, with
 	// their tools and the steps each reads.
 	Steps []PlanStep `json:"steps,omitempty"`
+	// Checkpoint fields (checkpoint.go): the number of records before it,
+	// the public key that signed it, and the signature, which must stay
+	// the last field.
+	Count     uint64 `json:"count,omitempty"`
+	Key       string `json:"key,omitempty"`
+	Signature string `json:"signature,omitempty"`
 }
 
 // PlanStep is one step of a flow as a run_started record lists it.
@@ -101,6 +109,15 @@ type Log struct {
 	mu    sync.Mutex // serializes publishes, so the chain has one order
 	last  string     // hash of the last record published
 	chain            // where each record must be stored (failover.go)
+	// n counts the records in the stream, the last one published
+	// included; uncovered counts those after the last checkpoint.
+	n, uncovered uint64
+	// lastCheckpoint is the latest checkpoint published, until it is
+	// known to be stored.
+	lastCheckpoint *Pending
+
+	signer    *signer // nil: the log signs no checkpoints
+	closeOnce sync.Once
 }
 
 // Open creates (or opens) the audit stream under prefix, with opts[0] when
@@ -129,6 +146,12 @@ func Open(ctx context.Context, nc *nats.Conn, prefix string, opts ...Options) (*
 			Storage:   jetstream.FileStorage,
 			Retention: jetstream.LimitsPolicy,
 			Replicas:  o.Replicas,
+			// No record can be taken out of the log, by anyone: the
+			// server refuses to delete one and to purge the stream.
+			// (An existing stream gets both on this update; the server
+			// never lets them be turned off again.)
+			DenyDelete: true,
+			DenyPurge:  true,
 		})
 		return err
 	})
@@ -138,6 +161,21 @@ func Open(ctx context.Context, nc *nats.Conn, prefix string, opts ...Options) (*
 	l := &Log{js: js, nc: nc, subject: subject}
 	if err := l.sync(ctx); err != nil {
 		return nil, fmt.Errorf("open audit stream: %w", err)
+	}
+	if o.Signer != nil {
+		interval := o.CheckpointInterval
+		if interval <= 0 {
+			interval = DefaultCheckpointInterval
+		}
+		l.signer = &signer{key: o.Signer, pub: PublicKeyString(o.Signer.Public().(ed25519.PublicKey)), interval: interval,
+			pending: make(chan struct{}, 1), due: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		// Records a crash left uncovered are signed now.
+		if l.uncovered > 0 {
+			if _, err := l.Checkpoint(ctx); err != nil {
+				return nil, fmt.Errorf("open audit stream: %w", err)
+			}
+		}
+		go l.signLoop()
 	}
 	return l, nil
 }
@@ -205,23 +243,41 @@ func (l *Log) Publish(r Record) (*Pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	msg := &nats.Msg{Subject: l.subject, Header: nats.Header{}}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.broken {
-		if err := l.resync(); err != nil {
-			return nil, fmt.Errorf("append audit record: %w", err)
-		}
+	if err := l.ready(); err != nil {
+		return nil, fmt.Errorf("append audit record: %w", err)
 	}
-	msg.Data = withPrev(body, l.last)
+	p, err := l.send(withPrev(body, l.last))
+	if err != nil {
+		return nil, fmt.Errorf("append audit record: %w", err)
+	}
+	l.noteRecord(r.Kind)
+	return p, nil
+}
+
+// ready, with l.mu held, takes the chain up from the stream again when a
+// record was not stored.
+func (l *Log) ready() error {
+	if l.broken {
+		return l.resync()
+	}
+	return nil
+}
+
+// send, with l.mu held, hands data, a record chained to the last one, to
+// the stream, to be stored right after it.
+func (l *Log) send(data []byte) (*Pending, error) {
+	msg := &nats.Msg{Subject: l.subject, Header: nats.Header{}, Data: data}
 	msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(l.seq, 10))
 	ack, err := l.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
 	if err != nil {
-		return nil, fmt.Errorf("append audit record: %w", err)
+		return nil, err
 	}
 	p := &Pending{ack: ack, try: try{l: l, msg: msg, seq: l.seq, gen: l.gen, deadline: time.Now().Add(appendTimeout)}}
 	l.last = hash(msg.Data)
 	l.seq++
+	l.n++
 	return p, nil
 }
 
@@ -247,7 +303,7 @@ func sizeHint(r *Record) int {
 	const label = 128
 	n := prevField + 256 + len(r.ID) + len(r.Kind) + len(r.RunID) + len(r.Flow) + len(r.Step) + len(r.Tool) +
 		len(r.MsgID) + len(r.Action) + len(r.Status) + len(r.Error) + len(r.User) + len(r.Op) + len(r.Subject) +
-		64*len(r.Steps)
+		64*len(r.Steps) + len(r.Key) + len(r.Signature)
 	for _, s := range r.Rules {
 		n += len(s) + 3
 	}
@@ -373,8 +429,16 @@ func (l *Log) Records(ctx context.Context) ([]Record, error) {
 }
 
 // Export writes every record, oldest first, one JSON line each, exactly as
-// stored, so that Verify can check the chain.
+// stored. Records written after the last checkpoint are in it too: to
+// hand an export to Verify, sign a checkpoint and export through it
+// ([Log.Checkpoint], [Log.ExportThrough]).
 func (l *Log) Export(ctx context.Context, w io.Writer) (int, error) {
+	return l.ExportThrough(ctx, w, 0)
+}
+
+// ExportThrough is Export up to the record at stream sequence last (0:
+// the last record stored).
+func (l *Log) ExportThrough(ctx context.Context, w io.Writer, last uint64) (int, error) {
 	st, err := l.js.Stream(ctx, StreamName)
 	if err != nil {
 		return 0, err
@@ -383,8 +447,11 @@ func (l *Log) Export(ctx context.Context, w io.Writer) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if last == 0 || last > info.State.LastSeq {
+		last = info.State.LastSeq
+	}
 	n := 0
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= last; seq++ {
 		m, err := st.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
@@ -400,23 +467,27 @@ func (l *Log) Export(ctx context.Context, w io.Writer) (int, error) {
 	return n, nil
 }
 
-// Verify checks an export: every line is a record whose prev is the hash
-// of the line before it. It returns the number of records, or an error
-// naming the first line that breaks the chain.
-func Verify(r io.Reader) (int, error) {
+// Verify checks an export against its checkpoints (checkpoint.go): every
+// line is a record whose prev is the hash of the line before it; every
+// checkpoint counts the lines before it and is signed by one of keys; and
+// the last line is a checkpoint, so that every record is covered by a
+// signature. It returns what it found, or an error naming the first line
+// that fails.
+func Verify(r io.Reader, keys ...ed25519.PublicKey) (Verified, error) {
+	var v Verified
+	if len(keys) == 0 {
+		return v, errors.New("no public key to check the checkpoints with")
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	prev := ""
-	n := 0
+	n, lastCheckpoint := 0, 0
 	for sc.Scan() {
 		line := sc.Bytes()
 		n++
-		var rec struct {
-			Prev *string `json:"prev"`
-			V    int     `json:"v"`
-		}
-		if err := json.Unmarshal(line, &rec); err != nil || rec.V == 0 {
-			return n - 1, fmt.Errorf("line %d: not an audit record", n)
+		rec, ok := decodeLine(line)
+		if !ok {
+			return v, fmt.Errorf("line %d: not an audit record", n)
 		}
 		got := ""
 		if rec.Prev != nil {
@@ -424,16 +495,33 @@ func Verify(r io.Reader) (int, error) {
 		}
 		if got != prev {
 			if n == 1 {
-				return 0, fmt.Errorf("line 1: the chain does not start here (records before it were dropped)")
+				return v, fmt.Errorf("line 1: the chain does not start here (records before it were dropped)")
 			}
-			return n - 1, fmt.Errorf("line %d: the chain is broken: line %d was changed, or records between them were dropped or reordered", n, n-1)
+			return v, fmt.Errorf("line %d: the chain is broken: line %d was changed, or records between them were dropped or reordered", n, n-1)
+		}
+		if rec.Kind == KindCheckpoint {
+			if err := verifyCheckpoint(n, line, &rec, keys); err != nil {
+				return v, err
+			}
+			lastCheckpoint = n
+			v.Checkpoints++
+			v.Signed, v.Key = rec.Time, rec.Key
 		}
 		prev = hash(line)
+		v.Records = n
 	}
 	if err := sc.Err(); err != nil {
-		return n, err
+		return v, err
 	}
-	return n, nil
+	switch {
+	case n == 0:
+		return v, errors.New("the export is empty: it holds no checkpoint")
+	case lastCheckpoint == 0:
+		return v, fmt.Errorf("line %d: no checkpoint in the export covers lines 1 to %d: its end was cut off, or its checkpoints removed", n, n)
+	case lastCheckpoint < n:
+		return v, fmt.Errorf("line %d: no checkpoint covers lines %d to %d (the last is line %d): the export was cut after a record, or a checkpoint at its end was removed", n, lastCheckpoint+1, n, lastCheckpoint)
+	}
+	return v, nil
 }
 
 // appendRecord appends the fields of r from "id" to the closing brace,
@@ -495,6 +583,12 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 		b = append(b, `,"steps":`...)
 		b = append(b, steps...)
 	}
+	if r.Count != 0 {
+		b = append(b, `,"count":`...)
+		b = strconv.AppendUint(b, r.Count, 10)
+	}
+	b = appendField(b, "key", r.Key)
+	b = appendField(b, "signature", r.Signature)
 	return append(b, '}'), nil
 }
 

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -31,7 +32,7 @@ func TestChainExportVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(ctx, nc, "sluice")
+	l, err := Open(ctx, nc, "sluice", Options{Signer: testKey, CheckpointInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,22 +41,27 @@ func TestChainExportVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A new Log on the same stream (a restart) continues the chain.
-	l2, err := Open(ctx, nc, "sluice")
+	// A new Log on the same stream (a restart) continues the chain,
+	// after a checkpoint of the records before it.
+	l2, err := Open(ctx, nc, "sluice", Options{Signer: testKey, CheckpointInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l2.Append(ctx, Record{Kind: KindRunFinished})
+	l2.Append(ctx, Record{Kind: KindDecision, Step: "f"})
+	seq, err := l2.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var buf bytes.Buffer
-	n, err := l2.Export(ctx, &buf)
-	if err != nil || n != 6 {
+	n, err := l2.ExportThrough(ctx, &buf, seq)
+	if err != nil || n != 8 {
 		t.Fatalf("export: %d %v", n, err)
 	}
 	nc.Close()
 	b.Shutdown()
 	clean := buf.String()
-	if n, err := Verify(strings.NewReader(clean)); err != nil || n != 6 {
-		t.Fatalf("clean export: %d %v", n, err)
+	if v, err := Verify(strings.NewReader(clean), testKey.Public().(ed25519.PublicKey)); err != nil || v.Records != 8 || v.Checkpoints != 2 {
+		t.Fatalf("clean export: %+v %v", v, err)
 	}
 	lines := strings.SplitAfter(clean, "\n")
 	lines = lines[:len(lines)-1]
@@ -66,7 +72,7 @@ func TestChainExportVerify(t *testing.T) {
 		"the first dropped": lines[1:],
 	}
 	for name, ls := range tampered {
-		if _, err := Verify(strings.NewReader(strings.Join(ls, ""))); err == nil || !strings.Contains(err.Error(), "line ") {
+		if _, err := Verify(strings.NewReader(strings.Join(ls, "")), testKey.Public().(ed25519.PublicKey)); err == nil || !strings.Contains(err.Error(), "line ") {
 			t.Errorf("%s: verify passed (%v)", name, err)
 		}
 	}
@@ -85,14 +91,30 @@ func openLog(t testing.TB) (*Log, *nats.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	l, err := Open(context.Background(), nc, "sluice")
+	// No checkpoint in the background: the tests sign when they export.
+	l, err := Open(context.Background(), nc, "sluice", Options{Signer: testKey, CheckpointInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l, nc
 }
 
-func exportRecords(t *testing.T, l *Log) (string, []Record) {
+// signedExport signs a checkpoint and exports the log through it.
+func signedExport(t *testing.T, l *Log) string {
+	t.Helper()
+	ctx := context.Background()
+	seq, err := l.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := l.ExportThrough(ctx, &buf, seq); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+func exportRecords(t *testing.T, l *Log) []Record {
 	t.Helper()
 	var buf bytes.Buffer
 	if _, err := l.Export(context.Background(), &buf); err != nil {
@@ -106,7 +128,7 @@ func exportRecords(t *testing.T, l *Log) (string, []Record) {
 		}
 		recs = append(recs, r)
 	}
-	return buf.String(), recs
+	return recs
 }
 
 func TestPublishKeepsTheOrderOfTheCalls(t *testing.T) {
@@ -129,7 +151,7 @@ func TestPublishKeepsTheOrderOfTheCalls(t *testing.T) {
 	if err := ps[0].Wait(ctx); err != nil {
 		t.Fatalf("second wait: %v", err)
 	}
-	export, recs := exportRecords(t, l)
+	recs := exportRecords(t, l)
 	if len(recs) != 200 {
 		t.Fatalf("%d records stored", len(recs))
 	}
@@ -138,8 +160,8 @@ func TestPublishKeepsTheOrderOfTheCalls(t *testing.T) {
 			t.Fatalf("record %d is step %s", i, r.Step)
 		}
 	}
-	if n, err := Verify(strings.NewReader(export)); err != nil || n != 200 {
-		t.Fatalf("verify: %d %v", n, err)
+	if v, err := Verify(strings.NewReader(signedExport(t, l)), testPub); err != nil || v.Records != 201 {
+		t.Fatalf("verify: %+v %v", v, err)
 	}
 }
 
@@ -192,9 +214,9 @@ func TestConcurrentPublishersKeepOneChain(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	export, recs := exportRecords(t, l)
-	if n, err := Verify(strings.NewReader(export)); err != nil || n != writers*each {
-		t.Fatalf("verify: %d %v", n, err)
+	recs := exportRecords(t, l)
+	if v, err := Verify(strings.NewReader(signedExport(t, l)), testPub); err != nil || v.Records != writers*each+1 {
+		t.Fatalf("verify: %+v %v", v, err)
 	}
 	// Each writer's records are in the order it published them.
 	next := map[string]int{}
@@ -248,6 +270,8 @@ func TestEncodeRecordAsMarshal(t *testing.T) {
 			switch fv.Interface().(type) {
 			case int:
 				fv.SetInt(Version)
+			case uint64:
+				fv.SetUint(uint64(i) + 1<<40)
 			case string:
 				fv.SetString(v.Type().Field(f).Name + ":" + s)
 			case time.Time:
@@ -367,10 +391,10 @@ func FuzzVerify(f *testing.F) {
 	f.Add([]byte(`{"v":1,"id":"01JD6Z4W8X2F3K5N7Q9R1T3V5X","kind":"run_started","time":"2026-11-24T10:00:00Z"}` + "\n"))
 	f.Add([]byte("{\"v\":1,\"prev\":\"00\"}\n{}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		n, err := Verify(bytes.NewReader(data))
+		v, err := Verify(bytes.NewReader(data), testPub)
 		if err == nil {
 			for i, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
-				if i >= n {
+				if i >= v.Records {
 					break
 				}
 				var rec struct {

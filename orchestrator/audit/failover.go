@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"math"
@@ -49,6 +50,13 @@ type Options struct {
 	// more. Zero keeps the replicas of an existing stream (1 for a new
 	// one), so that opening the log to read it changes nothing.
 	Replicas int
+	// Signer, when set, signs checkpoints of the chain (checkpoint.go):
+	// one on Open when records follow the last checkpoint, then in the
+	// background, and on Checkpoint and Close.
+	Signer ed25519.PrivateKey
+	// CheckpointInterval bounds how long a record stays uncovered by a
+	// checkpoint; default DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
 }
 
 // chain is where the chain stands, for sending records again.
@@ -276,11 +284,15 @@ func (l *Log) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l.last, l.seq = "", st.CachedInfo().State.LastSeq
+	state := st.CachedInfo().State
+	l.last, l.seq, l.n, l.uncovered, l.lastCheckpoint = "", state.LastSeq, state.Msgs, 0, nil
 	m, err := st.GetLastMsgForSubject(ctx, l.subject)
 	switch {
 	case err == nil:
 		l.last, l.seq = hash(m.Data), m.Sequence
+		if rec, ok := decodeLine(m.Data); !ok || rec.Kind != KindCheckpoint {
+			l.uncovered = 1 // how many does not matter
+		}
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
 		return fmt.Errorf("read the last audit record: %w", err)
 	}
