@@ -424,3 +424,20 @@ func TestStreamRefusesDeleteAndPurge(t *testing.T) {
 		t.Fatalf("%d records left, want 3", n)
 	}
 }
+
+// BenchmarkCheckpoint is one record appended and a checkpoint signed after
+// it, both acknowledged: set against BenchmarkAppend, the cost of a
+// checkpoint (a run that finishes asks for one).
+func BenchmarkCheckpoint(b *testing.B) {
+	l, _ := openLog(b)
+	ctx := context.Background()
+	r := decisionRecord()
+	for b.Loop() {
+		if err := l.Append(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := l.Checkpoint(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
