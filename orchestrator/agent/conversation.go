@@ -8,24 +8,15 @@ import (
 
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // Message is one message of a conversation, as a model's chat tool takes
-// it.
-type Message struct {
-	Role       string     `json:"role"`
-	Content    *string    `json:"content,omitempty"`
-	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
-	ToolCallID string     `json:"tool_call_id,omitempty"`
-	Name       string     `json:"name,omitempty"`
-}
-
-// ToolCall is a call a model proposes.
-type ToolCall struct {
-	ID        string          `json:"id,omitempty"`
-	Name      string          `json:"name"`
-	Arguments json.RawMessage `json:"arguments"`
-}
+// it; ToolCall is a call a model proposes.
+type (
+	Message  = schemas.ChatMessage
+	ToolCall = schemas.ChatToolCall
+)
 
 // handle is a value the model was not shown: the outcome of a call (its
 // output, or the fact that it failed and why), kept with its label.

@@ -8,26 +8,15 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
 )
 
-// Message is one message of a conversation, in Sluice's form of the
-// OpenAI chat format: a tool call names the tool and gives its arguments as
-// a JSON object (not a string).
-type Message struct {
-	Role       string     `json:"role,omitempty"`
-	Content    *string    `json:"content,omitempty"`
-	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
-	ToolCallID string     `json:"tool_call_id,omitempty"`
-	Name       string     `json:"name,omitempty"`
-}
+// Message is one message of a conversation (schemas.ChatMessage).
+type Message = schemas.ChatMessage
 
 // ToolCall is a model's request to call a tool.
-type ToolCall struct {
-	ID        string          `json:"id,omitempty"`
-	Name      string          `json:"name"`
-	Arguments json.RawMessage `json:"arguments"`
-}
+type ToolCall = schemas.ChatToolCall
 
 // ToolSpec offers a tool to the model.
 type ToolSpec struct {
