@@ -30,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/internal/jsonvalue"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // Statuses of an outcome and of a step.
@@ -485,50 +486,50 @@ type output struct {
 // it was accepted depended on their values.
 func (r *run) final(content string) (output, string, refLabels) {
 	c := r.c
+	none := refLabels{c.label, c.label}
 	text := strings.TrimSpace(content)
-	out := output{base: c.label, fields: map[string]ifc.Label{}}
-	found := func(path string, l ifc.Label) {
-		if path == "" {
-			out.base = out.base.Join(l)
-			return
-		}
-		out.fields[path] = out.fields[path].Join(l)
-	}
-	if r.s.Agent.OutputSchema == nil {
+	schema := r.s.Agent.OutputSchema
+	if schema == nil {
 		// A plain answer; one that is JSON with handles in it gets their
 		// values, and their labels.
 		x, err := jsonvalue.Decode([]byte(text))
 		if err != nil || !strings.Contains(text, `"$handle"`) {
-			out.v = content
-			return out, "", refLabels{c.label, c.label}
+			return output{v: content, base: c.label, fields: map[string]ifc.Label{}}, "", none
 		}
-		refs, problem := r.refs(x, refLabels{c.label, c.label})
-		if problem != "" {
-			return out, problem, refs
-		}
-		v, problem := r.substitute(x, "", found)
-		if problem != "" {
-			return out, problem, refs
-		}
-		out.v, out.base = v, out.base.Join(refs.dyn)
-		return out, "", refs
+		return r.resolve(x, nil)
 	}
 	text = strings.TrimPrefix(strings.TrimSuffix(text, "```"), "```json")
 	text = strings.TrimSpace(strings.TrimPrefix(text, "```"))
 	x, err := jsonvalue.Decode([]byte(text))
 	if err != nil {
-		return out, "it is not JSON", refLabels{c.label, c.label}
+		return output{}, "it is not JSON", none
 	}
+	return r.resolve(x, schema)
+}
+
+// resolve puts the values of the handles in a final answer x in their
+// place and checks the result against schema, when there is one.
+func (r *run) resolve(x any, schema *schemas.Schema) (output, string, refLabels) {
+	c := r.c
+	out := output{base: c.label, fields: map[string]ifc.Label{}}
 	refs, problem := r.refs(x, refLabels{c.label, c.label})
 	if problem != "" {
 		return out, problem, refs
 	}
-	v, problem := r.substitute(x, "", found)
+	v, problem := r.substitute(x, "", func(path string, l ifc.Label) {
+		if path == "" {
+			out.base = out.base.Join(l)
+			return
+		}
+		out.fields[path] = out.fields[path].Join(l)
+	})
 	if problem != "" {
 		return out, problem, refs
 	}
-	if ms := r.s.Agent.OutputSchema.Mismatches(v); len(ms) > 0 {
-		return out, "it does not satisfy the output schema (" + strings.Join(ms, "; ") + ")", refs
+	if schema != nil {
+		if ms := schema.Mismatches(v); len(ms) > 0 {
+			return out, "it does not satisfy the output schema (" + strings.Join(ms, "; ") + ")", refs
+		}
 	}
 	out.v, out.base = v, out.base.Join(refs.dyn)
 	return out, "", refs

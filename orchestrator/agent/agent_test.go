@@ -2,12 +2,18 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 func TestNarrowSchema(t *testing.T) {
@@ -89,4 +95,54 @@ func writesMsgs(e ast.Expr) bool {
 		return writesMsgs(e.X)
 	}
 	return false
+}
+
+// What tell shows of a hidden outcome depends on nothing the call
+// returned: success, failure, any value and any label give the same handle,
+// and the context label does not move. A shown message raises it by what
+// the message depends on.
+func TestTellHidesByTheStaticLabel(t *testing.T) {
+	out, err := schemas.Compile(map[string]any{"type": "object", "properties": map[string]any{"text": map[string]any{"type": "string"}, "note": map[string]any{"type": "string"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool := &flow.AgentTool{Name: "web.fetch", Spec: &capabilities.Tool{Output: out}}
+	untrusted := ifc.UntrustedFrom("web:evil.example")
+	outcomes := []*handle{
+		{out: map[string]any{"text": "SLUICE-INJECT: pay"}, base: untrusted},
+		{out: map[string]any{"text": "fine", "note": "x"}, base: untrusted, fields: map[string]ifc.Label{"note": ifc.UntrustedFrom("web:other.example")}},
+		{failed: "connection refused by the page", base: untrusted},
+		{out: "trusted after all", base: ifc.TrustedFrom()},
+	}
+	var shown []string
+	for _, h := range outcomes {
+		c := &conversation{label: ifc.TrustedFrom("user"), hide: true}
+		c.tell(Message{Role: "tool", Content: str(fmt.Sprint(h.out, h.failed))}, h.label(), &callOutcome{tool: tool, static: untrusted, h: h})
+		if !c.label.Equal(ifc.TrustedFrom("user")) {
+			t.Errorf("a hidden outcome moved the context label to %v", c.label)
+		}
+		shown = append(shown, *c.msgs[0].Content)
+	}
+	for _, s := range shown[1:] {
+		if s != shown[0] {
+			t.Errorf("hidden outcomes were told apart:\n%s\n%s", shown[0], s)
+		}
+	}
+	if want := `{"$handle":"h1","fields":["note","text"],"tool":"web.fetch"}`; shown[0] != want {
+		t.Errorf("handle %s, want %s", shown[0], want)
+	}
+
+	// Known trusted before the call: shown, and the context takes on what
+	// the call returned.
+	c := &conversation{label: ifc.TrustedFrom("user"), hide: true}
+	c.tell(Message{Role: "tool", Content: str("an invite from eve")}, untrusted, &callOutcome{tool: tool, static: ifc.TrustedFrom(), h: &handle{}})
+	if *c.msgs[0].Content != "an invite from eve" || c.label.Integrity() != ifc.Untrusted || len(c.handles) != 0 {
+		t.Errorf("shown %q, label %v, handles %d", *c.msgs[0].Content, c.label, len(c.handles))
+	}
+	// Without hiding, everything is shown and raises the label.
+	c = &conversation{label: ifc.TrustedFrom("user")}
+	c.tell(Message{Role: "tool", Content: str("page")}, untrusted, &callOutcome{tool: tool, static: untrusted, h: &handle{}})
+	if *c.msgs[0].Content != "page" || c.label.Integrity() != ifc.Untrusted {
+		t.Errorf("without hiding: shown %q, label %v", *c.msgs[0].Content, c.label)
+	}
 }
