@@ -176,21 +176,19 @@ func TestWASMEndlessLoop(t *testing.T) {
 	h.attack("attack", "{}", "tool_failed", "time limit of 1s")
 }
 
-// A memory bomb is stopped at the manifest's memory limit.
+// A memory bomb is stopped at the manifest's memory limit. Its first
+// allocation is past the limit, and the time limit is out of reach, so the
+// machine's speed cannot decide which limit stops it.
 func TestWASMMemoryBomb(t *testing.T) {
-	h := startHostile(t, "bomb", []string{"attack", "echo"}, "limits: {timeout: 10s, memory: 64MiB}\n")
+	h := startHostile(t, "bomb", []string{"attack", "echo"}, "limits: {timeout: 10m, memory: 64MiB}\n")
 	h.attack("attack", "{}", "memory limit of 64MiB")
 }
 
-// A flood of output is stopped at the manifest's output limit, long before
-// the time limit.
+// A flood of output is stopped at the manifest's output limit: the error
+// names that limit, not the time limit, which is out of reach.
 func TestWASMFloodOfOutput(t *testing.T) {
-	h := startHostile(t, "flood", []string{"attack", "echo"}, "limits: {timeout: 20s, max_output: 256KiB}\n")
-	start := time.Now()
+	h := startHostile(t, "flood", []string{"attack", "echo"}, "limits: {timeout: 10m, max_output: 256KiB}\n")
 	h.attack("attack", "{}", "too_large", "limit of 256KiB")
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("the flood ran for %s", d)
-	}
 }
 
 // Without a file grant the module has no file system: it can neither read

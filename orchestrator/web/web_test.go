@@ -106,6 +106,13 @@ func TestForgedAnswersAreRefused(t *testing.T) {
 	if good.Get("csrf") == "" || good.Get("hash") != callHash {
 		t.Fatalf("form fields %v", good)
 	}
+	// The wrong token differs from the real one in its first character,
+	// always: a fixed replacement would equal it now and then.
+	tok := good.Get("csrf")
+	wrong := "x" + tok[1:]
+	if tok[0] == 'x' {
+		wrong = "y" + tok[1:]
+	}
 	with := func(k, v string) url.Values {
 		f := url.Values{}
 		for key := range good {
@@ -124,7 +131,7 @@ func TestForgedAnswersAreRefused(t *testing.T) {
 		edit func(*http.Request)
 	}{
 		{"no token", with("csrf", ""), nil},
-		{"wrong token", with("csrf", "x"+good.Get("csrf")[1:]), nil},
+		{"wrong token", with("csrf", wrong), nil},
 		{"token in the query only", with("csrf", ""), func(r *http.Request) { r.URL.RawQuery = "csrf=" + url.QueryEscape(good.Get("csrf")) }},
 		{"foreign origin", good, func(r *http.Request) { r.Header.Set("Origin", "http://evil.example") }},
 		{"origin on another port", good, func(r *http.Request) { r.Header.Set("Origin", "http://127.0.0.1:1") }},

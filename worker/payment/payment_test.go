@@ -155,6 +155,9 @@ func cmpOr(a, b string) string {
 	return b
 }
 
+// testStart is before any charge a test makes.
+var testStart = time.Now()
+
 func checkLine(t *testing.T, line map[string]any, id string, args map[string]any, key string) {
 	t.Helper()
 	keys := make([]string, 0, len(line))
@@ -182,8 +185,9 @@ func checkLine(t *testing.T, line map[string]any, id string, args map[string]any
 	}
 	at, _ := line["at"].(string)
 	ts, err := time.Parse(time.RFC3339Nano, at)
-	if err != nil || !strings.HasSuffix(at, "Z") || len(at) != len("2006-01-02T15:04:05.000Z") || time.Since(ts) > time.Minute {
-		t.Errorf("at = %q, want RFC 3339 UTC with milliseconds, now", at)
+	if err != nil || !strings.HasSuffix(at, "Z") || len(at) != len("2006-01-02T15:04:05.000Z") ||
+		ts.Before(testStart.Truncate(time.Millisecond)) || ts.After(time.Now()) {
+		t.Errorf("at = %q, want RFC 3339 UTC with milliseconds, between the test's start (%s) and now", at, testStart.UTC().Format(time.RFC3339Nano))
 	}
 }
 

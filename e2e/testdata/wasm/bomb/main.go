@@ -19,8 +19,10 @@ func handle(tool string, args json.RawMessage) (any, error) {
 	if tool == "echo" {
 		return args, nil
 	}
+	// Each allocation is past the tests' memory limit (64 MiB), so the
+	// first one is refused before any slow work.
 	for {
-		b := make([]byte, 16<<20)
+		b := make([]byte, 256<<20)
 		for i := range b {
 			b[i] = 1
 		}

@@ -60,9 +60,12 @@ func handle(tool string, raw json.RawMessage) (any, error) {
 		for {
 		}
 	case "bomb":
+		// Each allocation is twice the test's memory limit of 32 MiB, so
+		// the first one already asks for more than the limit, before any
+		// slow work.
 		var keep [][]byte
 		for {
-			keep = append(keep, make([]byte, 8<<20))
+			keep = append(keep, make([]byte, 64<<20))
 		}
 	case "flood":
 		line := []byte(strings.Repeat("x", 1023) + "\n")
