@@ -119,7 +119,7 @@ steps:
 	want := []string{
 		"publish a forged payment call", "listen to the payment worker's calls", "approve a held call through the API",
 		"submit a run through the API", "use another worker's egress subject", "read the audit log", "read every reply inbox",
-		"connect directly", "read the API credential",
+		"connect directly", "read the API credential", "read another process's /proc entry",
 		"find the secret in its own environment", "read the orchestrator's environment",
 		"fetch a host that was not granted", "fetch the cloud metadata address", "follow a redirect to a forbidden host",
 		"send a secret it was not granted",
@@ -171,6 +171,17 @@ steps:
 				if !slices.ContainsFunc(recs, func(r audit.Record) bool {
 					return strings.HasPrefix(r.User, "worker:web") && r.Kind == audit.KindViolation &&
 						r.Op == "open" && strings.HasSuffix(r.Subject, file)
+				}) {
+					missing = append(missing, a.What+" ("+a.Target+")")
+				}
+				continue
+			}
+			if a.What == "read another process's /proc entry" {
+				// Refused by Landlock and told by the supervisor: only
+				// a worker's own stat file is not told of.
+				if !slices.ContainsFunc(recs, func(r audit.Record) bool {
+					return strings.HasPrefix(r.User, "worker:web") && r.Kind == audit.KindViolation &&
+						r.Op == "open" && r.Subject == "open "+a.Target
 				}) {
 					missing = append(missing, a.What+" ("+a.Target+")")
 				}

@@ -72,3 +72,75 @@ func TestUpServesRuns(t *testing.T) {
 		t.Errorf("api.json left behind: %v", err)
 	}
 }
+
+// A clean start raises no alarm: every worker of sluice up lives past the
+// moment the NATS server package in its binary reads its own stat file
+// (a second after start), serves a run, and neither the log nor the audit
+// log tells of an attempt. A real attempt is still recorded: see
+// TestCompromisedWorkerIsRefused, whose worker reads the credential file
+// and another process's /proc entry.
+func TestCleanStartRaisesNoAlarm(t *testing.T) {
+	host := site(t, map[string]string{})
+	w := newWorkspace(t, map[string]string{"sluice.yaml": deployment(host, "hijackable"), "answers.yaml": answers,
+		"pay.yaml": payDirectFlow})
+	up := w.start("up")
+	up.waitLine(t, "stop with Ctrl-C", time.Minute)
+	workers := childProcesses(t, up.cmd.Process.Pid)
+	if len(workers) != 3 {
+		t.Fatalf("workers %v", workers)
+	}
+	// No clock decides the outcome: a worker's age only grows, and the
+	// read it waits for is made once a second has passed.
+	for pid := range workers {
+		for processAge(t, pid) < 3*time.Second {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	r := w.sluice("run", "pay.yaml", "--input", "amount=7", "--input", "payee=acct_hotel_1", "--json")
+	if r.code != 0 {
+		t.Fatalf("run against up: exit %d", r.code)
+	}
+	up.cmd.Process.Signal(syscall.SIGINT)
+	if code := up.wait(t, time.Minute); code != 0 {
+		t.Fatalf("up exit %d", code)
+	}
+	for _, l := range up.stderrLines() {
+		if strings.Contains(l, "tried something outside its grant") {
+			t.Errorf("alarm on a clean start: %s", l)
+		}
+	}
+	recs := checkAudit(t, w)
+	if len(recs) == 0 {
+		t.Fatal("the audit log is empty")
+	}
+	for _, rec := range recs {
+		if rec["kind"] == "violation" {
+			t.Errorf("violation recorded on a clean start: %v", rec)
+		}
+	}
+}
+
+// processAge is how long the process pid has existed.
+func processAge(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatalf("worker %d: %v", pid, err)
+	}
+	// Field 22, the start time in clock ticks (100 a second on Linux),
+	// counted from the command name, which is in parentheses.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	start, err := strconv.ParseInt(f[19], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs, err := strconv.ParseFloat(strings.Fields(string(up))[0], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(secs*float64(time.Second)) - time.Duration(start)*time.Second/100
+}

@@ -263,7 +263,7 @@ func ServeSealReports(conn *os.File, attempt func(op, what string)) error {
 			// supervisor only tells of one outside the roots.
 			// A file that does not exist is not told of: the kernel
 			// answers ENOENT whatever the grant.
-			if p, ok := openedPath(listener, &n); ok && !within(p, hello.Roots) {
+			if p, named, ok := openedPath(listener, &n); ok && !within(p, hello.Roots) && !ownStat(listener, &n, named) {
 				if _, err := os.Lstat(p); err == nil {
 					attempt("open", "open "+p)
 				}
@@ -277,9 +277,9 @@ func ServeSealReports(conn *os.File, attempt func(op, what string)) error {
 
 // openedPath reads the path an open call names from the caller's memory
 // and makes it absolute, from its directory descriptor or working
-// directory. It is what the call named, not what it reached: a symbolic
-// link is not followed.
-func openedPath(listener int, n *seccompNotif) (string, bool) {
+// directory; named is the path exactly as the call named it. It is what
+// the call named, not what it reached: a symbolic link is not followed.
+func openedPath(listener int, n *seccompNotif) (abs, named string, ok bool) {
 	var w watched
 	for _, o := range opens {
 		if o.nr == uint32(n.Nr) {
@@ -287,11 +287,11 @@ func openedPath(listener int, n *seccompNotif) (string, bool) {
 		}
 	}
 	if w.nr == 0 {
-		return "", false
+		return "", "", false
 	}
 	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", n.Pid))
 	if err != nil {
-		return "", false
+		return "", "", false
 	}
 	defer mem.Close()
 	b := make([]byte, unix.PathMax)
@@ -302,10 +302,10 @@ func openedPath(listener int, n *seccompNotif) (string, bool) {
 	id := n.ID
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(listener), unix.SECCOMP_IOCTL_NOTIF_ID_VALID,
 		uintptr(unsafe.Pointer(&id))); errno != 0 || !found || path == "" {
-		return "", false
+		return "", "", false
 	}
 	if filepath.IsAbs(path) {
-		return filepath.Clean(path), true
+		return filepath.Clean(path), path, true
 	}
 	dir := fmt.Sprintf("/proc/%d/cwd", n.Pid)
 	if w.dirfd >= 0 && int32(n.Args[w.dirfd]) != unix.AT_FDCWD {
@@ -313,9 +313,62 @@ func openedPath(listener int, n *seccompNotif) (string, bool) {
 	}
 	base, err := os.Readlink(dir)
 	if err != nil {
-		return "", false
+		return "", "", false
 	}
-	return filepath.Join(base, path), true
+	return filepath.Join(base, path), path, true
+}
+
+// ownStat reports whether named, the path an open call named, is the
+// calling process's own stat file: /proc/self/stat, /proc/thread-self/stat,
+// or /proc/PID/stat with the caller's process or thread id, spelled exactly
+// so (absolute, no "." or "..", no other link on the way than /proc/self).
+//
+// A worker reads its own: the NATS server package, linked into the one
+// binary, samples its process's CPU time from that file a second after
+// start (nats-server/v2/server/pse). What a process reads of its own stat
+// it knows already; it is not an attempt, and no record is made of it.
+// The kernel still decides the open (Landlock refuses it), and any other
+// process's entry, or any other file of its own, is told as before.
+func ownStat(listener int, n *seccompNotif, named string) bool {
+	switch named {
+	case "/proc/self/stat", "/proc/thread-self/stat":
+		return true
+	}
+	rest, ok := strings.CutPrefix(named, "/proc/")
+	if !ok {
+		return false
+	}
+	id, ok := strings.CutSuffix(rest, "/stat")
+	if !ok || id == "" || strings.TrimLeft(id, "0123456789") != "" || id[0] == '0' {
+		return false
+	}
+	pid, err := strconv.ParseUint(id, 10, 32)
+	if err != nil {
+		return false
+	}
+	if uint32(pid) == n.Pid { // the calling thread's own id
+		return true
+	}
+	// The process the calling thread belongs to.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.Pid))
+	if err != nil {
+		return false
+	}
+	tgid := ""
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "Tgid:"); ok {
+			tgid = strings.TrimSpace(v)
+			break
+		}
+	}
+	// The caller is still the thread that made the call, so the status
+	// read was its own (its id was not reused meanwhile).
+	nid := n.ID
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(listener), unix.SECCOMP_IOCTL_NOTIF_ID_VALID,
+		uintptr(unsafe.Pointer(&nid))); errno != 0 {
+		return false
+	}
+	return tgid == id
 }
 
 // within reports whether path is one of roots or below one.

@@ -4,10 +4,12 @@ package worker
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -61,6 +63,18 @@ func sealedChild() int {
 		c.Close()
 	}
 	report("unix", err)
+	// Its own stat file, by every name, as the NATS server package reads
+	// it (not told); the test process's, and another file of its own (both
+	// told).
+	pid := os.Getpid()
+	runtime.LockOSThread()
+	for _, f := range []string{"/proc/self/stat", "/proc/thread-self/stat", fmt.Sprintf("/proc/%d/stat", pid),
+		fmt.Sprintf("/proc/%d/stat", unix.Gettid()), fmt.Sprintf("/proc/%d/stat", os.Getppid()), fmt.Sprintf("/proc/%d/status", pid)} {
+		_, err = os.ReadFile(f)
+		report("read "+f, err)
+	}
+	runtime.UnlockOSThread()
+	os.Stdout.WriteString(fmt.Sprintf("pid=%d\n", pid))
 	return 0
 }
 
@@ -163,11 +177,20 @@ func testSeal(t *testing.T, reports bool) {
 		}
 		// The child has no Landlock here: the read outside succeeds, and
 		// is told all the same; the read inside is not.
+		// Of the /proc files, the child's own stat is not told; the
+		// parent's stat and the child's own status are.
+		var pid string
+		for _, l := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(l, "pid="); ok {
+				pid = v
+			}
+		}
 		want := []string{"open " + filepath.Join(outside, "outside.txt"), "socket ipv4 stream", "socket ipv4 stream",
-			"socket ipv4 datagram", "socket unix stream"}
+			"socket ipv4 datagram", "socket unix stream",
+			fmt.Sprintf("open /proc/%d/stat", os.Getpid()), "open /proc/" + pid + "/status"}
 		var got []string
 		for _, r := range reported {
-			if strings.HasPrefix(r, "socket ") || strings.HasSuffix(r, ".txt") {
+			if strings.HasPrefix(r, "socket ") || strings.HasSuffix(r, ".txt") || strings.HasPrefix(r, "open /proc/") {
 				got = append(got, r)
 			}
 		}

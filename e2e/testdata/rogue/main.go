@@ -167,6 +167,10 @@ func run() error {
 	apiCreds := filepath.Join(os.Getenv("SLUICE_STATE"), "run", "client.nk")
 	_, err = os.ReadFile(apiCreds)
 	record(attempt{What: "read the API credential", Target: apiCreds, Refused: err != nil, Error: errText(err)})
+	// Another process's /proc entry: the orchestrator's, which started it.
+	parent := fmt.Sprintf("/proc/%d/stat", os.Getppid())
+	_, err = os.ReadFile(parent)
+	record(attempt{What: "read another process's /proc entry", Target: parent, Refused: err != nil, Error: errText(err)})
 
 	// The secret, from its own environment or its parent's: the
 	// orchestrator read it from its environment.
