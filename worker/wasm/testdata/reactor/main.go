@@ -57,6 +57,9 @@ func handle(tool string, raw json.RawMessage) (any, error) {
 		secret = args.Text
 		return map[string]any{"previous": prev, "calls": calls}, nil
 	case "loop":
+		// Tells the host it is about to loop, so that a test can stop it
+		// while it runs.
+		guest.Log(guest.LevelInfo, "looping")
 		for {
 		}
 	case "bomb":
