@@ -264,7 +264,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		inst.mem = &linearMemory{limit: m.memLimit}
 		return inst.mem
 	}))
-	ctx, cancel := context.WithTimeout(ctx, m.timeout())
+	ctx, cancel := context.WithTimeout(ctx, m.initTimeout())
 	defer cancel()
 	mod, err := m.instantiateModule(ctx, inst)
 	if err != nil {
@@ -281,6 +281,15 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	m.logStderr(nil, inst, nil)
 	return inst, nil
 }
+
+// minInitTimeout is the least time an instance has to initialize. An
+// instance is made ahead of its call, so its initialization (the Go
+// runtime, package init) is not part of the call's time limit; it is
+// bounded all the same, by the time limit or this, whichever is longer, so
+// that a tool with a short limit still starts on a loaded machine.
+const minInitTimeout = 30 * time.Second
+
+func (m *Module) initTimeout() time.Duration { return max(m.timeout(), minInitTimeout) }
 
 func (m *Module) timeout() time.Duration {
 	if t := m.manifest.Limits.Timeout; t > 0 {
