@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sluicehq/sluice/ifc/internal/lower"
 	"github.com/sluicehq/sluice/internal/jsonappend"
 )
 
@@ -74,6 +75,35 @@ func APISource(host string) string { return "api:" + host }
 
 // ToolSource is the source of a tool's output, e.g. "tool:payment.charge".
 func ToolSource(tool string) string { return "tool:" + tool }
+
+// WorkerSourcePrefix starts the sources that [WorkerSource] builds.
+const WorkerSourcePrefix = "worker:"
+
+// ReservedSource reports whether source is one that only the orchestrator
+// gives: user, flow, approved:…, endorsed:…, declassified:…, and the
+// sources it gives to a tool's output, a trusted model API's answer and a
+// worker's claims (tool:…, api:…, worker:…). A worker that reports one in a reply's
+// per-field labels does not get it: see [WorkerSource].
+func ReservedSource(source string) bool {
+	switch source {
+	case SourceUser, SourceFlow:
+		return true
+	}
+	for _, p := range []string{lower.ApprovedPrefix, lower.EndorsedPrefix, lower.DeclassifiedPrefix,
+		"tool:", "api:", WorkerSourcePrefix} {
+		if strings.HasPrefix(source, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// WorkerSource namespaces a reserved source that worker reported, so that
+// it cannot pass for the orchestrator's: "user" from the calendar worker
+// is "worker:calendar:user".
+func WorkerSource(worker, source string) string {
+	return WorkerSourcePrefix + worker + ":" + source
+}
 
 // Label is the information-flow label of one value: its integrity, the
 // secrecy tags it carries, and the sources that influenced it.

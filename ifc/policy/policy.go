@@ -157,6 +157,21 @@ func (s *Set) Rules() []RuleRef {
 	return out
 }
 
+// Registries returns a copy of the user-kept lists of the policy files
+// (payees, contacts, self, …) by name; nil for a nil Set. They are shown
+// beside held calls: a value that looks like an entry but is not one is
+// flagged there.
+func (s *Set) Registries() map[string][]string {
+	if s == nil {
+		return nil
+	}
+	out := make(map[string][]string, len(s.registry))
+	for name, items := range s.registry {
+		out[name] = slices.Clone(items)
+	}
+	return out
+}
+
 // Load parses, validates and compiles policy files against the catalog of
 // tools (nil when it is not known; see [Tools]). On failure the error is a
 // schemas.Diagnostics holding every problem of every file, sorted.

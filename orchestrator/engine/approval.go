@@ -49,8 +49,11 @@ type Approval struct {
 	Label   ifc.Label `json:"label"`
 	Rules   []string  `json:"rules,omitempty"`
 	Reasons []string  `json:"reasons,omitempty"`
-	Hash    string    `json:"hash"`
-	Status  string    `json:"status"`
+	// Lookalikes flags arguments that look like, but are not, a registry
+	// entry or a value approved before; not part of the hash.
+	Lookalikes []Lookalike `json:"lookalikes,omitempty"`
+	Hash       string      `json:"hash"`
+	Status     string      `json:"status"`
 	// Who answered, and when.
 	Who     string     `json:"who,omitempty"`
 	Created time.Time  `json:"created"`
@@ -107,9 +110,11 @@ func (e *Engine) Approvals(ctx context.Context) ([]Approval, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list approvals: %w", err)
 	}
-	out := all[:0]
+	var out []Approval
 	for _, a := range all {
 		if a.Status == ApprovalPending {
+			// Against the registries and the approvals as they are now.
+			a.Lookalikes = lookalikes(a.Tool, a.Args, e.cfg.Policy.Registries(), all)
 			out = append(out, a)
 		}
 	}
@@ -231,6 +236,11 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		a = &Approval{ID: audit.NewID(), RunID: r.id, Flow: r.plan.Name, Step: s.ID, Index: res.Index, Tool: s.Call,
 			Args: args, ArgLabels: res.ArgLabels, Label: res.Label, Rules: res.Rules, Reasons: res.Reasons,
 			Hash: hash, Status: ApprovalPending, Created: time.Now().UTC()}
+		earlier, err := st.allApprovals(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		a.Lookalikes = lookalikes(s.Call, args, r.e.cfg.Policy.Registries(), earlier)
 		if err := st.createApproval(ctx, a); err != nil {
 			return fail(err)
 		}
@@ -240,6 +250,7 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		r.wrote(idem)
 	}
 	res.ApprovalID = a.ID
+	res.Lookalikes = a.Lookalikes
 	if a.Status == ApprovalPending && r.opts.Wait {
 		// Wait here. The answer is stored before it is sent, so the
 		// approval is read again once this waiter is in place: an answer

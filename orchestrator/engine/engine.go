@@ -237,8 +237,11 @@ type StepResult struct {
 	ApprovalID  string     `json:"approval_id,omitempty"`
 	// Args are the exact arguments of a held call, for the person who
 	// decides on it; they are given for held calls only.
-	Args  map[string]any `json:"args,omitempty"`
-	MsgID string         `json:"msg_id,omitempty"`
+	Args map[string]any `json:"args,omitempty"`
+	// Lookalikes flags arguments of a held call that look like, but are
+	// not, a registry entry or a value approved before.
+	Lookalikes []Lookalike `json:"lookalikes,omitempty"`
+	MsgID      string      `json:"msg_id,omitempty"`
 	// Attempts is how many times the call was sent (more than one when
 	// the step has retries).
 	Attempts int    `json:"attempts,omitempty"`

@@ -284,7 +284,7 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		if !ok {
 			return nil
 		}
-		res.Args = nil
+		res.Args, res.Lookalikes = nil, nil
 		approvedBy = who
 		reason, err := d.Approve(who)
 		if err == nil {
@@ -401,6 +401,7 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 			// controls that host.
 			base = base.Join(ifc.UntrustedFrom(ifc.WebSource(h)))
 		}
+		labels = r.workerSources(s, msgID, labels)
 		r.forgedLabels(s, msgID, base, labels)
 		status, msg := StatusCompleted, ""
 		if err != nil {
@@ -441,6 +442,50 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 		case <-ctx.Done():
 		}
 	}
+}
+
+// workerSources returns the per-field labels of a worker's reply with
+// every source that only the orchestrator gives (user, flow, approved:…,
+// endorsed:…, declassified:…, tool:…, api:…, worker:…) put under
+// the worker's name: "user" from the calendar worker is
+// "worker:calendar:user", so that nothing a worker says can look as if
+// the user, the flow or a person's approval decided it. Each such claim
+// is recorded as a violation (op: label).
+func (r *run) workerSources(s *flow.Step, msgID string, labels map[string]ifc.Label) map[string]ifc.Label {
+	var out map[string]ifc.Label
+	for _, f := range slices.Sorted(maps.Keys(labels)) {
+		l := labels[f]
+		srcs := l.Sources()
+		changed := false
+		for i, src := range srcs {
+			if !ifc.ReservedSource(src) {
+				continue
+			}
+			srcs[i], changed = ifc.WorkerSource(s.Worker, src), true
+			field := f
+			if field == "" {
+				field = "the whole output"
+			}
+			rec := audit.Record{Kind: audit.KindViolation, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+				MsgID: msgID, User: "worker:" + s.Worker, Op: "label",
+				Subject: fmt.Sprintf("%s: %s claimed a source only the orchestrator gives; labeled %s", s.Call, field, srcs[i])}
+			if err := r.publish(rec); err != nil {
+				r.e.log.Error("audit append failed", "err", err)
+			}
+			r.e.log.Warn("a worker claimed a source it cannot give", "worker", s.Worker, "tool", s.Call, "field", field)
+		}
+		if !changed {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(labels)
+		}
+		out[f] = ifc.New(l.Integrity(), l.Secrecy(), srcs)
+	}
+	if out == nil {
+		return labels
+	}
+	return out
 }
 
 // forgedLabels records, as a violation, each label a worker's reply gives

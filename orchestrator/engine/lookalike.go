@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/sluicehq/sluice/internal/display"
+)
+
+// Lookalike flags a string argument of a held call that looks like a
+// value the person trusts — an entry of a policy registry, or the same
+// argument of a call of the same tool that a person approved before — but
+// is not that value: "аcct_hotel_1" with a Cyrillic а beside the
+// registry's acct_hotel_1. Looks are compared by Unicode TR39 skeleton
+// ([display.Skeleton]).
+type Lookalike struct {
+	// Arg is the argument, with the element for a list ("attendees[1]").
+	Arg string `json:"arg"`
+	// Value is the argument's value; Like the value it looks like.
+	Value string `json:"value"`
+	Like  string `json:"like"`
+	// Where says where Like is kept: "registry payees", or "approved
+	// before (payment.charge payee)".
+	Where string `json:"where"`
+}
+
+// maxLookalike bounds the strings compared: longer ones are texts, not
+// names.
+const maxLookalike = 320
+
+// lookalikes flags the string arguments of a call of tool that look like,
+// but are not, an entry of one of registries or the same argument of an
+// earlier approved call of the same tool (among earlier).
+func lookalikes(tool string, args map[string]any, registries map[string][]string, earlier []Approval) []Lookalike {
+	type known struct{ value, where string }
+	var trusted []known
+	for _, name := range slices.Sorted(maps.Keys(registries)) {
+		for _, v := range registries[name] {
+			trusted = append(trusted, known{v, "registry " + name})
+		}
+	}
+	approved := map[string][]string{} // argument -> values approved before
+	for _, a := range earlier {
+		if a.Tool != tool || a.Status != ApprovalApproved && a.Status != ApprovalUsed {
+			continue
+		}
+		for name, v := range a.Args {
+			for _, s := range stringsOf(name, v) {
+				approved[name] = append(approved[name], s.value)
+			}
+		}
+	}
+	var out []Lookalike
+	for _, name := range slices.Sorted(maps.Keys(args)) {
+		for _, s := range stringsOf(name, args[name]) {
+			if len(s.value) > maxLookalike {
+				continue
+			}
+			seen := map[string]bool{}
+			cands := slices.Clone(trusted)
+			for _, v := range approved[name] {
+				cands = append(cands, known{v, "approved before (" + tool + " " + name + ")"})
+			}
+			for _, k := range cands {
+				if seen[k.value] || len(k.value) > maxLookalike || !display.Confusable(s.value, k.value) {
+					continue
+				}
+				seen[k.value] = true
+				out = append(out, Lookalike{Arg: s.arg, Value: s.value, Like: k.value, Where: k.where})
+			}
+		}
+	}
+	return out
+}
+
+type argString struct{ arg, value string }
+
+// stringsOf lists the strings of an argument: the argument itself, or the
+// elements of a list.
+func stringsOf(name string, v any) []argString {
+	switch v := v.(type) {
+	case string:
+		return []argString{{name, v}}
+	case []any:
+		var out []argString
+		for i, e := range v {
+			if s, ok := e.(string); ok {
+				out = append(out, argString{name + "[" + strconv.Itoa(i) + "]", s})
+			}
+		}
+		return out
+	}
+	return nil
+}
