@@ -77,7 +77,7 @@ Example:
 					return exitFailure
 				}
 				past := map[bool]string{true: "approved", false: "denied"}[approve]
-				fmt.Fprintf(c.stdout, "%s: %s by %s: %s in run %s (step %s)\n", args[0], past, who, a.Tool, a.RunID, a.Step)
+				fmt.Fprintf(c.stdout, "%s: %s by %s: %s in run %s (step %s)\n", show(args[0]), past, show(who), show(a.Tool), show(a.RunID), show(a.Step))
 				printArgs(c.stdout, a, "  ")
 				return exitOK
 			}
@@ -161,13 +161,13 @@ Examples:
 				}
 				for i := range list {
 					a := &list[i]
-					fmt.Fprintf(c.stdout, "%s  %s  run %s (%s), step %s, held %s\n", a.ID, a.Tool, a.RunID, a.Flow, a.Step,
+					fmt.Fprintf(c.stdout, "%s  %s  run %s (%s), step %s, held %s\n", show(a.ID), show(a.Tool), show(a.RunID), show(a.Flow), show(a.Step),
 						a.Created.Local().Format(time.DateTime))
 					printArgs(c.stdout, a, "    ")
 					for _, why := range a.Reasons {
-						fmt.Fprintf(c.stdout, "    why: %s\n", why)
+						fmt.Fprintf(c.stdout, "    why: %s\n", show(why))
 					}
-					fmt.Fprintf(c.stdout, "    approve: sluice approve %s    deny: sluice deny %s\n\n", a.ID, a.ID)
+					fmt.Fprintf(c.stdout, "    approve: sluice approve %s    deny: sluice deny %s\n\n", show(a.ID), show(a.ID))
 				}
 				fmt.Fprintf(c.stdout, "%d call(s) waiting\n", len(list))
 				return exitOK
@@ -180,9 +180,9 @@ Examples:
 // argument's label and sources.
 func printArgs(w io.Writer, a *engine.Approval, indent string) {
 	for _, name := range sortedKeys(a.Args) {
-		b, _ := json.Marshal(a.Args[name])
 		l := a.ArgLabels[name]
-		fmt.Fprintf(w, "%s%-10s = %s\n%s%-10s   %s\n", indent, name, b, indent, "",
+		fmt.Fprintf(w, "%s%-10s = %s\n%s%-10s   %s\n", indent, show(name), showJSON(a.Args[name]), indent, "",
 			describe(l.Integrity().String(), l.Secrecy(), l.Sources()))
 	}
+	printLookalikes(w, a.Lookalikes, indent)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/display"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/api"
 	"github.com/sluicehq/sluice/orchestrator/config"
@@ -186,8 +187,9 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 }
 
 func heldNotice(w io.Writer, s engine.StepResult) {
-	fmt.Fprintf(w, "step %s (%s) is held for approval: %s\n  approve: sluice approve %s\n  deny:    sluice deny %s\n",
-		s.ID, s.Tool, strings.Join(s.Reasons, "; "), s.ApprovalID, s.ApprovalID)
+	fmt.Fprintf(w, "step %s (%s) is held for approval: %s\n", show(s.ID), show(s.Tool), show(strings.Join(s.Reasons, "; ")))
+	printLookalikes(w, s.Lookalikes, "  ")
+	fmt.Fprintf(w, "  approve: sluice approve %s\n  deny:    sluice deny %s\n", show(s.ApprovalID), show(s.ApprovalID))
 }
 
 // runRemote submits the run to the orchestrator behind client.
@@ -270,11 +272,11 @@ func (c *cli) finish(ctx context.Context, res *engine.Result, o runOptions) int 
 // printResult says in plain words what each step did, the label it got,
 // and why a call was held or denied.
 func printResult(w io.Writer, r *engine.Result) {
-	fmt.Fprintf(w, "run %s (%s): %s\n", r.RunID, r.Flow, r.Status)
+	fmt.Fprintf(w, "run %s (%s): %s\n", show(r.RunID), show(r.Flow), show(r.Status))
 	for _, s := range r.Steps {
-		fmt.Fprintf(w, "\n  step %s — %s: %s\n", s.ID, s.Tool, s.Status)
+		fmt.Fprintf(w, "\n  step %s — %s: %s\n", show(s.ID), show(s.Tool), show(s.Status))
 		if s.Status == engine.StatusSkipped {
-			fmt.Fprintf(w, "    not run: %s\n", s.Error)
+			fmt.Fprintf(w, "    not run: %s\n", show(s.Error))
 			continue
 		}
 		fmt.Fprintf(w, "    arguments labeled %s\n", describe(s.Label.Integrity().String(), s.Label.Secrecy(), s.Label.Sources()))
@@ -282,72 +284,97 @@ func printResult(w io.Writer, r *engine.Result) {
 			l := s.ArgLabels[name]
 			if v, ok := s.Args[name]; ok {
 				// A held call: show the person exactly what would be sent.
-				b, _ := json.Marshal(v)
-				fmt.Fprintf(w, "      %-12s = %s\n      %-12s   %s\n", name, b, "", describe(l.Integrity().String(), l.Secrecy(), l.Sources()))
+				fmt.Fprintf(w, "      %-12s = %s\n      %-12s   %s\n", show(name), showJSON(v), "", describe(l.Integrity().String(), l.Secrecy(), l.Sources()))
 			} else if len(l.Sources()) > 0 {
-				fmt.Fprintf(w, "      %-12s from %s\n", name, strings.Join(l.Sources(), ", "))
+				fmt.Fprintf(w, "      %-12s from %s\n", show(name), display.List(l.Sources()))
 			}
 		}
+		printLookalikes(w, s.Lookalikes, "      ")
 		if s.Decision != "" {
 			rules := "no rule matched; the clearance check passed"
 			if len(s.Rules) > 0 {
-				rules = "rules: " + strings.Join(s.Rules, ", ")
+				rules = "rules: " + display.List(s.Rules)
 			}
-			fmt.Fprintf(w, "    policy: %s (%s)\n", s.Decision, rules)
+			fmt.Fprintf(w, "    policy: %s (%s)\n", show(s.Decision), rules)
 			for _, why := range s.Reasons {
-				fmt.Fprintf(w, "      why: %s\n", why)
+				fmt.Fprintf(w, "      why: %s\n", show(why))
 			}
 		}
 		if s.OutputLabel != nil {
 			fmt.Fprintf(w, "    output labeled %s\n", describe(s.OutputLabel.Integrity().String(), s.OutputLabel.Secrecy(), s.OutputLabel.Sources()))
 		}
 		if s.Status == engine.StatusHeld {
-			fmt.Fprintf(w, "    held for approval %s: nothing was sent to %s\n", s.ApprovalID, s.Tool)
+			fmt.Fprintf(w, "    held for approval %s: nothing was sent to %s\n", show(s.ApprovalID), show(s.Tool))
 		}
 		for i, it := range s.Items {
-			line := fmt.Sprintf("      [%d] %s", i, it.Status)
+			line := fmt.Sprintf("      [%d] %s", i, show(it.Status))
 			if it.Decision != "" {
-				line += fmt.Sprintf(" (%s", it.Decision)
+				line += fmt.Sprintf(" (%s", show(it.Decision))
 				if len(it.Rules) > 0 {
-					line += ": " + strings.Join(it.Rules, ", ")
+					line += ": " + display.List(it.Rules)
 				}
 				line += ")"
 			}
 			if it.ApprovalID != "" && it.Status == engine.StatusHeld {
-				line += "; approval " + it.ApprovalID
+				line += "; approval " + show(it.ApprovalID)
 			}
 			if it.Error != "" {
-				line += ": " + it.Error
+				line += ": " + show(it.Error)
 			}
 			fmt.Fprintln(w, line)
+			printLookalikes(w, it.Lookalikes, "        ")
 		}
 		if s.Turns > 0 {
 			fmt.Fprintf(w, "    agent: %d turn(s), %d tool call(s)\n", s.Turns, len(s.Calls))
 			for _, c := range s.Calls {
-				fmt.Fprintf(w, "      %s: %s (%s), arguments labeled %s\n", c.Tool, c.Status, c.Decision,
+				fmt.Fprintf(w, "      %s: %s (%s), arguments labeled %s\n", show(c.Tool), show(c.Status), show(c.Decision),
 					describe(c.Label.Integrity().String(), c.Label.Secrecy(), c.Label.Sources()))
 			}
 		}
 		if s.Error != "" {
-			fmt.Fprintf(w, "    error: %s\n", s.Error)
+			fmt.Fprintf(w, "    error: %s\n", show(s.Error))
 		}
 	}
 	if len(r.Outputs) > 0 {
-		b, _ := json.Marshal(r.Outputs)
-		fmt.Fprintf(w, "\noutputs: %s\n", b)
+		fmt.Fprintf(w, "\noutputs: %s\n", showJSON(r.Outputs))
 	}
 	if r.Error != "" {
-		fmt.Fprintf(w, "\nerror: %s\n", r.Error)
+		fmt.Fprintf(w, "\nerror: %s\n", show(r.Error))
+	}
+}
+
+// show is display.String: every string printed that an attacker may have
+// influenced (a tool name a model chose, an error a worker wrote, a
+// source, a reason that quotes a value) goes through it, so that no
+// control, escape sequence, bidi control or invisible character reaches
+// the terminal as itself.
+func show(s string) string { return display.String(s) }
+
+// showJSON prints a value exactly as JSON, with every hidden character
+// escaped.
+func showJSON(v any) string {
+	s, err := display.JSON(v, "")
+	if err != nil {
+		return fmt.Sprintf("(not JSON: %T)", v)
+	}
+	return s
+}
+
+// printLookalikes flags each argument of a held call that looks like, but
+// is not, a registry entry or a value approved before.
+func printLookalikes(w io.Writer, ls []engine.Lookalike, indent string) {
+	for _, l := range ls {
+		fmt.Fprintf(w, "%s⚠ %s looks like %s (%s) but is not: %s\n", indent, show(l.Arg), show(l.Like), show(l.Where), display.QuoteASCII(l.Value))
 	}
 }
 
 func describe(integrity string, secrecy, sources []string) string {
-	s := integrity
+	s := show(integrity)
 	if len(secrecy) > 0 {
-		s += ", secret (" + strings.Join(secrecy, ", ") + ")"
+		s += ", secret (" + display.List(secrecy) + ")"
 	}
 	if len(sources) > 0 {
-		s += ", from " + strings.Join(sources, ", ")
+		s += ", from " + display.List(sources)
 	} else {
 		s += ", written in the flow"
 	}

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/internal/display"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 )
 
@@ -62,7 +62,7 @@ Example:
 					return exitOK
 				}
 				for _, r := range runs {
-					fmt.Fprintf(c.stdout, "%s  %-20s %-9s %s  %d steps\n", r.ID, r.Flow, r.Status, r.Started.Local().Format(time.DateTime), len(r.Steps))
+					fmt.Fprintf(c.stdout, "%s  %-20s %-9s %s  %d steps\n", show(r.ID), show(r.Flow), show(r.Status), r.Started.Local().Format(time.DateTime), len(r.Steps))
 				}
 				return exitOK
 			}
@@ -128,34 +128,34 @@ func labelText(l *ifc.Label) string {
 }
 
 func printTrace(w io.Writer, r *audit.Run) {
-	fmt.Fprintf(w, "run %s (%s): %s\n", r.ID, r.Flow, r.Status)
+	fmt.Fprintf(w, "run %s (%s): %s\n", show(r.ID), show(r.Flow), show(r.Status))
 	for i, s := range r.Steps {
 		branch, pad := "├─", "│ "
 		if i == len(r.Steps)-1 {
 			branch, pad = "└─", "  "
 		}
-		fmt.Fprintf(w, "%s %s — %s: %s\n", branch, s.ID, s.Tool, s.Status)
+		fmt.Fprintf(w, "%s %s — %s: %s\n", branch, show(s.ID), show(s.Tool), show(s.Status))
 		fmt.Fprintf(w, "%s   arguments: %s\n", pad, labelText(s.Label))
 		if s.Decision != "" {
-			fmt.Fprintf(w, "%s   decision: %s", pad, s.Decision)
+			fmt.Fprintf(w, "%s   decision: %s", pad, show(s.Decision))
 			if len(s.Rules) > 0 {
-				fmt.Fprintf(w, " by %s", strings.Join(s.Rules, ", "))
+				fmt.Fprintf(w, " by %s", display.List(s.Rules))
 			}
 			fmt.Fprintln(w)
 		}
 		for _, why := range s.Reasons {
 			if why != "" {
-				fmt.Fprintf(w, "%s     why: %s\n", pad, why)
+				fmt.Fprintf(w, "%s     why: %s\n", pad, show(why))
 			}
 		}
 		if s.Answer != "" {
-			fmt.Fprintf(w, "%s   answered: %s\n", pad, s.Answer)
+			fmt.Fprintf(w, "%s   answered: %s\n", pad, show(s.Answer))
 		}
 		if s.OutputLabel != nil {
 			fmt.Fprintf(w, "%s   output: %s\n", pad, labelText(s.OutputLabel))
 		}
 		if s.Error != "" {
-			fmt.Fprintf(w, "%s   error: %s\n", pad, s.Error)
+			fmt.Fprintf(w, "%s   error: %s\n", pad, show(s.Error))
 		}
 	}
 }
@@ -175,7 +175,7 @@ func printDot(w io.Writer, r *audit.Run) {
 		}
 		secrecy := ""
 		if s.Label != nil && len(s.Label.Secrecy()) > 0 {
-			secrecy = "\nsecret: " + strings.Join(s.Label.Secrecy(), ", ")
+			secrecy = "\nsecret: " + display.List(s.Label.Secrecy())
 		}
 		id := fmt.Sprintf("s%d", i)
 		border := ""
@@ -185,7 +185,7 @@ func printDot(w io.Writer, r *audit.Run) {
 		case "denied", "failed":
 			border = ", color=\"#c62828\", penwidth=3"
 		}
-		fmt.Fprintf(w, "  %s [label=%q, fillcolor=%q%s];\n", id, s.ID+"\n"+s.Tool+"\n"+s.Status+secrecy, color, border)
+		fmt.Fprintf(w, "  %s [label=%q, fillcolor=%q%s];\n", id, show(s.ID)+"\n"+show(s.Tool)+"\n"+show(s.Status)+secrecy, color, border)
 		switch {
 		case !r.Planned:
 			// An older log: the order steps were decided in.

@@ -150,6 +150,33 @@ func writeEscape(b *strings.Builder, r rune) {
 	}
 }
 
+// QuoteASCII is [String] with every character outside ASCII escaped as
+// well, and `"` too, in quotes: for a value flagged as looking like
+// another, so that the person sees which of its letters is not what it
+// seems ("\u0430cct_hotel_1"). The result is a Go string literal of s.
+func QuoteASCII(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '"':
+			b.WriteString(`\"`)
+		case r >= utf8.RuneSelf || Hidden(r):
+			writeEscape(&b, r)
+		default:
+			b.WriteByte(byte(r))
+		}
+		i += n
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
 // Strings applies [String] to each of ss, in a new slice.
 func Strings(ss []string) []string {
 	out := make([]string, len(ss))

@@ -142,6 +142,15 @@ func FuzzString(f *testing.F) {
 				}
 			}
 		}
+		q := QuoteASCII(s)
+		for _, r := range q {
+			if r >= utf8.RuneSelf || Hidden(r) {
+				t.Fatalf("QuoteASCII(%q) = %q holds %U", s, q, r)
+			}
+		}
+		if back, err := strconv.Unquote(q); err != nil || back != s {
+			t.Fatalf("QuoteASCII(%q) = %s reads back as %q (%v)", s, q, back, err)
+		}
 		if Item(s) == "" {
 			t.Fatalf("Item(%q) is empty", s)
 		}
