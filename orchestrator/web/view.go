@@ -1,18 +1,16 @@
 package web
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"maps"
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/internal/display"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 )
@@ -20,7 +18,12 @@ import (
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"when": when,
-		"join": func(s []string) string { return strings.Join(s, ", ") },
+		"join": func(s []string) string { return display.List(s) },
+		// show writes every hidden character of a string an attacker may
+		// have written (a source, a tool name, an error, a reason) as an
+		// escape; the template then escapes it for HTML.
+		"show":       display.String,
+		"quoteASCII": display.QuoteASCII,
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"runs", "run", "approvals"} {
@@ -170,33 +173,11 @@ func approvalViews(held []engine.Approval) []approvalView {
 // zero-width characters) written as a \u escape, so what a person reads
 // is what would be sent. The template escapes it for HTML.
 func showValue(v any) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
+	s, err := display.JSON(v, "  ")
+	if err != nil {
 		return fmt.Sprintf("(not JSON: %T)", v)
 	}
-	s := strings.TrimSuffix(b.String(), "\n")
-	var out strings.Builder
-	for _, r := range s {
-		if r == '\n' || r == ' ' || unicode.IsGraphic(r) && !unicode.Is(unicode.Cf, r) {
-			out.WriteRune(r)
-			continue
-		}
-		if r > 0xFFFF {
-			r1, r2 := utf16Pair(r)
-			fmt.Fprintf(&out, `\u%04x\u%04x`, r1, r2)
-			continue
-		}
-		fmt.Fprintf(&out, `\u%04x`, r)
-	}
-	return out.String()
-}
-
-func utf16Pair(r rune) (rune, rune) {
-	r -= 0x10000
-	return 0xD800 + (r>>10)&0x3FF, 0xDC00 + r&0x3FF
+	return s
 }
 
 // The graph of a run, laid out top down in rows by depth.
@@ -333,33 +314,33 @@ func newNode(r *audit.Run, i, x, y int) node {
 		nd.Lines = append(nd.Lines, nodeLine{X: x + 12, Y: y + 20 + 16*len(nd.Lines), Text: shorten(text), Class: class})
 	}
 	if i < 0 {
-		nd.Class, nd.Title = "run", "run "+r.ID
-		line(r.Flow, "id")
+		nd.Class, nd.Title = "run", "run "+display.String(r.ID)
+		line(display.String(r.Flow), "id")
 		line("run "+shortID(r.ID), "")
 		line(r.Status, "status "+r.Status)
 		return nd
 	}
 	s := r.Steps[i]
 	nd.Class, nd.Anchor = integrityClass(s.Label), "step-"+s.ID
-	nd.Title = s.ID + " (" + s.Tool + ")"
-	line(s.ID, "id")
-	line(s.Tool, "")
+	nd.Title = display.String(s.ID + " (" + s.Tool + ")")
+	line(display.String(s.ID), "id")
+	line(display.String(s.Tool), "")
 	status := s.Status
 	if s.Decision != "" {
 		status += " · " + s.Decision
 	}
-	line(status, "status "+s.Status)
+	line(display.String(status), "status "+s.Status)
 	if len(s.Rules) > 0 {
 		names := make([]string, len(s.Rules))
 		for i, r := range s.Rules {
 			names[i], _, _ = strings.Cut(r, " (") // the rule, without where it is written
 		}
-		line("by "+strings.Join(names, ", "), "rules")
+		line("by "+display.List(names), "rules")
 	}
 	if s.Label != nil {
 		if sec := s.Label.Secrecy(); len(sec) > 0 {
 			nd.Secret = true
-			line("secrecy: "+strings.Join(sec, ", "), "secrecy")
+			line("secrecy: "+display.List(sec), "secrecy")
 		}
 	}
 	return nd

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 )
@@ -428,5 +429,44 @@ func TestURLFile(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s left behind: %v", path, err)
+	}
+}
+
+// Sources (a mail's sender, an invite's organizer), tool names, reasons
+// and errors are the attacker's to write as much as arguments are: each
+// is shown with its controls, bidi controls and invisible characters
+// escaped, and an argument that looks like a registry entry is flagged.
+func TestWhatAnAttackerWroteIsShownEscaped(t *testing.T) {
+	t.Parallel()
+	const forged = "eve\x1b[2J\u202e@evil.example\n trusted, from user\u2028\u200b"
+	const escaped = `eve\x1b[2J\u202e@evil.example\n trusted, from user\u2028\u200b`
+	b := heldPayment("\u0430cct_hotel_1")
+	src := ifc.UntrustedFrom("calendar:"+forged, pageSource)
+	b.approvals[0].ArgLabels["payee"] = src
+	b.approvals[0].Label = src
+	b.approvals[0].Reasons = []string{"held: " + forged}
+	b.approvals[0].Lookalikes = []engine.Lookalike{{Arg: "payee", Value: "\u0430cct_hotel_1", Like: "acct_hotel_1", Where: "registry payees"}}
+	b.runs[0].Steps[1].Tool = "llm.extract" + forged
+	b.runs[0].Steps[2].Label = &src
+	b.runs[0].Steps[2].Error = forged
+	b.runs[0].Steps[2].Reasons = []string{forged}
+	c := start(t, b)
+	for _, path := range []string{"/approvals", "/runs/" + runID} {
+		body := c.get(path).body
+		for _, r := range []rune{'\x1b', '\u202e', '\u2028', '\u200b'} {
+			if strings.ContainsRune(body, r) {
+				t.Errorf("%s: the page holds %U raw", path, r)
+			}
+		}
+		if strings.Contains(body, "\n trusted, from user") {
+			t.Errorf("%s: the page holds the forged line raw", path)
+		}
+		if !strings.Contains(body, `<code class="source">calendar:`+escaped+`</code>`) {
+			t.Errorf("%s: the page does not show the source escaped", path)
+		}
+	}
+	body := c.get("/approvals").body
+	if want := `looks like <code>acct_hotel_1</code> (registry payees) but is not: <code>&#34;\u0430cct_hotel_1&#34;</code>`; !strings.Contains(body, want) {
+		t.Errorf("the approvals page does not flag the lookalike payee: want %s", want)
 	}
 }
