@@ -2,6 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,6 +112,39 @@ workers:
 			if strings.HasPrefix(strings.TrimSpace(line), "trusted, from user") {
 				t.Errorf("%s prints a forged line %q", name, line)
 			}
+		}
+	}
+	// The web page served by sluice up shows the same, escaped.
+	pageURL, err := os.ReadFile(w.path(".sluice/run/web.url"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	if resp, err := hc.Get(strings.TrimSpace(string(pageURL))); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	u, _ := url.Parse(strings.TrimSpace(string(pageURL)))
+	resp, err := hc.Get("http://" + u.Host + "/approvals")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`<code class="source">calendar:eve\x1b[2j\u202e@evil.example, user</code>`,
+		`&#34;acct_\u202e1_letoh&#34;`,
+		`looks like <code>acct_hotel_1</code> (registry payees) but is not: <code>&#34;\u0430cct_hotel_1&#34;</code>`,
+	} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the web page does not show %s:\n%s", want, page)
+		}
+	}
+	for _, r := range []rune{'\x1b', '\u202e'} {
+		if strings.ContainsRune(string(page), r) {
+			t.Errorf("the web page holds %U raw", r)
 		}
 	}
 	if w.ledger() != nil {
