@@ -129,9 +129,19 @@ func UntrustedFrom(sources ...string) Label {
 	return Label{integrity: Untrusted, sources: set(sources)}
 }
 
-// New builds a label from its three parts.
+// New builds a label from its three parts. An integrity other than
+// [Trusted] and [Untrusted] is read as Untrusted.
 func New(integrity Integrity, secrecy, sources []string) Label {
-	return Label{integrity: integrity, secrecy: set(secrecy), sources: set(sources)}
+	return Label{integrity: valid(integrity), secrecy: set(secrecy), sources: set(sources)}
+}
+
+// valid returns i if it is Trusted, else Untrusted: the lattice has two
+// integrities, and a value that is neither is not taken to be trusted.
+func valid(i Integrity) Integrity {
+	if i == Trusted {
+		return Trusted
+	}
+	return Untrusted
 }
 
 // Integrity returns the label's integrity.
@@ -185,34 +195,43 @@ func Join(labels ...Label) Label {
 func (l Label) Join(o Label) Label { return Join(l, o) }
 
 // Clearance is what a sink accepts: values of at least this integrity that
-// carry no secrecy tag outside this set. The zero Clearance accepts values
-// of any integrity but no secret; manifests build theirs with
-// [NewClearance] or from JSON, where a missing integrity means trusted.
+// carry no secrecy tag outside this set. The zero Clearance is the
+// strictest: trusted values with no secrecy only. Manifests build theirs
+// with [NewClearance] or from JSON, where a missing integrity means trusted.
 type Clearance struct {
-	integrity Integrity
-	secrecy   []string
+	// admitsUntrusted is false in the zero value, so that a clearance
+	// nobody filled in admits trusted values only.
+	admitsUntrusted bool
+	secrecy         []string
 }
 
-// NewClearance builds a clearance.
+// NewClearance builds a clearance. Only [Untrusted] admits untrusted
+// values; any other integrity, including one that is neither of the two,
+// means trusted.
 func NewClearance(integrity Integrity, secrecy ...string) Clearance {
-	return Clearance{integrity: integrity, secrecy: set(secrecy)}
+	return Clearance{admitsUntrusted: integrity == Untrusted, secrecy: set(secrecy)}
 }
 
 // Integrity returns the least integrity the sink accepts.
-func (c Clearance) Integrity() Integrity { return c.integrity }
+func (c Clearance) Integrity() Integrity {
+	if c.admitsUntrusted {
+		return Untrusted
+	}
+	return Trusted
+}
 
 // Secrecy returns a copy of the secrecy tags the sink is cleared for.
 func (c Clearance) Secrecy() []string { return slices.Clone(c.secrecy) }
 
 // Equal reports whether two clearances are the same.
 func (c Clearance) Equal(o Clearance) bool {
-	return c.integrity == o.integrity && slices.Equal(c.secrecy, o.secrecy)
+	return c.admitsUntrusted == o.admitsUntrusted && slices.Equal(c.secrecy, o.secrecy)
 }
 
 // FlowsTo reports whether a value labeled l may go to a sink with clearance
 // c: l's secrecy is a subset of c's and l's integrity is at least c's.
 func (l Label) FlowsTo(c Clearance) bool {
-	if l.integrity < c.integrity {
+	if l.integrity != Trusted && !c.admitsUntrusted {
 		return false
 	}
 	for _, t := range l.secrecy {
@@ -274,7 +293,7 @@ func (c Clearance) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		Integrity Integrity `json:"integrity"`
 		Secrecy   []string  `json:"secrecy"`
-	}{c.integrity, nonNil(c.secrecy)})
+	}{c.Integrity(), nonNil(c.secrecy)})
 }
 
 // UnmarshalJSON reads {"integrity":"…","secrecy":[…]}. A missing integrity

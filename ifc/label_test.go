@@ -265,3 +265,48 @@ func FuzzLabelJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestUnknownIntegrityIsUntrusted: New, NewClearance and the zero
+// Clearance take the strictest reading of what they are given. An
+// integrity other than the two (Integrity(7)) once counted as above
+// trusted in FlowsTo, and the zero Clearance admitted untrusted values.
+func TestUnknownIntegrityIsUntrusted(t *testing.T) {
+	t.Parallel()
+	trustedSink := NewClearance(Trusted)
+	for _, in := range []Integrity{2, 7, 255} {
+		l := New(in, nil, []string{"web:a"})
+		if l.FlowsTo(trustedSink) || l.Integrity() != Untrusted {
+			t.Errorf("New(Integrity(%d)) = %v flows to a trusted sink; want untrusted", in, l)
+		}
+		if c := NewClearance(in); UntrustedFrom("web:a").FlowsTo(c) || c.Integrity() != Trusted {
+			t.Errorf("NewClearance(Integrity(%d)) admits untrusted values", in)
+		}
+	}
+	// Controls: the two integrities mean what they say.
+	if !New(Trusted, nil, nil).FlowsTo(trustedSink) || New(Untrusted, nil, nil).FlowsTo(trustedSink) {
+		t.Error("New(Trusted) or New(Untrusted) misread")
+	}
+	if !UntrustedFrom("web:a").FlowsTo(NewClearance(Untrusted)) {
+		t.Error("NewClearance(Untrusted) refuses untrusted values")
+	}
+}
+
+// TestZeroClearanceIsStrictest: a Clearance nobody filled in admits only
+// trusted values with no secrecy.
+func TestZeroClearanceIsStrictest(t *testing.T) {
+	t.Parallel()
+	var zero Clearance
+	if UntrustedFrom("web:a").FlowsTo(zero) {
+		t.Error("the zero Clearance admits an untrusted value")
+	}
+	if TrustedFrom().WithSecrecy("pii").FlowsTo(zero) {
+		t.Error("the zero Clearance admits a secret")
+	}
+	if zero.Integrity() != Trusted || !zero.Equal(NewClearance(Trusted)) {
+		t.Errorf("zero Clearance = %v, want trusted{}", zero.Integrity())
+	}
+	// Control: a trusted value with no secrecy flows to it.
+	if !TrustedFrom("user").FlowsTo(zero) {
+		t.Error("the zero Clearance refuses a trusted value")
+	}
+}

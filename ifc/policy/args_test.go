@@ -161,7 +161,7 @@ func TestIndex(t *testing.T) {
 `))
 	plan := func(p *plan) []string {
 		var out []string
-		for _, phase := range [][]step{p.deny, p.lower, p.late} {
+		for _, phase := range [][]step{p.deny, p.lower, p.lateDeny, p.late} {
 			for _, st := range phase {
 				out = append(out, st.r.ref.Name)
 			}
@@ -181,7 +181,7 @@ func TestIndex(t *testing.T) {
 	if got, want := plan(s.any), []string{"no-secrets-to-egress", "untrusted-never-pays-alone"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("rules for other tools: %v, want %v", got, want)
 	}
-	if got := s.byTool["payment.charge"].deny[1].p; got == s.rules[2].generic {
+	if got := s.byTool["payment.charge"].deny[0].p; got == s.rules[2].generic {
 		t.Error("rule a runs with dynamic args for the tool it is about")
 	}
 	// For a call, the rules that need a flag the tool lacks drop out too:

@@ -45,35 +45,56 @@ type Decision struct {
 	held *held // set on a decision to hold, by Decide only
 }
 
-// held makes an approval of one held call usable once.
-type held struct{ used atomic.Bool }
+// held makes an approval of one held call usable once, and keeps the
+// clearance of the tool it was held for.
+type held struct {
+	used      atomic.Bool
+	clearance ifc.Clearance
+}
 
-// Approve returns the reason a person gives by approving the held call d:
-// an endorsement recorded as approved:<who>, for [ifc.Endorse] to apply to
-// the call's context label (d.Label). It is the only way to build
-// such a reason. It fails with [ErrNotHeld] unless d is a decision to hold
-// made by [Set.Decide], who is not empty, and d was not approved before: a
-// deny cannot be approved, and one approval lets one call through.
-func (d Decision) Approve(who string) (ifc.Reason, error) {
+// Approve returns the label the held call d goes ahead with once a person
+// approves it: d.Label endorsed, and declassified of every secrecy tag the
+// tool is not cleared for, each recorded as approved:<who>. Declassified
+// lists the tags the approval dropped, for the record. It is the only way
+// a person lowers a label. It fails with [ErrNotHeld] unless d is a
+// decision to hold made by [Set.Decide], who is not empty, and d was not
+// approved before: a deny cannot be approved, and one approval lets one
+// call through.
+func (d Decision) Approve(who string) (l ifc.Label, declassified []string, err error) {
 	if d.Action != Approve || d.held == nil {
-		return ifc.Reason{}, fmt.Errorf("%w: the decision is %s", ErrNotHeld, d.Action)
+		return d.Label, nil, fmt.Errorf("%w: the decision is %s", ErrNotHeld, d.Action)
 	}
 	r := lower.ApprovedBy(who)
 	if r.Kind() == lower.None {
-		return ifc.Reason{}, fmt.Errorf("%w: an approval needs the name of who gave it", ErrNotHeld)
+		return d.Label, nil, fmt.Errorf("%w: an approval needs the name of who gave it", ErrNotHeld)
 	}
 	if d.held.used.Swap(true) {
-		return ifc.Reason{}, fmt.Errorf("%w: it was approved already", ErrNotHeld)
+		return d.Label, nil, fmt.Errorf("%w: it was approved already", ErrNotHeld)
 	}
-	return r, nil
+	if l, err = ifc.Endorse(d.Label, r); err != nil {
+		return d.Label, nil, err
+	}
+	cleared := d.held.clearance.Secrecy()
+	for _, t := range l.Secrecy() {
+		if !slices.Contains(cleared, t) {
+			declassified = append(declassified, t)
+		}
+	}
+	if len(declassified) > 0 {
+		if l, err = ifc.Declassify(l, lower.ApprovedDeclassifies(who, declassified)); err != nil {
+			return d.Label, nil, err
+		}
+	}
+	return l, declassified, nil
 }
 
 // plan is what Decide evaluates for one tool, in three phases, each in
 // load order.
 type plan struct {
-	deny  []step // deny rules, on the labels as they came
-	lower []step // endorse and declassify rules, on the labels as they came
-	late  []step // approve and allow rules, on the lowered labels
+	deny     []step // deny rules, on the labels as they came
+	lower    []step // endorse and declassify rules, on the labels as they came
+	lateDeny []step // deny rules marked after_lowering, on the lowered labels
+	late     []step // approve and allow rules, on the lowered labels
 }
 
 type step struct {
@@ -97,10 +118,12 @@ func (s *Set) index() {
 				}
 			}
 			st := step{r: r, p: prg}
-			switch r.action {
-			case Deny:
+			switch {
+			case r.action == Deny && r.afterLowering:
+				p.lateDeny = append(p.lateDeny, st)
+			case r.action == Deny:
 				p.deny = append(p.deny, st)
-			case Endorse, Declassify:
+			case r.action == Endorse || r.action == Declassify:
 				p.lower = append(p.lower, st)
 			default:
 				p.late = append(p.late, st)
@@ -123,7 +146,8 @@ func (s *Set) index() {
 // is recorded in Decision.Errors and fails closed. A nil Set denies.
 //
 // Deny rules and endorse and declassify rules see the call's labels as
-// they came. When endorse or declassify rules match, the call's labels are
+// they came, except deny rules marked after_lowering, which see them as
+// lowered. When endorse or declassify rules match, the call's labels are
 // lowered by each of them (for this call only), and the clearance check,
 // the approve rules and the allow rules see the lowered labels. Then:
 //   - a matching deny rule denies, whatever else matched;
@@ -170,6 +194,20 @@ func (s *Set) Decide(in Input) Decision {
 		label = lowerLabel(lowered, label)
 		act.lower(label, lowered)
 	}
+	// A deny rule marked after_lowering (the default no-secrets-to-egress)
+	// sees the lowered labels: a declassify rule the user wrote for one
+	// recipient lets exactly that call's secrecy go, and no other.
+	for _, st := range p.lateDeny {
+		matched, err := st.eval(act)
+		if err != nil {
+			errs = append(errs, err.Error())
+			matched = true
+		}
+		if matched {
+			deny = append(deny, st.r)
+		}
+	}
+	slices.SortStableFunc(deny, func(a, b *rule) int { return a.seq - b.seq })
 	clearanceOK := label.FlowsTo(in.Tool.Clearance)
 	d := Decision{Label: label}
 	add := func(rs []*rule) {
@@ -220,7 +258,7 @@ func (s *Set) Decide(in Input) Decision {
 		d.Lowered = append(d.Lowered, r.ref)
 	}
 	if len(approve) > 0 || !clearanceOK {
-		d.Action, d.held = Approve, &held{}
+		d.Action, d.held = Approve, &held{clearance: in.Tool.Clearance}
 		if !clearanceOK {
 			addClearance()
 		}
@@ -430,7 +468,7 @@ func (p *plan) only(t Tool) *plan {
 		}
 		return out
 	}
-	return &plan{deny: keep(p.deny), lower: keep(p.lower), late: keep(p.late)}
+	return &plan{deny: keep(p.deny), lower: keep(p.lower), lateDeny: keep(p.lateDeny), late: keep(p.late)}
 }
 
 // registryValue converts the registries once, at load.

@@ -21,6 +21,8 @@ const (
 	// CodeTags: a declassify rule without tags, or tags on a rule of
 	// another action.
 	CodeTags = "policy_tags"
+	// CodeAfterLowering: after_lowering on a rule that is not a deny.
+	CodeAfterLowering = "policy_after_lowering"
 	// CodeDuplicateRegistry: two files define a registry of one name.
 	CodeDuplicateRegistry = "policy_duplicate_registry"
 	// CodeUnknownRegistry: a rule reads registry.<name> and no file

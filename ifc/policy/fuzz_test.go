@@ -78,11 +78,14 @@ func checkDecision(t *testing.T, in Input, d Decision) {
 			t.Fatalf("source %s without the rule in Lowered %v", src, d.Lowered)
 		}
 	}
-	_, err := d.Approve("fuzz")
+	approved, _, err := d.Approve("fuzz")
 	if (err == nil) != (d.Action == Approve) {
 		t.Fatalf("Approve of a %s decision: %v", d.Action, err)
 	}
-	if _, err := d.Approve("fuzz"); err == nil {
+	if err == nil && (approved.Integrity() != ifc.Trusted || !approved.FlowsTo(in.Tool.Clearance)) {
+		t.Fatalf("approved label %v does not flow to %v", approved, in.Tool.Clearance)
+	}
+	if _, _, err := d.Approve("fuzz"); err == nil {
 		t.Fatal("a decision was approved twice")
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 const lowerRules = `rules:
@@ -146,32 +148,25 @@ func TestApprove(t *testing.T) {
 	if held.Action != Approve {
 		t.Fatalf("Decide = %s, want approve", held.Action)
 	}
-	if _, err := held.Approve(""); !errors.Is(err, ErrNotHeld) {
+	if _, _, err := held.Approve(""); !errors.Is(err, ErrNotHeld) {
 		t.Errorf("Approve by nobody: %v", err)
 	}
-	r, err := held.Approve("ana")
+	got, declassified, err := held.Approve("ana")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ifc.Endorse(held.Label, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := ifc.TrustedFrom("web:hotel.example", "approved:ana"); !got.Equal(want) {
-		t.Errorf("approved label %v, want %v", got, want)
-	}
-	if _, err := ifc.Declassify(held.Label, r); !errors.Is(err, ifc.ErrReason) {
-		t.Errorf("an approval declassified: %v", err)
+	if want := ifc.TrustedFrom("web:hotel.example", "approved:ana"); !got.Equal(want) || declassified != nil {
+		t.Errorf("approved label %v, declassified %v; want %v and nothing", got, declassified, want)
 	}
 	// One approval, one call: a copy of the decision shares it.
 	again := held
-	if _, err := again.Approve("bob"); !errors.Is(err, ErrNotHeld) {
+	if _, _, err := again.Approve("bob"); !errors.Is(err, ErrNotHeld) {
 		t.Errorf("second Approve: %v", err)
 	}
 	// Neither an allow nor a decision made outside Decide can be approved.
 	allowed := s.Decide(Input{Tool: charge, Label: ifc.TrustedFrom("user"), Args: map[string]any{"payee": "acct_x", "amount": int64(1)}})
 	for _, d := range []Decision{allowed, {Action: Approve, Label: web}} {
-		if _, err := d.Approve("ana"); !errors.Is(err, ErrNotHeld) {
+		if _, _, err := d.Approve("ana"); !errors.Is(err, ErrNotHeld) {
 			t.Errorf("Approve of %s decision: %v", d.Action, err)
 		}
 	}
@@ -186,11 +181,124 @@ func TestDenyCannotBeApproved(t *testing.T) {
 	if d.Action != Deny {
 		t.Fatalf("Decide = %s, want deny", d.Action)
 	}
-	r, err := d.Approve("ana")
+	l, _, err := d.Approve("ana")
 	if !errors.Is(err, ErrNotHeld) {
 		t.Fatalf("Approve of a deny: %v", err)
 	}
-	if _, err := ifc.Endorse(d.Label, r); !errors.Is(err, ifc.ErrReason) {
-		t.Fatalf("the reason from a refused approval endorsed a label: %v", err)
+	if !l.Equal(d.Label) {
+		t.Fatalf("a refused approval lowered the label: %v", l)
+	}
+}
+
+// TestApprovalOfASecrecyFailureDeclassifies: a person who approves a call
+// held because it carries secrecy its tool is not cleared for
+// declassifies those tags, and the approved label says so. Before, the
+// approval was recorded as an endorsement only, and the call went out
+// with a label that did not flow to the tool's clearance.
+func TestApprovalOfASecrecyFailureDeclassifies(t *testing.T) {
+	t.Parallel()
+	s := mustLoad(t, DefaultFile())
+	event := Tool{Name: "calendar.create_event", Worker: "calendar", Privileged: true, Approvable: true,
+		Clearance: ifc.NewClearance(ifc.Trusted, "pii")}
+	in := ifc.TrustedFrom("user").WithSecrecy("payment", "pii")
+	d := s.Decide(Input{Tool: event, Label: in, Args: map[string]any{}})
+	if d.Action != Approve {
+		t.Fatalf("Decide = %s, want approve", d.Action)
+	}
+	got, declassified, err := d.Approve("ana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(declassified, []string{"payment"}) || !got.FlowsTo(event.Clearance) ||
+		!slices.Equal(got.Secrecy(), []string{"pii"}) || !slices.Contains(got.Sources(), "approved:ana") {
+		t.Errorf("approved label %v, declassified %v; want {pii} with approved:ana, declassified [payment]", got, declassified)
+	}
+	// Control: an approval of an integrity failure declassifies nothing.
+	d = s.Decide(Input{Tool: event, Label: ifc.UntrustedFrom("web:a").WithSecrecy("pii"), Args: map[string]any{}})
+	got, declassified, err = d.Approve("ana")
+	if err != nil || declassified != nil || !slices.Equal(got.Secrecy(), []string{"pii"}) || got.Integrity() != ifc.Trusted {
+		t.Errorf("approved %v, declassified %v, err %v", got, declassified, err)
+	}
+}
+
+// TestDeclassifyToSelfLetsMailGo: a declassify rule for a recipient in
+// registry.self lets exactly that mail go, though no-secrets-to-egress is
+// always loaded and a deny wins. Before, the default deny saw the labels
+// as they came, so the rule DESIGN §8 prescribes could never let "mail me
+// my agenda" out.
+func TestDeclassifyToSelfLetsMailGo(t *testing.T) {
+	t.Parallel()
+	send := Tool{Name: "email.send", Worker: "email", Privileged: true, Approvable: true, Egress: true,
+		Clearance: ifc.NewClearance(ifc.Trusted)}
+	sch, err := schemas.Load("tools/email.send.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustLoadTools(t, Tools{"email.send": sch}, DefaultFile(), file("p.yaml", `rules:
+  - name: mail-to-self
+    when: tool.name == "email.send" && args.to in registry.self
+    action: declassify
+    tags: [pii, calendar]
+  - name: no-mail-to-bob
+    when: tool.name == "email.send" && args.to == "bob@x.example"
+    action: deny
+registries:
+  self: [me@home.example]
+`))
+	agenda := ifc.TrustedFrom("user", "tool:calendar.list_events").WithSecrecy("pii", "calendar")
+	args := func(to string) map[string]any { return map[string]any{"to": to, "subject": "agenda", "body": "..."} }
+	argLabels := map[string]ifc.Label{"to": ifc.TrustedFrom("user"), "body": agenda}
+
+	d := s.Decide(Input{Tool: send, Label: agenda, ArgLabels: argLabels, Args: args("me@home.example")})
+	if d.Action != Allow || !slices.Equal(names(d.Rules), []string{"mail-to-self"}) || len(d.Label.Secrecy()) != 0 {
+		t.Errorf("mail to self: %s by %v, label %v; want allow by mail-to-self, no secrecy", d.Action, names(d.Rules), d.Label)
+	}
+	// A body a model drafted after reading a stranger's mail: held for a
+	// person, not denied.
+	drafted := agenda.Join(ifc.UntrustedFrom("email:eve@evil.example"))
+	d = s.Decide(Input{Tool: send, Label: drafted, Args: args("me@home.example")})
+	if d.Action != Approve {
+		t.Errorf("untrusted draft to self: %s by %v, want approve", d.Action, names(d.Rules))
+	}
+	// Every other recipient is still denied by the default rule.
+	d = s.Decide(Input{Tool: send, Label: agenda, Args: args("eve@evil.example")})
+	if d.Action != Deny || !slices.Contains(names(d.Rules), "no-secrets-to-egress") {
+		t.Errorf("mail to another: %s by %v, want deny by no-secrets-to-egress", d.Action, names(d.Rules))
+	}
+	// A tag the rule does not drop still stops the mail to self.
+	d = s.Decide(Input{Tool: send, Label: agenda.WithSecrecy("payment"), Args: args("me@home.example")})
+	if d.Action != Deny || !slices.Contains(names(d.Rules), "no-secrets-to-egress") {
+		t.Errorf("payment data to self: %s by %v, want deny", d.Action, names(d.Rules))
+	}
+	// Any other deny still wins over the declassification, as the labels came.
+	s2 := mustLoadTools(t, Tools{"email.send": sch}, DefaultFile(), file("p.yaml", `rules:
+  - name: mail-to-self
+    when: tool.name == "email.send" && args.to in registry.self
+    action: declassify
+    tags: [pii, calendar]
+  - name: no-pii-mail
+    when: tool.name == "email.send" && "pii" in label.secrecy
+    action: deny
+registries:
+  self: [me@home.example]
+`))
+	d = s2.Decide(Input{Tool: send, Label: agenda, Args: args("me@home.example")})
+	if d.Action != Deny || !slices.Equal(names(d.Rules), []string{"no-pii-mail"}) {
+		t.Errorf("with a user's deny: %s by %v, want deny by no-pii-mail", d.Action, names(d.Rules))
+	}
+	// Control: with no declassify rule, mail to self with pii is denied.
+	d = mustLoadTools(t, Tools{"email.send": sch}, DefaultFile()).Decide(Input{Tool: send, Label: agenda, Args: args("me@home.example")})
+	if d.Action != Deny {
+		t.Errorf("no rule: %s, want deny", d.Action)
+	}
+}
+
+// TestAfterLoweringIsForDenyOnly: after_lowering on another action does
+// not load.
+func TestAfterLoweringIsForDenyOnly(t *testing.T) {
+	t.Parallel()
+	_, err := Load(nil, file("p.yaml", "rules:\n  - {name: a, when: 'true', action: allow, after_lowering: true}\n"))
+	if err == nil || !strings.Contains(err.Error(), "after_lowering") {
+		t.Errorf("Load = %v, want an after_lowering error", err)
 	}
 }

@@ -126,16 +126,19 @@ type Set struct {
 }
 
 type rule struct {
-	ref     RuleRef
-	seq     int // position in load order
-	action  Action
-	reason  string
-	lower   ifc.Reason // for endorse and declassify rules
-	src     *scalarMap
-	generic *program            // compiled with args dynamic
-	targets []string            // the tools the rule is about; nil: any
-	flags   []flagTest          // the tool flags the rule needs
-	byTool  map[string]*program // compiled with each target's typed args
+	ref    RuleRef
+	seq    int // position in load order
+	action Action
+	reason string
+	lower  ifc.Reason // for endorse and declassify rules
+	// afterLowering: a deny rule that sees the labels as lowered by the
+	// endorse and declassify rules that matched the call.
+	afterLowering bool
+	src           *scalarMap
+	generic       *program            // compiled with args dynamic
+	targets       []string            // the tools the rule is about; nil: any
+	flags         []flagTest          // the tool flags the rule needs
+	byTool        map[string]*program // compiled with each target's typed args
 }
 
 type program struct {
@@ -328,10 +331,15 @@ func (l *loader) rule(doc *schemas.Document, i int, v any) {
 	reason, _ := m["reason"].(string)
 	tagsVal, hasTags := m["tags"]
 	tags, _ := stringList(tagsVal)
+	afterLowering, _ := m["after_lowering"].(bool)
 	pos := doc.Pos(ptr)
 	ref := RuleRef{Name: name, File: doc.File, Line: pos.Line, Col: pos.Col}
 	keep := l.claim(doc, ptr, name, CodeDuplicateRule, ref)
-	r := &rule{ref: ref, seq: len(l.set.rules), action: Action(action), reason: reason}
+	r := &rule{ref: ref, seq: len(l.set.rules), action: Action(action), reason: reason, afterLowering: afterLowering}
+	if afterLowering && Action(action) != Deny {
+		l.ds.Add(doc.File, doc.KeyPos(ptr+"/after_lowering"), CodeAfterLowering, "rule %q: after_lowering is only for deny rules, not %s", name, action)
+		keep = false
+	}
 	switch Action(action) {
 	case Allow, Deny, Approve, Endorse:
 		if hasTags {

@@ -65,7 +65,7 @@ func TestLoadDefault(t *testing.T) {
 	s := mustLoad(t, DefaultFile())
 	want := []RuleRef{
 		{Name: "untrusted-never-pays-alone", File: DefaultFileName, Line: 21, Col: 5},
-		{Name: "no-secrets-to-egress", File: DefaultFileName, Line: 30, Col: 5},
+		{Name: "no-secrets-to-egress", File: DefaultFileName, Line: 33, Col: 5},
 	}
 	if got := s.Rules(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Rules() = %v, want %v", got, want)

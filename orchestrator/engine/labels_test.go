@@ -142,9 +142,9 @@ func TestRegistryEndorsesPayee(t *testing.T) {
 		if d == nil || d.Integrity() != ifc.Trusted || !slices.Contains(d.Sources(), "endorsed:known-payees") {
 			t.Fatalf("delivered label %v: want trusted, endorsed:known-payees", d)
 		}
-		// The output label is the join of the endorsed context label and
-		// the manifest's output label: it carries the endorsement.
-		if o := pay.OutputLabel; o.Integrity() != ifc.Trusted || !slices.Contains(o.Sources(), "endorsed:known-payees") {
+		// The endorsement is for the call's arguments: the output keeps
+		// the context label as it came, and records the rule.
+		if o := pay.OutputLabel; o.Integrity() != ifc.Untrusted || !slices.Contains(o.Sources(), "endorsed:known-payees") {
 			t.Errorf("output label %v", o)
 		}
 		// Nothing else in the run changed: the payee read directly from
@@ -185,8 +185,10 @@ func TestRegistryEndorsesPayee(t *testing.T) {
 }
 
 // TestApprovalEndorsesOneCall: an approved held call is delivered with
-// its context label endorsed by approved:<who>, and its output carries
-// it; nothing else in the run changes.
+// its context label endorsed by approved:<who>; its output records the
+// approval but keeps the context label as it came (the person approved
+// the arguments, not what the call returns); nothing else in the run
+// changes.
 func TestApprovalEndorsesOneCall(t *testing.T) {
 	h := newHarness(t, "", map[string]worker.Handler{"fetch": fromTheWeb("acct_other")})
 	opts := Options{Wait: true}
@@ -206,10 +208,10 @@ func TestApprovalEndorsesOneCall(t *testing.T) {
 	if d == nil || d.Integrity() != ifc.Trusted || !slices.Contains(d.Sources(), "approved:ana") {
 		t.Fatalf("delivered label %v", d)
 	}
-	if !slices.Contains(pay.OutputLabel.Sources(), "approved:ana") || pay.OutputLabel.Integrity() != ifc.Trusted {
+	if !slices.Contains(pay.OutputLabel.Sources(), "approved:ana") || pay.OutputLabel.Integrity() != ifc.Untrusted {
 		t.Errorf("output label %v", pay.OutputLabel)
 	}
-	if l := step(t, r, "after").Label; l.Integrity() != ifc.Trusted {
+	if l := step(t, r, "after").Label; l.Integrity() != ifc.Untrusted || !slices.Contains(l.Sources(), "approved:ana") {
 		t.Errorf("after reads the approved call's output: %v", l)
 	}
 	if l := step(t, r, "other").Label; l.Integrity() != ifc.Untrusted || slices.Contains(l.Sources(), "approved:ana") {
@@ -357,5 +359,96 @@ steps:
 	}
 	if len(claims) != 7 {
 		t.Fatalf("violations recorded %q; want one for each of the 7 reserved sources", claims)
+	}
+}
+
+// personal is a fetch whose text and payee are trusted but personal.
+func personal(context.Context, *worker.Call) (any, error) {
+	return worker.Labeled{Output: map[string]any{"text": "my notes", "payee": "acct_hotel_1"},
+		Labels: map[string]ifc.Label{
+			"text":  ifc.UntrustedFrom("web:evil.example").WithSecrecy("pii"),
+			"payee": ifc.TrustedFrom("user").WithSecrecy("pii"),
+		}}, nil
+}
+
+// TestLoweringIsForTheArgumentsOnly: an endorse or declassify rule lowers
+// the labels of one call's arguments; what the call returns keeps the
+// context label as it came (with the rules recorded in its sources).
+// Before, the output carried the lowered label, so a rule that let a
+// model see personal data also made the model's answer lose the tag.
+func TestLoweringIsForTheArgumentsOnly(t *testing.T) {
+	const rules = `rules:
+  - {name: echo-sees-pii, when: 'tool.name == "t.echo"', action: declassify, tags: [pii]}
+  - {name: echo-endorsed, when: 'tool.name == "t.echo"', action: endorse}
+`
+	h := newHarness(t, rules, map[string]worker.Handler{"fetch": personal})
+	r := h.run(`name: p
+steps:
+  - {id: f, call: t.fetch}
+  - {id: m, call: t.echo, with: {v: "${steps.f.output.text}"}}
+`, nil, Options{})
+	m := step(t, r, "m")
+	if m.Status != StatusCompleted {
+		t.Fatalf("m: %s %s", m.Status, m.Error)
+	}
+	// Control: the call itself was delivered lowered.
+	if d := m.DeliveredLabel; d == nil || d.HasSecrecy("pii") || d.Integrity() != ifc.Trusted {
+		t.Fatalf("delivered label %v: want trusted, without pii", d)
+	}
+	out := m.OutputLabel
+	if out == nil || !out.HasSecrecy("pii") || out.Integrity() != ifc.Untrusted {
+		t.Errorf("output label %v: want untrusted{pii}, as the call's context came", out)
+	}
+	if out != nil && (!slices.Contains(out.Sources(), "declassified:echo-sees-pii") || !slices.Contains(out.Sources(), "endorsed:echo-endorsed")) {
+		t.Errorf("output label %v does not record the rules that lowered the call", out)
+	}
+}
+
+// TestApprovalOfASecrecyFailureIsRecorded: a person who approves a call
+// held because it carries a tag its tool is not cleared for declassifies
+// that tag for the call, and the audit record says so. Before, it was
+// recorded as an endorsement only, and the call was delivered with a
+// label that did not flow to its clearance.
+func TestApprovalOfASecrecyFailureIsRecorded(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{"fetch": personal})
+	opts := Options{Wait: true, OnHeld: func(s StepResult) {
+		go func() {
+			if err := h.engine.Decide(context.Background(), s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}}
+	r := h.run(`name: p
+steps:
+  - {id: f, call: t.fetch}
+  - {id: pay, call: t.pay, with: {amount: 1, payee: "${steps.f.output.payee}"}}
+`, nil, opts)
+	pay := step(t, r, "pay")
+	if pay.Status != StatusCompleted || !slices.Contains(pay.Rules, "clearance") {
+		t.Fatalf("pay: %s, rules %v", pay.Status, pay.Rules)
+	}
+	recs, err := h.log.Records(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, rec := range recs {
+		if rec.Kind != audit.KindDecision || rec.Step != "pay" || rec.Action != "allow" {
+			continue
+		}
+		found = true
+		if rec.Label == nil || rec.Label.HasSecrecy("pii") || !slices.Contains(rec.Label.Sources(), "approved:ana") {
+			t.Errorf("approval record label %v: want pii declassified by approved:ana", rec.Label)
+		}
+		if len(rec.Reasons) != 1 || !strings.Contains(rec.Reasons[0], "declassifies pii") {
+			t.Errorf("approval record reasons %q: want the declassification named", rec.Reasons)
+		}
+	}
+	if !found {
+		t.Fatal("no audit record of the approval")
+	}
+	// The output keeps what the call's context carried.
+	if pay.OutputLabel == nil || !pay.OutputLabel.HasSecrecy("pii") {
+		t.Errorf("output label %v: want pii", pay.OutputLabel)
 	}
 }

@@ -286,17 +286,22 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		}
 		res.Args, res.Lookalikes = nil, nil
 		approvedBy = who
-		reason, err := d.Approve(who)
-		if err == nil {
-			delivered, err = ifc.Endorse(delivered, reason)
-		}
+		var declassified []string
+		var err error
+		delivered, declassified, err = d.Approve(who)
 		if err != nil {
 			res.Status, res.Error = StatusFailed, fmt.Sprintf("approval: %v", err)
 			return nil
 		}
+		reason := "approved by " + who + "; endorses this call"
+		if len(declassified) > 0 {
+			// A person who lets a call through that its tool is not
+			// cleared for declassifies what it carries: say so.
+			reason += " and declassifies " + strings.Join(declassified, ",") + " for it"
+		}
 		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
 			MsgID: res.MsgID, Label: &delivered, Action: string(policy.Allow),
-			Rules: []string{"approval:" + res.ApprovalID}, Reasons: []string{"approved by " + who + "; endorses this call"}}
+			Rules: []string{"approval:" + res.ApprovalID}, Reasons: []string{reason}}
 		if err := r.publish(rec); err != nil {
 			res.Status, res.Error = StatusFailed, err.Error()
 			return nil
@@ -334,7 +339,10 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 	if f := r.e.cfg.Delivered; f != nil {
 		f(Delivery{RunID: r.id, Step: s.ID, Tool: s.Call, Args: args, Label: res.Label, Delivered: delivered, ApprovedBy: approvedBy})
 	}
-	v, noEffect := r.call(ctx, s, body, res, delivered, idem, log)
+	// A lowering is for this call's arguments only: the output keeps the
+	// context label as it came, and records who lowered the call.
+	output := res.Label.WithSources(delivered.Sources()...)
+	v, noEffect := r.call(ctx, s, body, res, delivered, output, idem, log)
 	if v == nil && noEffect {
 		r.e.caps.release(context.WithoutCancel(ctx), r, held)
 	}
@@ -364,14 +372,15 @@ func ruleRefs(rs []policy.RuleRef) []string {
 	return out
 }
 
-// call delivers the call to the worker, trying again up to the step's
-// retries when a try fails in a way that another may not (every try
+// call delivers the call to the worker with label, trying again up to the
+// step's retries when a try fails in a way that another may not (every try
 // carries the same idempotency key, so a side effect happens once), and
-// labels the output: the join of the label the call was delivered with,
-// the output label of the tool's manifest, and every host it reached.
+// labels the output: the join of output (the context label as it came,
+// with the sources of any lowering), the output label of the tool's
+// manifest, and every host it reached.
 // noEffect reports, for a call that failed, that it is known not to have
 // happened: every try was refused by the worker or reached no worker.
-func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResult, label ifc.Label, idem string, log *slog.Logger) (v *value, noEffect bool) {
+func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResult, label, output ifc.Label, idem string, log *slog.Logger) (v *value, noEffect bool) {
 	m := r.e.cfg.Manifests[s.Worker]
 	timeout := s.Timeout
 	if timeout == 0 {
@@ -389,7 +398,7 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 		t := r.try(ctx, s, m, body, label, msgID, idem, timeout)
 		out, labels, hosts, err, retry := t.out, t.labels, t.hosts, t.err, t.retry
 		noEffect = noEffect && t.noEffect
-		base := ifc.Join(label, s.Spec.OutputLabel)
+		base := ifc.Join(output, s.Spec.OutputLabel)
 		for _, h := range hosts {
 			if s.Spec.TrustedNetwork {
 				// A model API computes on what it was sent: its answer

@@ -66,6 +66,18 @@ func ApprovedBy(who string) Reason {
 	return Reason{kind: Endorse, source: ApprovedPrefix + who}
 }
 
+// ApprovedDeclassifies is the reason of a person who approved one held
+// call whose secrecy the tool is not cleared for: a declassification of
+// tags recorded as approved:<who>.
+func ApprovedDeclassifies(who string, tags []string) Reason {
+	if strings.TrimSpace(who) == "" || len(tags) == 0 {
+		return Reason{}
+	}
+	t := slices.Clone(tags)
+	slices.Sort(t)
+	return Reason{kind: Declassify, source: ApprovedPrefix + who, tags: slices.Compact(t)}
+}
+
 // Kind returns what the reason allows.
 func (r Reason) Kind() Kind { return r.kind }
 
