@@ -30,6 +30,7 @@ import (
 	"code.dny.dev/ssrf"
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -77,6 +78,9 @@ type Broker struct {
 	// address that offers no TLS (netip.Addr.IsLoopback); tests replace it
 	// to treat a server on loopback as remote.
 	isLoopback func(netip.Addr) bool
+	// echoes finds every configured secret in a response, in every form
+	// it knows; computed once.
+	echoes *echo.Matcher
 }
 
 // New returns a broker.
@@ -94,8 +98,12 @@ func New(cfg Config) *Broker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	values := map[string][]byte{}
+	for n, sec := range cfg.Secrets {
+		values[n] = sec.value
+	}
 	b := &Broker{cfg: cfg, log: log, guard: ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork()),
-		isLoopback: netip.Addr.IsLoopback}
+		isLoopback: netip.Addr.IsLoopback, echoes: echo.New(values)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
 }
@@ -217,6 +225,12 @@ func (b *Broker) do(ctx context.Context, worker, msgID string, body []byte) *sch
 		return refuse("bad request")
 	}
 	for k, v := range headers {
+		// The transport asks for gzip itself and decompresses what it
+		// gets, so that the scrubber below sees the plain body: a worker
+		// may not ask for an encoding that would carry an echo past it.
+		if strings.EqualFold(k, "Accept-Encoding") {
+			continue
+		}
 		hreq.Header.Set(k, v)
 	}
 	client := &http.Client{
@@ -274,12 +288,25 @@ func (b *Broker) do(ctx context.Context, worker, msgID string, body []byte) *sch
 		return &schemas.EgressResponse{Error: &schemas.ReplyError{Code: schemas.CodeTooLarge,
 			Message: fmt.Sprintf("response from %s exceeds %d bytes", hostport, b.cfg.MaxBody)}}
 	}
+	// A body still encoded (one the transport did not decompress) could
+	// carry an echo past the scrubber: it is refused.
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return refuse("response from %s has Content-Encoding %q; only plain and gzip bodies are accepted", hostport, ce)
+	}
 	// Whatever the server echoed of a secret is removed before the worker
-	// sees it.
-	out := &schemas.EgressResponse{Status: resp.StatusCode, Headers: map[string]string{}, Body: scrub(data, sub.used)}
+	// sees it; an echo the broker finds but cannot cut out (inside a
+	// string that escapes only some of its characters) refuses the whole
+	// response.
+	scrubbed, _ := b.echoes.Replace(scrub(data, sub.used))
+	if found := b.echoes.Find(string(scrubbed)); len(found) > 0 {
+		b.log.Warn("egress response echoed a secret", "worker", worker, "msg_id", msgID, "host", hostport, "secrets", found)
+		return refuse("response from %s echoed a secret in a form that could not be removed", hostport)
+	}
+	out := &schemas.EgressResponse{Status: resp.StatusCode, Headers: map[string]string{}, Body: scrubbed}
 	for k, v := range resp.Header {
 		if len(v) > 0 {
-			out.Headers[k] = scrub2(v[0], sub.used)
+			h, _ := b.echoes.Replace([]byte(scrub2(v[0], sub.used)))
+			out.Headers[k] = string(h)
 		}
 	}
 	return out

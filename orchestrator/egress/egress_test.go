@@ -1,11 +1,15 @@
 package egress
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"html"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -246,6 +250,105 @@ func TestReport(t *testing.T) {
 	for _, e := range events {
 		if strings.Contains(fmt.Sprint(e), "token=abc") || strings.Contains(fmt.Sprint(e), "meta-data") {
 			t.Errorf("event carries the URL's path or query: %+v", e)
+		}
+	}
+}
+
+// TestSecretEchoesInOtherForms: an API that echoes its key gzip-compressed
+// to a worker that asked for gzip, inside the base64 of a longer string
+// (user:key) at each alignment, in JSON \u escapes, in lower-case %xx, in
+// HTML entities or in UTF-16, hands the worker nothing of it. Before, each
+// of these reached the worker. The control: an answer without the key
+// passes untouched, compressed or not.
+func TestSecretEchoesInOtherForms(t *testing.T) {
+	const key = "sk-canary-7f3a9c2e1d"
+	u16 := func(s string) string {
+		var b []byte
+		for _, r := range s {
+			b = append(b, byte(r), 0)
+		}
+		return string(b)
+	}
+	var ju, ent, pct strings.Builder
+	for i, r := range key {
+		fmt.Fprintf(&ju, `\u%04x`, r)
+		fmt.Fprintf(&pct, "%%%02x", r)
+		if i%2 == 0 {
+			fmt.Fprintf(&ent, "&#%d;", r)
+		} else {
+			ent.WriteRune(r)
+		}
+	}
+	echoes := map[string]string{
+		"/b64-0":   base64.StdEncoding.EncodeToString([]byte(key)),
+		"/b64-1":   base64.StdEncoding.EncodeToString([]byte("u:" + key)),
+		"/b64-2":   base64.StdEncoding.EncodeToString([]byte("user:" + key)),
+		"/json":    `{"k":"` + ju.String() + `"}`,
+		"/pct":     pct.String(),
+		"/entity":  ent.String(),
+		"/utf16":   u16(key),
+		"/gzip":    key,
+		"/control": "no key here",
+	}
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		text := echoes[r.URL.Path]
+		if !strings.Contains(r.Header.Get("Authorization"), key) {
+			text = "unauthorized"
+		}
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			zw.Write([]byte(text))
+			zw.Close()
+			return
+		}
+		w.Write([]byte(text))
+	}))
+	defer api.Close()
+	apiHost := strings.TrimPrefix(api.URL, "http://")
+	b := New(Config{
+		Grants:       map[string][]string{"llm": {apiHost}},
+		Track:        func(string, string, string) bool { return true },
+		Secrets:      map[string]Secret{"api_key": NewSecret("api_key", []byte(key))},
+		SecretGrants: map[string][]SecretGrant{"llm": {{Name: "api_key", Hosts: []string{"127.0.0.1"}}}},
+	})
+	headers := map[string]string{"Authorization": "Bearer {{secret:api_key}}", "Accept-Encoding": "gzip"}
+	holdsKey := func(body []byte) bool {
+		s := string(body)
+		if zr, err := gzip.NewReader(bytes.NewReader(body)); err == nil {
+			if plain, err := io.ReadAll(zr); err == nil {
+				s = string(plain)
+			}
+		}
+		s = html.UnescapeString(strings.ReplaceAll(s, "\x00", ""))
+		if u, err := url.PathUnescape(s); err == nil {
+			s = u
+		}
+		var js map[string]string
+		if json.Unmarshal([]byte(s), &js) == nil {
+			s = js["k"]
+		}
+		for _, enc := range []*base64.Encoding{base64.StdEncoding} {
+			if d, err := enc.DecodeString(s); err == nil {
+				s = string(d)
+			}
+		}
+		return strings.Contains(s, key)
+	}
+	for path := range echoes {
+		body, _ := json.Marshal(schemas.EgressRequest{Method: "GET", URL: api.URL + path, Headers: headers})
+		resp := b.Do(context.Background(), "llm", "m", body)
+		if path == "/control" {
+			if resp.Error != nil || string(resp.Body) != "no key here" {
+				t.Errorf("control: %+v %q", resp.Error, resp.Body)
+			}
+			continue
+		}
+		if resp.Error == nil && holdsKey(resp.Body) {
+			t.Errorf("%s: the worker got the key back: %q", path, resp.Body)
+		}
+		if resp.Error == nil && resp.Status != 200 {
+			t.Errorf("%s: status %d", path, resp.Status)
 		}
 	}
 }
