@@ -32,6 +32,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/egress"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/orchestrator/supervisor"
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -192,15 +193,20 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	o.wg.Add(1)
 	go o.recordViolations(violations)
-	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.policy, Audit: o.audit,
-		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered})
-	grants := map[string][]string{}
-	for name, m := range o.manifests {
-		grants[name] = m.Grants.Net
-	}
 	secrets, err := loadSecrets(d, o.cfg.Getenv)
 	if err != nil {
 		return err
+	}
+	values := map[string][]byte{}
+	for name, s := range secrets {
+		values[name] = s.Value()
+	}
+	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.policy, Audit: o.audit,
+		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered,
+		Secrets: echo.New(values)})
+	grants := map[string][]string{}
+	for name, m := range o.manifests {
+		grants[name] = m.Grants.Net
 	}
 	sgrants, err := secretGrants(o.manifests, secrets)
 	if err != nil {

@@ -26,6 +26,10 @@ func NewSecret(name string, value []byte) Secret {
 
 func (s Secret) String() string { return "[secret " + s.name + "]" }
 
+// Value returns a copy of the secret's value, for the orchestrator's
+// check of what workers return.
+func (s Secret) Value() []byte { return bytes.Clone(s.value) }
+
 // LogValue implements slog.LogValuer.
 func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/sluicehq/sluice/internal/jsonvalue"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -63,6 +64,11 @@ type Config struct {
 	// Delivered, when set, is told of every call the gate lets through,
 	// as it is delivered; it must not block.
 	Delivered func(Delivery)
+	// Secrets finds the configured secrets in every form it knows. Every
+	// worker's reply is checked with it before it is labeled: a reply that
+	// holds one fails its call, and the audit log records a violation that
+	// names the secret, never its value. Nil checks nothing.
+	Secrets *echo.Matcher
 }
 
 // Delivery is a call the gate let through: what the noninterference test
@@ -625,3 +631,42 @@ func decodeReply(reply *nats.Msg, s *flow.Step) tryResult {
 // decodeJSON decodes into the values expressions work with: integers as
 // int64, other numbers as float64.
 func decodeJSON(b []byte) (any, error) { return jsonvalue.Decode(b) }
+
+// secretsIn returns the names of the configured secrets that a reply
+// holds, in any string of its output (keys included) or its error.
+func (e *Engine) secretsIn(t tryResult) []string {
+	m := e.cfg.Secrets
+	if m == nil {
+		return nil
+	}
+	var found []string
+	add := func(s string) {
+		for _, n := range m.Find(s) {
+			if !slices.Contains(found, n) {
+				found = append(found, n)
+			}
+		}
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case string:
+			add(x)
+		case []any:
+			for _, y := range x {
+				walk(y)
+			}
+		case map[string]any:
+			for k, y := range x {
+				add(k)
+				walk(y)
+			}
+		}
+	}
+	walk(t.out)
+	if t.err != nil {
+		add(t.err.Error())
+	}
+	slices.Sort(found)
+	return found
+}

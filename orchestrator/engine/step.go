@@ -396,6 +396,13 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 		}
 		res.Attempts = try + 1
 		t := r.try(ctx, s, m, body, label, msgID, idem, timeout)
+		if names := r.e.secretsIn(t); len(names) > 0 {
+			// A reply that holds a secret (an echo the broker could not
+			// see, decoded by the worker) is never labeled or shown:
+			// the call fails, and the attempt is recorded.
+			r.secretViolation(s, msgID, names)
+			t = tryResult{err: fmt.Errorf("%s: the reply of worker %s held secret %s; it was discarded", s.Call, s.Worker, strings.Join(names, ", "))}
+		}
 		out, labels, hosts, err, retry := t.out, t.labels, t.hosts, t.err, t.retry
 		noEffect = noEffect && t.noEffect
 		base := ifc.Join(output, s.Spec.OutputLabel)
@@ -521,6 +528,17 @@ func (r *run) forgedLabels(s *flow.Step, msgID string, base ifc.Label, labels ma
 		}
 		r.e.log.Warn("a worker claimed a label it cannot give", "worker", s.Worker, "tool", s.Call, "field", field)
 	}
+}
+
+// secretViolation records that a worker's reply held secrets, by name.
+func (r *run) secretViolation(s *flow.Step, msgID string, names []string) {
+	rec := audit.Record{Kind: audit.KindViolation, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+		MsgID: msgID, User: "worker:" + s.Worker, Op: "secret",
+		Subject: fmt.Sprintf("%s: the reply held secret %s", s.Call, strings.Join(names, ", "))}
+	if err := r.publish(rec); err != nil {
+		r.e.log.Error("audit append failed", "err", err)
+	}
+	r.e.log.Warn("a worker's reply held a secret; the call failed", "worker", s.Worker, "tool", s.Call, "secrets", names)
 }
 
 // tryResult is the outcome of one try. noEffect says the call is known
