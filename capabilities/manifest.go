@@ -92,6 +92,48 @@ type SecretGrant struct {
 type FileGrant struct {
 	Root  string `json:"root"`
 	Write bool   `json:"write,omitempty"`
+	// Secrecy tags what the worker returns from the root: a user's files
+	// are private. Missing means [DefaultFileSecrecy]; an empty list means
+	// none (a root of public files). The worker's tools that are not
+	// egress are cleared for these tags too, so that what was read may be
+	// written back.
+	Secrecy []string `json:"secrecy,omitempty"`
+}
+
+// DefaultFileSecrecy is the secrecy of what a file grant's root holds
+// when the grant does not say.
+const DefaultFileSecrecy = "files"
+
+// Tags returns the grant's secrecy tags.
+func (g *FileGrant) Tags() []string {
+	if g == nil {
+		return nil
+	}
+	if g.Secrecy == nil {
+		return []string{DefaultFileSecrecy}
+	}
+	return slices.Clone(g.Secrecy)
+}
+
+// withFileSecrecy returns m with the secrecy of its file grant joined into
+// every tool's output label, and added to the clearance of every tool
+// that is not egress. The tools are copied: m is not changed.
+func (m *Manifest) withFileSecrecy() *Manifest {
+	tags := m.Grants.Files.Tags()
+	if len(tags) == 0 {
+		return m
+	}
+	c := *m
+	c.Tools = make(map[string]*Tool, len(m.Tools))
+	for name, t := range m.Tools {
+		nt := *t
+		nt.OutputLabel = t.OutputLabel.WithSecrecy(tags...)
+		if !t.Egress {
+			nt.Clearance = ifc.NewClearance(t.Clearance.Integrity(), append(t.Clearance.Secrecy(), tags...)...)
+		}
+		c.Tools[name] = &nt
+	}
+	return &c
 }
 
 // Limits bound each call.
@@ -237,6 +279,9 @@ func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
 	if err := ds.Err(); err != nil {
 		return nil, err
 	}
+	if m.Grants.Files != nil {
+		m = m.withFileSecrecy()
+	}
 	return m, nil
 }
 
@@ -301,6 +346,7 @@ func (m *Manifest) WithGrants(g Grants) (*Manifest, error) {
 		}
 		f := *g.Files
 		c.Grants.Files = &f
+		return c.withFileSecrecy(), nil
 	}
 	return &c, nil
 }

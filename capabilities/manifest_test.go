@@ -81,3 +81,40 @@ func TestParseErrorsArePositioned(t *testing.T) {
 		t.Fatalf("got %q want %q", d.Error(), want)
 	}
 }
+
+// TestFileGrantSecrecy: what a worker with a file grant returns carries
+// the grant's secrecy, files when the grant does not say, none with
+// secrecy: []; its tools that are not egress are cleared for it, and the
+// manifest the grant was added to is not changed.
+func TestFileGrantSecrecy(t *testing.T) {
+	t.Parallel()
+	base, err := Load("builtin:files")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		grant *FileGrant
+		want  []string
+	}{
+		{&FileGrant{Root: "r"}, []string{"files"}},
+		{&FileGrant{Root: "r", Secrecy: []string{"payment"}}, []string{"payment"}},
+		{&FileGrant{Root: "r", Secrecy: []string{}}, nil},
+	} {
+		m, err := base.WithGrants(Grants{Files: tc.grant})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"read", "list", "write"} {
+			tool, _ := m.Tool(name)
+			if got := tool.OutputLabel.Secrecy(); !slices.Equal(got, tc.want) {
+				t.Errorf("grant %v: %s output secrecy %v, want %v", tc.grant.Secrecy, name, got, tc.want)
+			}
+			if got := tool.Clearance.Secrecy(); !slices.Equal(got, tc.want) {
+				t.Errorf("grant %v: %s clearance %v, want %v", tc.grant.Secrecy, name, got, tc.want)
+			}
+		}
+	}
+	if tool, _ := base.Tool("read"); len(tool.OutputLabel.Secrecy()) != 0 {
+		t.Errorf("WithGrants changed the manifest it was given: %v", tool.OutputLabel)
+	}
+}

@@ -526,7 +526,7 @@ const permissivePolicy = `rules:
   - name: declassify-everything
     when: "true"
     action: declassify
-    tags: [pii, payment, calendar]
+    tags: [pii, payment, calendar, files, secret]
 `
 
 func atkDeployment(permissive bool) string {

@@ -212,7 +212,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	o.broker = egress.New(egress.Config{Grants: grants, Track: o.engine.Track, Log: o.log.With("component", "egress"),
+	o.broker = egress.New(egress.Config{Grants: grants, Track: o.engine.Track, Filled: o.engine.Filled, Log: o.log.With("component", "egress"),
 		Secrets: secrets, SecretGrants: sgrants, Report: o.recordEgress})
 	sub, err := o.broker.Serve(o.nc, o.subjects)
 	if err != nil {

@@ -44,6 +44,9 @@ type Config struct {
 	// destination host:port. It returns false when that worker has no such
 	// call in flight; the request is then refused.
 	Track func(worker, msgID, hostport string) bool
+	// Filled, when set, is told of each request of worker serving call
+	// msgID into which a secret was filled, before it is sent.
+	Filled func(worker, msgID string)
 	// MaxBody bounds a response body; default 4 MiB.
 	MaxBody int64
 	// Timeout bounds one request, redirects included; default 15s.
@@ -217,6 +220,9 @@ func (b *Broker) do(ctx context.Context, worker, msgID string, body []byte) *sch
 	reqBody, err := b.fill(worker, host, string(req.Body), &sub)
 	if err != nil {
 		return refuse("body: %v", err)
+	}
+	if len(sub.used) > 0 && b.cfg.Filled != nil {
+		b.cfg.Filled(worker, msgID)
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()

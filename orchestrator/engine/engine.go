@@ -109,6 +109,7 @@ type inflight struct {
 	cancel context.CancelCauseFunc
 	mu     sync.Mutex
 	hosts  []string
+	filled bool // the broker filled a secret into one of its requests
 }
 
 // errWorkerExited ends a call whose worker process exited: it gets no
@@ -195,6 +196,20 @@ func (e *Engine) Track(worker, msgID, hostport string) bool {
 	}
 	f.mu.Unlock()
 	return true
+}
+
+// Filled is told by the egress broker that it filled a secret into a
+// request of worker serving call msgID.
+func (e *Engine) Filled(worker, msgID string) {
+	e.mu.Lock()
+	f, ok := e.inflight[msgID]
+	e.mu.Unlock()
+	if !ok || f.worker != worker {
+		return
+	}
+	f.mu.Lock()
+	f.filled = true
+	f.mu.Unlock()
 }
 
 // Options of one run.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -349,6 +350,13 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 	return v
 }
 
+// SecretSecrecy is the secrecy tag of what a call returns when its
+// arguments carry a {{secret:NAME}} placeholder and the broker filled a
+// secret into its request.
+const SecretSecrecy = "secret"
+
+var secretPlaceholder = regexp.MustCompile(`\{\{secret:[A-Za-z0-9_.-]+\}\}`)
+
 // decisionRules lists the rules behind a decision for the step result and
 // the audit record: its rules, and for a held call, the endorse and
 // declassify rules that lowered its labels.
@@ -416,6 +424,12 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 			// Whatever came over the network was written by whoever
 			// controls that host.
 			base = base.Join(ifc.UntrustedFrom(ifc.WebSource(h)))
+		}
+		if t.filled && secretPlaceholder.Match(body) {
+			// The call's arguments asked for a secret and the broker
+			// filled it in: what came back was fetched with it (an
+			// account's page, an API's answer to the key's owner).
+			base = base.WithSecrecy(SecretSecrecy)
 		}
 		labels = r.workerSources(s, msgID, labels)
 		r.forgedLabels(s, msgID, base, labels)
@@ -548,6 +562,7 @@ type tryResult struct {
 	out      any
 	labels   map[string]ifc.Label
 	hosts    []string
+	filled   bool // the broker filled a secret into a request of the call
 	err      error
 	retry    bool
 	noEffect bool
@@ -573,6 +588,7 @@ func (r *run) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, b
 		e.mu.Unlock()
 		f.mu.Lock()
 		res.hosts = slices.Clone(f.hosts)
+		res.filled = f.filled
 		f.mu.Unlock()
 	}()
 	msg := nats.NewMsg(e.cfg.Subjects.Tool(s.Worker, strings.TrimPrefix(s.Call, s.Worker+".")))
