@@ -38,7 +38,7 @@ func waitFinished(t *testing.T, h *harness, runID string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		_, err := st.getRun(ctx, runID)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -199,7 +199,7 @@ func (h *harness) plan(src string) *flow.Plan {
 func (h *harness) run(src string, inputs map[string]any, opts Options) *Result {
 	h.t.Helper()
 	p := h.plan(src)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r, err := h.engine.Run(ctx, p, inputs, opts)
 	if err != nil {
