@@ -294,7 +294,7 @@ func TestAgentResumesFromItsRecord(t *testing.T) {
 func next(t *testing.T, h *harness, runID, prev string) *Result {
 	t.Helper()
 	ctx := context.Background()
-	for range 2000 {
+	for range 12000 { // two minutes at most
 		list, err := h.engine.Approvals(ctx)
 		if err != nil {
 			t.Fatal(err)
