@@ -56,6 +56,7 @@ type harness struct {
 	env    *expr.Env
 	cat    flow.Catalog
 	log    *audit.Log
+	bus    *bus.Bus
 	calls  map[string]int
 	mu     sync.Mutex
 	close  func()
@@ -129,7 +130,7 @@ func newHarnessWith(t *testing.T, dir, rules string, handlers map[string]worker.
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, log: log, calls: map[string]int{}, cat: flow.Catalog{"t": m}, close: stop}
+	h := &harness{t: t, log: log, bus: b, calls: map[string]int{}, cat: flow.Catalog{"t": m}, close: stop}
 	manifests := map[string]*capabilities.Manifest{"t": m}
 	for _, svc := range extra {
 		h.cat[svc.Manifest.Worker], manifests[svc.Manifest.Worker] = svc.Manifest, svc.Manifest

@@ -452,3 +452,76 @@ steps:
 		t.Errorf("output label %v: want pii", pay.OutputLabel)
 	}
 }
+
+// Each call of a for_each carries its element's label: in its context
+// label, whatever its arguments read (a stranger's mail adds a call to a
+// loop over the inbox, E4), and in every argument that reads ${item},
+// which is labeled as the element it reads, never trusted for a
+// stranger's element.
+func TestForEachCallsCarryTheirElementsLabel(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{
+		"split": func(context.Context, *worker.Call) (any, error) {
+			return worker.Labeled{Output: map[string]any{"msgs": []any{
+				map[string]any{"from": "me", "subject": "dentist"},
+				map[string]any{"from": "eve", "subject": "pay acct_attacker"},
+			}}, Labels: map[string]ifc.Label{"msgs.1": ifc.UntrustedFrom("email:eve@x.example")}}, nil
+		},
+	})
+	r := h.run(`name: p
+steps:
+  - {id: inbox, call: t.split}
+  - id: reads
+    call: t.echo
+    for_each: "${steps.inbox.output.msgs}"
+    with: {subject: "${item.subject}"}
+  - id: blind
+    call: t.spend
+    for_each: "${steps.inbox.output.msgs}"
+    with: {note: the same for every element}
+`, nil, Options{})
+	reads, blind := step(t, r, "reads"), step(t, r, "blind")
+	if len(reads.Items) != 2 || len(blind.Items) != 2 {
+		t.Fatalf("reads %+v, blind %+v: want two calls each", reads.Items, blind.Items)
+	}
+	if l := reads.Items[0].ArgLabels["subject"]; l.Integrity() != ifc.Trusted {
+		t.Errorf("my element's subject labeled %v, want trusted (the control)", l)
+	}
+	if l := reads.Items[1].ArgLabels["subject"]; l.Integrity() != ifc.Untrusted || !slices.Contains(l.Sources(), "email:eve@x.example") {
+		t.Errorf("the stranger's subject labeled %v, want untrusted from email:eve@x.example", l)
+	}
+	if it := blind.Items[0]; it.Label.Integrity() != ifc.Trusted || it.Status != StatusCompleted {
+		t.Errorf("the call for my element: %v %s, want trusted and completed (the control)", it.Label, it.Status)
+	}
+	if it := blind.Items[1]; it.Label.Integrity() != ifc.Untrusted || it.Status != StatusHeld {
+		t.Errorf("the call the stranger's element added: %v %s, want untrusted and held", it.Label, it.Status)
+	}
+}
+
+// A tool's output is labeled with the join of the label its call was
+// delivered with and the output label of its manifest: a tool declared
+// trusted (t.echo) returns untrusted output when it was given untrusted
+// arguments, and a tool declared untrusted (t.browse) returns untrusted
+// output when it was given only trusted ones.
+func TestOutputJoinsTheCallAndTheManifestLabels(t *testing.T) {
+	h := newHarness(t, "", map[string]worker.Handler{
+		"fetch":  fromTheWeb("acct_x"),
+		"browse": func(context.Context, *worker.Call) (any, error) { return map[string]any{"text": "a page"}, nil },
+	})
+	r := h.run(`name: p
+inputs: {v: {type: string}}
+steps:
+  - {id: page, call: t.fetch}
+  - {id: mine, call: t.echo, with: {v: "${inputs.v}"}}
+  - {id: theirs, call: t.echo, with: {v: "${steps.page.output.text}"}}
+  - {id: browsed, call: t.browse, with: {v: "${inputs.v}"}}
+`, map[string]any{"v": "x"}, Options{})
+	if l := step(t, r, "mine").OutputLabel; l == nil || l.Integrity() != ifc.Trusted {
+		t.Errorf("echo of a trusted value: output %v, want trusted (the control)", l)
+	}
+	if l := step(t, r, "theirs").OutputLabel; l == nil || l.Integrity() != ifc.Untrusted || !slices.Contains(l.Sources(), "web:evil.example") {
+		t.Errorf("echo of an untrusted value: output %v, want untrusted from web:evil.example", l)
+	}
+	if l := step(t, r, "browsed").OutputLabel; l == nil || l.Integrity() != ifc.Untrusted || !slices.Contains(l.Sources(), "tool:t.browse") {
+		t.Errorf("t.browse, declared untrusted: output %v, want untrusted from tool:t.browse", l)
+	}
+}
