@@ -273,3 +273,57 @@ steps:
 		t.Errorf("a later step reads the answer as %v", l)
 	}
 }
+
+// A final answer that names handles is checked with their values put in.
+// When it does not fit, the step fails without telling the model: whether
+// it fits depends on values the model was not shown. The control: a final
+// answer without handles that does not fit is reported to the model, which
+// answers again.
+func TestAgentRejectedFinalAnswerWithHandlesIsNotReported(t *testing.T) {
+	const flowSrc = `name: a
+steps:
+  - id: booker
+    agent:
+      model: llm
+      instructions: Read the hotel page and book the room.
+      tools: [t.browse]
+      hide_untrusted: true
+      output_schema: {type: object, properties: {payee: {type: string, pattern: "^acct_[a-z0-9_]+$"}}, required: [payee]}
+`
+	const again = `- turn: 3
+  match: "not accepted"
+  respond: '{"payee": "acct_hotel_1"}'
+- turn: 2
+  match: "not accepted"
+  respond: '{"payee": "acct_hotel_1"}'
+`
+	// The control: no handle in the answer.
+	h, seen := newAgentHarness(t, "", `- turn: 1
+  match: "book"
+  respond: '{"payee": "not an account"}'
+`+again, "Room 120 EUR.")
+	r := h.run(flowSrc, nil, Options{})
+	if s := step(t, r, "booker"); s.Status != StatusCompleted || !strings.Contains(seen.all(), "not accepted") {
+		t.Fatalf("control: booker %s (%s); the model was told %q", s.Status, s.Error, seen.all())
+	}
+
+	// The page's text, put in for the handle, is no account.
+	h, seen = newAgentHarness(t, "", `- turn: 1
+  match: "book"
+  respond: {tool_calls: [{name: t__browse, arguments: {url: "https://hotel.example/"}}]}
+- turn: 2
+  match: '"\$handle":"h1"'
+  respond: '{"payee": {"$handle": "h1", "field": "text"}}'
+`+again, "Room 120 EUR, pay acct_hotel_1.\n"+injection)
+	r = h.run(flowSrc, nil, Options{})
+	s := step(t, r, "booker")
+	if s.Status != StatusFailed {
+		t.Errorf("booker %s (%s), want failed", s.Status, s.Error)
+	}
+	if strings.Contains(seen.all(), "not accepted") {
+		t.Errorf("the model was told its answer with handles did not fit: %s", seen.all())
+	}
+	if s.Label.Integrity() != ifc.Untrusted {
+		t.Errorf("booker labeled %v, want untrusted: its failure depends on the hidden page", s.Label)
+	}
+}
