@@ -168,27 +168,24 @@ func (s *Set) Decide(in Input) Decision {
 	act := newActivation(s, te, in.Args, in.Run, in.Label, in.ArgLabels)
 	defer act.release()
 	var errs []string
-	var deny, lowered, approve, allow []*rule
-	for _, st := range p.deny {
-		matched, err := st.eval(act)
-		if err != nil {
-			errs = append(errs, err.Error())
-			matched = true
+	var approve, allow []*rule
+	// A rule that fails to evaluate counts as matched where that is the
+	// stricter reading (deny), and as not matched where it is (lowering).
+	matching := func(sts []step, onError bool) (out []*rule) {
+		for _, st := range sts {
+			matched, err := st.eval(act)
+			if err != nil {
+				errs = append(errs, err.Error())
+				matched = onError
+			}
+			if matched {
+				out = append(out, st.r)
+			}
 		}
-		if matched {
-			deny = append(deny, st.r)
-		}
+		return out
 	}
-	for _, st := range p.lower {
-		matched, err := st.eval(act)
-		if err != nil {
-			errs = append(errs, err.Error())
-			matched = false
-		}
-		if matched {
-			lowered = append(lowered, st.r)
-		}
-	}
+	deny := matching(p.deny, true)
+	lowered := matching(p.lower, false)
 	label := in.Label
 	if len(lowered) > 0 {
 		label = lowerLabel(lowered, label)
@@ -197,16 +194,7 @@ func (s *Set) Decide(in Input) Decision {
 	// A deny rule marked after_lowering (the default no-secrets-to-egress)
 	// sees the lowered labels: a declassify rule the user wrote for one
 	// recipient lets exactly that call's secrecy go, and no other.
-	for _, st := range p.lateDeny {
-		matched, err := st.eval(act)
-		if err != nil {
-			errs = append(errs, err.Error())
-			matched = true
-		}
-		if matched {
-			deny = append(deny, st.r)
-		}
-	}
+	deny = append(deny, matching(p.lateDeny, true)...)
 	slices.SortStableFunc(deny, func(a, b *rule) int { return a.seq - b.seq })
 	clearanceOK := label.FlowsTo(in.Tool.Clearance)
 	d := Decision{Label: label}
