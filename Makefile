@@ -37,14 +37,21 @@ tools:
 FORCE:
 
 # Every test, e2e included, with the race detector. The web page is tested
-# in a headless Chromium (Debian's chromium package), installed here when
-# missing; SLUICE_REQUIRE_BROWSER=1 makes that test fail, not skip, without it.
-test: export SLUICE_REQUIRE_BROWSER = 1
+# in a headless Chromium (Debian's chromium package): used where present,
+# installed when make runs as root, and otherwise the browser test is
+# skipped, saying why. Nothing is installed with sudo. CI sets
+# SLUICE_REQUIRE_BROWSER=1, which makes a missing browser fail that test.
 test:
-	@command -v chromium >/dev/null || { \
-		sudo=; [ "$$(id -u)" = 0 ] || sudo=$$(command -v sudo || true); \
-		echo "installing chromium for the web page test"; \
-		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+	@if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian's chromium for the web page test"; \
+			{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; } \
+				|| echo "make test: chromium could not be installed: the web page test will be skipped"; \
+		else \
+			echo "make test: chromium is not installed and make does not run as root, so it installs nothing:"; \
+			echo "  the web page test will be skipped (apt-get install chromium to run it)"; \
+		fi; \
+	fi
 	$(GO) test -race -count=1 -timeout 9m ./...
 
 # No test's outcome may depend on the machine's speed: the whole suite

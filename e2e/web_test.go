@@ -26,7 +26,7 @@ const hostilePage = `<html><head><title>Hotel Lisboa</title></head><body>
 const hostilePayee = `acct_attacker<img src=x onerror=alert(1)>`
 
 // chromium returns the path of Debian's chromium. Without it the test is
-// skipped, unless SLUICE_REQUIRE_BROWSER=1 (make test sets it), where a
+// skipped, unless SLUICE_REQUIRE_BROWSER=1 (CI sets it), where a
 // missing browser fails it.
 func chromium(t *testing.T) string {
 	t.Helper()
@@ -36,9 +36,9 @@ func chromium(t *testing.T) string {
 		}
 	}
 	if os.Getenv("SLUICE_REQUIRE_BROWSER") == "1" {
-		t.Fatal("chromium is not installed and SLUICE_REQUIRE_BROWSER=1: install it (apt-get install chromium), or run make test, which does")
+		t.Fatal("chromium is not installed and SLUICE_REQUIRE_BROWSER=1: install it (apt-get install chromium), or run make test as root, which does")
 	}
-	t.Skip("chromium is not installed: the web page is not tested in a browser (make test installs it)")
+	t.Skip("chromium is not installed: the web page is not tested in a browser (make test installs it when run as root)")
 	return ""
 }
 

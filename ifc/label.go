@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sluicehq/sluice/ifc/internal/jsonappend"
 	"github.com/sluicehq/sluice/ifc/internal/lower"
-	"github.com/sluicehq/sluice/internal/jsonappend"
 )
 
 // Integrity says whether a value could have been influenced by an attacker.

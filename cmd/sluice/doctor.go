@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/seal"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/api"
 	"github.com/sluicehq/sluice/orchestrator/audit"
@@ -153,7 +154,7 @@ func (c *cli) doctor(_ context.Context, cfgFile string) int {
 	default:
 		line("ok", "landlock", fmt.Sprintf("ABI %d: workers confined to their files, the bus port, and their own signals", abi))
 	}
-	switch ok, why := worker.SealAvailable(); {
+	switch ok, why := seal.Available(); {
 	case dep.ExternalNATS != nil:
 		line("warn", "network seal", "not applied on an external NATS server: workers keep the right to reconnect, so Landlock's port rule is what limits their sockets")
 	case !ok:

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/seal"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
 	"github.com/sluicehq/sluice/worker/calendar"
@@ -142,8 +143,8 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 	}
 	// On the embedded bus, the connection just made is the only socket a
 	// worker ever needs: no other can be opened from here on.
-	switch sealed, err := worker.SealFromEnv(roots); {
-	case errors.Is(err, worker.ErrSealUnsupported):
+	switch sealed, err := seal.FromEnv(roots); {
+	case errors.Is(err, seal.ErrUnsupported):
 		log.Warn("the network is not sealed: " + err.Error())
 	case err != nil:
 		return err

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/seal"
 	"github.com/sluicehq/sluice/orchestrator/supervisor"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
@@ -108,7 +109,7 @@ func echoWorker(args []string) error {
 		return err
 	}
 	if os.Getenv("SLUICE_SEAL_NETWORK") == "1" {
-		if err := worker.SealNetwork(); err != nil && !errors.Is(err, worker.ErrSealUnsupported) {
+		if err := seal.Network(); err != nil && !errors.Is(err, seal.ErrUnsupported) {
 			return err
 		}
 	}

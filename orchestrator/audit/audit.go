@@ -30,7 +30,6 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/sluicehq/sluice/ifc"
-	"github.com/sluicehq/sluice/internal/jsonappend"
 	"github.com/sluicehq/sluice/internal/jsretry"
 )
 
@@ -533,9 +532,9 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 		return nil, fmt.Errorf("audit record time %s: year outside 0 to 9999", r.Time)
 	}
 	b = append(b, `"id":`...)
-	b = jsonappend.String(b, r.ID)
+	b = appendString(b, r.ID)
 	b = append(b, `,"kind":`...)
-	b = jsonappend.String(b, r.Kind)
+	b = appendString(b, r.Kind)
 	b = append(b, `,"time":"`...)
 	b = r.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
@@ -560,7 +559,7 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = jsonappend.String(b, name)
+			b = appendString(b, name)
 			b = append(b, ':')
 			b = r.ArgLabels[name].AppendJSON(b)
 		}
@@ -601,7 +600,7 @@ func appendField(b []byte, name, value string) []byte {
 	b = append(b, ',', '"')
 	b = append(b, name...)
 	b = append(b, '"', ':')
-	return jsonappend.String(b, value)
+	return appendString(b, value)
 }
 
 // appendList appends `,"name":[…]`, or nothing for an empty list
@@ -617,7 +616,23 @@ func appendList(b []byte, name string, values []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = jsonappend.String(b, v)
+		b = appendString(b, v)
 	}
 	return append(b, ']')
+}
+
+// appendString appends s as a JSON string exactly as encoding/json writes
+// it: printable ASCII other than the characters it escapes goes as it is;
+// anything else is left to encoding/json. (ifc has its own: the trusted
+// core imports no other Sluice package.)
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sluicehq/sluice/worker"
+	"github.com/sluicehq/sluice/internal/seal"
 )
 
 // setProcAttr asks the kernel to stop the worker when the orchestrator dies,
@@ -19,7 +19,7 @@ func setProcAttr(c *exec.Cmd) {
 	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 }
 
-// serveSeal gives a worker that seals itself off the network (SealNetwork)
+// serveSeal gives a worker that seals itself off the network (seal.FromEnv)
 // a socket over which it hands the supervisor its seal's listener; every
 // socket the worker then tries to open is put to the supervisor, which
 // tells refused of it and refuses it. It returns what to do once the
@@ -31,11 +31,11 @@ func serveSeal(c *exec.Cmd, refused func(op, what string), log *slog.Logger) (st
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "seal-reports"), os.NewFile(uintptr(fds[1]), "seal-reports")
 	c.ExtraFiles = append(c.ExtraFiles, theirs)
-	c.Env = append(c.Env, worker.SealReportFD+"="+strconv.Itoa(2+len(c.ExtraFiles)))
+	c.Env = append(c.Env, seal.ReportFD+"="+strconv.Itoa(2+len(c.ExtraFiles)))
 	return func() {
 		theirs.Close()
 		go func() {
-			if err := worker.ServeSealReports(ours, refused); err != nil {
+			if err := seal.ServeReports(ours, refused); err != nil {
 				log.Warn("the worker's attempts to open sockets are not reported", "err", err)
 			}
 		}()

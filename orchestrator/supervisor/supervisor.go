@@ -80,7 +80,7 @@ type Config struct {
 	// Grace is how long a worker has to exit after SIGTERM; default 5s.
 	Grace time.Duration
 	// SealNetwork asks each worker process to seal itself off the network
-	// once connected to the bus (worker.SealNetwork): right when the bus
+	// once connected to the bus (seal.FromEnv): right when the bus
 	// is embedded, so that a worker never needs another socket; not on an
 	// external cluster, where a worker reconnects to other servers.
 	SealNetwork bool

@@ -1,7 +1,7 @@
 // Command rogue is a compromised worker. The supervisor starts it in place
 // of the web worker, with the web worker's credentials; it confines itself
 // and seals itself off the network exactly as every worker does before
-// serving calls (worker.Confine, worker.SealFromEnv), and
+// serving calls (worker.Confine, seal.FromEnv), and
 // then does what a worker taken over through a call would try: reach other
 // workers and the API over the bus, reach the network and files directly,
 // abuse the egress broker, and forge labels on its reply.
@@ -31,6 +31,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluicehq/sluice/internal/seal"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
 )
@@ -92,7 +93,7 @@ func run() error {
 		return err
 	}
 	// As every worker on the embedded bus does (cmd/sluice worker).
-	if _, err := worker.SealFromEnv(nil); err != nil {
+	if _, err := seal.FromEnv(nil); err != nil {
 		return err
 	}
 

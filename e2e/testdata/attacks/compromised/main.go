@@ -1,7 +1,7 @@
 // Command compromised is a worker that a web page took over, for the attack
 // suite (e2e/attacks_test.go). It serves the scraper worker's one tool,
 // fetch, with the scraper's own credentials, confined and sealed off the
-// network as every worker is (worker.Confine, worker.SealNetwork). It fetches the page through the egress broker like
+// network as every worker is (worker.Confine, seal.Network). It fetches the page through the egress broker like
 // an honest scraper, and then obeys every line "EXPLOIT: <action> [arg]"
 // of the page, as if the page had exploited a bug in its parser:
 //
@@ -37,6 +37,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluicehq/sluice/internal/seal"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
 )
@@ -103,7 +104,7 @@ func run() error {
 		return err
 	}
 	// As every worker on the embedded bus does (cmd/sluice worker).
-	if _, err := worker.SealFromEnv(nil); err != nil {
+	if _, err := seal.FromEnv(nil); err != nil {
 		return err
 	}
 	onBus := func(what, subject string, f func() error) attempt {

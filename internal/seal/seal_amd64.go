@@ -1,6 +1,6 @@
 //go:build linux && amd64
 
-package worker
+package seal
 
 import "golang.org/x/sys/unix"
 

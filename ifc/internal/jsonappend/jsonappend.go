@@ -1,6 +1,6 @@
 // Package jsonappend appends JSON values to a buffer byte for byte as
 // encoding/json writes them, without reflection, for the encoders on the
-// call path (labels, audit records).
+// call path: the labels every call carries.
 package jsonappend
 
 import "encoding/json"

@@ -1,6 +1,6 @@
 //go:build linux
 
-package worker
+package seal
 
 import (
 	"bufio"
@@ -29,7 +29,7 @@ func sealedChild() int {
 	}
 	// As a worker is started: SLUICE_SEAL_NETWORK=1, and with a report
 	// descriptor when the test serves reports.
-	if sealed, err := SealFromEnv([]string{os.Getenv("SEAL_ROOT")}); err != nil || !sealed {
+	if sealed, err := FromEnv([]string{os.Getenv("SEAL_ROOT")}); err != nil || !sealed {
 		println("seal:", sealed, errString(err))
 		return 2
 	}
@@ -160,9 +160,9 @@ func testSeal(t *testing.T, reports bool) {
 		}
 		ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
 		cmd.ExtraFiles = []*os.File{theirs}
-		cmd.Env = append(cmd.Env, SealReportFD+"=3")
+		cmd.Env = append(cmd.Env, ReportFD+"=3")
 		go func() {
-			served <- ServeSealReports(ours, func(_, what string) { reported = append(reported, what) })
+			served <- ServeReports(ours, func(_, what string) { reported = append(reported, what) })
 		}()
 		defer theirs.Close()
 	}
@@ -171,7 +171,7 @@ func testSeal(t *testing.T, reports bool) {
 		t.Fatalf("sealed child: %v\n%s", err, out)
 	}
 	if reports {
-		// ServeSealReports returns once the child is gone.
+		// ServeReports returns once the child is gone.
 		if err := <-served; err != nil {
 			t.Fatalf("serve the seal's reports: %v", err)
 		}

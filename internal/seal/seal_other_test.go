@@ -1,5 +1,5 @@
 //go:build !linux
 
-package worker
+package seal
 
 func sealedChild() int { return 0 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package worker
+package seal
 
 import (
 	"encoding/json"
@@ -16,16 +16,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrSealUnsupported means SealNetwork does not know this architecture's
+// ErrUnsupported means Network does not know this architecture's
 // system calls; the process was left as it was.
-var ErrSealUnsupported = errors.New("sealing the network is not supported on " + runtime.GOARCH)
+var ErrUnsupported = errors.New("sealing the network is not supported on " + runtime.GOARCH)
 
-// SealReportFD is the environment variable naming the descriptor of the
+// ReportFD is the environment variable naming the descriptor of the
 // socket over which a supervisor asks to be handed a worker's attempts to
-// open sockets (SealFromEnv).
-const SealReportFD = "SLUICE_SEAL_REPORT_FD"
+// open sockets (FromEnv).
+const ReportFD = "SLUICE_SEAL_REPORT_FD"
 
-// SealNetwork makes the process, every thread of it, unable to open a
+// Network makes the process, every thread of it, unable to open a
 // socket for the rest of its life: socket(2) and io_uring_setup(2) fail
 // with EPERM. Sockets already open, such as the connection to the bus,
 // keep working.
@@ -37,24 +37,24 @@ const SealReportFD = "SLUICE_SEAL_REPORT_FD"
 // bus's port, not over UDP, not through a raw or netlink socket.
 //
 // It is a seccomp filter, installed with no_new_privs, on amd64 and arm64.
-func SealNetwork() error { return seal(nil, nil) }
+func Network() error { return seal(nil, nil) }
 
-// SealFromEnv seals the process as its supervisor asked: not at all
-// without SLUICE_SEAL_NETWORK=1; with SealReportFD set, each socket(2) the
+// FromEnv seals the process as its supervisor asked: not at all
+// without SLUICE_SEAL_NETWORK=1; with ReportFD set, each socket(2) the
 // process tries is put to the supervisor, which records the attempt and
 // refuses it (EPERM), and so is each file it opens, which the supervisor
 // records when it lies outside roots (the directories of its Confinement)
-// and lets the kernel decide; without SealReportFD, the kernel refuses
+// and lets the kernel decide; without ReportFD, the kernel refuses
 // sockets alone. It reports whether the process is sealed.
-func SealFromEnv(roots []string) (bool, error) {
+func FromEnv(roots []string) (bool, error) {
 	if os.Getenv("SLUICE_SEAL_NETWORK") != "1" {
 		return false, nil
 	}
 	var report *os.File
-	if v := os.Getenv(SealReportFD); v != "" {
+	if v := os.Getenv(ReportFD); v != "" {
 		fd, err := strconv.Atoi(v)
 		if err != nil || fd < 3 {
-			return false, fmt.Errorf("seal the network: %s=%q: want a descriptor number", SealReportFD, v)
+			return false, fmt.Errorf("seal the network: %s=%q: want a descriptor number", ReportFD, v)
 		}
 		report = os.NewFile(uintptr(fd), "seal-report")
 		defer report.Close()
@@ -100,7 +100,7 @@ func seal(report *os.File, roots []string) error {
 	case "arm64":
 		arch = unix.AUDIT_ARCH_AARCH64
 	default:
-		return ErrSealUnsupported
+		return ErrUnsupported
 	}
 	const (
 		ld     = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
@@ -175,11 +175,11 @@ type sealHello struct {
 	Roots []string `json:"roots"`
 }
 
-// SealAvailable reports whether SealNetwork can work here: the
+// Available reports whether Network can work here: the
 // architecture is one it knows and the kernel offers seccomp filters.
-func SealAvailable() (bool, string) {
+func Available() (bool, string) {
 	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
-		return false, ErrSealUnsupported.Error()
+		return false, ErrUnsupported.Error()
 	}
 	if err := unix.Prctl(unix.PR_GET_SECCOMP, 0, 0, 0, 0); err != nil {
 		return false, "the kernel offers no seccomp: " + err.Error()
@@ -206,7 +206,7 @@ type seccompNotifResp struct {
 	Flags uint32
 }
 
-// ServeSealReports is the supervisor's side of SealFromEnv: it takes the
+// ServeReports is the supervisor's side of FromEnv: it takes the
 // listener a sealed worker hands over conn, then answers every socket(2)
 // the worker tries with EPERM, telling attempt of each (op "socket", what
 // "socket ipv4 datagram"), and lets every file it opens go on to the
@@ -214,7 +214,7 @@ type seccompNotifResp struct {
 // what "open /etc/shadow"), until
 // the worker's process is gone. It returns nil when the worker exits, and
 // an error when it never handed a listener over.
-func ServeSealReports(conn *os.File, attempt func(op, what string)) error {
+func ServeReports(conn *os.File, attempt func(op, what string)) error {
 	defer conn.Close()
 	buf, oob := make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4))
 	n, oobn, _, _, err := unix.Recvmsg(int(conn.Fd()), buf, oob, 0)
