@@ -102,6 +102,20 @@ type step struct {
 	p *program
 }
 
+// add puts st in the part of p its rule's action runs in.
+func (p *plan) add(st step) {
+	switch r := st.r; {
+	case r.action == Deny && r.afterLowering:
+		p.lateDeny = append(p.lateDeny, st)
+	case r.action == Deny:
+		p.deny = append(p.deny, st)
+	case r.action == Endorse || r.action == Declassify:
+		p.lower = append(p.lower, st)
+	default:
+		p.late = append(p.late, st)
+	}
+}
+
 // index builds the plan of every tool some rule is about, and the plan of
 // every other tool: each holds only the rules that can match it.
 func (s *Set) index() {
@@ -117,17 +131,7 @@ func (s *Set) index() {
 					prg = tp
 				}
 			}
-			st := step{r: r, p: prg}
-			switch {
-			case r.action == Deny && r.afterLowering:
-				p.lateDeny = append(p.lateDeny, st)
-			case r.action == Deny:
-				p.deny = append(p.deny, st)
-			case r.action == Endorse || r.action == Declassify:
-				p.lower = append(p.lower, st)
-			default:
-				p.late = append(p.late, st)
-			}
+			p.add(step{r: r, p: prg})
 		}
 		return p
 	}
@@ -163,7 +167,13 @@ func (s *Set) Decide(in Input) Decision {
 	if s == nil {
 		return Decision{Action: Deny, Label: in.Label, Errors: []string{"no policy loaded"}}
 	}
-	te := s.forTool(in.Tool)
+	return s.decide(in, s.forTool(in.Tool))
+}
+
+// decide decides one call with the rules of te's plan: the rules that can
+// match the tool, each compiled for it (the fast paths), or, for the
+// differential test, every rule as written (plainEntry).
+func (s *Set) decide(in Input, te *toolEntry) Decision {
 	p := te.plan
 	act := newActivation(s, te, in.Args, in.Run, in.Label, in.ArgLabels)
 	defer act.release()
@@ -443,6 +453,19 @@ const maxTools = 1024
 func sameTool(a, b Tool) bool {
 	return a.Name == b.Name && a.Worker == b.Worker && a.Privileged == b.Privileged &&
 		a.Approvable == b.Approvable && a.Egress == b.Egress && a.Clearance.Equal(b.Clearance)
+}
+
+// plainEntry is the entry of a tool with no fast path: every rule, in
+// load order, compiled with args dynamic and nothing folded, whatever it
+// is about. Decide must agree with deciding on it (FuzzFastPathsArePlain):
+// the targets, the programs typed for one tool and the flag tests only
+// skip work.
+func (s *Set) plainEntry(t Tool) *toolEntry {
+	p := &plan{}
+	for _, r := range s.rules {
+		p.add(step{r: r, p: r.generic})
+	}
+	return &toolEntry{t: t, obj: toolVal(t), plan: p, clearance: short(t.Clearance.Integrity(), t.Clearance.Secrecy())}
 }
 
 // only returns the steps of p whose rules can match a tool with t's flags.

@@ -48,6 +48,10 @@
 // about the called tool, less those whose conjunction needs a flag the tool
 // does not have (tool.egress, !tool.privileged): CEL's && is false when one
 // term is, whatever the others do, so skipping them changes no decision.
+// These fast paths (the rules a tool can match, their programs typed and
+// folded for it, the flag tests) are held to a plain evaluation of every
+// rule as written by a differential fuzz test, FuzzFastPathsArePlain,
+// whose seeds run with every go test.
 //
 // # Decisions
 //
