@@ -112,11 +112,11 @@ func Render(ds Diagnostics, sources map[string][]byte) string {
 		if !ok || d.Line <= 0 {
 			continue
 		}
-		lines := strings.Split(string(src), "\n")
+		lines := SplitLines(string(src))
 		if d.Line > len(lines) {
 			continue
 		}
-		line := strings.TrimRight(lines[d.Line-1], "\r")
+		line := lines[d.Line-1]
 		fmt.Fprintf(&b, " | %s\n", line)
 		pad := []rune(line)
 		var caret strings.Builder

@@ -511,7 +511,7 @@ func (st step) eval(act *activation) (matched bool, err error) {
 		where := ""
 		if node != 0 {
 			if loc := st.p.ast.SourceInfo().GetStartLocation(node); loc.Line() >= 1 {
-				p := r.src.at(loc.Line(), loc.Column())
+				p := r.src.At(loc.Line(), loc.Column())
 				where = fmt.Sprintf(" at %s:%d:%d", r.ref.File, p.Line, p.Col)
 			}
 		}

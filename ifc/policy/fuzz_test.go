@@ -31,7 +31,7 @@ func FuzzLoad(f *testing.F) {
 			if !ok || len(ds) == 0 {
 				t.Fatalf("error %T is not a non-empty schemas.Diagnostics: %v", err, err)
 			}
-			lines := splitLines(string(src))
+			lines := schemas.SplitLines(string(src))
 			for _, d := range ds {
 				if d.File != "fuzz.yaml" || d.Code == "" {
 					t.Fatalf("diagnostic %+v", d)
@@ -103,7 +103,7 @@ func FuzzLoadCases(f *testing.F) {
 			if !ok || len(ds) == 0 {
 				t.Fatalf("error %T is not a non-empty schemas.Diagnostics: %v", err, err)
 			}
-			lines := splitLines(string(src))
+			lines := schemas.SplitLines(string(src))
 			for _, d := range ds {
 				if d.Line < 1 || d.Line > len(lines) {
 					t.Fatalf("line of %v outside the file (%d lines)", d, len(lines))

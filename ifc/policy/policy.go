@@ -134,7 +134,7 @@ type rule struct {
 	// afterLowering: a deny rule that sees the labels as lowered by the
 	// endorse and declassify rules that matched the call.
 	afterLowering bool
-	src           *scalarMap
+	src           *schemas.ScalarMap
 	generic       *program            // compiled with args dynamic
 	targets       []string            // the tools the rule is about; nil: any
 	flags         []flagTest          // the tool flags the rule needs
@@ -228,7 +228,7 @@ func Load(tools Tools, files ...File) (*Set, error) {
 func clamp(ds schemas.Diagnostics, files []File) {
 	lines := map[string][]string{}
 	for _, f := range files {
-		lines[f.Name] = splitLines(string(f.Src))
+		lines[f.Name] = schemas.SplitLines(string(f.Src))
 	}
 	for i, d := range ds {
 		ls, ok := lines[d.File]
@@ -367,7 +367,7 @@ func (l *loader) rule(doc *schemas.Document, i int, v any) {
 	if !okWhen || when == "" {
 		return
 	}
-	r.src = newScalarMap(doc, ptr+"/when", when)
+	r.src = schemas.NewScalarMap(doc, ptr+"/when", when)
 	if !l.compile(doc.File, r, when) || !keep {
 		return
 	}
@@ -403,7 +403,7 @@ func (l *loader) compile(file string, r *rule, when string) bool {
 				_, tool := l.tools[n]
 				if t.field == "name" && !tool || t.field == "worker" && len(l.tools.workerTools(n)) == 0 {
 					loc := p.ast.SourceInfo().GetStartLocation(t.ids[i])
-					l.unknownTool(file, r.src.at(loc.Line(), loc.Column()), name, t.field, n)
+					l.unknownTool(file, r.src.At(loc.Line(), loc.Column()), name, t.field, n)
 					known = false
 				}
 			}
@@ -425,7 +425,7 @@ func (l *loader) compile(file string, r *rule, when string) bool {
 	for _, t := range targets {
 		env, err := l.envs.forTool(t)
 		if err != nil {
-			l.ds.Add(file, r.src.at(1, 0), CodeCompile, "rule %q: %s", name, err)
+			l.ds.Add(file, r.src.At(1, 0), CodeCompile, "rule %q: %s", name, err)
 			return false
 		}
 		typed := t
@@ -452,7 +452,7 @@ func (l *loader) program(file string, r *rule, env *cel.Env, when, tool, forTool
 	checked, iss := env.CompileSource(common.NewStringSource(when, file))
 	if iss != nil && iss.Err() != nil {
 		for _, e := range iss.Errors() {
-			pos := r.src.at(e.Location.Line(), e.Location.Column())
+			pos := r.src.At(e.Location.Line(), e.Location.Column())
 			if field, ok := strings.CutPrefix(e.Message, "undefined field '"); ok && tool != "" {
 				field = strings.TrimSuffix(field, "'")
 				args, _ := l.tools.arguments(tool)
@@ -468,7 +468,7 @@ func (l *loader) program(file string, r *rule, env *cel.Env, when, tool, forTool
 		return nil, false
 	}
 	if !checked.OutputType().IsExactType(cel.BoolType) {
-		l.ds.Add(file, r.src.at(1, 0), CodeNotBoolean, "rule %q: when must be a boolean expression, not %s", name, checked.OutputType())
+		l.ds.Add(file, r.src.At(1, 0), CodeNotBoolean, "rule %q: when must be a boolean expression, not %s", name, checked.OutputType())
 		return nil, false
 	}
 	native := checked.NativeRep()
@@ -488,7 +488,7 @@ func (l *loader) program(file string, r *rule, env *cel.Env, when, tool, forTool
 		known := true
 		for _, u := range registryReads(native) {
 			if _, ok := l.set.registry[u.name]; !ok {
-				l.unknownRegistry(file, r.src.at(u.line, u.col), u.name)
+				l.unknownRegistry(file, r.src.At(u.line, u.col), u.name)
 				known = false
 			}
 		}
@@ -503,7 +503,7 @@ func (l *loader) program(file string, r *rule, env *cel.Env, when, tool, forTool
 	}
 	prg, err := env.Program(checked, opts...)
 	if err != nil {
-		l.ds.Add(file, r.src.at(1, 0), CodeCompile, "rule %q: %s", name, err)
+		l.ds.Add(file, r.src.At(1, 0), CodeCompile, "rule %q: %s", name, err)
 		return nil, false
 	}
 	return &program{prg: prg, ast: checked.NativeRep()}, true

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/ifc"
@@ -349,12 +348,9 @@ func (l *loader) exprErrors(ptr, s string, err error) {
 		l.errorf(ptr, CodeExpr, "%v", err)
 		return
 	}
+	m := schemas.NewScalarMap(l.doc, ptr, s)
 	for _, e := range list {
-		pos := l.doc.Pos(ptr)
-		if start, ok := l.doc.ScalarStart(ptr); ok && e.Offset >= 0 && e.Offset <= len(s) && !strings.Contains(s[:e.Offset], "\n") {
-			pos = schemas.Pos{Line: start.Line, Col: start.Col + utf8.RuneCountInString(s[:e.Offset])}
-		}
-		l.ds.Add(l.doc.File, pos, CodeExpr, "%s", e.Message)
+		l.ds.Add(l.doc.File, m.AtOffset(s, e.Offset), CodeExpr, "%s", e.Message)
 	}
 }
 

@@ -1,34 +1,35 @@
-package policy
+package schemas
 
 import (
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/sluicehq/sluice/schemas"
 )
 
-// scalarMap maps positions inside a string scalar's value to positions in
-// its file. It handles every scalar style: plain, single- and
-// double-quoted (with escapes and folded line breaks), literal (|) and
+// ScalarMap maps positions inside a string scalar's value to positions in
+// its file, so that a diagnostic about a part of an expression gets its
+// caret under that part. It handles every scalar style: plain, single-
+// and double-quoted (with escapes and folded line breaks), literal (|) and
 // folded (>). When the value cannot be matched to the raw text, every
 // position maps to the scalar's start.
-type scalarMap struct {
+type ScalarMap struct {
 	value []rune
-	pos   []schemas.Pos // pos[i] is where value[i] is written; nil if unknown
-	start schemas.Pos   // the scalar's position, the fallback
+	pos   []Pos // pos[i] is where value[i] is written; nil if unknown
+	start Pos   // the scalar's position, the fallback
 }
 
 // token is one character of a scalar's raw text, after quoting is undone.
 type token struct {
 	r   rune
-	pos schemas.Pos
+	pos Pos
 }
 
-func newScalarMap(doc *schemas.Document, ptr, value string) *scalarMap {
-	m := &scalarMap{value: []rune(value), start: doc.Pos(ptr)}
-	lines := splitLines(string(doc.Source))
+// NewScalarMap maps the string scalar at ptr in doc, whose decoded value
+// is value.
+func NewScalarMap(doc *Document, ptr, value string) *ScalarMap {
+	m := &ScalarMap{value: []rune(value), start: doc.Pos(ptr)}
+	lines := SplitLines(string(doc.Source))
 	// No more raw characters other than whitespace can be needed than the
 	// value has runes: this bounds the scan of a plain scalar.
 	budget := len(m.value) + 1
@@ -42,9 +43,9 @@ func newScalarMap(doc *schemas.Document, ptr, value string) *scalarMap {
 	return m
 }
 
-// at returns the file position of CEL's location (1-based line, 0-based
-// column in code points) inside the value.
-func (m *scalarMap) at(line, col int) schemas.Pos {
+// At returns the file position of a location inside the value given as
+// CEL gives it: a 1-based line and a 0-based column in code points.
+func (m *ScalarMap) At(line, col int) Pos {
 	if m.pos == nil || len(m.value) == 0 || line < 1 {
 		return m.start
 	}
@@ -58,12 +59,24 @@ func (m *scalarMap) at(line, col int) schemas.Pos {
 	return m.pos[min(i, len(m.value)-1)]
 }
 
+// AtOffset returns the file position of the byte at offset off of the
+// value; an offset outside it maps to the scalar's start.
+func (m *ScalarMap) AtOffset(value string, off int) Pos {
+	if off < 0 || off > len(value) {
+		return m.start
+	}
+	before := value[:off]
+	line := 1 + strings.Count(before, "\n")
+	col := utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:])
+	return m.At(line, col)
+}
+
 // align matches the value's runes to the raw tokens: equal runes match; a
 // raw line break matches a space the folding made of it; other raw
 // whitespace is indentation or was folded away. Anything else means the
 // raw text is not understood, and align returns nil.
-func align(value []rune, toks []token) []schemas.Pos {
-	pos := make([]schemas.Pos, len(value))
+func align(value []rune, toks []token) []Pos {
+	pos := make([]Pos, len(value))
 	t := 0
 	for v := 0; v < len(value); {
 		if t >= len(toks) {
@@ -84,7 +97,7 @@ func align(value []rune, toks []token) []schemas.Pos {
 }
 
 // flowTokens reads a plain or quoted scalar whose text starts at start.
-func flowTokens(lines []string, start schemas.Pos, budget int) []token {
+func flowTokens(lines []string, start Pos, budget int) []token {
 	if start.Line < 1 || start.Line > len(lines) {
 		return nil
 	}
@@ -107,7 +120,7 @@ func flowTokens(lines []string, start schemas.Pos, budget int) []token {
 			if rs[c] != ' ' && rs[c] != '\t' {
 				budget--
 			}
-			p := schemas.Pos{Line: ln, Col: c + 1}
+			p := Pos{Line: ln, Col: c + 1}
 			switch {
 			case quote == '"' && rs[c] == '"', quote == '\'' && rs[c] == '\'' && (c+1 >= len(rs) || rs[c+1] != '\''):
 				return toks
@@ -126,7 +139,7 @@ func flowTokens(lines []string, start schemas.Pos, budget int) []token {
 				toks = append(toks, token{rs[c], p})
 			}
 		}
-		toks = append(toks, token{'\n', schemas.Pos{Line: ln, Col: len(rs) + 1}})
+		toks = append(toks, token{'\n', Pos{Line: ln, Col: len(rs) + 1}})
 	}
 	return toks
 }
@@ -152,7 +165,7 @@ func unescape(rs []rune) (rune, int) {
 // blockTokens reads a literal or folded block scalar whose indicator is at
 // header: its content starts on the next line, indented by the indentation
 // of the first line that is not blank.
-func blockTokens(lines []string, header schemas.Pos, budget int) []token {
+func blockTokens(lines []string, header Pos, budget int) []token {
 	if header.Line < 1 || header.Line >= len(lines) {
 		return nil
 	}
@@ -162,7 +175,7 @@ func blockTokens(lines []string, header schemas.Pos, budget int) []token {
 		rs := []rune(lines[ln-1])
 		if indent < 0 {
 			if strings.TrimSpace(string(rs)) == "" {
-				toks = append(toks, token{'\n', schemas.Pos{Line: ln, Col: len(rs) + 1}})
+				toks = append(toks, token{'\n', Pos{Line: ln, Col: len(rs) + 1}})
 				continue
 			}
 			for indent = 0; indent < len(rs) && rs[indent] == ' '; indent++ {
@@ -175,16 +188,16 @@ func blockTokens(lines []string, header schemas.Pos, budget int) []token {
 			if rs[c] != ' ' && rs[c] != '\t' {
 				budget--
 			}
-			toks = append(toks, token{rs[c], schemas.Pos{Line: ln, Col: c + 1}})
+			toks = append(toks, token{rs[c], Pos{Line: ln, Col: c + 1}})
 		}
-		toks = append(toks, token{'\n', schemas.Pos{Line: ln, Col: len(rs) + 1}})
+		toks = append(toks, token{'\n', Pos{Line: ln, Col: len(rs) + 1}})
 	}
 	return toks
 }
 
-// splitLines splits src at line breaks as the YAML decoder counts them:
+// SplitLines splits src at line breaks as the YAML decoder counts them:
 // "\r\n", "\r", "\n", and U+0085, U+2028, U+2029.
-func splitLines(src string) []string {
+func SplitLines(src string) []string {
 	var lines []string
 	start := 0
 	for i := 0; i < len(src); {

@@ -1,4 +1,4 @@
-package policy
+package schemas
 
 import (
 	"reflect"
@@ -20,8 +20,8 @@ func TestSplitLines(t *testing.T) {
 		{"\r\r\n", []string{"", "", ""}},
 	}
 	for _, tt := range tests {
-		if got := splitLines(tt.src); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("splitLines(%q) = %q, want %q", tt.src, got, tt.want)
+		if got := SplitLines(tt.src); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("SplitLines(%q) = %q, want %q", tt.src, got, tt.want)
 		}
 	}
 }
