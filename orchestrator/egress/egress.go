@@ -185,95 +185,33 @@ func (b *Broker) do(ctx context.Context, worker, msgID string, body []byte) *sch
 	if method == MethodSMTP {
 		return b.sendMail(ctx, worker, msgID, req)
 	}
-	u, hostport, err := b.check(worker, req.URL)
-	if err != nil {
-		b.log.Warn("egress refused", "worker", worker, "msg_id", msgID, "err", err)
-		return refuse("%v", err)
+	o, refused := b.admit(worker, msgID, req.URL)
+	if refused != nil {
+		return refused
 	}
-	if b.cfg.Track == nil || !b.cfg.Track(worker, msgID, hostport) {
-		return refuse("worker %s has no call %q in flight", worker, msgID)
+	headers, reqBody, refused := b.fillRequest(o, req)
+	if refused != nil {
+		return refused
 	}
-	// Secrets are filled in here, for their own hosts only; the worker
-	// never sees them.
-	host := u.Hostname()
-	var sub substitution
-	if placeholderRE.MatchString(u.Host) {
-		return refuse("a secret may not name the host")
-	}
-	raw, err := b.fill(worker, host, u.String(), &sub)
-	if err != nil {
-		return refuse("%v", err)
-	}
-	if len(sub.used) > 0 {
-		u2, hp2, err := b.check(worker, raw)
-		if err != nil || hp2 != hostport {
-			return refuse("a secret may not change the destination")
-		}
-		u = u2
-	}
-	headers := map[string]string{}
-	for k, v := range req.Headers {
-		if headers[k], err = b.fill(worker, host, v, &sub); err != nil {
-			return refuse("header %s: %v", k, err)
-		}
-	}
-	reqBody, err := b.fill(worker, host, string(req.Body), &sub)
-	if err != nil {
-		return refuse("body: %v", err)
-	}
-	if len(sub.used) > 0 && b.cfg.Filled != nil {
+	if len(o.sub.used) > 0 && b.cfg.Filled != nil {
 		b.cfg.Filled(worker, msgID)
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, method, u.String(), strings.NewReader(reqBody))
+	hreq, err := http.NewRequestWithContext(ctx, method, o.u.String(), strings.NewReader(reqBody))
 	if err != nil {
 		return refuse("bad request")
 	}
 	for k, v := range headers {
 		// The transport asks for gzip itself and decompresses what it
-		// gets, so that the scrubber below sees the plain body: a worker
-		// may not ask for an encoding that would carry an echo past it.
+		// gets, so that the scrubber sees the plain body: a worker may
+		// not ask for an encoding that would carry an echo past it.
 		if strings.EqualFold(k, "Accept-Encoding") {
 			continue
 		}
 		hreq.Header.Set(k, v)
 	}
-	client := &http.Client{
-		Transport: &http.Transport{
-			Proxy:                  nil,
-			DialContext:            b.dialer(worker),
-			TLSHandshakeTimeout:    10 * time.Second,
-			ResponseHeaderTimeout:  b.cfg.Timeout,
-			TLSClientConfig:        &tls.Config{RootCAs: b.cfg.RootCAs, MinVersion: tls.VersionTLS12},
-			MaxResponseHeaderBytes: 64 << 10,
-		},
-		CheckRedirect: func(r *http.Request, via []*http.Request) error {
-			if len(via) >= 5 {
-				return errors.New("too many redirects")
-			}
-			_, hp, err := b.check(worker, r.URL.String())
-			if err != nil {
-				return fmt.Errorf("redirect refused: %w", err)
-			}
-			if containsSecret(r.URL.String(), sub.used) {
-				return errors.New("redirect refused: the new location carries a secret")
-			}
-			if !b.allowedFor(worker, r.URL.Hostname(), sub.used) {
-				// The secrets go to their own hosts only: drop every
-				// header that carries one.
-				for k, vs := range r.Header {
-					if slices.ContainsFunc(vs, func(v string) bool { return containsSecret(v, sub.used) }) {
-						r.Header.Del(k)
-					}
-				}
-			}
-			if !b.cfg.Track(worker, msgID, hp) {
-				return errors.New("redirect refused: call no longer in flight")
-			}
-			return nil
-		},
-	}
+	client := b.client(o)
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(hreq)
 	if err != nil {
@@ -281,11 +219,120 @@ func (b *Broker) do(ctx context.Context, worker, msgID string, body []byte) *sch
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL may carry a secret
 		}
-		msg := scrub2(err.Error(), sub.used)
-		b.log.Warn("egress failed", "worker", worker, "msg_id", msgID, "host", hostport, "err", msg)
-		return refuse("request to %s failed: %s", hostport, msg)
+		msg := scrub2(err.Error(), o.sub.used)
+		b.log.Warn("egress failed", "worker", worker, "msg_id", msgID, "host", o.hostport, "err", msg)
+		return refuse("request to %s failed: %s", o.hostport, msg)
 	}
 	defer resp.Body.Close()
+	return b.response(o, resp)
+}
+
+// outbound is one HTTP request the broker makes for a worker's call: where
+// it goes, and the secrets filled into it.
+type outbound struct {
+	worker, msgID string
+	u             *url.URL
+	hostport      string
+	sub           substitution
+}
+
+// admit checks that worker may reach raw for the call msgID in flight,
+// and fills the secrets of the URL in, for their own hosts only: the
+// worker never sees them.
+func (b *Broker) admit(worker, msgID, raw string) (*outbound, *schemas.EgressResponse) {
+	u, hostport, err := b.check(worker, raw)
+	if err != nil {
+		b.log.Warn("egress refused", "worker", worker, "msg_id", msgID, "err", err)
+		return nil, refuse("%v", err)
+	}
+	if b.cfg.Track == nil || !b.cfg.Track(worker, msgID, hostport) {
+		return nil, refuse("worker %s has no call %q in flight", worker, msgID)
+	}
+	if placeholderRE.MatchString(u.Host) {
+		return nil, refuse("a secret may not name the host")
+	}
+	o := &outbound{worker: worker, msgID: msgID, u: u, hostport: hostport}
+	filled, err := b.fill(worker, u.Hostname(), u.String(), &o.sub)
+	if err != nil {
+		return nil, refuse("%v", err)
+	}
+	if len(o.sub.used) > 0 {
+		u2, hp2, err := b.check(worker, filled)
+		if err != nil || hp2 != hostport {
+			return nil, refuse("a secret may not change the destination")
+		}
+		o.u = u2
+	}
+	return o, nil
+}
+
+// fillRequest fills the secrets of the request's headers and body in.
+func (b *Broker) fillRequest(o *outbound, req schemas.EgressRequest) (map[string]string, string, *schemas.EgressResponse) {
+	host := o.u.Hostname()
+	headers := map[string]string{}
+	for k, v := range req.Headers {
+		h, err := b.fill(o.worker, host, v, &o.sub)
+		if err != nil {
+			return nil, "", refuse("header %s: %v", k, err)
+		}
+		headers[k] = h
+	}
+	body, err := b.fill(o.worker, host, string(req.Body), &o.sub)
+	if err != nil {
+		return nil, "", refuse("body: %v", err)
+	}
+	return headers, body, nil
+}
+
+// client makes the request: no proxy, every address dialled checked
+// (dialer), and every redirect checked as the request was.
+func (b *Broker) client(o *outbound) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                  nil,
+			DialContext:            b.dialer(o.worker),
+			TLSHandshakeTimeout:    10 * time.Second,
+			ResponseHeaderTimeout:  b.cfg.Timeout,
+			TLSClientConfig:        &tls.Config{RootCAs: b.cfg.RootCAs, MinVersion: tls.VersionTLS12},
+			MaxResponseHeaderBytes: 64 << 10,
+		},
+		CheckRedirect: func(r *http.Request, via []*http.Request) error { return b.redirect(o, r, via) },
+	}
+}
+
+// redirect checks a redirect as the request was checked: a granted host,
+// no secret in the new location, no secret header for another host, and
+// the call still in flight.
+func (b *Broker) redirect(o *outbound, r *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("too many redirects")
+	}
+	_, hp, err := b.check(o.worker, r.URL.String())
+	if err != nil {
+		return fmt.Errorf("redirect refused: %w", err)
+	}
+	if containsSecret(r.URL.String(), o.sub.used) {
+		return errors.New("redirect refused: the new location carries a secret")
+	}
+	if !b.allowedFor(o.worker, r.URL.Hostname(), o.sub.used) {
+		// The secrets go to their own hosts only: drop every header
+		// that carries one.
+		for k, vs := range r.Header {
+			if slices.ContainsFunc(vs, func(v string) bool { return containsSecret(v, o.sub.used) }) {
+				r.Header.Del(k)
+			}
+		}
+	}
+	if !b.cfg.Track(o.worker, o.msgID, hp) {
+		return errors.New("redirect refused: call no longer in flight")
+	}
+	return nil
+}
+
+// response reads what the server answered, bounded, and gives the worker
+// only what holds no secret.
+func (b *Broker) response(o *outbound, resp *http.Response) *schemas.EgressResponse {
+	hostport := o.hostport
 	data, err := io.ReadAll(io.LimitReader(resp.Body, b.cfg.MaxBody+1))
 	if err != nil {
 		return refuse("reading response from %s: %v", hostport, err)
@@ -303,15 +350,15 @@ func (b *Broker) do(ctx context.Context, worker, msgID string, body []byte) *sch
 	// sees it; an echo the broker finds but cannot cut out (inside a
 	// string that escapes only some of its characters) refuses the whole
 	// response.
-	scrubbed, _ := b.echoes.Replace(scrub(data, sub.used))
+	scrubbed, _ := b.echoes.Replace(scrub(data, o.sub.used))
 	if found := b.echoes.Find(string(scrubbed)); len(found) > 0 {
-		b.log.Warn("egress response echoed a secret", "worker", worker, "msg_id", msgID, "host", hostport, "secrets", found)
+		b.log.Warn("egress response echoed a secret", "worker", o.worker, "msg_id", o.msgID, "host", hostport, "secrets", found)
 		return refuse("response from %s echoed a secret in a form that could not be removed", hostport)
 	}
 	out := &schemas.EgressResponse{Status: resp.StatusCode, Headers: map[string]string{}, Body: scrubbed}
 	for k, v := range resp.Header {
 		if len(v) > 0 {
-			h, _ := b.echoes.Replace([]byte(scrub2(v[0], sub.used)))
+			h, _ := b.echoes.Replace([]byte(scrub2(v[0], o.sub.used)))
 			out.Headers[k] = string(h)
 		}
 	}

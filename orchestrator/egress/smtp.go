@@ -87,6 +87,18 @@ func (b *Broker) smtpSend(ctx context.Context, worker, scheme, host, hostport st
 	default:
 		return fmt.Errorf("header %s must be true or false", schemas.SMTPInsecurePlaintext)
 	}
+	c, err := b.smtpConnect(ctx, worker, scheme, host, hostport, insecure)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return submit(c, h, rcpts, body)
+}
+
+// smtpConnect connects to the mail server and returns a client over TLS
+// unless plaintext is allowed (plaintextAllowed) and the server offers no
+// TLS.
+func (b *Broker) smtpConnect(ctx context.Context, worker, scheme, host, hostport string, insecure bool) (*smtp.Client, error) {
 	dial := func() (net.Conn, error) {
 		conn, err := b.dialer(worker)(ctx, "tcp", hostport)
 		if err != nil {
@@ -99,51 +111,54 @@ func (b *Broker) smtpSend(ctx context.Context, worker, scheme, host, hostport st
 	}
 	conn, err := dial()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tlsConf := &tls.Config{ServerName: host, RootCAs: b.cfg.RootCAs, MinVersion: tls.VersionTLS12}
-	newClient := func(conn net.Conn) *smtp.Client {
-		c := smtp.NewClient(conn)
-		c.CommandTimeout, c.SubmissionTimeout = b.cfg.Timeout, b.cfg.Timeout
-		return c
-	}
-	var c *smtp.Client
 	switch {
 	case scheme == "smtps":
 		tc := tls.Client(conn, tlsConf)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return err
+			return nil, err
 		}
-		c = newClient(tc)
+		c := smtp.NewClient(tc)
+		c.CommandTimeout, c.SubmissionTimeout = b.cfg.Timeout, b.cfg.Timeout
+		return c, nil
 	case !plaintextAllowed(remoteAddr(conn), insecure, b.isLoopback):
 		// TLS is required: STARTTLS before anything else is said, and
 		// nothing of the message is sent when it fails.
-		if c, err = startTLS(conn, tlsConf, b.cfg.Timeout); err != nil {
+		c, err := startTLS(conn, tlsConf, b.cfg.Timeout)
+		if err != nil {
 			conn.Close()
-			return fmt.Errorf("%v: %w", err, errNoTLS)
+			return nil, fmt.Errorf("%v: %w", err, errNoTLS)
 		}
-	default:
-		// Plaintext is allowed where TLS is not offered; where it is, it
-		// is used, on a new connection, and never given up for plaintext.
-		c = newClient(conn)
-		if err := c.Hello("localhost"); err != nil {
-			c.Close()
-			return err
-		}
-		if ok, _ := c.Extension("STARTTLS"); ok {
-			_ = c.Quit()
-			c.Close()
-			if conn, err = dial(); err != nil {
-				return err
-			}
-			if c, err = startTLS(conn, tlsConf, b.cfg.Timeout); err != nil {
-				conn.Close()
-				return err
-			}
-		}
+		return c, nil
 	}
-	defer c.Close()
+	// Plaintext is allowed where TLS is not offered; where it is, it is
+	// used, on a new connection, and never given up for plaintext.
+	c := smtp.NewClient(conn)
+	c.CommandTimeout, c.SubmissionTimeout = b.cfg.Timeout, b.cfg.Timeout
+	if err := c.Hello("localhost"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if ok, _ := c.Extension("STARTTLS"); !ok {
+		return c, nil
+	}
+	_ = c.Quit()
+	c.Close()
+	if conn, err = dial(); err != nil {
+		return nil, err
+	}
+	if c, err = startTLS(conn, tlsConf, b.cfg.Timeout); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// submit sends one message on c: credentials only over TLS.
+func submit(c *smtp.Client, h map[string]string, rcpts []string, body []byte) error {
 	_, isTLS := c.TLSConnectionState()
 	if h["Auth-Username"] != "" {
 		if !isTLS {
