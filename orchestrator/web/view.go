@@ -217,8 +217,14 @@ const (
 // arguments carry its tool's output — reduced to the arrows no other path
 // implies; steps that read no step's output hang off the run.
 func layout(r *audit.Run) graph {
-	n := len(r.Steps)
-	parents := make([][]int, n)
+	parents := parentsOf(r)
+	reduce(parents)
+	return place(r, parents)
+}
+
+// parentsOf lists, for each step, the earlier steps whose output it reads.
+func parentsOf(r *audit.Run) [][]int {
+	parents := make([][]int, len(r.Steps))
 	index := map[string]int{}
 	for i, s := range r.Steps {
 		index[s.ID] = i
@@ -242,6 +248,12 @@ func layout(r *audit.Run) graph {
 			}
 		}
 	}
+	return parents
+}
+
+// reduce keeps, of each step's parents, those no other path implies.
+func reduce(parents [][]int) {
+	n := len(parents)
 	// reach[i][j]: step j reaches step i through the arrows (j < i).
 	reach := make([][]bool, n)
 	for i := range n {
@@ -258,14 +270,16 @@ func layout(r *audit.Run) graph {
 	for i := range n {
 		all := slices.Clone(parents[i])
 		parents[i] = slices.DeleteFunc(parents[i], func(p int) bool {
-			for _, q := range all {
-				if q != p && reach[q][p] {
-					return true
-				}
-			}
-			return false
+			return slices.ContainsFunc(all, func(q int) bool { return q != p && reach[q][p] })
 		})
 	}
+}
+
+// place puts each step one row below its deepest parent, the run on row
+// 0, and draws an arrow from each parent (from the run for a step with
+// none).
+func place(r *audit.Run, parents [][]int) graph {
+	n := len(parents)
 	depth := make([]int, n)
 	rows := [][]int{{-1}} // row 0: the run
 	for i := range n {

@@ -232,16 +232,7 @@ func (s *Server) routes() http.Handler {
 // from this server's page with its token.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("X-Content-Type-Options", "nosniff")
-		// Not no-referrer: with it a browser sends "Origin: null" on the
-		// page's own form posts, which the check below must refuse.
-		h.Set("Referrer-Policy", "same-origin")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		h.Set("Cross-Origin-Resource-Policy", "same-origin")
-		h.Set("Cache-Control", "no-store")
+		securityHeaders(w.Header())
 		if !s.hosts[strings.ToLower(r.Host)] {
 			forbidden(w, "the Host header does not name this server (only "+s.Addr()+" is served)")
 			return
@@ -251,16 +242,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			return
 		}
 		if key := r.URL.Query().Get("key"); key != "" && r.Method == http.MethodGet {
-			if !equal(key, s.key) {
-				forbidden(w, "wrong key: open the address sluice up printed (also in <state>/run/web.url)")
-				return
-			}
-			http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: s.key, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-			target := r.URL.Path
-			if !strings.HasPrefix(target, "/") || strings.HasPrefix(target, "//") || strings.Contains(target, `\`) {
-				target = "/" // never to another site
-			}
-			http.Redirect(w, r, target, http.StatusSeeOther)
+			s.logIn(w, r, key)
 			return
 		}
 		if c, err := r.Cookie(s.cookie); err != nil || !equal(c.Value, s.key) {
@@ -268,22 +250,56 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			return
 		}
 		if r.Method == http.MethodPost {
-			if !s.origins[strings.ToLower(r.Header.Get("Origin"))] {
-				forbidden(w, "the request does not come from this page (Origin)")
-				return
-			}
-			if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
-				forbidden(w, "the request does not come from this page (Sec-Fetch-Site)")
-				return
-			}
-			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-			if !equal(r.PostFormValue("csrf"), s.csrf) {
-				forbidden(w, "missing or wrong form token: reload the page and try again")
+			if why := s.refusePost(w, r); why != "" {
+				forbidden(w, why)
 				return
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func securityHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	// Not no-referrer: with it a browser sends "Origin: null" on the
+	// page's own form posts, which refusePost must refuse.
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+}
+
+// logIn trades the key of the address sluice up printed for a cookie, and
+// sends the browser on to the same page of this server, never another.
+func (s *Server) logIn(w http.ResponseWriter, r *http.Request, key string) {
+	if !equal(key, s.key) {
+		forbidden(w, "wrong key: open the address sluice up printed (also in <state>/run/web.url)")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: s.key, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	target := r.URL.Path
+	if !strings.HasPrefix(target, "/") || strings.HasPrefix(target, "//") || strings.Contains(target, `\`) {
+		target = "/" // never to another site
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// refusePost says why a POST does not come from this server's page, or
+// returns "": its Origin, its Sec-Fetch-Site and its form token.
+func (s *Server) refusePost(w http.ResponseWriter, r *http.Request) string {
+	if !s.origins[strings.ToLower(r.Header.Get("Origin"))] {
+		return "the request does not come from this page (Origin)"
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+		return "the request does not come from this page (Sec-Fetch-Site)"
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if !equal(r.PostFormValue("csrf"), s.csrf) {
+		return "missing or wrong form token: reload the page and try again"
+	}
+	return ""
 }
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
