@@ -66,34 +66,57 @@ func parseNATS(file string, doc *schemas.Document, raw json.RawMessage, dir stri
 	}
 	var str string
 	if json.Unmarshal(raw, &str) == nil {
-		switch {
-		case str == Embedded || str == "":
-			return Embedded, nil
-		case strings.HasPrefix(str, "nats://") || strings.HasPrefix(str, "tls://"):
-			ds.Add(file, doc.Pos("/nats"), "config_nats_credentials",
-				"nats %q: an external server needs the account's key and the orchestrator's credentials: write nats: {url: %s, account_seed: {file: …}, creds: {file: …}} (see docs/operations.md)", str, str)
-		default:
-			ds.Add(file, doc.Pos("/nats"), "config_bad_nats", "nats %q: want embedded, or {url: nats://host:port, account_seed: …, creds: …}", str)
-		}
-		return str, nil
+		return natsString(file, doc, str, ds), nil
 	}
-	var v struct {
-		URL           string   `json:"url"`
-		URLs          []string `json:"urls"`
-		Replicas      *int     `json:"replicas"`
-		AccountSeed   Secret   `json:"account_seed"`
-		Creds         Secret   `json:"creds"`
-		CredentialTTL string   `json:"credential_ttl"`
-	}
+	var v natsObject
 	if err := json.Unmarshal(raw, &v); err != nil {
 		ds.Add(file, doc.Pos("/nats"), "config_bad_nats", "nats: %v", err)
 		return "", nil
 	}
 	x := &ExternalNATS{AccountSeed: v.AccountSeed, Creds: v.Creds, Replicas: minReplicas,
 		AccountSeedPos: doc.Pos("/nats/account_seed"), CredsPos: doc.Pos("/nats/creds")}
+	x.URL = v.servers(file, doc, ds)
+	v.limits(x, file, doc, ds)
+	for _, s := range []*Secret{&x.AccountSeed, &x.Creds} {
+		if s.File != "" {
+			s.File = abs(dir, s.File, "")
+		}
+	}
+	return x.URL, x
+}
+
+// natsString reads nats: as a string: only "embedded" is one; a URL alone
+// lacks the credentials an external server needs.
+func natsString(file string, doc *schemas.Document, str string, ds *schemas.Diagnostics) string {
+	switch {
+	case str == Embedded || str == "":
+		return Embedded
+	case strings.HasPrefix(str, "nats://") || strings.HasPrefix(str, "tls://"):
+		ds.Add(file, doc.Pos("/nats"), "config_nats_credentials",
+			"nats %q: an external server needs the account's key and the orchestrator's credentials: write nats: {url: %s, account_seed: {file: …}, creds: {file: …}} (see docs/operations.md)", str, str)
+	default:
+		ds.Add(file, doc.Pos("/nats"), "config_bad_nats", "nats %q: want embedded, or {url: nats://host:port, account_seed: …, creds: …}", str)
+	}
+	return str
+}
+
+// natsObject is nats: written as an object: an external server.
+type natsObject struct {
+	URL           string   `json:"url"`
+	URLs          []string `json:"urls"`
+	Replicas      *int     `json:"replicas"`
+	AccountSeed   Secret   `json:"account_seed"`
+	Creds         Secret   `json:"creds"`
+	CredentialTTL string   `json:"credential_ttl"`
+}
+
+// servers checks url or urls (one of them) and returns the servers as
+// one comma-separated URL.
+func (v *natsObject) servers(file string, doc *schemas.Document, ds *schemas.Diagnostics) string {
 	switch {
 	case v.URL != "" && len(v.URLs) > 0:
 		ds.Add(file, doc.Pos("/nats/urls"), "config_bad_nats", "nats: give url (one server) or urls (a cluster's servers), not both")
+		return ""
 	case v.URL == "" && len(v.URLs) == 0:
 		ds.Add(file, doc.Pos("/nats"), "config_bad_nats", "nats: name the server with url: nats://host:port, or a cluster's servers with urls: [nats://host:port, …]")
 	case len(v.URLs) > 0:
@@ -102,7 +125,7 @@ func parseNATS(file string, doc *schemas.Document, raw json.RawMessage, dir stri
 				ds.Add(file, doc.Pos("/nats/urls/"+strconv.Itoa(i)), "config_bad_nats", "nats.urls[%d] %q: want nats://host:port", i, s)
 			}
 		}
-		x.URL = strings.Join(v.URLs, ",")
+		return strings.Join(v.URLs, ",")
 	default:
 		for _, s := range strings.Split(v.URL, ",") {
 			if !goodURL(s) {
@@ -110,8 +133,12 @@ func parseNATS(file string, doc *schemas.Document, raw json.RawMessage, dir stri
 				break
 			}
 		}
-		x.URL = v.URL
 	}
+	return v.URL
+}
+
+// limits checks replicas and credential_ttl and sets them on x.
+func (v *natsObject) limits(x *ExternalNATS, file string, doc *schemas.Document, ds *schemas.Diagnostics) {
 	if v.Replicas != nil {
 		if n := *v.Replicas; n < minReplicas || n > maxReplicas {
 			ds.Add(file, doc.Pos("/nats/replicas"), "config_bad_nats", "nats.replicas %d: must be between %d and %d (3 on a cluster of three servers)", n, minReplicas, maxReplicas)
@@ -119,23 +146,18 @@ func parseNATS(file string, doc *schemas.Document, raw json.RawMessage, dir stri
 			x.Replicas = n
 		}
 	}
-	if v.CredentialTTL != "" {
-		d, err := time.ParseDuration(v.CredentialTTL)
-		switch {
-		case err != nil:
-			ds.Add(file, doc.Pos("/nats/credential_ttl"), "config_bad_nats", "nats.credential_ttl %q: not a duration (write 30m, 1h, …)", v.CredentialTTL)
-		case d < minCredentialTTL || d > maxCredentialTTL:
-			ds.Add(file, doc.Pos("/nats/credential_ttl"), "config_bad_nats", "nats.credential_ttl %s: must be between 1m and 24h", v.CredentialTTL)
-		default:
-			x.CredentialTTL = d
-		}
+	if v.CredentialTTL == "" {
+		return
 	}
-	for _, s := range []*Secret{&x.AccountSeed, &x.Creds} {
-		if s.File != "" {
-			s.File = abs(dir, s.File, "")
-		}
+	d, err := time.ParseDuration(v.CredentialTTL)
+	switch {
+	case err != nil:
+		ds.Add(file, doc.Pos("/nats/credential_ttl"), "config_bad_nats", "nats.credential_ttl %q: not a duration (write 30m, 1h, …)", v.CredentialTTL)
+	case d < minCredentialTTL || d > maxCredentialTTL:
+		ds.Add(file, doc.Pos("/nats/credential_ttl"), "config_bad_nats", "nats.credential_ttl %s: must be between 1m and 24h", v.CredentialTTL)
+	default:
+		x.CredentialTTL = d
 	}
-	return x.URL, x
 }
 
 // goodURL says whether s is the URL of one NATS server.
