@@ -155,23 +155,7 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 	}()
 	a := s.Agent
 	r := &run{h: h, s: s, c: c, tools: map[string]flow.AgentTool{}}
-	var offered []chatTool
-	for _, t := range a.Tools {
-		name := OfferedName(t.Name)
-		r.tools[name], r.tools[t.Name] = t, t
-		ct := chatTool{Name: name, Description: t.Spec.Description}
-		if t.Spec.Input != nil {
-			ct.Parameters = t.Spec.Input.Doc()
-		}
-		offered = append(offered, ct)
-	}
-	if r.inspectable() {
-		offered = append(offered, chatTool{Name: InspectTool,
-			Description: "Answer one question about a hidden value (a handle) with a narrow schema.",
-			Parameters: map[string]any{"type": "object", "required": []any{"handle", "question", "schema"},
-				"properties": map[string]any{"handle": map[string]any{"type": "string"}, "question": map[string]any{"type": "string"},
-					"schema": map[string]any{"type": "object"}}}})
-	}
+	offered := r.offer()
 	system := preamble
 	if a.OutputSchema != nil {
 		b, _ := json.Marshal(a.OutputDoc)
@@ -205,23 +189,9 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 		// What the model says was decided by what it saw.
 		c.tell(msg, o.label(), nil)
 		if len(msg.ToolCalls) == 0 {
-			content := ""
-			if msg.Content != nil {
-				content = *msg.Content
+			if done, ok := r.answer(res, turn, msg); ok {
+				return done
 			}
-			out, problem, refs := r.final(content)
-			if problem == "" {
-				res.Status, res.Label = Completed, c.label
-				res.Output, res.Base, res.Fields = out.v, out.base, out.fields
-				return res
-			}
-			if refs.static.Integrity() < c.label.Integrity() {
-				// Whether the answer fits depends on values the model
-				// was not shown: telling it so would tell it about them.
-				res.Label = c.label.Join(refs.dyn)
-				return r.end(res, Failed, "turn %d: the final answer, with the values of its handles put in, was not accepted", turn)
-			}
-			c.tell(Message{Role: "user", Content: str("Your final answer was not accepted: " + problem + ". Answer again.")}, refs.dyn, nil)
 			continue
 		}
 		for i, tc := range msg.ToolCalls {
@@ -232,6 +202,54 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 		}
 	}
 	return r.end(res, Failed, "agent %s did not finish within max_turns (%d): the model was still calling tools", s.ID, a.MaxTurns)
+}
+
+// offer lists the tools the model is offered, under the names it may
+// use, and inspect when the step may inspect handles.
+func (r *run) offer() []chatTool {
+	var offered []chatTool
+	for _, t := range r.s.Agent.Tools {
+		name := OfferedName(t.Name)
+		r.tools[name], r.tools[t.Name] = t, t
+		ct := chatTool{Name: name, Description: t.Spec.Description}
+		if t.Spec.Input != nil {
+			ct.Parameters = t.Spec.Input.Doc()
+		}
+		offered = append(offered, ct)
+	}
+	if r.inspectable() {
+		offered = append(offered, chatTool{Name: InspectTool,
+			Description: "Answer one question about a hidden value (a handle) with a narrow schema.",
+			Parameters: map[string]any{"type": "object", "required": []any{"handle", "question", "schema"},
+				"properties": map[string]any{"handle": map[string]any{"type": "string"}, "question": map[string]any{"type": "string"},
+					"schema": map[string]any{"type": "object"}}}})
+	}
+	return offered
+}
+
+// answer takes the model's final answer: the step's result when it is
+// accepted or must end the step; ok false when the model is told why it
+// was not accepted and asked again.
+func (r *run) answer(res Result, turn int, msg Message) (done Result, ok bool) {
+	c := r.c
+	content := ""
+	if msg.Content != nil {
+		content = *msg.Content
+	}
+	out, problem, refs := r.final(content)
+	if problem == "" {
+		res.Status, res.Label = Completed, c.label
+		res.Output, res.Base, res.Fields = out.v, out.base, out.fields
+		return res, true
+	}
+	if refs.static.Integrity() < c.label.Integrity() {
+		// Whether the answer fits depends on values the model was not
+		// shown: telling it so would tell it about them.
+		res.Label = c.label.Join(refs.dyn)
+		return r.end(res, Failed, "turn %d: the final answer, with the values of its handles put in, was not accepted", turn), true
+	}
+	c.tell(Message{Role: "user", Content: str("Your final answer was not accepted: " + problem + ". Answer again.")}, refs.dyn, nil)
+	return Result{}, false
 }
 
 // end ends the step with status.
@@ -616,13 +634,8 @@ func NarrowSchema(s map[string]any) string {
 			return ""
 		}
 	case "string":
-		if enum, ok := s["enum"].([]any); ok && allowed("type", "enum") && len(enum) > 0 && len(enum) <= 32 {
-			for _, e := range enum {
-				if x, ok := e.(string); !ok || len(x) > 64 {
-					return want + "; enum values are strings of at most 64 characters"
-				}
-			}
-			return ""
+		if enum, ok := s["enum"].([]any); ok && allowed("type", "enum") {
+			return narrowEnum(enum, want)
 		}
 		if s["format"] == "date" && allowed("type", "format") {
 			return ""
@@ -635,4 +648,17 @@ func NarrowSchema(s map[string]any) string {
 		}
 	}
 	return want
+}
+
+// narrowEnum accepts from 1 to 32 strings of at most 64 bytes each.
+func narrowEnum(enum []any, want string) string {
+	if len(enum) == 0 || len(enum) > 32 {
+		return want
+	}
+	for _, e := range enum {
+		if x, ok := e.(string); !ok || len(x) > 64 {
+			return want + "; enum values are strings of at most 64 characters"
+		}
+	}
+	return ""
 }
