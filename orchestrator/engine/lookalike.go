@@ -33,14 +33,41 @@ const maxLookalike = 320
 // but are not, an entry of one of registries or the same argument of an
 // earlier approved call of the same tool (among earlier).
 func lookalikes(tool string, args map[string]any, registries map[string][]string, earlier []Approval) []Lookalike {
-	type known struct{ value, where string }
+	trusted := registered(registries)
+	approved := approvedBefore(tool, earlier)
+	var out []Lookalike
+	for _, name := range slices.Sorted(maps.Keys(args)) {
+		cands := slices.Clone(trusted)
+		for _, v := range approved[name] {
+			cands = append(cands, known{v, "approved before (" + tool + " " + name + ")"})
+		}
+		for _, s := range stringsOf(name, args[name]) {
+			if len(s.value) <= maxLookalike {
+				out = append(out, resembles(s, cands)...)
+			}
+		}
+	}
+	return out
+}
+
+// known is a value a person trusts, and where it is kept.
+type known struct{ value, where string }
+
+// registered lists the entries of every registry, by registry name.
+func registered(registries map[string][]string) []known {
 	var trusted []known
 	for _, name := range slices.Sorted(maps.Keys(registries)) {
 		for _, v := range registries[name] {
 			trusted = append(trusted, known{v, "registry " + name})
 		}
 	}
-	approved := map[string][]string{} // argument -> values approved before
+	return trusted
+}
+
+// approvedBefore lists, by argument, the values of the earlier calls of
+// tool a person approved.
+func approvedBefore(tool string, earlier []Approval) map[string][]string {
+	approved := map[string][]string{}
 	for _, a := range earlier {
 		if a.Tool != tool || a.Status != ApprovalApproved && a.Status != ApprovalUsed {
 			continue
@@ -51,25 +78,19 @@ func lookalikes(tool string, args map[string]any, registries map[string][]string
 			}
 		}
 	}
+	return approved
+}
+
+// resembles flags each candidate s looks like without being it, once.
+func resembles(s argString, cands []known) []Lookalike {
 	var out []Lookalike
-	for _, name := range slices.Sorted(maps.Keys(args)) {
-		for _, s := range stringsOf(name, args[name]) {
-			if len(s.value) > maxLookalike {
-				continue
-			}
-			seen := map[string]bool{}
-			cands := slices.Clone(trusted)
-			for _, v := range approved[name] {
-				cands = append(cands, known{v, "approved before (" + tool + " " + name + ")"})
-			}
-			for _, k := range cands {
-				if seen[k.value] || len(k.value) > maxLookalike || !display.Confusable(s.value, k.value) {
-					continue
-				}
-				seen[k.value] = true
-				out = append(out, Lookalike{Arg: s.arg, Value: s.value, Like: k.value, Where: k.where})
-			}
+	seen := map[string]bool{}
+	for _, k := range cands {
+		if seen[k.value] || len(k.value) > maxLookalike || !display.Confusable(s.value, k.value) {
+			continue
 		}
+		seen[k.value] = true
+		out = append(out, Lookalike{Arg: s.arg, Value: s.value, Like: k.value, Where: k.where})
 	}
 	return out
 }
