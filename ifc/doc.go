@@ -23,6 +23,14 @@
 // Labels are immutable values with sorted sets, so equal labels encode to
 // equal JSON.
 //
+// # Structured values
+//
+// A tool's output may carry a label per field ([Fields]): reading a path
+// reveals the base label joined with the fields on, above and below the
+// path ([Fields.At]); the whole value's label joins them all
+// ([Fields.All]). A field's label is always joined with the base, never put
+// in its place.
+//
 // This package has no I/O, no goroutines and no logging, so that a reviewer
 // can read all of it.
 package ifc

@@ -19,9 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -585,32 +583,16 @@ func (r *run) shape(p expr.Path) ifc.Label {
 	if !ok {
 		return ifc.UntrustedFrom()
 	}
-	l := v.base
-	path := strings.Join(p[3:], ".")
-	for f, fl := range v.fields {
-		if f == path || strings.HasPrefix(path, f+".") {
-			l = l.Join(fl)
-		}
-	}
-	return l
+	return v.labels().Shape(p[3:])
 }
 
-func (v *value) all() ifc.Label {
-	return ifc.Join(append([]ifc.Label{v.base}, slices.Collect(maps.Values(v.fields))...)...)
-}
+// labels is the label arithmetic of the value (ifc.Fields).
+func (v *value) labels() ifc.Fields { return ifc.Fields{Base: v.base, Fields: v.fields} }
 
-// at joins the base label with the labels of fields that are the path, its
-// ancestors or its descendants.
-func (v *value) at(path []string) ifc.Label {
-	l := v.base
-	p := strings.Join(path, ".")
-	for f, fl := range v.fields {
-		if f == p || strings.HasPrefix(p, f+".") || strings.HasPrefix(f, p+".") {
-			l = l.Join(fl)
-		}
-	}
-	return l
-}
+func (v *value) all() ifc.Label { return v.labels().All() }
+
+// at returns what reading path inside the value reveals (ifc.Fields.At).
+func (v *value) at(path []string) ifc.Label { return v.labels().At(path) }
 
 // decodeReply decodes a worker's reply into a try's result: its output
 // and labels, or its error, whether another try may succeed, and whether

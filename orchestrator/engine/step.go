@@ -182,13 +182,15 @@ func (r *run) forEach(ctx context.Context, s *flow.Step, vars map[string]any, if
 	}
 	// The list's shape was decided by the for_each value; each element by
 	// its own call.
-	out := &value{out: make([]any, len(values)), base: listLabel, fields: map[string]ifc.Label{}}
+	labels := ifc.Fields{Base: listLabel}
+	items := make([]any, len(values))
 	for i, v := range values {
-		out.out.([]any)[i] = v.out
-		out.fields[strconv.Itoa(i)] = v.base
-		for f, l := range v.fields {
-			out.fields[strconv.Itoa(i)+"."+f] = l
-		}
+		items[i] = v.out
+		labels.Nest(strconv.Itoa(i), v.labels())
+	}
+	out := &value{out: items, base: labels.Base, fields: labels.Fields}
+	if out.fields == nil {
+		out.fields = map[string]ifc.Label{}
 	}
 	all := out.all()
 	res.OutputLabel = &all
