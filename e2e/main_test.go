@@ -1,5 +1,3 @@
-// Package e2e builds the sluice binary and runs it as a user would: real
-// processes, a real embedded NATS server, real HTTP on loopback.
 package e2e
 
 import (
