@@ -21,3 +21,11 @@ type ChatToolCall struct {
 	Name      string          `json:"name"`
 	Arguments json.RawMessage `json:"arguments"`
 }
+
+// ChatTool offers a tool to the model: its name as the model may use it
+// (no dots), what it does, and the JSON Schema of its arguments.
+type ChatTool struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Parameters  json.RawMessage `json:"parameters,omitempty"`
+}

@@ -130,12 +130,6 @@ type Result struct {
 	Error  string
 }
 
-type chatTool struct {
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
-	Parameters  any    `json:"parameters,omitempty"`
-}
-
 type run struct {
 	h     Host
 	s     Step
@@ -206,23 +200,22 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 
 // offer lists the tools the model is offered, under the names it may
 // use, and inspect when the step may inspect handles.
-func (r *run) offer() []chatTool {
-	var offered []chatTool
+func (r *run) offer() []schemas.ChatTool {
+	var offered []schemas.ChatTool
 	for _, t := range r.s.Agent.Tools {
 		name := OfferedName(t.Name)
 		r.tools[name], r.tools[t.Name] = t, t
-		ct := chatTool{Name: name, Description: t.Spec.Description}
+		ct := schemas.ChatTool{Name: name, Description: t.Spec.Description}
 		if t.Spec.Input != nil {
-			ct.Parameters = t.Spec.Input.Doc()
+			ct.Parameters, _ = json.Marshal(t.Spec.Input.Doc()) // a schema loaded from JSON always encodes
 		}
 		offered = append(offered, ct)
 	}
 	if r.inspectable() {
-		offered = append(offered, chatTool{Name: InspectTool,
+		offered = append(offered, schemas.ChatTool{Name: InspectTool,
 			Description: "Answer one question about a hidden value (a handle) with a narrow schema.",
-			Parameters: map[string]any{"type": "object", "required": []any{"handle", "question", "schema"},
-				"properties": map[string]any{"handle": map[string]any{"type": "string"}, "question": map[string]any{"type": "string"},
-					"schema": map[string]any{"type": "object"}}}})
+			Parameters: json.RawMessage(`{"type":"object","required":["handle","question","schema"],` +
+				`"properties":{"handle":{"type":"string"},"question":{"type":"string"},"schema":{"type":"object"}}}`)})
 	}
 	return offered
 }

@@ -18,12 +18,8 @@ type Message = schemas.ChatMessage
 // ToolCall is a model's request to call a tool.
 type ToolCall = schemas.ChatToolCall
 
-// ToolSpec offers a tool to the model.
-type ToolSpec struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description,omitempty"`
-	Parameters  json.RawMessage `json:"parameters,omitempty"`
-}
+// ToolSpec offers a tool to the model (schemas.ChatTool).
+type ToolSpec = schemas.ChatTool
 
 type chatArgs struct {
 	Messages []Message  `json:"messages"`
