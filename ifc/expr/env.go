@@ -38,6 +38,9 @@ const (
 // built once and shared; it is safe for concurrent use.
 type Env struct {
 	cel *cel.Env
+	// typed, when set, checks each expression again with the types a
+	// flow declares; see [Env.WithTypes].
+	typed *cel.Env
 }
 
 // Names of the variables expressions see.

@@ -31,11 +31,22 @@ func isRoot(name string) bool {
 	return false
 }
 
-// reads walks a checked syntax tree and returns every path it reads.
-func reads(a *ast.AST) []Path {
-	w := &walker{bound: map[string]int{}}
+// Ref is one place an expression reads a value: the path, and where each
+// of its elements is written.
+type Ref struct {
+	Path Path
+	// Offsets[i] is the byte offset in the template's source where
+	// Path[i] is written: the name of a variable or field, or the key of
+	// an index.
+	Offsets []int
+}
+
+// reads walks a checked syntax tree and returns every path it reads, and
+// each place it is read, with offsets relative to the expression's text.
+func reads(a *ast.AST) ([]Path, []Ref) {
+	w := &walker{bound: map[string]int{}, si: a.SourceInfo()}
 	w.expr(a.Expr())
-	return w.paths
+	return w.paths, w.refs
 }
 
 // walker collects paths. bound counts, per name, the comprehension
@@ -43,6 +54,20 @@ func reads(a *ast.AST) []Path {
 type walker struct {
 	bound map[string]int
 	paths []Path
+	si    *ast.SourceInfo
+	refs  []Ref
+}
+
+// offset returns where the node starts in the expression's text.
+func (w *walker) offset(e ast.Expr) int {
+	if w.si == nil {
+		return 0
+	}
+	r, ok := w.si.GetOffsetRange(e.ID())
+	if !ok {
+		return 0
+	}
+	return int(r.Start)
 }
 
 func (w *walker) isRoot(name string) bool {
@@ -55,6 +80,7 @@ func (w *walker) expr(e ast.Expr) {
 	}
 	if p, dynamic, ok := w.chain(e); ok {
 		w.paths = append(w.paths, p.path)
+		w.refs = append(w.refs, Ref{Path: p.path, Offsets: p.offs})
 		for _, d := range dynamic {
 			w.expr(d)
 		}
@@ -112,7 +138,8 @@ func (w *walker) expr(e ast.Expr) {
 // chainResult is the static path of a select or index chain.
 type chainResult struct {
 	path    Path
-	stopped bool // a computed key or index ended the static part
+	offs    []int // where each element of path is written
+	stopped bool  // a computed key or index ended the static part
 }
 
 // chain reports whether e is a chain of selects and indexes rooted at a
@@ -125,7 +152,7 @@ func (w *walker) chain(e ast.Expr) (chainResult, []ast.Expr, bool) {
 		if !w.isRoot(name) {
 			return chainResult{}, nil, false
 		}
-		return chainResult{path: Path{name}}, nil, true
+		return chainResult{path: Path{name}, offs: []int{w.offset(e)}}, nil, true
 	case ast.SelectKind:
 		s := e.AsSelect()
 		r, dyn, ok := w.chain(s.Operand())
@@ -134,6 +161,8 @@ func (w *walker) chain(e ast.Expr) (chainResult, []ast.Expr, bool) {
 		}
 		if !r.stopped {
 			r.path = append(slices.Clip(r.path), s.FieldName())
+			// The node of a selection is at its dot.
+			r.offs = append(slices.Clip(r.offs), w.offset(e)+1)
 		}
 		return r, dyn, true
 	case ast.CallKind:
@@ -150,6 +179,7 @@ func (w *walker) chain(e ast.Expr) (chainResult, []ast.Expr, bool) {
 		}
 		if key, ok := constPathKey(c.Args()[1]); ok {
 			r.path = append(slices.Clip(r.path), key)
+			r.offs = append(slices.Clip(r.offs), w.offset(c.Args()[1]))
 			return r, dyn, true
 		}
 		// A computed key: the path ends here, and the key expression is

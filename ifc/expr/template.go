@@ -22,6 +22,7 @@ type Template struct {
 	parts []part
 	whole bool   // exactly one ${…} and nothing else
 	reads []Path // sorted, unique
+	refs  []Ref  // in source order
 }
 
 // part is a literal run of text or one compiled expression.
@@ -51,7 +52,15 @@ func (e *Env) Compile(s string) (*Template, error) {
 			continue
 		}
 		t.parts = append(t.parts, p)
-		t.reads = append(t.reads, reads(p.ast)...)
+		ps, refs := reads(p.ast)
+		t.reads = append(t.reads, ps...)
+		for _, r := range refs {
+			offs := make([]int, len(r.Offsets))
+			for i, o := range r.Offsets {
+				offs[i] = p.start + runeOffset(p.text, o)
+			}
+			t.refs = append(t.refs, Ref{Path: r.Path, Offsets: offs})
+		}
 	}
 	if splitErr != nil {
 		errs = append(errs, splitErr)
@@ -75,6 +84,11 @@ func (e *Env) compileExpr(s string, sg segment) (part, ErrorList) {
 	checked, iss := e.cel.Check(parsed)
 	if iss != nil && iss.Err() != nil {
 		return part{}, celErrors(text, sg.start, CodeType, iss)
+	}
+	if e.typed != nil {
+		if errs := e.typeCheck(text, sg.start); len(errs) > 0 {
+			return part{}, errs
+		}
 	}
 	prg, err := e.cel.Program(checked,
 		cel.EvalOptions(cel.OptOptimize),
@@ -120,6 +134,17 @@ func byteOffset(text string, line, col int) int {
 	return off
 }
 
+// runeOffset converts an offset in code points, as CEL counts them, to a
+// byte offset in text, clamped to the text.
+func runeOffset(text string, n int) int {
+	off := 0
+	for i := 0; i < n && off < len(text); i++ {
+		_, size := utf8.DecodeRuneInString(text[off:])
+		off += size
+	}
+	return off
+}
+
 // IsLiteral reports whether the template holds no expression: its value is
 // its text, with "$${" unescaped.
 func (t *Template) IsLiteral() bool {
@@ -141,6 +166,17 @@ func (t *Template) Reads() []Path {
 	out := make([]Path, len(t.reads))
 	for i, p := range t.reads {
 		out[i] = slices.Clone(p)
+	}
+	return out
+}
+
+// Refs returns each place the template's expressions read a value, with
+// where each element of the path is written, in source order. Unlike
+// Reads, a path read twice is listed twice.
+func (t *Template) Refs() []Ref {
+	out := make([]Ref, len(t.refs))
+	for i, r := range t.refs {
+		out[i] = Ref{Path: slices.Clone(r.Path), Offsets: slices.Clone(r.Offsets)}
 	}
 	return out
 }
