@@ -311,6 +311,10 @@ func depth(e *jsonschema.ValidationError) int {
 	return d
 }
 
+// Suggest returns the candidate closest to s by edit distance when it is
+// close enough to be a likely typo, else "".
+func Suggest(s string, candidates []string) string { return suggest(s, candidates) }
+
 // suggest returns the candidate closest to s by edit distance, if it is
 // close enough to be a likely typo.
 func suggest(s string, candidates []string) string {

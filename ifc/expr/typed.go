@@ -78,7 +78,9 @@ var reserved = map[string]bool{
 // The declarations serve the check only: the compiled programs are those
 // of e, so a value at run time is what it is, and evaluation is unchanged.
 // Comparisons between numbers of different kinds (1 == 1.0, n < 2) are
-// accepted: CEL compares them at run time.
+// accepted: CEL compares them at run time. So is a field of a declared
+// scalar or list: the caller, which knows the shapes it declared, checks
+// every path read (see [Template.Refs]) and says what the value has.
 func (e *Env) WithTypes(decls map[string]Type) (*Env, error) {
 	var opts []cel.EnvOption
 	for _, name := range slices.Sorted(maps.Keys(decls)) {
@@ -137,11 +139,17 @@ var comparisons = map[string]bool{"_==_": true, "_!=_": true, "@in": true, "_<_"
 // without knowing CEL's internals. keep is false for what is not an error
 // at run time: a comparison of numbers of different kinds.
 func explain(msg string) (string, bool) {
+	if strings.HasSuffix(msg, "does not support field selection") {
+		// A field of a declared scalar or list: the caller checks the
+		// paths read against the shapes it declared, and names what
+		// they hold.
+		return "", false
+	}
 	m := overloadRE.FindStringSubmatch(msg)
 	if m == nil {
 		return msg, true
 	}
-	fn, args := m[1], strings.Split(m[2], ", ")
+	fn, args := m[1], splitTypes(m[2])
 	if comparisons[fn] && allNumeric(args) {
 		return "", false
 	}
@@ -161,6 +169,26 @@ func explain(msg string) (string, bool) {
 		hint = "; CEL converts nothing by itself: convert one side, e.g. double(…) or int(…), or write 1.0 for a number"
 	}
 	return fmt.Sprintf("%s cannot take %s (no matching overload for %s applied to (%s))%s", what, strings.Join(kinds, " and "), fn, m[2], hint), true
+}
+
+// splitTypes splits "map(string, dyn), int" at its top-level commas.
+func splitTypes(s string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i, r := range s {
+		switch r {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ',':
+			if depth == 0 {
+				out = append(out, strings.TrimSpace(s[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	return append(out, strings.TrimSpace(s[start:]))
 }
 
 func allNumeric(args []string) bool {

@@ -40,7 +40,7 @@ func TestTypedCheckFails(t *testing.T) {
 		{"Paid ${steps.pay.output.charge_id - 1}", 34, "operator - cannot take a string and an integer (int)"},
 		{"${!steps.pay.output.charge_id}", 2, "operator ! cannot take a string"},
 		{"${size(inputs.n)}", 6, "function size cannot take a number (double)"},
-		{"${inputs.who.x}", 12, "does not support field selection"},
+		{"${string(steps.pay.output)}", 8, "function string cannot take a map (no matching overload for string applied to (map(string, dyn)))"},
 		{"${steps.inbox.output.tags[0] + 1}", 29, "operator + cannot take a string and an integer (int)"},
 	} {
 		_, err := env.Compile(tc.src)
@@ -70,6 +70,8 @@ func TestTypedCheckPasses(t *testing.T) {
 		"${steps.other.output.x + 1}",
 		"${steps.inbox.output.tags.exists(t, t == 'a')}",
 		"${has(inputs.who)}",
+		"${inputs.who.x}", // left to the caller, which knows the shapes
+
 	} {
 		if _, err := env.Compile(src); err != nil {
 			t.Errorf("%s: %v", src, err)

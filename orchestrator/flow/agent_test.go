@@ -14,9 +14,9 @@ steps:
       model: llm
       instructions: "${'Find flights to ' + inputs.dest}"
       tools: [web.fetch]
-      output_schema: {type: object}
+      output_schema: {type: object, properties: {flight: {type: string}}}
   - id: pay
-    agent: {model: llm, instructions: "${'Pay for ' + string(steps.research.output)}", tools: [payment.charge], max_turns: 3, hide_untrusted: false}
+    agent: {model: llm, instructions: "${'Pay for ' + steps.research.output.flight}", tools: [payment.charge], max_turns: 3, hide_untrusted: false}
 `)
 	if err != nil {
 		t.Fatal(err)

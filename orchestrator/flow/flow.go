@@ -174,6 +174,8 @@ type loader struct {
 	env *expr.Env
 	cat Catalog
 	ds  schemas.Diagnostics
+	// outShapes is what the flow knows of each step's output, by id.
+	outShapes map[string]shape
 }
 
 func (l *loader) errorf(ptr, code, format string, args ...any) {
@@ -207,6 +209,16 @@ func (l *loader) plan() *Plan {
 	}
 	ids := map[string]int{}
 	steps := root["steps"].([]any)
+	// What each step's output holds, where its tool or agent declares it:
+	// expressions are type-checked against it, and the fields they read
+	// are checked against it.
+	l.outShapes = l.shapes(steps)
+	typed, err := l.env.WithTypes(declarations(p.Inputs, l.outShapes))
+	if err != nil {
+		l.errorf("", CodeExpr, "%v", err)
+	} else {
+		l.env = typed
+	}
 	for i, raw := range steps {
 		m := raw.(map[string]any)
 		id := m["id"].(string)
@@ -338,6 +350,7 @@ func (l *loader) value(ptr string, v any) *Value {
 // exprErrors maps expression errors (byte offsets in the string) to file
 // positions.
 func (l *loader) exprErrors(ptr, s string, err error) {
+
 	var list expr.ErrorList
 	var one *expr.Error
 	switch {
@@ -348,13 +361,13 @@ func (l *loader) exprErrors(ptr, s string, err error) {
 		l.errorf(ptr, CodeExpr, "%v", err)
 		return
 	}
-	m := schemas.NewScalarMap(l.doc, ptr, s)
 	for _, e := range list {
-		l.ds.Add(l.doc.File, m.AtOffset(s, e.Offset), CodeExpr, "%s", e.Message)
+		l.ds.Add(l.doc.File, l.posAt(ptr, s, e.Offset), CodeExpr, "%s", e.Message)
 	}
 }
 
 func (l *loader) checkReads(v *Value, p *Plan, ids map[string]int, self string, deps map[string]bool, item bool) {
+	l.checkFields(v, p)
 	for _, r := range v.reads() {
 		path, ptr := r.path, r.ptr
 		switch path[0] {

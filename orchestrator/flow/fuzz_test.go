@@ -21,6 +21,9 @@ func FuzzLoad(f *testing.F) {
 		}
 	}
 	f.Add([]byte(good))
+	for _, tc := range shapeCases {
+		f.Add([]byte(tc.src))
+	}
 	f.Add([]byte("name: f\nsteps:\n  - id: a\n    call: web.fetch\n    for_each: \"${[1,2]}\"\n    with: {url: \"${'http://x/' + string(item)}\"}\n"))
 	env, err := expr.NewEnv()
 	if err != nil {

@@ -40,6 +40,22 @@ func (v *Value) walk(f func(*expr.Template)) {
 	}
 }
 
+// templates calls f with each template below v and where it is.
+func (v *Value) templates(f func(t *expr.Template, ptr string)) {
+	switch {
+	case v.tmpl != nil:
+		f(v.tmpl, v.ptr)
+	case v.fields != nil:
+		for _, k := range sortedKeys(v.fields) {
+			v.fields[k].templates(f)
+		}
+	case v.items != nil:
+		for _, x := range v.items {
+			x.templates(f)
+		}
+	}
+}
+
 type read struct {
 	path expr.Path
 	ptr  string
