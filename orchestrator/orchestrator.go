@@ -95,6 +95,9 @@ func New(cfg Config) (*Orchestrator, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.CheckFiles(); err != nil {
+		return nil, err
+	}
 	set, err := loadPolicy(d, ms)
 	if err != nil {
 		return nil, err

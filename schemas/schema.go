@@ -14,11 +14,12 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-//go:embed *.json tools/*.json
+//go:embed *.json tools/*.json workers/*.json
 var files embed.FS
 
 // FS returns the embedded JSON Schemas: flow.json, manifest.json,
-// policy.json, config.json, and tools/<worker>.<tool>.json.
+// policy.json, config.json, tools/<worker>.<tool>.json, and
+// workers/<kind>.config.json, the `config:` block of each kind of worker.
 func FS() fs.FS { return files }
 
 const urlBase = "https://sluice.dev/schemas/"
@@ -36,7 +37,7 @@ type Schema struct {
 // Validate checks a JSON-form value (as produced by encoding/json or
 // [ParseYAML]) and returns its problems, positioned by pos.
 func (sch *Schema) Validate(file string, v any, pos func(ptr string) Pos) Diagnostics {
-	return sch.check(file, v, pos, pos)
+	return sch.check(file, v, "", pos, pos)
 }
 
 func (sch *Schema) keys(schemaURL string) []string {

@@ -213,10 +213,48 @@ var printer = message.NewPrinter(language.English)
 // Validate checks the document against sch and maps every error to the
 // position of the value (or, for unknown keys, of the key) it is about.
 func (d *Document) Validate(sch *Schema) Diagnostics {
-	return sch.check(d.File, d.Value, d.Pos, d.KeyPos)
+	return sch.check(d.File, d.Value, "", d.Pos, d.KeyPos)
 }
 
-func (sch *Schema) check(file string, v any, pos, keyPos func(string) Pos) Diagnostics {
+// ValidateAt checks the value at ptr against sch, as Validate does the
+// whole document: each problem at its position in the file, named by its
+// path from the document's root.
+func (d *Document) ValidateAt(ptr string, sch *Schema) Diagnostics {
+	v, ok := d.At(ptr)
+	if !ok {
+		return nil
+	}
+	return sch.check(d.File, v, ptr, func(p string) Pos { return d.Pos(ptr + p) }, func(p string) Pos { return d.KeyPos(ptr + p) })
+}
+
+// At returns the value at ptr.
+func (d *Document) At(ptr string) (any, bool) {
+	v := d.Value
+	if ptr == "" {
+		return v, true
+	}
+	for _, tok := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		switch x := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = x[tok]; !ok {
+				return nil, false
+			}
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(x) {
+				return nil, false
+			}
+			v = x[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+func (sch *Schema) check(file string, v any, prefix string, pos, keyPos func(string) Pos) Diagnostics {
 	err := sch.compiled.Validate(v)
 	var ve *jsonschema.ValidationError
 	if err == nil || !errors.As(err, &ve) {
@@ -248,7 +286,7 @@ func (sch *Schema) check(file string, v any, pos, keyPos func(string) Pos) Diagn
 			}
 		case *kind.Required:
 			for _, p := range k.Missing {
-				ds.Add(file, pos(ptr), CodeSchemaMissing, "%s: missing required key %q", where(ptr), p)
+				ds.Add(file, pos(ptr), CodeSchemaMissing, "%s: missing required key %q", where(prefix+ptr), p)
 			}
 		default:
 			msg := leaf.ErrorKind.LocalizedString(printer)
@@ -257,7 +295,7 @@ func (sch *Schema) check(file string, v any, pos, keyPos func(string) Pos) Diagn
 				continue
 			}
 			seen[key] = true
-			ds.Add(file, pos(ptr), CodeSchemaMismatch, "%s: %s", where(ptr), msg)
+			ds.Add(file, pos(ptr), CodeSchemaMismatch, "%s: %s", where(prefix+ptr), msg)
 		}
 	}
 	ds.Sort()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,7 +60,24 @@ type Worker struct {
 	Replicas int
 	// Pos is where the entry is in the file.
 	Pos schemas.Pos
+	// Files are the files its config names that must exist before it
+	// starts (an llm worker's script), absolute; see [Config.CheckFiles].
+	Files []File
 }
+
+// File is a file a worker's config names.
+type File struct {
+	// Key is the config key, as a path from the document's root
+	// ("workers.2.config.script"); Path is absolute.
+	Key, Path string
+	Pos       schemas.Pos
+}
+
+// Codes of sluice.yaml's own checks.
+const (
+	// CodeMissingFile: a file a worker's config names does not exist.
+	CodeMissingFile = "config_missing_file"
+)
 
 // Secret says where a secret's value comes from: an environment variable
 // or a file (which must not be readable by group or others).
@@ -186,7 +204,9 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 		if len(cfg) == 0 {
 			cfg = json.RawMessage("{}")
 		}
-		c.Workers = append(c.Workers, Worker{Manifest: ref, Grants: w.Grants, Config: cfg, Replicas: max(w.Replicas, 1), Pos: doc.Pos(ptr)})
+		files, cds := checkWorkerConfig(doc, ptr+"/config", m, dir)
+		ds = append(ds, cds...)
+		c.Workers = append(c.Workers, Worker{Manifest: ref, Grants: w.Grants, Config: cfg, Replicas: max(w.Replicas, 1), Pos: doc.Pos(ptr), Files: files})
 	}
 	for name, s := range c.Secrets {
 		if s.File != "" {
@@ -198,6 +218,61 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkWorkerConfig checks a worker's config block against the schema of
+// its kind (schemas/workers/<kind>.config.json: each built-in worker's
+// name, or wasm), and returns the files it names that must exist. The
+// worker checks its config again when it starts.
+func checkWorkerConfig(doc *schemas.Document, ptr string, m *capabilities.Manifest, dir string) ([]File, schemas.Diagnostics) {
+	kind, ok := strings.CutPrefix(m.Run, capabilities.BuiltinPrefix)
+	if !ok {
+		if !strings.HasPrefix(m.Run, "wasm:") {
+			return nil, nil
+		}
+		kind = "wasm"
+	}
+	sch, err := schemas.Load("workers/" + kind + ".config.json")
+	if err != nil {
+		return nil, nil // no such built-in worker: the manifest says so
+	}
+	if ds := doc.ValidateAt(ptr, sch); len(ds) > 0 {
+		return nil, ds
+	}
+	v, _ := doc.At(ptr)
+	given, _ := v.(map[string]any)
+	root, _ := sch.Doc().(map[string]any)
+	props, _ := root["properties"].(map[string]any)
+	var files []File
+	for _, key := range slices.Sorted(maps.Keys(props)) {
+		p, _ := props[key].(map[string]any)
+		path, isString := given[key].(string)
+		if p["x-sluice-file"] != "exists" || !isString {
+			continue
+		}
+		kptr := ptr + "/" + key
+		files = append(files, File{Key: strings.ReplaceAll(strings.TrimPrefix(kptr, "/"), "/", "."), Path: abs(dir, path, ""), Pos: doc.Pos(kptr)})
+	}
+	return files, nil
+}
+
+// CheckFiles reports each file a worker's config names that does not
+// exist, at its position: a worker would fail on it only once started.
+func (c *Config) CheckFiles() error {
+	var ds schemas.Diagnostics
+	for _, w := range c.Workers {
+		for _, f := range w.Files {
+			_, err := os.Stat(f.Path)
+			switch {
+			case err == nil:
+			case errors.Is(err, fs.ErrNotExist):
+				ds.Add(c.File, f.Pos, CodeMissingFile, "%s: no file %s (paths in a worker's config are relative to the directory of %s)", f.Key, f.Path, filepath.Base(c.File))
+			default:
+				ds.Add(c.File, f.Pos, CodeMissingFile, "%s: %v", f.Key, err)
+			}
+		}
+	}
+	return ds.Err()
 }
 
 func abs(dir, p, def string) string {

@@ -1,0 +1,123 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/schemas"
+)
+
+type at struct {
+	code      string
+	line, col int
+}
+
+// Each worker's config block is checked against the schema of its kind
+// when sluice.yaml is read, with the position of each problem.
+func TestWorkerConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  string
+		want []at
+		msgs []string
+	}{
+		{"misspelled key", "workers:\n  - manifest: builtin:payment\n    config: {ledgr: pay.jsonl}\n",
+			[]at{{schemas.CodeSchemaUnknown, 3, 14}}, []string{`unknown key "ledgr" (did you mean "ledger"?)`}},
+		{"unknown backend", "workers:\n  - manifest: builtin:llm\n    config:\n      backend: gpt5\n",
+			[]at{{schemas.CodeSchemaMismatch, 4, 16}}, []string{"workers.0.config.backend: value must be one of 'scripted', 'hijackable', 'openai'"}},
+		{"key of another backend", "workers:\n  - manifest: builtin:payment\n    config: {backend: http, base_url: \"https://p.example\", ledger: x}\n",
+			[]at{{schemas.CodeSchemaUnknown, 3, 60}}, []string{`unknown key "ledger"`}},
+		{"wrong type", "workers:\n  - manifest: builtin:web\n  - manifest: builtin:calendar\n    config: {timezone: 2}\n",
+			[]at{{schemas.CodeSchemaMismatch, 4, 24}}, []string{"workers.1.config.timezone: got number, want string"}},
+		{"nested key", "workers:\n  - manifest: builtin:email\n    config:\n      address: me@home.example\n      smtp: {url: \"smtp://m.example:587\", user: me}\n",
+			[]at{{schemas.CodeSchemaUnknown, 5, 43}}, []string{`unknown key "user"`}},
+		{"a worker that takes no config", "workers:\n  - manifest: builtin:web\n    config: {timeout: 3}\n",
+			[]at{{schemas.CodeSchemaUnknown, 3, 14}}, []string{`unknown key "timeout"`}},
+		{"every problem at once", "workers:\n  - manifest: builtin:payment\n    config: {currency: eur}\n  - manifest: builtin:llm\n    config: {bakend: scripted}\n",
+			[]at{{schemas.CodeSchemaMismatch, 3, 24}, {schemas.CodeSchemaUnknown, 5, 14}}, []string{"currency", `unknown key "bakend" (did you mean "backend"?)`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("sluice.yaml", []byte(tc.src), t.TempDir())
+			ds, ok := schemas.AsDiagnostics(err)
+			if !ok {
+				t.Fatalf("want diagnostics, got %v", err)
+			}
+			var got []at
+			for _, d := range ds {
+				got = append(got, at{d.Code, d.Line, d.Col})
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("got  %v\nwant %v\n%v", got, tc.want, ds)
+			}
+			for _, m := range tc.msgs {
+				if !strings.Contains(ds.Error(), m) {
+					t.Errorf("diagnostics lack %q:\n%v", m, ds)
+				}
+			}
+		})
+	}
+}
+
+// A script the llm worker would read at start must exist when the
+// configuration is checked, relative to the directory of sluice.yaml.
+func TestWorkerConfigMissingFile(t *testing.T) {
+	dir := t.TempDir()
+	src := "workers:\n  - manifest: builtin:llm\n    config: {backend: scripted, script: answers.yaml}\n"
+	c, err := Parse(filepath.Join(dir, "sluice.yaml"), []byte(src), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.CheckFiles()
+	ds, ok := schemas.AsDiagnostics(err)
+	if !ok || len(ds) != 1 || ds[0].Code != CodeMissingFile || ds[0].Line != 3 || ds[0].Col != 41 ||
+		!strings.Contains(ds[0].Message, "workers.0.config.script: no file "+filepath.Join(dir, "answers.yaml")) {
+		t.Fatalf("got %v", err)
+	}
+	want := filepath.Join(dir, "sluice.yaml") + `:3:41: workers.0.config.script: no file ` + filepath.Join(dir, "answers.yaml") + ` (paths in a worker's config are relative to the directory of sluice.yaml)
+ |     config: {backend: scripted, script: answers.yaml}
+ | ........................................^
+1 error
+`
+	if got := schemas.Render(ds, map[string][]byte{filepath.Join(dir, "sluice.yaml"): []byte(src)}); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// Once it is there, all is well.
+	if err := os.WriteFile(filepath.Join(dir, "answers.yaml"), []byte("[]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckFiles(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every shipped example's configuration, and the defaults, pass.
+func TestWorkerConfigControls(t *testing.T) {
+	paths, _ := filepath.Glob("../../examples/*/sluice*.yaml")
+	if len(paths) == 0 {
+		t.Fatal("no example configurations found")
+	}
+	for _, p := range paths {
+		c, err := Load(p)
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		if err := c.CheckFiles(); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	for _, src := range []string{
+		"workers:\n  - manifest: builtin:payment\n    config: {backend: http, base_url: \"https://p.example\", api_key: \"{{secret:k}}\", currency: USD}\n    grants: {net: [\"p.example:443\"]}\n",
+		"workers:\n  - manifest: builtin:llm\n    config: {backend: openai, base_url: \"https://api.openai.com/v1\", model: m, max_retries: 2}\n",
+		"workers:\n  - manifest: builtin:llm\n    config: {backend: hijackable}\n",
+		"workers:\n  - manifest: builtin:email\n    config: {address: me@home.example, smtp: {url: \"smtp://m.example:587\", insecure_plaintext: false}}\n",
+		"workers:\n  - manifest: builtin:web\n    config: {}\n",
+	} {
+		if _, err := Parse("sluice.yaml", []byte(src), t.TempDir()); err != nil {
+			t.Errorf("%s: %v", src, err)
+		}
+	}
+}
