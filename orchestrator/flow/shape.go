@@ -28,6 +28,9 @@ type shape struct {
 	// whose names the schema, for messages: "tool payment.charge",
 	// "the output_schema of agent step plan".
 	whose string
+	// forEach is the step's id when it is a for_each step: its output is
+	// a list of its calls' outputs.
+	forEach string
 }
 
 // shapes returns the shape of each step's output, by step id, from the
@@ -56,7 +59,7 @@ func (l *loader) shapes(steps []any) map[string]shape {
 		}
 		if _, ok := m["for_each"]; ok && sh.doc != nil {
 			sh.doc = map[string]any{"type": "array", "items": sh.doc}
-			sh.whose += ", once per element of for_each"
+			sh.forEach = id
 		}
 		out[id] = sh
 	}
@@ -231,7 +234,10 @@ func follow(sh shape, prefix, path []string) (int, string) {
 			return i, msg
 		case "array":
 			if _, err := strconv.ParseUint(el, 10, 64); err != nil {
-				return i, fmt.Sprintf("%s is a list (%s); it has no field %q: read an element, e.g. [0].%s, or use for_each", at, sh.whose, el, el)
+				if i == 0 && sh.forEach != "" {
+					return i, fmt.Sprintf("%s is a list: step %s calls its tool once per element of for_each; read one call's output, e.g. %s[0].%s", at, sh.forEach, at, el)
+				}
+				return i, fmt.Sprintf("%s is a list (%s); it has no field %q: read an element, e.g. %s[0].%s", at, sh.whose, el, at, el)
 			}
 			node = n["items"]
 			if node == nil {
