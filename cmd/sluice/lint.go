@@ -22,6 +22,12 @@ manifests and policies it names, and each flow given, exactly as 'sluice run'
 would before starting anything. Prints nothing and exits 0 when all is well;
 otherwise prints every problem with its file:line:col and exits 1.
 
+Besides the shape of each file, it finds what would fail only once a run
+is under way: a field a step's output does not have (by its tool's output
+schema or its agent's output_schema), an expression whose types do not
+go together ('x' + a number input), and a worker config block with an
+unknown key, backend or value, or a script file that is not there.
+
 --json prints {"diagnostics": [{file, line, col, code, severity, message}]}
 for editors and CI.
 
