@@ -21,6 +21,8 @@ func FuzzCompile(f *testing.F) {
 		"${steps.pick.output.price}",
 		"Flight ${steps.pick.output.flight} for ${inputs.budget}",
 		"$${escaped} ${'}'}",
+		"${'x' + inputs.n}",
+		"${steps.pay.output['charge_id'] + string(inputs.n * 2.0)} ${inputs.n == 1}",
 	} {
 		f.Add(s)
 	}
@@ -28,8 +30,26 @@ func FuzzCompile(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	typed, err := env.WithTypes(map[string]Type{"inputs.n": {Kind: Double}, "steps.pay.output": {Kind: Map},
+		"steps.pay.output.charge_id": {Kind: String}, "steps.pay.output.tags": {Kind: List, Elem: String}})
+	if err != nil {
+		f.Fatal(err)
+	}
 	v := vars()
 	f.Fuzz(func(t *testing.T, s string) {
+		// The typed check adds errors, never a panic or an error
+		// outside the string.
+		if _, err := typed.Compile(s); err != nil {
+			var list ErrorList
+			if !errors.As(err, &list) || len(list) == 0 {
+				t.Fatalf("typed: error %v is not a non-empty ErrorList", err)
+			}
+			for _, e := range list {
+				if e.Offset < 0 || e.Offset >= len(s) {
+					t.Fatalf("typed: offset %d outside [0, %d): %v", e.Offset, len(s), e)
+				}
+			}
+		}
 		tp, err := env.Compile(s)
 		if err != nil {
 			var list ErrorList
@@ -54,6 +74,16 @@ func FuzzCompile(f *testing.F) {
 		for _, p := range tp.Reads() {
 			if len(p) == 0 || !isRoot(p[0]) {
 				t.Fatalf("path %q does not start at a flow variable", p)
+			}
+		}
+		for _, r := range tp.Refs() {
+			if len(r.Offsets) != len(r.Path) || !slices.ContainsFunc(tp.Reads(), func(p Path) bool { return slices.Equal(p, r.Path) }) {
+				t.Fatalf("ref %v is not one of Reads() %v", r, tp.Reads())
+			}
+			for _, o := range r.Offsets {
+				if o < 0 || o >= len(s) {
+					t.Fatalf("ref %v: offset %d outside [0, %d)", r, o, len(s))
+				}
 			}
 		}
 		if tp.IsLiteral() && len(tp.Reads()) != 0 {
