@@ -55,6 +55,9 @@ func (c *cli) doctor(_ context.Context, cfgFile string) int {
 		if status == "fail" {
 			failed = true
 		}
+		// A detail of several lines (every problem of a file) stays in
+		// its column.
+		detail = strings.ReplaceAll(strings.TrimRight(detail, "\n"), "\n", "\n"+strings.Repeat(" ", 29))
 		fmt.Fprintf(c.stdout, "%-4s  %-22s %s\n", status, what, detail)
 	}
 	dep, err := c.loadConfig(cfgFile)

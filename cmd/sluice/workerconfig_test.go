@@ -86,3 +86,18 @@ func TestWorkerConfigSchemaAgreesWithWorker(t *testing.T) {
 		}
 	}
 }
+
+// sluice doctor shows every problem of sluice.yaml, each in its column.
+func TestDoctorShowsEveryConfigProblem(t *testing.T) {
+	dir := t.TempDir()
+	cfg := "workers:\n  - manifest: builtin:payment\n    config: {backend: stripe}\n  - manifest: builtin:llm\n    config: {scrpt: a.yaml}\n"
+	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, dir, "doctor")
+	want := "fail  configuration          " + filepath.Join(dir, "sluice.yaml") + ":3:23: workers.0.config.backend: value must be one of 'ledger', 'http'\n" +
+		"                             " + filepath.Join(dir, "sluice.yaml") + `:5:14: unknown key "scrpt" (did you mean "script"?)` + "\n"
+	if code != exitFailure || out != want {
+		t.Fatalf("exit %d, output\n%s\nwant\n%s", code, out, want)
+	}
+}
