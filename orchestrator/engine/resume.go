@@ -76,6 +76,7 @@ func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
 			return fail(fmt.Errorf("inputs of run %s: %w", rs.id, err))
 		}
 		in, _ := inputs.(map[string]any)
+		plan.RestoreInputs(in)
 		e.mu.Lock()
 		rs.plan, rs.inputs = plan, in
 		e.mu.Unlock()

@@ -598,5 +598,21 @@ func (p *Plan) BindInputs(given map[string]string) (map[string]any, error) {
 	return out, nil
 }
 
+// RestoreInputs gives inputs read back from JSON (a run resumed from the
+// store) their declared types again, in place: JSON writes the number 5.0
+// as 5, which reads back as an integer, while the flow's expressions were
+// checked, and first ran, with a number.
+func (p *Plan) RestoreInputs(in map[string]any) {
+	for name, v := range in {
+		spec, ok := p.Inputs[name]
+		if !ok {
+			continue
+		}
+		if c, err := Coerce(spec.Type, v); err == nil {
+			in[name] = c
+		}
+	}
+}
+
 // InputLabel is the label of a value the user gave to a run.
 func InputLabel() ifc.Label { return ifc.TrustedFrom(ifc.SourceUser) }

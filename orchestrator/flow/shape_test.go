@@ -116,3 +116,17 @@ func TestShapeErrorRendered(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// Inputs read back from JSON get their declared types again.
+func TestRestoreInputs(t *testing.T) {
+	p, err := load(t, "name: f\ninputs:\n  n: {type: number}\n  i: {type: integer}\n  s: {type: string}\nsteps:\n  - {id: a, call: payment.balance}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := map[string]any{"n": int64(5), "i": int64(3), "s": "x", "gone": int64(1)}
+	p.RestoreInputs(in)
+	if in["n"] != float64(5) || in["i"] != int64(3) || in["s"] != "x" || in["gone"] != int64(1) {
+		t.Fatalf("restored %#v", in)
+	}
+	p.RestoreInputs(nil)
+}
