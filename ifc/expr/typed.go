@@ -77,8 +77,10 @@ var reserved = map[string]bool{
 //
 // The declarations serve the check only: the compiled programs are those
 // of e, so a value at run time is what it is, and evaluation is unchanged.
-// Comparisons between numbers of different kinds (1 == 1.0, n < 2) are
-// accepted: CEL compares them at run time. So is a field of a declared
+// What CEL does at run time without an error is accepted: comparisons
+// between numbers of different kinds (n < 2, n in [1, 2]), equality
+// between any two values (n == 1, s == null) and conditionals whose
+// branches differ in type. So is a field of a declared
 // scalar or list: the caller, which knows the shapes it declared, checks
 // every path read (see [Template.Refs]) and says what the value has.
 func (e *Env) WithTypes(decls map[string]Type) (*Env, error) {
@@ -133,11 +135,13 @@ var operatorNames = map[string]string{
 	"_&&_": "&&", "_||_": "||", "!_": "!", "-_": "unary -", "_?_:_": "?:", "_[_]": "[…]", "@in": "in",
 }
 
-var comparisons = map[string]bool{"_==_": true, "_!=_": true, "@in": true, "_<_": true, "_<=_": true, "_>_": true, "_>=_": true}
+var comparisons = map[string]bool{"_<_": true, "_<=_": true, "_>_": true, "_>=_": true}
 
 // explain turns the checker's message into one a flow's author reads
 // without knowing CEL's internals. keep is false for what is not an error
-// at run time: a comparison of numbers of different kinds.
+// at run time: a comparison of numbers of different kinds, an equality
+// (values of different types are not equal), a conditional whose branches
+// differ in type.
 func explain(msg string) (string, bool) {
 	if strings.HasSuffix(msg, "does not support field selection") {
 		// A field of a declared scalar or list: the caller checks the
@@ -150,7 +154,17 @@ func explain(msg string) (string, bool) {
 		return msg, true
 	}
 	fn, args := m[1], splitTypes(m[2])
-	if comparisons[fn] && allNumeric(args) {
+	switch {
+	case fn == "_==_" || fn == "_!=_":
+		// Equality is defined between any two values at run time:
+		// values of different types are simply not equal.
+		return "", false
+	case fn == "_?_:_" && (args[0] == "bool" || args[0] == "dyn"):
+		// Branches of different types: the value is of either.
+		return "", false
+	case comparisons[fn] && allNumeric(args):
+		return "", false
+	case fn == "@in" && len(args) == 2 && allNumeric(args[:1]) && allNumeric(elemTypes(args[1])):
 		return "", false
 	}
 	name, isOp := operatorNames[fn]
@@ -189,6 +203,18 @@ func splitTypes(s string) []string {
 		}
 	}
 	return append(out, strings.TrimSpace(s[start:]))
+}
+
+// elemTypes returns the element type of "list(T)" and the key type of
+// "map(K, V)".
+func elemTypes(t string) []string {
+	if inner, ok := strings.CutPrefix(t, "list("); ok {
+		return []string{strings.TrimSuffix(inner, ")")}
+	}
+	if inner, ok := strings.CutPrefix(t, "map("); ok {
+		return splitTypes(strings.TrimSuffix(inner, ")"))[:1]
+	}
+	return nil
 }
 
 func allNumeric(args []string) bool {

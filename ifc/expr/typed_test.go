@@ -40,6 +40,10 @@ func TestTypedCheckFails(t *testing.T) {
 		{"Paid ${steps.pay.output.charge_id - 1}", 34, "operator - cannot take a string and an integer (int)"},
 		{"${!steps.pay.output.charge_id}", 2, "operator ! cannot take a string"},
 		{"${size(inputs.n)}", 6, "function size cannot take a number (double)"},
+		{"${inputs.count ? 1 : 2}", 15, "operator ?: cannot take an integer (int)"},
+		{"${inputs.who < 1}", 13, "operator < cannot take a string and an integer (int)"},
+		{"${inputs.who in [1, 2]}", 13, "operator in cannot take a string and a list"},
+		{"${inputs.count + 1u}", 15, "operator + cannot take an integer (int) and an unsigned integer (uint)"},
 		{"${string(steps.pay.output)}", 8, "function string cannot take a map (no matching overload for string applied to (map(string, dyn)))"},
 		{"${steps.inbox.output.tags[0] + 1}", 29, "operator + cannot take a string and an integer (int)"},
 	} {
@@ -70,6 +74,11 @@ func TestTypedCheckPasses(t *testing.T) {
 		"${steps.other.output.x + 1}",
 		"${steps.inbox.output.tags.exists(t, t == 'a')}",
 		"${has(inputs.who)}",
+		"${inputs.n > 0 ? inputs.n : 0}",
+		"${inputs.count == 2 ? inputs.who : 1}",
+		"${inputs.n in [1, 2]}",
+		"${inputs.who == null || inputs.n != null}",
+		"${inputs.who == 1}",
 		"${inputs.who.x}", // left to the caller, which knows the shapes
 
 	} {
