@@ -79,6 +79,8 @@ func TestTypedCheckPasses(t *testing.T) {
 		"${inputs.n in [1, 2]}",
 		"${inputs.who == null || inputs.n != null}",
 		"${inputs.who == 1}",
+		// A loop variable that shadows a root is not the declared input.
+		"${[{'n': 1}].map(inputs, inputs.n + 1)}",
 		"${inputs.who.x}", // left to the caller, which knows the shapes
 
 	} {
