@@ -26,6 +26,17 @@
 // operation launders a label: string functions, arithmetic, comparisons,
 // size(), ternaries and comprehensions all keep the paths they read.
 //
+// # Types
+//
+// The variables are maps of dyn, so an Env alone accepts 'x' + inputs.n
+// whatever inputs.n holds. [Env.WithTypes] returns an Env that also
+// checks each expression against the types a flow declares (its inputs',
+// and what its tools' output schemas say of their fields), and refuses what
+// would fail at run time, such as adding a string to a number. The check
+// changes nothing of the compiled program. [Template.Refs] says where each
+// path read is written, so that a caller can check the fields read against
+// what it declared and point at the one that is missing.
+//
 // # Limits
 //
 // Every expression is parsed with at most [MaxExpressionSize] code points
