@@ -1,10 +1,13 @@
 package capabilities
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -43,6 +46,10 @@ type Manifest struct {
 	Limits Limits
 	// File is where the manifest came from ("builtin:payment" or a path).
 	File string
+	// Digest is the SHA-256, in hex, of the manifest's source and of every
+	// schema file it reads: what the manifest says, for a fingerprint of a
+	// deployment. Grants added by WithGrants are not in it.
+	Digest string
 }
 
 // Tool is one tool of a worker.
@@ -232,15 +239,26 @@ func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
 	}
 	m := &Manifest{Worker: raw.Worker, Run: raw.Run, Grants: raw.Grants, File: file, Tools: map[string]*Tool{}}
 	wasm := strings.HasPrefix(raw.Run, "wasm:")
-	for name, rt := range raw.Tools {
+	digest := sha256.New()
+	digest.Write(src)
+	// Tools in name order, so that the digest does not depend on the
+	// order of a map.
+	schema := func(path string) (*schemas.Schema, error) {
+		sch, b, err := loadSchema(dir, path)
+		fmt.Fprintf(digest, "\x00%s\x00%d\x00", path, len(b))
+		digest.Write(b)
+		return sch, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(raw.Tools)) {
+		rt := raw.Tools[name]
 		ptr := schemas.Pointer("tools", name)
 		t := &Tool{Name: m.Worker + "." + name, Description: rt.Description, Privileged: rt.Privileged,
 			Approvable: rt.Approvable, Egress: rt.Egress, TrustedNetwork: rt.Trusted, Clearance: ifc.NewClearance(ifc.Trusted)}
-		if t.Input, err = loadSchema(dir, rt.InputSchema); err != nil {
+		if t.Input, err = schema(rt.InputSchema); err != nil {
 			ds.Add(file, doc.Pos(ptr+"/input_schema"), CodeBadSchema, "tool %s: input_schema: %v", name, err)
 		}
 		if rt.OutputSchema != "" {
-			if t.Output, err = loadSchema(dir, rt.OutputSchema); err != nil {
+			if t.Output, err = schema(rt.OutputSchema); err != nil {
 				ds.Add(file, doc.Pos(ptr+"/output_schema"), CodeBadSchema, "tool %s: output_schema: %v", name, err)
 			}
 		}
@@ -276,6 +294,7 @@ func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
 		}
 	}
 	m.Limits = lim
+	m.Digest = hex.EncodeToString(digest.Sum(nil))
 	if err := ds.Err(); err != nil {
 		return nil, err
 	}
@@ -285,20 +304,24 @@ func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
 	return m, nil
 }
 
-func loadSchema(dir fs.FS, path string) (*schemas.Schema, error) {
+// loadSchema reads a tool's schema, and returns the bytes it read from
+// dir (none for a shipped schema).
+func loadSchema(dir fs.FS, path string) (*schemas.Schema, []byte, error) {
 	if dir != nil {
 		if b, err := fs.ReadFile(dir, filepath.ToSlash(path)); err == nil {
 			var doc any
 			if err := json.Unmarshal(b, &doc); err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
+				return nil, b, fmt.Errorf("%s: %w", path, err)
 			}
-			return schemas.Compile(doc)
+			sch, err := schemas.Compile(doc)
+			return sch, b, err
 		}
 	}
 	if rest, ok := strings.CutPrefix(filepath.ToSlash(path), "schemas/"); ok {
-		return schemas.Load(rest)
+		sch, err := schemas.Load(rest)
+		return sch, nil, err
 	}
-	return nil, fmt.Errorf("no schema file %q", path)
+	return nil, nil, fmt.Errorf("no schema file %q", path)
 }
 
 var sizeRE = regexp.MustCompile(`^([0-9]+)(KiB|MiB|GiB)$`)

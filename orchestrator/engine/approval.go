@@ -114,7 +114,7 @@ func (e *Engine) Approvals(ctx context.Context) ([]Approval, error) {
 	for _, a := range all {
 		if a.Status == ApprovalPending {
 			// Against the registries and the approvals as they are now.
-			a.Lookalikes = lookalikes(a.Tool, a.Args, e.cfg.Policy.Registries(), all)
+			a.Lookalikes = lookalikes(a.Tool, a.Args, e.Policy().Registries(), all)
 			out = append(out, a)
 		}
 	}
@@ -240,7 +240,7 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		if err != nil {
 			return fail(err)
 		}
-		a.Lookalikes = lookalikes(s.Call, args, r.e.cfg.Policy.Registries(), earlier)
+		a.Lookalikes = lookalikes(s.Call, args, r.policy.Registries(), earlier)
 		if err := st.createApproval(ctx, a); err != nil {
 			return fail(err)
 		}

@@ -80,7 +80,7 @@ func (e *errOverCap) Error() string { return e.reason }
 // budgets cannot be read or written: either way nothing stays reserved.
 func (c *caps) reserve(ctx context.Context, r *run, tool string, args map[string]any) (*reservation, error) {
 	res := &reservation{}
-	for _, cp := range r.e.cfg.Policy.Caps(tool) {
+	for _, cp := range r.policy.Caps(tool) {
 		amount := 0.0
 		if cp.Sum != "" {
 			v, ok := number(args[cp.Sum])
@@ -323,7 +323,7 @@ func number(v any) (float64, bool) {
 // restore counts a call that completed in an earlier pass of its run
 // against the run's per-run caps, as reserve did then.
 func (c *caps) restore(r *run, tool string, args map[string]any) {
-	for _, cp := range r.e.cfg.Policy.Caps(tool) {
+	for _, cp := range r.policy.Caps(tool) {
 		if cp.Window == policy.PerDay {
 			continue // kept in the bucket
 		}

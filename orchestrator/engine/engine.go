@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,8 +48,9 @@ const (
 
 // Config of an engine.
 type Config struct {
-	Conn      *nats.Conn
-	Subjects  schemas.Subjects
+	Conn     *nats.Conn
+	Subjects schemas.Subjects
+	// Policy is the policy set runs start with; SetPolicy replaces it.
 	Policy    *policy.Set
 	Audit     *audit.Log
 	Manifests map[string]*capabilities.Manifest
@@ -85,6 +87,9 @@ type Delivery struct {
 type Engine struct {
 	cfg Config
 	log *slog.Logger
+	// policy is the set a run takes when it starts (SetPolicy): each
+	// run reads it once, so that it is decided by one set throughout.
+	policy atomic.Pointer[policy.Set]
 
 	// ctx bounds the runs the engine resumes on its own; Close ends it.
 	ctx    context.Context
@@ -145,6 +150,11 @@ type runState struct {
 	id     string
 	plan   *flow.Plan
 	inputs map[string]any
+	// policy decides every call of the run, in every pass: the set in
+	// force when the run started, or when this engine took it up to
+	// resume it. A reload (SetPolicy) changes the set of the runs that
+	// start after it, never of one under way.
+	policy *policy.Set
 	// fresh until the end of the first pass of a run started here:
 	// nothing of it is in the store to read back.
 	fresh bool
@@ -173,10 +183,21 @@ func New(cfg Config) *Engine {
 	}
 	e := &Engine{cfg: cfg, log: log, inflight: map[string]*inflight{}, approvals: map[string]*held{},
 		runs: map[string]*runState{}}
+	e.policy.Store(cfg.Policy)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.caps = &caps{e: e, now: time.Now}
 	return e
 }
+
+// SetPolicy replaces, at once, the policy set of the runs that start from
+// now on, and of the runs this engine takes up again (held, or left by
+// another orchestrator) that it has not yet read. A run under way keeps
+// the set it started with: no run is decided partly by one set and partly
+// by another.
+func (e *Engine) SetPolicy(p *policy.Set) { e.policy.Store(p) }
+
+// Policy returns the policy set runs start with now.
+func (e *Engine) Policy() *policy.Set { return e.policy.Load() }
 
 // Track records that the call msgID of worker reached hostport. It is the
 // egress broker's hook; it returns false when worker has no such call in
@@ -222,6 +243,9 @@ type Options struct {
 	OnHeld func(StepResult)
 	// RunID, when set, is used instead of a new id.
 	RunID string
+	// Policy, when set, decides the run instead of the engine's current
+	// set (Policy): the set a caller checked the run against.
+	Policy *policy.Set
 }
 
 // Result of a run.
@@ -293,6 +317,8 @@ type run struct {
 	id     string
 	opts   Options
 	inputs map[string]any
+	// policy decides every call of the run (runState.policy).
+	policy *policy.Set
 
 	mu      sync.Mutex
 	values  map[string]*value
@@ -371,7 +397,11 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if err != nil {
 		return nil, err
 	}
-	rs := &runState{id: id, plan: plan, inputs: inputs, active: true, fresh: true, started: []waiter{put, started}}
+	pol := opts.Policy
+	if pol == nil {
+		pol = e.Policy()
+	}
+	rs := &runState{id: id, plan: plan, inputs: inputs, policy: pol, active: true, fresh: true, started: []waiter{put, started}}
 	e.mu.Lock()
 	e.runs[id] = rs
 	e.mu.Unlock()
@@ -410,7 +440,13 @@ func (e *Engine) drive(ctx context.Context, rs *runState, opts Options) (*Result
 // outcome: a finished run is removed from the store, a held one is kept.
 func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result, error) {
 	plan := rs.plan
-	r := &run{e: e, plan: plan, id: rs.id, opts: opts, inputs: rs.inputs, fresh: rs.fresh,
+	e.mu.Lock()
+	if rs.policy == nil {
+		rs.policy = e.Policy()
+	}
+	pol := rs.policy
+	e.mu.Unlock()
+	r := &run{e: e, plan: plan, id: rs.id, opts: opts, inputs: rs.inputs, policy: pol, fresh: rs.fresh,
 		values: map[string]*value{}, results: map[string]*StepResult{}, acks: &acks{ws: rs.started}, keys: map[string]bool{},
 		read: map[string]bool{}, leaves: map[string]leaf{}}
 	for _, s := range plan.Steps {

@@ -246,7 +246,7 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 	log := r.e.log.With("run_id", r.id, "step", s.ID, "tool", s.Call)
 	// The policy gate: nothing is delivered before this decision is
 	// recorded.
-	d := r.e.cfg.Policy.Decide(policy.Input{
+	d := r.policy.Decide(policy.Input{
 		Tool: policy.Tool{Name: s.Call, Worker: s.Worker, Privileged: s.Spec.Privileged,
 			Approvable: s.Spec.Approvable, Egress: s.Spec.Egress, Clearance: s.Spec.Clearance},
 		Label: res.Label, ArgLabels: res.ArgLabels, Args: args,
