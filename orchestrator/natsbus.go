@@ -102,7 +102,7 @@ func readNATSSource(d *config.Config, s config.Secret, key string, pos schemas.P
 // renewClientCreds keeps the API client credential under the state
 // directory valid on an external server, where it expires: a new one is
 // issued every half TTL until the orchestrator stops.
-func (o *Orchestrator) renewClientCreds(ttl time.Duration, endpoint api.Endpoint) {
+func (o *Orchestrator) renewClientCreds(ttl time.Duration) {
 	defer o.wg.Done()
 	t := time.NewTicker(ttl / 2)
 	defer t.Stop()
@@ -114,7 +114,9 @@ func (o *Orchestrator) renewClientCreds(ttl time.Duration, endpoint api.Endpoint
 		}
 		creds, _, err := o.bus.AddUser("client", api.ClientPermissions(o.subjects))
 		if err == nil {
-			_, err = api.Publish(o.cfg.Deployment.State, endpoint, creds)
+			o.reloadMu.Lock()
+			_, err = api.Publish(o.cfg.Deployment.State, o.endpoint, creds)
+			o.reloadMu.Unlock()
 		}
 		if err != nil {
 			o.log.Error("renew the API client credential", "err", err)

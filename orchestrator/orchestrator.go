@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -59,6 +59,10 @@ type Config struct {
 	// on the same state left unfinished (sluice up does; a one-off
 	// sluice run does not).
 	ResumeRuns bool
+	// LoadDeployment reads the configuration again for Reload; nil
+	// reads Deployment.File again (or the built-in defaults for
+	// Deployment.Dir when it has none).
+	LoadDeployment func() (*config.Config, error)
 }
 
 // Orchestrator is a running Sluice system.
@@ -67,8 +71,13 @@ type Orchestrator struct {
 	log       *slog.Logger
 	subjects  schemas.Subjects
 	manifests map[string]*capabilities.Manifest
-	policy    *policy.Set
 	env       *expr.Env
+	// current is what runs now: replaced whole by Reload, read once by
+	// each run (serveRun) and by the engine through its own pointer.
+	current atomic.Pointer[Effective]
+	// reloadMu serializes reloads, and the endpoint each rewrites.
+	reloadMu sync.Mutex
+	endpoint api.Endpoint
 
 	bus    Bus
 	nc     *nats.Conn
@@ -91,14 +100,7 @@ func New(cfg Config) (*Orchestrator, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ms, err := d.Manifests()
-	if err != nil {
-		return nil, err
-	}
-	if err := d.CheckFiles(); err != nil {
-		return nil, err
-	}
-	set, err := loadPolicy(d, ms)
+	eff, err := LoadEffective(d)
 	if err != nil {
 		return nil, err
 	}
@@ -106,9 +108,15 @@ func New(cfg Config) (*Orchestrator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Orchestrator{cfg: cfg, log: log, subjects: schemas.Subjects{Prefix: d.Prefix},
-		manifests: ms, policy: set, env: env}, nil
+	o := &Orchestrator{cfg: cfg, log: log, subjects: schemas.Subjects{Prefix: d.Prefix},
+		manifests: eff.Manifests, env: env}
+	o.current.Store(eff)
+	return o, nil
 }
+
+// Fingerprint is the fingerprint of the configuration the orchestrator
+// runs now.
+func (o *Orchestrator) Fingerprint() string { return o.current.Load().Fingerprint }
 
 // LoadPolicy loads the policy of a deployment the way New does — the
 // default policy, then its policy files — and then extra, each checked
@@ -122,26 +130,11 @@ func LoadPolicy(d *config.Config, extra ...policy.File) (*policy.Set, error) {
 }
 
 func loadPolicy(d *config.Config, ms map[string]*capabilities.Manifest, extra ...policy.File) (*policy.Set, error) {
-	files := []policy.File{policy.DefaultFile()}
-	var errs []error
-	for _, p := range d.Policies {
-		src, err := os.ReadFile(p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("read policy: %w", err))
-			continue
-		}
-		files = append(files, policy.File{Name: rel(d.Dir, p), Src: src})
+	files, err := readPolicyFiles(d)
+	if err != nil {
+		return nil, err
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	tools := policy.Tools{}
-	for _, m := range ms {
-		for _, t := range m.Tools {
-			tools[t.Name] = t.Input
-		}
-	}
-	return policy.Load(tools, append(files, extra...)...)
+	return policy.Load(policyTools(ms), append(files, extra...)...)
 }
 
 func rel(dir, p string) string {
@@ -204,7 +197,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	for name, s := range secrets {
 		values[name] = s.Value()
 	}
-	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.policy, Audit: o.audit,
+	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.current.Load().Policy, Audit: o.audit,
 		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered,
 		Secrets: echo.New(values)})
 	grants := map[string][]string{}
@@ -247,15 +240,20 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, exportSub)
-	endpoint := api.Endpoint{URL: b.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid()}
-	unpublish, err := api.Publish(d.State, endpoint, seed)
+	cfgSubs, err := api.ServeConfig(o.nc, o.subjects, o)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	o.subs = append(o.subs, cfgSubs...)
+	o.endpoint = api.Endpoint{URL: b.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid(), Config: d.File, Fingerprint: o.Fingerprint()}
+	unpublish, err := api.Publish(d.State, o.endpoint, seed)
 	if err != nil {
 		return err
 	}
 	o.cleanup = append(o.cleanup, unpublish)
 	if e, ok := b.(*bus.External); ok {
 		o.wg.Add(1)
-		go o.renewClientCreds(e.CredentialTTL(), endpoint)
+		go o.renewClientCreds(e.CredentialTTL())
 	}
 
 	var workers []supervisor.Worker
@@ -402,8 +400,15 @@ func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events 
 	if err != nil {
 		return api.RunReply{Error: err.Error(), Usage: true}
 	}
+	// The run is decided by the configuration it was checked against:
+	// one read of the pointer, whatever a reload does meanwhile.
+	cur := o.current.Load()
+	if req.Fingerprint != "" && req.Fingerprint != cur.Fingerprint {
+		running := o.running(cur)
+		return api.RunReply{Running: &running, Error: "the orchestrator runs another configuration"}
+	}
 	opts := engine.Options{Wait: req.Wait, WaitTimeout: time.Duration(req.WaitTimeoutMS) * time.Millisecond,
-		OnHeld: func(s engine.StepResult) { events(s) }}
+		OnHeld: func(s engine.StepResult) { events(s) }, Policy: cur.Policy}
 	res, err := o.Run(ctx, plan, inputs, opts)
 	rep := api.RunReply{}
 	if res != nil {

@@ -29,6 +29,12 @@ type Endpoint struct {
 	Prefix string `json:"prefix"`
 	Creds  string `json:"creds"`
 	PID    int    `json:"pid"`
+	// Config is the configuration file the orchestrator runs ("" for the
+	// built-in defaults), and Fingerprint the fingerprint of what it runs
+	// (orchestrator.Fingerprint), as of its start or its last reload. The
+	// config request answers with the current ones.
+	Config      string `json:"config,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 const clientName = "client"
@@ -55,14 +61,29 @@ func Publish(state string, e Endpoint, seed []byte) (func(), error) {
 	if err := os.WriteFile(e.Creds, seed, 0o600); err != nil {
 		return nil, fmt.Errorf("write client credentials: %w", err)
 	}
-	b, _ := json.Marshal(e)
-	if err := os.WriteFile(endpointFile(state), b, 0o600); err != nil {
-		return nil, fmt.Errorf("write api endpoint: %w", err)
+	if err := Rewrite(state, e); err != nil {
+		return nil, err
 	}
 	return func() {
 		os.Remove(endpointFile(state))
 		os.Remove(e.Creds)
 	}, nil
+}
+
+// Rewrite replaces the endpoint published under state (after a reload:
+// its fingerprint) in one rename, so that a reader sees the old or the new
+// one whole. e.Creds must be the credential Publish wrote.
+func Rewrite(state string, e Endpoint) error {
+	e.Creds = filepath.Join(state, "run", "client.nk")
+	b, _ := json.Marshal(e)
+	tmp := endpointFile(state) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write api endpoint: %w", err)
+	}
+	if err := os.Rename(tmp, endpointFile(state)); err != nil {
+		return fmt.Errorf("write api endpoint: %w", err)
+	}
+	return nil
 }
 
 // AnswerRequest is the body of an answer to a held call. Hash, when set,
@@ -182,6 +203,11 @@ type RunRequest struct {
 	Wait          bool              `json:"wait"`
 	WaitTimeoutMS int64             `json:"wait_timeout_ms,omitempty"`
 	Events        string            `json:"events,omitempty"`
+	// Fingerprint, when set, is the fingerprint of the configuration the
+	// client means to run under: the orchestrator refuses the run (with
+	// RunReply.Running) unless it is the one it runs. Empty runs under
+	// whatever it runs (sluice run --use-running).
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // RunReply is the answer to a RunRequest: the result, or what was wrong.
@@ -191,6 +217,113 @@ type RunReply struct {
 	Error       string              `json:"error,omitempty"`
 	Diagnostics schemas.Diagnostics `json:"diagnostics,omitempty"`
 	Usage       bool                `json:"usage,omitempty"`
+	// Running is set when the run was refused because the orchestrator
+	// runs another configuration than RunRequest.Fingerprint: the one it
+	// runs. Nothing of the run was started.
+	Running *ConfigReply `json:"running,omitempty"`
+}
+
+// ConfigReply says which configuration a running orchestrator runs.
+type ConfigReply struct {
+	// File is the configuration file it loaded ("" for the built-in
+	// defaults); Dir the directory those resolve against.
+	File string `json:"file"`
+	Dir  string `json:"dir"`
+	// Fingerprint of what it runs (orchestrator.Fingerprint).
+	Fingerprint string `json:"fingerprint"`
+	PID         int    `json:"pid"`
+}
+
+// ReloadRequest asks a running orchestrator to load its configuration
+// file and policies again. Who names the person or signal that asked, for
+// the audit log.
+type ReloadRequest struct {
+	Who string `json:"who"`
+}
+
+// Statuses of a reload.
+const (
+	ReloadApplied   = "applied"
+	ReloadUnchanged = "unchanged"
+	ReloadRefused   = "refused"
+)
+
+// ReloadReply says what a reload did: applied (runs that start from now
+// on are decided by the new policies), unchanged (the files say what runs
+// already), or refused (the configuration did not load, or changes what
+// only a restart can; the old one stays in force). Old and New are the
+// fingerprints before and of what was read (New is empty when nothing
+// could be read); Restart lists what only a restart of sluice up applies.
+type ReloadReply struct {
+	Status      string              `json:"status"`
+	File        string              `json:"file"`
+	Old         string              `json:"old"`
+	New         string              `json:"new,omitempty"`
+	Restart     []string            `json:"restart,omitempty"`
+	Diagnostics schemas.Diagnostics `json:"diagnostics,omitempty"`
+	Error       string              `json:"error,omitempty"`
+}
+
+// Configurer says what a running orchestrator runs, and reloads it.
+type Configurer interface {
+	Running() ConfigReply
+	Reload(ctx context.Context, who string) ReloadReply
+}
+
+// ServeConfig answers config and reload requests.
+func ServeConfig(nc *nats.Conn, s schemas.Subjects, c Configurer) ([]*nats.Subscription, error) {
+	respond := func(m *nats.Msg, v any) {
+		b, _ := json.Marshal(v)
+		_ = m.Respond(b)
+	}
+	cfg, err := nc.Subscribe(s.API("config"), func(m *nats.Msg) { respond(m, c.Running()) })
+	if err != nil {
+		return nil, err
+	}
+	reload, err := nc.Subscribe(s.API("reload"), func(m *nats.Msg) {
+		go func() {
+			var req ReloadRequest
+			if err := json.Unmarshal(m.Data, &req); err != nil || req.Who == "" {
+				respond(m, ReloadReply{Status: ReloadRefused, Error: "malformed reload request"})
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			respond(m, c.Reload(ctx, req.Who))
+		}()
+	})
+	if err != nil {
+		_ = cfg.Unsubscribe()
+		return nil, err
+	}
+	return []*nats.Subscription{cfg, reload}, nil
+}
+
+// Config asks the orchestrator which configuration it runs.
+func (c *Client) Config(ctx context.Context) (ConfigReply, error) {
+	m, err := c.nc.RequestWithContext(ctx, c.s.API("config"), nil)
+	if err != nil {
+		return ConfigReply{}, fmt.Errorf("ask the orchestrator: %w", err)
+	}
+	var rep ConfigReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil || rep.Fingerprint == "" {
+		return ConfigReply{}, fmt.Errorf("malformed reply from the orchestrator")
+	}
+	return rep, nil
+}
+
+// Reload asks the orchestrator to load its configuration again.
+func (c *Client) Reload(ctx context.Context, who string) (ReloadReply, error) {
+	body, _ := json.Marshal(ReloadRequest{Who: who})
+	m, err := c.nc.RequestWithContext(ctx, c.s.API("reload"), body)
+	if err != nil {
+		return ReloadReply{}, fmt.Errorf("ask the orchestrator: %w", err)
+	}
+	var rep ReloadReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil || rep.Status == "" {
+		return ReloadReply{}, fmt.Errorf("malformed reply from the orchestrator")
+	}
+	return rep, nil
 }
 
 // Runner runs one requested flow; events tells the client of held calls.

@@ -49,6 +49,11 @@ const (
 	KindAnswer    = "answer"
 	KindViolation = "violation"
 	KindEgress    = "egress"
+	// KindConfigReload is a reload of a running orchestrator's
+	// configuration and policies (sluice reload, SIGHUP): who asked (User),
+	// the configuration file, the fingerprints before and of what was read,
+	// and whether it was applied, unchanged or refused (Status), with why.
+	KindConfigReload = "config_reload"
 	// KindCheckpoint: see checkpoint.go.
 )
 
@@ -78,6 +83,12 @@ type Record struct {
 	User    string `json:"user,omitempty"`
 	Op      string `json:"op,omitempty"`
 	Subject string `json:"subject,omitempty"`
+	// Config reload fields: the configuration file reloaded (absent for
+	// the built-in defaults), the fingerprint in force before the reload,
+	// and that of the configuration read.
+	File           string `json:"file,omitempty"`
+	OldFingerprint string `json:"old_fingerprint,omitempty"`
+	NewFingerprint string `json:"new_fingerprint,omitempty"`
 	// Steps of a run_started record: the flow's steps in file order, with
 	// their tools and the steps each reads.
 	Steps []PlanStep `json:"steps,omitempty"`
