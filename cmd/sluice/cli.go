@@ -38,7 +38,7 @@ type command struct {
 }
 
 func commands() []*command {
-	return []*command{upCommand(), runCommand(), lintCommand(), policyCommand(), doctorCommand(), auditCommand(), runsCommand(), traceCommand(), approvalsCommand(), approveCommand(true), approveCommand(false), workerCommand(), versionCommand()}
+	return []*command{upCommand(), runCommand(), lintCommand(), policyCommand(), doctorCommand(), auditCommand(), runsCommand(), reloadCommand(), traceCommand(), approvalsCommand(), approveCommand(true), approveCommand(false), workerCommand(), versionCommand()}
 }
 
 // Main runs the command line args and returns the exit code.

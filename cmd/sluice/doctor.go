@@ -49,7 +49,7 @@ Example:
 	}
 }
 
-func (c *cli) doctor(_ context.Context, cfgFile string) int {
+func (c *cli) doctor(ctx context.Context, cfgFile string) int {
 	failed := false
 	line := func(status, what, detail string) {
 		if status == "fail" {
@@ -70,6 +70,7 @@ func (c *cli) doctor(_ context.Context, cfgFile string) int {
 	} else {
 		line("ok", "configuration", dep.File)
 	}
+	eff, effErr := orchestrator.LoadEffective(dep)
 	if _, err := orchestrator.New(orchestrator.Config{Deployment: dep, Getenv: c.getenv}); err != nil {
 		line("fail", "manifests and policies", fmt.Sprintf("%v (run sluice lint for positions)", firstLine(err)))
 	} else {
@@ -90,6 +91,7 @@ func (c *cli) doctor(_ context.Context, cfgFile string) int {
 	}
 	if client, err := api.Dial(dep.State); err == nil {
 		line("ok", "orchestrator", fmt.Sprintf("running (pid %d), bus %s", client.Endpoint.PID, client.Endpoint.URL))
+		c.doctorDrift(ctx, client, dep.File, eff, effErr, line)
 		client.Close()
 	} else if dep.ExternalNATS != nil {
 		line("ok", "orchestrator", "not running")
@@ -169,6 +171,26 @@ func (c *cli) doctor(_ context.Context, cfgFile string) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// doctorDrift compares what the running orchestrator runs with the
+// configuration on disk.
+func (c *cli) doctorDrift(ctx context.Context, client *api.Client, file string, eff *orchestrator.Effective, effErr error, line func(status, what, detail string)) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	running, err := client.Config(ctx)
+	switch {
+	case err != nil:
+		line("fail", "configuration drift", fmt.Sprintf("cannot ask the orchestrator (pid %d) what it runs: %v", client.Endpoint.PID, err))
+	case eff == nil || effErr != nil:
+		line("fail", "configuration drift", fmt.Sprintf("the orchestrator (pid %d) runs %s %s; %s on disk does not load, so a reload would be refused (run sluice lint)",
+			running.PID, configName(running.File), running.Fingerprint, configName(file)))
+	case eff.Fingerprint != running.Fingerprint:
+		line("fail", "configuration drift", fmt.Sprintf("the orchestrator (pid %d) runs %s %s, but %s on disk is %s: apply it with sluice reload (or restart sluice up)",
+			running.PID, configName(running.File), running.Fingerprint, configName(file), eff.Fingerprint))
+	default:
+		line("ok", "configuration drift", fmt.Sprintf("none: the orchestrator runs %s", running.Fingerprint))
+	}
 }
 
 func firstLine(err error) string {

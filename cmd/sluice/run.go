@@ -39,7 +39,7 @@ func (f inputFlags) Set(s string) error {
 func runCommand() *command {
 	return &command{
 		name:  "run",
-		usage: "run FLOW.yaml [--input name=value …] [--json] [--wait=false] [--config FILE]",
+		usage: "run FLOW.yaml [--input name=value …] [--json] [--wait=false] [--config FILE] [--use-running]",
 		short: "run a flow",
 		long: `Runs a flow and prints what each step did, the label its arguments carried,
 and the policy decision on it. With no orchestrator running, starts one for
@@ -52,9 +52,18 @@ unless --wait=false, in which case the run stops there with exit code 4.
 Configuration comes from --config, else ./sluice.yaml, else the built-in
 defaults (every built-in worker, state under ./.sluice).
 
+With an orchestrator running on the same state directory (sluice up), the
+run is submitted to it, and decided by the configuration and policies it
+runs. If those differ from the configuration this command would use (their
+fingerprints differ: another --config, or files edited since sluice up
+started or last reloaded), the run is refused, nothing of it started, and
+both are named: apply the files with 'sluice reload', restart sluice up
+with them, or run under the running configuration with --use-running.
+
 Exit codes: 0 completed, 3 a step was denied by policy, 4 a step is held for
 approval (with --wait=false, or when --wait-timeout passed), 1 any other
-failure, 2 a usage error.
+failure (a run refused because the running configuration differs is one:
+no policy decided anything), 2 a usage error.
 
 Examples:
   sluice run examples/travel/pay-direct.yaml --input payee=acct_hotel_1 --input amount=120
@@ -68,13 +77,14 @@ Examples:
 			waitTimeout := fs.Duration("wait-timeout", 0, "give up waiting for approval after this `duration` (0: wait until interrupted)")
 			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
 			verbose := fs.Bool("v", false, "log what the orchestrator and workers do, on stderr")
+			useRunning := fs.Bool("use-running", false, "with sluice up running, run under the configuration it runs even when it differs from --config or ./sluice.yaml")
 			return func(c *cli, ctx context.Context, args []string) int {
 				if len(args) != 1 {
 					c.errorf("run: give exactly one flow file (got %d arguments)", len(args))
 					return exitUsage
 				}
 				return c.run(ctx, runOptions{flow: args[0], inputs: inputs, json: *asJSON, wait: *wait,
-					waitTimeout: *waitTimeout, config: *cfgFile, verbose: *verbose})
+					waitTimeout: *waitTimeout, config: *cfgFile, verbose: *verbose, useRunning: *useRunning})
 			}
 		},
 	}
@@ -88,6 +98,7 @@ type runOptions struct {
 	waitTimeout time.Duration
 	config      string
 	verbose     bool
+	useRunning  bool
 }
 
 func (c *cli) loadConfig(explicit string) (*config.Config, error) {
@@ -145,7 +156,18 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 	// the run to it.
 	if client, err := api.Dial(dep.State); err == nil {
 		defer client.Close()
-		return c.runRemote(ctx, client, o, progress)
+		fingerprint := ""
+		if !o.useRunning {
+			// What this command would run under, to be compared with
+			// what the orchestrator runs.
+			eff, err := orchestrator.LoadEffective(dep)
+			if err != nil {
+				c.report(err)
+				return exitFailure
+			}
+			fingerprint = eff.Fingerprint
+		}
+		return c.runRemote(ctx, client, o, progress, dep, fingerprint)
 	}
 	orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log, Getenv: c.getenv})
 	if err != nil {
@@ -193,7 +215,7 @@ func heldNotice(w io.Writer, s engine.StepResult) {
 }
 
 // runRemote submits the run to the orchestrator behind client.
-func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, progress io.Writer) int {
+func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, progress io.Writer, dep *config.Config, fingerprint string) int {
 	abs, err := filepath.Abs(o.flow)
 	if err == nil {
 		_, err = os.Stat(abs)
@@ -203,7 +225,19 @@ func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, p
 		return exitFailure
 	}
 	fmt.Fprintf(progress, "submitting to the orchestrator running at %s (pid %d)\n", client.Endpoint.URL, client.Endpoint.PID)
-	rep, err := client.Run(ctx, api.RunRequest{Flow: abs, Inputs: o.inputs, Wait: o.wait, WaitTimeoutMS: o.waitTimeout.Milliseconds()},
+	if o.useRunning {
+		// Said on stderr even with --json: the run is not decided by the
+		// configuration this command names.
+		if running, err := client.Config(ctx); err == nil {
+			fmt.Fprintf(c.stderr, "--use-running: running under the configuration of the orchestrator (pid %d): %s %s, not %s\n",
+				running.PID, configName(running.File), running.Fingerprint, configName(dep.File))
+		} else {
+			fmt.Fprintf(c.stderr, "--use-running: running under the configuration of the orchestrator (pid %d), not %s\n",
+				client.Endpoint.PID, configName(dep.File))
+		}
+	}
+	rep, err := client.Run(ctx, api.RunRequest{Flow: abs, Inputs: o.inputs, Wait: o.wait, WaitTimeoutMS: o.waitTimeout.Milliseconds(),
+		Fingerprint: fingerprint},
 		func(raw json.RawMessage) {
 			var s engine.StepResult
 			if json.Unmarshal(raw, &s) == nil && o.wait {
@@ -212,6 +246,15 @@ func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, p
 		})
 	if err != nil {
 		c.errorf("run %s: %v", o.flow, err)
+		return exitFailure
+	}
+	if r := rep.Running; r != nil {
+		c.errorf("run %s refused: the orchestrator running on %s (pid %d) runs another configuration than this command would use\n"+
+			"  running:   %s  %s\n"+
+			"  this run:  %s  %s\n"+
+			"nothing was run. Either apply the files to the running orchestrator with 'sluice reload' (it reloads %s),\n"+
+			"restart sluice up with this configuration, or add --use-running to run under the running one.",
+			o.flow, dep.State, r.PID, configName(r.File), r.Fingerprint, configName(dep.File), fingerprint, configName(r.File))
 		return exitFailure
 	}
 	if len(rep.Diagnostics) > 0 {
@@ -240,6 +283,15 @@ func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, p
 		c.errorf("run %s: %s", o.flow, rep.Error)
 	}
 	return c.finish(ctx, &res, o)
+}
+
+// configName names a configuration file for people: the built-in
+// defaults when there is none.
+func configName(file string) string {
+	if file == "" {
+		return "(built-in defaults)"
+	}
+	return file
 }
 
 // finish prints the result and maps it to an exit code.

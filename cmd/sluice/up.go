@@ -5,12 +5,16 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/config"
 	"github.com/sluicehq/sluice/orchestrator/web"
 )
 
@@ -26,7 +30,18 @@ with credentials of its own; restarts workers that die; stops everything on
 SIGINT or SIGTERM, leaving no worker behind.
 
 While it runs, 'sluice run' submits runs to it and 'sluice approve' answers
-its held calls. Where it is reachable is written to <state>/run/api.json.
+its held calls. Where it is reachable is written to <state>/run/api.json,
+with the configuration file it runs and that configuration's fingerprint (a
+hash of the settings, every policy file and every worker's manifest, grants
+and config block): 'sluice run' refuses to submit a run when the
+configuration it would use has another fingerprint.
+
+SIGHUP, like 'sluice reload', loads the configuration file and its policy
+files again and puts the new policies in force for the runs that start from
+then on; a configuration that does not load, or that changes the workers,
+the bus, the state directory, the subject prefix or the secrets, is refused
+(the problems are logged) and the running one kept. Every reload is logged
+and recorded in the audit log.
 
 It also serves a web page on this machine only (a loopback address): the
 runs, each as a graph of its steps coloured by their labels, and the held
@@ -72,7 +87,25 @@ Examples:
 					}
 					dep.ExternalNATS.URL = *natsURLs
 				}
-				orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log, Getenv: c.getenv, ResumeRuns: true})
+				// A reload reads the same file again, with the same --nats.
+				reread := func() (*config.Config, error) {
+					d := config.Default(dep.Dir)
+					if dep.File != "" {
+						var err error
+						if d, err = config.Load(dep.File); err != nil {
+							return nil, err
+						}
+					}
+					if *natsURLs != "" && d.ExternalNATS != nil {
+						d.ExternalNATS.URL = *natsURLs
+					}
+					return d, nil
+				}
+				hup := make(chan os.Signal, 1)
+				signal.Notify(hup, syscall.SIGHUP)
+				defer signal.Stop(hup)
+				orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log, Getenv: c.getenv, ResumeRuns: true,
+					LoadDeployment: reread})
 				if err != nil {
 					c.report(err)
 					return exitFailure
@@ -108,9 +141,23 @@ Examples:
 					workers = append(workers, fmt.Sprintf("%s %v", name, ps))
 				}
 				slices.Sort(workers)
-				fmt.Fprintf(c.stderr, "sluice is up in %s: state %s, bus %s\n  workers: %s\n  web page: %s\n  stop with Ctrl-C\n",
-					time.Since(start).Round(time.Millisecond), dep.State, orch.ClientURL(), strings.Join(workers, ", "), page)
-				<-ctx.Done()
+				fmt.Fprintf(c.stderr, "sluice is up in %s: state %s, bus %s\n  configuration: %s %s\n  workers: %s\n  web page: %s\n  reload the configuration with sluice reload or SIGHUP\n  stop with Ctrl-C\n",
+					time.Since(start).Round(time.Millisecond), dep.State, orch.ClientURL(), configName(dep.File), orch.Fingerprint(),
+					strings.Join(workers, ", "), page)
+			serve:
+				for {
+					select {
+					case <-ctx.Done():
+						break serve
+					case <-hup:
+						// The orchestrator logs the outcome; the problems of
+						// a configuration that does not load are shown here,
+						// as no client asked.
+						if rep := orch.Reload(ctx, "signal:SIGHUP"); len(rep.Diagnostics) > 0 {
+							c.report(rep.Diagnostics)
+						}
+					}
+				}
 				fmt.Fprintln(c.stderr, "stopping…")
 				if srv != nil {
 					stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
