@@ -29,6 +29,8 @@ type Effective struct {
 	Policy *policy.Set
 	// Fingerprint is Fingerprint of the above.
 	Fingerprint string
+	// parts is what Fingerprint hashed, as it was read.
+	parts parts
 }
 
 // LoadEffective loads the manifests and policy files of a deployment and
@@ -50,7 +52,8 @@ func LoadEffective(d *config.Config) (*Effective, error) {
 	if err != nil {
 		return nil, err
 	}
-	eff := &Effective{Deployment: d, Manifests: ms, PolicyFiles: files, Fingerprint: Fingerprint(d, ms, files)}
+	p := fingerprintParts(d, ms, files)
+	eff := &Effective{Deployment: d, Manifests: ms, PolicyFiles: files, Fingerprint: p.hash(), parts: p}
 	set, err := policy.Load(policyTools(ms), files...)
 	if err != nil {
 		return eff, err
@@ -102,7 +105,11 @@ func policyTools(ms map[string]*capabilities.Manifest) policy.Tools {
 // the address of an external bus (sluice up --nats may replace it), and
 // secret values (never hashed where a client can read the hash).
 func Fingerprint(d *config.Config, ms map[string]*capabilities.Manifest, policies []policy.File) string {
-	b, _ := json.Marshal(fingerprintParts(d, ms, policies))
+	return fingerprintParts(d, ms, policies).hash()
+}
+
+func (p parts) hash() string {
+	b, _ := json.Marshal(p)
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
@@ -213,8 +220,7 @@ func canonicalJSON(raw json.RawMessage) json.RawMessage {
 // prefix, the working directory and the secrets. Policy files are what a
 // reload changes. Empty when only policy files differ.
 func Restart(a, b *Effective) []string {
-	pa := fingerprintParts(a.Deployment, a.Manifests, nil)
-	pb := fingerprintParts(b.Deployment, b.Manifests, nil)
+	pa, pb := a.parts, b.parts
 	var out []string
 	if pa.Dir != pb.Dir {
 		out = append(out, fmt.Sprintf("the working directory (%s, was %s)", pb.Dir, pa.Dir))
