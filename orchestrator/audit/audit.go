@@ -313,6 +313,7 @@ func sizeHint(r *Record) int {
 	const label = 128
 	n := prevField + 256 + len(r.ID) + len(r.Kind) + len(r.RunID) + len(r.Flow) + len(r.Step) + len(r.Tool) +
 		len(r.MsgID) + len(r.Action) + len(r.Status) + len(r.Error) + len(r.User) + len(r.Op) + len(r.Subject) +
+		len(r.File) + len(r.OldFingerprint) + len(r.NewFingerprint) +
 		64*len(r.Steps) + len(r.Key) + len(r.Signature)
 	for _, s := range r.Rules {
 		n += len(s) + 3
@@ -584,6 +585,9 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 	b = appendField(b, "user", r.User)
 	b = appendField(b, "op", r.Op)
 	b = appendField(b, "subject", r.Subject)
+	b = appendField(b, "file", r.File)
+	b = appendField(b, "old_fingerprint", r.OldFingerprint)
+	b = appendField(b, "new_fingerprint", r.NewFingerprint)
 	if len(r.Steps) > 0 {
 		// Once a run: encoding/json is fast enough.
 		steps, err := json.Marshal(r.Steps)
