@@ -114,15 +114,6 @@ func (p parts) hash() string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// ShortFingerprint is a fingerprint as people read it: its first 12 hex
-// digits.
-func ShortFingerprint(fp string) string {
-	if len(fp) > len("sha256:")+12 {
-		return fp[:len("sha256:")+12] + "…"
-	}
-	return fp
-}
-
 // parts is what Fingerprint hashes, as JSON (whose maps have sorted keys).
 type parts struct {
 	Dir      string                   `json:"dir"`
