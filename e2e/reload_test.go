@@ -145,7 +145,8 @@ func TestRunRefusesAnotherConfiguration(t *testing.T) {
 // is denied where it was allowed), a policy that does not load is refused
 // with its position and the one in force kept, a change only a restart
 // can make is refused, SIGHUP reloads as sluice reload does, and every
-// reload is in the audit log with both fingerprints.
+// reload, applied, refused or unchanged, is in the audit log with both
+// fingerprints.
 func TestReloadAppliesEditedPolicies(t *testing.T) {
 	w := newWorkspace(t, map[string]string{"sluice.yaml": "policies: [policy.yaml]\n" + paymentOnly,
 		"policy.yaml": bigPaymentsOnly, "pay.yaml": payDirectFlow})
@@ -229,6 +230,10 @@ func TestReloadAppliesEditedPolicies(t *testing.T) {
 	if n := len(w.ledger()); n != 2 {
 		t.Fatalf("ledger has %d payments, want 2", n)
 	}
+	// Reloading what runs changes nothing, and is recorded too.
+	if r := w.sluice("reload"); r.code != 0 || !strings.Contains(r.stdout, "unchanged, "+first) {
+		t.Fatalf("reload of unchanged files: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	if r := w.sluice("runs"); r.code != 0 {
 		t.Fatalf("sluice runs: exit %d %s", r.code, r.stderr)
 	}
@@ -255,6 +260,7 @@ func TestReloadAppliesEditedPolicies(t *testing.T) {
 		{"cli", "refused", second, "?"},
 		{"signal", "refused", second, "?"},
 		{"signal", "applied", second, first},
+		{"cli", "unchanged", first, first},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("config_reload records %+v, want %d", got, len(want))
