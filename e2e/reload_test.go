@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -184,6 +186,12 @@ func TestReloadAppliesEditedPolicies(t *testing.T) {
 		t.Fatalf("reload: exit %d, want 0 and %s → %s\n%s%s", r.code, first, second, r.stdout, r.stderr)
 	}
 	waitLog(t, up, 1, "configuration reloaded", second)
+	// The endpoint clients read says what runs now.
+	var endpoint struct{ Config, Fingerprint string }
+	if b, err := os.ReadFile(w.path(".sluice/run/api.json")); err != nil || json.Unmarshal(b, &endpoint) != nil ||
+		endpoint.Fingerprint != second || endpoint.Config != w.path("sluice.yaml") {
+		t.Fatalf("api.json after the reload: %+v %v, want %s", endpoint, err, second)
+	}
 	r = w.sluice(pay...)
 	if run := decodeRun(t, r.stdout); r.code != 3 || run.Status != "denied" || !strings.Contains(strings.Join(run.Steps[0].Rules, " "), "no-payments") {
 		t.Fatalf("run after the reload: exit %d %+v, want 3, denied by no-payments", r.code, run)
