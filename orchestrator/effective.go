@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -191,10 +192,13 @@ func moduleDigest(m *capabilities.Manifest) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// canonicalJSON re-encodes a JSON value with sorted keys and no spaces.
+// canonicalJSON re-encodes a JSON value with sorted keys and no spaces;
+// numbers keep their digits.
 func canonicalJSON(raw json.RawMessage) json.RawMessage {
 	var v any
-	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if len(raw) == 0 || dec.Decode(&v) != nil {
 		return raw
 	}
 	b, err := json.Marshal(v)

@@ -240,13 +240,18 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, exportSub)
+	// A reload asked for at once waits until the endpoint it rewrites
+	// is published.
+	o.reloadMu.Lock()
 	cfgSubs, err := api.ServeConfig(o.nc, o.subjects, o)
 	if err != nil {
+		o.reloadMu.Unlock()
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, cfgSubs...)
 	o.endpoint = api.Endpoint{URL: b.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid(), Config: d.File, Fingerprint: o.Fingerprint()}
 	unpublish, err := api.Publish(d.State, o.endpoint, seed)
+	o.reloadMu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -389,6 +394,13 @@ func (o *Orchestrator) Run(ctx context.Context, plan *flow.Plan, inputs map[stri
 
 // serveRun runs a flow a client submitted.
 func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events func(any)) api.RunReply {
+	// The run is decided by the configuration it was checked against:
+	// one read of the pointer, whatever a reload does meanwhile.
+	cur := o.current.Load()
+	if req.Fingerprint != "" && req.Fingerprint != cur.Fingerprint {
+		running := o.running(cur)
+		return api.RunReply{Running: &running, Error: "the orchestrator runs another configuration"}
+	}
 	plan, err := o.LoadFlow(req.Flow)
 	if err != nil {
 		if ds, ok := schemas.AsDiagnostics(err); ok {
@@ -399,13 +411,6 @@ func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events 
 	inputs, err := plan.BindInputs(req.Inputs)
 	if err != nil {
 		return api.RunReply{Error: err.Error(), Usage: true}
-	}
-	// The run is decided by the configuration it was checked against:
-	// one read of the pointer, whatever a reload does meanwhile.
-	cur := o.current.Load()
-	if req.Fingerprint != "" && req.Fingerprint != cur.Fingerprint {
-		running := o.running(cur)
-		return api.RunReply{Running: &running, Error: "the orchestrator runs another configuration"}
 	}
 	opts := engine.Options{Wait: req.Wait, WaitTimeout: time.Duration(req.WaitTimeoutMS) * time.Millisecond,
 		OnHeld: func(s engine.StepResult) { events(s) }, Policy: cur.Policy}
