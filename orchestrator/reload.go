@@ -75,11 +75,13 @@ func (o *Orchestrator) Reload(ctx context.Context, who string) api.ReloadReply {
 	case api.ReloadApplied:
 		o.current.Store(eff)
 		o.engine.SetPolicy(eff.Policy)
+		rep.Kept = o.engine.RunsKeeping(eff.Policy)
 		o.endpoint.Fingerprint = eff.Fingerprint
 		if err := api.Rewrite(eff.Deployment.State, o.endpoint); err != nil {
 			o.log.Warn("configuration reloaded, but its fingerprint not written to the endpoint file; the config request has it", "err", err)
 		}
-		o.log.Info("configuration reloaded", "who", who, "file", orDefaults(rep.File), "old", rep.Old, "new", rep.New)
+		o.log.Info("configuration reloaded", "who", who, "file", orDefaults(rep.File), "old", rep.Old, "new", rep.New,
+			"runs_kept", len(rep.Kept))
 	case api.ReloadUnchanged:
 		o.log.Info("configuration reloaded: unchanged", "who", who, "file", orDefaults(rep.File), "fingerprint", rep.Old)
 	default:

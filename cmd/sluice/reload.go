@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/orchestrator/api"
@@ -81,8 +82,11 @@ Examples:
 				switch rep.Status {
 				case api.ReloadApplied:
 					if !*asJSON {
-						fmt.Fprintf(c.stdout, "reloaded %s: %s → %s\nruns that start from now on are decided by it; runs under way keep the policies they started with\n",
+						fmt.Fprintf(c.stdout, "reloaded %s: %s → %s\nruns that start from now on are decided by it\n",
 							configName(rep.File), rep.Old, rep.New)
+						if len(rep.Kept) > 0 {
+							fmt.Fprintf(c.stdout, "%d run(s) under way keep the policies they started with: %s\n", len(rep.Kept), strings.Join(rep.Kept, ", "))
+						}
 					}
 					return exitOK
 				case api.ReloadUnchanged:

@@ -255,11 +255,14 @@ const (
 // fingerprints before and of what was read (New is empty when nothing
 // could be read); Restart lists what only a restart of sluice up applies.
 type ReloadReply struct {
-	Status      string              `json:"status"`
-	File        string              `json:"file"`
-	Old         string              `json:"old"`
-	New         string              `json:"new,omitempty"`
-	Restart     []string            `json:"restart,omitempty"`
+	Status  string   `json:"status"`
+	File    string   `json:"file"`
+	Old     string   `json:"old"`
+	New     string   `json:"new,omitempty"`
+	Restart []string `json:"restart,omitempty"`
+	// Kept lists the runs under way when a reload was applied: each goes
+	// on under the policies it started with.
+	Kept        []string            `json:"kept,omitempty"`
 	Diagnostics schemas.Diagnostics `json:"diagnostics,omitempty"`
 	Error       string              `json:"error,omitempty"`
 }

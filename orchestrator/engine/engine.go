@@ -199,6 +199,22 @@ func (e *Engine) SetPolicy(p *policy.Set) { e.policy.Store(p) }
 // Policy returns the policy set runs start with now.
 func (e *Engine) Policy() *policy.Set { return e.policy.Load() }
 
+// RunsKeeping lists, sorted, the runs this engine drives or holds whose
+// policy set is another than p: after SetPolicy(p), the runs under way
+// that go on under the set they started with.
+func (e *Engine) RunsKeeping(p *policy.Set) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for id, rs := range e.runs {
+		if rs.policy != nil && rs.policy != p {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Track records that the call msgID of worker reached hostport. It is the
 // egress broker's hook; it returns false when worker has no such call in
 // flight.

@@ -80,6 +80,9 @@ steps:
 	if h.engine.Policy() != strict {
 		t.Fatal("Policy does not return the set just given")
 	}
+	if kept := h.engine.RunsKeeping(strict); len(kept) != 1 {
+		t.Fatalf("runs keeping the old set: %v, want the one under way", kept)
+	}
 
 	// A run that starts now is decided by the new set.
 	r := h.run(payFlow, nil, Options{})
@@ -104,6 +107,9 @@ steps:
 	}
 	if pay := step(t, o.r, "pay"); o.r.Status != StatusCompleted || pay.Decision != string(policy.Allow) {
 		t.Fatalf("the run under way: %s, pay %+v: it was decided by the new set halfway", o.r.Status, pay)
+	}
+	if kept := h.engine.RunsKeeping(strict); len(kept) != 0 {
+		t.Fatalf("runs keeping the old set after they finished: %v", kept)
 	}
 	if n := h.called("pay"); n != 3 {
 		t.Fatalf("pay called %d times, want 3 (before, with the old set given, and the run under way)", n)
