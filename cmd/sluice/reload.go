@@ -20,9 +20,10 @@ func reloadCommand() *command {
 		long: `Tells the orchestrator running on the state directory (sluice up) to read
 the configuration file it was started with again, with every policy file it
 names, and to put them in force at once: every run that starts from then on
-is decided by the new policies. A run under way keeps the policies it
-started with, so no run is decided partly by one set and partly by the
-other. sluice up does the same on SIGHUP.
+is decided by the new policies. A run under way (a held one included)
+keeps the policies it started with, so no run is decided partly by one set
+and partly by the other; the runs that do are listed. sluice up does the
+same on SIGHUP.
 
 A reload is refused, and the running configuration stays in force, when the
 files do not load (the problems are printed with file:line:col, as sluice
