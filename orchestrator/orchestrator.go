@@ -57,8 +57,10 @@ type Config struct {
 	Delivered func(engine.Delivery)
 	// ResumeRuns resumes, once started, the runs a previous orchestrator
 	// on the same state left unfinished (sluice up does; a one-off
-	// sluice run does not).
-	ResumeRuns bool
+	// sluice run does not). A run a person interrupted (Ctrl-C on sluice
+	// run) is resumed only with ResumeInterrupted too.
+	ResumeRuns        bool
+	ResumeInterrupted bool
 	// LoadDeployment reads the configuration again for Reload; nil
 	// reads Deployment.File again (or the built-in defaults for
 	// Deployment.Dir when it has none).
@@ -91,6 +93,8 @@ type Orchestrator struct {
 	cancelRuns     context.CancelFunc
 	stopViolations chan struct{}
 	cleanup        []func()
+	// resumed are the runs Start resumed, as they stood.
+	resumed []engine.RunInfo
 }
 
 // New loads the manifests and policies of the deployment. Nothing runs yet.
@@ -228,6 +232,11 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, apiSubs...)
+	controlSubs, err := api.ServeControl(o.nc, o.subjects, o)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	o.subs = append(o.subs, controlSubs...)
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
 	o.cancelRuns = cancelRuns
 	runSub, err := api.ServeRuns(runCtx, o.nc, o.subjects, o.serveRun)
@@ -289,15 +298,31 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return err
 	}
 	if o.cfg.ResumeRuns {
-		n, err := o.engine.ResumeAll(ctx)
+		runs, err := o.engine.ResumeRuns(ctx, o.cfg.ResumeInterrupted)
 		if err != nil {
 			return fmt.Errorf("resume unfinished runs: %w", err)
 		}
-		if n > 0 {
-			o.log.Info("resuming unfinished runs", "runs", n)
+		o.resumed = runs
+		if len(runs) > 0 {
+			o.log.Info("resuming unfinished runs", "runs", len(runs))
 		}
 	}
 	return nil
+}
+
+// Resumed lists the runs Start resumed, each as it stood before: where it
+// stopped, and why it goes on.
+func (o *Orchestrator) Resumed() []engine.RunInfo { return o.resumed }
+
+// Unfinished lists the runs the store keeps: running, held or
+// interrupted.
+func (o *Orchestrator) Unfinished(ctx context.Context) ([]engine.RunInfo, error) {
+	return o.engine.Unfinished(ctx)
+}
+
+// Cancel ends a run for good (engine.Engine.Cancel).
+func (o *Orchestrator) Cancel(ctx context.Context, id, who string) (*engine.RunInfo, error) {
+	return o.engine.Cancel(ctx, id, who)
 }
 
 // loadFlowSource checks the flow a run started with, to resume it.
@@ -413,7 +438,8 @@ func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events 
 		return api.RunReply{Error: err.Error(), Usage: true}
 	}
 	opts := engine.Options{Wait: req.Wait, WaitTimeout: time.Duration(req.WaitTimeoutMS) * time.Millisecond,
-		OnHeld: func(s engine.StepResult) { events(s) }, Policy: cur.Policy}
+		OnHeld:    func(s engine.StepResult) { events(api.RunEvent{Held: &s}) },
+		OnStarted: func(id string) { events(api.RunEvent{Started: id}) }, Policy: cur.Policy}
 	res, err := o.Run(ctx, plan, inputs, opts)
 	rep := api.RunReply{}
 	if res != nil {

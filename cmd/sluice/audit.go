@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/sluicehq/sluice/orchestrator"
-	"github.com/sluicehq/sluice/orchestrator/api"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 )
 
@@ -48,7 +46,10 @@ nothing.
 
 Without FILE, verify exports the log of this state directory and checks it.
 Both work on the running orchestrator (sluice up) when there is one, and
-otherwise open the state directory themselves.
+otherwise on a private copy of the store: they never lock the state
+directory or write to it, so a read-only backup can be exported and
+verified. (A checkpoint they sign over records the orchestrator left
+unsigned, after a crash, is signed in the copy only.)
 
 Examples:
   sluice audit export --out audit.jsonl
@@ -87,29 +88,15 @@ Examples:
 	}
 }
 
-// exportTo writes the deployment's audit log to path.
+// exportTo writes the deployment's audit log to path: through the running
+// orchestrator, or from a private copy of the store (openReader).
 func (c *cli) exportTo(ctx context.Context, cfgFile, path string) (int, error) {
-	dep, err := c.loadConfig(cfgFile)
+	r, err := c.openReader(cfgFile)
 	if err != nil {
 		return 0, err
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return 0, err
-	}
-	if client, err := api.Dial(dep.State); err == nil {
-		defer client.Close()
-		return client.Export(ctx, abs)
-	}
-	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	n, err := orchestrator.ExportAudit(ctx, dep, c.getenv, f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return n, err
+	defer r.Close()
+	return r.export(ctx, path)
 }
 
 func (c *cli) auditExport(ctx context.Context, cfgFile, out string) int {

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/sluicehq/sluice/ifc"
@@ -14,23 +13,15 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/audit"
 )
 
-// readRuns reads the runs of the deployment from its audit log.
+// readRuns reads the runs of the deployment from its audit log, with what
+// its store says of the unfinished ones.
 func (c *cli) readRuns(ctx context.Context, cfgFile string) ([]*audit.Run, error) {
-	tmp, err := os.CreateTemp("", "sluice-audit-*.jsonl")
+	r, err := c.openReader(cfgFile)
 	if err != nil {
 		return nil, err
 	}
-	tmp.Close()
-	defer os.Remove(tmp.Name())
-	if _, err := c.exportTo(ctx, cfgFile, tmp.Name()); err != nil {
-		return nil, err
-	}
-	f, err := os.Open(tmp.Name())
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return audit.ReadRuns(f)
+	defer r.Close()
+	return r.runs(ctx)
 }
 
 func runsCommand() *command {
@@ -40,9 +31,19 @@ func runsCommand() *command {
 		short: "list runs, newest first",
 		long: `Lists the runs recorded in the audit log of this state directory, newest
 first: id, flow, status, when it started, and how many steps it decided.
+A run that has not finished says when it goes on: a held run when its call
+is answered; a run interrupted because its orchestrator stopped when sluice
+up starts again; a run a person interrupted (Ctrl-C on sluice run) only
+with sluice up --resume. sluice cancel ends one for good.
 
-Example:
-  sluice runs`,
+It asks the running orchestrator when there is one; otherwise it reads a
+private copy of the store, so it never locks the state directory (a sluice
+up started meanwhile is not kept from starting) and never writes to it (a
+read-only backup can be read).
+
+Examples:
+  sluice runs
+  sluice runs --json | jq '.[] | select(.status == "interrupted")'`,
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			asJSON := fs.Bool("json", false, "print the runs as JSON")
 			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
@@ -62,7 +63,14 @@ Example:
 					return exitOK
 				}
 				for _, r := range runs {
-					fmt.Fprintf(c.stdout, "%s  %-20s %-9s %s  %d steps\n", show(r.ID), show(r.Flow), show(r.Status), r.Started.Local().Format(time.DateTime), len(r.Steps))
+					fmt.Fprintf(c.stdout, "%s  %-20s %-11s %s  %d steps", show(r.ID), show(r.Flow), show(r.Status), r.Started.Local().Format(time.DateTime), len(r.Steps))
+					if len(r.StoppedAt) > 0 {
+						fmt.Fprintf(c.stdout, "; stopped at %s", display.List(r.StoppedAt))
+					}
+					if t := resumeText(r.Resume, r.ID); t != "" {
+						fmt.Fprintf(c.stdout, "; %s", t)
+					}
+					fmt.Fprintln(c.stdout)
 				}
 				return exitOK
 			}

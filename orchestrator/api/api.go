@@ -553,3 +553,116 @@ func (c *Client) Export(ctx context.Context, path string) (int, error) {
 	}
 	return out.Records, nil
 }
+
+// Controller lists the runs a running orchestrator keeps and cancels
+// them; the orchestrator is one.
+type Controller interface {
+	Unfinished(ctx context.Context) ([]engine.RunInfo, error)
+	Cancel(ctx context.Context, id, who string) (*engine.RunInfo, error)
+}
+
+// CancelRequest asks to end one run for good; Who is recorded.
+type CancelRequest struct {
+	ID  string `json:"id"`
+	Who string `json:"who"`
+}
+
+// CancelReply is the run as it was cancelled, or why it was not.
+type CancelReply struct {
+	Run   *engine.RunInfo `json:"run,omitempty"`
+	Error string          `json:"error,omitempty"`
+}
+
+// UnfinishedReply lists the runs the orchestrator keeps.
+type UnfinishedReply struct {
+	Runs  []engine.RunInfo `json:"runs"`
+	Error string           `json:"error,omitempty"`
+}
+
+// ServeControl answers requests to list the unfinished runs (runs.unfinished)
+// and to cancel one (runs.cancel) until the subscriptions are drained.
+func ServeControl(nc *nats.Conn, s schemas.Subjects, c Controller) ([]*nats.Subscription, error) {
+	respond := func(m *nats.Msg, v any) {
+		b, _ := json.Marshal(v)
+		_ = m.Respond(b)
+	}
+	list, err := nc.Subscribe(s.API("runs.unfinished"), func(m *nats.Msg) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			runs, err := c.Unfinished(ctx)
+			if err != nil {
+				respond(m, UnfinishedReply{Error: err.Error()})
+				return
+			}
+			respond(m, UnfinishedReply{Runs: runs})
+		}()
+	})
+	if err != nil {
+		return nil, err
+	}
+	cancelSub, err := nc.Subscribe(s.API("runs.cancel"), func(m *nats.Msg) {
+		go func() {
+			var req CancelRequest
+			if err := json.Unmarshal(m.Data, &req); err != nil || req.ID == "" || req.Who == "" {
+				respond(m, CancelReply{Error: "malformed cancel request"})
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			run, err := c.Cancel(ctx, req.ID, req.Who)
+			if err != nil {
+				respond(m, CancelReply{Error: err.Error()})
+				return
+			}
+			respond(m, CancelReply{Run: run})
+		}()
+	})
+	if err != nil {
+		_ = list.Unsubscribe()
+		return nil, err
+	}
+	return []*nats.Subscription{list, cancelSub}, nil
+}
+
+// Unfinished lists the runs the orchestrator keeps: running, held or
+// interrupted.
+func (c *Client) Unfinished(ctx context.Context) ([]engine.RunInfo, error) {
+	m, err := c.nc.RequestWithContext(ctx, c.s.API("runs.unfinished"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("ask the orchestrator: %w", err)
+	}
+	var rep UnfinishedReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return nil, fmt.Errorf("malformed reply from the orchestrator")
+	}
+	if rep.Error != "" {
+		return nil, errors.New(rep.Error)
+	}
+	return rep.Runs, nil
+}
+
+// Cancel ends a run for good, recorded as cancelled by who.
+func (c *Client) Cancel(ctx context.Context, id, who string) (*engine.RunInfo, error) {
+	body, _ := json.Marshal(CancelRequest{ID: id, Who: who})
+	m, err := c.nc.RequestWithContext(ctx, c.s.API("runs.cancel"), body)
+	if err != nil {
+		return nil, fmt.Errorf("ask the orchestrator: %w", err)
+	}
+	var rep CancelReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil || (rep.Run == nil && rep.Error == "") {
+		return nil, fmt.Errorf("malformed reply from the orchestrator")
+	}
+	if rep.Error != "" {
+		return nil, errors.New(rep.Error)
+	}
+	return rep.Run, nil
+}
+
+// RunEvent is what the orchestrator tells a client of a run it submitted
+// as it goes: the run's id once it is recorded (Started), or a call held
+// for a person (Held).
+type RunEvent struct {
+	Started string             `json:"started,omitempty"`
+	Held    *engine.StepResult `json:"held,omitempty"`
+}

@@ -45,6 +45,11 @@ const (
 	// KindRunResumed starts another pass over a run that was held or
 	// interrupted: after an answer to a held call, or a restart.
 	KindRunResumed = "run_resumed"
+	// KindRunInterrupted: a run stopped before it finished, because its
+	// orchestrator stopped or a person interrupted it; Resume says when
+	// it goes on, Steps where it stopped. A cancelled run ends with a
+	// run_finished record of status cancelled, naming who (User).
+	KindRunInterrupted = "run_interrupted"
 	// KindAnswer is a person's answer to a held call.
 	KindAnswer    = "answer"
 	KindViolation = "violation"
@@ -90,8 +95,12 @@ type Record struct {
 	OldFingerprint string `json:"old_fingerprint,omitempty"`
 	NewFingerprint string `json:"new_fingerprint,omitempty"`
 	// Steps of a run_started record: the flow's steps in file order, with
-	// their tools and the steps each reads.
+	// their tools and the steps each reads; of a run_interrupted record:
+	// the steps it stopped at.
 	Steps []PlanStep `json:"steps,omitempty"`
+	// Resume of a run_interrupted record: on_start (the next orchestrator
+	// resumes it) or on_request (only sluice up --resume does).
+	Resume string `json:"resume,omitempty"`
 	// Checkpoint fields (checkpoint.go): the number of records before it,
 	// the public key that signed it, and the signature, which must stay
 	// the last field.
@@ -314,7 +323,7 @@ func sizeHint(r *Record) int {
 	n := prevField + 256 + len(r.ID) + len(r.Kind) + len(r.RunID) + len(r.Flow) + len(r.Step) + len(r.Tool) +
 		len(r.MsgID) + len(r.Action) + len(r.Status) + len(r.Error) + len(r.User) + len(r.Op) + len(r.Subject) +
 		len(r.File) + len(r.OldFingerprint) + len(r.NewFingerprint) +
-		64*len(r.Steps) + len(r.Key) + len(r.Signature)
+		64*len(r.Steps) + len(r.Resume) + len(r.Key) + len(r.Signature)
 	for _, s := range r.Rules {
 		n += len(s) + 3
 	}
@@ -597,6 +606,7 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 		b = append(b, `,"steps":`...)
 		b = append(b, steps...)
 	}
+	b = appendField(b, "resume", r.Resume)
 	if r.Count != 0 {
 		b = append(b, `,"count":`...)
 		b = strconv.AppendUint(b, r.Count, 10)

@@ -21,8 +21,14 @@ type Run struct {
 	// Planned: the log lists the flow's steps and what each depends on
 	// (StepTrace.Deps); logs from before it did have only the steps that
 	// were decided.
-	Planned bool        `json:"planned,omitempty"`
-	Steps   []StepTrace `json:"steps,omitempty"`
+	// Resume, for a run that has not finished, says when it goes on
+	// (on_start, on_request, on_answer); StoppedAt are the steps an
+	// interrupted run stopped at. Both come from the run store, not the
+	// log (sluice runs fills them in).
+	Resume    string      `json:"resume,omitempty"`
+	StoppedAt []string    `json:"stopped_at,omitempty"`
+	Planned   bool        `json:"planned,omitempty"`
+	Steps     []StepTrace `json:"steps,omitempty"`
 }
 
 // StepTrace is one step of a run: the decision on its call and its result.
@@ -80,6 +86,8 @@ func ReadRuns(r io.Reader) ([]*Run, error) {
 			run.Finished, run.Status = &t, rec.Status
 		case KindRunResumed:
 			run.Finished, run.Status = nil, "running"
+		case KindRunInterrupted:
+			run.Status = "interrupted"
 		case KindAnswer:
 			s := step(run, rec.Step, rec.Tool)
 			s.Answer = rec.Action + ": " + firstOr(rec.Reasons, "")

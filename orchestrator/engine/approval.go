@@ -27,6 +27,8 @@ const (
 	// ApprovalSuperseded: the call changed before it was answered (its
 	// run resumed with other arguments) and was held again under a new id.
 	ApprovalSuperseded = "superseded"
+	// ApprovalCancelled: its run was cancelled before the call was made.
+	ApprovalCancelled = "cancelled"
 )
 
 // Approval is a call held for a person, as kept in the approvals bucket:

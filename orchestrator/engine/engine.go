@@ -44,6 +44,12 @@ const (
 	StatusHeld      = "held"
 	StatusFailed    = "failed"
 	StatusSkipped   = "skipped" // a step it depends on did not complete
+	// StatusInterrupted: the run, or the step, stopped before it finished
+	// because its orchestrator stopped or a person pressed Ctrl-C; the run
+	// is kept (ResumeRuns says when it goes on).
+	StatusInterrupted = "interrupted"
+	// StatusCancelled: the run was ended for good (Cancel).
+	StatusCancelled = "cancelled"
 )
 
 // Config of an engine.
@@ -165,6 +171,13 @@ type runState struct {
 	// held call of it was answered during the pass, so that another pass
 	// follows.
 	active, dirty bool
+	// stop ends the pass going on, with a cause (ErrCancelled); stopped is
+	// closed when drive returns.
+	stop    context.CancelCauseFunc
+	stopped chan struct{}
+	// force resumes the run although a person interrupted it (sluice up
+	// --resume).
+	force bool
 }
 
 // Answer is a person's answer to a held call. Hash, when set, must be the
@@ -262,6 +275,9 @@ type Options struct {
 	// Policy, when set, decides the run instead of the engine's current
 	// set (Policy): the set a caller checked the run against.
 	Policy *policy.Set
+	// OnStarted, when set, is told the run's id once the run is recorded,
+	// before any call is made.
+	OnStarted func(runID string)
 }
 
 // Result of a run.
@@ -421,16 +437,37 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	e.mu.Lock()
 	e.runs[id] = rs
 	e.mu.Unlock()
+	if opts.OnStarted != nil {
+		opts.OnStarted(id)
+	}
 	return e.drive(ctx, rs, opts)
 }
 
 // ErrInterrupted says a run stopped before it finished because its
-// context ended; it is kept, and resumes with ResumeAll.
-var ErrInterrupted = errors.New("interrupted; it resumes when the orchestrator starts again (sluice up)")
+// context ended; it is kept. Stopped by its orchestrator's end, it
+// resumes when the next one starts (ResumeAll); stopped by a person (a
+// context cancelled with cause ErrStoppedByUser), only when asked
+// (ResumeRuns with interrupted).
+var ErrInterrupted = errors.New("interrupted")
+
+// ErrStoppedByUser is the cause a command gives the context of a run that
+// a person interrupted (Ctrl-C on sluice run): the run is kept as
+// interrupted and not resumed by itself.
+var ErrStoppedByUser = errors.New("interrupted by the user")
+
+// ErrCancelled says a run was ended for good (Cancel).
+var ErrCancelled = errors.New("cancelled")
 
 // drive makes passes over a run's steps until no held call of it was
 // answered during the last one.
 func (e *Engine) drive(ctx context.Context, rs *runState, opts Options) (*Result, error) {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	e.mu.Lock()
+	rs.stop, rs.stopped = stop, stopped
+	e.mu.Unlock()
 	for {
 		res, err := e.pass(ctx, rs, opts)
 		e.mu.Lock()
@@ -485,6 +522,12 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 				<-done[d]
 			}
 			res := r.step(ctx, s)
+			if ctx.Err() != nil && res.Status != StatusCompleted && res.Status != StatusDenied {
+				// Stopped, not failed: the step did not finish (or did
+				// not start) because the run was interrupted.
+				res.Status = StatusInterrupted
+				res.Error = ""
+			}
 			r.mu.Lock()
 			r.results[s.ID] = res
 			r.mu.Unlock()
@@ -499,12 +542,7 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 		out.Status = worse(out.Status, res.Status)
 	}
 	if ctx.Err() != nil {
-		// Stopped, not finished: the run stays in the store as it is.
-		if st, err := e.store(context.WithoutCancel(ctx)); err == nil {
-			r.keepLeaves(st)
-		}
-		_ = r.acks.wait(context.WithoutCancel(ctx))
-		return out, fmt.Errorf("run %s %w", r.id, ErrInterrupted)
+		return e.interrupted(ctx, r, rs, out)
 	}
 	if out.Status == StatusCompleted {
 		vars := r.vars()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -15,7 +16,11 @@ import (
 
 // resume starts another pass over a run in the background: at once when
 // no pass over it is going on, else right after the current one.
-func (e *Engine) resume(id string) {
+func (e *Engine) resume(id string) { e.resumeForced(id, false) }
+
+// resumeForced is resume; with force, a run a person interrupted goes on
+// too.
+func (e *Engine) resumeForced(id string, force bool) {
 	e.mu.Lock()
 	rs := e.runs[id]
 	if rs != nil && rs.active {
@@ -28,6 +33,7 @@ func (e *Engine) resume(id string) {
 		e.runs[id] = rs
 	}
 	rs.active = true
+	rs.force = rs.force || force
 	e.mu.Unlock()
 	if e.ctx.Err() != nil {
 		return
@@ -36,6 +42,10 @@ func (e *Engine) resume(id string) {
 	go func() {
 		defer e.wg.Done()
 		res, err := e.resumeRun(e.ctx, rs)
+		if errors.Is(err, errKeptInterrupted) {
+			e.log.Info("run not resumed: a person interrupted it (sluice up --resume resumes it)", "run_id", id)
+			return
+		}
 		if err != nil {
 			e.log.Error("resumed run stopped", "run_id", id, "err", err)
 			return
@@ -43,6 +53,10 @@ func (e *Engine) resume(id string) {
 		e.log.Info("resumed run", "run_id", id, "status", res.Status)
 	}()
 }
+
+// errKeptInterrupted: a run a person interrupted is not resumed unless
+// asked.
+var errKeptInterrupted = errors.New("interrupted by a person: resumed only when asked")
 
 func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
 	fail := func(err error) (*Result, error) {
@@ -63,6 +77,11 @@ func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
 		}
 		if err != nil {
 			return fail(err)
+		}
+		if rec.Status == runInterrupted && !rs.force {
+			// An answer to a held call of it was recorded; it applies
+			// when the run is resumed.
+			return fail(errKeptInterrupted)
 		}
 		if e.cfg.LoadFlow == nil {
 			return fail(errors.New("this engine cannot load flows to resume runs"))
@@ -93,37 +112,54 @@ func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
 // ResumeAll resumes, in the background, every run the store holds that was
 // running when its orchestrator stopped, and every held run whose call was
 // approved or denied meanwhile. It returns how many it resumed. Held runs
-// still waiting for a person stay where they are until answered.
+// still waiting for a person stay where they are until answered, and runs
+// a person interrupted until asked (ResumeRuns).
 func (e *Engine) ResumeAll(ctx context.Context) (int, error) {
+	runs, err := e.ResumeRuns(ctx, false)
+	return len(runs), err
+}
+
+// ResumeRuns is ResumeAll that says which runs it resumes, each as it
+// stood; with interrupted, the runs a person interrupted are resumed too.
+func (e *Engine) ResumeRuns(ctx context.Context, interrupted bool) ([]RunInfo, error) {
 	st, err := e.store(ctx)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	runs, err := st.unfinished(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("list unfinished runs: %w", err)
+		return nil, fmt.Errorf("list unfinished runs: %w", err)
 	}
+	byID := map[string]*runRecord{}
 	todo := map[string]bool{}
 	for _, r := range runs {
-		if r.Status == runRunning {
+		byID[r.ID] = r
+		if r.Status == runRunning || (interrupted && r.Status == runInterrupted) {
 			todo[r.ID] = true
 		}
 	}
 	approvals, err := st.allApprovals(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("list approvals: %w", err)
+		return nil, fmt.Errorf("list approvals: %w", err)
 	}
 	for _, a := range approvals {
 		if a.Status == ApprovalApproved || a.Status == ApprovalDenied {
-			if _, err := st.getRun(ctx, a.RunID); err == nil {
+			if r := byID[a.RunID]; r != nil && (r.Status != runInterrupted || interrupted) {
 				todo[a.RunID] = true
 			}
 		}
 	}
-	for id := range todo {
-		e.resume(id)
+	var out []RunInfo
+	for _, r := range runs {
+		if todo[r.ID] {
+			out = append(out, r.info())
+		}
 	}
-	return len(todo), nil
+	slices.SortFunc(out, func(a, b RunInfo) int { return a.Created.Compare(b.Created) })
+	for _, r := range out {
+		e.resumeForced(r.ID, r.Status == runInterrupted)
+	}
+	return out, nil
 }
 
 // Close stops the runs the engine drives on its own and waits for them to

@@ -35,6 +35,8 @@ const (
 const (
 	runRunning = "running"
 	runHeld    = "held"
+	// runInterrupted: a person interrupted it; it resumes only when asked.
+	runInterrupted = "interrupted"
 )
 
 // store is the engine's run state. Every request to it is made through
@@ -86,6 +88,8 @@ type runRecord struct {
 	Inputs  json.RawMessage `json:"inputs"`
 	Status  string          `json:"status"`
 	Created time.Time       `json:"created"`
+	// StoppedAt are the steps an interrupted run stopped at.
+	StoppedAt []string `json:"stopped_at,omitempty"`
 }
 
 // callRecord is a completed call's result and output with its labels, or

@@ -1,0 +1,212 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/orchestrator/audit"
+)
+
+// When a kept run goes on (RunInfo.Resume).
+const (
+	// ResumeOnStart: the run was running when its orchestrator stopped
+	// (sluice up stopped, or crashed); the next orchestrator on the state
+	// resumes it, and sluice up says so.
+	ResumeOnStart = "on_start"
+	// ResumeOnRequest: a person interrupted the run (Ctrl-C on sluice
+	// run); it goes on only when asked (sluice up --resume), and sluice
+	// cancel ends it.
+	ResumeOnRequest = "on_request"
+	// ResumeOnAnswer: the run waits for a person to answer a held call.
+	ResumeOnAnswer = "on_answer"
+)
+
+// RunInfo is a run the store keeps: one that has not finished.
+type RunInfo struct {
+	ID   string `json:"run_id"`
+	Flow string `json:"flow"`
+	// Status is running, held or interrupted.
+	Status string `json:"status"`
+	// Resume says when it goes on: ResumeOnStart, ResumeOnRequest or
+	// ResumeOnAnswer.
+	Resume string `json:"resume"`
+	// StoppedAt are the steps it stopped at when it was interrupted.
+	StoppedAt []string  `json:"stopped_at,omitempty"`
+	Created   time.Time `json:"created"`
+}
+
+func (rec *runRecord) info() RunInfo {
+	i := RunInfo{ID: rec.ID, Flow: rec.Flow, Status: rec.Status, StoppedAt: rec.StoppedAt, Created: rec.Created}
+	switch rec.Status {
+	case runHeld:
+		i.Resume = ResumeOnAnswer
+	case runInterrupted:
+		i.Resume = ResumeOnRequest
+	default:
+		i.Resume = ResumeOnStart
+	}
+	return i
+}
+
+// interrupted ends a pass whose context ended before the run finished. A
+// run being cancelled is left to Cancel. Any other is kept where it
+// stopped, recorded as interrupted in the audit log and, when a person
+// stopped it (ErrStoppedByUser), marked in the store so that no
+// orchestrator resumes it unless asked.
+func (e *Engine) interrupted(ctx context.Context, r *run, rs *runState, out *Result) (*Result, error) {
+	cause := context.Cause(ctx)
+	ctx = context.WithoutCancel(ctx)
+	if errors.Is(cause, ErrCancelled) {
+		out.Status = StatusCancelled
+		_ = r.acks.wait(ctx)
+		return out, fmt.Errorf("run %s %w", r.id, ErrCancelled)
+	}
+	out.Status = StatusInterrupted
+	st, err := e.store(ctx)
+	if err != nil {
+		return out, err
+	}
+	r.keepLeaves(st)
+	if err := r.acks.wait(ctx); err != nil {
+		return out, fmt.Errorf("run %s interrupted, and its last steps could not be recorded: %w", r.id, err)
+	}
+	var at []string
+	var steps []audit.PlanStep
+	for _, s := range out.Steps {
+		if s.Status == StatusInterrupted {
+			at = append(at, s.ID)
+			steps = append(steps, audit.PlanStep{ID: s.ID, Tool: s.Tool})
+		}
+	}
+	byUser := errors.Is(cause, ErrStoppedByUser)
+	resume := ResumeOnStart
+	status := runRunning
+	why := "its orchestrator stopped; it resumes when one starts again on this state (sluice up)"
+	if byUser {
+		resume, status = ResumeOnRequest, runInterrupted
+		why = "interrupted by the user; kept, and resumed only when asked (sluice up --resume); sluice cancel ends it"
+	}
+	rec, err := st.getRun(ctx, rs.id)
+	if err != nil {
+		if rec, err = newRunRecord(rs.id, rs.plan, rs.inputs); err != nil {
+			return out, err
+		}
+	}
+	rec.Status, rec.StoppedAt = status, at
+	if err := st.putRun(ctx, rec); err != nil {
+		return out, fmt.Errorf("run %s interrupted, and that could not be recorded: %w", r.id, err)
+	}
+	if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunInterrupted, RunID: r.id, Flow: r.plan.Name,
+		Status: StatusInterrupted, Resume: resume, Steps: steps, Reasons: []string{why}}); err != nil {
+		return out, fmt.Errorf("run %s interrupted, and that could not be recorded in the audit log: %w", r.id, err)
+	}
+	if byUser {
+		return out, fmt.Errorf("run %s %w", r.id, ErrStoppedByUser)
+	}
+	return out, fmt.Errorf("run %s %w", r.id, ErrInterrupted)
+}
+
+// Unfinished lists the runs the store keeps, oldest first.
+func (e *Engine) Unfinished(ctx context.Context) ([]RunInfo, error) {
+	st, err := e.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return unfinishedInfo(ctx, st)
+}
+
+// Unfinished lists the runs kept in the store reached by nc, oldest
+// first: what a reader of a copy of the store shows.
+func Unfinished(ctx context.Context, nc *nats.Conn) ([]RunInfo, error) {
+	st, err := openStore(ctx, nc, 1)
+	if err != nil {
+		return nil, err
+	}
+	return unfinishedInfo(ctx, st)
+}
+
+func unfinishedInfo(ctx context.Context, st *store) ([]RunInfo, error) {
+	recs, err := st.unfinished(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list unfinished runs: %w", err)
+	}
+	out := make([]RunInfo, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, r.info())
+	}
+	slices.SortFunc(out, func(a, b RunInfo) int { return a.Created.Compare(b.Created) })
+	return out, nil
+}
+
+// Cancel ends an unfinished run for good: a pass over it going on in this
+// engine is stopped (a call in flight is abandoned; a call already made
+// stays made), its held calls can no longer be approved, the audit log
+// records who cancelled it, and the store forgets it, so that no
+// orchestrator resumes it.
+func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
+	st, err := e.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := st.getRun(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("no unfinished run %q: it finished or was cancelled (sluice runs shows it), or never ran here", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	rs := e.runs[id]
+	var stopped chan struct{}
+	if rs != nil && rs.active && rs.stop != nil {
+		rs.stop(ErrCancelled)
+		stopped = rs.stopped
+	}
+	e.mu.Unlock()
+	if stopped != nil {
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cancel run %s: its steps did not stop: %w", id, ctx.Err())
+		}
+	}
+	approvals, err := st.allApprovals(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cancel run %s: list its held calls: %w", id, err)
+	}
+	for _, a := range approvals {
+		if a.RunID != id || (a.Status != ApprovalPending && a.Status != ApprovalApproved) {
+			continue
+		}
+		cur, rev, err := st.getApproval(ctx, a.ID)
+		if err != nil {
+			return nil, fmt.Errorf("cancel run %s: %w", id, err)
+		}
+		now := time.Now().UTC()
+		cur.Status, cur.Who, cur.Decided = ApprovalCancelled, who, &now
+		if err := st.updateApproval(ctx, cur, rev); err != nil {
+			return nil, fmt.Errorf("cancel run %s: withdraw held call %s: %w", id, a.ID, err)
+		}
+		e.mu.Lock()
+		delete(e.approvals, a.ID)
+		e.mu.Unlock()
+	}
+	if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunFinished, RunID: id, Flow: rec.Flow,
+		Status: StatusCancelled, User: who, Reasons: []string{"cancelled by " + who}}); err != nil {
+		return nil, fmt.Errorf("cancel run %s: %w", id, err)
+	}
+	if err := st.finish(ctx, id); err != nil {
+		return nil, fmt.Errorf("cancel run %s: recorded as cancelled, but not removed from the store: %w", id, err)
+	}
+	e.mu.Lock()
+	delete(e.runs, id)
+	e.mu.Unlock()
+	info := rec.info()
+	return &info, nil
+}
