@@ -89,8 +89,13 @@ type Orchestrator struct {
 	engine *engine.Engine
 	subs   []*nats.Subscription
 
-	wg             sync.WaitGroup
-	cancelRuns     context.CancelFunc
+	wg         sync.WaitGroup
+	cancelRuns context.CancelFunc
+	// served counts the runs clients submitted that are going on: Close
+	// lets each record where it stopped before the audit log closes.
+	servedMu       sync.Mutex
+	closing        bool
+	served         sync.WaitGroup
 	stopViolations chan struct{}
 	cleanup        []func()
 	// resumed are the runs Start resumed, as they stood.
@@ -419,6 +424,14 @@ func (o *Orchestrator) Run(ctx context.Context, plan *flow.Plan, inputs map[stri
 
 // serveRun runs a flow a client submitted.
 func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events func(any)) api.RunReply {
+	o.servedMu.Lock()
+	if o.closing {
+		o.servedMu.Unlock()
+		return api.RunReply{Error: "the orchestrator is stopping"}
+	}
+	o.served.Add(1)
+	o.servedMu.Unlock()
+	defer o.served.Done()
 	// The run is decided by the configuration it was checked against:
 	// one read of the pointer, whatever a reload does meanwhile.
 	cur := o.current.Load()
@@ -474,7 +487,17 @@ func (o *Orchestrator) Close() {
 	// Runs stop first, while their workers still answer: each is left in
 	// the store where it was, to resume with the next sluice up.
 	if o.cancelRuns != nil {
+		o.servedMu.Lock()
+		o.closing = true
+		o.servedMu.Unlock()
 		o.cancelRuns()
+		stopped := make(chan struct{})
+		go func() { o.served.Wait(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(30 * time.Second):
+			o.log.Error("runs clients submitted did not stop within 30s; closing anyway")
+		}
 	}
 	if o.engine != nil {
 		o.engine.Close()

@@ -20,6 +20,9 @@ const (
 	exitUsage   = 2
 	exitDenied  = 3
 	exitHeld    = 4
+	// exitInterrupted: sluice run was interrupted (Ctrl-C, SIGTERM), the
+	// shell's convention for a process ended by SIGINT (128+2).
+	exitInterrupted = 130
 )
 
 // cli is what a command runs with; tests build one in-process.
@@ -38,7 +41,7 @@ type command struct {
 }
 
 func commands() []*command {
-	return []*command{upCommand(), runCommand(), lintCommand(), policyCommand(), doctorCommand(), auditCommand(), runsCommand(), reloadCommand(), traceCommand(), approvalsCommand(), approveCommand(true), approveCommand(false), workerCommand(), versionCommand()}
+	return []*command{upCommand(), runCommand(), lintCommand(), policyCommand(), doctorCommand(), auditCommand(), runsCommand(), reloadCommand(), traceCommand(), approvalsCommand(), approveCommand(true), approveCommand(false), cancelCommand(), workerCommand(), versionCommand()}
 }
 
 // Main runs the command line args and returns the exit code.

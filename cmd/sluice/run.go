@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/display"
@@ -60,10 +61,19 @@ started or last reloaded), the run is refused, nothing of it started, and
 both are named: apply the files with 'sluice reload', restart sluice up
 with them, or run under the running configuration with --use-running.
 
+Ctrl-C (SIGINT or SIGTERM) interrupts the run: the steps under way stop
+and are reported as interrupted, not failed, and the run is kept as
+interrupted. It is not resumed by itself: 'sluice up --resume' resumes it
+from where it stopped (no completed call is made again), 'sluice cancel
+RUN' ends it for good. A run submitted to a running orchestrator (sluice
+up) is not stopped by Ctrl-C on this command: it goes on there, and this
+command says so and stops waiting for it.
+
 Exit codes: 0 completed, 3 a step was denied by policy, 4 a step is held for
-approval (with --wait=false, or when --wait-timeout passed), 1 any other
-failure (a run refused because the running configuration differs is one:
-no policy decided anything), 2 a usage error.
+approval (with --wait=false, or when --wait-timeout passed), 130
+interrupted (Ctrl-C or SIGTERM), 1 any other failure (a run refused because
+the running configuration differs is one: no policy decided anything), 2 a
+usage error.
 
 Examples:
   sluice run examples/travel/pay-direct.yaml --input payee=acct_hotel_1 --input amount=120
@@ -99,6 +109,7 @@ type runOptions struct {
 	config      string
 	verbose     bool
 	useRunning  bool
+	remote      bool // submitted to a running orchestrator
 }
 
 func (c *cli) loadConfig(explicit string) (*config.Config, error) {
@@ -167,6 +178,7 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 			}
 			fingerprint = eff.Fingerprint
 		}
+		o.remote = true
 		return c.runRemote(ctx, client, o, progress, dep, fingerprint)
 	}
 	orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log, Getenv: c.getenv})
@@ -198,14 +210,21 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 			heldNotice(progress, s)
 		}
 	}}
-	res, err := orch.Run(ctx, plan, inputs, opts)
-	if err != nil {
+	// Ctrl-C interrupts the run as a person's act (ErrStoppedByUser): it
+	// is kept as interrupted, and resumed only when asked.
+	runCtx, cancelRun := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelRun(nil)
+	stopAfter := context.AfterFunc(ctx, func() { cancelRun(engine.ErrStoppedByUser) })
+	defer stopAfter()
+	res, err := orch.Run(runCtx, plan, inputs, opts)
+	if res == nil {
 		c.report(err)
-		if res == nil {
-			return exitFailure
-		}
+		return exitFailure
 	}
-	return c.finish(ctx, res, o)
+	if err != nil && !errors.Is(err, engine.ErrStoppedByUser) {
+		c.report(err)
+	}
+	return c.finish(res, o)
 }
 
 func heldNotice(w io.Writer, s engine.StepResult) {
@@ -236,14 +255,39 @@ func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, p
 				client.Endpoint.PID, configName(dep.File))
 		}
 	}
+	var mu sync.Mutex
+	var runID string
 	rep, err := client.Run(ctx, api.RunRequest{Flow: abs, Inputs: o.inputs, Wait: o.wait, WaitTimeoutMS: o.waitTimeout.Milliseconds(),
 		Fingerprint: fingerprint},
 		func(raw json.RawMessage) {
-			var s engine.StepResult
-			if json.Unmarshal(raw, &s) == nil && o.wait {
-				heldNotice(progress, s)
+			var ev api.RunEvent
+			if json.Unmarshal(raw, &ev) != nil {
+				return
+			}
+			if ev.Started != "" {
+				mu.Lock()
+				runID = ev.Started
+				mu.Unlock()
+			}
+			if ev.Held != nil && o.wait {
+				heldNotice(progress, *ev.Held)
 			}
 		})
+	if err != nil && ctx.Err() != nil {
+		// Ctrl-C here stops the waiting, not the run: it goes on in the
+		// orchestrator, which owns it.
+		mu.Lock()
+		id := runID
+		mu.Unlock()
+		if id == "" {
+			c.errorf("run %s: interrupted before the orchestrator (pid %d) said whether it started the run: sluice runs shows it if it did, and sluice cancel RUN ends it",
+				o.flow, client.Endpoint.PID)
+			return exitInterrupted
+		}
+		fmt.Fprintf(c.stdout, "run %s (%s): interrupted here; it goes on in the orchestrator (pid %d)\n", show(id), show(o.flow), client.Endpoint.PID)
+		fmt.Fprintf(c.stderr, "\nrun %s was not stopped: it belongs to the running orchestrator (sluice up). sluice runs shows how it ends; sluice cancel %s ends it now.\n", id, id)
+		return exitInterrupted
+	}
 	if err != nil {
 		c.errorf("run %s: %v", o.flow, err)
 		return exitFailure
@@ -279,10 +323,10 @@ func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, p
 		c.errorf("run %s: malformed result from the orchestrator", o.flow)
 		return exitFailure
 	}
-	if rep.Error != "" {
+	if rep.Error != "" && res.Status != engine.StatusInterrupted {
 		c.errorf("run %s: %s", o.flow, rep.Error)
 	}
-	return c.finish(ctx, &res, o)
+	return c.finish(&res, o)
 }
 
 // configName names a configuration file for people: the built-in
@@ -295,14 +339,35 @@ func configName(file string) string {
 }
 
 // finish prints the result and maps it to an exit code.
-func (c *cli) finish(ctx context.Context, res *engine.Result, o runOptions) int {
+func (c *cli) finish(res *engine.Result, o runOptions) int {
 	if o.json {
 		b, _ := json.MarshalIndent(res, "", "  ")
 		fmt.Fprintln(c.stdout, string(b))
 	} else {
 		printResult(c.stdout, res)
 	}
-	if errors.Is(ctx.Err(), context.Canceled) {
+	if res.Status == engine.StatusInterrupted {
+		var at []string
+		for _, s := range res.Steps {
+			if s.Status == engine.StatusInterrupted {
+				at = append(at, s.ID)
+			}
+		}
+		where := ""
+		if len(at) > 0 {
+			where = " at step " + display.List(at)
+		}
+		if o.remote {
+			fmt.Fprintf(c.stderr, "\nrun %s was interrupted%s: its orchestrator stopped. It resumes when sluice up starts again; sluice cancel %s ends it for good.\n",
+				res.RunID, where, res.RunID)
+		} else {
+			fmt.Fprintf(c.stderr, "\nrun %s was interrupted%s and is kept: it is not resumed by itself.\n"+
+				"sluice up --resume resumes it where it stopped; sluice cancel %s ends it for good.\n", res.RunID, where, res.RunID)
+		}
+		return exitInterrupted
+	}
+	if res.Status == engine.StatusCancelled {
+		fmt.Fprintf(c.stderr, "\nrun %s was cancelled: it ends here, and is never resumed.\n", res.RunID)
 		return exitFailure
 	}
 	if res.Status == engine.StatusHeld && !o.json {
@@ -329,6 +394,10 @@ func printResult(w io.Writer, r *engine.Result) {
 		fmt.Fprintf(w, "\n  step %s — %s: %s\n", show(s.ID), show(s.Tool), show(s.Status))
 		if s.Status == engine.StatusSkipped {
 			fmt.Fprintf(w, "    not run: %s\n", show(s.Error))
+			continue
+		}
+		if s.Status == engine.StatusInterrupted && s.Decision == "" {
+			fmt.Fprintf(w, "    not finished: the run was interrupted before this step was decided\n")
 			continue
 		}
 		fmt.Fprintf(w, "    arguments labeled %s\n", describe(s.Label.Integrity().String(), s.Label.Secrecy(), s.Label.Sources()))

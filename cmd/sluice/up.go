@@ -13,15 +13,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/display"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/config"
+	"github.com/sluicehq/sluice/orchestrator/engine"
 	"github.com/sluicehq/sluice/orchestrator/web"
 )
 
 func upCommand() *command {
 	return &command{
 		name:  "up",
-		usage: "up [--config FILE] [--http ADDR|off] [-q]",
+		usage: "up [--config FILE] [--http ADDR|off] [--resume] [-q]",
 		short: "run the orchestrator, the bus and every worker until stopped",
 		long: `Starts the orchestrator with its embedded NATS server (JetStream state under
 the state directory), or on the external server named by nats: in sluice.yaml
@@ -43,6 +45,14 @@ the bus, the state directory, the subject prefix or the secrets, is refused
 (the problems are logged) and the running one kept. Every reload is logged
 and recorded in the audit log.
 
+Runs a previous orchestrator left unfinished: a run that was running when
+it stopped (stopped or crashed) is resumed, and so is a held run whose call
+was answered meanwhile; a run a person interrupted (Ctrl-C on sluice run)
+is kept and resumed only with --resume. Each run resumed is announced with
+one line on standard error (its id, flow, and where it stopped), and each
+interrupted run kept with another; a completed call is never made again.
+A run ended with sluice cancel is never resumed.
+
 It also serves a web page on this machine only (a loopback address): the
 runs, each as a graph of its steps coloured by their labels, and the held
 calls with Approve and Deny buttons. Its address, which carries a key to
@@ -52,11 +62,13 @@ Answers given there are recorded as by web:<OS user>.
 Examples:
   sluice up
   sluice up --http 127.0.0.1:8080
+  sluice up --resume
   sluice up --config deploy/sluice.yaml --http=off`,
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
 			quiet := fs.Bool("q", false, "log warnings and errors only")
 			httpAddr := fs.String("http", "127.0.0.1:0", "serve the web page on this loopback `address` (port 0: any free port); off: no web page")
+			resume := fs.Bool("resume", false, "also resume the runs a person interrupted (Ctrl-C on sluice run)")
 			natsURLs := fs.String("nats", "", "use these NATS `servers` (nats://host:port, comma-separated) instead of those in sluice.yaml's nats section, which names the credentials")
 			return func(c *cli, ctx context.Context, args []string) int {
 				if len(args) > 0 {
@@ -105,7 +117,7 @@ Examples:
 				signal.Notify(hup, syscall.SIGHUP)
 				defer signal.Stop(hup)
 				orch, err := orchestrator.New(orchestrator.Config{Deployment: dep, Log: log, Getenv: c.getenv, ResumeRuns: true,
-					LoadDeployment: reread})
+					LoadDeployment: reread, ResumeInterrupted: *resume})
 				if err != nil {
 					c.report(err)
 					return exitFailure
@@ -135,6 +147,7 @@ Examples:
 					}
 					page = srv.URL()
 				}
+				c.announceRuns(ctx, orch)
 				pids := orch.Pids()
 				var workers []string
 				for name, ps := range pids {
@@ -171,5 +184,40 @@ Examples:
 				return exitOK
 			}
 		},
+	}
+}
+
+// announceRuns says which runs the orchestrator resumed, and which runs a
+// person interrupted it keeps without resuming them: one line each.
+func (c *cli) announceRuns(ctx context.Context, orch *orchestrator.Orchestrator) {
+	resumed := map[string]bool{}
+	for _, r := range orch.Resumed() {
+		resumed[r.ID] = true
+		var where string
+		switch {
+		case r.Status == engine.StatusHeld:
+			where = "its held call was answered"
+		case len(r.StoppedAt) > 0:
+			where = "stopped at step " + display.List(r.StoppedAt)
+		default:
+			where = "stopped where its orchestrator ended without a word (a crash); completed calls are not made again"
+		}
+		fmt.Fprintf(c.stderr, "resuming run %s (%s): %s\n", show(r.ID), show(r.Flow), where)
+	}
+	kept, err := orch.Unfinished(ctx)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "could not list the unfinished runs: %v\n", err)
+		return
+	}
+	for _, r := range kept {
+		if resumed[r.ID] || r.Status != engine.StatusInterrupted {
+			continue
+		}
+		where := ""
+		if len(r.StoppedAt) > 0 {
+			where = " at step " + display.List(r.StoppedAt)
+		}
+		fmt.Fprintf(c.stderr, "kept, not resumed: run %s (%s), interrupted by a person%s; sluice up --resume resumes it, sluice cancel %s ends it\n",
+			show(r.ID), show(r.Flow), where, show(r.ID))
 	}
 }
