@@ -251,4 +251,3 @@ func TestCtrlCOnARunSubmittedToUpLeavesItThere(t *testing.T) {
 		t.Fatalf("ledger %v", lines)
 	}
 }
-
