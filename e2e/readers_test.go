@@ -77,6 +77,9 @@ func readAll(t *testing.T, w *workspace, id string) {
 	if r := w.sluice("trace", id); r.code != 0 || !strings.Contains(r.stdout, "pay — payment.charge: held") {
 		t.Errorf("sluice trace: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	if r := w.sluice("approvals"); r.code != 0 || !strings.Contains(r.stdout, "run "+id) || !strings.Contains(r.stdout, "1 call(s) waiting") {
+		t.Errorf("sluice approvals: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	out := filepath.Join(t.TempDir(), "audit.jsonl")
 	if r := w.sluice("audit", "export", "--out", out); r.code != 0 {
 		t.Errorf("sluice audit export: exit %d %s", r.code, r.stderr)

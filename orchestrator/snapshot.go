@@ -162,3 +162,15 @@ func copyFile(src, dst string) error {
 	}
 	return out.Close()
 }
+
+// Approvals lists the calls held for a person in the copy, oldest first,
+// each flagged against the deployment's registries as they are now.
+func (s *Snapshot) Approvals(ctx context.Context, d *config.Config) ([]engine.Approval, error) {
+	set, err := LoadPolicy(d)
+	if err != nil {
+		return nil, err
+	}
+	e := engine.New(engine.Config{Conn: s.nc, Policy: set, Replicas: 1})
+	defer e.Close()
+	return e.Approvals(ctx)
+}

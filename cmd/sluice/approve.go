@@ -118,8 +118,9 @@ func approvalsCommand() *command {
 oldest first: the run and step, the tool, the exact arguments that would be
 sent, each argument's label and the sources that influenced it (the page,
 the sender of the mail), and why it was held. Held calls are kept in
-JetStream: they outlive the orchestrator, and this lists them once it runs
-again (sluice up).
+JetStream: they outlive the orchestrator. With none running, this lists
+them from a private copy of the store (it never locks the state directory
+or writes to it); answering them needs a running orchestrator (sluice up).
 
 With --json, prints one JSON array of approvals, each with its id, run_id,
 step, tool, args, arg_labels, label, reasons, rules, hash and created time.
@@ -135,14 +136,15 @@ Examples:
 					c.errorf("approvals takes no arguments")
 					return exitUsage
 				}
-				client, code := c.dialOrchestrator(*cfgFile, "approvals")
-				if client == nil {
-					return code
+				r, err := c.openReader(*cfgFile)
+				if err != nil {
+					c.report(err)
+					return exitFailure
 				}
-				defer client.Close()
+				defer r.Close()
 				ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 				defer cancel()
-				list, err := client.Approvals(ctx)
+				list, err := r.approvals(ctx)
 				if err != nil {
 					c.errorf("approvals: %v", err)
 					return exitFailure
@@ -170,6 +172,9 @@ Examples:
 					fmt.Fprintf(c.stdout, "    approve: sluice approve %s    deny: sluice deny %s\n\n", show(a.ID), show(a.ID))
 				}
 				fmt.Fprintf(c.stdout, "%d call(s) waiting\n", len(list))
+				if !r.live() {
+					fmt.Fprintln(c.stderr, "no orchestrator is running on this state directory: start one (sluice up) to answer them")
+				}
 				return exitOK
 			}
 		},

@@ -149,3 +149,11 @@ func resumeText(resume, id string) string {
 	}
 	return ""
 }
+
+// approvals lists the calls waiting for a person.
+func (r *reader) approvals(ctx context.Context) ([]engine.Approval, error) {
+	if r.client != nil {
+		return r.client.Approvals(ctx)
+	}
+	return r.snap.Approvals(ctx, r.dep)
+}
