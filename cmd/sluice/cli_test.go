@@ -80,6 +80,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"approve"}, exitUsage, "exactly one approval id"},
 		{[]string{"up", "--nats", "nats://127.0.0.1:4222"}, exitUsage, "needs the account's key and the orchestrator's credentials"},
 		{[]string{"approve", "01ABC"}, exitFailure, "no orchestrator is running"},
+		{[]string{"cancel"}, exitUsage, "give run ids, or --interrupted"},
+		{[]string{"cancel", "01ABC", "--interrupted"}, exitUsage, "give run ids, or --interrupted (not both)"},
+		{[]string{"cancel", "01ABC"}, exitFailure, "no state directory"},
 		{[]string{"worker"}, exitUsage, "--manifest"},
 		{[]string{"version", "x"}, exitUsage, "no arguments"},
 	} {
