@@ -171,8 +171,9 @@ type runState struct {
 	// held call of it was answered during the pass, so that another pass
 	// follows.
 	active, dirty bool
-	// stop ends the pass going on, with a cause (ErrCancelled); stopped is
-	// closed when drive returns.
+	// stop ends the passes going on, with a cause (ErrCancelled); stopped
+	// is closed once they have ended. Both are set when the run becomes
+	// active.
 	stop    context.CancelCauseFunc
 	stopped chan struct{}
 	// force resumes the run although a person interrupted it (sluice up
@@ -433,7 +434,12 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if pol == nil {
 		pol = e.Policy()
 	}
-	rs := &runState{id: id, plan: plan, inputs: inputs, policy: pol, active: true, fresh: true, started: []waiter{put, started}}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	rs := &runState{id: id, plan: plan, inputs: inputs, policy: pol, active: true, fresh: true, started: []waiter{put, started},
+		stop: stop, stopped: stopped}
 	e.mu.Lock()
 	e.runs[id] = rs
 	e.mu.Unlock()
@@ -461,13 +467,6 @@ var ErrCancelled = errors.New("cancelled")
 // drive makes passes over a run's steps until no held call of it was
 // answered during the last one.
 func (e *Engine) drive(ctx context.Context, rs *runState, opts Options) (*Result, error) {
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	stopped := make(chan struct{})
-	defer close(stopped)
-	e.mu.Lock()
-	rs.stop, rs.stopped = stop, stopped
-	e.mu.Unlock()
 	for {
 		res, err := e.pass(ctx, rs, opts)
 		e.mu.Lock()
@@ -601,6 +600,9 @@ func (e *Engine) setRunStatus(ctx context.Context, st *store, rs *runState, stat
 		}
 	}
 	rec.Status = status
+	if status == runRunning {
+		rec.StoppedAt = nil
+	}
 	return st.putRun(ctx, rec)
 }
 

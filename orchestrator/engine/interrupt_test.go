@@ -190,3 +190,44 @@ func TestCancelStopsAWaitingRun(t *testing.T) {
 		t.Fatal("a cancelled run paid")
 	}
 }
+
+// Cancel stops a run the engine resumed on its own, in the middle of a
+// call, and it stays cancelled: the next engine has nothing to resume.
+func TestCancelStopsAResumedRun(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	r, err := interruptAtSplit(t, dir, context.Canceled)
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("Run = %v", err)
+	}
+	reached := make(chan struct{})
+	h2 := newHarnessIn(t, dir, "", map[string]worker.Handler{
+		"split": func(ctx context.Context, c *worker.Call) (any, error) {
+			close(reached)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		},
+	})
+	if n, err := h2.engine.ResumeAll(ctx); err != nil || n != 1 {
+		t.Fatalf("ResumeAll = %d, %v", n, err)
+	}
+	select {
+	case <-reached:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the resumed run did not reach its step b")
+	}
+	if _, err := h2.engine.Cancel(ctx, r.RunID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := h2.engine.Unfinished(ctx); err != nil || len(kept) != 0 {
+		t.Fatalf("Unfinished after Cancel = %+v, %v", kept, err)
+	}
+	h2.close()
+	h3 := newHarnessIn(t, dir, "", nil)
+	if n, err := h3.engine.ResumeAll(ctx); err != nil || n != 0 {
+		t.Fatalf("ResumeAll after Cancel = %d, %v", n, err)
+	}
+	if h3.called("echo") != 0 {
+		t.Fatal("a cancelled run went on")
+	}
+}

@@ -34,14 +34,21 @@ func (e *Engine) resumeForced(id string, force bool) {
 	}
 	rs.active = true
 	rs.force = rs.force || force
+	ctx, stop := context.WithCancelCause(e.ctx)
+	stopped := make(chan struct{})
+	rs.stop, rs.stopped = stop, stopped
 	e.mu.Unlock()
 	if e.ctx.Err() != nil {
+		stop(nil)
+		close(stopped)
 		return
 	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		res, err := e.resumeRun(e.ctx, rs)
+		defer close(stopped)
+		defer stop(nil)
+		res, err := e.resumeRun(ctx, rs)
 		if errors.Is(err, errKeptInterrupted) {
 			e.log.Info("run not resumed: a person interrupted it (sluice up --resume resumes it)", "run_id", id)
 			return
@@ -99,6 +106,10 @@ func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
 		e.mu.Lock()
 		rs.plan, rs.inputs = plan, in
 		e.mu.Unlock()
+	}
+	if ctx.Err() != nil {
+		// Cancelled (or stopped) before it went on.
+		return fail(context.Cause(ctx))
 	}
 	if err := e.setRunStatus(ctx, st, rs, runRunning); err != nil {
 		return fail(err)
