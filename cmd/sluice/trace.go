@@ -89,6 +89,9 @@ and the result. --json prints the same as JSON; --dot prints a Graphviz
 graph with each step coloured by its integrity (red: untrusted) and marked
 with its secrecy.
 
+Like sluice runs, it asks the running orchestrator, or reads a private
+copy of the store: it never locks the state directory or writes to it.
+
 Examples:
   sluice trace 01JD6Z4W8X2F3K5N7Q9R1T3V5X
   sluice trace 01JD6Z4W8X2F3K5N7Q9R1T3V5X --dot | dot -Tsvg > run.svg`,
