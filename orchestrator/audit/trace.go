@@ -88,6 +88,11 @@ func ReadRuns(r io.Reader) ([]*Run, error) {
 			run.Finished, run.Status = nil, "running"
 		case KindRunInterrupted:
 			run.Status = "interrupted"
+			// The steps it stopped at: a call held, in flight, or not
+			// yet decided. A later pass records them again.
+			for _, ps := range rec.Steps {
+				step(run, ps.ID, ps.Tool).Status = "interrupted"
+			}
 		case KindAnswer:
 			s := step(run, rec.Step, rec.Tool)
 			s.Answer = rec.Action + ": " + firstOr(rec.Reasons, "")
