@@ -110,6 +110,11 @@ func TestCtrlCInterruptsAndCancelEnds(t *testing.T) {
 		t.Fatalf("sluice runs does not say the run is interrupted and when it resumes:\n%s", text)
 	}
 
+	if r := w.sluice("trace", id); !strings.Contains(r.stdout, "run "+id+" (pay-held): interrupted") ||
+		!strings.Contains(r.stdout, "pay — payment.charge: interrupted") {
+		t.Errorf("sluice trace does not show the run and its step interrupted:\n%s", r.stdout)
+	}
+
 	// sluice up keeps it, and says so; nothing is paid.
 	up := upAndReady(t, w)
 	kept := up.waitLine(t, "kept, not resumed: run "+id, time.Second)
