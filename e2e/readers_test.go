@@ -93,9 +93,8 @@ func readAll(t *testing.T, w *workspace, id string) {
 }
 
 // Readers never lock the state directory and never write to it; and a
-// sluice up started while a reader is in the middle of reading (stopped
-// there with SIGSTOP) starts, and the reader then finishes with what it
-// read.
+// sluice up started while a reader is in the middle of reading starts, and
+// the reader then finishes with what it read.
 func TestReadersNeverBlockAnOrchestrator(t *testing.T) {
 	w := newWorkspace(t, map[string]string{"sluice.yaml": holdAllConfig, "hold.yaml": holdAllPolicy, "flow.yaml": payHeldFlow})
 	id := heldRun(t, w)
@@ -104,48 +103,63 @@ func TestReadersNeverBlockAnOrchestrator(t *testing.T) {
 	readAll(t, w, id)
 	sameTree(t, before, treeState(t, state))
 
-	// A reader stopped while it holds its copy of the store: it made the
-	// copy in a temporary directory of its own, which is how it is caught
-	// in the middle. One that finished before it was caught is started
-	// again (a bounded number of times).
-	var reader *process
-	for try := 0; reader == nil; try++ {
-		if try == 50 {
-			t.Fatal("no reader was caught in the middle of reading in 50 tries")
+	// A reader held in the middle of reading: sluice approvals, with no
+	// orchestrator running, copies the store, opens the copy, and then
+	// reads the policy files (for the registries it flags lookalikes
+	// against). Its configuration names a policy file that is a FIFO, so it
+	// waits there, its copy open, until the test writes the policy.
+	w.write("reader.yaml", strings.Replace(holdAllConfig, "hold.yaml", "slow.yaml", 1))
+	fifo := w.path("slow.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("cannot make a FIFO here: %v", err)
+	}
+	tmp := t.TempDir()
+	reader := w.startEnv([]string{"TMPDIR=" + tmp}, "approvals", "--config", "reader.yaml")
+	type openResult struct {
+		f   *os.File
+		err error
+	}
+	opened := make(chan openResult, 1)
+	go func() {
+		// Returns once the reader opens the FIFO to read it.
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		opened <- openResult{f, err}
+	}()
+	t.Cleanup(func() {
+		// Lets the open above return, should the reader never come.
+		if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			if o := <-opened; o.f != nil {
+				o.f.Close()
+			}
+			f.Close()
 		}
-		tmp := t.TempDir()
-		p := w.startEnv([]string{"TMPDIR=" + tmp}, "runs")
-		for {
-			copies, _ := filepath.Glob(filepath.Join(tmp, "sluice-snapshot-*", "jetstream"))
-			if len(copies) > 0 {
-				p.cmd.Process.Signal(syscall.SIGSTOP)
-				select {
-				case <-p.done:
-				default:
-					reader = p
-				}
-				break
-			}
-			select {
-			case <-p.done:
-			case <-time.After(time.Millisecond):
-				continue
-			}
-			break
+	})
+	var policy *os.File
+	select {
+	case o := <-opened:
+		if o.err != nil {
+			t.Fatal(o.err)
 		}
-		if reader == nil {
-			if code := p.wait(t, time.Minute); code != 0 {
-				t.Fatalf("sluice runs: exit %d", code)
-			}
-			if copies, _ := filepath.Glob(filepath.Join(tmp, "sluice-snapshot-*")); len(copies) != 0 {
-				t.Fatalf("the reader left its copy behind: %v", copies)
-			}
-		}
+		policy = o.f
+		opened <- openResult{} // for the cleanup
+	case <-reader.done:
+		t.Fatal("the reader ended without reading its policy")
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the reader did not come to its policy file within 2 minutes")
+	}
+	if copies, _ := filepath.Glob(filepath.Join(tmp, "sluice-snapshot-*", "jetstream")); len(copies) != 1 {
+		t.Fatalf("the reader waits, but holds no copy of the store: %v", copies)
 	}
 	up := upAndReady(t, w)
-	reader.cmd.Process.Signal(syscall.SIGCONT)
-	if code := reader.wait(t, time.Minute); code != 0 || !strings.Contains(reader.stdout.String(), id) {
-		t.Fatalf("the reader stopped in the middle: exit %d\n%s", code, reader.stdout.String())
+	if _, err := policy.WriteString(holdAllPolicy); err != nil {
+		t.Fatal(err)
+	}
+	policy.Close()
+	if code := reader.wait(t, time.Minute); code != 0 || !strings.Contains(reader.stdout.String(), "run "+id) {
+		t.Fatalf("the reader held in the middle: exit %d\n%s", code, reader.stdout.String())
+	}
+	if copies, _ := filepath.Glob(filepath.Join(tmp, "sluice-snapshot-*")); len(copies) != 0 {
+		t.Errorf("the reader left its copy behind: %v", copies)
 	}
 	// With the orchestrator up, readers ask it.
 	readAll(t, w, id)
