@@ -256,3 +256,21 @@ func TestCtrlCOnARunSubmittedToUpLeavesItThere(t *testing.T) {
 		t.Fatalf("ledger %v", lines)
 	}
 }
+
+// sluice cancel --interrupted ends every interrupted run at once.
+func TestCancelEveryInterruptedRun(t *testing.T) {
+	w := newWorkspace(t, map[string]string{"sluice.yaml": holdAllConfig, "hold.yaml": holdAllPolicy, "flow.yaml": payHeldFlow})
+	first, second := interruptHeldRun(t, w), interruptHeldRun(t, w)
+	r := w.sluice("cancel", "--interrupted", "--as", "e2e")
+	if r.code != 0 || strings.Count(r.stdout, "cancelled by e2e") != 2 || !strings.Contains(r.stdout, first) || !strings.Contains(r.stdout, second) {
+		t.Fatalf("cancel --interrupted: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, id := range []string{first, second} {
+		if v := runsView(t, w, id); v.Status != "cancelled" {
+			t.Errorf("run %s is %q after cancel --interrupted", id, v.Status)
+		}
+	}
+	if r := w.sluice("cancel", "--interrupted"); r.code != 0 || strings.TrimSpace(r.stdout) != "no interrupted run" {
+		t.Fatalf("cancel --interrupted with none left: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -69,6 +69,10 @@ RUN' ends it for good. A run submitted to a running orchestrator (sluice
 up) is not stopped by Ctrl-C on this command: it goes on there, and this
 command says so and stops waiting for it.
 
+With --json, the run's status is completed, denied, held, failed,
+interrupted or cancelled (sluice cancel, from elsewhere), and so is each
+step's (or skipped).
+
 Exit codes: 0 completed, 3 a step was denied by policy, 4 a step is held for
 approval (with --wait=false, or when --wait-timeout passed), 130
 interrupted (Ctrl-C or SIGTERM), 1 any other failure (a run refused because
