@@ -259,6 +259,8 @@ func TestOrchestratorKilledMidRun(t *testing.T) {
 	client.wait(t, 30*time.Second)
 
 	up = upAndReady(t, w)
+	// It says which run it resumes.
+	announced := up.waitLine(t, "resuming run ", time.Second)
 	var runID string
 	deadline := time.Now().Add(time.Minute)
 	for runID == "" {
@@ -276,6 +278,9 @@ func TestOrchestratorKilledMidRun(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the run is not in the audit log")
 		}
+	}
+	if !strings.HasPrefix(announced, runID+" (three-charges): ") {
+		t.Errorf("sluice up announced %q; want run %s (three-charges)", announced, runID)
 	}
 	waitRunStatus(t, w, runID, "completed")
 	p.mu.Lock()
