@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/api"
 	"github.com/sluicehq/sluice/orchestrator/bus"
 	"github.com/sluicehq/sluice/orchestrator/config"
+	"github.com/sluicehq/sluice/orchestrator/internal/fault"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -44,11 +45,14 @@ var (
 const readyProbe = "_ready"
 
 // startBus starts the embedded server, or connects to the external one
-// named in sluice.yaml with the credentials it names.
+// named in sluice.yaml with the credentials it names. The embedded
+// server's failures to write the state directory go to o.fault.
 func (o *Orchestrator) startBus(ctx context.Context, d *config.Config, onViolation func(bus.Violation)) (Bus, error) {
 	x := d.ExternalNATS
 	if x == nil {
-		b, err := bus.Start(bus.Config{StoreDir: d.State, Log: o.log.With("component", "nats"), OnViolation: onViolation})
+		o.fault = fault.New(d.State)
+		b, err := bus.Start(bus.Config{StoreDir: d.State, Log: o.log.With("component", "nats"), OnViolation: onViolation,
+			OnWriteError: o.writeFailed})
 		if err != nil {
 			return nil, err
 		}
@@ -68,6 +72,20 @@ func (o *Orchestrator) startBus(ctx context.Context, d *config.Config, onViolati
 	}
 	o.log.Info("using an external NATS server", "url", x.URL, "credential_ttl", e.CredentialTTL())
 	return e, nil
+}
+
+// writeFailed is told by the embedded server that it could not write
+// stream to the state directory. Every write waited for, and every write
+// after it, fails at once with the cause: the server refuses them until it
+// restarts.
+func (o *Orchestrator) writeFailed(stream, cause string) {
+	if o.fault.Err() != nil {
+		return
+	}
+	err := fault.NewError(fault.What(stream), o.fault.Dir(), cause)
+	o.fault.Fail(err)
+	o.log.Error("the state directory cannot be written: every run fails until space is freed and the orchestrator restarted",
+		"err", err.Error(), "stream", stream, "detail", cause)
 }
 
 // readNATSSource reads the account seed or the orchestrator's creds: from

@@ -33,6 +33,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/engine"
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
+	"github.com/sluicehq/sluice/orchestrator/internal/fault"
 	"github.com/sluicehq/sluice/orchestrator/supervisor"
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -82,6 +83,7 @@ type Orchestrator struct {
 	endpoint api.Endpoint
 
 	bus    Bus
+	fault  *fault.Store // nil on an external server
 	nc     *nats.Conn
 	audit  *audit.Log
 	broker *egress.Broker
@@ -193,7 +195,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return err
 	}
 	o.log.Debug("audit checkpoints signed", "key", audit.PublicKeyString(key.Public().(ed25519.PublicKey)), "from", keyFrom)
-	if o.audit, err = audit.Open(ctx, o.nc, o.subjects.Prefix, audit.Options{Replicas: d.Replicas(), Signer: key}); err != nil {
+	if o.audit, err = audit.Open(ctx, o.nc, o.subjects.Prefix, audit.Options{Replicas: d.Replicas(), Signer: key, Fault: o.fault}); err != nil {
 		return err
 	}
 	o.wg.Add(1)
@@ -208,7 +210,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.current.Load().Policy, Audit: o.audit,
 		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered,
-		Secrets: echo.New(values)})
+		Secrets: echo.New(values), Fault: o.fault})
 	grants := map[string][]string{}
 	for name, m := range o.manifests {
 		grants[name] = m.Grants.Net

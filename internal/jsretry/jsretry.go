@@ -22,7 +22,8 @@ const (
 
 // Do runs op with a context bounded by Try, again while it fails in a way
 // Transient says another try may not, until Total passes or ctx ends. op
-// must be safe to repeat.
+// must be safe to repeat. When ctx ends with a cause of its own
+// (context.WithCancelCause), Do returns that cause.
 func Do(ctx context.Context, op func(context.Context) error) error {
 	deadline := time.Now().Add(Total)
 	backoff := 50 * time.Millisecond
@@ -30,17 +31,34 @@ func Do(ctx context.Context, op func(context.Context) error) error {
 		tctx, cancel := context.WithTimeout(ctx, Try)
 		err := op(tctx)
 		cancel()
-		if err == nil || ctx.Err() != nil || time.Now().After(deadline) || !Transient(err) {
+		if ctx.Err() != nil && err != nil {
+			return cause(ctx, err)
+		}
+		if err == nil || time.Now().After(deadline) || !Transient(err) {
 			return err
 		}
 		select {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, time.Second)
 		case <-ctx.Done():
-			return err
+			return cause(ctx, err)
 		}
 	}
 }
+
+// cause is why ctx ended, when it was given a reason other than its end,
+// and err otherwise.
+func cause(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); c != nil && c != ctx.Err() {
+		return c
+	}
+	return err
+}
+
+// jsErrInsufficientResources is the server's answer to a write when its
+// store is full: a 503, like a cluster without a leader, but no other try
+// is stored either.
+const jsErrInsufficientResources jetstream.ErrorCode = 10023
 
 // Transient reports whether err says a request was lost or came while the
 // cluster was electing a leader, rather than refused.
@@ -49,7 +67,7 @@ func Transient(err error) bool {
 	if errors.As(err, &e) {
 		// 503: JetStream is not available yet (no meta leader, no
 		// stream leader).
-		return e.Code == 503
+		return e.Code == 503 && e.ErrorCode != jsErrInsufficientResources
 	}
 	for _, t := range []error{context.DeadlineExceeded, nats.ErrTimeout, nats.ErrNoResponders,
 		nats.ErrConnectionReconnecting, nats.ErrDisconnected, jetstream.ErrNoStreamResponse} {

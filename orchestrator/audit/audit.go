@@ -31,6 +31,7 @@ import (
 
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/internal/jsretry"
+	"github.com/sluicehq/sluice/orchestrator/internal/fault"
 )
 
 // Version of the record format.
@@ -137,6 +138,10 @@ type Log struct {
 
 	signer    *signer // nil: the log signs no checkpoints
 	closeOnce sync.Once
+
+	// fault, when the state directory cannot be written, fails every
+	// record waited for and every record after it at once.
+	fault *fault.Store
 }
 
 // Open creates (or opens) the audit stream under prefix, with opts[0] when
@@ -177,7 +182,7 @@ func Open(ctx context.Context, nc *nats.Conn, prefix string, opts ...Options) (*
 	if err != nil {
 		return nil, fmt.Errorf("open audit stream (%d replicas): %w", o.Replicas, err)
 	}
-	l := &Log{js: js, nc: nc, subject: subject}
+	l := &Log{js: js, nc: nc, subject: subject, fault: o.Fault}
 	if err := l.sync(ctx); err != nil {
 		return nil, fmt.Errorf("open audit stream: %w", err)
 	}
@@ -265,19 +270,23 @@ func (l *Log) Publish(r Record) (*Pending, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.ready(); err != nil {
-		return nil, fmt.Errorf("append audit record: %w", err)
+		return nil, appendError(err)
 	}
 	p, err := l.send(withPrev(body, l.last))
 	if err != nil {
-		return nil, fmt.Errorf("append audit record: %w", err)
+		return nil, appendError(err)
 	}
 	l.noteRecord(r.Kind)
 	return p, nil
 }
 
-// ready, with l.mu held, takes the chain up from the stream again when a
+// ready, with l.mu held, refuses every record once the state directory
+// cannot be written, and takes the chain up from the stream again when a
 // record was not stored.
 func (l *Log) ready() error {
+	if err := l.fault.Err(); err != nil {
+		return err
+	}
 	if l.broken {
 		return l.resync()
 	}
@@ -389,7 +398,24 @@ func (p *Pending) Wait(ctx context.Context) error {
 			p.done = true
 			return nil
 		case err = <-p.ack.Err():
-			err = p.retry(ctx, err)
+			// Tries stop too when the state directory cannot be
+			// written.
+			rctx, stop := p.l.fault.Bind(ctx)
+			err = p.retry(rctx, err)
+			if err != nil && ctx.Err() == nil && rctx.Err() != nil {
+				err = context.Cause(rctx)
+			}
+			stop()
+		case <-p.l.fault.Done():
+			// The server does not answer a write it could not store.
+			select {
+			case a := <-p.ack.Ok():
+				p.l.stored(a.Sequence)
+				p.done = true
+				return nil
+			default:
+			}
+			err = p.l.fault.Err()
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
@@ -405,9 +431,20 @@ func (p *Pending) Wait(ctx context.Context) error {
 			return fmt.Errorf("append audit record: %w", ctx.Err())
 		}
 		p.l.giveUp(p.gen)
-		p.done, p.err = true, fmt.Errorf("append audit record: %w", err)
+		p.done, p.err = true, appendError(p.l.fault.Refused("audit log", err))
 		return p.err
 	}
+}
+
+// appendError is the error of a record not stored: a failure to write the
+// state directory (which names the audit log or the run state, and why)
+// as it is, any other error with what failed.
+func appendError(err error) error {
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		return err
+	}
+	return fmt.Errorf("append audit record: %w", err)
 }
 
 // ackTimeout bounds the wait for the stream's answer to one try.

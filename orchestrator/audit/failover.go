@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/jsretry"
+	"github.com/sluicehq/sluice/orchestrator/internal/fault"
 )
 
 // How a record survives the loss of a NATS server.
@@ -57,6 +58,11 @@ type Options struct {
 	// CheckpointInterval bounds how long a record stays uncovered by a
 	// checkpoint; default DefaultCheckpointInterval.
 	CheckpointInterval time.Duration
+	// Fault, when set, reports that the state directory cannot be
+	// written: a record waited for fails at once with that error, and so
+	// does every record after it, instead of waiting for an answer the
+	// server will not send.
+	Fault *fault.Store
 }
 
 // chain is where the chain stands, for sending records again.
@@ -228,6 +234,9 @@ const jsErrDuplicateInProcess jetstream.ErrorCode = 10158
 // or the stream is still storing an earlier try, or the record before it
 // is not stored yet, or the client's queue of unanswered publishes is full.
 func transient(err error) bool {
+	if fault.IsRefusal(err) {
+		return false // the store is full: another try is refused too
+	}
 	var e *jetstream.APIError
 	if errors.As(err, &e) && (e.ErrorCode == jsErrDuplicateInProcess || wrongLastSequence(err)) {
 		return true

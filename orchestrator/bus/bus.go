@@ -40,6 +40,12 @@ type Config struct {
 	// OnViolation is told of every operation the server refused and every
 	// failed authentication. It must not block.
 	OnViolation func(Violation)
+	// OnWriteError is told when the server could not write its store
+	// under StoreDir (a full disk, say): the stream, empty when JetStream
+	// as a whole stopped, and the error as the server logged it. The
+	// server does not answer the write that failed, and refuses every
+	// later write to that stream until it restarts. It must not block.
+	OnWriteError func(stream, cause string)
 }
 
 // Violation is an operation the server refused.
@@ -90,7 +96,7 @@ func Start(cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start nats server: %w", err)
 	}
-	srv.SetLogger(&logger{log: cfg.Log, onViolation: cfg.OnViolation, names: a.name}, false, false)
+	srv.SetLogger(&logger{log: cfg.Log, onViolation: cfg.OnViolation, onWriteError: cfg.OnWriteError, names: a.name}, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
@@ -212,11 +218,13 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 	return true
 }
 
-// logger adapts the server's log to slog and picks out refusals.
+// logger adapts the server's log to slog and picks out refusals and
+// failures to write the store.
 type logger struct {
-	log         *slog.Logger
-	onViolation func(Violation)
-	names       func(pub string) string
+	log          *slog.Logger
+	onViolation  func(Violation)
+	onWriteError func(stream, cause string)
+	names        func(pub string) string
 }
 
 var (
@@ -225,12 +233,20 @@ var (
 )
 
 func (l *logger) Noticef(format string, v ...any) { l.emit(slog.LevelDebug, format, v...) }
-func (l *logger) Warnf(format string, v ...any)   { l.emit(slog.LevelWarn, format, v...) }
 func (l *logger) Fatalf(format string, v ...any)  { l.emit(slog.LevelError, format, v...) }
 func (l *logger) Debugf(format string, v ...any)  {}
 func (l *logger) Tracef(format string, v ...any)  {}
+func (l *logger) Warnf(format string, v ...any) {
+	line := fmt.Sprintf(format, v...)
+	l.writeError(line)
+	if l.log != nil {
+		l.log.Warn("nats: " + line)
+	}
+}
+
 func (l *logger) Errorf(format string, v ...any) {
 	line := fmt.Sprintf(format, v...)
+	l.writeError(line)
 	if l.onViolation != nil {
 		if m := violationRE.FindStringSubmatch(line); m != nil {
 			kind := "publish"
@@ -244,6 +260,37 @@ func (l *logger) Errorf(format string, v ...any) {
 	}
 	if l.log != nil {
 		l.log.Warn("nats: " + line)
+	}
+}
+
+// The lines nats-server logs when it cannot write its store, with the
+// stream and the error: a message not stored, a stream or file store
+// that stopped writing, JetStream turned off for lack of space or for a
+// permission error.
+var writeErrorREs = []*regexp.Regexp{
+	regexp.MustCompile(`^JetStream failed to store a msg on stream '[^']* > ([^']*)': (.+)$`),
+	regexp.MustCompile(`^JetStream stream '[^']* > ([^']*)' critical write error: (.+)$`),
+	regexp.MustCompile(`^Filestore \[([^\]]*)\] Critical write error: (.+)$`),
+	regexp.MustCompile(`^()Filesystem permission denied while writing msg, disabling JetStream: (.+)$`),
+	regexp.MustCompile(`^()JetStream out of (?:\w+ )?(?:resources|space), will be DISABLED$`),
+}
+
+// writeError reports a line that says the store could not be written.
+func (l *logger) writeError(line string) {
+	if l.onWriteError == nil {
+		return
+	}
+	for _, re := range writeErrorREs {
+		m := re.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		cause := "no space left on device" // JetStream out of space
+		if len(m) > 2 {
+			cause = m[2]
+		}
+		l.onWriteError(m[1], cause)
+		return
 	}
 }
 

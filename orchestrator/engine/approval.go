@@ -94,7 +94,7 @@ func (e *Engine) store(ctx context.Context) (*store, error) {
 	if e.st != nil {
 		return e.st, nil
 	}
-	st, err := openStore(ctx, e.cfg.Conn, e.cfg.Replicas)
+	st, err := openStore(ctx, e.cfg.Conn, e.cfg.Replicas, e.cfg.Fault)
 	if err != nil {
 		return nil, err
 	}

@@ -192,6 +192,9 @@ func (r *run) changeRun(cp policy.Cap, key string, count int64, amount float64) 
 // at the same time, in one process or in two, cannot together pass the
 // cap. It returns false, changing nothing, when the change would pass it.
 func (c *caps) changeDay(ctx context.Context, cp policy.Cap, key string, count int64, amount float64) (bool, error) {
+	f := c.e.cfg.Fault
+	ctx, stop := f.Bind(ctx)
+	defer stop()
 	kv, err := c.bucket(ctx)
 	if err != nil {
 		return false, err
@@ -226,7 +229,10 @@ func (c *caps) changeDay(ctx context.Context, cp policy.Cap, key string, count i
 		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 			continue // another call changed it first: read it again
 		default:
-			return false, fmt.Errorf("write budget: %w", err)
+			if ferr := f.Err(); ferr != nil {
+				err = ferr
+			}
+			return false, fmt.Errorf("write budget: %w", f.Refused("run state", err))
 		}
 	}
 	return false, errors.New("write budget: too many concurrent changes")

@@ -34,6 +34,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
+	"github.com/sluicehq/sluice/orchestrator/internal/fault"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -75,6 +76,11 @@ type Config struct {
 	// holds one fails its call, and the audit log records a violation that
 	// names the secret, never its value. Nil checks nothing.
 	Secrets *echo.Matcher
+	// Fault, when set, reports that the state directory cannot be
+	// written (a full disk): a write of the run state waited for fails at
+	// once with that cause, and so does the run, instead of waiting for an
+	// answer the server will not send. Give the audit log the same one.
+	Fault *fault.Store
 }
 
 // Delivery is a call the gate let through: what the noninterference test
@@ -421,7 +427,9 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 		return nil, err
 	}
 	// Both are stored before the first call is delivered (pipeline.go).
-	put := st.write(st.runs, id, b, false)
+	// The run is put in the store only once the audit log took its
+	// start: a log that refuses it (the state directory cannot be
+	// written) leaves no run behind to resume.
 	steps := make([]audit.PlanStep, len(plan.Steps))
 	for i, s := range plan.Steps {
 		steps[i] = audit.PlanStep{ID: s.ID, Tool: s.Call, Deps: s.Deps}
@@ -430,6 +438,7 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if err != nil {
 		return nil, err
 	}
+	put := st.write(st.runs, id, b, false)
 	pol := opts.Policy
 	if pol == nil {
 		pol = e.Policy()

@@ -124,7 +124,7 @@ func (e *Engine) Unfinished(ctx context.Context) ([]RunInfo, error) {
 // Unfinished lists the runs kept in the store reached by nc, oldest
 // first: what a reader of a copy of the store shows.
 func Unfinished(ctx context.Context, nc *nats.Conn) ([]RunInfo, error) {
-	st, err := openStore(ctx, nc, 1)
+	st, err := openStore(ctx, nc, 1, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -72,6 +72,7 @@ func (r *run) publish(rec audit.Record) error {
 type kvWrite struct {
 	fut  jetstream.PubAckFuture
 	redo func(context.Context) error
+	s    *store
 
 	mu   sync.Mutex
 	done bool
@@ -93,11 +94,21 @@ func (w *kvWrite) Wait(ctx context.Context) error {
 			return nil
 		case <-w.fut.Err():
 		case <-t.C:
+		case <-w.s.fault.Done():
+			// The server does not answer a write it could not store.
+			select {
+			case <-w.fut.Ok():
+				w.done = true
+				return nil
+			default:
+			}
+			w.err, w.done = w.s.fault.Err(), true
+			return w.err
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	w.err, w.done = jsretry.Do(ctx, w.redo), true
+	w.err, w.done = w.s.do(ctx, w.redo), true
 	return w.err
 }
 
@@ -106,7 +117,7 @@ func (w *kvWrite) Wait(ctx context.Context) error {
 func (s *store) write(kv jetstream.KeyValue, key string, b []byte, purge bool) *kvWrite {
 	msg := nats.NewMsg("$KV." + kv.Bucket() + "." + key)
 	msg.Data = b
-	w := &kvWrite{redo: func(ctx context.Context) error {
+	w := &kvWrite{s: s, redo: func(ctx context.Context) error {
 		if purge {
 			return kv.Purge(ctx, key)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/internal/jsretry"
+	"github.com/sluicehq/sluice/orchestrator/internal/fault"
 )
 
 // The JetStream key-value buckets a run's state lives in, so that a run
@@ -42,13 +43,23 @@ const (
 // store is the engine's run state. Every request to it is made through
 // jsretry.Do: again while a cluster electing a leader explains its failure.
 // Each may be repeated: puts and purges are, and Create and Update check
-// what an earlier try wrote.
+// what an earlier try wrote. A write stops waiting, and fails with the
+// cause, once the state directory cannot be written (fault).
 type store struct {
 	js                     jetstream.JetStream
 	runs, steps, approvals jetstream.KeyValue
+	fault                  *fault.Store
 }
 
-func openStore(ctx context.Context, nc *nats.Conn, replicas int) (*store, error) {
+// do makes the write op through jsretry.Do, and ends it at once, with the
+// cause, when the state directory cannot be written.
+func (s *store) do(ctx context.Context, op func(context.Context) error) error {
+	ctx, stop := s.fault.Bind(ctx)
+	defer stop()
+	return s.fault.Refused("run state", jsretry.Do(ctx, op))
+}
+
+func openStore(ctx context.Context, nc *nats.Conn, replicas int, f *fault.Store) (*store, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -66,7 +77,7 @@ func openStore(ctx context.Context, nc *nats.Conn, replicas int) (*store, error)
 		}
 		return kv, nil
 	}
-	s := &store{js: js}
+	s := &store{js: js, fault: f}
 	if s.runs, err = open(RunsBucket, "unfinished runs"); err != nil {
 		return nil, err
 	}
@@ -113,7 +124,7 @@ func (s *store) putRun(ctx context.Context, rec *runRecord) error {
 	if err != nil {
 		return err
 	}
-	if err := jsretry.Do(ctx, func(ctx context.Context) error { _, err := s.runs.Put(ctx, rec.ID, b); return err }); err != nil {
+	if err := s.do(ctx, func(ctx context.Context) error { _, err := s.runs.Put(ctx, rec.ID, b); return err }); err != nil {
 		return fmt.Errorf("record run %s: %w", rec.ID, err)
 	}
 	return nil
@@ -150,7 +161,7 @@ func (s *store) unfinished(ctx context.Context) ([]*runRecord, error) {
 // stream by subject (no marker is written per key), and its record.
 func (s *store) finish(ctx context.Context, id string) error {
 	var errs []error
-	err := jsretry.Do(ctx, func(ctx context.Context) error {
+	err := s.do(ctx, func(ctx context.Context) error {
 		str, err := s.js.Stream(ctx, "KV_"+StepsBucket)
 		if err != nil {
 			return err
@@ -160,7 +171,7 @@ func (s *store) finish(ctx context.Context, id string) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if err := jsretry.Do(ctx, func(ctx context.Context) error { return s.runs.Purge(ctx, id) }); err != nil {
+	if err := s.do(ctx, func(ctx context.Context) error { return s.runs.Purge(ctx, id) }); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -171,7 +182,7 @@ func (s *store) putCall(ctx context.Context, idem string, rec *callRecord) error
 	if err != nil {
 		return err
 	}
-	if err := jsretry.Do(ctx, func(ctx context.Context) error { _, err := s.steps.Put(ctx, callKey(idem), b); return err }); err != nil {
+	if err := s.do(ctx, func(ctx context.Context) error { _, err := s.steps.Put(ctx, callKey(idem), b); return err }); err != nil {
 		return fmt.Errorf("record call %s: %w", idem, err)
 	}
 	return nil
@@ -215,7 +226,7 @@ func (s *store) createApproval(ctx context.Context, a *Approval) error {
 		return err
 	}
 	tries := 0
-	err = jsretry.Do(ctx, func(ctx context.Context) error {
+	err = s.do(ctx, func(ctx context.Context) error {
 		tries++
 		_, err := s.approvals.Create(ctx, a.ID, b)
 		if tries > 1 && errors.Is(err, jetstream.ErrKeyExists) {
@@ -237,7 +248,7 @@ func (s *store) updateApproval(ctx context.Context, a *Approval, rev uint64) err
 		return err
 	}
 	tries := 0
-	return jsretry.Do(ctx, func(ctx context.Context) error {
+	return s.do(ctx, func(ctx context.Context) error {
 		tries++
 		_, err := s.approvals.Update(ctx, a.ID, b, rev)
 		if tries > 1 && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package fault
+
+func freeSpace(string) string { return "" }
