@@ -269,7 +269,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	unpublish, err := api.Publish(d.State, o.endpoint, seed)
 	o.reloadMu.Unlock()
 	if err != nil {
-		return err
+		return fault.New(d.State).FromOS("API endpoint", err)
 	}
 	o.cleanup = append(o.cleanup, unpublish)
 	if e, ok := b.(*bus.External); ok {

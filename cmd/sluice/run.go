@@ -225,10 +225,21 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 		c.report(err)
 		return exitFailure
 	}
-	if err != nil && !errors.Is(err, engine.ErrStoppedByUser) {
+	stoppedByUser := errors.Is(err, engine.ErrStoppedByUser)
+	if err != nil && !stoppedByUser {
 		c.report(err)
 	}
-	return c.finish(res, o)
+	return failedWith(err != nil && !stoppedByUser, c.finish(res, o))
+}
+
+// failedWith is the exit code of a run printed with finish: a failure when
+// an error came with its result (its records could not all be stored),
+// whatever its steps did.
+func failedWith(errored bool, code int) int {
+	if errored {
+		return exitFailure
+	}
+	return code
 }
 
 func heldNotice(w io.Writer, s engine.StepResult) {
@@ -330,7 +341,7 @@ func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, p
 	if rep.Error != "" && res.Status != engine.StatusInterrupted {
 		c.errorf("run %s: %s", o.flow, rep.Error)
 	}
-	return c.finish(&res, o)
+	return failedWith(rep.Error != "", c.finish(&res, o))
 }
 
 // configName names a configuration file for people: the built-in

@@ -180,6 +180,9 @@ func Open(ctx context.Context, nc *nats.Conn, prefix string, opts ...Options) (*
 		return err
 	})
 	if err != nil {
+		if err := o.Fault.Refused("audit log", err); isFault(err) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("open audit stream (%d replicas): %w", o.Replicas, err)
 	}
 	l := &Log{js: js, nc: nc, subject: subject, fault: o.Fault}
@@ -440,11 +443,16 @@ func (p *Pending) Wait(ctx context.Context) error {
 // state directory (which names the audit log or the run state, and why)
 // as it is, any other error with what failed.
 func appendError(err error) error {
-	var fe *fault.Error
-	if errors.As(err, &fe) {
+	if isFault(err) {
 		return err
 	}
 	return fmt.Errorf("append audit record: %w", err)
+}
+
+// isFault says whether err is a failure to write the state directory.
+func isFault(err error) bool {
+	var fe *fault.Error
+	return errors.As(err, &fe)
 }
 
 // ackTimeout bounds the wait for the stream's answer to one try.

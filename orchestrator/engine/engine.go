@@ -567,18 +567,21 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 	ctx = context.WithoutCancel(ctx)
 	rec := audit.Record{Kind: audit.KindRunFinished, RunID: r.id, Flow: plan.Name, Status: out.Status, Error: out.Error}
 	if err := r.publish(rec); err != nil {
-		return out, err
+		return notRecorded(out, err)
 	}
 	st, err := e.store(ctx)
 	if err != nil {
-		return out, err
+		return notRecorded(out, err)
 	}
 	if out.Status == StatusHeld {
 		r.keepLeaves(st)
 		if err := r.acks.wait(ctx); err != nil {
-			return out, err
+			return notRecorded(out, err)
 		}
-		return out, e.setRunStatus(ctx, st, rs, runHeld)
+		if err := e.setRunStatus(ctx, st, rs, runHeld); err != nil {
+			return notRecorded(out, err)
+		}
+		return out, nil
 	}
 	// A run that wrote few keys, all in this pass, purges each with its
 	// other writes; one that wrote more (an agent records every call) or
@@ -591,7 +594,7 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 		r.acks.add(st.write(st.runs, r.id, nil, true))
 	}
 	if err := r.acks.wait(ctx); err != nil {
-		return out, err
+		return notRecorded(out, err)
 	}
 	if !few {
 		if err := st.finish(ctx, r.id); err != nil {
@@ -599,6 +602,15 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 		}
 	}
 	return out, nil
+}
+
+// notRecorded is the outcome of a run whose records could not all be
+// stored (the state directory cannot be written, say): failed, with that
+// error, whatever its steps did — a run is never reported completed, or
+// held for an answer, without its records.
+func notRecorded(out *Result, err error) (*Result, error) {
+	out.Status, out.Error = StatusFailed, err.Error()
+	return out, err
 }
 
 func (e *Engine) setRunStatus(ctx context.Context, st *store, rs *runState, status string) error {

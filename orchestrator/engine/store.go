@@ -73,7 +73,7 @@ func openStore(ctx context.Context, nc *nats.Conn, replicas int, f *fault.Store)
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("open the %s bucket: %w", name, err)
+			return nil, fmt.Errorf("open the %s bucket: %w", name, f.Refused("run state", err))
 		}
 		return kv, nil
 	}

@@ -135,6 +135,22 @@ func NewError(what, dir, cause string) *Error {
 	return e
 }
 
+// FromOS returns err as an Error naming what and dir when it is a system
+// error writing a file of the state directory (for example the API
+// endpoint sluice up publishes there), and err otherwise.
+func (s *Store) FromOS(what string, err error) error {
+	var n syscall.Errno
+	if err == nil || !errors.As(err, &n) {
+		return err
+	}
+	for _, known := range errnos {
+		if n == known {
+			return NewError(what, s.Dir(), err.Error())
+		}
+	}
+	return err
+}
+
 // What names the store a JetStream stream belongs to: the audit log, or
 // the run state (the buckets of runs, calls, approvals and budgets).
 func What(stream string) string {
@@ -144,16 +160,23 @@ func What(stream string) string {
 	return "run state"
 }
 
-// Refused classifies an error the server answered a write of what with: a
-// refusal because its store is full (JetStream's "insufficient
+// Refused classifies an error the server answered a write of what with:
+// a refusal because its store is full (JetStream's "insufficient
 // resources", when the store reached the limit the server set from the
-// free space of the disk at start) becomes an Error naming what and the
-// state directory; anything else is returned as it is.
+// free space of the disk at start), or an answer that reports a system
+// error writing its files (a stream that could not be created on a full
+// disk), becomes an Error naming what and the state directory; anything
+// else is returned as it is.
 func (s *Store) Refused(what string, err error) error {
 	dir := s.Dir()
 	var api *jetstream.APIError
 	if !errors.As(err, &api) {
 		return err
+	}
+	for _, n := range errnos {
+		if strings.HasSuffix(api.Description, ": "+n.Error()) {
+			return NewError(what, dir, api.Description)
+		}
 	}
 	switch api.ErrorCode {
 	case jsErrCodeInsufficientResources, jsErrCodeStorageResourcesExceeded:

@@ -67,6 +67,12 @@ func TestRefused(t *testing.T) {
 	if err := s.Refused("run state", other); err != other || IsRefusal(other) {
 		t.Errorf("Refused(%v) = %v", other, err)
 	}
+	// A stream that could not be created on a full disk.
+	create := &jetstream.APIError{Code: 500, ErrorCode: 10069, Description: "write " + s.Dir() + "/jetstream/$G/streams/SLUICE_AUDIT/meta.inf.tmp: no space left on device"}
+	if err := s.Refused("audit log", create); !errors.Is(err, syscall.ENOSPC) ||
+		!strings.HasPrefix(err.Error(), "audit log: cannot write: no space left on device (state directory "+s.Dir()) {
+		t.Errorf("Refused(%v) = %v", create, err)
+	}
 	if err := s.Refused("run state", nil); err != nil {
 		t.Errorf("Refused(nil) = %v", err)
 	}
