@@ -87,7 +87,8 @@ func (s *Store) Bind(ctx context.Context) (_ context.Context, stop func()) {
 type Error struct {
 	// What could not be written: "audit log" or "run state".
 	What string
-	// Dir is the state directory.
+	// Dir is the state directory; empty for a store on an external
+	// NATS server.
 	Dir string
 	// Cause as the server reported it, e.g. "no space left on device".
 	Cause string
@@ -101,6 +102,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	where := "state directory " + e.Dir
+	if e.Dir == "" {
+		where = "on the NATS server" // an external one: its store is not ours to see
+	}
 	if e.Free != "" {
 		where += ", " + e.Free
 	}

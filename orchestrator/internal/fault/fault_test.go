@@ -73,6 +73,12 @@ func TestRefused(t *testing.T) {
 		!strings.HasPrefix(err.Error(), "audit log: cannot write: no space left on device (state directory "+s.Dir()) {
 		t.Errorf("Refused(%v) = %v", create, err)
 	}
+	// On an external server, with no Store, the refusal is named too.
+	var external *Store
+	if err := external.Refused("audit log", full); err == nil ||
+		err.Error() != "audit log: cannot write: the store is full (insufficient resources) (on the NATS server)" {
+		t.Errorf("Refused on an external server = %v", err)
+	}
 	if err := s.Refused("run state", nil); err != nil {
 		t.Errorf("Refused(nil) = %v", err)
 	}
