@@ -156,10 +156,14 @@ func (s *Store) FromOS(what string, err error) error {
 }
 
 // What names the store a JetStream stream belongs to: the audit log, or
-// the run state (the buckets of runs, calls, approvals and budgets).
+// the run state (the buckets of runs, calls, approvals and budgets); both
+// for no stream (JetStream as a whole stopped).
 func What(stream string) string {
-	if stream == "SLUICE_AUDIT" {
+	switch stream {
+	case "SLUICE_AUDIT":
 		return "audit log"
+	case "":
+		return "audit log and run state"
 	}
 	return "run state"
 }

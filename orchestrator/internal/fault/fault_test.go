@@ -43,7 +43,7 @@ func TestNewError(t *testing.T) {
 
 func TestWhat(t *testing.T) {
 	for stream, want := range map[string]string{"SLUICE_AUDIT": "audit log", "KV_SLUICE_RUNS": "run state",
-		"KV_SLUICE_STEPS": "run state", "KV_SLUICE_APPROVALS": "run state", "": "run state"} {
+		"KV_SLUICE_STEPS": "run state", "KV_SLUICE_APPROVALS": "run state", "KV_SLUICE_CAPS": "run state", "": "audit log and run state"} {
 		if got := What(stream); got != want {
 			t.Errorf("What(%q) = %q, want %q", stream, got, want)
 		}
