@@ -3,9 +3,47 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
+
+// TestAttackCaseFormatIsDocumented: testdata/attacks/README.md names every
+// field a case file may have.
+func TestAttackCaseFormatIsDocumented(t *testing.T) {
+	b, err := os.ReadFile("testdata/attacks/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	seen := map[reflect.Type]bool{}
+	var walk func(ty reflect.Type)
+	walk = func(ty reflect.Type) {
+		for ty.Kind() == reflect.Pointer || ty.Kind() == reflect.Slice || ty.Kind() == reflect.Map {
+			ty = ty.Elem()
+		}
+		if ty.Kind() != reflect.Struct || seen[ty] {
+			return
+		}
+		seen[ty] = true
+		for i := range ty.NumField() {
+			f := ty.Field(i)
+			tag := f.Tag.Get("yaml")
+			if tag == "" {
+				continue
+			}
+			if !strings.Contains(doc, tag+":") && !strings.Contains(doc, "`"+tag+"`") && !strings.Contains(doc, tag+",") && !strings.Contains(doc, tag+"}") {
+				t.Errorf("testdata/attacks/README.md does not name the field %s of %s", tag, ty.Name())
+			}
+			walk(f.Type)
+		}
+	}
+	walk(reflect.TypeFor[attackCase]())
+	walk(reflect.TypeFor[benignCase]())
+	if len(seen) < 8 {
+		t.Fatalf("walked %d types", len(seen))
+	}
+}
 
 // TestAttackCaseFilesLoad loads every case file of the attack suite, and
 // checks that the loader refuses a case file that is wrong, naming the file
