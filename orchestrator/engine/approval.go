@@ -167,11 +167,12 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	}
 	now := time.Now().UTC()
 	a.Who, a.Decided = ans.Who, &now
-	a.Status = ApprovalDenied
-	action, why := "deny", "denied by "+ans.Who
+	event, action, why := approvalDeny, "deny", "denied by "+ans.Who
 	if ans.Approved {
-		a.Status = ApprovalApproved
-		action, why = "allow", "approved by "+ans.Who+"; endorses this call once"
+		event, action, why = approvalApprove, "allow", "approved by "+ans.Who+"; endorses this call once"
+	}
+	if err := a.advance(event); err != nil {
+		return err
 	}
 	if err := st.updateApproval(ctx, a, rev); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -211,86 +212,120 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		return fail(err)
 	}
 	hash := callHash(idem, s.Call, args, res.Label, res.ArgLabels)
-	var a *Approval
-	var rev uint64
-	var prev *callRecord
-	if !r.fresh {
-		if prev, err = st.getCall(ctx, idem); err != nil {
-			return fail(err)
-		}
-	}
-	if prev != nil && prev.ApprovalID != "" {
-		a, rev, err = st.getApproval(ctx, prev.ApprovalID)
-		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fail(err)
-		}
-		if a != nil && a.Hash != hash {
-			// The call changed since it was held: what was (or would
-			// be) approved was another call.
-			if a.Status == ApprovalPending {
-				a.Status = ApprovalSuperseded
-				_ = st.updateApproval(ctx, a, rev)
-			}
-			a = nil
-		}
+	a, rev, err := r.heldBefore(ctx, st, idem, hash)
+	if err != nil {
+		return fail(err)
 	}
 	if a == nil {
-		a = &Approval{ID: audit.NewID(), RunID: r.id, Flow: r.plan.Name, Step: s.ID, Index: res.Index, Tool: s.Call,
-			Args: args, ArgLabels: res.ArgLabels, Label: res.Label, Rules: res.Rules, Reasons: res.Reasons,
-			Hash: hash, Status: ApprovalPending, Created: time.Now().UTC()}
-		earlier, err := st.allApprovals(ctx)
-		if err != nil {
+		if a, err = r.newApproval(ctx, st, s, res, args, idem, hash); err != nil {
 			return fail(err)
 		}
-		a.Lookalikes = lookalikes(s.Call, args, r.policy.Registries(), earlier)
-		if err := st.createApproval(ctx, a); err != nil {
-			return fail(err)
-		}
-		if err := st.putCall(ctx, idem, &callRecord{ApprovalID: a.ID}); err != nil {
-			return fail(err)
-		}
-		r.wrote(idem)
 	}
 	res.ApprovalID = a.ID
 	res.Lookalikes = a.Lookalikes
 	if a.Status == ApprovalPending && r.opts.Wait {
-		// Wait here. The answer is stored before it is sent, so the
-		// approval is read again once this waiter is in place: an answer
-		// given in between is not missed.
-		h := &held{decided: make(chan Answer, 1)}
-		r.e.mu.Lock()
-		r.e.approvals[a.ID] = h
-		r.e.mu.Unlock()
-		defer func() {
-			r.e.mu.Lock()
-			delete(r.e.approvals, a.ID)
-			r.e.mu.Unlock()
-		}()
-		if a, rev, err = st.getApproval(ctx, a.ID); err != nil {
+		var answered bool
+		if a, rev, answered, err = r.wait(ctx, st, a, res); err != nil {
 			return fail(err)
 		}
-		if a.Status == ApprovalPending {
-			if r.opts.OnHeld != nil {
-				r.opts.OnHeld(*res)
-			}
-			var timeout <-chan time.Time
-			if r.opts.WaitTimeout > 0 {
-				t := time.NewTimer(r.opts.WaitTimeout)
-				defer t.Stop()
-				timeout = t.C
-			}
-			select {
-			case <-h.decided:
-			case <-timeout:
-				return "", false
-			case <-ctx.Done():
-				return "", false
-			}
-			if a, rev, err = st.getApproval(ctx, a.ID); err != nil {
-				return fail(err)
-			}
+		if !answered {
+			return "", false
 		}
 	}
+	return r.take(ctx, st, a, rev, res)
+}
+
+// heldBefore returns the approval the same call got when it was held
+// before, with its revision; nil when there is none, or when the call
+// changed since (what was, or would be, approved was another call: a
+// pending approval of it is superseded).
+func (r *run) heldBefore(ctx context.Context, st *store, idem, hash string) (*Approval, uint64, error) {
+	if r.fresh {
+		return nil, 0, nil
+	}
+	prev, err := st.getCall(ctx, idem)
+	if err != nil || prev == nil || prev.ApprovalID == "" {
+		return nil, 0, err
+	}
+	a, rev, err := st.getApproval(ctx, prev.ApprovalID)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, err
+	}
+	if a != nil && a.Hash != hash {
+		if a.advance(approvalSupersede) == nil {
+			_ = st.updateApproval(ctx, a, rev)
+		}
+		return nil, 0, nil
+	}
+	return a, rev, nil
+}
+
+// newApproval holds the call as a new approval, pending, and records it as
+// the call's under its idempotency key.
+func (r *run) newApproval(ctx context.Context, st *store, s *flow.Step, res *StepResult, args map[string]any, idem, hash string) (*Approval, error) {
+	a := &Approval{ID: audit.NewID(), RunID: r.id, Flow: r.plan.Name, Step: s.ID, Index: res.Index, Tool: s.Call,
+		Args: args, ArgLabels: res.ArgLabels, Label: res.Label, Rules: res.Rules, Reasons: res.Reasons,
+		Hash: hash, Status: ApprovalPending, Created: time.Now().UTC()}
+	earlier, err := st.allApprovals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.Lookalikes = lookalikes(s.Call, args, r.policy.Registries(), earlier)
+	if err := st.createApproval(ctx, a); err != nil {
+		return nil, err
+	}
+	if err := st.putCall(ctx, idem, &callRecord{ApprovalID: a.ID}); err != nil {
+		return nil, err
+	}
+	r.wrote(idem)
+	return a, nil
+}
+
+// wait waits for a person to answer the pending approval a, and returns it
+// as it then stands; answered is false when the wait ended first (its
+// timeout, or the run stopped).
+func (r *run) wait(ctx context.Context, st *store, a *Approval, res *StepResult) (_ *Approval, rev uint64, answered bool, err error) {
+	// The answer is stored before it is sent, so the approval is read
+	// again once this waiter is in place: an answer given in between is
+	// not missed.
+	h := &held{decided: make(chan Answer, 1)}
+	r.e.mu.Lock()
+	r.e.approvals[a.ID] = h
+	r.e.mu.Unlock()
+	defer func() {
+		r.e.mu.Lock()
+		delete(r.e.approvals, a.ID)
+		r.e.mu.Unlock()
+	}()
+	if a, rev, err = st.getApproval(ctx, a.ID); err != nil || a.Status != ApprovalPending {
+		return a, rev, err == nil, err
+	}
+	if r.opts.OnHeld != nil {
+		r.opts.OnHeld(*res)
+	}
+	var timeout <-chan time.Time
+	if r.opts.WaitTimeout > 0 {
+		t := time.NewTimer(r.opts.WaitTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-h.decided:
+	case <-timeout:
+		return a, rev, false, nil
+	case <-ctx.Done():
+		return a, rev, false, nil
+	}
+	a, rev, err = st.getApproval(ctx, a.ID)
+	return a, rev, err == nil, err
+}
+
+// take acts on the answer to a held call: a pending call stays held, a
+// denied one is denied, and an approved one is used — once — and goes
+// ahead, as does a call whose approval was used for this very call and
+// was interrupted (it goes again with the same idempotency key, so it
+// happens once).
+func (r *run) take(ctx context.Context, st *store, a *Approval, rev uint64, res *StepResult) (string, bool) {
 	switch a.Status {
 	case ApprovalPending:
 		if r.opts.OnHeld != nil && !r.opts.Wait {
@@ -302,15 +337,18 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		res.Reasons = append(res.Reasons, "denied by "+a.Who)
 		return "", false
 	case ApprovalApproved:
-		a.Status = ApprovalUsed
+		if err := a.advance(approvalUse); err != nil {
+			res.Status, res.Error = StatusFailed, err.Error()
+			return "", false
+		}
 		if err := st.updateApproval(ctx, a, rev); err != nil {
-			return fail(fmt.Errorf("approval %s could not be used: %w", a.ID, err))
+			res.Status, res.Error = StatusFailed, fmt.Errorf("approval %s could not be used: %w", a.ID, err).Error()
+			return "", false
 		}
 	case ApprovalUsed:
-		// Used for this very call, which was interrupted: it goes again
-		// with the same idempotency key, so it happens once.
 	default:
-		return fail(fmt.Errorf("approval %s is %s", a.ID, a.Status))
+		res.Status, res.Error = StatusFailed, fmt.Sprintf("approval %s is %s", a.ID, a.Status)
+		return "", false
 	}
 	res.Reasons = append(res.Reasons, "approved by "+a.Who)
 	return a.Who, true

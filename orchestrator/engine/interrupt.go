@@ -188,8 +188,11 @@ func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cancel run %s: %w", id, err)
 		}
+		if cur.advance(approvalCancel) != nil {
+			continue // answered and used meanwhile: nothing to withdraw
+		}
 		now := time.Now().UTC()
-		cur.Status, cur.Who, cur.Decided = ApprovalCancelled, who, &now
+		cur.Who, cur.Decided = who, &now
 		if err := st.updateApproval(ctx, cur, rev); err != nil {
 			return nil, fmt.Errorf("cancel run %s: withdraw held call %s: %w", id, a.ID, err)
 		}
