@@ -500,31 +500,47 @@ func (e *Engine) drive(ctx context.Context, rs *runState, opts Options) (*Result
 // completed call's output is read back from the store), and records the
 // outcome: a finished run is removed from the store, a held one is kept.
 func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result, error) {
-	plan := rs.plan
+	r := e.newPass(rs, opts)
+	r.schedule(ctx)
+	out := r.outcome()
+	if ctx.Err() != nil {
+		return e.interrupted(ctx, r, rs, out)
+	}
+	r.outputs(out)
+	return e.record(context.WithoutCancel(ctx), r, rs, out)
+}
+
+// newPass prepares one pass of a run, decided throughout by the policy set
+// the run holds (the engine's, when it first runs here).
+func (e *Engine) newPass(rs *runState, opts Options) *run {
 	e.mu.Lock()
 	if rs.policy == nil {
 		rs.policy = e.Policy()
 	}
 	pol := rs.policy
 	e.mu.Unlock()
-	r := &run{e: e, plan: plan, id: rs.id, opts: opts, inputs: rs.inputs, policy: pol, fresh: rs.fresh,
+	r := &run{e: e, plan: rs.plan, id: rs.id, opts: opts, inputs: rs.inputs, policy: pol, fresh: rs.fresh,
 		values: map[string]*value{}, results: map[string]*StepResult{}, acks: &acks{ws: rs.started}, keys: map[string]bool{},
 		read: map[string]bool{}, leaves: map[string]leaf{}}
-	for _, s := range plan.Steps {
+	for _, s := range rs.plan.Steps {
 		for _, d := range s.Deps {
 			r.read[d] = true
 		}
 	}
 	rs.fresh, rs.started = false, nil
+	return r
+}
+
+// schedule runs every step once the steps it reads have finished: steps
+// that do not depend on each other run at the same time.
+func (r *run) schedule(ctx context.Context) {
 	done := map[string]chan struct{}{}
-	for _, s := range plan.Steps {
+	for _, s := range r.plan.Steps {
 		done[s.ID] = make(chan struct{})
 	}
 	var wg sync.WaitGroup
-	for _, s := range plan.Steps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for _, s := range r.plan.Steps {
+		wg.Go(func() {
 			defer close(done[s.ID])
 			for _, d := range s.Deps {
 				<-done[d]
@@ -539,33 +555,44 @@ func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result,
 			r.mu.Lock()
 			r.results[s.ID] = res
 			r.mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
+}
 
-	out := &Result{RunID: r.id, Flow: plan.Name, Status: StatusCompleted, Outputs: map[string]any{}}
-	for _, s := range plan.Steps {
+// outcome is the run's result once its steps ran: the worst of their
+// statuses.
+func (r *run) outcome() *Result {
+	out := &Result{RunID: r.id, Flow: r.plan.Name, Status: StatusCompleted, Outputs: map[string]any{}}
+	for _, s := range r.plan.Steps {
 		res := r.results[s.ID]
 		out.Steps = append(out.Steps, *res)
 		out.Status = worse(out.Status, res.Status)
 	}
-	if ctx.Err() != nil {
-		return e.interrupted(ctx, r, rs, out)
+	return out
+}
+
+// outputs evaluates the flow's outputs when every step completed.
+func (r *run) outputs(out *Result) {
+	if out.Status != StatusCompleted {
+		return
 	}
-	if out.Status == StatusCompleted {
-		vars := r.vars()
-		for _, name := range plan.OutputNames {
-			v, err := plan.Outputs[name].Eval(vars)
-			if err != nil {
-				out.Status = StatusFailed
-				out.Error = fmt.Sprintf("output %s: %v", name, err)
-				break
-			}
-			out.Outputs[name] = v
+	vars := r.vars()
+	for _, name := range r.plan.OutputNames {
+		v, err := r.plan.Outputs[name].Eval(vars)
+		if err != nil {
+			out.Status = StatusFailed
+			out.Error = fmt.Sprintf("output %s: %v", name, err)
+			return
 		}
+		out.Outputs[name] = v
 	}
-	ctx = context.WithoutCancel(ctx)
-	rec := audit.Record{Kind: audit.KindRunFinished, RunID: r.id, Flow: plan.Name, Status: out.Status, Error: out.Error}
+}
+
+// record records how the pass ended: the run's last audit record, then a
+// held run is kept in the store, and a finished one removed from it.
+func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) (*Result, error) {
+	rec := audit.Record{Kind: audit.KindRunFinished, RunID: r.id, Flow: r.plan.Name, Status: out.Status, Error: out.Error}
 	if err := r.publish(rec); err != nil {
 		return notRecorded(out, err)
 	}

@@ -246,28 +246,8 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 	log := r.e.log.With("run_id", r.id, "step", s.ID, "tool", s.Call)
 	// The policy gate: nothing is delivered before this decision is
 	// recorded.
-	d := r.policy.Decide(policy.Input{
-		Tool: policy.Tool{Name: s.Call, Worker: s.Worker, Privileged: s.Spec.Privileged,
-			Approvable: s.Spec.Approvable, Egress: s.Spec.Egress, Clearance: s.Spec.Clearance},
-		Label: res.Label, ArgLabels: res.ArgLabels, Args: args,
-		Run: policy.Run{ID: r.id, Flow: r.plan.Name, Step: s.ID},
-	})
-	res.Decision = string(d.Action)
-	refs, reasons := decisionRules(d)
-	for _, rule := range refs {
-		res.Rules = append(res.Rules, rule.Name)
-	}
-	res.Reasons = reasons
-	res.MsgID = audit.NewID()
-	rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
-		MsgID: res.MsgID, Label: &res.Label, ArgLabels: res.ArgLabels, Action: res.Decision,
-		Rules: ruleRefs(refs), Reasons: reasons}
-	if len(d.Errors) > 0 {
-		rec.Error = strings.Join(d.Errors, "; ")
-	}
-	// Stored before the call is delivered: r.acks.wait below.
-	if err := r.publish(rec); err != nil {
-		res.Status, res.Error = StatusFailed, err.Error()
+	d, ok := r.decide(s, res, args)
+	if !ok {
 		return nil
 	}
 	log.Info("decision", "decision", res.Decision, "rule", strings.Join(res.Rules, ","), "label", res.Label.String())
@@ -281,32 +261,7 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		res.Status = StatusDenied
 		return nil
 	case policy.Approve:
-		res.Status = StatusHeld
-		res.Args = args
-		who, ok := r.hold(ctx, s, res, args, idem)
-		if !ok {
-			return nil
-		}
-		res.Args, res.Lookalikes = nil, nil
-		approvedBy = who
-		var declassified []string
-		var err error
-		delivered, declassified, err = d.Approve(who)
-		if err != nil {
-			res.Status, res.Error = StatusFailed, fmt.Sprintf("approval: %v", err)
-			return nil
-		}
-		reason := "approved by " + who + "; endorses this call"
-		if len(declassified) > 0 {
-			// A person who lets a call through that its tool is not
-			// cleared for declassifies what it carries: say so.
-			reason += " and declassifies " + strings.Join(declassified, ",") + " for it"
-		}
-		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
-			MsgID: res.MsgID, Label: &delivered, Action: string(policy.Allow),
-			Rules: []string{"approval:" + res.ApprovalID}, Reasons: []string{reason}}
-		if err := r.publish(rec); err != nil {
-			res.Status, res.Error = StatusFailed, err.Error()
+		if delivered, approvedBy, ok = r.approved(ctx, s, res, args, idem, d); !ok {
 			return nil
 		}
 	}
@@ -314,22 +269,8 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		res.DeliveredLabel = &delivered
 	}
 	// Caps hold for every call delivered, endorsed and approved ones too.
-	held, err := r.e.caps.reserve(ctx, r, s.Call, args)
-	if err != nil {
-		var over *errOverCap
-		if !errors.As(err, &over) {
-			res.Status, res.Error = StatusFailed, err.Error()
-			return nil
-		}
-		res.Status, res.Decision = StatusDenied, string(policy.Deny)
-		res.Rules, res.Reasons = []string{over.cap.Ref.Name}, []string{over.reason}
-		rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
-			MsgID: res.MsgID, Label: &delivered, Action: string(policy.Deny),
-			Rules: []string{over.cap.Ref.String()}, Reasons: []string{over.reason}}
-		if err := r.publish(rec); err != nil {
-			res.Status, res.Error = StatusFailed, err.Error()
-		}
-		log.Info("decision", "decision", "deny", "rule", over.cap.Ref.Name)
+	held, ok := r.reserve(ctx, s, res, args, delivered, log)
+	if !ok {
 		return nil
 	}
 	// Nothing is delivered before the decision on it, and every record
@@ -350,6 +291,94 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		r.e.caps.release(context.WithoutCancel(ctx), r, held)
 	}
 	return v
+}
+
+// decide asks the policy about the call and records the decision; ok is
+// false when the record could not be made (the step then failed).
+func (r *run) decide(s *flow.Step, res *StepResult, args map[string]any) (policy.Decision, bool) {
+	d := r.policy.Decide(policy.Input{
+		Tool: policy.Tool{Name: s.Call, Worker: s.Worker, Privileged: s.Spec.Privileged,
+			Approvable: s.Spec.Approvable, Egress: s.Spec.Egress, Clearance: s.Spec.Clearance},
+		Label: res.Label, ArgLabels: res.ArgLabels, Args: args,
+		Run: policy.Run{ID: r.id, Flow: r.plan.Name, Step: s.ID},
+	})
+	res.Decision = string(d.Action)
+	refs, reasons := decisionRules(d)
+	for _, rule := range refs {
+		res.Rules = append(res.Rules, rule.Name)
+	}
+	res.Reasons = reasons
+	res.MsgID = audit.NewID()
+	rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+		MsgID: res.MsgID, Label: &res.Label, ArgLabels: res.ArgLabels, Action: res.Decision,
+		Rules: ruleRefs(refs), Reasons: reasons}
+	if len(d.Errors) > 0 {
+		rec.Error = strings.Join(d.Errors, "; ")
+	}
+	// Stored before the call is delivered: r.acks.wait in gate.
+	if err := r.publish(rec); err != nil {
+		res.Status, res.Error = StatusFailed, err.Error()
+		return d, false
+	}
+	return d, true
+}
+
+// approved holds the call for a person and, once one approves it, records
+// the call allowed with the label the approval lowered it to, and who
+// approved it; ok is false while it is held, or when it was denied or
+// failed.
+func (r *run) approved(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, idem string, d policy.Decision) (delivered ifc.Label, who string, ok bool) {
+	res.Status = StatusHeld
+	res.Args = args
+	who, ok = r.hold(ctx, s, res, args, idem)
+	if !ok {
+		return delivered, "", false
+	}
+	res.Args, res.Lookalikes = nil, nil
+	delivered, declassified, err := d.Approve(who)
+	if err != nil {
+		res.Status, res.Error = StatusFailed, fmt.Sprintf("approval: %v", err)
+		return delivered, "", false
+	}
+	reason := "approved by " + who + "; endorses this call"
+	if len(declassified) > 0 {
+		// A person who lets a call through that its tool is not cleared
+		// for declassifies what it carries: say so.
+		reason += " and declassifies " + strings.Join(declassified, ",") + " for it"
+	}
+	rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+		MsgID: res.MsgID, Label: &delivered, Action: string(policy.Allow),
+		Rules: []string{"approval:" + res.ApprovalID}, Reasons: []string{reason}}
+	if err := r.publish(rec); err != nil {
+		res.Status, res.Error = StatusFailed, err.Error()
+		return delivered, "", false
+	}
+	return delivered, who, true
+}
+
+// reserve takes the call's share of the policy's caps; a call over a cap
+// is denied, and the denial recorded. ok is false when the call may not
+// go ahead.
+func (r *run) reserve(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, delivered ifc.Label, log *slog.Logger) (*reservation, bool) {
+	held, err := r.e.caps.reserve(ctx, r, s.Call, args)
+	if err == nil {
+		return held, true
+	}
+	var over *errOverCap
+	if !errors.As(err, &over) {
+		res.Status, res.Error = StatusFailed, err.Error()
+		return nil, false
+	}
+	res.Status, res.Decision = StatusDenied, string(policy.Deny)
+	res.Rules, res.Reasons = []string{over.cap.Ref.Name}, []string{over.reason}
+	rec := audit.Record{Kind: audit.KindDecision, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+		MsgID: res.MsgID, Label: &delivered, Action: string(policy.Deny),
+		Rules: []string{over.cap.Ref.String()}, Reasons: []string{over.reason}}
+	if err := r.publish(rec); err != nil {
+		res.Status, res.Error = StatusFailed, err.Error()
+	}
+	log.Info("decision", "decision", "deny", "rule", over.cap.Ref.Name)
+	return nil, false
 }
 
 // SecretSecrecy is the secrecy tag of what a call returns when its
