@@ -161,44 +161,11 @@ func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	rs := e.runs[id]
-	var stopped chan struct{}
-	if rs != nil && rs.active && rs.stop != nil {
-		rs.stop(ErrCancelled)
-		stopped = rs.stopped
+	if err := e.stopRun(ctx, id); err != nil {
+		return nil, err
 	}
-	e.mu.Unlock()
-	if stopped != nil {
-		select {
-		case <-stopped:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("cancel run %s: its steps did not stop: %w", id, ctx.Err())
-		}
-	}
-	approvals, err := st.allApprovals(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("cancel run %s: list its held calls: %w", id, err)
-	}
-	for _, a := range approvals {
-		if a.RunID != id || (a.Status != ApprovalPending && a.Status != ApprovalApproved) {
-			continue
-		}
-		cur, rev, err := st.getApproval(ctx, a.ID)
-		if err != nil {
-			return nil, fmt.Errorf("cancel run %s: %w", id, err)
-		}
-		if cur.advance(approvalCancel) != nil {
-			continue // answered and used meanwhile: nothing to withdraw
-		}
-		now := time.Now().UTC()
-		cur.Who, cur.Decided = who, &now
-		if err := st.updateApproval(ctx, cur, rev); err != nil {
-			return nil, fmt.Errorf("cancel run %s: withdraw held call %s: %w", id, a.ID, err)
-		}
-		e.mu.Lock()
-		delete(e.approvals, a.ID)
-		e.mu.Unlock()
+	if err := e.withdrawHeld(ctx, st, id, who); err != nil {
+		return nil, err
 	}
 	if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunFinished, RunID: id, Flow: rec.Flow,
 		Status: StatusCancelled, User: who, Reasons: []string{"cancelled by " + who}}); err != nil {
@@ -212,4 +179,56 @@ func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
 	e.mu.Unlock()
 	info := rec.info()
 	return &info, nil
+}
+
+// stopRun stops the run if it is under way here, and waits until its
+// steps have stopped.
+func (e *Engine) stopRun(ctx context.Context, id string) error {
+	e.mu.Lock()
+	rs := e.runs[id]
+	var stopped chan struct{}
+	if rs != nil && rs.active && rs.stop != nil {
+		rs.stop(ErrCancelled)
+		stopped = rs.stopped
+	}
+	e.mu.Unlock()
+	if stopped == nil {
+		return nil
+	}
+	select {
+	case <-stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cancel run %s: its steps did not stop: %w", id, ctx.Err())
+	}
+}
+
+// withdrawHeld cancels the held calls of run id that were not yet made,
+// so that no answer can let one through.
+func (e *Engine) withdrawHeld(ctx context.Context, st *store, id, who string) error {
+	approvals, err := st.allApprovals(ctx)
+	if err != nil {
+		return fmt.Errorf("cancel run %s: list its held calls: %w", id, err)
+	}
+	for _, a := range approvals {
+		if a.RunID != id || (a.Status != ApprovalPending && a.Status != ApprovalApproved) {
+			continue
+		}
+		cur, rev, err := st.getApproval(ctx, a.ID)
+		if err != nil {
+			return fmt.Errorf("cancel run %s: %w", id, err)
+		}
+		if cur.advance(approvalCancel) != nil {
+			continue // answered and used meanwhile: nothing to withdraw
+		}
+		now := time.Now().UTC()
+		cur.Who, cur.Decided = who, &now
+		if err := st.updateApproval(ctx, cur, rev); err != nil {
+			return fmt.Errorf("cancel run %s: withdraw held call %s: %w", id, a.ID, err)
+		}
+		e.mu.Lock()
+		delete(e.approvals, a.ID)
+		e.mu.Unlock()
+	}
+	return nil
 }

@@ -141,6 +141,22 @@ func (e *Engine) ResumeRuns(ctx context.Context, interrupted bool) ([]RunInfo, e
 	if err != nil {
 		return nil, fmt.Errorf("list unfinished runs: %w", err)
 	}
+	approvals, err := st.allApprovals(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list approvals: %w", err)
+	}
+	out := toResume(runs, approvals, interrupted)
+	for _, r := range out {
+		e.resumeForced(r.ID, r.Status == runInterrupted)
+	}
+	return out, nil
+}
+
+// toResume picks, oldest first, the runs to resume: those that were
+// running when their orchestrator stopped, those with a held call a person
+// answered meanwhile, and — only when interrupted is set — those a person
+// interrupted.
+func toResume(runs []*runRecord, approvals []Approval, interrupted bool) []RunInfo {
 	byID := map[string]*runRecord{}
 	todo := map[string]bool{}
 	for _, r := range runs {
@@ -149,15 +165,12 @@ func (e *Engine) ResumeRuns(ctx context.Context, interrupted bool) ([]RunInfo, e
 			todo[r.ID] = true
 		}
 	}
-	approvals, err := st.allApprovals(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list approvals: %w", err)
-	}
 	for _, a := range approvals {
-		if a.Status == ApprovalApproved || a.Status == ApprovalDenied {
-			if r := byID[a.RunID]; r != nil && (r.Status != runInterrupted || interrupted) {
-				todo[a.RunID] = true
-			}
+		if a.Status != ApprovalApproved && a.Status != ApprovalDenied {
+			continue
+		}
+		if r := byID[a.RunID]; r != nil && (r.Status != runInterrupted || interrupted) {
+			todo[a.RunID] = true
 		}
 	}
 	var out []RunInfo
@@ -167,10 +180,7 @@ func (e *Engine) ResumeRuns(ctx context.Context, interrupted bool) ([]RunInfo, e
 		}
 	}
 	slices.SortFunc(out, func(a, b RunInfo) int { return a.Created.Compare(b.Created) })
-	for _, r := range out {
-		e.resumeForced(r.ID, r.Status == runInterrupted)
-	}
-	return out, nil
+	return out
 }
 
 // Close stops the runs the engine drives on its own and waits for them to

@@ -421,10 +421,7 @@ func ruleRefs(rs []policy.RuleRef) []string {
 // happened: every try was refused by the worker or reached no worker.
 func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResult, label, output ifc.Label, idem string, log *slog.Logger) (v *value, noEffect bool) {
 	m := r.e.cfg.Manifests[s.Worker]
-	timeout := s.Timeout
-	if timeout == 0 {
-		timeout = m.Limits.Timeout + 2*time.Second
-	}
+	timeout := callTimeout(s, m)
 	backoff := 100 * time.Millisecond
 	noEffect = true
 	failovers := 0
@@ -434,57 +431,18 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 			msgID = audit.NewID()
 		}
 		res.Attempts = try + 1
-		t := r.try(ctx, s, m, body, label, msgID, idem, timeout)
-		if names := r.e.secretsIn(t); len(names) > 0 {
-			// A reply that holds a secret (an echo the broker could not
-			// see, decoded by the worker) is never labeled or shown:
-			// the call fails, and the attempt is recorded.
-			r.secretViolation(s, msgID, names)
-			t = tryResult{err: fmt.Errorf("%s: the reply of worker %s held secret %s; it was discarded", s.Call, s.Worker, strings.Join(names, ", "))}
-		}
-		out, labels, hosts, err, retry := t.out, t.labels, t.hosts, t.err, t.retry
+		t := r.withoutSecrets(s, msgID, r.try(ctx, s, m, body, label, msgID, idem, timeout))
+		out, labels, err, retry := t.out, t.labels, t.err, t.retry
 		noEffect = noEffect && t.noEffect
-		base := ifc.Join(output, s.Spec.OutputLabel)
-		for _, h := range hosts {
-			if s.Spec.TrustedNetwork {
-				// A model API computes on what it was sent: its answer
-				// keeps the call's label, and names the host.
-				base = base.WithSources(ifc.APISource(h))
-				continue
-			}
-			// Whatever came over the network was written by whoever
-			// controls that host.
-			base = base.Join(ifc.UntrustedFrom(ifc.WebSource(h)))
-		}
-		if t.filled && secretPlaceholder.Match(body) {
-			// The call's arguments asked for a secret and the broker
-			// filled it in: what came back was fetched with it (an
-			// account's page, an API's answer to the key's owner).
-			base = base.WithSecrecy(SecretSecrecy)
-		}
+		base := outputLabel(s, body, output, t)
 		labels = r.workerSources(s, msgID, labels)
 		r.forgedLabels(s, msgID, base, labels)
-		status, msg := StatusCompleted, ""
-		if err != nil {
-			status, msg = StatusFailed, err.Error()
-			// An error message is output too: it may carry what the
-			// worker read.
-			res.ErrorLabel = &base
-		}
-		rec := audit.Record{Kind: audit.KindResult, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
-			MsgID: msgID, Label: &base, Status: status, Error: msg}
-		if aerr := r.publish(rec); aerr != nil && err == nil {
+		if aerr := r.recordTry(s, res, msgID, base, err); aerr != nil && err == nil {
+			// A try that cannot be recorded does not count.
 			err, retry = aerr, false
 		}
 		if err == nil {
-			res.Status = StatusCompleted
-			v := &value{out: out, base: base, fields: maps.Clone(labels)}
-			if v.fields == nil {
-				v.fields = map[string]ifc.Label{}
-			}
-			all := v.all()
-			res.OutputLabel = &all
-			return v, false
+			return completed(res, out, base, labels), false
 		}
 		if t.failover && failovers < maxFailovers && ctx.Err() == nil {
 			failovers++
@@ -503,6 +461,81 @@ func (r *run) call(ctx context.Context, s *flow.Step, body []byte, res *StepResu
 		case <-ctx.Done():
 		}
 	}
+}
+
+// callTimeout bounds each try of the call: the step's timeout, else the
+// tool's limit and two seconds for the bus.
+func callTimeout(s *flow.Step, m *capabilities.Manifest) time.Duration {
+	if s.Timeout != 0 {
+		return s.Timeout
+	}
+	return m.Limits.Timeout + 2*time.Second
+}
+
+// withoutSecrets discards a reply that holds a secret (an echo the broker
+// could not see, decoded by the worker): it is never labeled or shown,
+// the try fails, and the attempt is recorded as a violation.
+func (r *run) withoutSecrets(s *flow.Step, msgID string, t tryResult) tryResult {
+	names := r.e.secretsIn(t)
+	if len(names) == 0 {
+		return t
+	}
+	r.secretViolation(s, msgID, names)
+	return tryResult{err: fmt.Errorf("%s: the reply of worker %s held secret %s; it was discarded", s.Call, s.Worker, strings.Join(names, ", "))}
+}
+
+// recordTry records what a try returned, labeled base: an error message
+// is output too (it may carry what the worker read), so it is labeled as
+// an output would be. It returns the audit log's failure.
+func (r *run) recordTry(s *flow.Step, res *StepResult, msgID string, base ifc.Label, err error) error {
+	status, msg := StatusCompleted, ""
+	if err != nil {
+		status, msg = StatusFailed, err.Error()
+		res.ErrorLabel = &base
+	}
+	rec := audit.Record{Kind: audit.KindResult, RunID: r.id, Flow: r.plan.Name, Step: s.ID, Tool: s.Call,
+		MsgID: msgID, Label: &base, Status: status, Error: msg}
+	return r.publish(rec)
+}
+
+// completed is the value of a completed call: its output, the label of the
+// whole and the worker's per-field labels.
+func completed(res *StepResult, out any, base ifc.Label, labels map[string]ifc.Label) *value {
+	res.Status = StatusCompleted
+	v := &value{out: out, base: base, fields: maps.Clone(labels)}
+	if v.fields == nil {
+		v.fields = map[string]ifc.Label{}
+	}
+	all := v.all()
+	res.OutputLabel = &all
+	return v
+}
+
+// outputLabel is the label of what a try of the call returned, before
+// the worker's per-field labels: the call's output label joined with the
+// tool's declared one, untrusted and from each host the worker reached
+// through the egress broker (a model API's host is only named), and
+// secret when the broker filled a secret into the request.
+func outputLabel(s *flow.Step, body []byte, output ifc.Label, t tryResult) ifc.Label {
+	base := ifc.Join(output, s.Spec.OutputLabel)
+	for _, h := range t.hosts {
+		if s.Spec.TrustedNetwork {
+			// A model API computes on what it was sent: its answer keeps
+			// the call's label, and names the host.
+			base = base.WithSources(ifc.APISource(h))
+			continue
+		}
+		// Whatever came over the network was written by whoever controls
+		// that host.
+		base = base.Join(ifc.UntrustedFrom(ifc.WebSource(h)))
+	}
+	if t.filled && secretPlaceholder.Match(body) {
+		// The call's arguments asked for a secret and the broker filled
+		// it in: what came back was fetched with it (an account's page,
+		// an API's answer to the key's owner).
+		base = base.WithSecrecy(SecretSecrecy)
+	}
+	return base
 }
 
 // workerSources returns the per-field labels of a worker's reply with
