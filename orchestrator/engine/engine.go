@@ -38,19 +38,15 @@ import (
 	"github.com/sluicehq/sluice/schemas"
 )
 
-// Step and run statuses.
+// Step and run statuses (schemas.Status…).
 const (
-	StatusCompleted = "completed"
-	StatusDenied    = "denied"
-	StatusHeld      = "held"
-	StatusFailed    = "failed"
-	StatusSkipped   = "skipped" // a step it depends on did not complete
-	// StatusInterrupted: the run, or the step, stopped before it finished
-	// because its orchestrator stopped or a person pressed Ctrl-C; the run
-	// is kept (ResumeRuns says when it goes on).
-	StatusInterrupted = "interrupted"
-	// StatusCancelled: the run was ended for good (Cancel).
-	StatusCancelled = "cancelled"
+	StatusCompleted   = schemas.StatusCompleted
+	StatusDenied      = schemas.StatusDenied
+	StatusHeld        = schemas.StatusHeld
+	StatusFailed      = schemas.StatusFailed
+	StatusSkipped     = schemas.StatusSkipped
+	StatusInterrupted = schemas.StatusInterrupted
+	StatusCancelled   = schemas.StatusCancelled
 )
 
 // Config of an engine.
@@ -287,61 +283,11 @@ type Options struct {
 	OnStarted func(runID string)
 }
 
-// Result of a run.
-type Result struct {
-	RunID   string         `json:"run_id"`
-	Flow    string         `json:"flow"`
-	Status  string         `json:"status"`
-	Steps   []StepResult   `json:"steps"`
-	Outputs map[string]any `json:"outputs"`
-	Error   string         `json:"error,omitempty"`
-}
+// Result of a run (schemas.RunResult).
+type Result = schemas.RunResult
 
-// StepResult says what happened to one step.
-type StepResult struct {
-	ID     string `json:"id"`
-	Tool   string `json:"tool"`
-	Status string `json:"status"`
-	// Label is the step's context label: the join of its arguments' and
-	// of its if condition's.
-	Label     ifc.Label            `json:"label"`
-	ArgLabels map[string]ifc.Label `json:"arg_labels,omitempty"`
-	// DeliveredLabel is the context label the call was delivered with
-	// when an endorse or declassify rule, or an approval, lowered Label
-	// for this call; its sources name them (endorsed:<rule>,
-	// declassified:<rule>, approved:<who>).
-	DeliveredLabel *ifc.Label `json:"delivered_label,omitempty"`
-	// OutputLabel is the label of the output of a completed step.
-	OutputLabel *ifc.Label `json:"output_label,omitempty"`
-	Decision    string     `json:"decision,omitempty"`
-	Rules       []string   `json:"rules,omitempty"`
-	Reasons     []string   `json:"reasons,omitempty"`
-	ApprovalID  string     `json:"approval_id,omitempty"`
-	// Args are the exact arguments of a held call, for the person who
-	// decides on it; they are given for held calls only.
-	Args map[string]any `json:"args,omitempty"`
-	// Lookalikes flags arguments of a held call that look like, but are
-	// not, a registry entry or a value approved before.
-	Lookalikes []Lookalike `json:"lookalikes,omitempty"`
-	MsgID      string      `json:"msg_id,omitempty"`
-	// Attempts is how many times the call was sent (more than one when
-	// the step has retries).
-	Attempts int    `json:"attempts,omitempty"`
-	Error    string `json:"error,omitempty"`
-	// ErrorLabel is the label of the error of a call that failed: the
-	// worker wrote it, after reading what the call reached.
-	ErrorLabel *ifc.Label `json:"error_label,omitempty"`
-	// Index is the element of a for_each step this result is about.
-	Index *int `json:"index,omitempty"`
-	// Items are the results of each call of a for_each step.
-	Items []StepResult `json:"items,omitempty"`
-	// Turns is how many answers the model of an agent step gave; Calls
-	// are the tool calls it proposed, as the policy gate decided them.
-	Turns int          `json:"turns,omitempty"`
-	Calls []StepResult `json:"calls,omitempty"`
-	// Sources of each argument, for people deciding on a held call.
-	ArgSources map[string][]string `json:"-"`
-}
+// StepResult says what happened to one step (schemas.StepResult).
+type StepResult = schemas.StepResult
 
 // value is a step's output with its labels.
 type value struct {

@@ -6,24 +6,12 @@ import (
 	"strconv"
 
 	"github.com/sluicehq/sluice/internal/display"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // Lookalike flags a string argument of a held call that looks like a
-// value the person trusts — an entry of a policy registry, or the same
-// argument of a call of the same tool that a person approved before — but
-// is not that value: "аcct_hotel_1" with a Cyrillic а beside the
-// registry's acct_hotel_1. Looks are compared by Unicode TR39 skeleton
-// ([display.Skeleton]).
-type Lookalike struct {
-	// Arg is the argument, with the element for a list ("attendees[1]").
-	Arg string `json:"arg"`
-	// Value is the argument's value; Like the value it looks like.
-	Value string `json:"value"`
-	Like  string `json:"like"`
-	// Where says where Like is kept: "registry payees", or "approved
-	// before (payment.charge payee)".
-	Where string `json:"where"`
-}
+// value the person trusts (schemas.Lookalike).
+type Lookalike = schemas.Lookalike
 
 // maxLookalike bounds the strings compared: longer ones are texts, not
 // names.
