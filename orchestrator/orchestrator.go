@@ -162,8 +162,42 @@ func (o *Orchestrator) LoadFlow(path string) (*flow.Plan, error) {
 
 // Start starts the bus, the audit log, the egress broker and every worker,
 // and waits until each worker serves its tools.
+//
+// Each step adds what it started to what Close stops, so that Close
+// cleans up after a Start that failed halfway.
 func (o *Orchestrator) Start(ctx context.Context) error {
 	d := o.cfg.Deployment
+	if err := o.claimState(d); err != nil {
+		return err
+	}
+	violations := make(chan bus.Violation, 256)
+	o.stopViolations = make(chan struct{})
+	if err := o.connectBus(ctx, d, violations); err != nil {
+		return err
+	}
+	if err := o.openAudit(ctx, d, violations); err != nil {
+		return err
+	}
+	secrets, err := loadSecrets(d, o.cfg.Getenv)
+	if err != nil {
+		return err
+	}
+	o.startEngine(d, secrets)
+	if err := o.startBroker(secrets); err != nil {
+		return err
+	}
+	if err := o.serveClients(ctx, d); err != nil {
+		return err
+	}
+	if err := o.startWorkers(ctx, d, violations); err != nil {
+		return err
+	}
+	return o.resumeRuns(ctx)
+}
+
+// claimState creates the state directory and locks it for this
+// orchestrator alone.
+func (o *Orchestrator) claimState(d *config.Config) error {
 	if err := os.MkdirAll(d.State, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -172,8 +206,13 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return err
 	}
 	o.cleanup = append(o.cleanup, unlock)
-	violations := make(chan bus.Violation, 256)
-	o.stopViolations = make(chan struct{})
+	return nil
+}
+
+// connectBus starts the bus (or reaches the external one) and connects
+// the orchestrator to it. What the bus refuses goes to violations, for the
+// audit log.
+func (o *Orchestrator) connectBus(ctx context.Context, d *config.Config, violations chan<- bus.Violation) error {
 	b, err := o.startBus(ctx, d, func(v bus.Violation) {
 		select {
 		case violations <- v:
@@ -188,6 +227,12 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if o.nc, err = b.Connect(); err != nil {
 		return fmt.Errorf("connect to the bus: %w", err)
 	}
+	return nil
+}
+
+// openAudit opens the audit log, signed with the deployment's audit key,
+// and starts recording the violations the bus and the supervisor report.
+func (o *Orchestrator) openAudit(ctx context.Context, d *config.Config, violations <-chan bus.Violation) error {
 	// The key that signs the audit log's checkpoints stays in this
 	// process: no worker is granted it, and the broker never holds it.
 	key, keyFrom, err := AuditKey(d, o.cfg.Getenv, true)
@@ -200,10 +245,13 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	o.wg.Add(1)
 	go o.recordViolations(violations)
-	secrets, err := loadSecrets(d, o.cfg.Getenv)
-	if err != nil {
-		return err
-	}
+	return nil
+}
+
+// startEngine creates the engine that runs flows, with the policy the
+// orchestrator runs now and the secret values it strips from what workers
+// echo back.
+func (o *Orchestrator) startEngine(d *config.Config, secrets map[string]egress.Secret) {
 	values := map[string][]byte{}
 	for name, s := range secrets {
 		values[name] = s.Value()
@@ -211,6 +259,11 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.current.Load().Policy, Audit: o.audit,
 		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered,
 		Secrets: echo.New(values), Fault: o.fault})
+}
+
+// startBroker starts the egress broker with each worker's network and
+// secret grants, and serves its requests on the bus.
+func (o *Orchestrator) startBroker(secrets map[string]egress.Secret) error {
 	grants := map[string][]string{}
 	for name, m := range o.manifests {
 		grants[name] = m.Grants.Net
@@ -226,14 +279,37 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return fmt.Errorf("egress broker: %w", err)
 	}
 	o.subs = append(o.subs, sub)
+	return nil
+}
 
+// serveClients lets clients reach the orchestrator: it adds their bus
+// user, serves the API and publishes the endpoint with the user's
+// credential, renewed while it runs on an external server.
+func (o *Orchestrator) serveClients(ctx context.Context, d *config.Config) error {
 	// Clients on this machine (sluice approve) reach the orchestrator with
 	// a credential that can make API requests and nothing else.
-	seed, removeClient, err := b.AddUser("client", api.ClientPermissions(o.subjects))
+	seed, removeClient, err := o.bus.AddUser("client", api.ClientPermissions(o.subjects))
 	if err != nil {
 		return err
 	}
 	o.cleanup = append(o.cleanup, removeClient)
+	if err := o.serveAPI(ctx); err != nil {
+		return err
+	}
+	if err := o.publishEndpoint(d, seed); err != nil {
+		return err
+	}
+	if e, ok := o.bus.(*bus.External); ok {
+		o.wg.Add(1)
+		go o.renewClientCreds(e.CredentialTTL())
+	}
+	return nil
+}
+
+// serveAPI answers the API's requests on the bus, all but config and
+// reload (publishEndpoint): held calls, unfinished runs and cancels, runs
+// (whose context Close cancels) and audit exports.
+func (o *Orchestrator) serveAPI(ctx context.Context) error {
 	apiSubs, err := api.Serve(o.nc, o.subjects, o)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
@@ -256,6 +332,12 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, exportSub)
+	return nil
+}
+
+// publishEndpoint answers config and reload requests and writes the endpoint clients read, with the client credential seed,
+// to the state directory.
+func (o *Orchestrator) publishEndpoint(d *config.Config, seed []byte) error {
 	// A reload asked for at once waits until the endpoint it rewrites
 	// is published.
 	o.reloadMu.Lock()
@@ -265,30 +347,25 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, cfgSubs...)
-	o.endpoint = api.Endpoint{URL: b.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid(), Config: d.File, Fingerprint: o.Fingerprint()}
+	o.endpoint = api.Endpoint{URL: o.bus.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid(), Config: d.File, Fingerprint: o.Fingerprint()}
 	unpublish, err := api.Publish(d.State, o.endpoint, seed)
 	o.reloadMu.Unlock()
 	if err != nil {
 		return fault.New(d.State).FromOS("API endpoint", err)
 	}
 	o.cleanup = append(o.cleanup, unpublish)
-	if e, ok := b.(*bus.External); ok {
-		o.wg.Add(1)
-		go o.renewClientCreds(e.CredentialTTL())
-	}
+	return nil
+}
 
-	var workers []supervisor.Worker
-	for _, w := range d.Workers {
-		m, err := capabilities.Load(w.Manifest)
-		if err != nil {
-			return err
-		}
-		eff := o.manifests[m.Worker]
-		workers = append(workers, supervisor.Worker{Name: m.Worker, Ref: w.Manifest,
-			Permissions: eff.Permissions(o.subjects), Grants: w.Grants, Config: w.Config, Replicas: w.Replicas,
-			MemoryLimit: goMemoryLimit(eff)})
+// startWorkers starts a process for every worker of the deployment under
+// the supervisor, and waits until each serves its tools. What a worker
+// process is refused goes to violations, for the audit log.
+func (o *Orchestrator) startWorkers(ctx context.Context, d *config.Config, violations chan<- bus.Violation) error {
+	workers, err := o.workers(d)
+	if err != nil {
+		return err
 	}
-	o.sup = supervisor.New(supervisor.Config{Bus: b, State: d.State, Dir: d.Dir, Log: o.log, Prefix: o.subjects.Prefix,
+	o.sup = supervisor.New(supervisor.Config{Bus: o.bus, State: d.State, Dir: d.Dir, Log: o.log, Prefix: o.subjects.Prefix,
 		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand, OnExit: o.engine.WorkerExited,
 		Getenv:      withoutSecrets(d, o.cfg.Getenv),
 		SealNetwork: d.ExternalNATS == nil, OnRefused: func(user, op, what string) {
@@ -301,18 +378,40 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err := o.sup.Start(workers); err != nil {
 		return err
 	}
-	if err := o.waitReady(ctx); err != nil {
-		return err
-	}
-	if o.cfg.ResumeRuns {
-		runs, err := o.engine.ResumeRuns(ctx, o.cfg.ResumeInterrupted)
+	return o.waitReady(ctx)
+}
+
+// workers lists the worker processes of the deployment as the supervisor
+// starts them: each with the bus permissions and memory limit of its
+// effective manifest.
+func (o *Orchestrator) workers(d *config.Config) ([]supervisor.Worker, error) {
+	var workers []supervisor.Worker
+	for _, w := range d.Workers {
+		m, err := capabilities.Load(w.Manifest)
 		if err != nil {
-			return fmt.Errorf("resume unfinished runs: %w", err)
+			return nil, err
 		}
-		o.resumed = runs
-		if len(runs) > 0 {
-			o.log.Info("resuming unfinished runs", "runs", len(runs))
-		}
+		eff := o.manifests[m.Worker]
+		workers = append(workers, supervisor.Worker{Name: m.Worker, Ref: w.Manifest,
+			Permissions: eff.Permissions(o.subjects), Grants: w.Grants, Config: w.Config, Replicas: w.Replicas,
+			MemoryLimit: goMemoryLimit(eff)})
+	}
+	return workers, nil
+}
+
+// resumeRuns resumes, when Config.ResumeRuns asks for it, the runs a
+// previous orchestrator on the same state left unfinished.
+func (o *Orchestrator) resumeRuns(ctx context.Context) error {
+	if !o.cfg.ResumeRuns {
+		return nil
+	}
+	runs, err := o.engine.ResumeRuns(ctx, o.cfg.ResumeInterrupted)
+	if err != nil {
+		return fmt.Errorf("resume unfinished runs: %w", err)
+	}
+	o.resumed = runs
+	if len(runs) > 0 {
+		o.log.Info("resuming unfinished runs", "runs", len(runs))
 	}
 	return nil
 }
