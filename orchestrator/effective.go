@@ -215,6 +215,14 @@ func canonicalJSON(raw json.RawMessage) json.RawMessage {
 // prefix, the working directory and the secrets. Policy files are what a
 // reload changes. Empty when only policy files differ.
 func Restart(a, b *Effective) []string {
+	out := settingsChanged(a, b)
+	return append(out, workersChanged(a.parts.Workers, b.parts.Workers)...)
+}
+
+// settingsChanged lists the deployment-wide settings that differ between
+// a and b: the working directory, the state directory, the subject
+// prefix, the bus and the secrets, in that order.
+func settingsChanged(a, b *Effective) []string {
 	pa, pb := a.parts, b.parts
 	var out []string
 	if pa.Dir != pb.Dir {
@@ -226,48 +234,72 @@ func Restart(a, b *Effective) []string {
 	if pa.Prefix != pb.Prefix {
 		out = append(out, fmt.Sprintf("subject_prefix (%s, was %s)", pb.Prefix, pa.Prefix))
 	}
-	if !jsonEqual(pa.Bus, pb.Bus) || a.Deployment.NATS != b.Deployment.NATS ||
-		(a.Deployment.ExternalNATS != nil && b.Deployment.ExternalNATS != nil && a.Deployment.ExternalNATS.URL != b.Deployment.ExternalNATS.URL) {
+	if busChanged(a, b) {
 		out = append(out, "nats")
 	}
 	if !jsonEqual(pa.Secrets, pb.Secrets) {
 		out = append(out, "secrets")
 	}
+	return out
+}
+
+// busChanged reports whether the bus of a and b differs: its mode and
+// settings, the nats value of the configuration, or the address of the
+// external server.
+func busChanged(a, b *Effective) bool {
+	if !jsonEqual(a.parts.Bus, b.parts.Bus) || a.Deployment.NATS != b.Deployment.NATS {
+		return true
+	}
+	xa, xb := a.Deployment.ExternalNATS, b.Deployment.ExternalNATS
+	return xa != nil && xb != nil && xa.URL != xb.URL
+}
+
+// workersChanged lists the workers added in b, those whose manifest,
+// grants, config block or replicas differ (in b's order), then those
+// removed.
+func workersChanged(a, b []workerPart) []string {
+	var out []string
 	old := map[string]workerPart{}
-	for _, w := range pa.Workers {
+	for _, w := range a {
 		old[w.Name] = w
 	}
 	seen := map[string]bool{}
-	for _, w := range pb.Workers {
+	for _, w := range b {
 		seen[w.Name] = true
 		o, ok := old[w.Name]
 		if !ok {
 			out = append(out, fmt.Sprintf("worker %s (added)", w.Name))
 			continue
 		}
-		var what []string
-		if o.Manifest != w.Manifest || o.Digest != w.Digest || o.Module != w.Module {
-			what = append(what, "manifest")
-		}
-		if !jsonEqual(o.Grants, w.Grants) {
-			what = append(what, "grants")
-		}
-		if string(o.Config) != string(w.Config) {
-			what = append(what, "config")
-		}
-		if o.Replicas != w.Replicas {
-			what = append(what, "replicas")
-		}
-		if len(what) > 0 {
+		if what := workerChanged(o, w); len(what) > 0 {
 			out = append(out, fmt.Sprintf("worker %s (%s)", w.Name, strings.Join(what, ", ")))
 		}
 	}
-	for _, w := range pa.Workers {
+	for _, w := range a {
 		if !seen[w.Name] {
 			out = append(out, fmt.Sprintf("worker %s (removed)", w.Name))
 		}
 	}
 	return out
+}
+
+// workerChanged lists what differs between two versions of one worker:
+// manifest (its file, digest or WASM module), grants, config, replicas.
+func workerChanged(o, w workerPart) []string {
+	var what []string
+	if o.Manifest != w.Manifest || o.Digest != w.Digest || o.Module != w.Module {
+		what = append(what, "manifest")
+	}
+	if !jsonEqual(o.Grants, w.Grants) {
+		what = append(what, "grants")
+	}
+	if string(o.Config) != string(w.Config) {
+		what = append(what, "config")
+	}
+	if o.Replicas != w.Replicas {
+		what = append(what, "replicas")
+	}
+	return what
 }
 
 func jsonEqual(a, b any) bool {
