@@ -2,9 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,79 +10,28 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/orchestrator/approval"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/schemas"
 )
 
-// Approval states.
+// Approval states (approval.Pending, …), by the engine's names.
 const (
-	ApprovalPending  = "pending"  // waiting for a person
-	ApprovalApproved = "approved" // approved, not yet delivered
-	ApprovalDenied   = "denied"
-	ApprovalUsed     = "used" // approved and delivered: it cannot let another call through
-	// ApprovalSuperseded: the call changed before it was answered (its
-	// run resumed with other arguments) and was held again under a new id.
-	ApprovalSuperseded = "superseded"
-	// ApprovalCancelled: its run was cancelled before the call was made.
-	ApprovalCancelled = "cancelled"
+	ApprovalPending    = approval.Pending
+	ApprovalApproved   = approval.Approved
+	ApprovalDenied     = approval.Denied
+	ApprovalUsed       = approval.Used
+	ApprovalSuperseded = approval.Superseded
+	ApprovalCancelled  = approval.Cancelled
 )
 
-// Approval is a call held for a person, as kept in the approvals bucket:
-// exactly what would be sent, how each argument is labeled and where it
-// came from, and why policy held it.
-//
-// An approval is bound to Hash, the SHA-256 of the tool, the arguments,
-// their labels and the run; it lets through one call with that hash, once.
-type Approval struct {
-	ID        string               `json:"id"`
-	RunID     string               `json:"run_id"`
-	Flow      string               `json:"flow"`
-	Step      string               `json:"step"`
-	Index     *int                 `json:"index,omitempty"`
-	Tool      string               `json:"tool"`
-	Args      map[string]any       `json:"args"`
-	ArgLabels map[string]ifc.Label `json:"arg_labels,omitempty"`
-	// Label is the call's context label: the join of its arguments' and
-	// of any if condition it is under.
-	Label   ifc.Label `json:"label"`
-	Rules   []string  `json:"rules,omitempty"`
-	Reasons []string  `json:"reasons,omitempty"`
-	// Lookalikes flags arguments that look like, but are not, a registry
-	// entry or a value approved before; not part of the hash.
-	Lookalikes []Lookalike `json:"lookalikes,omitempty"`
-	Hash       string      `json:"hash"`
-	Status     string      `json:"status"`
-	// Who answered, and when.
-	Who     string     `json:"who,omitempty"`
-	Created time.Time  `json:"created"`
-	Decided *time.Time `json:"decided,omitempty"`
-}
+// Approval is a call held for a person (approval.Approval).
+type Approval = approval.Approval
 
-// Sources lists, per argument, what influenced it: the page, the sender
-// of the mail, the tool.
-func (a *Approval) Sources() map[string][]string {
-	out := make(map[string][]string, len(a.ArgLabels))
-	for name, l := range a.ArgLabels {
-		out[name] = l.Sources()
-	}
-	return out
-}
-
-// callHash binds an approval to one call: its idempotency key (which
-// names the run, the step and the element), tool, arguments and labels, in a canonical encoding (encoding/json sorts map keys; labels
-// encode canonically).
-func callHash(call, tool string, args map[string]any, label ifc.Label, argLabels map[string]ifc.Label) string {
-	b, _ := json.Marshal(struct {
-		Call      string               `json:"call"`
-		Tool      string               `json:"tool"`
-		Args      map[string]any       `json:"args"`
-		Label     ifc.Label            `json:"label"`
-		ArgLabels map[string]ifc.Label `json:"arg_labels"`
-	}{call, tool, args, label, argLabels})
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
+// Lookalike flags an argument of a held call that looks like a value the
+// person trusts (schemas.Lookalike, found by approval.Lookalikes).
+type Lookalike = schemas.Lookalike
 
 // store opens the engine's buckets the first time it is asked.
 func (e *Engine) store(ctx context.Context) (*store, error) {
@@ -116,7 +62,7 @@ func (e *Engine) Approvals(ctx context.Context) ([]Approval, error) {
 	for _, a := range all {
 		if a.Status == ApprovalPending {
 			// Against the registries and the approvals as they are now.
-			a.Lookalikes = lookalikes(a.Tool, a.Args, e.Policy().Registries(), all)
+			a.Lookalikes = approval.Lookalikes(a.Tool, a.Args, e.Policy().Registries(), all)
 			out = append(out, a)
 		}
 	}
@@ -167,11 +113,11 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	}
 	now := time.Now().UTC()
 	a.Who, a.Decided = ans.Who, &now
-	event, action, why := approvalDeny, "deny", "denied by "+ans.Who
+	event, action, why := approval.Deny, "deny", "denied by "+ans.Who
 	if ans.Approved {
-		event, action, why = approvalApprove, "allow", "approved by "+ans.Who+"; endorses this call once"
+		event, action, why = approval.Approve, "allow", "approved by "+ans.Who+"; endorses this call once"
 	}
-	if err := a.advance(event); err != nil {
+	if err := a.Advance(event); err != nil {
 		return err
 	}
 	if err := st.updateApproval(ctx, a, rev); err != nil {
@@ -211,7 +157,7 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 	if err != nil {
 		return fail(err)
 	}
-	hash := callHash(idem, s.Call, args, res.Label, res.ArgLabels)
+	hash := approval.Hash(idem, s.Call, args, res.Label, res.ArgLabels)
 	a, rev, err := r.heldBefore(ctx, st, idem, hash)
 	if err != nil {
 		return fail(err)
@@ -252,7 +198,7 @@ func (r *run) heldBefore(ctx context.Context, st *store, idem, hash string) (*Ap
 		return nil, 0, err
 	}
 	if a != nil && a.Hash != hash {
-		if a.advance(approvalSupersede) == nil {
+		if a.Advance(approval.Supersede) == nil {
 			_ = st.updateApproval(ctx, a, rev)
 		}
 		return nil, 0, nil
@@ -270,7 +216,7 @@ func (r *run) newApproval(ctx context.Context, st *store, s *flow.Step, res *Ste
 	if err != nil {
 		return nil, err
 	}
-	a.Lookalikes = lookalikes(s.Call, args, r.policy.Registries(), earlier)
+	a.Lookalikes = approval.Lookalikes(s.Call, args, r.policy.Registries(), earlier)
 	if err := st.createApproval(ctx, a); err != nil {
 		return nil, err
 	}
@@ -337,7 +283,7 @@ func (r *run) take(ctx context.Context, st *store, a *Approval, rev uint64, res 
 		res.Reasons = append(res.Reasons, "denied by "+a.Who)
 		return "", false
 	case ApprovalApproved:
-		if err := a.advance(approvalUse); err != nil {
+		if err := a.Advance(approval.Use); err != nil {
 			res.Status, res.Error = StatusFailed, err.Error()
 			return "", false
 		}

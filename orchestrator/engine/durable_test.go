@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/orchestrator/approval"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/worker"
 )
@@ -183,7 +184,7 @@ func TestApprovalForAnotherCallIsNotUsed(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Status, a.Who = ApprovalApproved, "mallory"
-	a.Hash = callHash(r.RunID+"/pay", "t.spend", map[string]any{"amount": 5000.0, "note": "pay me"}, a.Label, a.ArgLabels)
+	a.Hash = approval.Hash(r.RunID+"/pay", "t.spend", map[string]any{"amount": 5000.0, "note": "pay me"}, a.Label, a.ArgLabels)
 	if err := st.updateApproval(ctx, a, rev); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/orchestrator/approval"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 )
 
@@ -218,7 +219,7 @@ func (e *Engine) withdrawHeld(ctx context.Context, st *store, id, who string) er
 		if err != nil {
 			return fmt.Errorf("cancel run %s: %w", id, err)
 		}
-		if cur.advance(approvalCancel) != nil {
+		if cur.Advance(approval.Cancel) != nil {
 			continue // answered and used meanwhile: nothing to withdraw
 		}
 		now := time.Now().UTC()

@@ -1,4 +1,4 @@
-package engine
+package approval
 
 import (
 	"maps"
@@ -9,21 +9,17 @@ import (
 	"github.com/sluicehq/sluice/schemas"
 )
 
-// Lookalike flags a string argument of a held call that looks like a
-// value the person trusts (schemas.Lookalike).
-type Lookalike = schemas.Lookalike
-
 // maxLookalike bounds the strings compared: longer ones are texts, not
 // names.
 const maxLookalike = 320
 
-// lookalikes flags the string arguments of a call of tool that look like,
+// Lookalikes flags the string arguments of a call of tool that look like,
 // but are not, an entry of one of registries or the same argument of an
 // earlier approved call of the same tool (among earlier).
-func lookalikes(tool string, args map[string]any, registries map[string][]string, earlier []Approval) []Lookalike {
+func Lookalikes(tool string, args map[string]any, registries map[string][]string, earlier []Approval) []schemas.Lookalike {
 	trusted := registered(registries)
 	approved := approvedBefore(tool, earlier)
-	var out []Lookalike
+	var out []schemas.Lookalike
 	for _, name := range slices.Sorted(maps.Keys(args)) {
 		cands := slices.Clone(trusted)
 		for _, v := range approved[name] {
@@ -57,7 +53,7 @@ func registered(registries map[string][]string) []known {
 func approvedBefore(tool string, earlier []Approval) map[string][]string {
 	approved := map[string][]string{}
 	for _, a := range earlier {
-		if a.Tool != tool || a.Status != ApprovalApproved && a.Status != ApprovalUsed {
+		if a.Tool != tool || a.Status != Approved && a.Status != Used {
 			continue
 		}
 		for name, v := range a.Args {
@@ -70,15 +66,15 @@ func approvedBefore(tool string, earlier []Approval) map[string][]string {
 }
 
 // resembles flags each candidate s looks like without being it, once.
-func resembles(s argString, cands []known) []Lookalike {
-	var out []Lookalike
+func resembles(s argString, cands []known) []schemas.Lookalike {
+	var out []schemas.Lookalike
 	seen := map[string]bool{}
 	for _, k := range cands {
 		if seen[k.value] || len(k.value) > maxLookalike || !display.Confusable(s.value, k.value) {
 			continue
 		}
 		seen[k.value] = true
-		out = append(out, Lookalike{Arg: s.arg, Value: s.value, Like: k.value, Where: k.where})
+		out = append(out, schemas.Lookalike{Arg: s.arg, Value: s.value, Like: k.value, Where: k.where})
 	}
 	return out
 }
