@@ -137,29 +137,9 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 	if err := ds.Err(); err != nil {
 		return nil, err
 	}
-	sch, err := schemas.Load("config.json")
+	raw, err := decode(file, doc)
 	if err != nil {
 		return nil, err
-	}
-	if ds := doc.Validate(sch); ds.Err() != nil {
-		return nil, ds.Err()
-	}
-	var raw struct {
-		NATS     json.RawMessage `json:"nats"`
-		State    string          `json:"state"`
-		Prefix   string          `json:"subject_prefix"`
-		Policies []string        `json:"policies"`
-		Workers  []struct {
-			Manifest string              `json:"manifest"`
-			Grants   capabilities.Grants `json:"grants"`
-			Config   json.RawMessage     `json:"config"`
-			Replicas int                 `json:"replicas"`
-		} `json:"workers"`
-		Secrets map[string]Secret `json:"secrets"`
-	}
-	b, _ := json.Marshal(doc.Value)
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("config %s: %w", file, err)
 	}
 	c := &Config{File: file, Dir: dir, Prefix: raw.Prefix, Secrets: raw.Secrets}
 	c.NATS, c.ExternalNATS = parseNATS(file, doc, raw.NATS, dir, &ds)
@@ -170,54 +150,105 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 	for _, p := range raw.Policies {
 		c.Policies = append(c.Policies, abs(dir, p, ""))
 	}
-	seen := map[string]schemas.Pos{}
 	if raw.Workers == nil {
 		c.Workers = Default(dir).Workers
 	}
+	seen := map[string]schemas.Pos{}
 	for i, w := range raw.Workers {
-		ptr := schemas.Pointer("workers", i)
-		ref := w.Manifest
-		if !strings.HasPrefix(ref, capabilities.BuiltinPrefix) {
-			ref = abs(dir, ref, "")
-		}
-		m, err := capabilities.Load(ref)
-		if err != nil {
-			if mds, ok := schemas.AsDiagnostics(err); ok && mds[0].File != ref {
-				ds = append(ds, mds...)
-			} else {
-				ds.Add(file, doc.Pos(ptr+"/manifest"), capabilities.CodeNotFound, "manifest %s: %v", w.Manifest, err)
-			}
-			continue
-		}
-		if prev, dup := seen[m.Worker]; dup {
-			ds.Add(file, doc.Pos(ptr), "config_duplicate_worker", "worker %q is configured twice (first at line %d); use replicas to run more", m.Worker, prev.Line)
-			continue
-		}
-		seen[m.Worker] = doc.Pos(ptr)
-		if w.Grants.Files != nil {
-			w.Grants.Files.Root = abs(dir, w.Grants.Files.Root, "")
-		}
-		if _, err := m.WithGrants(w.Grants); err != nil {
-			ds.Add(file, doc.Pos(ptr+"/grants"), "config_bad_grant", "%v", err)
-		}
-		cfg := w.Config
-		if len(cfg) == 0 {
-			cfg = json.RawMessage("{}")
-		}
-		files, cds := checkWorkerConfig(doc, ptr+"/config", m, dir)
-		ds = append(ds, cds...)
-		c.Workers = append(c.Workers, Worker{Manifest: ref, Grants: w.Grants, Config: cfg, Replicas: max(w.Replicas, 1), Pos: doc.Pos(ptr), Files: files})
-	}
-	for name, s := range c.Secrets {
-		if s.File != "" {
-			s.File = abs(dir, s.File, "")
-			c.Secrets[name] = s
+		if cw, ok := c.worker(doc, i, w, seen, &ds); ok {
+			c.Workers = append(c.Workers, cw)
 		}
 	}
+	c.absSecretFiles()
 	if err := ds.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// rawConfig is sluice.yaml as written, once checked against its schema.
+type rawConfig struct {
+	NATS     json.RawMessage   `json:"nats"`
+	State    string            `json:"state"`
+	Prefix   string            `json:"subject_prefix"`
+	Policies []string          `json:"policies"`
+	Workers  []rawWorker       `json:"workers"`
+	Secrets  map[string]Secret `json:"secrets"`
+}
+
+// rawWorker is one entry of `workers` as written.
+type rawWorker struct {
+	Manifest string              `json:"manifest"`
+	Grants   capabilities.Grants `json:"grants"`
+	Config   json.RawMessage     `json:"config"`
+	Replicas int                 `json:"replicas"`
+}
+
+// decode checks doc against the schema of sluice.yaml and decodes it.
+func decode(file string, doc *schemas.Document) (rawConfig, error) {
+	var raw rawConfig
+	sch, err := schemas.Load("config.json")
+	if err != nil {
+		return raw, err
+	}
+	if ds := doc.Validate(sch); ds.Err() != nil {
+		return raw, ds.Err()
+	}
+	b, _ := json.Marshal(doc.Value)
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return raw, fmt.Errorf("config %s: %w", file, err)
+	}
+	return raw, nil
+}
+
+// worker checks the entry w at index i of `workers`: its manifest loads,
+// its worker is not configured twice (seen holds those configured so far,
+// with their positions), its grants apply to the manifest and its config
+// fits the worker's kind. Every problem is added to ds; ok is false when
+// the entry cannot be used at all.
+func (c *Config) worker(doc *schemas.Document, i int, w rawWorker, seen map[string]schemas.Pos, ds *schemas.Diagnostics) (Worker, bool) {
+	ptr := schemas.Pointer("workers", i)
+	ref := w.Manifest
+	if !strings.HasPrefix(ref, capabilities.BuiltinPrefix) {
+		ref = abs(c.Dir, ref, "")
+	}
+	m, err := capabilities.Load(ref)
+	if err != nil {
+		if mds, ok := schemas.AsDiagnostics(err); ok && mds[0].File != ref {
+			*ds = append(*ds, mds...)
+		} else {
+			ds.Add(c.File, doc.Pos(ptr+"/manifest"), capabilities.CodeNotFound, "manifest %s: %v", w.Manifest, err)
+		}
+		return Worker{}, false
+	}
+	if prev, dup := seen[m.Worker]; dup {
+		ds.Add(c.File, doc.Pos(ptr), "config_duplicate_worker", "worker %q is configured twice (first at line %d); use replicas to run more", m.Worker, prev.Line)
+		return Worker{}, false
+	}
+	seen[m.Worker] = doc.Pos(ptr)
+	if w.Grants.Files != nil {
+		w.Grants.Files.Root = abs(c.Dir, w.Grants.Files.Root, "")
+	}
+	if _, err := m.WithGrants(w.Grants); err != nil {
+		ds.Add(c.File, doc.Pos(ptr+"/grants"), "config_bad_grant", "%v", err)
+	}
+	cfg := w.Config
+	if len(cfg) == 0 {
+		cfg = json.RawMessage("{}")
+	}
+	files, cds := checkWorkerConfig(doc, ptr+"/config", m, c.Dir)
+	*ds = append(*ds, cds...)
+	return Worker{Manifest: ref, Grants: w.Grants, Config: cfg, Replicas: max(w.Replicas, 1), Pos: doc.Pos(ptr), Files: files}, true
+}
+
+// absSecretFiles makes the path of every secret read from a file absolute.
+func (c *Config) absSecretFiles() {
+	for name, s := range c.Secrets {
+		if s.File != "" {
+			s.File = abs(c.Dir, s.File, "")
+			c.Secrets[name] = s
+		}
+	}
 }
 
 // checkWorkerConfig checks a worker's config block against the schema of
