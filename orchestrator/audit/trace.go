@@ -73,59 +73,78 @@ func ReadRuns(r io.Reader) ([]*Run, error) {
 			byID[rec.RunID] = run
 			order = append(order, run)
 		}
-		switch rec.Kind {
-		case KindRunStarted:
-			if len(rec.Steps) > 0 && len(run.Steps) == 0 {
-				run.Planned = true
-				for _, ps := range rec.Steps {
-					step(run, ps.ID, ps.Tool).Deps = ps.Deps
-				}
-			}
-		case KindRunFinished:
-			t := rec.Time
-			run.Finished, run.Status = &t, rec.Status
-		case KindRunResumed:
-			run.Finished, run.Status = nil, "running"
-		case KindRunInterrupted:
-			run.Status = "interrupted"
-			// The steps it stopped at: a call held, in flight, or not
-			// yet decided. A later pass records them again.
-			for _, ps := range rec.Steps {
-				step(run, ps.ID, ps.Tool).Status = "interrupted"
-			}
-		case KindAnswer:
-			s := step(run, rec.Step, rec.Tool)
-			s.Answer = rec.Action + ": " + firstOr(rec.Reasons, "")
-			if rec.Action == "deny" {
-				s.Status = "denied"
-			}
-		case KindDecision, KindResult:
-			s := step(run, rec.Step, rec.Tool)
-			if rec.Kind == KindResult {
-				s.Calls++
-				s.Status, s.OutputLabel, s.Error = rec.Status, rec.Label, rec.Error
-				continue
-			}
-			if len(rec.Rules) == 1 && len(rec.Rules[0]) > 9 && rec.Rules[0][:9] == "approval:" {
-				s.Answer = rec.Action + ": " + firstOr(rec.Reasons, "")
-				if rec.Action == "deny" {
-					s.Status = "denied"
-				}
-				continue
-			}
-			s.Label, s.ArgLabels, s.Decision, s.Rules, s.Reasons = rec.Label, rec.ArgLabels, rec.Action, rec.Rules, rec.Reasons
-			switch rec.Action {
-			case "deny":
-				s.Status = "denied"
-			case "approve":
-				s.Status = "held"
-			default:
-				s.Status = "decided"
-			}
-		}
+		run.apply(&rec)
 	}
 	sort.SliceStable(order, func(i, j int) bool { return order[i].Started.After(order[j].Started) })
 	return order, nil
+}
+
+// apply adds to the run what one of its records says.
+func (run *Run) apply(rec *Record) {
+	switch rec.Kind {
+	case KindRunStarted:
+		run.plan(rec)
+	case KindRunFinished:
+		t := rec.Time
+		run.Finished, run.Status = &t, rec.Status
+	case KindRunResumed:
+		run.Finished, run.Status = nil, "running"
+	case KindRunInterrupted:
+		run.Status = "interrupted"
+		// The steps it stopped at: a call held, in flight, or not
+		// yet decided. A later pass records them again.
+		for _, ps := range rec.Steps {
+			step(run, ps.ID, ps.Tool).Status = "interrupted"
+		}
+	case KindAnswer:
+		step(run, rec.Step, rec.Tool).answer(rec)
+	case KindDecision:
+		step(run, rec.Step, rec.Tool).decide(rec)
+	case KindResult:
+		s := step(run, rec.Step, rec.Tool)
+		s.Calls++
+		s.Status, s.OutputLabel, s.Error = rec.Status, rec.Label, rec.Error
+	}
+}
+
+// plan lists the flow's steps, with what each depends on, from the record
+// of the run's start, when the record has them and no step is known yet.
+func (run *Run) plan(rec *Record) {
+	if len(rec.Steps) == 0 || len(run.Steps) > 0 {
+		return
+	}
+	run.Planned = true
+	for _, ps := range rec.Steps {
+		step(run, ps.ID, ps.Tool).Deps = ps.Deps
+	}
+}
+
+// decide records the decision on the step's call; a decision made by a
+// person's answer to a held call (rule "approval:…") is recorded as the
+// answer.
+func (s *StepTrace) decide(rec *Record) {
+	if len(rec.Rules) == 1 && len(rec.Rules[0]) > 9 && rec.Rules[0][:9] == "approval:" {
+		s.answer(rec)
+		return
+	}
+	s.Label, s.ArgLabels, s.Decision, s.Rules, s.Reasons = rec.Label, rec.ArgLabels, rec.Action, rec.Rules, rec.Reasons
+	switch rec.Action {
+	case "deny":
+		s.Status = "denied"
+	case "approve":
+		s.Status = "held"
+	default:
+		s.Status = "decided"
+	}
+}
+
+// answer records a person's answer to the step's held call; a call denied
+// is not delivered.
+func (s *StepTrace) answer(rec *Record) {
+	s.Answer = rec.Action + ": " + firstOr(rec.Reasons, "")
+	if rec.Action == "deny" {
+		s.Status = "denied"
+	}
 }
 
 func step(run *Run, id, tool string) *StepTrace {
