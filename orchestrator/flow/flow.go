@@ -194,31 +194,57 @@ func (l *loader) errorIn(ptr, code, format string, args ...any) {
 func (l *loader) plan() *Plan {
 	root := l.doc.Value.(map[string]any)
 	p := &Plan{Name: root["name"].(string), File: l.doc.File, Inputs: map[string]Input{}, Outputs: map[string]*Value{}}
-	if ins, ok := root["inputs"].(map[string]any); ok {
-		p.InputNames = l.keysInFileOrder("/inputs", ins)
-		for _, name := range p.InputNames {
-			spec := ins[name].(map[string]any)
-			in := Input{Type: spec["type"].(string), Default: spec["default"], Pos: l.doc.KeyPos(schemas.Pointer("inputs", name))}
-			if in.Default != nil {
-				if _, err := Coerce(in.Type, in.Default); err != nil {
-					l.errorf(schemas.Pointer("inputs", name, "default"), CodeBadInput, "input %s: default: %v", name, err)
-				}
-			}
-			p.Inputs[name] = in
-		}
-	}
-	ids := map[string]int{}
+	l.planInputs(p, root)
 	steps := root["steps"].([]any)
-	// What each step's output holds, where its tool or agent declares it:
-	// expressions are type-checked against it, and the fields they read
-	// are checked against it.
+	l.typeOutputs(p, steps)
+	ids := l.stepIndex(steps)
+	stepIDs := slices.Sorted(maps.Keys(ids))
+	for i, raw := range steps {
+		p.Steps = append(p.Steps, l.step(p, ids, i, raw.(map[string]any)))
+	}
+	l.planOutputs(p, root, ids)
+	l.checkCycles(p, stepIDs)
+	return p
+}
+
+// planInputs reads the flow's inputs, in file order, into p and checks
+// each default against its input's type.
+func (l *loader) planInputs(p *Plan, root map[string]any) {
+	ins, ok := root["inputs"].(map[string]any)
+	if !ok {
+		return
+	}
+	p.InputNames = l.keysInFileOrder("/inputs", ins)
+	for _, name := range p.InputNames {
+		spec := ins[name].(map[string]any)
+		in := Input{Type: spec["type"].(string), Default: spec["default"], Pos: l.doc.KeyPos(schemas.Pointer("inputs", name))}
+		if in.Default != nil {
+			if _, err := Coerce(in.Type, in.Default); err != nil {
+				l.errorf(schemas.Pointer("inputs", name, "default"), CodeBadInput, "input %s: default: %v", name, err)
+			}
+		}
+		p.Inputs[name] = in
+	}
+}
+
+// typeOutputs records what each step's output holds, where its tool or
+// agent declares it, and gives the expression environment the types of
+// the inputs and those outputs: expressions are type-checked against
+// them, and the fields they read are checked against them.
+func (l *loader) typeOutputs(p *Plan, steps []any) {
 	l.outShapes = l.shapes(steps)
 	typed, err := l.env.WithTypes(declarations(p.Inputs, l.outShapes))
 	if err != nil {
 		l.errorf("", CodeExpr, "%v", err)
-	} else {
-		l.env = typed
+		return
 	}
+	l.env = typed
+}
+
+// stepIndex maps each step id to the index of the step that first has it,
+// and reports every later step with the same id.
+func (l *loader) stepIndex(steps []any) map[string]int {
+	ids := map[string]int{}
 	for i, raw := range steps {
 		m := raw.(map[string]any)
 		id := m["id"].(string)
@@ -228,81 +254,118 @@ func (l *loader) plan() *Plan {
 		}
 		ids[id] = i
 	}
-	stepIDs := slices.Sorted(maps.Keys(ids))
-	for i, raw := range steps {
-		m := raw.(map[string]any)
-		ptr := schemas.Pointer("steps", i)
-		s := &Step{ID: m["id"].(string), With: map[string]*Value{}, Pos: l.doc.Pos(ptr)}
-		deps := map[string]bool{}
-		call, isCall := m["call"].(string)
-		agent, isAgent := m["agent"].(map[string]any)
-		var spec *capabilities.Tool
-		switch {
-		case isCall && isAgent:
-			l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/agent"), CodeBadStep, "step %s has both call and agent; a step is one or the other", s.ID)
-		case isCall:
-			s.Call = call
-			var worker string
-			var err error
-			spec, worker, err = l.cat.Tool(s.Call)
-			if err != nil {
-				l.errorf(ptr+"/call", CodeUnknownTool, "%v", err)
-			}
-			s.Spec, s.Worker = spec, worker
-		case isAgent:
-			l.agent(ptr, s, agent, m, p, ids, deps)
-		default:
-			l.errorf(ptr, CodeBadStep, "step %s needs call (a tool) or agent (a model that calls tools)", s.ID)
+	return ids
+}
+
+// step reads and checks the step m at index i: what it runs, when and how
+// often, its arguments, and the steps whose output it reads.
+func (l *loader) step(p *Plan, ids map[string]int, i int, m map[string]any) *Step {
+	ptr := schemas.Pointer("steps", i)
+	s := &Step{ID: m["id"].(string), With: map[string]*Value{}, Pos: l.doc.Pos(ptr)}
+	deps := map[string]bool{}
+	spec := l.stepTarget(ptr, s, m, p, ids, deps)
+	l.stepForEach(ptr, s, m, p, ids, deps)
+	if raw, ok := m["if"]; ok {
+		s.If = l.value(ptr+"/if", raw)
+		l.checkReads(s.If, p, ids, s.ID, deps, false)
+	}
+	l.stepTimeout(ptr, s, m)
+	if r, ok := m["retries"].(int64); ok {
+		s.Retries = int(r)
+	}
+	l.stepArgs(ptr, s, m, p, ids, deps)
+	if spec != nil && s.Agent == nil {
+		l.checkArgs(ptr, s)
+	}
+	s.Deps = slices.Sorted(maps.Keys(deps))
+	return s
+}
+
+// stepTarget reads what step s runs: a tool (call) or an agent, never both
+// and never neither. It returns the tool's spec for a call to a tool the
+// catalog has, else nil.
+func (l *loader) stepTarget(ptr string, s *Step, m map[string]any, p *Plan, ids map[string]int, deps map[string]bool) *capabilities.Tool {
+	call, isCall := m["call"].(string)
+	agent, isAgent := m["agent"].(map[string]any)
+	switch {
+	case isCall && isAgent:
+		l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/agent"), CodeBadStep, "step %s has both call and agent; a step is one or the other", s.ID)
+	case isCall:
+		s.Call = call
+		spec, worker, err := l.cat.Tool(s.Call)
+		if err != nil {
+			l.errorf(ptr+"/call", CodeUnknownTool, "%v", err)
 		}
-		if raw, ok := m["for_each"]; ok {
-			s.ForEach = l.value(ptr+"/for_each", raw)
-			l.checkReads(s.ForEach, p, ids, s.ID, deps, false)
-			s.Concurrency = DefaultConcurrency
-			if c, ok := m["concurrency"].(int64); ok {
-				s.Concurrency = int(c)
-			}
-		} else if _, ok := m["concurrency"]; ok {
+		s.Spec, s.Worker = spec, worker
+		return spec
+	case isAgent:
+		l.agent(ptr, s, agent, m, p, ids, deps)
+	default:
+		l.errorf(ptr, CodeBadStep, "step %s needs call (a tool) or agent (a model that calls tools)", s.ID)
+	}
+	return nil
+}
+
+// stepForEach reads a step's for_each and its concurrency, which applies
+// only to a for_each step.
+func (l *loader) stepForEach(ptr string, s *Step, m map[string]any, p *Plan, ids map[string]int, deps map[string]bool) {
+	raw, ok := m["for_each"]
+	if !ok {
+		if _, ok := m["concurrency"]; ok {
 			l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/concurrency"), CodeBadStep, "concurrency applies only to a for_each step")
 		}
-		if raw, ok := m["if"]; ok {
-			s.If = l.value(ptr+"/if", raw)
-			l.checkReads(s.If, p, ids, s.ID, deps, false)
-		}
-		if raw, ok := m["timeout"].(string); ok {
-			d, err := time.ParseDuration(raw)
-			if err != nil || d <= 0 || d > time.Hour {
-				l.errorf(ptr+"/timeout", CodeBadStep, "timeout %q: want a duration from 1ms to 1h, such as 30s", raw)
-			}
-			s.Timeout = d
-		}
-		if r, ok := m["retries"].(int64); ok {
-			s.Retries = int(r)
-		}
-		if with, ok := m["with"].(map[string]any); ok {
-			s.ArgNames = l.keysInFileOrder(ptr+"/with", with)
-			for _, name := range s.ArgNames {
-				v := l.value(ptr+"/with/"+escape(name), with[name])
-				s.With[name] = v
-				l.checkReads(v, p, ids, s.ID, deps, s.ForEach != nil)
-			}
-		}
-		if spec != nil && s.Agent == nil {
-			l.checkArgs(ptr, s)
-		}
-		s.Deps = slices.Sorted(maps.Keys(deps))
-		p.Steps = append(p.Steps, s)
+		return
 	}
-	if outs, ok := root["outputs"].(map[string]any); ok {
-		p.OutputNames = l.keysInFileOrder("/outputs", outs)
-		for _, name := range p.OutputNames {
-			ptr := schemas.Pointer("outputs", name)
-			v := l.value(ptr, outs[name])
-			l.checkReads(v, p, ids, "", map[string]bool{}, false)
-			p.Outputs[name] = v
-		}
+	s.ForEach = l.value(ptr+"/for_each", raw)
+	l.checkReads(s.ForEach, p, ids, s.ID, deps, false)
+	s.Concurrency = DefaultConcurrency
+	if c, ok := m["concurrency"].(int64); ok {
+		s.Concurrency = int(c)
 	}
-	l.checkCycles(p, stepIDs)
-	return p
+}
+
+// stepTimeout reads a step's timeout: a duration from 1ms to 1h.
+func (l *loader) stepTimeout(ptr string, s *Step, m map[string]any) {
+	raw, ok := m["timeout"].(string)
+	if !ok {
+		return
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d <= 0 || d > time.Hour {
+		l.errorf(ptr+"/timeout", CodeBadStep, "timeout %q: want a duration from 1ms to 1h, such as 30s", raw)
+	}
+	s.Timeout = d
+}
+
+// stepArgs compiles a step's arguments (with), in file order, and checks
+// what each reads; item and index are there only in a for_each step.
+func (l *loader) stepArgs(ptr string, s *Step, m map[string]any, p *Plan, ids map[string]int, deps map[string]bool) {
+	with, ok := m["with"].(map[string]any)
+	if !ok {
+		return
+	}
+	s.ArgNames = l.keysInFileOrder(ptr+"/with", with)
+	for _, name := range s.ArgNames {
+		v := l.value(ptr+"/with/"+escape(name), with[name])
+		s.With[name] = v
+		l.checkReads(v, p, ids, s.ID, deps, s.ForEach != nil)
+	}
+}
+
+// planOutputs compiles the flow's outputs, in file order, and checks what
+// each reads.
+func (l *loader) planOutputs(p *Plan, root map[string]any, ids map[string]int) {
+	outs, ok := root["outputs"].(map[string]any)
+	if !ok {
+		return
+	}
+	p.OutputNames = l.keysInFileOrder("/outputs", outs)
+	for _, name := range p.OutputNames {
+		ptr := schemas.Pointer("outputs", name)
+		v := l.value(ptr, outs[name])
+		l.checkReads(v, p, ids, "", map[string]bool{}, false)
+		p.Outputs[name] = v
+	}
 }
 
 func (l *loader) keysInFileOrder(ptr string, m map[string]any) []string {
@@ -411,15 +474,25 @@ func (l *loader) checkReads(v *Value, p *Plan, ids map[string]int, self string, 
 // checkArgs checks literal arguments against the tool's input schema now;
 // values computed at run time are checked before the call.
 func (l *loader) checkArgs(ptr string, s *Step) {
-	known := map[string]bool{}
-	required := map[string]bool{}
 	props, req := schemaShape(s.Spec.Input)
+	known := map[string]bool{}
 	for _, k := range props {
 		known[k] = true
 	}
-	for _, k := range req {
-		required[k] = true
+	l.checkArgNames(ptr, s, props, known, req)
+	// Each argument against its schema: constants now, with the real
+	// validator; expressions by the type the checker gives them.
+	for _, name := range s.ArgNames {
+		if known[name] {
+			l.checkArgValue(ptr, s, name)
+		}
 	}
+}
+
+// checkArgNames reports each argument the tool does not take (where its
+// schema names the ones it takes, props) and each required one (req) the
+// step does not give.
+func (l *loader) checkArgNames(ptr string, s *Step, props []string, known map[string]bool, req []string) {
 	for _, name := range s.ArgNames {
 		if len(known) > 0 && !known[name] {
 			l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/with/"+escape(name)), CodeBadArgs, "tool %s has no argument %q (arguments: %s)", s.Call, name, strings.Join(props, ", "))
@@ -430,31 +503,30 @@ func (l *loader) checkArgs(ptr string, s *Step) {
 			l.errorf(ptr+"/call", CodeBadArgs, "tool %s needs argument %q", s.Call, k)
 		}
 	}
-	// Each argument against its schema: constants now, with the real
-	// validator; expressions by the type the checker gives them.
-	for _, name := range s.ArgNames {
-		if !known[name] {
-			continue
+}
+
+// checkArgValue checks the argument name of step s against its property
+// in the tool's input schema: a constant with the schema's validator, an
+// expression by the JSON type the checker gives it.
+func (l *loader) checkArgValue(ptr string, s *Step, name string) {
+	prop, err := s.Spec.Input.Property(name)
+	if err != nil || prop == nil {
+		return
+	}
+	aptr := ptr + "/with/" + escape(name)
+	v := s.With[name]
+	if c, ok := v.constant(); ok {
+		for _, d := range prop.Validate(l.doc.File, c, func(sub string) schemas.Pos { return l.doc.Pos(aptr + sub) }) {
+			d.Code = CodeBadArgs
+			d.Message = fmt.Sprintf("argument %s of %s: %s", name, s.Call, strings.TrimPrefix(d.Message, "document: "))
+			l.ds = append(l.ds, d)
 		}
-		prop, err := s.Spec.Input.Property(name)
-		if err != nil || prop == nil {
-			continue
-		}
-		aptr := ptr + "/with/" + escape(name)
-		v := s.With[name]
-		if c, ok := v.constant(); ok {
-			for _, d := range prop.Validate(l.doc.File, c, func(sub string) schemas.Pos { return l.doc.Pos(aptr + sub) }) {
-				d.Code = CodeBadArgs
-				d.Message = fmt.Sprintf("argument %s of %s: %s", name, s.Call, strings.TrimPrefix(d.Message, "document: "))
-				l.ds = append(l.ds, d)
-			}
-			continue
-		}
-		if t, ok := v.Template(); ok {
-			got, want := t.JSONType(), prop.Type()
-			if got != "" && want != "" && got != want && !(got == "integer" && want == "number") {
-				l.errorIn(aptr, CodeBadArgs, "argument %s of %s takes %s; this expression gives %s", name, s.Call, article(want), article(got))
-			}
+		return
+	}
+	if t, ok := v.Template(); ok {
+		got, want := t.JSONType(), prop.Type()
+		if got != "" && want != "" && got != want && !(got == "integer" && want == "number") {
+			l.errorIn(aptr, CodeBadArgs, "argument %s of %s takes %s; this expression gives %s", name, s.Call, article(want), article(got))
 		}
 	}
 }
@@ -513,50 +585,75 @@ func escape(tok string) string {
 
 // Coerce converts a command-line or default value to an input's type.
 func Coerce(typ string, v any) (any, error) {
-	s, isString := v.(string)
 	switch typ {
 	case "string":
-		if !isString {
-			return nil, fmt.Errorf("want a string, got %T", v)
+		if s, ok := v.(string); ok {
+			return s, nil
 		}
-		return s, nil
 	case "number":
-		switch x := v.(type) {
-		case float64:
-			return x, nil
-		case int64:
-			return float64(x), nil
-		case string:
-			f, err := strconv.ParseFloat(x, 64)
-			if err != nil {
-				return nil, fmt.Errorf("want a number, got %q", x)
-			}
-			return f, nil
-		}
+		return coerceNumber(v)
 	case "integer":
-		switch x := v.(type) {
-		case int64:
-			return x, nil
-		case string:
-			i, err := strconv.ParseInt(x, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("want an integer, got %q", x)
-			}
-			return i, nil
-		}
+		return coerceInteger(v)
 	case "boolean":
-		switch x := v.(type) {
-		case bool:
-			return x, nil
-		case string:
-			b, err := strconv.ParseBool(x)
-			if err != nil {
-				return nil, fmt.Errorf("want true or false, got %q", x)
-			}
-			return b, nil
-		}
+		return coerceBoolean(v)
 	}
-	return nil, fmt.Errorf("want a %s, got %T", typ, v)
+	return nil, wrongType(typ, v)
+}
+
+// coerceNumber converts a number, an integer or a string that spells a
+// number to a number (float64).
+func coerceNumber(v any) (any, error) {
+	switch x := v.(type) {
+	case float64:
+		return x, nil
+	case int64:
+		return float64(x), nil
+	case string:
+		f, err := strconv.ParseFloat(x, 64)
+		if err != nil {
+			return nil, fmt.Errorf("want a number, got %q", x)
+		}
+		return f, nil
+	}
+	return nil, wrongType("number", v)
+}
+
+// coerceInteger converts an integer or a string that spells one to an
+// integer (int64).
+func coerceInteger(v any) (any, error) {
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case string:
+		i, err := strconv.ParseInt(x, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("want an integer, got %q", x)
+		}
+		return i, nil
+	}
+	return nil, wrongType("integer", v)
+}
+
+// coerceBoolean converts a boolean or a string that spells one (true,
+// false, 1, 0, …) to a boolean.
+func coerceBoolean(v any) (any, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		b, err := strconv.ParseBool(x)
+		if err != nil {
+			return nil, fmt.Errorf("want true or false, got %q", x)
+		}
+		return b, nil
+	}
+	return nil, wrongType("boolean", v)
+}
+
+// wrongType is the error for a value v of a Go type that cannot be
+// converted to the input type typ.
+func wrongType(typ string, v any) error {
+	return fmt.Errorf("want a %s, got %T", typ, v)
 }
 
 // BindInputs checks the values given for a run against the declared inputs and
