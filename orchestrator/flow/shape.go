@@ -201,55 +201,78 @@ func follow(sh shape, prefix, path []string) (int, string) {
 			return 0, ""
 		}
 		at := expr.Path(append(slices.Clone(prefix), path[:i]...)).String()
-		t, _ := n["type"].(string)
-		switch t {
-		case "object":
-			props, _ := n["properties"].(map[string]any)
-			if p, ok := props[el]; ok {
-				node = p
-				continue
-			}
-			if _, ok := n["patternProperties"]; ok {
-				return 0, ""
-			}
-			switch ap := n["additionalProperties"].(type) {
-			case bool:
-				if ap {
-					return 0, ""
-				}
-			case map[string]any:
-				node = ap
-				continue
-			default:
-				return 0, ""
-			}
-			names := slices.Sorted(maps.Keys(props))
-			msg := fmt.Sprintf("%s has no field %q: %s gives %s", at, el, sh.whose, strings.Join(names, ", "))
-			if len(names) == 0 {
-				msg = fmt.Sprintf("%s has no field %q: %s gives no fields", at, el, sh.whose)
-			}
-			if s := schemas.Suggest(el, names); s != "" {
-				msg += fmt.Sprintf(" (did you mean %s?)", s)
-			}
+		next, msg := sh.child(n, at, el, i)
+		if msg != "" {
 			return i, msg
-		case "array":
-			if _, err := strconv.ParseUint(el, 10, 64); err != nil {
-				if i == 0 && sh.forEach != "" {
-					return i, fmt.Sprintf("%s is a list: step %s calls its tool once per element of for_each; read one call's output, e.g. %s[0].%s", at, sh.forEach, at, el)
-				}
-				return i, fmt.Sprintf("%s is a list (%s); it has no field %q: read an element, e.g. %s[0].%s", at, sh.whose, el, at, el)
-			}
-			node = n["items"]
-			if node == nil {
-				return 0, ""
-			}
-		case "string", "number", "integer", "boolean", "null":
-			return i, fmt.Sprintf("%s is %s (%s); it has no field %q", at, article(t), sh.whose, el)
-		default:
+		}
+		if next == nil {
 			return 0, ""
 		}
+		node = next
 	}
 	return 0, ""
+}
+
+// child returns the schema of element el (the i-th of the path followed)
+// of the value at, whose schema is n: the schema to follow on, or nil when
+// the shape lets any element through there, or msg saying why el cannot be
+// there.
+func (sh shape) child(n map[string]any, at, el string, i int) (next any, msg string) {
+	t, _ := n["type"].(string)
+	switch t {
+	case "object":
+		return sh.field(n, at, el)
+	case "array":
+		return sh.element(n, at, el, i)
+	case "string", "number", "integer", "boolean", "null":
+		return nil, fmt.Sprintf("%s is %s (%s); it has no field %q", at, article(t), sh.whose, el)
+	}
+	return nil, ""
+}
+
+// field returns the schema of field el of the object at, whose schema is
+// n: its property, or the schema of additional properties; nil when any
+// field may be there; or msg naming the fields there are.
+func (sh shape) field(n map[string]any, at, el string) (next any, msg string) {
+	props, _ := n["properties"].(map[string]any)
+	if p, ok := props[el]; ok {
+		return p, ""
+	}
+	if _, ok := n["patternProperties"]; ok {
+		return nil, ""
+	}
+	switch ap := n["additionalProperties"].(type) {
+	case bool:
+		if ap {
+			return nil, ""
+		}
+	case map[string]any:
+		return ap, ""
+	default:
+		return nil, ""
+	}
+	names := slices.Sorted(maps.Keys(props))
+	msg = fmt.Sprintf("%s has no field %q: %s gives %s", at, el, sh.whose, strings.Join(names, ", "))
+	if len(names) == 0 {
+		msg = fmt.Sprintf("%s has no field %q: %s gives no fields", at, el, sh.whose)
+	}
+	if s := schemas.Suggest(el, names); s != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return nil, msg
+}
+
+// element returns the schema of element el (the i-th of the path
+// followed) of the list at, whose schema is n: its items' schema, nil when
+// it has none, or msg when el is a field name rather than an index.
+func (sh shape) element(n map[string]any, at, el string, i int) (next any, msg string) {
+	if _, err := strconv.ParseUint(el, 10, 64); err != nil {
+		if i == 0 && sh.forEach != "" {
+			return nil, fmt.Sprintf("%s is a list: step %s calls its tool once per element of for_each; read one call's output, e.g. %s[0].%s", at, sh.forEach, at, el)
+		}
+		return nil, fmt.Sprintf("%s is a list (%s); it has no field %q: read an element, e.g. %s[0].%s", at, sh.whose, el, at, el)
+	}
+	return n["items"], ""
 }
 
 // posAt returns the file position of byte offset off in the string s at
