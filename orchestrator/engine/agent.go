@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/agent"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/runstore"
 )
 
 // An agent step is run by package agent; the engine is its host. Each call
@@ -164,7 +165,7 @@ func outcome(sub *StepResult, v *value, outputLabel ifc.Label) agent.Outcome {
 // JetStream at once and stored before the next call is delivered.
 func (h *agentHost) record(ctx context.Context, idem string, sub *StepResult, v *value, args map[string]any) error {
 	r := h.r
-	rec := callRecord{Result: sub, Args: args}
+	rec := runstore.CallRecord{Result: sub, Args: args}
 	if v != nil {
 		out, err := json.Marshal(v.out)
 		if err != nil {
@@ -180,7 +181,7 @@ func (h *agentHost) record(ctx context.Context, idem string, sub *StepResult, v 
 	if err != nil {
 		return err
 	}
-	r.acks.add(st.write(st.steps, callKey(idem), b, false))
+	r.acks.add(st.WriteCall(idem, b))
 	r.wrote(idem)
 	return nil
 }
@@ -196,7 +197,7 @@ func (h *agentHost) recorded(ctx context.Context, idem, key string, outputLabel 
 	if err != nil {
 		return agent.Outcome{}, false
 	}
-	rec, err := st.getCall(ctx, idem)
+	rec, err := st.GetCall(ctx, idem)
 	if err != nil || rec == nil || rec.Result == nil {
 		return agent.Outcome{}, false
 	}

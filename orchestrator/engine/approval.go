@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/approval"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/runstore"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -34,13 +35,13 @@ type Approval = approval.Approval
 type Lookalike = schemas.Lookalike
 
 // store opens the engine's buckets the first time it is asked.
-func (e *Engine) store(ctx context.Context) (*store, error) {
+func (e *Engine) store(ctx context.Context) (*runstore.Store, error) {
 	e.stMu.Lock()
 	defer e.stMu.Unlock()
 	if e.st != nil {
 		return e.st, nil
 	}
-	st, err := openStore(ctx, e.cfg.Conn, e.cfg.Replicas, e.cfg.Fault)
+	st, err := runstore.Open(ctx, e.cfg.Conn, e.cfg.Replicas, e.cfg.Fault)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +55,7 @@ func (e *Engine) Approvals(ctx context.Context) ([]Approval, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, err := st.allApprovals(ctx)
+	all, err := st.AllApprovals(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list approvals: %w", err)
 	}
@@ -76,7 +77,7 @@ func (e *Engine) Approval(ctx context.Context, id string) (*Approval, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, _, err := st.getApproval(ctx, id)
+	a, _, err := st.GetApproval(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("no held call %q", id)
 	}
@@ -94,7 +95,7 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	if err != nil {
 		return err
 	}
-	a, rev, err := st.getApproval(ctx, id)
+	a, rev, err := st.GetApproval(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("no held call %q", id)
 	}
@@ -120,7 +121,7 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	if err := a.Advance(event); err != nil {
 		return err
 	}
-	if err := st.updateApproval(ctx, a, rev); err != nil {
+	if err := st.UpdateApproval(ctx, a, rev); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return fmt.Errorf("approval %s was answered by someone else at the same time", id)
 		}
@@ -185,21 +186,21 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 // before, with its revision; nil when there is none, or when the call
 // changed since (what was, or would be, approved was another call: a
 // pending approval of it is superseded).
-func (r *run) heldBefore(ctx context.Context, st *store, idem, hash string) (*Approval, uint64, error) {
+func (r *run) heldBefore(ctx context.Context, st *runstore.Store, idem, hash string) (*Approval, uint64, error) {
 	if r.fresh {
 		return nil, 0, nil
 	}
-	prev, err := st.getCall(ctx, idem)
+	prev, err := st.GetCall(ctx, idem)
 	if err != nil || prev == nil || prev.ApprovalID == "" {
 		return nil, 0, err
 	}
-	a, rev, err := st.getApproval(ctx, prev.ApprovalID)
+	a, rev, err := st.GetApproval(ctx, prev.ApprovalID)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, err
 	}
 	if a != nil && a.Hash != hash {
 		if a.Advance(approval.Supersede) == nil {
-			_ = st.updateApproval(ctx, a, rev)
+			_ = st.UpdateApproval(ctx, a, rev)
 		}
 		return nil, 0, nil
 	}
@@ -208,19 +209,19 @@ func (r *run) heldBefore(ctx context.Context, st *store, idem, hash string) (*Ap
 
 // newApproval holds the call as a new approval, pending, and records it as
 // the call's under its idempotency key.
-func (r *run) newApproval(ctx context.Context, st *store, s *flow.Step, res *StepResult, args map[string]any, idem, hash string) (*Approval, error) {
+func (r *run) newApproval(ctx context.Context, st *runstore.Store, s *flow.Step, res *StepResult, args map[string]any, idem, hash string) (*Approval, error) {
 	a := &Approval{ID: audit.NewID(), RunID: r.id, Flow: r.plan.Name, Step: s.ID, Index: res.Index, Tool: s.Call,
 		Args: args, ArgLabels: res.ArgLabels, Label: res.Label, Rules: res.Rules, Reasons: res.Reasons,
 		Hash: hash, Status: ApprovalPending, Created: time.Now().UTC()}
-	earlier, err := st.allApprovals(ctx)
+	earlier, err := st.AllApprovals(ctx)
 	if err != nil {
 		return nil, err
 	}
 	a.Lookalikes = approval.Lookalikes(s.Call, args, r.policy.Registries(), earlier)
-	if err := st.createApproval(ctx, a); err != nil {
+	if err := st.CreateApproval(ctx, a); err != nil {
 		return nil, err
 	}
-	if err := st.putCall(ctx, idem, &callRecord{ApprovalID: a.ID}); err != nil {
+	if err := st.PutCall(ctx, idem, &runstore.CallRecord{ApprovalID: a.ID}); err != nil {
 		return nil, err
 	}
 	r.wrote(idem)
@@ -230,7 +231,7 @@ func (r *run) newApproval(ctx context.Context, st *store, s *flow.Step, res *Ste
 // wait waits for a person to answer the pending approval a, and returns it
 // as it then stands; answered is false when the wait ended first (its
 // timeout, or the run stopped).
-func (r *run) wait(ctx context.Context, st *store, a *Approval, res *StepResult) (_ *Approval, rev uint64, answered bool, err error) {
+func (r *run) wait(ctx context.Context, st *runstore.Store, a *Approval, res *StepResult) (_ *Approval, rev uint64, answered bool, err error) {
 	// The answer is stored before it is sent, so the approval is read
 	// again once this waiter is in place: an answer given in between is
 	// not missed.
@@ -243,7 +244,7 @@ func (r *run) wait(ctx context.Context, st *store, a *Approval, res *StepResult)
 		delete(r.e.approvals, a.ID)
 		r.e.mu.Unlock()
 	}()
-	if a, rev, err = st.getApproval(ctx, a.ID); err != nil || a.Status != ApprovalPending {
+	if a, rev, err = st.GetApproval(ctx, a.ID); err != nil || a.Status != ApprovalPending {
 		return a, rev, err == nil, err
 	}
 	if r.opts.OnHeld != nil {
@@ -262,7 +263,7 @@ func (r *run) wait(ctx context.Context, st *store, a *Approval, res *StepResult)
 	case <-ctx.Done():
 		return a, rev, false, nil
 	}
-	a, rev, err = st.getApproval(ctx, a.ID)
+	a, rev, err = st.GetApproval(ctx, a.ID)
 	return a, rev, err == nil, err
 }
 
@@ -271,7 +272,7 @@ func (r *run) wait(ctx context.Context, st *store, a *Approval, res *StepResult)
 // ahead, as does a call whose approval was used for this very call and
 // was interrupted (it goes again with the same idempotency key, so it
 // happens once).
-func (r *run) take(ctx context.Context, st *store, a *Approval, rev uint64, res *StepResult) (string, bool) {
+func (r *run) take(ctx context.Context, st *runstore.Store, a *Approval, rev uint64, res *StepResult) (string, bool) {
 	switch a.Status {
 	case ApprovalPending:
 		if r.opts.OnHeld != nil && !r.opts.Wait {
@@ -287,7 +288,7 @@ func (r *run) take(ctx context.Context, st *store, a *Approval, rev uint64, res 
 			res.Status, res.Error = StatusFailed, err.Error()
 			return "", false
 		}
-		if err := st.updateApproval(ctx, a, rev); err != nil {
+		if err := st.UpdateApproval(ctx, a, rev); err != nil {
 			res.Status, res.Error = StatusFailed, fmt.Errorf("approval %s could not be used: %w", a.ID, err).Error()
 			return "", false
 		}

@@ -41,7 +41,7 @@ func waitFinished(t *testing.T, h *harness, runID string) {
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		_, err := st.getRun(ctx, runID)
+		_, err := st.GetRun(ctx, runID)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return
 		}
@@ -179,13 +179,13 @@ func TestApprovalForAnotherCallIsNotUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, rev, err := st.getApproval(ctx, id)
+	a, rev, err := st.GetApproval(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.Status, a.Who = ApprovalApproved, "mallory"
 	a.Hash = approval.Hash(r.RunID+"/pay", "t.spend", map[string]any{"amount": 5000.0, "note": "pay me"}, a.Label, a.ArgLabels)
-	if err := st.updateApproval(ctx, a, rev); err != nil {
+	if err := st.UpdateApproval(ctx, a, rev); err != nil {
 		t.Fatal(err)
 	}
 	h1.close()
@@ -313,12 +313,16 @@ func TestFinishedRunLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t, "", map[string]worker.Handler{"fetch": untrustedPage})
 	left := func(runID string) []string {
-		st, err := h.engine.store(ctx)
+		js, err := jetstream.New(h.engine.cfg.Conn)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var keys []string
-		for _, kv := range []jetstream.KeyValue{st.runs, st.steps} {
+		for _, name := range []string{RunsBucket, StepsBucket} {
+			kv, err := js.KeyValue(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
 			l, err := kv.ListKeys(ctx)
 			if err != nil {
 				t.Fatal(err)

@@ -11,6 +11,11 @@
 // who approved it (approved:<who>); its output is labeled with the join of
 // that label, the tool's declared output label and every host it reached.
 // Nothing else in the run is lowered.
+//
+// What a held call is, and the states it may go through, is
+// orchestrator/approval's; where an unfinished run and its completed calls
+// are kept, so that a run outlives its orchestrator, is
+// orchestrator/runstore's; an agent step's loop is orchestrator/agent's.
 package engine
 
 import (
@@ -35,6 +40,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
+	"github.com/sluicehq/sluice/orchestrator/runstore"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -112,7 +118,7 @@ type Engine struct {
 	caps *caps
 
 	stMu sync.Mutex
-	st   *store
+	st   *runstore.Store
 }
 
 type inflight struct {
@@ -328,7 +334,7 @@ type run struct {
 
 // keepLeaves writes the records of the calls no other step reads, for a
 // run that goes on in another pass.
-func (r *run) keepLeaves(st *store) {
+func (r *run) keepLeaves(st *runstore.Store) {
 	r.keysMu.Lock()
 	defer r.keysMu.Unlock()
 	for idem, l := range r.leaves {
@@ -338,7 +344,7 @@ func (r *run) keepLeaves(st *store) {
 				"run_id", r.id, "call", idem, "err", err)
 			continue
 		}
-		r.acks.add(st.write(st.steps, callKey(idem), b, false))
+		r.acks.add(st.WriteCall(idem, b))
 		r.keys[idem] = true
 	}
 	r.leaves = map[string]leaf{}
@@ -384,7 +390,7 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if err != nil {
 		return nil, err
 	}
-	put := st.write(st.runs, id, b, false)
+	put := st.WriteRun(id, b)
 	pol := opts.Policy
 	if pol == nil {
 		pol = e.Policy()
@@ -551,7 +557,7 @@ func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) 
 		if err := r.acks.wait(ctx); err != nil {
 			return notRecorded(out, err)
 		}
-		if err := e.setRunStatus(ctx, st, rs, runHeld); err != nil {
+		if err := e.setRunStatus(ctx, st, rs, runstore.Held); err != nil {
 			return notRecorded(out, err)
 		}
 		return out, nil
@@ -562,15 +568,15 @@ func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) 
 	few := r.fresh && len(r.keys) <= 2
 	if few {
 		for k := range r.keys {
-			r.acks.add(st.write(st.steps, callKey(k), nil, true))
+			r.acks.add(st.PurgeCall(k))
 		}
-		r.acks.add(st.write(st.runs, r.id, nil, true))
+		r.acks.add(st.PurgeRun(r.id))
 	}
 	if err := r.acks.wait(ctx); err != nil {
 		return notRecorded(out, err)
 	}
 	if !few {
-		if err := st.finish(ctx, r.id); err != nil {
+		if err := st.Finish(ctx, r.id); err != nil {
 			e.log.Warn("finished run not removed from the store", "run_id", r.id, "err", err)
 		}
 	}
@@ -586,28 +592,28 @@ func notRecorded(out *Result, err error) (*Result, error) {
 	return out, err
 }
 
-func (e *Engine) setRunStatus(ctx context.Context, st *store, rs *runState, status string) error {
-	rec, err := st.getRun(ctx, rs.id)
+func (e *Engine) setRunStatus(ctx context.Context, st *runstore.Store, rs *runState, status runstore.Phase) error {
+	rec, err := st.GetRun(ctx, rs.id)
 	if err != nil {
 		if rec, err = newRunRecord(rs.id, rs.plan, rs.inputs); err != nil {
 			return err
 		}
 	}
 	rec.Status = status
-	if status == runRunning {
+	if status == runstore.Running {
 		rec.StoppedAt = nil
 	}
-	return st.putRun(ctx, rec)
+	return st.PutRun(ctx, rec)
 }
 
 // newRunRecord is the record of a run as it starts.
-func newRunRecord(id string, plan *flow.Plan, inputs map[string]any) (*runRecord, error) {
+func newRunRecord(id string, plan *flow.Plan, inputs map[string]any) (*runstore.RunRecord, error) {
 	in, err := json.Marshal(inputs)
 	if err != nil {
 		return nil, fmt.Errorf("inputs: %w", err)
 	}
-	return &runRecord{ID: id, Flow: plan.Name, File: plan.File, Source: plan.Source, Inputs: in,
-		Status: runRunning, Created: time.Now().UTC()}, nil
+	return &runstore.RunRecord{ID: id, Flow: plan.Name, File: plan.File, Source: plan.Source, Inputs: in,
+		Status: runstore.Running, Created: time.Now().UTC()}, nil
 }
 
 // worse orders run outcomes: failed > denied > held > completed.

@@ -73,11 +73,11 @@ steps:
 	}
 	// Every write handed to the run state is answered before it is read.
 	select {
-	case <-st.js.PublishAsyncComplete():
+	case <-st.Answered():
 	case <-ctx.Done():
 		t.Fatal("writes to the run state still unanswered after 2 minutes")
 	}
-	runs, err := st.unfinished(ctx)
+	runs, err := st.Unfinished(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/orchestrator/approval"
 	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/orchestrator/runstore"
 )
 
 // When a kept run goes on (RunInfo.Resume).
@@ -42,12 +43,13 @@ type RunInfo struct {
 	Created   time.Time `json:"created"`
 }
 
-func (rec *runRecord) info() RunInfo {
-	i := RunInfo{ID: rec.ID, Flow: rec.Flow, Status: rec.Status, StoppedAt: rec.StoppedAt, Created: rec.Created}
+// info says what a stored run is and when it goes on.
+func info(rec *runstore.RunRecord) RunInfo {
+	i := RunInfo{ID: rec.ID, Flow: rec.Flow, Status: string(rec.Status), StoppedAt: rec.StoppedAt, Created: rec.Created}
 	switch rec.Status {
-	case runHeld:
+	case runstore.Held:
 		i.Resume = ResumeOnAnswer
-	case runInterrupted:
+	case runstore.Interrupted:
 		i.Resume = ResumeOnRequest
 	default:
 		i.Resume = ResumeOnStart
@@ -87,20 +89,20 @@ func (e *Engine) interrupted(ctx context.Context, r *run, rs *runState, out *Res
 	}
 	byUser := errors.Is(cause, ErrStoppedByUser)
 	resume := ResumeOnStart
-	status := runRunning
+	status := runstore.Running
 	why := "its orchestrator stopped; it resumes when one starts again on this state (sluice up)"
 	if byUser {
-		resume, status = ResumeOnRequest, runInterrupted
+		resume, status = ResumeOnRequest, runstore.Interrupted
 		why = "interrupted by the user; kept, and resumed only when asked (sluice up --resume); sluice cancel ends it"
 	}
-	rec, err := st.getRun(ctx, rs.id)
+	rec, err := st.GetRun(ctx, rs.id)
 	if err != nil {
 		if rec, err = newRunRecord(rs.id, rs.plan, rs.inputs); err != nil {
 			return out, err
 		}
 	}
 	rec.Status, rec.StoppedAt = status, at
-	if err := st.putRun(ctx, rec); err != nil {
+	if err := st.PutRun(ctx, rec); err != nil {
 		return out, fmt.Errorf("run %s interrupted, and that could not be recorded: %w", r.id, err)
 	}
 	if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunInterrupted, RunID: r.id, Flow: r.plan.Name,
@@ -125,21 +127,21 @@ func (e *Engine) Unfinished(ctx context.Context) ([]RunInfo, error) {
 // Unfinished lists the runs kept in the store reached by nc, oldest
 // first: what a reader of a copy of the store shows.
 func Unfinished(ctx context.Context, nc *nats.Conn) ([]RunInfo, error) {
-	st, err := openStore(ctx, nc, 1, nil)
+	st, err := runstore.Open(ctx, nc, 1, nil)
 	if err != nil {
 		return nil, err
 	}
 	return unfinishedInfo(ctx, st)
 }
 
-func unfinishedInfo(ctx context.Context, st *store) ([]RunInfo, error) {
-	recs, err := st.unfinished(ctx)
+func unfinishedInfo(ctx context.Context, st *runstore.Store) ([]RunInfo, error) {
+	recs, err := st.Unfinished(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list unfinished runs: %w", err)
 	}
 	out := make([]RunInfo, 0, len(recs))
 	for _, r := range recs {
-		out = append(out, r.info())
+		out = append(out, info(r))
 	}
 	slices.SortFunc(out, func(a, b RunInfo) int { return a.Created.Compare(b.Created) })
 	return out, nil
@@ -155,7 +157,7 @@ func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec, err := st.getRun(ctx, id)
+	rec, err := st.GetRun(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("no unfinished run %q: it finished or was cancelled (sluice runs shows it), or never ran here", id)
 	}
@@ -172,13 +174,13 @@ func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
 		Status: StatusCancelled, User: who, Reasons: []string{"cancelled by " + who}}); err != nil {
 		return nil, fmt.Errorf("cancel run %s: %w", id, err)
 	}
-	if err := st.finish(ctx, id); err != nil {
+	if err := st.Finish(ctx, id); err != nil {
 		return nil, fmt.Errorf("cancel run %s: recorded as cancelled, but not removed from the store: %w", id, err)
 	}
 	e.mu.Lock()
 	delete(e.runs, id)
 	e.mu.Unlock()
-	info := rec.info()
+	info := info(rec)
 	return &info, nil
 }
 
@@ -206,8 +208,8 @@ func (e *Engine) stopRun(ctx context.Context, id string) error {
 
 // withdrawHeld cancels the held calls of run id that were not yet made,
 // so that no answer can let one through.
-func (e *Engine) withdrawHeld(ctx context.Context, st *store, id, who string) error {
-	approvals, err := st.allApprovals(ctx)
+func (e *Engine) withdrawHeld(ctx context.Context, st *runstore.Store, id, who string) error {
+	approvals, err := st.AllApprovals(ctx)
 	if err != nil {
 		return fmt.Errorf("cancel run %s: list its held calls: %w", id, err)
 	}
@@ -215,7 +217,7 @@ func (e *Engine) withdrawHeld(ctx context.Context, st *store, id, who string) er
 		if a.RunID != id || (a.Status != ApprovalPending && a.Status != ApprovalApproved) {
 			continue
 		}
-		cur, rev, err := st.getApproval(ctx, a.ID)
+		cur, rev, err := st.GetApproval(ctx, a.ID)
 		if err != nil {
 			return fmt.Errorf("cancel run %s: %w", id, err)
 		}
@@ -224,7 +226,7 @@ func (e *Engine) withdrawHeld(ctx context.Context, st *store, id, who string) er
 		}
 		now := time.Now().UTC()
 		cur.Who, cur.Decided = who, &now
-		if err := st.updateApproval(ctx, cur, rev); err != nil {
+		if err := st.UpdateApproval(ctx, cur, rev); err != nil {
 			return fmt.Errorf("cancel run %s: withdraw held call %s: %w", id, a.ID, err)
 		}
 		e.mu.Lock()

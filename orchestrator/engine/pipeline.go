@@ -3,12 +3,7 @@ package engine
 import (
 	"context"
 	"sync"
-	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/sluicehq/sluice/internal/jsretry"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 )
 
@@ -64,74 +59,4 @@ func (r *run) publish(rec audit.Record) error {
 	}
 	r.acks.add(p)
 	return nil
-}
-
-// kvWrite is a put or purge of a bucket key handed to JetStream. When its
-// answer does not come, it is made again, synchronously: both may be
-// repeated.
-type kvWrite struct {
-	fut  jetstream.PubAckFuture
-	redo func(context.Context) error
-	s    *store
-
-	mu   sync.Mutex
-	done bool
-	err  error
-}
-
-func (w *kvWrite) Wait(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return w.err
-	}
-	if w.fut != nil {
-		t := time.NewTimer(jsretry.Try)
-		defer t.Stop()
-		select {
-		case <-w.fut.Ok():
-			w.done = true
-			return nil
-		case <-w.fut.Err():
-		case <-t.C:
-		case <-w.s.fault.Done():
-			// The server does not answer a write it could not store.
-			select {
-			case <-w.fut.Ok():
-				w.done = true
-				return nil
-			default:
-			}
-			w.err, w.done = w.s.fault.Err(), true
-			return w.err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	w.err, w.done = w.s.do(ctx, w.redo), true
-	return w.err
-}
-
-// write hands a put (or, with purge, a purge) of key to kv's stream and
-// returns at once.
-func (s *store) write(kv jetstream.KeyValue, key string, b []byte, purge bool) *kvWrite {
-	msg := nats.NewMsg("$KV." + kv.Bucket() + "." + key)
-	msg.Data = b
-	w := &kvWrite{s: s, redo: func(ctx context.Context) error {
-		if purge {
-			return kv.Purge(ctx, key)
-		}
-		_, err := kv.Put(ctx, key, b)
-		return err
-	}}
-	if purge {
-		// As jetstream.KeyValue.Purge writes it: a marker that drops the
-		// key's earlier values.
-		msg.Header.Set("KV-Operation", "PURGE")
-		msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	}
-	if fut, err := s.js.PublishMsgAsync(msg); err == nil {
-		w.fut = fut
-	}
-	return w
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/runstore"
 )
 
 // resume starts another pass over a run in the background: at once when
@@ -78,14 +79,14 @@ func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
 		return fail(err)
 	}
 	if rs.plan == nil {
-		rec, err := st.getRun(ctx, rs.id)
+		rec, err := st.GetRun(ctx, rs.id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return fail(fmt.Errorf("run %s is not in the store: it finished, or was never started here", rs.id))
 		}
 		if err != nil {
 			return fail(err)
 		}
-		if rec.Status == runInterrupted && !rs.force {
+		if rec.Status == runstore.Interrupted && !rs.force {
 			// An answer to a held call of it was recorded; it applies
 			// when the run is resumed.
 			return fail(errKeptInterrupted)
@@ -111,7 +112,7 @@ func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
 		// Cancelled (or stopped) before it went on.
 		return fail(context.Cause(ctx))
 	}
-	if err := e.setRunStatus(ctx, st, rs, runRunning); err != nil {
+	if err := e.setRunStatus(ctx, st, rs, runstore.Running); err != nil {
 		return fail(err)
 	}
 	if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunResumed, RunID: rs.id, Flow: rs.plan.Name}); err != nil {
@@ -137,17 +138,17 @@ func (e *Engine) ResumeRuns(ctx context.Context, interrupted bool) ([]RunInfo, e
 	if err != nil {
 		return nil, err
 	}
-	runs, err := st.unfinished(ctx)
+	runs, err := st.Unfinished(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list unfinished runs: %w", err)
 	}
-	approvals, err := st.allApprovals(ctx)
+	approvals, err := st.AllApprovals(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list approvals: %w", err)
 	}
 	out := toResume(runs, approvals, interrupted)
 	for _, r := range out {
-		e.resumeForced(r.ID, r.Status == runInterrupted)
+		e.resumeForced(r.ID, r.Status == string(runstore.Interrupted))
 	}
 	return out, nil
 }
@@ -156,12 +157,12 @@ func (e *Engine) ResumeRuns(ctx context.Context, interrupted bool) ([]RunInfo, e
 // running when their orchestrator stopped, those with a held call a person
 // answered meanwhile, and — only when interrupted is set — those a person
 // interrupted.
-func toResume(runs []*runRecord, approvals []Approval, interrupted bool) []RunInfo {
-	byID := map[string]*runRecord{}
+func toResume(runs []*runstore.RunRecord, approvals []Approval, interrupted bool) []RunInfo {
+	byID := map[string]*runstore.RunRecord{}
 	todo := map[string]bool{}
 	for _, r := range runs {
 		byID[r.ID] = r
-		if r.Status == runRunning || (interrupted && r.Status == runInterrupted) {
+		if r.Status == runstore.Running || (interrupted && r.Status == runstore.Interrupted) {
 			todo[r.ID] = true
 		}
 	}
@@ -169,14 +170,14 @@ func toResume(runs []*runRecord, approvals []Approval, interrupted bool) []RunIn
 		if a.Status != ApprovalApproved && a.Status != ApprovalDenied {
 			continue
 		}
-		if r := byID[a.RunID]; r != nil && (r.Status != runInterrupted || interrupted) {
+		if r := byID[a.RunID]; r != nil && (r.Status != runstore.Interrupted || interrupted) {
 			todo[a.RunID] = true
 		}
 	}
 	var out []RunInfo
 	for _, r := range runs {
 		if todo[r.ID] {
-			out = append(out, r.info())
+			out = append(out, info(r))
 		}
 	}
 	slices.SortFunc(out, func(a, b RunInfo) int { return a.Created.Compare(b.Created) })
@@ -200,7 +201,7 @@ func (r *run) restore(ctx context.Context, s *flow.Step, idem string) (*StepResu
 	if err != nil {
 		return nil, nil, false
 	}
-	rec, err := st.getCall(ctx, idem)
+	rec, err := st.GetCall(ctx, idem)
 	if err != nil || rec == nil || rec.Result == nil {
 		return nil, nil, false
 	}
@@ -230,7 +231,7 @@ func encodeCall(res *StepResult, v *value, args map[string]any) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(&callRecord{Result: res, Output: out, Base: v.base, Fields: v.fields, Args: args})
+	return json.Marshal(&runstore.CallRecord{Result: res, Output: out, Base: v.base, Fields: v.fields, Args: args})
 }
 
 // save keeps a completed call's result and output, so that it is not made
@@ -248,14 +249,14 @@ func (r *run) save(ctx context.Context, s *flow.Step, idem string, res *StepResu
 		return
 	}
 	b, err := encodeCall(res, v, args)
-	var st *store
+	var st *runstore.Store
 	if err == nil {
 		st, err = r.e.store(ctx)
 	}
 	if err == nil {
 		// Not waited for before what follows: were it lost with the
 		// process, the call would go again with its key.
-		r.acks.add(st.write(st.steps, callKey(idem), b, false))
+		r.acks.add(st.WriteCall(idem, b))
 		r.wrote(idem)
 	}
 	if err != nil {

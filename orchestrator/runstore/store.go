@@ -1,0 +1,339 @@
+// Package runstore keeps the state of unfinished runs in JetStream
+// key-value buckets, so that a run outlives the orchestrator process that
+// started it: each run as started (its flow, inputs and phase), the output
+// of each completed call with its labels, and every held call
+// (approval.Approval). Writes go through jsretry (again while a cluster
+// elects a leader) and stop at once, with the cause, when the state
+// directory cannot be written (fault). Writes on a run's path are handed
+// to JetStream without waiting (Write) and waited for where the engine
+// must: before a call is delivered.
+package runstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/internal/jsretry"
+	"github.com/sluicehq/sluice/orchestrator/approval"
+	"github.com/sluicehq/sluice/orchestrator/internal/fault"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// The JetStream key-value buckets a run's state lives in, so that a run
+// outlives the orchestrator process that started it.
+const (
+	// RunsBucket holds each unfinished run: its flow as loaded, its
+	// inputs and whether it is running or held. A finished run's entry is
+	// removed; the audit log keeps its story.
+	RunsBucket = "SLUICE_RUNS"
+	// StepsBucket holds the output of each completed call of an unfinished
+	// run, with its labels, and the approval a held call waits for, under
+	// the call's idempotency key.
+	StepsBucket = "SLUICE_STEPS"
+	// ApprovalsBucket holds every held call (Approval), by approval id.
+	ApprovalsBucket = "SLUICE_APPROVALS"
+)
+
+// Phase is where an unfinished run stands, as kept in RunsBucket.
+type Phase string
+
+// The phases of an unfinished run.
+const (
+	// Running: under way, or it was when its orchestrator stopped; the
+	// next orchestrator resumes it.
+	Running Phase = "running"
+	// Held: waiting for a person's answer to a held call.
+	Held Phase = "held"
+	// Interrupted: a person interrupted it; it resumes only when asked.
+	Interrupted Phase = "interrupted"
+)
+
+// Store is the engine's run state. Every request to it is made through
+// jsretry.Do: again while a cluster electing a leader explains its failure.
+// Each may be repeated: puts and purges are, and Create and Update check
+// what an earlier try wrote. A write stops waiting, and fails with the
+// cause, once the state directory cannot be written (fault).
+type Store struct {
+	js                     jetstream.JetStream
+	runs, steps, approvals jetstream.KeyValue
+	fault                  *fault.Store
+}
+
+// do makes the write op through jsretry.Do, and ends it at once, with the
+// cause, when the state directory cannot be written.
+func (s *Store) do(ctx context.Context, op func(context.Context) error) error {
+	ctx, stop := s.fault.Bind(ctx)
+	defer stop()
+	return s.fault.Refused("run state", jsretry.Do(ctx, op))
+}
+
+// Open opens (creating them when missing) the buckets of the run state on
+// the bus nc, with replicas copies of each on a cluster; f, when set,
+// reports that the state directory cannot be written.
+func Open(ctx context.Context, nc *nats.Conn, replicas int, f *fault.Store) (*Store, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	open := func(name, desc string) (kv jetstream.KeyValue, err error) {
+		err = jsretry.Do(ctx, func(ctx context.Context) error {
+			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: name, Description: desc, History: 1,
+				Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+			})
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open the %s bucket: %w", name, f.Refused("run state", err))
+		}
+		return kv, nil
+	}
+	s := &Store{js: js, fault: f}
+	if s.runs, err = open(RunsBucket, "unfinished runs"); err != nil {
+		return nil, err
+	}
+	if s.steps, err = open(StepsBucket, "outputs of completed calls of unfinished runs, and held calls"); err != nil {
+		return nil, err
+	}
+	if s.approvals, err = open(ApprovalsBucket, "calls held for a person"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// RunRecord is an unfinished run.
+type RunRecord struct {
+	ID      string          `json:"id"`
+	Flow    string          `json:"flow"`
+	File    string          `json:"file"`
+	Source  []byte          `json:"source"`
+	Inputs  json.RawMessage `json:"inputs"`
+	Status  Phase           `json:"status"`
+	Created time.Time       `json:"created"`
+	// StoppedAt are the steps an interrupted run stopped at.
+	StoppedAt []string `json:"stopped_at,omitempty"`
+}
+
+// CallRecord is a completed call's result and output with its labels, or
+// the approval a held call waits for.
+type CallRecord struct {
+	Result     *schemas.StepResult  `json:"result,omitempty"`
+	Output     json.RawMessage      `json:"output,omitempty"`
+	Base       ifc.Label            `json:"base"`
+	Fields     map[string]ifc.Label `json:"fields,omitempty"`
+	ApprovalID string               `json:"approval_id,omitempty"`
+	// Args of a completed call, so that caps over the run count it.
+	Args map[string]any `json:"args,omitempty"`
+}
+
+// CallKey is the StepsBucket key of a call: its idempotency key, which
+// names the run, the step and the element or turn.
+func CallKey(idem string) string { return strings.ReplaceAll(idem, "/", ".") }
+
+func (s *Store) PutRun(ctx context.Context, rec *RunRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := s.do(ctx, func(ctx context.Context) error { _, err := s.runs.Put(ctx, rec.ID, b); return err }); err != nil {
+		return fmt.Errorf("record run %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) GetRun(ctx context.Context, id string) (*RunRecord, error) {
+	var e jetstream.KeyValueEntry
+	err := jsretry.Do(ctx, func(ctx context.Context) (err error) { e, err = s.runs.Get(ctx, id); return err })
+	if err != nil {
+		return nil, err
+	}
+	var rec RunRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, fmt.Errorf("run %s: malformed record: %w", id, err)
+	}
+	return &rec, nil
+}
+
+// Unfinished lists the runs the store holds.
+func (s *Store) Unfinished(ctx context.Context) ([]*RunRecord, error) {
+	var out []*RunRecord
+	err := each(ctx, s.runs, "", func(b []byte) error {
+		var rec RunRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return err
+		}
+		out = append(out, &rec)
+		return nil
+	})
+	return out, err
+}
+
+// Finish forgets a finished run: its calls, with one purge of the steps
+// stream by subject (no marker is written per key), and its record.
+func (s *Store) Finish(ctx context.Context, id string) error {
+	var errs []error
+	err := s.do(ctx, func(ctx context.Context) error {
+		str, err := s.js.Stream(ctx, "KV_"+StepsBucket)
+		if err != nil {
+			return err
+		}
+		return str.Purge(ctx, jetstream.WithPurgeSubject("$KV."+StepsBucket+"."+id+".>"))
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.do(ctx, func(ctx context.Context) error { return s.runs.Purge(ctx, id) }); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) PutCall(ctx context.Context, idem string, rec *CallRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := s.do(ctx, func(ctx context.Context) error { _, err := s.steps.Put(ctx, CallKey(idem), b); return err }); err != nil {
+		return fmt.Errorf("record call %s: %w", idem, err)
+	}
+	return nil
+}
+
+// GetCall returns the record of a call, or nil when there is none.
+func (s *Store) GetCall(ctx context.Context, idem string) (*CallRecord, error) {
+	var e jetstream.KeyValueEntry
+	err := jsretry.Do(ctx, func(ctx context.Context) (err error) { e, err = s.steps.Get(ctx, CallKey(idem)); return err })
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read call %s: %w", idem, err)
+	}
+	var rec CallRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, fmt.Errorf("call %s: malformed record: %w", idem, err)
+	}
+	return &rec, nil
+}
+
+// GetApproval returns an approval and its revision.
+func (s *Store) GetApproval(ctx context.Context, id string) (*approval.Approval, uint64, error) {
+	var e jetstream.KeyValueEntry
+	err := jsretry.Do(ctx, func(ctx context.Context) (err error) { e, err = s.approvals.Get(ctx, id); return err })
+	if err != nil {
+		return nil, 0, err
+	}
+	var a approval.Approval
+	if err := json.Unmarshal(e.Value(), &a); err != nil {
+		return nil, 0, fmt.Errorf("approval %s: malformed record: %w", id, err)
+	}
+	return &a, e.Revision(), nil
+}
+
+// CreateApproval stores a new approval.
+func (s *Store) CreateApproval(ctx context.Context, a *approval.Approval) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	tries := 0
+	err = s.do(ctx, func(ctx context.Context) error {
+		tries++
+		_, err := s.approvals.Create(ctx, a.ID, b)
+		if tries > 1 && errors.Is(err, jetstream.ErrKeyExists) {
+			return s.wrote(ctx, s.approvals, a.ID, b)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record approval %s: %w", a.ID, err)
+	}
+	return nil
+}
+
+// UpdateApproval writes a only if the stored approval is still at
+// revision rev: two answers, or an answer and a use, cannot both win.
+func (s *Store) UpdateApproval(ctx context.Context, a *approval.Approval, rev uint64) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	tries := 0
+	return s.do(ctx, func(ctx context.Context) error {
+		tries++
+		_, err := s.approvals.Update(ctx, a.ID, b, rev)
+		if tries > 1 && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
+			// An earlier try may have been stored, its answer lost.
+			return s.wrote(ctx, s.approvals, a.ID, b)
+		}
+		return err
+	})
+}
+
+// wrote returns nil when key holds b: a write whose answer was lost did
+// happen. Otherwise it returns ErrKeyRevisionMismatch.
+func (s *Store) wrote(ctx context.Context, kv jetstream.KeyValue, key string, b []byte) error {
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(e.Value(), b) {
+		return jetstream.ErrKeyRevisionMismatch
+	}
+	return nil
+}
+
+// AllApprovals lists every approval in the bucket.
+func (s *Store) AllApprovals(ctx context.Context) ([]approval.Approval, error) {
+	var out []approval.Approval
+	err := each(ctx, s.approvals, "", func(b []byte) error {
+		var a approval.Approval
+		if err := json.Unmarshal(b, &a); err != nil {
+			return err
+		}
+		out = append(out, a)
+		return nil
+	})
+	return out, err
+}
+
+// each calls fn with the value of every key of kv (matching filter, when
+// set), reading them in one pass of a watcher rather than a request per key.
+func each(ctx context.Context, kv jetstream.KeyValue, filter string, fn func([]byte) error) error {
+	var w jetstream.KeyWatcher
+	var err error
+	if filter == "" {
+		w, err = kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	} else {
+		w, err = kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	}
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("the watcher stopped")
+			}
+			if e == nil {
+				return nil // every current value was delivered
+			}
+			if err := fn(e.Value()); err != nil {
+				return fmt.Errorf("%s %s: %w", kv.Bucket(), e.Key(), err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
