@@ -5,10 +5,12 @@ import (
 	"embed"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -36,8 +38,11 @@ type Manifest struct {
 	// Worker is the worker's name; its tools are served on
 	// sluice.tool.<Worker>.<tool>.
 	Worker string
-	// Run is what serves the tools: "builtin:NAME" or "wasm:PATH".
+	// Run is what serves the tools: "builtin:NAME", "wasm:PATH" or "mcp".
 	Run string
+	// MCP is set for run: mcp: the server's command and the manifest's
+	// rules for its tools, which come from the server's discovered list.
+	MCP *MCP
 	// Tools by short name ("charge" for payment.charge).
 	Tools map[string]*Tool
 	// Grants of network, secrets and files. Empty means none.
@@ -50,6 +55,13 @@ type Manifest struct {
 	// schema file it reads: what the manifest says, for a fingerprint of a
 	// deployment. Grants added by WithGrants are not in it.
 	Digest string
+
+	// Discovery is, for run: mcp, what the server listed when it was last
+	// discovered: the worker checks that the running server still says
+	// the same.
+	Discovery *Discovery
+	// skipped are the MCP server's tools the manifest does not grant.
+	skipped []string
 }
 
 // Tool is one tool of a worker.
@@ -188,16 +200,27 @@ func Load(ref string) (*Manifest, error) {
 		}
 		return Parse(ref, src, nil)
 	}
-	src, err := os.ReadFile(ref)
+	return load(ref, true)
+}
+
+func load(file string, discovered bool) (*Manifest, error) {
+	src, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
-	return Parse(ref, src, os.DirFS(filepath.Dir(ref)))
+	return parse(file, src, os.DirFS(filepath.Dir(file)), discovered)
 }
 
 // Parse decodes and checks a manifest. Schema paths are read from dir; the
 // shipped schemas are found under "schemas/" when dir is nil or lacks them.
+// A run: mcp manifest's tools are those its server listed, read from the
+// cache beside it in dir (see [Discovery]); a missing or stale cache is an
+// error.
 func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
+	return parse(file, src, dir, true)
+}
+
+func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, error) {
 	doc, ds := schemas.ParseYAML(file, src)
 	if err := ds.Err(); err != nil {
 		return nil, err
@@ -210,13 +233,15 @@ func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
 		return nil, ds.Err()
 	}
 	var raw struct {
-		Worker string `json:"worker"`
-		Run    string `json:"run"`
-		Tools  map[string]struct {
+		Worker       string   `json:"worker"`
+		Run          string   `json:"run"`
+		Command      []string `json:"command"`
+		CommandFiles []string `json:"command_files"`
+		Tools        map[string]struct {
 			Description  string         `json:"description"`
-			Privileged   bool           `json:"privileged"`
-			Approvable   bool           `json:"approvable"`
-			Egress       bool           `json:"egress"`
+			Privileged   *bool          `json:"privileged"`
+			Approvable   *bool          `json:"approvable"`
+			Egress       *bool          `json:"egress"`
 			Trusted      bool           `json:"trusted_network"`
 			InputSchema  string         `json:"input_schema"`
 			OutputSchema string         `json:"output_schema"`
@@ -241,19 +266,49 @@ func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
 	wasm := strings.HasPrefix(raw.Run, "wasm:")
 	digest := sha256.New()
 	digest.Write(src)
-	// Tools in name order, so that the digest does not depend on the
-	// order of a map.
 	schema := func(path string) (*schemas.Schema, error) {
 		sch, b, err := loadSchema(dir, path)
 		fmt.Fprintf(digest, "\x00%s\x00%d\x00", path, len(b))
 		digest.Write(b)
 		return sch, err
 	}
+	if raw.Run == RunMCP {
+		m.MCP = &MCP{Command: raw.Command, Dir: filepath.Dir(file), Cache: CachePath(file), Hash: hashOf(src)}
+		if abs, err := filepath.Abs(m.MCP.Dir); err == nil {
+			m.MCP.Dir = abs
+		}
+		for _, f := range raw.CommandFiles {
+			if !filepath.IsAbs(f) {
+				f = filepath.Join(m.MCP.Dir, f)
+			}
+			m.MCP.Files = append(m.MCP.Files, f)
+		}
+	}
+	deref := func(b *bool) bool { return b != nil && *b }
+	// Tools in name order, so that the digest does not depend on the
+	// order of a map.
 	for _, name := range slices.Sorted(maps.Keys(raw.Tools)) {
 		rt := raw.Tools[name]
 		ptr := schemas.Pointer("tools", name)
-		t := &Tool{Name: m.Worker + "." + name, Description: rt.Description, Privileged: rt.Privileged,
-			Approvable: rt.Approvable, Egress: rt.Egress, TrustedNetwork: rt.Trusted, Clearance: ifc.NewClearance(ifc.Trusted)}
+		if m.MCP != nil {
+			for key, set := range map[string]bool{"input_schema": rt.InputSchema != "", "output_schema": rt.OutputSchema != "", "trusted_network": rt.Trusted} {
+				if set {
+					ds.Add(file, doc.Pos(ptr+"/"+key), CodeBadRule, "tool %s: %s: an MCP server's tools/list gives its tools' schemas and it has no network; leave it out", name, key)
+				}
+			}
+			if _, err := path.Match(name, ""); err != nil {
+				ds.Add(file, doc.Pos(ptr), CodeBadRule, "tool pattern %q: %v", name, err)
+			}
+			m.MCP.Rules = append(m.MCP.Rules, ToolRule{Pattern: name, Description: rt.Description, Privileged: rt.Privileged,
+				Approvable: rt.Approvable, Egress: rt.Egress, OutputLabel: rt.OutputLabel, Clearance: rt.Clearance, Pos: doc.Pos(ptr)})
+			continue
+		}
+		if !toolName.MatchString(name) {
+			ds.Add(file, doc.Pos(ptr), CodeBadRule, "tool %q: patterns (* and ?) are for run: mcp only; name the tool", name)
+			continue
+		}
+		t := &Tool{Name: m.Worker + "." + name, Description: rt.Description, Privileged: deref(rt.Privileged),
+			Approvable: deref(rt.Approvable), Egress: deref(rt.Egress), TrustedNetwork: rt.Trusted, Clearance: ifc.NewClearance(ifc.Trusted)}
 		if t.Input, err = schema(rt.InputSchema); err != nil {
 			ds.Add(file, doc.Pos(ptr+"/input_schema"), CodeBadSchema, "tool %s: input_schema: %v", name, err)
 		}
@@ -297,6 +352,11 @@ func Parse(file string, src []byte, dir fs.FS) (*Manifest, error) {
 	m.Digest = hex.EncodeToString(digest.Sum(nil))
 	if err := ds.Err(); err != nil {
 		return nil, err
+	}
+	if m.MCP != nil && discovered {
+		if err := m.discovered(doc, dir); err != nil {
+			return nil, err
+		}
 	}
 	if m.Grants.Files != nil {
 		m = m.withFileSecrecy()
@@ -402,4 +462,51 @@ func (m *Manifest) Permissions(s schemas.Subjects) Permissions {
 		p.Publish = append(p.Publish, s.Egress(m.Worker))
 	}
 	return p
+}
+
+// discovered fills in the tools of a run: mcp manifest from the cache
+// beside it.
+func (m *Manifest) discovered(doc *schemas.Document, dir fs.FS) error {
+	var ds schemas.Diagnostics
+	pos := doc.Pos("/run")
+	hint := fmt.Sprintf("sluice worker discover --manifest %s", m.File)
+	var d *Discovery
+	err := ErrNotDiscovered
+	if dir != nil {
+		d, err = ReadDiscovery(dir, filepath.Base(m.MCP.Cache))
+	}
+	switch {
+	case errors.Is(err, ErrNotDiscovered):
+		ds.Add(m.File, pos, CodeNotDiscovered, "worker %s: its MCP server's tools were never discovered (no %s): run `%s`",
+			m.Worker, filepath.Base(m.MCP.Cache), hint)
+		return ds.Err()
+	case err != nil:
+		ds.Add(m.File, pos, CodeStale, "worker %s: discovered tools: %v: run `%s`", m.Worker, err, hint)
+		return ds.Err()
+	case d.Manifest != m.MCP.Hash:
+		ds.Add(m.File, pos, CodeStale, "worker %s: the tools in %s were discovered for another version of this manifest (server %s %s): run `%s` and review them",
+			m.Worker, filepath.Base(m.MCP.Cache), d.Server.Name, d.Server.Version, hint)
+		return ds.Err()
+	}
+	tools, skipped, err := m.withDiscovery(d)
+	if err != nil {
+		ds.Add(m.File, pos, CodeStale, "worker %s: %s: %v", m.Worker, filepath.Base(m.MCP.Cache), err)
+		return ds.Err()
+	}
+	if len(tools) == 0 {
+		ds.Add(m.File, doc.Pos("/tools"), CodeBadRule, "worker %s: no tool the server lists matches the manifest's tools (the server lists: %s)",
+			m.Worker, strings.Join(discoveredNames(d), ", "))
+		return ds.Err()
+	}
+	m.Tools, m.skipped = tools, skipped
+	m.Discovery = d
+	return nil
+}
+
+func discoveredNames(d *Discovery) []string {
+	var out []string
+	for _, t := range d.Tools {
+		out = append(out, t.Name)
+	}
+	return out
 }

@@ -1,0 +1,264 @@
+package capabilities
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// RunMCP is the run of a manifest whose tools an MCP server serves.
+const RunMCP = "mcp"
+
+// FilesRootArg in an MCP command stands for the file grant's root.
+const FilesRootArg = "{{files.root}}"
+
+// Codes of the diagnostics about an MCP server's discovered tools.
+const (
+	CodeNotDiscovered = "manifest_mcp_not_discovered"
+	CodeStale         = "manifest_mcp_stale"
+	CodeBadRule       = "manifest_mcp_bad_rule"
+)
+
+// MCP is how a run: mcp worker starts its server, and what its manifest
+// says about the server's tools.
+type MCP struct {
+	// Command is the server's argv, as the manifest gives it.
+	Command []string
+	// Dir is the manifest's directory: the command runs there, and
+	// relative paths in Files are taken from it.
+	Dir string
+	// Files are the paths the command reads to run (its installation),
+	// absolute; the server may read them, and nothing else but its file
+	// grant and the system's libraries.
+	Files []string
+	// Rules are the manifest's tools: entries, by name or glob pattern.
+	Rules []ToolRule
+	// Cache is the path of the discovered tools (see [Discovery]).
+	Cache string
+	// Hash identifies the manifest's text: a cache written for another
+	// text is stale.
+	Hash string
+}
+
+// ToolRule is what a manifest says about the MCP tools whose names match
+// Pattern. A nil field is left to the server's annotations, read as
+// [DecideMCPTool] says.
+type ToolRule struct {
+	Pattern     string
+	Description string
+	Privileged  *bool
+	Approvable  *bool
+	Egress      *bool
+	OutputLabel *ifc.Label
+	Clearance   *ifc.Clearance
+	Pos         schemas.Pos
+}
+
+// Annotations are the hints an MCP server gives about a tool. They are
+// the server's word, not the user's: [DecideMCPTool] reads a missing hint
+// as the worst case.
+type Annotations struct {
+	ReadOnly    *bool `json:"readOnlyHint,omitempty"`
+	Destructive *bool `json:"destructiveHint,omitempty"`
+	OpenWorld   *bool `json:"openWorldHint,omitempty"`
+}
+
+// Discovery is what an MCP server listed when it was last asked, kept
+// beside its manifest (NAME.tools.json for NAME.yaml) so that lint, the
+// orchestrator and the worker know its tools without starting it.
+type Discovery struct {
+	// Manifest is the [MCP.Hash] of the manifest it was discovered for.
+	Manifest string `json:"manifest"`
+	// Server is the name and version the server reported.
+	Server ServerInfo       `json:"server"`
+	Tools  []DiscoveredTool `json:"tools"`
+}
+
+// ServerInfo is the implementation an MCP server reports.
+type ServerInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// DiscoveredTool is one tool as the server listed it.
+type DiscoveredTool struct {
+	Name         string          `json:"name"`
+	Description  string          `json:"description,omitempty"`
+	InputSchema  json.RawMessage `json:"input_schema"`
+	OutputSchema json.RawMessage `json:"output_schema,omitempty"`
+	Annotations  *Annotations    `json:"annotations,omitempty"`
+}
+
+// CachePath is where the discovered tools of the manifest at file live.
+func CachePath(file string) string {
+	return strings.TrimSuffix(file, filepath.Ext(file)) + ".tools.json"
+}
+
+// toolName is what a tool's short name may be; a server's tool with
+// another name is not served.
+var toolName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// ServableName reports whether an MCP tool's name can be a Sluice tool's.
+func ServableName(name string) bool { return toolName.MatchString(name) }
+
+// Rule returns the manifest's rule for the tool name: an exact name
+// first, else the longest matching pattern (ties: the first in byte
+// order). A tool no rule matches is not granted.
+func (m *MCP) Rule(name string) (*ToolRule, bool) {
+	var best *ToolRule
+	for i := range m.Rules {
+		r := &m.Rules[i]
+		if r.Pattern == name {
+			return r, true
+		}
+		if ok, _ := path.Match(r.Pattern, name); !ok {
+			continue
+		}
+		if best == nil || len(r.Pattern) > len(best.Pattern) || (len(r.Pattern) == len(best.Pattern) && r.Pattern < best.Pattern) {
+			best = r
+		}
+	}
+	return best, best != nil
+}
+
+// DecideMCPTool decides the flags and labels of one MCP tool. The
+// manifest decides: every field its rule sets is taken as it is. Where it
+// is silent, the server's annotations supply a default, and a missing
+// hint counts as the worst case:
+//
+//   - privileged unless readOnlyHint is true (and destructiveHint does not
+//     contradict it);
+//   - egress unless openWorldHint is false;
+//   - the output is untrusted: no hint can make what a server says
+//     trusted;
+//   - approvable only when the manifest says so; the clearance is trusted
+//     with no secrecy unless the manifest says otherwise.
+//
+// The output label always carries the source tool:NAME.
+func DecideMCPTool(name string, r *ToolRule, a *Annotations) *Tool {
+	if a == nil {
+		a = &Annotations{}
+	}
+	is := func(b *bool, v bool) bool { return b != nil && *b == v }
+	t := &Tool{Name: name, Privileged: !is(a.ReadOnly, true) || is(a.Destructive, true), Egress: !is(a.OpenWorld, false),
+		OutputLabel: ifc.UntrustedFrom(), Clearance: ifc.NewClearance(ifc.Trusted)}
+	if r != nil {
+		if r.Privileged != nil {
+			t.Privileged = *r.Privileged
+		}
+		if r.Approvable != nil {
+			t.Approvable = *r.Approvable
+		}
+		if r.Egress != nil {
+			t.Egress = *r.Egress
+		}
+		if r.OutputLabel != nil {
+			t.OutputLabel = *r.OutputLabel
+		}
+		if r.Clearance != nil {
+			t.Clearance = *r.Clearance
+		}
+	}
+	t.OutputLabel = t.OutputLabel.WithSources(ifc.ToolSource(name))
+	return t
+}
+
+// ErrNotDiscovered means an MCP manifest has no cache of its server's
+// tools beside it.
+var ErrNotDiscovered = errors.New("the server's tools were never discovered")
+
+// ReadDiscovery reads the cache at path; it returns ErrNotDiscovered when
+// there is none.
+func ReadDiscovery(fsys fs.FS, name string) (*Discovery, error) {
+	b, err := fs.ReadFile(fsys, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotDiscovered
+	}
+	if err != nil {
+		return nil, err
+	}
+	var d Discovery
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &d, nil
+}
+
+// WithDiscovery returns the tools the manifest grants of those the server
+// listed, each decided by [DecideMCPTool] and with its schemas. Tools no
+// rule matches, or whose names cannot be Sluice tools', are left out and
+// named in skipped.
+func (m *Manifest) withDiscovery(d *Discovery) (tools map[string]*Tool, skipped []string, err error) {
+	tools = map[string]*Tool{}
+	for _, dt := range d.Tools {
+		r, ok := m.MCP.Rule(dt.Name)
+		if !ok || !ServableName(dt.Name) {
+			skipped = append(skipped, dt.Name)
+			continue
+		}
+		t := DecideMCPTool(m.Worker+"."+dt.Name, r, dt.Annotations)
+		t.Description = dt.Description
+		if r.Description != "" {
+			t.Description = r.Description
+		}
+		if t.Input, err = compileRaw(dt.InputSchema); err != nil {
+			return nil, nil, fmt.Errorf("tool %s: input schema: %w", dt.Name, err)
+		}
+		if len(dt.OutputSchema) > 0 {
+			if t.Output, err = compileRaw(dt.OutputSchema); err != nil {
+				return nil, nil, fmt.Errorf("tool %s: output schema: %w", dt.Name, err)
+			}
+		} else {
+			// Without structured content the output is the text content.
+			t.Output = textOutput
+		}
+		tools[dt.Name] = t
+	}
+	return tools, skipped, nil
+}
+
+// textOutput is the output of an MCP tool that declares no output schema.
+var textOutput = func() *schemas.Schema {
+	s, err := schemas.Compile(map[string]any{"type": "object", "properties": map[string]any{"text": map[string]any{"type": "string"}},
+		"required": []any{"text"}, "additionalProperties": false})
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+func compileRaw(b json.RawMessage) (*schemas.Schema, error) {
+	var doc any
+	if len(b) == 0 {
+		doc = map[string]any{"type": "object"}
+	} else if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	return schemas.Compile(doc)
+}
+
+// Skipped lists the tools the server listed that the manifest does not
+// grant (no rule matches, or a name a Sluice tool cannot have).
+func (m *Manifest) Skipped() []string { return slices.Clone(m.skipped) }
+
+func hashOf(src []byte) string {
+	h := sha256.Sum256(src)
+	return hex.EncodeToString(h[:])
+}
+
+// LoadMCP reads a run: mcp manifest without its discovered tools: its
+// Tools are empty. It is what discovery starts from.
+func LoadMCP(file string) (*Manifest, error) {
+	return load(file, false)
+}
