@@ -14,4 +14,7 @@ type Confinement struct {
 	NATSPort uint16
 	// RO and RW are directories the worker may read, or read and write.
 	RO, RW []string
+	// ROFiles are single files the worker may read (an MCP server's
+	// executable, the loader's cache).
+	ROFiles []string
 }

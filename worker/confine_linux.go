@@ -32,6 +32,9 @@ func Confine(c Confinement) (int, error) {
 	if len(c.RO) > 0 {
 		rules = append(rules, landlock.RODirs(c.RO...))
 	}
+	if len(c.ROFiles) > 0 {
+		rules = append(rules, landlock.ROFiles(c.ROFiles...))
+	}
 	if len(c.RW) > 0 {
 		rules = append(rules, landlock.RWDirs(c.RW...))
 	}

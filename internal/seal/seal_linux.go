@@ -65,8 +65,10 @@ func FromEnv(roots []string) (bool, error) {
 		if a, err := filepath.Abs(r); err == nil {
 			r = a
 		}
-		if e, err := filepath.EvalSymlinks(r); err == nil {
-			r = e
+		if e, err := filepath.EvalSymlinks(r); err == nil && e != r {
+			// A path through the link (/lib on a merged /usr) is
+			// opened as given: both name the root.
+			real = append(real, e)
 		}
 		real = append(real, r)
 	}

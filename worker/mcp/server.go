@@ -1,0 +1,502 @@
+// Package mcp serves the tools of an MCP server as a Sluice worker's: the
+// worker process starts the server (run: mcp, command: [...]) as its own
+// child over stdio, after it has confined itself, so that the server has
+// no more than the worker: its file grant, the files it needs to run, read
+// only, and no network. What the server says is untrusted: its results
+// become values labeled as the manifest says (capabilities.DecideMCPTool),
+// a label it claims in a result's _meta can only raise that label, an MCP
+// error is a tool failure, and a server that crashes, hangs or floods its
+// output fails the call and is started again.
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/worker"
+)
+
+// Config is what a server is started from.
+type Config struct {
+	// Manifest is the worker's manifest, with its deployment's grants.
+	Manifest *capabilities.Manifest
+	// Path is the PATH the command is looked up in, and the only variable
+	// the server's environment holds.
+	Path string
+	Log  *slog.Logger
+}
+
+// Server is one MCP server, started when first needed and again after it
+// died.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	live *process
+}
+
+// process is one running server.
+type process struct {
+	cmd     *exec.Cmd
+	session *sdk.ClientSession
+	exited  chan struct{}
+	flood   *floodReader
+}
+
+// New returns a server that is not started yet.
+func New(cfg Config) *Server {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: log}
+}
+
+// systemFiles are what a dynamically linked program reads to start:
+// the system's libraries, the loader's cache and the TLS library's
+// configuration (node reads it when it starts), and /dev/null. Those that exist are
+// kept readable.
+var systemFiles = []string{"/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache", "/etc/ssl/openssl.cnf", "/dev/null"}
+
+// Keep returns what the server needs to read to run, read-only: its
+// executable, the manifest's command_files, and the system's libraries;
+// directories and single files apart. The worker keeps them readable
+// when it confines itself, and so the server may read them; nothing else
+// but the worker's file grant.
+func Keep(m *capabilities.Manifest, path string) (dirs, files []string, err error) {
+	exe, err := executable(m, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range slices.Concat([]string{exe}, m.MCP.Files, systemFiles) {
+		fi, err := os.Stat(p)
+		switch {
+		case err != nil && slices.Contains(systemFiles, p):
+			continue
+		case err != nil:
+			return nil, nil, fmt.Errorf("command_files: %w", err)
+		case fi.IsDir():
+			dirs = append(dirs, p)
+		default:
+			files = append(files, p)
+		}
+	}
+	return dirs, files, nil
+}
+
+// executable finds the command's program, symbolic links resolved.
+func executable(m *capabilities.Manifest, path string) (string, error) {
+	name := m.MCP.Command[0]
+	var exe string
+	if strings.Contains(name, "/") {
+		exe = name
+		if !filepath.IsAbs(exe) {
+			exe = filepath.Join(m.MCP.Dir, exe)
+		}
+	} else {
+		for _, dir := range filepath.SplitList(path) {
+			p := filepath.Join(dir, name)
+			if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+				exe = p
+				break
+			}
+		}
+		if exe == "" {
+			return "", fmt.Errorf("command %q: not found in PATH", name)
+		}
+	}
+	real, err := filepath.EvalSymlinks(exe)
+	if err != nil {
+		return "", fmt.Errorf("command %q: %w", name, err)
+	}
+	return real, nil
+}
+
+// command builds the server's process: the manifest's argv, with
+// {{files.root}} as the file grant's root, in the manifest's directory,
+// with an environment of PATH alone (no credentials, no secrets), in a
+// process group of its own, killed if the worker dies.
+func (s *Server) command() (*exec.Cmd, error) {
+	m := s.cfg.Manifest
+	exe, err := executable(m, s.cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	args := slices.Clone(m.MCP.Command[1:])
+	for i, a := range args {
+		if !strings.Contains(a, capabilities.FilesRootArg) {
+			continue
+		}
+		if m.Grants.Files == nil {
+			return nil, fmt.Errorf("command: %s names the file grant's root, and worker %s has no file grant", capabilities.FilesRootArg, m.Worker)
+		}
+		root, err := filepath.Abs(m.Grants.Files.Root)
+		if err != nil {
+			return nil, err
+		}
+		args[i] = strings.ReplaceAll(a, capabilities.FilesRootArg, root)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Dir = m.MCP.Dir
+	cmd.Env = []string{"PATH=" + s.cfg.Path}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return cmd, nil
+}
+
+// maxLine bounds one message from the server: the worker's reply limit,
+// and room for the envelope.
+func maxLine(m *capabilities.Manifest) int64 { return m.Limits.MaxOutput + 64<<10 }
+
+// start starts the server and opens its MCP session.
+func (s *Server) start(ctx context.Context) (*process, error) {
+	cmd, err := s.command()
+	if err != nil {
+		return nil, err
+	}
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, err
+	}
+	cmd.Stdin, cmd.Stdout = inR, outW
+	cmd.Stderr = &stderrLog{log: s.log, left: 16 << 10}
+	if err := cmd.Start(); err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("start the MCP server: %w", err)
+	}
+	inR.Close()
+	outW.Close()
+	p := &process{cmd: cmd, exited: make(chan struct{}), flood: &floodReader{r: outR, limit: maxLine(s.cfg.Manifest)}}
+	go func() {
+		err := cmd.Wait()
+		s.log.Warn("the MCP server exited", "pid", cmd.Process.Pid, "err", errString(err))
+		close(p.exited)
+	}()
+	client := sdk.NewClient(&sdk.Implementation{Name: "sluice", Version: "1"},
+		// No roots, sampling or elicitation: a server never reaches a
+		// model or a person through Sluice, and its roots are its
+		// command line.
+		&sdk.ClientOptions{Capabilities: &sdk.ClientCapabilities{}})
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.Manifest.Limits.Timeout)
+	defer cancel()
+	cs, err := client.Connect(tctx, &sdk.IOTransport{Reader: p.flood, Writer: inW, MaxLineLength: -1}, nil)
+	if err != nil {
+		p.kill()
+		return nil, fmt.Errorf("the MCP server did not initialize: %w", err)
+	}
+	p.session = cs
+	return p, nil
+}
+
+// kill stops the server's whole process group and waits for it.
+func (p *process) kill() {
+	if p.session != nil {
+		go p.session.Close()
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.exited
+}
+
+func (p *process) dead() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// Start starts the server and checks that it is the one discovered: the
+// same name and version, and the same tools, schemas and annotations for
+// every tool the manifest grants. A server that changed is refused until
+// its tools are discovered, and reviewed, again.
+func (s *Server) Start(ctx context.Context) error {
+	_, err := s.process(ctx)
+	return err
+}
+
+func (s *Server) process(ctx context.Context) (*process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.live != nil && !s.live.dead() {
+		return s.live, nil
+	}
+	s.live = nil
+	p, err := s.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := list(ctx, p.session, s.cfg.Manifest)
+	if err == nil {
+		err = sameTools(s.cfg.Manifest, d)
+	}
+	if err != nil {
+		p.kill()
+		return nil, err
+	}
+	s.live = p
+	s.log.Info("MCP server started", "pid", p.cmd.Process.Pid, "server", d.Server.Name, "version", d.Server.Version)
+	return p, nil
+}
+
+// drop stops p if it is still the live server.
+func (s *Server) drop(p *process) {
+	s.mu.Lock()
+	if s.live == p {
+		s.live = nil
+	}
+	s.mu.Unlock()
+	p.kill()
+}
+
+// Close stops the server.
+func (s *Server) Close() {
+	s.mu.Lock()
+	p := s.live
+	s.live = nil
+	s.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
+}
+
+// Discover starts the server of m, lists its tools and stops it.
+func Discover(ctx context.Context, cfg Config) (*capabilities.Discovery, error) {
+	s := New(cfg)
+	p, err := s.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer p.kill()
+	return list(ctx, p.session, cfg.Manifest)
+}
+
+// list asks the server for its name, version and tools.
+func list(ctx context.Context, cs *sdk.ClientSession, m *capabilities.Manifest) (*capabilities.Discovery, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.Limits.Timeout)
+	defer cancel()
+	d := &capabilities.Discovery{Manifest: m.MCP.Hash}
+	if ir := cs.InitializeResult(); ir != nil && ir.ServerInfo != nil {
+		d.Server = capabilities.ServerInfo{Name: ir.ServerInfo.Name, Version: ir.ServerInfo.Version}
+	}
+	for t, err := range cs.Tools(ctx, nil) {
+		if err != nil {
+			return nil, fmt.Errorf("tools/list: %w", err)
+		}
+		dt := capabilities.DiscoveredTool{Name: t.Name, Description: t.Description}
+		var err error
+		if dt.InputSchema, err = canonical(t.InputSchema); err != nil {
+			return nil, fmt.Errorf("tool %s: input schema: %w", t.Name, err)
+		}
+		if t.OutputSchema != nil {
+			if dt.OutputSchema, err = canonical(t.OutputSchema); err != nil {
+				return nil, fmt.Errorf("tool %s: output schema: %w", t.Name, err)
+			}
+		}
+		if a := t.Annotations; a != nil {
+			dt.Annotations = &capabilities.Annotations{Destructive: a.DestructiveHint, OpenWorld: a.OpenWorldHint}
+			// The SDK cannot tell a missing readOnlyHint from false;
+			// both are the worst case.
+			if a.ReadOnlyHint {
+				dt.Annotations.ReadOnly = &a.ReadOnlyHint
+			}
+		}
+		d.Tools = append(d.Tools, dt)
+	}
+	slices.SortFunc(d.Tools, func(a, b capabilities.DiscoveredTool) int { return strings.Compare(a.Name, b.Name) })
+	return d, nil
+}
+
+// canonical is v as JSON with its object keys sorted.
+func canonical(v any) (json.RawMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var doc any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	return json.Marshal(doc)
+}
+
+// ErrChanged means the running server is not the one discovered.
+var ErrChanged = errors.New("the MCP server changed since its tools were discovered")
+
+// sameTools compares what the running server says with the discovery the
+// manifest was loaded with, for the tools the manifest grants.
+func sameTools(m *capabilities.Manifest, now *capabilities.Discovery) error {
+	was := m.Discovery
+	if was == nil {
+		return nil
+	}
+	hint := "run `sluice worker discover --manifest " + m.File + "` and review the tools"
+	if now.Server != was.Server {
+		return fmt.Errorf("%w: it reports %s %s, discovered as %s %s: %s", ErrChanged, now.Server.Name, now.Server.Version, was.Server.Name, was.Server.Version, hint)
+	}
+	byName := func(d *capabilities.Discovery, name string) ([]byte, bool) {
+		for _, t := range d.Tools {
+			if t.Name == name {
+				b, _ := json.Marshal(t)
+				return b, true
+			}
+		}
+		return nil, false
+	}
+	for _, name := range m.ToolNames() {
+		a, _ := byName(was, name)
+		b, ok := byName(now, name)
+		if !ok {
+			return fmt.Errorf("%w: it no longer lists tool %s: %s", ErrChanged, name, hint)
+		}
+		if !bytes.Equal(a, b) {
+			return fmt.Errorf("%w: tool %s has another description, schema or annotations: %s", ErrChanged, name, hint)
+		}
+	}
+	return nil
+}
+
+// Handlers serves each tool the manifest grants by calling the server.
+func (s *Server) Handlers() map[string]worker.Handler {
+	out := map[string]worker.Handler{}
+	for name, t := range s.cfg.Manifest.Tools {
+		out[name] = func(ctx context.Context, call *worker.Call) (any, error) { return s.call(ctx, call, name, t) }
+	}
+	return out
+}
+
+func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *capabilities.Tool) (any, error) {
+	p, err := s.process(ctx)
+	if err != nil {
+		return nil, worker.Failed("%s: %v", t.Name, err)
+	}
+	var args map[string]any
+	if err := call.Decode(&args); err != nil {
+		return nil, err
+	}
+	res, err := p.session.CallTool(ctx, &sdk.CallToolParams{Name: name, Arguments: args})
+	if err == nil {
+		return Result(res, t.OutputLabel)
+	}
+	switch {
+	case p.flood.exceeded():
+		s.drop(p)
+		return nil, &schemas.ReplyError{Code: schemas.CodeTooLarge,
+			Message: fmt.Sprintf("%s: the MCP server's answer exceeds the limit of %d bytes; it was stopped", t.Name, s.cfg.Manifest.Limits.MaxOutput)}
+	case ctx.Err() != nil:
+		// A server that does not answer in time may never answer: it
+		// is stopped, and started again for the next call.
+		s.drop(p)
+		return nil, worker.Failed("%s: the MCP server did not answer within %s; it was stopped", t.Name, s.cfg.Manifest.Limits.Timeout)
+	case p.dead():
+		s.drop(p)
+		return nil, worker.Failed("%s: the MCP server exited during the call; it is started again for the next one", t.Name)
+	}
+	return nil, worker.Failed("%s: the MCP server answered with an error: %s", t.Name, clip(err.Error()))
+}
+
+// floodReader fails the server's output once one message grows past
+// limit bytes: a server cannot make the worker hold more than that.
+type floodReader struct {
+	r     io.ReadCloser
+	limit int64
+
+	mu   sync.Mutex
+	line int64
+	over bool
+}
+
+func (f *floodReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range p[:n] {
+		if b == '\n' {
+			f.line = 0
+			continue
+		}
+		f.line++
+		if f.line > f.limit {
+			f.over = true
+			return 0, fmt.Errorf("a message from the MCP server is larger than %d bytes", f.limit)
+		}
+	}
+	return n, err
+}
+
+func (f *floodReader) Close() error { return f.r.Close() }
+
+func (f *floodReader) exceeded() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.over
+}
+
+// stderrLog puts the first bytes the server writes to its standard error
+// into the worker's log, and drops the rest.
+type stderrLog struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	left int
+}
+
+func (w *stderrLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.left <= 0 {
+		return len(p), nil
+	}
+	b := p[:min(len(p), w.left)]
+	w.left -= len(b)
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.log.Warn("MCP server stderr", "line", clip(l))
+	}
+	return len(p), nil
+}
+
+// clip shortens what a server said for a log line or an error message.
+func clip(s string) string {
+	const max = 300
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
