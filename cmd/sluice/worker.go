@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/worker/email"
 	"github.com/sluicehq/sluice/worker/files"
 	"github.com/sluicehq/sluice/worker/llm"
+	"github.com/sluicehq/sluice/worker/mcp"
 	"github.com/sluicehq/sluice/worker/payment"
 	"github.com/sluicehq/sluice/worker/wasm"
 	"github.com/sluicehq/sluice/worker/web"
@@ -43,12 +46,18 @@ func builtins() map[string]worker.Builtin {
 func workerCommand() *command {
 	return &command{
 		name:  "worker",
-		usage: "worker --manifest FILE|builtin:NAME",
+		usage: "worker [discover] --manifest FILE|builtin:NAME",
 		short: "serve one worker's tools (started by the orchestrator)",
 		long: `Runs one worker process: connects to the bus with the worker's own
 credentials and serves the tools its manifest names, and nothing else. The
 orchestrator starts workers itself; run one by hand to place it on another
 machine.
+
+For a run: mcp manifest the worker starts the MCP server as its own child,
+once it has confined itself. "sluice worker discover" starts that server the
+same way, lists its tools, and writes them beside the manifest (NAME.tools.json
+for NAME.yaml): lint and the orchestrator read them there, and the worker
+refuses a server whose name, version or tools no longer match.
 
 Environment:
   SLUICE_NATS_URL       the bus, e.g. nats://127.0.0.1:4222
@@ -61,13 +70,18 @@ Environment:
 
 Examples:
   sluice worker --manifest builtin:payment
-  sluice worker --manifest tools/weather.yaml`,
+  sluice worker --manifest tools/weather.yaml
+  sluice worker discover --manifest tools/files-mcp.yaml`,
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			ref := fs.String("manifest", "", "the worker's `manifest`: a file or builtin:NAME")
 			return func(c *cli, ctx context.Context, args []string) int {
-				if *ref == "" || len(args) > 0 {
-					c.errorf("worker: give exactly --manifest FILE|builtin:NAME")
+				discover := len(args) == 1 && args[0] == "discover"
+				if *ref == "" || (len(args) > 0 && !discover) {
+					c.errorf("worker: give exactly [discover] --manifest FILE|builtin:NAME")
 					return exitUsage
+				}
+				if discover {
+					return c.discover(ctx, *ref)
 				}
 				log := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 				if err := c.runWorker(ctx, *ref, log); err != nil {
@@ -106,7 +120,20 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 	var handlers map[string]worker.Handler
 	// Directories a built-in worker still needs once confined.
 	keep := &worker.Confinement{}
+	var server *mcp.Server
 	switch {
+	case m.Run == capabilities.RunMCP:
+		// The server is started once the process is confined, so that
+		// it has no more than the worker.
+		cfg := mcp.Config{Manifest: m, Path: c.getenv("PATH"), Log: log}
+		dirs, files, err := mcp.Keep(m, cfg.Path)
+		if err != nil {
+			return fmt.Errorf("worker %s: %w", m.Worker, err)
+		}
+		keep.RO, keep.ROFiles = append(keep.RO, dirs...), append(keep.ROFiles, files...)
+		server = mcp.New(cfg)
+		defer server.Close()
+		handlers = server.Handlers()
 	case strings.HasPrefix(m.Run, capabilities.BuiltinPrefix):
 		name := strings.TrimPrefix(m.Run, capabilities.BuiltinPrefix)
 		build, ok := builtins()[name]
@@ -126,7 +153,7 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 		defer mod.Close(context.Background())
 		handlers = mod.Handlers()
 	default:
-		return fmt.Errorf("manifest %s: run %q: want builtin:NAME or wasm:PATH", ref, m.Run)
+		return fmt.Errorf("manifest %s: run %q: want builtin:NAME, wasm:PATH or mcp", ref, m.Run)
 	}
 	subjects := schemas.Subjects{Prefix: c.getenv("SLUICE_SUBJECT_PREFIX")}
 	nc, err := worker.Connect(worker.ConnectConfig{URL: c.getenv("SLUICE_NATS_URL"), CredsFile: c.getenv("SLUICE_NATS_CREDS"),
@@ -151,6 +178,11 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 	case sealed:
 		log.Info("worker sealed off the network: its bus connection is its only socket")
 	}
+	if server != nil {
+		if err := server.Start(ctx); err != nil {
+			return fmt.Errorf("worker %s: %w", m.Worker, err)
+		}
+	}
 	svc := &worker.Service{Manifest: m, Handlers: handlers, Subjects: subjects, Log: log}
 	return svc.Serve(ctx, nc)
 }
@@ -161,7 +193,7 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 //
 // It returns the directories the worker may still reach.
 func confine(m *capabilities.Manifest, keep *worker.Confinement, busURL string, log *slog.Logger) ([]string, error) {
-	c := worker.Confinement{RO: keep.RO, RW: keep.RW}
+	c := worker.Confinement{RO: keep.RO, RW: keep.RW, ROFiles: keep.ROFiles}
 	if u, err := url.Parse(busURL); err == nil {
 		if p, err := strconv.ParseUint(u.Port(), 10, 16); err == nil {
 			c.NATSPort = uint16(p)
@@ -183,7 +215,7 @@ func confine(m *capabilities.Manifest, keep *worker.Confinement, busURL string, 
 	} else {
 		log.Info("worker confined", "landlock_abi", abi, "bus_port", c.NATSPort)
 	}
-	return append(slices.Clone(c.RO), c.RW...), nil
+	return slices.Concat(c.RO, c.RW, c.ROFiles), nil
 }
 
 // newWasmWorker compiles a WASM worker's module, with wazero's compilation
@@ -202,4 +234,118 @@ func newWasmWorker(ctx context.Context, m *capabilities.Manifest, state string, 
 		return nil, fmt.Errorf("config: pool %d: want 1 to 64 instances made ahead of time (0 for the default)", cfg.Pool)
 	}
 	return wasm.New(ctx, wasm.Config{Manifest: m, CacheDir: filepath.Join(state, "wasm-cache"), Pool: cfg.Pool, Log: log})
+}
+
+// discover starts a run: mcp manifest's server, confined as its worker
+// would be (its file grant and what it needs to run, read-only; no
+// network), lists its tools and writes them beside the manifest.
+func (c *cli) discover(ctx context.Context, ref string) int {
+	m, err := capabilities.LoadMCP(ref)
+	if err != nil {
+		c.errorf("worker discover: %v", err)
+		return exitFailure
+	}
+	if m.MCP == nil {
+		c.errorf("worker discover: %s: run is %q; only run: mcp manifests have tools to discover", ref, m.Run)
+		return exitUsage
+	}
+	if g := c.getenv("SLUICE_WORKER_GRANTS"); g != "" {
+		var grants capabilities.Grants
+		if err := json.Unmarshal([]byte(g), &grants); err != nil {
+			c.errorf("worker discover: SLUICE_WORKER_GRANTS: %v", err)
+			return exitFailure
+		}
+		if m, err = m.WithGrants(grants); err != nil {
+			c.errorf("worker discover: %v", err)
+			return exitFailure
+		}
+	}
+	cfg := mcp.Config{Manifest: m, Path: c.getenv("PATH"),
+		Log: slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	dirs, files, err := mcp.Keep(m, cfg.Path)
+	if err != nil {
+		c.errorf("worker discover: %s: %v", ref, err)
+		return exitFailure
+	}
+	// The cache is written by this process, before it is confined: the
+	// listing is read into memory first, by a child confined apart.
+	d, err := c.discoverConfined(ctx, m, dirs, files, cfg)
+	if err != nil {
+		c.errorf("worker discover: %s: %v", ref, err)
+		return exitFailure
+	}
+	if c.getenv(discoverChild) != "" {
+		b, _ := json.Marshal(d)
+		c.stdout.Write(b)
+		return exitOK
+	}
+	b, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		c.errorf("worker discover: %v", err)
+		return exitFailure
+	}
+	if err := os.WriteFile(m.MCP.Cache, append(b, '\n'), 0o644); err != nil {
+		c.errorf("worker discover: %v", err)
+		return exitFailure
+	}
+	fmt.Fprintf(c.stdout, "%s: %s %s lists %d tools; written to %s\n", ref, d.Server.Name, d.Server.Version, len(d.Tools), m.MCP.Cache)
+	for _, t := range d.Tools {
+		granted := "not granted (no rule in the manifest)"
+		if r, ok := m.MCP.Rule(t.Name); ok && capabilities.ServableName(t.Name) {
+			tool := capabilities.DecideMCPTool(m.Worker+"."+t.Name, r, t.Annotations)
+			granted = fmt.Sprintf("privileged=%v egress=%v output %s", tool.Privileged, tool.Egress, tool.OutputLabel.Integrity())
+		} else if !capabilities.ServableName(t.Name) {
+			granted = "not served (a Sluice tool name is lowercase letters, digits and _)"
+		}
+		fmt.Fprintf(c.stdout, "  %s: %s\n", show(t.Name), granted)
+	}
+	return exitOK
+}
+
+// discoverChild is set in the environment of the process that lists an
+// MCP server's tools for "sluice worker discover".
+const discoverChild = "SLUICE_DISCOVER_CHILD"
+
+// discoverConfined lists the server's tools from a child process of this
+// binary that confines itself first (the file grant and what the server
+// needs to run, read-only; sealed off the network), so that the server it
+// starts has no more than a worker's; this process, which writes the
+// cache, is not confined.
+func (c *cli) discoverConfined(ctx context.Context, m *capabilities.Manifest, dirs, files []string, cfg mcp.Config) (*capabilities.Discovery, error) {
+	if c.getenv(discoverChild) == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.CommandContext(ctx, exe, "worker", "discover", "--manifest", m.File)
+		cmd.Env = append(os.Environ(), discoverChild+"=1")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			// The child's last line is its error; the lines before it
+			// are what the server wrote to its standard error.
+			lines := strings.Split(strings.TrimSpace(errb.String()), "\n")
+			last := strings.TrimPrefix(lines[len(lines)-1], "sluice: worker discover: "+m.File+": ")
+			for _, l := range lines[:len(lines)-1] {
+				fmt.Fprintln(c.stderr, l)
+			}
+			return nil, errors.New(last)
+		}
+		var d capabilities.Discovery
+		if err := json.Unmarshal(out.Bytes(), &d); err != nil {
+			return nil, fmt.Errorf("the listing: %w", err)
+		}
+		return &d, nil
+	}
+	conf := worker.Confinement{RO: dirs, ROFiles: files}
+	if f := m.Grants.Files; f != nil {
+		conf.RO = append(conf.RO, f.Root)
+	}
+	if _, err := worker.Confine(conf); err != nil {
+		return nil, err
+	}
+	if err := seal.Network(); err != nil && !errors.Is(err, seal.ErrUnsupported) {
+		return nil, err
+	}
+	return mcp.Discover(ctx, cfg)
 }
