@@ -284,6 +284,13 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 			m.MCP.Files = append(m.MCP.Files, f)
 		}
 	}
+	if m.MCP == nil {
+		for key, set := range map[string]bool{"command": raw.Command != nil, "command_files": raw.CommandFiles != nil} {
+			if set {
+				ds.Add(file, doc.Pos("/"+key), CodeBadManifest, "%s is for run: mcp only; this worker runs %s", key, raw.Run)
+			}
+		}
+	}
 	deref := func(b *bool) bool { return b != nil && *b }
 	// Tools in name order, so that the digest does not depend on the
 	// order of a map.

@@ -1,0 +1,162 @@
+package capabilities
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+func TestDecideMCPTool(t *testing.T) {
+	yes, no := true, false
+	untrusted := ifc.UntrustedFrom(ifc.ToolSource("w.t"))
+	trusted := ifc.TrustedFrom(ifc.ToolSource("w.t"))
+	bank := ifc.NewClearance(ifc.Trusted, "bank")
+	for _, c := range []struct {
+		name                           string
+		rule                           *ToolRule
+		ann                            *Annotations
+		privileged, approvable, egress bool
+		label                          ifc.Label
+		clearance                      ifc.Clearance
+	}{
+		{"no hints: the worst case", nil, nil, true, false, true, untrusted, ifc.NewClearance(ifc.Trusted)},
+		{"empty hints: the worst case", nil, &Annotations{}, true, false, true, untrusted, ifc.NewClearance(ifc.Trusted)},
+		{"read-only, closed world", nil, &Annotations{ReadOnly: &yes, OpenWorld: &no}, false, false, false, untrusted, ifc.NewClearance(ifc.Trusted)},
+		{"read-only but destructive: contradictory, privileged", nil, &Annotations{ReadOnly: &yes, Destructive: &yes, OpenWorld: &no}, true, false, false, untrusted, ifc.NewClearance(ifc.Trusted)},
+		{"not read-only, not destructive: still privileged", nil, &Annotations{ReadOnly: &no, Destructive: &no}, true, false, true, untrusted, ifc.NewClearance(ifc.Trusted)},
+		{"open world: egress", nil, &Annotations{ReadOnly: &yes, OpenWorld: &yes}, false, false, true, untrusted, ifc.NewClearance(ifc.Trusted)},
+		{"the manifest overrides hints that lie", &ToolRule{Privileged: &yes, Egress: &yes}, &Annotations{ReadOnly: &yes, OpenWorld: &no}, true, false, true, untrusted, ifc.NewClearance(ifc.Trusted)},
+		{"the manifest may lower flags hints leave at the worst", &ToolRule{Privileged: &no, Egress: &no}, nil, false, false, false, untrusted, ifc.NewClearance(ifc.Trusted)},
+		{"only the manifest makes a tool approvable", &ToolRule{Approvable: &yes}, &Annotations{ReadOnly: &no}, true, true, true, untrusted, ifc.NewClearance(ifc.Trusted)},
+		{"only the manifest makes output trusted", &ToolRule{OutputLabel: &trusted}, &Annotations{ReadOnly: &yes, OpenWorld: &no}, false, false, false, trusted, ifc.NewClearance(ifc.Trusted)},
+		{"the manifest's clearance", &ToolRule{Clearance: &bank}, nil, true, false, true, untrusted, bank},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := DecideMCPTool("w.t", c.rule, c.ann)
+			if got.Privileged != c.privileged || got.Approvable != c.approvable || got.Egress != c.egress {
+				t.Errorf("privileged %v approvable %v egress %v; want %v %v %v", got.Privileged, got.Approvable, got.Egress, c.privileged, c.approvable, c.egress)
+			}
+			if !got.OutputLabel.Equal(c.label) {
+				t.Errorf("output label %v, want %v", got.OutputLabel, c.label)
+			}
+			if !got.Clearance.Equal(c.clearance) {
+				t.Errorf("clearance %v, want %v", got.Clearance, c.clearance)
+			}
+		})
+	}
+}
+
+func TestMCPRulePrecedence(t *testing.T) {
+	m := &MCP{Rules: []ToolRule{{Pattern: "*"}, {Pattern: "read_*"}, {Pattern: "read_text_file"}, {Pattern: "write_?ile"}}}
+	for name, want := range map[string]string{"read_text_file": "read_text_file", "read_media_file": "read_*",
+		"write_file": "write_?ile", "move_file": "*"} {
+		r, ok := m.Rule(name)
+		if !ok || r.Pattern != want {
+			t.Errorf("%s: rule %v, want %s", name, r, want)
+		}
+	}
+	if _, ok := (&MCP{Rules: []ToolRule{{Pattern: "read_*"}}}).Rule("write_file"); ok {
+		t.Error("write_file matched read_*: a tool no rule names is not granted")
+	}
+}
+
+const mcpManifest = `worker: docs
+run: mcp
+command: [server, "{{files.root}}"]
+tools:
+  read_*: {privileged: false}
+  write_file: {privileged: true, approvable: true}
+`
+
+// writeMCP writes the manifest and, unless d is nil, its discovered tools.
+func writeMCP(t *testing.T, src string, d *Discovery) string {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "docs.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if d != nil {
+		b, _ := json.Marshal(d)
+		if err := os.WriteFile(CachePath(file), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return file
+}
+
+func discovery(src string) *Discovery {
+	yes := true
+	return &Discovery{Manifest: hashOf([]byte(src)), Server: ServerInfo{Name: "fs", Version: "1.0"}, Tools: []DiscoveredTool{
+		{Name: "read_text_file", InputSchema: json.RawMessage(`{"type":"object","properties":{"path":{"type":"string"}},"required":["path"]}`),
+			OutputSchema: json.RawMessage(`{"type":"object","properties":{"content":{"type":"string"}}}`), Annotations: &Annotations{ReadOnly: &yes}},
+		{Name: "write_file", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		{Name: "move_file", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		{Name: "Read-Upper", InputSchema: json.RawMessage(`{"type":"object"}`)},
+	}}
+}
+
+func TestMCPManifestFromDiscovery(t *testing.T) {
+	m, err := Load(writeMCP(t, mcpManifest, discovery(mcpManifest)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.ToolNames(), []string{"read_text_file", "write_file"}) {
+		t.Fatalf("tools %v: want the two the manifest grants", m.ToolNames())
+	}
+	if !slices.Equal(m.Skipped(), []string{"move_file", "Read-Upper"}) {
+		t.Errorf("skipped %v", m.Skipped())
+	}
+	r := m.Tools["read_text_file"]
+	if r.Privileged || !r.Egress || r.OutputLabel.Integrity() != ifc.Untrusted {
+		t.Errorf("read_text_file: privileged %v egress %v label %v: want not privileged (manifest), egress (no openWorldHint), untrusted", r.Privileged, r.Egress, r.OutputLabel)
+	}
+	if _, err := r.Input.ValidateJSON([]byte(`{"path": 3}`)); err == nil {
+		t.Error("the discovered input schema is not applied")
+	}
+	if w := m.Tools["write_file"]; !w.Privileged || !w.Approvable {
+		t.Errorf("write_file: %+v", w)
+	}
+	if w := m.Tools["write_file"]; w.Output == nil {
+		t.Error("a tool without an output schema has none: want the text output")
+	}
+}
+
+func TestMCPManifestDiagnostics(t *testing.T) {
+	stale := discovery(mcpManifest)
+	stale.Manifest = "another"
+	for _, c := range []struct {
+		name, src string
+		d         *Discovery
+		code      string
+		line, col int
+	}{
+		{"never discovered", mcpManifest, nil, CodeNotDiscovered, 2, 6},
+		{"manifest changed since discovery", mcpManifest, stale, CodeStale, 2, 6},
+		{"schemas come from the server", mcpManifest + "  list_directory: {input_schema: x.json}\n", nil, CodeBadRule, 7, 34},
+		{"no command", "worker: docs\nrun: mcp\ntools:\n  x: {}\n", nil, "schema_missing_key", 1, 1},
+		{"a pattern outside mcp", "worker: w\nrun: builtin:web\ntools:\n  fe*: {input_schema: schemas/tools/web.fetch.json}\n", nil, CodeBadRule, 4, 8},
+		{"command outside mcp", "worker: w\nrun: builtin:web\ncommand: [x]\ntools:\n  fetch: {input_schema: schemas/tools/web.fetch.json}\n", nil, CodeBadManifest, 3, 10},
+		{"no rule matches a listed tool", "worker: docs\nrun: mcp\ncommand: [x]\ntools:\n  nothing_*: {}\n", nil, CodeBadRule, 5, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := c.d
+			if c.name == "no rule matches a listed tool" {
+				d = discovery(c.src)
+			}
+			_, err := Load(writeMCP(t, c.src, d))
+			ds, ok := schemas.AsDiagnostics(err)
+			if !ok {
+				t.Fatalf("err %v: want diagnostics", err)
+			}
+			if ds[0].Code != c.code || ds[0].Line != c.line || ds[0].Col != c.col {
+				t.Fatalf("%v (%s): want %s at %d:%d", ds, ds[0].Code, c.code, c.line, c.col)
+			}
+		})
+	}
+}
