@@ -32,7 +32,7 @@ func exampleWorkspace(t *testing.T, name string, replace map[string]string) *wor
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (d.Name() == ".sluice" || d.Name() == "site") {
+		if d.IsDir() && (d.Name() == ".sluice" || d.Name() == "site" || d.Name() == "node_modules") {
 			return filepath.SkipDir
 		}
 		if d.IsDir() || strings.HasSuffix(p, ".go") || strings.HasSuffix(p, ".sh") {

@@ -22,6 +22,9 @@ import (
 var (
 	sluiceBin string
 	rogueBin  string
+	// hostileMCPBin is a stdio MCP server that misbehaves in every way
+	// the MCP tests check (testdata/mcphostile).
+	hostileMCPBin string
 )
 
 func TestMain(m *testing.M) {
@@ -32,7 +35,8 @@ func TestMain(m *testing.M) {
 	}
 	sluiceBin = filepath.Join(dir, "sluice")
 	rogueBin = filepath.Join(dir, "rogue")
-	for _, b := range []struct{ out, pkg string }{{sluiceBin, "../cmd/sluice"}, {rogueBin, "./testdata/rogue"}} {
+	hostileMCPBin = filepath.Join(dir, "mcphostile")
+	for _, b := range []struct{ out, pkg string }{{sluiceBin, "../cmd/sluice"}, {rogueBin, "./testdata/rogue"}, {hostileMCPBin, "./testdata/mcphostile"}} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

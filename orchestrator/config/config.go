@@ -214,7 +214,7 @@ func (c *Config) worker(doc *schemas.Document, i int, w rawWorker, seen map[stri
 	}
 	m, err := capabilities.Load(ref)
 	if err != nil {
-		if mds, ok := schemas.AsDiagnostics(err); ok && mds[0].File != ref {
+		if mds, ok := schemas.AsDiagnostics(err); ok && (mds[0].File != ref || mcpDiscovery(mds)) {
 			*ds = append(*ds, mds...)
 		} else {
 			ds.Add(c.File, doc.Pos(ptr+"/manifest"), capabilities.CodeNotFound, "manifest %s: %v", w.Manifest, err)
@@ -304,6 +304,15 @@ func (c *Config) CheckFiles() error {
 		}
 	}
 	return ds.Err()
+}
+
+// mcpDiscovery reports whether ds are about an MCP server's discovered
+// tools (missing or stale): they point into the manifest, with the
+// command that fixes them.
+func mcpDiscovery(ds schemas.Diagnostics) bool {
+	return slices.ContainsFunc(ds, func(d schemas.Diagnostic) bool {
+		return d.Code == capabilities.CodeNotDiscovered || d.Code == capabilities.CodeStale
+	})
 }
 
 func abs(dir, p, def string) string {

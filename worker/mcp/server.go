@@ -20,11 +20,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/sluicehq/sluice/capabilities"
@@ -182,7 +184,8 @@ func (s *Server) start(ctx context.Context) (*process, error) {
 	}
 	cmd.Stdin, cmd.Stdout = inR, outW
 	cmd.Stderr = &stderrLog{log: s.log, left: 16 << 10}
-	if err := cmd.Start(); err != nil {
+	onThread(func() { err = cmd.Start() })
+	if err != nil {
 		inR.Close()
 		inW.Close()
 		outR.Close()
@@ -218,7 +221,7 @@ func (p *process) kill() {
 	if p.session != nil {
 		go p.session.Close()
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	onThread(func() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) })
 	<-p.exited
 }
 
@@ -413,11 +416,17 @@ func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *ca
 		// is stopped, and started again for the next call.
 		s.drop(p)
 		return nil, worker.Failed("%s: the MCP server did not answer within %s; it was stopped", t.Name, s.cfg.Manifest.Limits.Timeout)
-	case p.dead():
-		s.drop(p)
-		return nil, worker.Failed("%s: the MCP server exited during the call; it is started again for the next one", t.Name)
 	}
-	return nil, worker.Failed("%s: the MCP server answered with an error: %s", t.Name, clip(err.Error()))
+	var rpc *jsonrpc.Error
+	if errors.As(err, &rpc) {
+		// The server answered, with an MCP error: a tool failure.
+		return nil, worker.Failed("%s: the MCP server answered with an error: %s", t.Name, clip(rpc.Message))
+	}
+	// Anything else is the connection lost: the server exited, or wrote
+	// what is not MCP. It is stopped, and started again for the next call.
+	s.drop(p)
+	return nil, worker.Failed("%s: the MCP server exited or broke the connection during the call (%s); it is started again for the next one",
+		t.Name, clip(err.Error()))
 }
 
 // floodReader fails the server's output once one message grows past
@@ -499,4 +508,34 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// spawner is the one OS thread that starts the servers and signals them.
+//
+// Where the kernel's Landlock has no TSYNC (ABI < 8), the worker's threads
+// are each restricted on their own, and so each is a domain of its own: a
+// child is in the domain of the thread that forked it, and a thread of
+// another domain may not signal it (Landlock's signal scope). Starting and
+// killing every server from one thread keeps them in one domain; that
+// thread never exits, so Pdeathsig (which follows the forking thread)
+// fires only when the worker dies.
+var spawner = sync.OnceValue(func() chan func() {
+	jobs := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for f := range jobs {
+			f()
+		}
+	}()
+	return jobs
+})
+
+// onThread runs f on the spawner thread and waits for it.
+func onThread(f func()) {
+	done := make(chan struct{})
+	spawner() <- func() {
+		defer close(done)
+		f()
+	}
+	<-done
 }

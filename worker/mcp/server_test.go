@@ -1,0 +1,128 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/worker"
+)
+
+var hostileBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mcp-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hostileBin = filepath.Join(dir, "mcphostile")
+	cmd := exec.Command("go", "build", "-o", hostileBin, "../../e2e/testdata/mcphostile")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build the hostile MCP server:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// hostile serves the hostile test server with every tool granted, and a
+// short timeout and output limit.
+func hostile(t *testing.T) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hostile.yaml")
+	src := "worker: hostile\nrun: mcp\ncommand: [" + hostileBin + "]\ntools:\n  \"*\": {}\nlimits: {timeout: 2s, max_output: 64KiB}\n"
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := capabilities.LoadMCP(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Discover(context.Background(), Config{Manifest: m, Path: os.Getenv("PATH")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(d)
+	if err := os.WriteFile(capabilities.CachePath(file), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = capabilities.Load(file); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Manifest: m, Path: os.Getenv("PATH")})
+	t.Cleanup(s.Close)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func call(s *Server, tool, args string) (any, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Manifest.Limits.Timeout)
+	defer cancel()
+	return s.Handlers()[tool](ctx, worker.NewCall(tool, json.RawMessage(args), nil))
+}
+
+func replyCode(err error) string {
+	var re *schemas.ReplyError
+	if errors.As(err, &re) {
+		return re.Code
+	}
+	return ""
+}
+
+// Each way the server fails fails one call, and the next call is served
+// by the server started again.
+func TestServerContained(t *testing.T) {
+	s := hostile(t)
+	for _, c := range []struct{ tool, code, msg string }{
+		{"crash", schemas.CodeFailed, "exited or broke the connection"},
+		{"hang", schemas.CodeFailed, "did not answer within 2s"},
+		{"flood", schemas.CodeTooLarge, "exceeds the limit"},
+		{"fail", schemas.CodeFailed, "reported an error"},
+	} {
+		start := time.Now()
+		_, err := call(s, c.tool, "{}")
+		if replyCode(err) != c.code || !strings.Contains(fmt.Sprint(err), c.msg) {
+			t.Fatalf("%s: %v: want %s with %q", c.tool, err, c.code, c.msg)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("%s took %s", c.tool, d)
+		}
+		out, err := call(s, "echo", `{"text": "again"}`)
+		if err != nil {
+			t.Fatalf("echo after %s: %v", c.tool, err)
+		}
+		if !strings.Contains(fmt.Sprint(out), "again") {
+			t.Fatalf("echo after %s: %#v", c.tool, out)
+		}
+	}
+}
+
+// A server whose tools changed since they were discovered is refused.
+func TestServerChangedIsRefused(t *testing.T) {
+	s := hostile(t)
+	s.Close()
+	d := *s.cfg.Manifest.Discovery
+	d.Server.Version = "6.6.5"
+	m := *s.cfg.Manifest
+	m.Discovery = &d
+	s2 := New(Config{Manifest: &m, Path: os.Getenv("PATH")})
+	defer s2.Close()
+	if err := s2.Start(context.Background()); !errors.Is(err, ErrChanged) {
+		t.Fatalf("start: %v, want ErrChanged", err)
+	}
+}
