@@ -12,7 +12,7 @@ NI_FUZZTIME ?= 5m
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: all build tools test test-loaded demo bench lint fuzz fmt check clean noninterference mutants
+.PHONY: all build tools mcp-servers test test-loaded demo bench lint fuzz fmt check clean noninterference mutants
 
 all: build
 
@@ -52,7 +52,19 @@ test:
 			echo "  the web page test will be skipped (apt-get install chromium to run it)"; \
 		fi; \
 	fi
+	@$(MAKE) --no-print-directory mcp-servers
 	$(GO) test -race -count=1 -timeout 9m ./...
+
+# The MCP servers the mcp example and its e2e tests run (the reference
+# filesystem server from npm), at the versions pinned in
+# examples/mcp/package-lock.json, into examples/mcp/node_modules (ignored by
+# git). Without node and npm it says so, and those tests are skipped.
+mcp-servers:
+	@if command -v npm >/dev/null && command -v node >/dev/null; then \
+		npm ci --prefix examples/mcp --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "make test: node and npm are not installed: the MCP server tests will be skipped"; \
+	fi
 
 # No test's outcome may depend on the machine's speed: the whole suite
 # (`make test`) three times in a row, with two busy CPU loops beside it
