@@ -254,6 +254,18 @@ func TestMCPHostileServer(t *testing.T) {
 		c.Close()
 		t.Fatal("the MCP server connected out")
 	}
+	// And the attempt is recorded by the supervisor.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if slices.ContainsFunc(up.stderrLines(), func(l string) bool {
+			return strings.Contains(l, `"worker":"hostile"`) && strings.Contains(l, `"tried":"socket ipv4 stream"`)
+		}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server's attempt to open a socket was not recorded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// An MCP error result is a tool failure.
 	if _, s := call("fail", "x"); s.Status != "failed" || !strings.Contains(s.Error, "reported an error") {
 		t.Fatalf("fail %+v: want a tool failure", s)
