@@ -213,6 +213,20 @@ func TestMCPHostileServer(t *testing.T) {
 			t.Errorf("discover: want %q in\n%s", l, r.stdout)
 		}
 	}
+	// A server that is not the one discovered (here: the cache says
+	// another version) is refused, and the error names the fix.
+	cache, err := os.ReadFile(w.path("hostile.tools.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.write("hostile.tools.json", strings.Replace(string(cache), `"6.6.6"`, `"6.6.5"`, 1))
+	r = w.sluice("run", "echo.yaml", "--json")
+	if r.code == 0 || !strings.Contains(r.stderr, "the MCP server changed since its tools were discovered") ||
+		!strings.Contains(r.stderr, "sluice worker discover --manifest") {
+		t.Fatalf("run with a changed server: exit %d: want it refused, naming the discover command", r.code)
+	}
+	w.write("hostile.tools.json", string(cache))
+
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
