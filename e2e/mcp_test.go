@@ -109,6 +109,13 @@ func TestMCPFilesystemServer(t *testing.T) {
 	if l := w.ledger(); len(l) != 1 || !strings.Contains(l[0], `"payee":"acct_acme_hosting"`) {
 		t.Fatalf("ledger %v: want one charge to acct_acme_hosting", l)
 	}
+	// The server's start (node reading what a runtime reads of itself)
+	// raised no alarm: a clean start records no violation.
+	for _, rec := range checkAudit(t, w) {
+		if rec["kind"] == "violation" {
+			t.Errorf("a clean run of the filesystem server recorded a violation: %v", rec["subject"])
+		}
+	}
 
 	// The poisoned file: the payment it asks for is held, and nothing paid.
 	r = w.sluice("run", "pay-invoice.yaml", "--input", "invoice=poisoned.txt", "--wait=false", "--json")

@@ -330,10 +330,14 @@ func openedPath(listener int, n *seccompNotif) (abs, named string, ok bool) {
 // start (nats-server/v2/server/pse). What a process reads of its own stat
 // it knows already; it is not an attempt, and no record is made of it.
 // The kernel still decides the open (Landlock refuses it), and any other
-// process's entry, or any other file of its own, is told as before.
+// process's entry, or any other file of its own, is told as before; so
+// are the files a runtime sizes itself by (sizing), named exactly.
 func ownStat(listener int, n *seccompNotif, named string) bool {
 	switch named {
 	case "/proc/self/stat", "/proc/thread-self/stat":
+		return true
+	}
+	if sizing[named] {
 		return true
 	}
 	rest, ok := strings.CutPrefix(named, "/proc/")
@@ -371,6 +375,20 @@ func ownStat(listener int, n *seccompNotif, named string) bool {
 		return false
 	}
 	return tgid == id
+}
+
+// sizing are the files a runtime reads, as it starts, of itself and of
+// the machine it runs on, to size its heap and its thread pool (node does,
+// in an MCP server, some at once and some later): refused by Landlock like
+// any file outside the grant, and no attempt to report. None names a
+// secret, and each is named exactly: a path below /proc/self reaches the
+// whole file system (/proc/self/root/…), so nothing is matched by prefix.
+var sizing = map[string]bool{
+	"/proc/self/maps": true, "/proc/self/cgroup": true,
+	"/proc/meminfo": true, "/proc/stat": true, "/proc/cpuinfo": true,
+	"/proc/sys/vm/overcommit_memory": true,
+	"/sys/devices/system/cpu/online": true, "/sys/devices/system/cpu/possible": true,
+	"/sys/fs/cgroup/cpu.max": true, "/sys/fs/cgroup/memory.max": true,
 }
 
 // within reports whether path is one of roots or below one.

@@ -64,11 +64,11 @@ func sealedChild() int {
 	}
 	report("unix", err)
 	// Its own stat file, by every name, as the NATS server package reads
-	// it (not told); the test process's, and another file of its own (both
-	// told).
+	// it, and what a runtime reads of itself as it starts (not told); the
+	// test process's stat, and another file of its own (both told).
 	pid := os.Getpid()
 	runtime.LockOSThread()
-	for _, f := range []string{"/proc/self/stat", "/proc/thread-self/stat", fmt.Sprintf("/proc/%d/stat", pid),
+	for _, f := range []string{"/proc/self/stat", "/proc/thread-self/stat", "/proc/self/maps", "/proc/self/cgroup", "/proc/meminfo", fmt.Sprintf("/proc/%d/stat", pid),
 		fmt.Sprintf("/proc/%d/stat", unix.Gettid()), fmt.Sprintf("/proc/%d/stat", os.Getppid()), fmt.Sprintf("/proc/%d/status", pid)} {
 		_, err = os.ReadFile(f)
 		report("read "+f, err)
