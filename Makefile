@@ -130,6 +130,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./ifc/expr
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./ifc/policy
 	$(GO) test -run '^$$' -fuzz FuzzLoadCases -fuzztime $(FUZZTIME) ./ifc/policy
+	$(GO) test -run '^$$' -fuzz FuzzFastPathsArePlain -fuzztime $(FUZZTIME) ./ifc/policy
 	$(GO) test -run '^$$' -fuzz FuzzLabel -fuzztime $(FUZZTIME) ./ifc/expr
 	$(GO) test -run '^$$' -fuzz FuzzLabelJSON -fuzztime $(FUZZTIME) ./ifc
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./orchestrator/flow
@@ -137,7 +138,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./worker/calendar
 	$(GO) test -run '^$$' -fuzz FuzzInbox -fuzztime $(FUZZTIME) ./worker/email
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./orchestrator/audit
-	$(GO) test -run '^$$' -fuzz FuzzString -fuzztime $(FUZZTIME) ./internal/jsonappend
+	$(GO) test -run '^$$' -fuzz FuzzString -fuzztime $(FUZZTIME) ./ifc/internal/jsonappend
 	$(GO) test -run '^$$' -fuzz FuzzString -fuzztime $(FUZZTIME) ./internal/display
 	$(GO) test -run '^$$' -fuzz '^FuzzNoninterference$$' -fuzztime $(NI_FUZZTIME) -parallel 1 ./e2e
 
