@@ -406,8 +406,17 @@ workers:
 		done <- outcome{res, err}
 	}()
 
-	// Kill the victim once a few charges are on the ledger.
-	c.waitFor(30*time.Second, "five charges", func() bool { return len(w.ledger()) >= 5 })
+	// Kill the victim once a few charges are on the ledger. The bound is
+	// generous: the audit stream's leader was just moved, and a publish
+	// whose answer the election lost is tried again after its ack timeout
+	// (5 s a try), which a loaded machine can make several of.
+	for deadline := time.Now().Add(120 * time.Second); len(w.ledger()) < 5; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			var st strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&st, 1)
+			t.Fatalf("five charges: not within 120s (%d on the ledger)\n%s", len(w.ledger()), st.String())
+		}
+	}
 	if err := victim.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +433,7 @@ workers:
 	var out outcome
 	select {
 	case out = <-done:
-	case <-time.After(60 * time.Second):
+	case <-time.After(180 * time.Second):
 		var st strings.Builder
 		pprof.Lookup("goroutine").WriteTo(&st, 1)
 		t.Fatalf("the run did not finish\n%s", st.String())
