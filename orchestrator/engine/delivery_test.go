@@ -17,11 +17,12 @@ import (
 )
 
 // stallDialer connects to the bus over TCP and can stall what the client
-// sends: while stalled, every write waits for release, and the first one
-// closes blocked.
+// sends: while stalled, what is written is held back (stallConn), and the
+// first write closes blocked; resume sends it on and closes release.
 type stallDialer struct {
 	mu      sync.Mutex
 	stalled bool
+	conns   []*stallConn // those holding bytes back
 	release chan struct{}
 	blocked chan struct{}
 	once    sync.Once
@@ -41,29 +42,60 @@ func (d *stallDialer) Dial(network, address string) (net.Conn, error) {
 
 func (d *stallDialer) stall() { d.mu.Lock(); d.stalled = true; d.mu.Unlock() }
 
+// resume sends on what the stall held back, in order, and lets later
+// writes through.
 func (d *stallDialer) resume() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stalled {
-		d.stalled = false
-		close(d.release)
+	if !d.stalled {
+		return
 	}
+	d.stalled = false
+	for _, c := range d.conns {
+		c.flushHeld()
+	}
+	close(d.release)
 }
 
+// stallConn holds back, while its dialer is stalled, every byte written
+// to it: the writer is told they were written, so nothing of the client
+// blocks (the NATS client holds its connection's lock while it writes),
+// and the server gets none of them until resume.
 type stallConn struct {
 	net.Conn
-	d *stallDialer
+	d    *stallDialer
+	mu   sync.Mutex
+	held []byte
 }
 
 func (c *stallConn) Write(p []byte) (int, error) {
 	c.d.mu.Lock()
-	stalled := c.d.stalled
-	c.d.mu.Unlock()
-	if stalled {
+	if c.d.stalled {
+		c.mu.Lock()
+		if c.held == nil {
+			c.d.conns = append(c.d.conns, c)
+		}
+		c.held = append(c.held, p...)
+		c.mu.Unlock()
+		c.d.mu.Unlock()
 		c.d.once.Do(func() { close(c.d.blocked) })
-		<-c.d.release
+		return len(p), nil
 	}
+	c.d.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.Conn.Write(p)
+}
+
+// flushHeld writes what was held back, with the dialer's lock held, so
+// that no later write overtakes it.
+func (c *stallConn) flushHeld() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.held) > 0 {
+		_, _ = c.Conn.Write(c.held)
+	}
+	c.held = nil
 }
 
 // Nothing reaches a worker before the decision on its call is stored: with
@@ -73,6 +105,12 @@ func (c *stallConn) Write(p []byte) (int, error) {
 // already holds the decision that allowed it. The worker looks at the
 // stream itself (over another connection), so the test does not depend on
 // how long anything takes: a call delivered early finds no decision there.
+// earlyDeliveryWindow is how long TestNothingIsDeliveredBeforeItsDecisionIsStored
+// keeps the audit log stalled for a call delivered too early to reach the
+// worker: far more than a run needs from its first record to a delivery,
+// even under -race on a loaded machine.
+const earlyDeliveryWindow = 10 * time.Second
+
 func TestNothingIsDeliveredBeforeItsDecisionIsStored(t *testing.T) {
 	var mu sync.Mutex
 	var decisionsAtCall []audit.Record
@@ -140,8 +178,12 @@ func TestNothingIsDeliveredBeforeItsDecisionIsStored(t *testing.T) {
 		done <- outcome{r, err}
 	}()
 	// The run has written to the audit log, and nothing it wrote is
-	// stored. A call delivered now would reach the worker at once; give it
-	// the time to, then let the records through.
+	// stored. A call delivered now would reach the worker, which records
+	// what the stream held when it was called; give a run that would
+	// deliver early ample time to (it goes on as soon as it does: a fast
+	// machine does not wait), then let the records through. Only the code
+	// under test, which waits for the records, waits out the whole time:
+	// a slow machine cannot make an early delivery pass unseen.
 	select {
 	case <-d.blocked:
 	case <-ctx.Done():
@@ -149,7 +191,7 @@ func TestNothingIsDeliveredBeforeItsDecisionIsStored(t *testing.T) {
 	}
 	select {
 	case <-called:
-	case <-time.After(time.Second):
+	case <-time.After(earlyDeliveryWindow):
 	}
 	d.resume()
 	o := <-done
