@@ -411,6 +411,11 @@ workers:
 	// whose answer the election lost is tried again after its ack timeout
 	// (5 s a try), which a loaded machine can make several of.
 	for deadline := time.Now().Add(120 * time.Second); len(w.ledger()) < 5; time.Sleep(20 * time.Millisecond) {
+		select {
+		case out := <-done:
+			t.Fatalf("the run ended with %d charges on the ledger, before the kill: %+v, %v", len(w.ledger()), out.res, out.err)
+		default:
+		}
 		if time.Now().After(deadline) {
 			var st strings.Builder
 			pprof.Lookup("goroutine").WriteTo(&st, 1)

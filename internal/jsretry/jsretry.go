@@ -55,11 +55,6 @@ func cause(ctx context.Context, err error) error {
 	return err
 }
 
-// jsErrInsufficientResources is the server's answer to a write when its
-// store is full: a 503, like a cluster without a leader, but no other try
-// is stored either.
-const jsErrInsufficientResources jetstream.ErrorCode = 10023
-
 // Transient reports whether err says a request was lost or came while the
 // cluster was electing a leader, rather than refused.
 func Transient(err error) bool {
@@ -67,7 +62,12 @@ func Transient(err error) bool {
 	if errors.As(err, &e) {
 		// 503: JetStream is not available yet (no meta leader, no
 		// stream leader).
-		return e.Code == 503 && e.ErrorCode != jsErrInsufficientResources
+		// A cluster also answers "insufficient resources" while its peers
+		// catch up after an election (a replicated bucket or stream has
+		// nowhere to go yet), so that one is tried again too. A store
+		// that is really full is told by the bus (orchestrator's fault
+		// store), which ends the tries at once with the cause.
+		return e.Code == 503
 	}
 	for _, t := range []error{context.DeadlineExceeded, nats.ErrTimeout, nats.ErrNoResponders,
 		nats.ErrConnectionReconnecting, nats.ErrDisconnected, jetstream.ErrNoStreamResponse} {

