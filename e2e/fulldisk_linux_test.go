@@ -111,37 +111,7 @@ func (ns *tmpfsNS) sluice(w *workspace, args ...string) result {
 func (ns *tmpfsNS) start(w *workspace, args ...string) *process {
 	ns.t.Helper()
 	p := &process{cmd: ns.command(w.dir, sluiceBin, args...), done: make(chan struct{})}
-	p.cmd.Stdout = &p.stdout
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		ns.t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		ns.t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-		}
-		io.Copy(io.Discard, stderr)
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	ns.t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if ns.t.Failed() {
-			ns.t.Logf("sluice %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.stdout.String(), strings.Join(p.stderrLines(), "\n"))
-		}
-	})
+	p.run(ns.t, args)
 	return p
 }
 

@@ -151,16 +151,26 @@ func (w *workspace) startEnv(env []string, args ...string) *process {
 	if env != nil {
 		p.cmd.Env = append(os.Environ(), env...)
 	}
+	p.run(w.t, args)
+	return p
+}
+
+// run starts p's command, gathers its stderr lines as they come, and at
+// the test's end kills it if it still runs and, when the test failed,
+// logs what it printed.
+func (p *process) run(t *testing.T, args []string) {
+	t.Helper()
 	p.cmd.Stdout = &p.stdout
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
-		w.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := p.cmd.Start(); err != nil {
-		w.t.Fatal(err)
+		t.Fatal(err)
 	}
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			p.mu.Lock()
 			p.lines = append(p.lines, sc.Text())
@@ -170,18 +180,17 @@ func (w *workspace) startEnv(env []string, args ...string) *process {
 		p.err = p.cmd.Wait()
 		close(p.done)
 	}()
-	w.t.Cleanup(func() {
+	t.Cleanup(func() {
 		select {
 		case <-p.done:
 		default:
 			p.cmd.Process.Kill()
 			<-p.done
 		}
-		if w.t.Failed() {
-			w.t.Logf("sluice %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.stdout.String(), strings.Join(p.stderrLines(), "\n"))
+		if t.Failed() {
+			t.Logf("sluice %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.stdout.String(), strings.Join(p.stderrLines(), "\n"))
 		}
 	})
-	return p
 }
 
 func (p *process) stderrLines() []string {
