@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -129,7 +130,59 @@ func (b *Bus) AddUser(name string, p capabilities.Permissions) (seed []byte, rem
 		return nil, nil, err
 	}
 	b.auth.add(pub, &user{name: name, perms: natsPermissions(p)})
-	return seed, func() { b.auth.remove(pub) }, nil
+	return seed, func() { b.drop(pub, p.Subscribe) }, nil
+}
+
+// dropWait bounds how long drop waits for the server to let go of a
+// user's connections.
+const dropWait = 10 * time.Second
+
+// drop withdraws a user: the server admits no new connection of it,
+// closes the ones it has, and drop returns once no subscription on the
+// subjects the user could subscribe to belongs to a connection that is
+// not open. A process that died leaves its connection open until the
+// server reads the end of its socket, and until then the server still
+// hands that connection its share of a queue group's messages, which
+// nobody answers: a call sent again after its worker exited must not go
+// there, so the supervisor reports an exit only after this returns.
+func (b *Bus) drop(pub string, subjects []string) {
+	b.auth.remove(pub)
+	deadline := time.Now().Add(dropWait)
+	for {
+		cz, err := b.srv.Connz(&server.ConnzOptions{Username: true, User: pub, State: server.ConnOpen})
+		if err == nil {
+			for _, c := range cz.Conns {
+				_ = b.srv.DisconnectClientByID(c.Cid)
+			}
+		}
+		if err == nil && len(cz.Conns) == 0 && !b.dangling(subjects) {
+			return
+		}
+		if time.Now().After(deadline) || !b.srv.Running() {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// dangling reports whether a subscription on one of the subjects belongs
+// to a connection the server is closing: one no longer open whose
+// subscriptions are not yet removed.
+func (b *Bus) dangling(subjects []string) bool {
+	sz, err := b.srv.Subsz(&server.SubszOptions{Subscriptions: true, Limit: 1 << 20})
+	if err != nil {
+		return true
+	}
+	for _, sd := range sz.Subs {
+		if !slices.ContainsFunc(subjects, func(s string) bool { return server.SubjectsCollide(s, sd.Subject) }) {
+			continue
+		}
+		cz, err := b.srv.Connz(&server.ConnzOptions{CID: sd.Cid, State: server.ConnOpen})
+		if err != nil || len(cz.Conns) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // HasInterest reports whether anyone subscribes to subject.

@@ -165,7 +165,8 @@ func (e *External) Connect(opts ...nats.Option) (*nats.Conn, error) {
 //
 // remove does nothing: the server has no way to be told that one user JWT
 // is withdrawn short of an account update, so the JWT stays valid until it
-// expires.
+// expires; and it closes the connection of a process that died only when
+// it reads the end of its socket (Bus's remove closes it at once).
 func (e *External) AddUser(name string, p capabilities.Permissions) (creds []byte, remove func(), err error) {
 	creds, err = e.issue(name, p, e.ttl)
 	if err != nil {

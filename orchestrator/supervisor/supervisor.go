@@ -186,6 +186,9 @@ func (s *Supervisor) keep(w Worker, replica, slot int) {
 		if s.ctx.Err() != nil {
 			return
 		}
+		// runOnce has removed the process's bus user, which on the
+		// embedded bus returns once the server has let go of its
+		// connection: calls sent again from here reach a live replica.
 		if s.cfg.OnExit != nil {
 			s.cfg.OnExit(w.Name)
 		}
