@@ -64,6 +64,13 @@ var importTable = []layer{
 		external: []string{"github.com/nats-io/nats-server/v2", "github.com/nats-io/nats.go", "github.com/nats-io/jwt/v2",
 			"github.com/nats-io/nkeys", "cel.dev/cel-go", "github.com/oklog/ulid/v2", "code.dny.dev/ssrf",
 			"github.com/emersion/go-smtp", "github.com/emersion/go-sasl", "golang.org/x/sys"}},
+	// The gate is the only path from a run to a worker: it sees a run
+	// only through its interface (gate.Run), never the scheduler, the
+	// approvals or the run store behind it.
+	{pkgs: []string{"orchestrator/gate"},
+		sluice: []string{"ifc/...", "schemas", "capabilities", "orchestrator/audit", "orchestrator/flow",
+			"orchestrator/internal/...", "internal/..."},
+		external: []string{"github.com/nats-io/nats.go"}},
 	{pkgs: []string{"cmd/...", "examples/...", "e2e", "e2e/..."},
 		sluice: []string{"..."}, external: []string{""}},
 }
@@ -162,6 +169,9 @@ func TestImportTableMatches(t *testing.T) {
 		{"worker/wasm", "github.com/tetratelabs/wazero/api", true},
 		{"schemas", module + "/orchestrator/flow", false},
 		{"orchestrator/engine", "github.com/nats-io/nats.go/jetstream", true},
+		{"orchestrator/gate", module + "/orchestrator/engine", false},
+		{"orchestrator/gate", module + "/orchestrator/runstore", false},
+		{"orchestrator/gate", module + "/orchestrator/flow", true},
 		{"cmd/sluice", module + "/worker/wasm", true},
 	} {
 		row := rowFor(c.pkg)

@@ -212,7 +212,7 @@ func (h *agentHost) recorded(ctx context.Context, idem, key string, outputLabel 
 		if v.fields == nil {
 			v.fields = map[string]ifc.Label{}
 		}
-		r.e.caps.restore(r, sub.Tool, rec.Args)
+		r.usage.Restore(r.policy, sub.Tool, rec.Args)
 	}
 	h.last = sub
 	if !isChat(key) {

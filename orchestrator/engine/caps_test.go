@@ -127,7 +127,7 @@ func TestDayCapSurvivesRestart(t *testing.T) {
 	day := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
 	rules := strings.Replace(capRules, "    action: approve\n", "    action: allow\n", 1)
 	h := newHarnessIn(t, dir, rules, nil)
-	h.engine.caps.now = func() time.Time { return day }
+	h.engine.now = func() time.Time { return day }
 	r := h.run(payEach(2, 1), map[string]any{"payee": "acct_hotel_1"}, Options{})
 	if got := statuses(step(t, r, "pay").Items); !slices.Equal(got, []string{StatusCompleted, StatusCompleted}) {
 		t.Fatalf("first process: %v", got)
@@ -135,12 +135,12 @@ func TestDayCapSurvivesRestart(t *testing.T) {
 	h.close()
 
 	h = newHarnessIn(t, dir, rules, nil)
-	h.engine.caps.now = func() time.Time { return day.Add(13 * time.Hour) } // 23:00 the same day
+	h.engine.now = func() time.Time { return day.Add(13 * time.Hour) } // 23:00 the same day
 	r = h.run(payEach(2, 1), map[string]any{"payee": "acct_hotel_1"}, Options{})
 	if got := statuses(step(t, r, "pay").Items); !slices.Equal(got, []string{StatusCompleted, StatusDenied}) {
 		t.Fatalf("second process, same day: %v", got)
 	}
-	h.engine.caps.now = func() time.Time { return day.Add(24 * time.Hour) }
+	h.engine.now = func() time.Time { return day.Add(24 * time.Hour) }
 	r = h.run(payEach(1, 1), map[string]any{"payee": "acct_hotel_1"}, Options{})
 	if got := statuses(step(t, r, "pay").Items); !slices.Equal(got, []string{StatusCompleted}) {
 		t.Fatalf("next day: %v", got)

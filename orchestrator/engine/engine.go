@@ -1,10 +1,12 @@
 // Package engine runs flows: it schedules each run's steps in the order
 // their expressions require (steps that do not depend on each other run at
 // the same time), labels every argument with the join of what its
-// expression reads, asks the policy gate about every call before it is
-// delivered, holds calls for a person when the policy says so, enforces
-// the policy's caps, sends the call to the worker over the bus, and labels
-// the output.
+// expression reads, and hands every call to the policy gate
+// (orchestrator/gate), the only path to a worker, which decides it,
+// records the decision, has the run hold it for a person when the policy
+// says so, enforces the caps, delivers it and labels the output. The
+// engine keeps what the gate decides: a run's values and their labels,
+// its passes, its held calls and their answers.
 //
 // A call goes ahead with its context label as the policy lowered it for
 // that call (by endorse and declassify rules), or endorsed by the person
@@ -38,6 +40,7 @@ import (
 	"github.com/sluicehq/sluice/internal/jsonvalue"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/gate"
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
 	"github.com/sluicehq/sluice/orchestrator/runstore"
@@ -85,17 +88,8 @@ type Config struct {
 	Fault *fault.Store
 }
 
-// Delivery is a call the gate let through: what the noninterference test
-// compares between runs, and what a tracer records.
-type Delivery struct {
-	RunID, Step, Tool string
-	Args              map[string]any
-	// Label is the call's context label as decided; Delivered the label
-	// it went with (lower when a rule or a person endorsed it).
-	Label, Delivered ifc.Label
-	// ApprovedBy names the person who approved the call, if one did.
-	ApprovedBy string
-}
+// Delivery is a call the gate let through (gate.Delivery).
+type Delivery = gate.Delivery
 
 // Engine runs flows. It is safe for concurrent use.
 type Engine struct {
@@ -111,47 +105,31 @@ type Engine struct {
 	wg     sync.WaitGroup
 
 	mu        sync.Mutex
-	inflight  map[string]*inflight // msg id -> call in flight
 	approvals map[string]*held     // approval id -> a run waiting for it
 	runs      map[string]*runState // run id -> a run this engine drives or has held
 
-	caps *caps
+	// gate is the only path from a run to a worker.
+	gate *gate.Gate
+	// now is the clock of per-day caps.
+	now func() time.Time
 
 	stMu sync.Mutex
 	st   *runstore.Store
 }
 
-type inflight struct {
-	worker string
-	cancel context.CancelCauseFunc
-	mu     sync.Mutex
-	hosts  []string
-	filled bool // the broker filled a secret into one of its requests
-}
-
-// errWorkerExited ends a call whose worker process exited: it gets no
-// answer, and goes again — to another replica, or to the restarted one —
-// with the same idempotency key.
-var errWorkerExited = errors.New("worker exited during the call")
-
-// maxFailovers bounds how many times one call goes again because its
-// worker exited, besides the step's retries.
-const maxFailovers = 3
-
 // WorkerExited is the supervisor's hook: a process of worker exited, so
-// the calls in flight to it get no answer. Each goes again at once with
-// its idempotency key; with several replicas the calls of the others go
-// again too, as the bus does not say which replica has a call, and their
-// workers answer a repeated key with the first answer.
-func (e *Engine) WorkerExited(worker string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, f := range e.inflight {
-		if f.worker == worker {
-			f.cancel(errWorkerExited)
-		}
-	}
+// the calls in flight to it go again (gate.Gate.WorkerExited).
+func (e *Engine) WorkerExited(worker string) { e.gate.WorkerExited(worker) }
+
+// Track is the egress broker's hook: the call msgID of worker reached
+// hostport (gate.Gate.Track).
+func (e *Engine) Track(worker, msgID, hostport string) bool {
+	return e.gate.Track(worker, msgID, hostport)
 }
+
+// Filled is the egress broker's hook: it filled a secret into a request
+// of worker serving call msgID (gate.Gate.Filled).
+func (e *Engine) Filled(worker, msgID string) { e.gate.Filled(worker, msgID) }
 
 // held is a run waiting in this process for the answer to a held call.
 type held struct {
@@ -203,11 +181,13 @@ func New(cfg Config) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg, log: log, inflight: map[string]*inflight{}, approvals: map[string]*held{},
+	e := &Engine{cfg: cfg, log: log, now: time.Now, approvals: map[string]*held{},
 		runs: map[string]*runState{}}
 	e.policy.Store(cfg.Policy)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.caps = &caps{e: e, now: time.Now}
+	e.gate = gate.New(gate.Config{Conn: cfg.Conn, Subjects: cfg.Subjects, Manifests: cfg.Manifests, Log: log,
+		Replicas: cfg.Replicas, Delivered: cfg.Delivered, Secrets: cfg.Secrets, Fault: cfg.Fault,
+		Now: func() time.Time { return e.now() }})
 	return e
 }
 
@@ -235,38 +215,6 @@ func (e *Engine) RunsKeeping(p *policy.Set) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// Track records that the call msgID of worker reached hostport. It is the
-// egress broker's hook; it returns false when worker has no such call in
-// flight.
-func (e *Engine) Track(worker, msgID, hostport string) bool {
-	e.mu.Lock()
-	f, ok := e.inflight[msgID]
-	e.mu.Unlock()
-	if !ok || f.worker != worker {
-		return false
-	}
-	f.mu.Lock()
-	if !slices.Contains(f.hosts, hostport) {
-		f.hosts = append(f.hosts, hostport)
-	}
-	f.mu.Unlock()
-	return true
-}
-
-// Filled is told by the egress broker that it filled a secret into a
-// request of worker serving call msgID.
-func (e *Engine) Filled(worker, msgID string) {
-	e.mu.Lock()
-	f, ok := e.inflight[msgID]
-	e.mu.Unlock()
-	if !ok || f.worker != worker {
-		return
-	}
-	f.mu.Lock()
-	f.filled = true
-	f.mu.Unlock()
 }
 
 // Options of one run.
@@ -315,8 +263,7 @@ type run struct {
 	values  map[string]*value
 	results map[string]*StepResult
 
-	capMu  sync.Mutex
-	capUse map[string]usage // per-run cap budgets
+	usage gate.Usage // per-run cap budgets
 
 	// fresh: the first pass of a run started here (runState.fresh).
 	fresh bool
@@ -686,76 +633,6 @@ func (v *value) all() ifc.Label { return v.labels().All() }
 // at returns what reading path inside the value reveals (ifc.Fields.At).
 func (v *value) at(path []string) ifc.Label { return v.labels().At(path) }
 
-// decodeReply decodes a worker's reply into a try's result: its output
-// and labels, or its error, whether another try may succeed, and whether
-// the worker refused the call (then it did not happen).
-func decodeReply(reply *nats.Msg, s *flow.Step) tryResult {
-	var rep schemas.Reply
-	if err := json.Unmarshal(reply.Data, &rep); err != nil {
-		return tryResult{err: fmt.Errorf("%s: malformed reply from worker %s", s.Call, s.Worker)}
-	}
-	if rep.Error != nil {
-		err := fmt.Errorf("%s: %s", s.Call, rep.Error.Error())
-		switch rep.Error.Code {
-		case schemas.CodeFailed:
-			return tryResult{err: err, retry: true, noEffect: true}
-		case schemas.CodeInternal:
-			// The worker broke mid-call: what it did is not known.
-			return tryResult{err: err, retry: true}
-		}
-		return tryResult{err: err, noEffect: true}
-	}
-	out, err := decodeJSON(rep.Output)
-	if err != nil {
-		return tryResult{err: fmt.Errorf("%s: malformed output from worker %s", s.Call, s.Worker)}
-	}
-	if s.Spec.Output != nil {
-		if err := s.Spec.Output.ValidateValue(out); err != nil {
-			return tryResult{err: fmt.Errorf("%s: output does not match the tool's output schema: %v", s.Call, err)}
-		}
-	}
-	return tryResult{out: out, labels: rep.Labels}
-}
-
 // decodeJSON decodes into the values expressions work with: integers as
 // int64, other numbers as float64.
 func decodeJSON(b []byte) (any, error) { return jsonvalue.Decode(b) }
-
-// secretsIn returns the names of the configured secrets that a reply
-// holds, in any string of its output (keys included) or its error.
-func (e *Engine) secretsIn(t tryResult) []string {
-	m := e.cfg.Secrets
-	if m == nil {
-		return nil
-	}
-	var found []string
-	add := func(s string) {
-		for _, n := range m.Find(s) {
-			if !slices.Contains(found, n) {
-				found = append(found, n)
-			}
-		}
-	}
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case string:
-			add(x)
-		case []any:
-			for _, y := range x {
-				walk(y)
-			}
-		case map[string]any:
-			for k, y := range x {
-				add(k)
-				walk(y)
-			}
-		}
-	}
-	walk(t.out)
-	if t.err != nil {
-		add(t.err.Error())
-	}
-	slices.Sort(found)
-	return found
-}

@@ -213,7 +213,7 @@ func (r *run) restore(ctx context.Context, s *flow.Step, idem string) (*StepResu
 	if v.fields == nil {
 		v.fields = map[string]ifc.Label{}
 	}
-	r.e.caps.restore(r, s.Call, rec.Args)
+	r.usage.Restore(r.policy, s.Call, rec.Args)
 	res := *rec.Result
 	return &res, v, true
 }

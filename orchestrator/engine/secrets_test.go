@@ -28,7 +28,10 @@ func TestReplyHoldingASecretFails(t *testing.T) {
 			return map[string]any{"text": *text.Load(), "quote": "x"}, nil
 		},
 	})
-	h.engine.cfg.Secrets = echo.New(map[string][]byte{"api_key": []byte(engineKey)})
+	cfg := h.engine.cfg
+	cfg.Secrets = echo.New(map[string][]byte{"api_key": []byte(engineKey)})
+	h.engine = New(cfg)
+	t.Cleanup(h.engine.Close)
 	const src = `name: p
 steps:
   - {id: f, call: t.fetch}

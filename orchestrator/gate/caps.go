@@ -1,4 +1,4 @@
-package engine
+package gate
 
 import (
 	"context"
@@ -49,7 +49,7 @@ type usage struct {
 // reservation; a call whose outcome is unknown (it timed out) keeps it,
 // so a cap may be under-spent, never over-spent.
 type caps struct {
-	e   *Engine
+	g   *Gate
 	now func() time.Time
 
 	mu sync.Mutex
@@ -78,9 +78,9 @@ func (e *errOverCap) Error() string { return e.reason }
 // reserve takes the call's share of every cap on its tool. It returns an
 // *errOverCap when a cap would be exceeded, and another error when the
 // budgets cannot be read or written: either way nothing stays reserved.
-func (c *caps) reserve(ctx context.Context, r *run, tool string, args map[string]any) (*reservation, error) {
+func (c *caps) reserve(ctx context.Context, r Run, tool string, args map[string]any) (*reservation, error) {
 	res := &reservation{}
-	for _, cp := range r.policy.Caps(tool) {
+	for _, cp := range r.Policy().Caps(tool) {
 		amount := 0.0
 		if cp.Sum != "" {
 			v, ok := number(args[cp.Sum])
@@ -99,7 +99,7 @@ func (c *caps) reserve(ctx context.Context, r *run, tool string, args map[string
 				ok, err = c.changeDay(ctx, cp, it.key, 1, amount)
 			} else {
 				it.key = cp.Ref.Name + "\x00" + k
-				ok = r.changeRun(cp, it.key, 1, amount)
+				ok = r.Usage().change(cp, it.key, 1, amount)
 			}
 			if err != nil {
 				c.release(context.WithoutCancel(ctx), r, res)
@@ -116,18 +116,18 @@ func (c *caps) reserve(ctx context.Context, r *run, tool string, args map[string
 }
 
 // release gives back what a reservation holds.
-func (c *caps) release(ctx context.Context, r *run, res *reservation) {
+func (c *caps) release(ctx context.Context, r Run, res *reservation) {
 	if res == nil {
 		return
 	}
 	for _, it := range res.items {
 		if it.day {
 			if _, err := c.changeDay(ctx, policy.Cap{}, it.key, -1, -it.amount); err != nil {
-				r.e.log.Warn("cap budget not released", "key", it.key, "err", err)
+				c.g.log.Warn("cap budget not released", "key", it.key, "err", err)
 			}
 			continue
 		}
-		r.changeRun(policy.Cap{}, it.key, -1, -it.amount)
+		r.Usage().change(policy.Cap{}, it.key, -1, -it.amount)
 	}
 	res.items = nil
 }
@@ -172,19 +172,26 @@ func (u usage) add(count int64, amount float64) usage {
 	return u
 }
 
-// changeRun changes a per-run budget; it returns false, changing nothing,
+// Usage is what one run has used of its per-run caps; the zero value is
+// ready to use. Per-day budgets are kept in the caps bucket instead.
+type Usage struct {
+	mu  sync.Mutex
+	use map[string]usage
+}
+
+// change changes a per-run budget; it returns false, changing nothing,
 // when the change would pass the cap.
-func (r *run) changeRun(cp policy.Cap, key string, count int64, amount float64) bool {
-	r.capMu.Lock()
-	defer r.capMu.Unlock()
-	if r.capUse == nil {
-		r.capUse = map[string]usage{}
+func (u *Usage) change(cp policy.Cap, key string, count int64, amount float64) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.use == nil {
+		u.use = map[string]usage{}
 	}
-	next := r.capUse[key].add(count, amount)
+	next := u.use[key].add(count, amount)
 	if count > 0 && !within(cp, next) {
 		return false
 	}
-	r.capUse[key] = next
+	u.use[key] = next
 	return true
 }
 
@@ -192,7 +199,7 @@ func (r *run) changeRun(cp policy.Cap, key string, count int64, amount float64) 
 // at the same time, in one process or in two, cannot together pass the
 // cap. It returns false, changing nothing, when the change would pass it.
 func (c *caps) changeDay(ctx context.Context, cp policy.Cap, key string, count int64, amount float64) (bool, error) {
-	f := c.e.cfg.Fault
+	f := c.g.cfg.Fault
 	ctx, stop := f.Bind(ctx)
 	defer stop()
 	kv, err := c.bucket(ctx)
@@ -245,7 +252,7 @@ func (c *caps) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if c.kv != nil {
 		return c.kv, nil
 	}
-	js, err := jetstream.New(c.e.cfg.Conn)
+	js, err := jetstream.New(c.g.cfg.Conn)
 	if err != nil {
 		return nil, fmt.Errorf("open budgets: %w", err)
 	}
@@ -257,7 +264,7 @@ func (c *caps) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 			History:     1,
 			TTL:         capsTTL,
 			Storage:     jetstream.FileStorage,
-			Replicas:    max(c.e.cfg.Replicas, 1),
+			Replicas:    max(c.g.cfg.Replicas, 1),
 		})
 		return err
 	})
@@ -326,10 +333,10 @@ func number(v any) (float64, bool) {
 	return 0, false
 }
 
-// restore counts a call that completed in an earlier pass of its run
-// against the run's per-run caps, as reserve did then.
-func (c *caps) restore(r *run, tool string, args map[string]any) {
-	for _, cp := range r.policy.Caps(tool) {
+// Restore counts a call that completed in an earlier pass of its run
+// against the run's per-run caps of p, as the gate did when it was made.
+func (u *Usage) Restore(p *policy.Set, tool string, args map[string]any) {
+	for _, cp := range p.Caps(tool) {
 		if cp.Window == policy.PerDay {
 			continue // kept in the bucket
 		}
@@ -338,7 +345,7 @@ func (c *caps) restore(r *run, tool string, args map[string]any) {
 			amount, _ = number(args[cp.Sum])
 		}
 		for _, k := range perKeys(cp, args) {
-			r.changeRun(policy.Cap{}, cp.Ref.Name+"\x00"+k, 1, amount)
+			u.change(policy.Cap{}, cp.Ref.Name+"\x00"+k, 1, amount)
 		}
 	}
 }
