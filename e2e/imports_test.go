@@ -64,6 +64,9 @@ var importTable = []layer{
 		external: []string{"github.com/nats-io/nats-server/v2", "github.com/nats-io/nats.go", "github.com/nats-io/jwt/v2",
 			"github.com/nats-io/nkeys", "cel.dev/cel-go", "github.com/oklog/ulid/v2", "code.dny.dev/ssrf",
 			"github.com/emersion/go-smtp", "github.com/emersion/go-sasl", "golang.org/x/sys"}},
+	{pkgs: []string{"orchestrator/mcpserver"},
+		sluice:   []string{"ifc/...", "schemas", "capabilities", "orchestrator/...", "internal/..."},
+		external: []string{"github.com/modelcontextprotocol/go-sdk"}},
 	// The gate is the only path from a run to a worker: it sees a run
 	// only through its interface (gate.Run), never the scheduler, the
 	// approvals or the run store behind it.

@@ -571,6 +571,9 @@ func (o *Orchestrator) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	return o.bus.Connect(opts...)
 }
 
+// Catalog is the deployment's tools, by worker.
+func (o *Orchestrator) Catalog() flow.Catalog { return flow.Catalog(o.manifests) }
+
 // Engine returns the engine, for answering held calls.
 func (o *Orchestrator) Engine() *engine.Engine { return o.engine }
 

@@ -62,6 +62,9 @@ type Call struct {
 	Args      map[string]any
 	Label     ifc.Label
 	ArgLabels map[string]ifc.Label
+	// Context is the context label the call was made in: an argument
+	// labeled otherwise carries a handle's value.
+	Context ifc.Label
 }
 
 // Outcome is what became of a call.
@@ -79,6 +82,8 @@ type Outcome struct {
 	// Stop says the step ends here: the call is held for a person, the run
 	// was interrupted, or what happened could not be recorded.
 	Stop bool
+	// Approval is the id of the approval a held call waits on.
+	Approval string
 }
 
 func (o *Outcome) label() ifc.Label {
@@ -135,6 +140,9 @@ type run struct {
 	s     Step
 	c     *conversation
 	tools map[string]flow.AgentTool // by offered name and by full name
+	// session: the calls come from a client, not a model (Session); a
+	// held call is told to it rather than ending the step.
+	session bool
 }
 
 // Run runs an agent step.
@@ -327,8 +335,12 @@ func (r *run) toolCall(ctx context.Context, turn, i int, tc ToolCall) *Result {
 		reply(toolError("arguments of %s %s", t.Name, why), callLabel, failed(why, callLabel))
 		return nil
 	}
-	o := r.h.Call(ctx, Call{Key: key, Tool: t, Args: args, Label: callLabel, ArgLabels: argLabels})
+	o := r.h.Call(ctx, Call{Key: key, Tool: t, Args: args, Label: callLabel, ArgLabels: argLabels, Context: c.label})
 	switch {
+	case o.Status == Held && r.session:
+		// Whether the call was held depends on what it carried: the
+		// client learns that, and the context label rises with it.
+		reply(toolError("the call to %s is held for approval %s and was not made: a person answers it (sluice approve %s, or the web page); then make the same call again", t.Name, o.Approval, o.Approval), callLabel, nil)
 	case o.Status == Held:
 		return &Result{Status: Held, Label: c.label.Join(callLabel),
 			Error: fmt.Sprintf("turn %d: the call to %s is held for approval", turn, t.Name)}

@@ -56,6 +56,9 @@ type conversation struct {
 	// handle rather than shown.
 	hide    bool
 	handles []*handle
+	// latest keeps only the latest message: a session's client is sent
+	// each reply once, and no model reads the conversation again.
+	latest bool
 }
 
 // callOutcome is the outcome of a call the model asked for, as tell takes
@@ -97,10 +100,13 @@ func (c *conversation) tell(m Message, dep ifc.Label, o *callOutcome) {
 		}
 		b, _ := json.Marshal(map[string]any{"$handle": id, "tool": o.tool.Name, "fields": fields})
 		m.Content, m.ToolCalls = str(string(b)), nil
-		c.msgs = append(c.msgs, m)
+	} else {
+		c.label = c.label.Join(dep)
+	}
+	if c.latest {
+		c.msgs = append(c.msgs[:0], m)
 		return
 	}
-	c.label = c.label.Join(dep)
 	c.msgs = append(c.msgs, m)
 }
 
@@ -114,6 +120,14 @@ func (c *conversation) handle(id string) *handle {
 		return nil
 	}
 	return c.handles[n-1]
+}
+
+// last returns the latest message told.
+func (c *conversation) last() Message {
+	if len(c.msgs) == 0 {
+		return Message{}
+	}
+	return c.msgs[len(c.msgs)-1]
 }
 
 // messages returns a copy of the conversation, to send to the model.
