@@ -224,4 +224,3 @@ func callSum(tool string, args map[string]any) string {
 	sum := sha256.Sum256(append([]byte(tool+"\x00"), b...))
 	return hex.EncodeToString(sum[:])
 }
-
