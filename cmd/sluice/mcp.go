@@ -93,6 +93,12 @@ Examples:
 					c.errorf("mcp: name the tools to serve with --tools (for example --tools web.fetch,payment.charge)")
 					return exitUsage
 				}
+				if *httpAddr != "" {
+					if err := mcpserver.CheckAddr(*httpAddr); err != nil {
+						c.errorf("mcp: %v", err)
+						return exitUsage
+					}
+				}
 				return c.serveMCP(ctx, mcpOptions{config: *cfgFile, tools: names, inspect: *inspect, hide: *hide,
 					label: start, http: *httpAddr, wait: *wait, elicit: *elicit, verbose: *verbose})
 			}

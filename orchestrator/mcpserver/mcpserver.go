@@ -275,15 +275,23 @@ type HTTP struct {
 	ln    net.Listener
 }
 
+// CheckAddr checks that addr is a loopback address with a port.
+func CheckAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--http %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--http %q: only a loopback address (127.0.0.1:PORT) is served", addr)
+	}
+	return nil
+}
+
 // ListenHTTP listens on addr, which must be a loopback address, with a
 // new token.
 func (s *Server) ListenHTTP(addr string) (*HTTP, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("--http %q: %w", addr, err)
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("--http %q: only a loopback address (127.0.0.1:PORT) is served", addr)
+	if err := CheckAddr(addr); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
