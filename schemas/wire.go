@@ -71,6 +71,16 @@ type Reply struct {
 	Output json.RawMessage      `json:"output,omitempty"`
 	Error  *ReplyError          `json:"error,omitempty"`
 	Labels map[string]ifc.Label `json:"labels,omitempty"`
+	// Usage is what the call spent at a model API (the llm worker), with
+	// an output or an error alike; the orchestrator records it in the
+	// call's result record.
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Usage counts the tokens of a call's model requests.
+type Usage struct {
+	InputTokens  int64 `json:"input_tokens"`
+	OutputTokens int64 `json:"output_tokens"`
 }
 
 // ReplyError is a tool failure, with a stable code.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/ifc"
@@ -42,6 +43,32 @@ type Call struct {
 	Log *slog.Logger
 
 	egress func(ctx context.Context, req schemas.EgressRequest) (*schemas.EgressResponse, error)
+
+	usageMu sync.Mutex
+	usage   *schemas.Usage
+}
+
+// AddUsage adds the tokens of one model request to what the call reports
+// in its reply (schemas.Reply.Usage), whether it then succeeds or fails.
+func (c *Call) AddUsage(input, output int64) {
+	c.usageMu.Lock()
+	defer c.usageMu.Unlock()
+	if c.usage == nil {
+		c.usage = &schemas.Usage{}
+	}
+	c.usage.InputTokens += max(input, 0)
+	c.usage.OutputTokens += max(output, 0)
+}
+
+// Usage returns the tokens reported with AddUsage, or nil when none were.
+func (c *Call) Usage() *schemas.Usage {
+	c.usageMu.Lock()
+	defer c.usageMu.Unlock()
+	if c.usage == nil {
+		return nil
+	}
+	u := *c.usage
+	return &u
 }
 
 // Decode unmarshals the arguments into v.

@@ -179,7 +179,7 @@ func (s *Service) serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, ms
 		call.egress = s.egressFunc(nc, call.Msg)
 	}
 	out, err := s.invoke(ctx, call)
-	reply := encodeReply(out, err, m.Limits.MaxOutput)
+	reply := encodeReply(out, err, m.Limits.MaxOutput, call.Usage())
 	if err := msg.Respond(reply); err != nil {
 		call.Log.Warn("reply failed", "tool", tool, "err", err)
 	}
@@ -203,8 +203,8 @@ func (s *Service) invoke(ctx context.Context, call *Call) (out any, err error) {
 	return s.Handlers[call.Tool](ctx, call)
 }
 
-func encodeReply(out any, err error, limit int64) []byte {
-	var r schemas.Reply
+func encodeReply(out any, err error, limit int64, usage *schemas.Usage) []byte {
+	r := schemas.Reply{Usage: usage}
 	if err != nil {
 		var re *schemas.ReplyError
 		if !errors.As(err, &re) {
@@ -227,7 +227,7 @@ func encodeReply(out any, err error, limit int64) []byte {
 		limit = schemas.MaxReply
 	}
 	if int64(len(b)) > limit {
-		b, _ = json.Marshal(schemas.Reply{Error: &schemas.ReplyError{Code: schemas.CodeTooLarge,
+		b, _ = json.Marshal(schemas.Reply{Usage: usage, Error: &schemas.ReplyError{Code: schemas.CodeTooLarge,
 			Message: fmt.Sprintf("output of %d bytes exceeds the limit of %d", len(b), limit)}})
 	}
 	return b
