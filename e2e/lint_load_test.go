@@ -86,7 +86,7 @@ func TestBadWorkerConfigFailsAtLoad(t *testing.T) {
 		{"misspelled key", "workers:\n  - manifest: builtin:payment\n    config: {opening_balanse: 100}\n",
 			`sluice.yaml:3:14: unknown key "opening_balanse" (did you mean "opening_balance"?)`},
 		{"unknown backend", "workers:\n  - manifest: builtin:payment\n  - manifest: builtin:llm\n    config:\n      backend: gpt5\n",
-			`sluice.yaml:5:16: workers.1.config.backend: value must be one of 'scripted', 'hijackable', 'openai'`},
+			`sluice.yaml:5:16: workers.1.config.backend: value must be one of 'scripted', 'hijackable', 'openai', 'anthropic'`},
 		{"missing script", "workers:\n  - manifest: builtin:llm\n    config: {backend: scripted, script: answers.yaml}\n",
 			`sluice.yaml:3:41: workers.0.config.script: no file `},
 	} {

@@ -27,7 +27,7 @@ func TestWorkerConfigErrors(t *testing.T) {
 		{"misspelled key", "workers:\n  - manifest: builtin:payment\n    config: {ledgr: pay.jsonl}\n",
 			[]at{{schemas.CodeSchemaUnknown, 3, 14}}, []string{`unknown key "ledgr" (did you mean "ledger"?)`}},
 		{"unknown backend", "workers:\n  - manifest: builtin:llm\n    config:\n      backend: gpt5\n",
-			[]at{{schemas.CodeSchemaMismatch, 4, 16}}, []string{"workers.0.config.backend: value must be one of 'scripted', 'hijackable', 'openai'"}},
+			[]at{{schemas.CodeSchemaMismatch, 4, 16}}, []string{"workers.0.config.backend: value must be one of 'scripted', 'hijackable', 'openai', 'anthropic'"}},
 		{"key of another backend", "workers:\n  - manifest: builtin:payment\n    config: {backend: http, base_url: \"https://p.example\", ledger: x}\n",
 			[]at{{schemas.CodeSchemaUnknown, 3, 60}}, []string{`unknown key "ledger"`}},
 		{"wrong type", "workers:\n  - manifest: builtin:web\n  - manifest: builtin:calendar\n    config: {timezone: 2}\n",

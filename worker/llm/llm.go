@@ -4,7 +4,8 @@
 //
 // Configuration (the worker's `config:` block):
 //
-//	backend: scripted (the default), hijackable, or openai (see openAIConfig)
+//	backend: scripted (the default), hijackable, openai (see openAIConfig)
+//	         or anthropic (see anthropicConfig)
 //	script:  path of the script, relative to the working directory
 //
 // The scripted backend is deterministic: the script is a YAML list of
@@ -51,6 +52,7 @@ const (
 	backendScripted   = "scripted"
 	backendHijackable = "hijackable"
 	backendOpenAI     = "openai"
+	backendAnthropic  = "anthropic"
 )
 
 // injectMarker starts a line that the hijackable backend obeys.
@@ -62,8 +64,9 @@ type config struct {
 	// Record, for the scripted and hijackable backends, names a file that
 	// gets one JSON line per request: exactly what the model was given. Tests
 	// and demos use it to show what reached the model.
-	Record string `json:"record"`
-	OpenAI openAIConfig
+	Record    string `json:"record"`
+	OpenAI    openAIConfig
+	Anthropic anthropicConfig
 }
 
 func loadConfig(raw json.RawMessage) (config, error) {
@@ -89,9 +92,12 @@ func loadConfig(raw json.RawMessage) (config, error) {
 	case backendOpenAI:
 		err := loadOpenAIConfig(raw, &cfg.OpenAI)
 		return cfg, err
+	case backendAnthropic:
+		err := loadAnthropicConfig(raw, &cfg.Anthropic)
+		return cfg, err
 	default:
-		return cfg, fmt.Errorf("llm config: unknown backend %q (available: %s, %s, %s)",
-			cfg.Backend, backendOpenAI, backendScripted, backendHijackable)
+		return cfg, fmt.Errorf("llm config: unknown backend %q (available: %s, %s, %s, %s)",
+			cfg.Backend, backendAnthropic, backendOpenAI, backendScripted, backendHijackable)
 	}
 	var unknown []string
 	for k := range keys {
@@ -123,9 +129,11 @@ func New(env worker.Env) (map[string]worker.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Backend == backendOpenAI {
-		t := &tools{b: &openAI{cfg: cfg.OpenAI}}
-		return t.handlers(), nil
+	switch cfg.Backend {
+	case backendOpenAI:
+		return (&tools{b: &openAI{cfg: cfg.OpenAI}}).handlers(), nil
+	case backendAnthropic:
+		return (&tools{b: &anthropic{cfg: cfg.Anthropic}}).handlers(), nil
 	}
 	m := &model{hijackable: cfg.Backend == backendHijackable}
 	if cfg.Record != "" {
@@ -149,7 +157,7 @@ func New(env worker.Env) (map[string]worker.Handler, error) {
 }
 
 // backend is a language model: the scripted or hijackable one of this
-// package, or an OpenAI-compatible endpoint.
+// package, an OpenAI-compatible endpoint or Anthropic's Messages API.
 type backend interface {
 	// complete answers a prompt with text.
 	complete(ctx context.Context, call *worker.Call, system, prompt string) (string, error)

@@ -1,17 +1,13 @@
 package llm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
-	"time"
 
-	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
 )
 
@@ -22,15 +18,19 @@ import (
 //	base_url: http://127.0.0.1:11434/v1   # the worker's net grant must name its host:port
 //	model: llama3.1
 //	api_key: "{{secret:openai_key}}"      # a placeholder; the egress broker fills it in
-//	max_retries: 3                        # on 429 and 5xx, with backoff
+//	max_retries: 3                        # on 429 and 5xx, with backoff or as Retry-After says
+//	max_tokens: 4096                      # sent as max_completion_tokens
+//	temperature: 0.2                      # sent only when set (reasoning models refuse it)
 //
 // The worker never holds the key: it sends the placeholder, and the broker
 // substitutes it for the hosts the secret is granted to.
 type openAIConfig struct {
-	BaseURL    string `json:"base_url"`
-	Model      string `json:"model"`
-	APIKey     string `json:"api_key"`
-	MaxRetries *int   `json:"max_retries"`
+	BaseURL     string   `json:"base_url"`
+	Model       string   `json:"model"`
+	APIKey      string   `json:"api_key"`
+	MaxRetries  *int     `json:"max_retries"`
+	MaxTokens   *int     `json:"max_tokens"`
+	Temperature *float64 `json:"temperature"`
 }
 
 func loadOpenAIConfig(raw json.RawMessage, c *openAIConfig) error {
@@ -38,13 +38,13 @@ func loadOpenAIConfig(raw json.RawMessage, c *openAIConfig) error {
 	_ = json.Unmarshal(raw, &keys)
 	for k := range keys {
 		switch k {
-		case "backend", "base_url", "model", "api_key", "max_retries":
+		case "backend", "base_url", "model", "api_key", "max_retries", "max_tokens", "temperature":
 		default:
-			return fmt.Errorf("llm config: unknown key %q for backend openai (keys are: backend, base_url, model, api_key, max_retries)", k)
+			return fmt.Errorf("llm config: unknown key %q for backend openai (keys are: backend, base_url, model, api_key, max_retries, max_tokens, temperature)", k)
 		}
 	}
 	if err := json.Unmarshal(raw, c); err != nil {
-		return errors.New("llm config: base_url, model and api_key must be strings, max_retries a number")
+		return errors.New("llm config: base_url, model and api_key must be strings; max_retries, max_tokens and temperature numbers")
 	}
 	u, err := url.Parse(c.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -53,15 +53,31 @@ func loadOpenAIConfig(raw json.RawMessage, c *openAIConfig) error {
 	if c.Model == "" {
 		return errors.New("llm config: model is required for backend openai")
 	}
-	if c.APIKey != "" && !strings.Contains(c.APIKey, "{{secret:") {
-		return errors.New("llm config: api_key must be a secret placeholder such as \"{{secret:openai_key}}\", not the key itself")
+	return checkCommon("openai", "openai_key", c.APIKey, &c.MaxRetries, &c.MaxTokens, c.Temperature)
+}
+
+// checkCommon checks the keys every API backend has and fills in the
+// defaults of max_retries and max_tokens.
+func checkCommon(backend, keyName, apiKey string, retries, maxTokens **int, temperature *float64) error {
+	if apiKey != "" && !strings.Contains(apiKey, "{{secret:") {
+		return fmt.Errorf("llm config: api_key must be a secret placeholder such as \"{{secret:%s}}\", not the key itself", keyName)
 	}
-	if c.MaxRetries == nil {
+	if *retries == nil {
 		n := 3
-		c.MaxRetries = &n
+		*retries = &n
 	}
-	if *c.MaxRetries < 0 || *c.MaxRetries > 10 {
+	if **retries < 0 || **retries > 10 {
 		return errors.New("llm config: max_retries must be from 0 to 10")
+	}
+	if *maxTokens == nil {
+		n := defaultMaxTokens
+		*maxTokens = &n
+	}
+	if **maxTokens < 1 {
+		return fmt.Errorf("llm config: max_tokens must be at least 1 for backend %s", backend)
+	}
+	if temperature != nil && (*temperature < 0 || *temperature > 2) {
+		return errors.New("llm config: temperature must be from 0 to 2")
 	}
 	return nil
 }
@@ -72,6 +88,7 @@ type openAI struct{ cfg openAIConfig }
 type oaMessage struct {
 	Role       string       `json:"role"`
 	Content    *string      `json:"content"`
+	Refusal    *string      `json:"refusal,omitempty"`
 	ToolCalls  []oaToolCall `json:"tool_calls,omitempty"`
 	ToolCallID string       `json:"tool_call_id,omitempty"`
 	Name       string       `json:"name,omitempty"`
@@ -91,7 +108,10 @@ type oaRequest struct {
 	Messages       []oaMessage `json:"messages"`
 	Tools          []oaTool    `json:"tools,omitempty"`
 	ResponseFormat any         `json:"response_format,omitempty"`
-	Temperature    float64     `json:"temperature"`
+	// Temperature is sent only when configured: reasoning models refuse
+	// any value.
+	Temperature         *float64 `json:"temperature,omitempty"`
+	MaxCompletionTokens int      `json:"max_completion_tokens,omitempty"`
 }
 
 type oaTool struct {
@@ -105,8 +125,13 @@ type oaTool struct {
 
 type oaResponse struct {
 	Choices []struct {
-		Message oaMessage `json:"message"`
+		Message      oaMessage `json:"message"`
+		FinishReason string    `json:"finish_reason"`
 	} `json:"choices"`
+	Usage *struct {
+		PromptTokens     int64 `json:"prompt_tokens"`
+		CompletionTokens int64 `json:"completion_tokens"`
+	} `json:"usage"`
 }
 
 func str(s string) *string { return &s }
@@ -133,7 +158,11 @@ func (o *openAI) extract(ctx context.Context, call *worker.Call, instruction, te
 			{Role: "system", Content: str("Answer with one JSON value that satisfies the given schema, and nothing else. " + instruction)},
 			{Role: "user", Content: str(text)},
 		},
-		ResponseFormat: map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "answer", "schema": schema}},
+		// strict: the API holds the answer to the schema. OpenAI accepts a
+		// subset of JSON Schema in strict mode (every object closed with
+		// additionalProperties: false, every property required); the
+		// answer is checked against the whole schema afterwards anyway.
+		ResponseFormat: map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "answer", "strict": true, "schema": schema}},
 	}
 	m, err := o.post(ctx, call, req)
 	if err != nil {
@@ -185,11 +214,14 @@ func (o *openAI) chat(ctx context.Context, call *worker.Call, messages []Message
 	return out, nil
 }
 
-// post sends one chat-completions request through the egress broker,
-// trying again with backoff on 429 and 5xx, and returns the first choice's
-// message.
+// post sends one chat-completions request through the egress broker (see
+// send) and returns the first choice's message. The usage it reports is
+// added to the call's; a refusal, and an answer cut off at max_tokens, are
+// errors.
 func (o *openAI) post(ctx context.Context, call *worker.Call, req oaRequest) (oaMessage, error) {
 	req.Model = o.cfg.Model
+	req.Temperature = o.cfg.Temperature
+	req.MaxCompletionTokens = *o.cfg.MaxTokens
 	body, err := json.Marshal(req)
 	if err != nil {
 		return oaMessage{}, err
@@ -199,48 +231,28 @@ func (o *openAI) post(ctx context.Context, call *worker.Call, req oaRequest) (oa
 		headers["Authorization"] = "Bearer " + o.cfg.APIKey
 	}
 	endpoint := strings.TrimSuffix(o.cfg.BaseURL, "/") + "/chat/completions"
-	backoff := 250 * time.Millisecond
-	for try := 0; ; try++ {
-		resp, err := call.HTTP(ctx, schemas.EgressRequest{Method: "POST", URL: endpoint, Headers: headers, Body: body})
-		if err != nil {
-			return oaMessage{}, err
-		}
-		switch {
-		case resp.Status == 200:
-			var r oaResponse
-			if err := json.Unmarshal(resp.Body, &r); err != nil || len(r.Choices) == 0 {
-				return oaMessage{}, worker.Failed("the model API answered with no choice")
-			}
-			return r.Choices[0].Message, nil
-		case (resp.Status == 429 || resp.Status >= 500) && try < *o.cfg.MaxRetries:
-			wait := backoff
-			if s, err := strconv.Atoi(resp.Headers["Retry-After"]); err == nil && s > 0 {
-				wait = min(time.Duration(s)*time.Second, 10*time.Second)
-			}
-			call.Log.Warn("model API busy; trying again", "status", resp.Status, "attempt", try+1)
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return oaMessage{}, ctx.Err()
-			}
-			backoff = min(backoff*2, 5*time.Second)
-		default:
-			return oaMessage{}, worker.Failed("the model API answered %d%s", resp.Status, apiError(resp.Body))
-		}
+	b, err := send(ctx, call, endpoint, headers, body, *o.cfg.MaxRetries)
+	if err != nil {
+		return oaMessage{}, err
 	}
-}
-
-// apiError returns the API's error type, which names the problem without
-// quoting the prompt.
-func apiError(body []byte) string {
-	var e struct {
-		Error struct {
-			Type string `json:"type"`
-			Code any    `json:"code"`
-		} `json:"error"`
+	var r oaResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		return oaMessage{}, worker.Failed("the model API answered with no choice")
 	}
-	if json.Unmarshal(bytes.TrimSpace(body), &e) == nil && e.Error.Type != "" {
-		return " (" + e.Error.Type + ")"
+	if r.Usage != nil {
+		call.AddUsage(r.Usage.PromptTokens, r.Usage.CompletionTokens)
 	}
-	return ""
+	if len(r.Choices) == 0 {
+		return oaMessage{}, worker.Failed("the model API answered with no choice")
+	}
+	c := r.Choices[0]
+	switch {
+	case c.Message.Refusal != nil && *c.Message.Refusal != "":
+		return oaMessage{}, worker.Failed("the model refused to answer")
+	case c.FinishReason == "length":
+		return oaMessage{}, worker.Failed("the model's answer was cut off at max_tokens (%d); raise max_tokens in the llm worker's config", *o.cfg.MaxTokens)
+	case c.FinishReason == "content_filter":
+		return oaMessage{}, worker.Failed("the model's answer was withheld by the API's content filter")
+	}
+	return c.Message, nil
 }

@@ -70,7 +70,8 @@ func broker(ctx context.Context, req schemas.EgressRequest) (*schemas.EgressResp
 		return nil, err
 	}
 	for k, v := range req.Headers {
-		r.Header.Set(k, strings.ReplaceAll(v, "{{secret:openai_key}}", testKey))
+		v = strings.ReplaceAll(v, "{{secret:openai_key}}", testKey)
+		r.Header.Set(k, strings.ReplaceAll(v, "{{secret:anthropic_key}}", testKey))
 	}
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
