@@ -32,6 +32,7 @@ import (
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/internal/jsretry"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // Version of the record format.
@@ -85,6 +86,9 @@ type Record struct {
 	Reasons   []string             `json:"reasons,omitempty"`
 	Status    string               `json:"status,omitempty"`
 	Error     string               `json:"error,omitempty"`
+	// Usage of a result record: the tokens the call spent at a model API,
+	// as its worker reported them (the llm worker); absent for other tools.
+	Usage *schemas.Usage `json:"usage,omitempty"`
 	// Violation fields: the NATS user and what it was refused.
 	User    string `json:"user,omitempty"`
 	Op      string `json:"op,omitempty"`
@@ -636,6 +640,13 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 	b = appendList(b, "reasons", r.Reasons)
 	b = appendField(b, "status", r.Status)
 	b = appendField(b, "error", r.Error)
+	if r.Usage != nil {
+		b = append(b, `,"usage":{"input_tokens":`...)
+		b = strconv.AppendInt(b, r.Usage.InputTokens, 10)
+		b = append(b, `,"output_tokens":`...)
+		b = strconv.AppendInt(b, r.Usage.OutputTokens, 10)
+		b = append(b, '}')
+	}
 	b = appendField(b, "user", r.User)
 	b = appendField(b, "op", r.Op)
 	b = appendField(b, "subject", r.Subject)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator/bus"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 func TestChainExportVerify(t *testing.T) {
@@ -284,6 +285,8 @@ func TestEncodeRecordAsMarshal(t *testing.T) {
 				fv.Set(reflect.ValueOf([]string{s, "x", s}))
 			case []PlanStep:
 				fv.Set(reflect.ValueOf([]PlanStep{{ID: "a" + s, Tool: "t." + s}, {ID: "b", Tool: "t.x", Deps: []string{"a" + s, s}}}))
+			case *schemas.Usage:
+				fv.Set(reflect.ValueOf(&schemas.Usage{InputTokens: int64(i) << 40, OutputTokens: int64(i)}))
 			default:
 				t.Fatalf("Record.%s: a type the test does not fill", v.Type().Field(f).Name)
 			}

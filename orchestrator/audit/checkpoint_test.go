@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator/bus"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 var (
@@ -90,6 +91,8 @@ func fullRecord(t *testing.T) Record {
 			fv.Set(reflect.ValueOf([]string{name + "-1", name + "-2"}))
 		case []PlanStep:
 			fv.Set(reflect.ValueOf([]PlanStep{{ID: "a", Tool: "t.a"}, {ID: "b", Tool: "t.b", Deps: []string{"a"}}}))
+		case *schemas.Usage:
+			fv.Set(reflect.ValueOf(&schemas.Usage{InputTokens: 1200, OutputTokens: 34}))
 		default:
 			t.Fatalf("Record.%s: a type the test does not fill", name)
 		}
@@ -127,6 +130,12 @@ func changeField(t *testing.T, r *Record, f int) {
 		fv.Set(reflect.ValueOf(append(slices.Clone(x), "x")))
 	case []PlanStep:
 		fv.Set(reflect.ValueOf(append(slices.Clone(x), PlanStep{ID: "x", Tool: "t.x"})))
+	case *schemas.Usage:
+		u := schemas.Usage{InputTokens: 1}
+		if x != nil {
+			u = schemas.Usage{InputTokens: x.InputTokens, OutputTokens: x.OutputTokens + 1}
+		}
+		fv.Set(reflect.ValueOf(&u))
 	default:
 		t.Fatalf("Record.%s: a type the test does not change", reflect.TypeOf(*r).Field(f).Name)
 	}

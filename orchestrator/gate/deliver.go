@@ -56,7 +56,7 @@ func (p *pass) call(ctx context.Context, s *flow.Step, body []byte, res *StepRes
 		base := outputLabel(s, body, output, t)
 		labels = p.workerSources(s, msgID, labels)
 		p.forgedLabels(s, msgID, base, labels)
-		if aerr := p.recordTry(s, res, msgID, base, err); aerr != nil && err == nil {
+		if aerr := p.recordTry(s, res, msgID, base, t.usage, err); aerr != nil && err == nil {
 			// A try that cannot be recorded does not count.
 			err, retry = aerr, false
 		}
@@ -100,20 +100,21 @@ func (p *pass) withoutSecrets(s *flow.Step, msgID string, t tryResult) tryResult
 		return t
 	}
 	p.secretViolation(s, msgID, names)
-	return tryResult{err: fmt.Errorf("%s: the reply of worker %s held secret %s; it was discarded", s.Call, s.Worker, strings.Join(names, ", "))}
+	return tryResult{err: fmt.Errorf("%s: the reply of worker %s held secret %s; it was discarded", s.Call, s.Worker, strings.Join(names, ", ")),
+		usage: t.usage}
 }
 
 // recordTry records what a try returned, labeled base: an error message
 // is output too (it may carry what the worker read), so it is labeled as
 // an output would be. It returns the audit log's failure.
-func (p *pass) recordTry(s *flow.Step, res *StepResult, msgID string, base ifc.Label, err error) error {
+func (p *pass) recordTry(s *flow.Step, res *StepResult, msgID string, base ifc.Label, usage *schemas.Usage, err error) error {
 	status, msg := StatusCompleted, ""
 	if err != nil {
 		status, msg = StatusFailed, err.Error()
 		res.ErrorLabel = &base
 	}
 	rec := audit.Record{Kind: audit.KindResult, RunID: p.run.ID(), Flow: p.run.Flow(), Step: s.ID, Tool: s.Call,
-		MsgID: msgID, Label: &base, Status: status, Error: msg}
+		MsgID: msgID, Label: &base, Status: status, Error: msg, Usage: usage}
 	return p.run.Publish(rec)
 }
 
@@ -246,6 +247,7 @@ type tryResult struct {
 	labels   map[string]ifc.Label
 	hosts    []string
 	filled   bool // the broker filled a secret into a request of the call
+	usage    *schemas.Usage
 	err      error
 	retry    bool
 	noEffect bool
@@ -391,23 +393,23 @@ func decodeReply(reply *nats.Msg, s *flow.Step) tryResult {
 		err := fmt.Errorf("%s: %s", s.Call, rep.Error.Error())
 		switch rep.Error.Code {
 		case schemas.CodeFailed:
-			return tryResult{err: err, retry: true, noEffect: true}
+			return tryResult{err: err, retry: true, noEffect: true, usage: rep.Usage}
 		case schemas.CodeInternal:
 			// The worker broke mid-call: what it did is not known.
-			return tryResult{err: err, retry: true}
+			return tryResult{err: err, retry: true, usage: rep.Usage}
 		}
-		return tryResult{err: err, noEffect: true}
+		return tryResult{err: err, noEffect: true, usage: rep.Usage}
 	}
 	out, err := jsonvalue.Decode(rep.Output)
 	if err != nil {
-		return tryResult{err: fmt.Errorf("%s: malformed output from worker %s", s.Call, s.Worker)}
+		return tryResult{err: fmt.Errorf("%s: malformed output from worker %s", s.Call, s.Worker), usage: rep.Usage}
 	}
 	if s.Spec.Output != nil {
 		if err := s.Spec.Output.ValidateValue(out); err != nil {
-			return tryResult{err: fmt.Errorf("%s: output does not match the tool's output schema: %v", s.Call, err)}
+			return tryResult{err: fmt.Errorf("%s: output does not match the tool's output schema: %v", s.Call, err), usage: rep.Usage}
 		}
 	}
-	return tryResult{out: out, labels: rep.Labels}
+	return tryResult{out: out, labels: rep.Labels, usage: rep.Usage}
 }
 
 // secretsIn returns the names of the configured secrets that a reply
