@@ -2,6 +2,8 @@ package orchestrator
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/natstls"
 	"github.com/sluicehq/sluice/orchestrator/api"
 	"github.com/sluicehq/sluice/orchestrator/bus"
 	"github.com/sluicehq/sluice/orchestrator/config"
@@ -66,12 +69,47 @@ func (o *Orchestrator) startBus(ctx context.Context, d *config.Config, onViolati
 	if err != nil {
 		return nil, err
 	}
-	e, err := bus.Dial(ctx, bus.ExternalConfig{URL: x.URL, AccountSeed: seed, Creds: creds, CredentialTTL: x.CredentialTTL})
+	tlsConfig, err := loadNATSTLS(d, x)
 	if err != nil {
 		return nil, err
 	}
-	o.log.Info("using an external NATS server", "url", x.URL, "credential_ttl", e.CredentialTTL())
+	e, err := bus.Dial(ctx, bus.ExternalConfig{URL: x.URL, AccountSeed: seed, Creds: creds, CredentialTTL: x.CredentialTTL,
+		TLS: tlsConfig})
+	if err != nil {
+		return nil, natstls.Explain(err, x.TLS)
+	}
+	o.log.Info("using an external NATS server", "url", x.URL, "credential_ttl", e.CredentialTTL(), "tls", x.TLS != nil)
 	return e, nil
+}
+
+// natsTLS is the nats.tls of d's external server, or nil.
+func natsTLS(d *config.Config) *natstls.Files {
+	if d.ExternalNATS == nil {
+		return nil
+	}
+	return d.ExternalNATS.TLS
+}
+
+// loadNATSTLS reads the files of nats.tls; nil when it is not set. Errors
+// point at the key in sluice.yaml that names the file.
+func loadNATSTLS(d *config.Config, x *config.ExternalNATS) (*tls.Config, error) {
+	if x.TLS == nil {
+		return nil, nil
+	}
+	c, err := natstls.Load(*x.TLS)
+	if err != nil {
+		var ds schemas.Diagnostics
+		pos := x.TLSPos[""]
+		var fe *natstls.Error
+		if errors.As(err, &fe) {
+			if p, ok := x.TLSPos[fe.Field]; ok && p.Line > 0 {
+				pos = p
+			}
+		}
+		ds.Add(d.File, pos, "config_nats_tls", "nats.tls.%v", err)
+		return nil, ds.Err()
+	}
+	return c, nil
 }
 
 // writeFailed is told by the embedded server that it could not write

@@ -347,7 +347,8 @@ func (o *Orchestrator) publishEndpoint(d *config.Config, seed []byte) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, cfgSubs...)
-	o.endpoint = api.Endpoint{URL: o.bus.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid(), Config: d.File, Fingerprint: o.Fingerprint()}
+	o.endpoint = api.Endpoint{URL: o.bus.ClientURL(), Prefix: o.subjects.Prefix, PID: os.Getpid(), Config: d.File, Fingerprint: o.Fingerprint(),
+		TLS: natsTLS(d)}
 	unpublish, err := api.Publish(d.State, o.endpoint, seed)
 	o.reloadMu.Unlock()
 	if err != nil {
@@ -367,7 +368,7 @@ func (o *Orchestrator) startWorkers(ctx context.Context, d *config.Config, viola
 	}
 	o.sup = supervisor.New(supervisor.Config{Bus: o.bus, State: d.State, Dir: d.Dir, Log: o.log, Prefix: o.subjects.Prefix,
 		Executable: o.cfg.Executable, Command: o.cfg.WorkerCommand, OnExit: o.engine.WorkerExited,
-		Getenv:      withoutSecrets(d, o.cfg.Getenv),
+		Getenv: withoutSecrets(d, o.cfg.Getenv), TLS: natsTLS(d),
 		SealNetwork: d.ExternalNATS == nil, OnRefused: func(user, op, what string) {
 			select {
 			case violations <- bus.Violation{Time: time.Now(), User: user, Kind: op, Subject: what}:

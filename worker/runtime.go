@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/internal/natscreds"
+	"github.com/sluicehq/sluice/internal/natstls"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -32,6 +33,10 @@ type ConnectConfig struct {
 	CredsFile string
 	// Token is used when no CredsFile is given.
 	Token string
+	// TLS names the PEM files of an external server's nats.tls
+	// (SLUICE_NATS_TLS_CA, _CERT, _KEY). They are read once, here, before
+	// the process is confined: reconnections use what was read.
+	TLS *natstls.Files
 	// Worker is the worker's name; it fixes the reply inbox prefix the
 	// worker's NATS permissions allow.
 	Worker   string
@@ -83,9 +88,16 @@ func Connect(cfg ConnectConfig) (*nats.Conn, error) {
 	default:
 		return nil, errors.New("no credentials: set SLUICE_NATS_CREDS or SLUICE_NATS_TOKEN")
 	}
+	if cfg.TLS != nil {
+		c, err := natstls.Load(*cfg.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("nats tls: %w", err)
+		}
+		opts = append(opts, nats.Secure(c))
+	}
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("connect to %s: %w", cfg.URL, natstls.Explain(err, cfg.TLS))
 	}
 	return nc, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/natstls"
 	"github.com/sluicehq/sluice/internal/seal"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/api"
@@ -88,6 +89,13 @@ func (c *cli) doctor(ctx context.Context, cfgFile string) int {
 	if x := dep.ExternalNATS; x != nil {
 		line("ok", "bus", fmt.Sprintf("external NATS at %s in operator mode; each worker gets a user JWT valid for %s", x.URL, orDefault(x.CredentialTTL)))
 		line("warn", "bus refusals", "an external server keeps its permission refusals in its own log, not in Sluice's audit log")
+		if x.TLS != nil {
+			if _, err := natstls.Load(*x.TLS); err != nil {
+				line("fail", "bus tls", "nats.tls."+err.Error())
+			} else {
+				line("ok", "bus tls", fmt.Sprintf("CA %s, client certificate %s", orNone(x.TLS.CA, "the system's roots"), orNone(x.TLS.Cert, "none")))
+			}
+		}
 	}
 	if client, err := api.Dial(dep.State); err == nil {
 		line("ok", "orchestrator", fmt.Sprintf("running (pid %d), bus %s", client.Endpoint.PID, client.Endpoint.URL))
@@ -208,4 +216,12 @@ func orDefault(d time.Duration) time.Duration {
 		return time.Hour
 	}
 	return d
+}
+
+// orNone is s, or what an empty s means.
+func orNone(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return s
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/natstls"
 	"github.com/sluicehq/sluice/internal/seal"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
@@ -64,6 +65,10 @@ Environment:
   SLUICE_NATS_CREDS     file holding the worker's nkey seed, or a .creds file (user JWT
                         and seed) on an external server (read once, then removed)
   SLUICE_NATS_TOKEN     a token instead of SLUICE_NATS_CREDS
+  SLUICE_NATS_TLS_CA, SLUICE_NATS_TLS_CERT, SLUICE_NATS_TLS_KEY
+                        PEM files of nats.tls (an external server): the CA, and the
+                        client certificate and key (read once, before the worker is
+                        confined)
   SLUICE_STATE          the state directory (default .sluice)
   SLUICE_WORKER_CONFIG  the worker's config block, as JSON
   SLUICE_WORKER_GRANTS  the deployment's grants for this worker, as JSON
@@ -157,7 +162,7 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 	}
 	subjects := schemas.Subjects{Prefix: c.getenv("SLUICE_SUBJECT_PREFIX")}
 	nc, err := worker.Connect(worker.ConnectConfig{URL: c.getenv("SLUICE_NATS_URL"), CredsFile: c.getenv("SLUICE_NATS_CREDS"),
-		Token: c.getenv("SLUICE_NATS_TOKEN"), Worker: m.Worker, Subjects: subjects, Log: log})
+		Token: c.getenv("SLUICE_NATS_TOKEN"), TLS: natstls.FromEnv(c.getenv), Worker: m.Worker, Subjects: subjects, Log: log})
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/internal/natscreds"
+	"github.com/sluicehq/sluice/internal/natstls"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -35,6 +36,9 @@ type Endpoint struct {
 	// config request answers with the current ones.
 	Config      string `json:"config,omitempty"`
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// TLS names the PEM files of nats.tls, which a client connects with
+	// too; absent without TLS configuration.
+	TLS *natstls.Files `json:"tls,omitempty"`
 }
 
 const clientName = "client"
@@ -389,10 +393,17 @@ func Dial(state string) (*Client, error) {
 		return nil, fmt.Errorf("client credentials: %w", err)
 	}
 	s := schemas.Subjects{Prefix: e.Prefix}
-	nc, err := nats.Connect(e.URL, auth, nats.CustomInboxPrefix(s.Inbox(clientName)),
-		nats.Name("sluice-client"), nats.MaxReconnects(0))
+	opts := []nats.Option{auth, nats.CustomInboxPrefix(s.Inbox(clientName)), nats.Name("sluice-client"), nats.MaxReconnects(0)}
+	if e.TLS != nil {
+		c, err := natstls.Load(*e.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("nats.tls of the running orchestrator: %w", err)
+		}
+		opts = append(opts, nats.Secure(c))
+	}
+	nc, err := nats.Connect(e.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotRunning, err)
+		return nil, fmt.Errorf("%w: %v", ErrNotRunning, natstls.Explain(err, e.TLS))
 	}
 	return &Client{nc: nc, s: s, Endpoint: e}, nil
 }

@@ -3,6 +3,7 @@ package bus
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -35,6 +36,10 @@ type ExternalConfig struct {
 	// CredentialTTL is how long each issued user JWT is valid; default
 	// DefaultCredentialTTL.
 	CredentialTTL time.Duration
+	// TLS, when set, is used by every connection the orchestrator opens:
+	// the CA that signed the server's certificate and the client
+	// certificate a server with verify: true asks for.
+	TLS *tls.Config
 }
 
 // External is an existing NATS server or cluster in operator mode. Users
@@ -52,6 +57,7 @@ type External struct {
 	jwt     string // the orchestrator's user
 	seed    string
 	ttl     time.Duration
+	tls     *tls.Config
 	probe   *nats.Conn
 }
 
@@ -90,7 +96,7 @@ func Dial(ctx context.Context, cfg ExternalConfig) (*External, error) {
 	if ttl <= 0 {
 		ttl = DefaultCredentialTTL
 	}
-	e := &External{url: cfg.URL, signer: signer, account: account, jwt: userJWT, seed: string(seed), ttl: ttl}
+	e := &External{url: cfg.URL, signer: signer, account: account, jwt: userJWT, seed: string(seed), ttl: ttl, tls: cfg.TLS}
 	if e.probe, err = e.Connect(nats.Name("sluice-orchestrator-probe")); err != nil {
 		if refused(err) {
 			return nil, fmt.Errorf("%w: the server refused the orchestrator's creds (user %q of account %s): %v",
@@ -126,7 +132,7 @@ func (e *External) checkSigner(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(e.url, opt, nats.Name("sluice-check"), nats.MaxReconnects(0))
+	nc, err := nats.Connect(e.url, append(e.secure(), opt, nats.Name("sluice-check"), nats.MaxReconnects(0))...)
 	if err != nil && !refused(err) {
 		return fmt.Errorf("connect to %s: %w", e.url, err)
 	}
@@ -153,10 +159,18 @@ func (e *External) ClientURL() string { return e.url }
 // gone, and after a server that stops answering without closing the
 // connection (a partition) is given up, after about 15s.
 func (e *External) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.UserJWTAndSeed(e.jwt, e.seed), nats.Name("sluice-orchestrator"),
-		nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
-		nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(3)}, opts...)
+	opts = append(append(e.secure(), nats.UserJWTAndSeed(e.jwt, e.seed), nats.Name("sluice-orchestrator"),
+		nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
+		nats.PingInterval(5*time.Second), nats.MaxPingsOutstanding(3)), opts...)
 	return nats.Connect(e.url, opts...)
+}
+
+// secure is the TLS option of every connection, when TLS is configured.
+func (e *External) secure() []nats.Option {
+	if e.tls == nil {
+		return nil
+	}
+	return []nats.Option{nats.Secure(e.tls.Clone())}
 }
 
 // AddUser issues a user JWT with the given permissions, valid for the

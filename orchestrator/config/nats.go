@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/natstls"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -33,6 +34,13 @@ type ExternalNATS struct {
 	// AccountSeedPos and CredsPos say where the two sources are configured,
 	// for the errors found when they are read.
 	AccountSeedPos, CredsPos schemas.Pos
+	// TLS names the PEM files of nats.tls (absolute paths), for the
+	// orchestrator's connections, the API client's and every worker's;
+	// nil when nats.tls is not set.
+	TLS *natstls.Files
+	// TLSPos says where nats.tls and each of its keys are configured, for
+	// the errors found when the files are read.
+	TLSPos map[string]schemas.Pos
 }
 
 // Bounds of nats.credential_ttl: long enough for a worker to start and
@@ -82,6 +90,21 @@ func parseNATS(file string, doc *schemas.Document, raw json.RawMessage, dir stri
 			s.File = abs(dir, s.File, "")
 		}
 	}
+	if v.TLS != nil {
+		x.TLS = &natstls.Files{CA: abs(dir, v.TLS.CA, ""), Cert: abs(dir, v.TLS.Cert, ""), Key: abs(dir, v.TLS.Key, "")}
+		x.TLSPos = map[string]schemas.Pos{"": doc.Pos("/nats/tls")}
+		for _, k := range []string{"ca", "cert", "key"} {
+			x.TLSPos[k] = doc.Pos("/nats/tls/" + k)
+		}
+		switch {
+		case *x.TLS == (natstls.Files{}):
+			ds.Add(file, x.TLSPos[""], "config_bad_nats", "nats.tls: name the CA that signed the server's certificate (ca: FILE), and the client certificate (cert: FILE, key: FILE) if the server asks for one")
+		case x.TLS.Cert != "" && x.TLS.Key == "":
+			ds.Add(file, x.TLSPos["cert"], "config_bad_nats", "nats.tls: cert needs its key: set key: FILE as well")
+		case x.TLS.Key != "" && x.TLS.Cert == "":
+			ds.Add(file, x.TLSPos["key"], "config_bad_nats", "nats.tls: key needs its certificate: set cert: FILE as well")
+		}
+	}
 	return x.URL, x
 }
 
@@ -108,6 +131,11 @@ type natsObject struct {
 	AccountSeed   Secret   `json:"account_seed"`
 	Creds         Secret   `json:"creds"`
 	CredentialTTL string   `json:"credential_ttl"`
+	TLS           *struct {
+		CA   string `json:"ca"`
+		Cert string `json:"cert"`
+		Key  string `json:"key"`
+	} `json:"tls"`
 }
 
 // servers checks url or urls (one of them) and returns the servers as

@@ -103,6 +103,24 @@ func TestNATS(t *testing.T) {
   creds: {env: C}
   seed_file: x
 `, wantCode: schemas.CodeSchemaUnknown, wantLine: 5, wantCol: 3},
+		{name: "tls with a cert and no key", src: `nats:
+  url: tls://127.0.0.1:4222
+  account_seed: {env: A}
+  creds: {env: C}
+  tls: {ca: ca.pem, cert: client.pem}
+`, wantCode: "config_bad_nats", wantLine: 5, wantCol: 27},
+		{name: "tls empty", src: `nats:
+  url: tls://127.0.0.1:4222
+  account_seed: {env: A}
+  creds: {env: C}
+  tls: {}
+`, wantCode: "config_bad_nats", wantLine: 5, wantCol: 8},
+		{name: "tls with an unknown key", src: `nats:
+  url: tls://127.0.0.1:4222
+  account_seed: {env: A}
+  creds: {env: C}
+  tls: {ca: ca.pem, verify: true}
+`, wantCode: schemas.CodeSchemaUnknown, wantLine: 5, wantCol: 21},
 		{name: "source with both env and file", src: `nats:
   url: nats://127.0.0.1:4222
   account_seed: {env: A, file: a.nk}
@@ -145,5 +163,33 @@ func TestNATS(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// nats.tls: the paths are made absolute, relative to the directory of
+// sluice.yaml, and each key's position is kept for the errors found when
+// the files are read.
+func TestNATSTLS(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Parse("sluice.yaml", []byte(`nats:
+  url: tls://127.0.0.1:4222
+  account_seed: {env: A}
+  creds: {env: C}
+  tls:
+    ca: nats/ca.pem
+    cert: /etc/nats/client.pem
+    key: nats/client-key.pem
+workers: []
+`), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := c.ExternalNATS
+	if x.TLS == nil || x.TLS.CA != filepath.Join(dir, "nats/ca.pem") || x.TLS.Cert != "/etc/nats/client.pem" ||
+		x.TLS.Key != filepath.Join(dir, "nats/client-key.pem") {
+		t.Fatalf("TLS = %+v", x.TLS)
+	}
+	if x.TLSPos["ca"] != (schemas.Pos{Line: 6, Col: 9}) || x.TLSPos["key"] != (schemas.Pos{Line: 8, Col: 10}) {
+		t.Errorf("positions %+v", x.TLSPos)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/internal/natstls"
 )
 
 // Bus is what the supervisor needs of the bus.
@@ -93,6 +94,10 @@ type Config struct {
 	// OnExit is told when a worker process exits unasked, before it is
 	// restarted: calls it had in hand will get no answer.
 	OnExit func(worker string)
+	// TLS names the PEM files of the external server's nats.tls; each
+	// worker process is given their paths (natstls.Env) and reads them
+	// once, before it is confined. Nil: no TLS configuration.
+	TLS *natstls.Files
 }
 
 // Supervisor runs the workers.
@@ -318,6 +323,7 @@ func workerEnv(cfg Config, w Worker, natsURL, creds string) []string {
 	if cfg.SealNetwork {
 		env = append(env, "SLUICE_SEAL_NETWORK=1")
 	}
+	env = append(env, cfg.TLS.Env()...)
 	if cfg.Getenv == nil {
 		return env
 	}
