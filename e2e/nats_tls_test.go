@@ -176,8 +176,8 @@ workers:
 			}
 			w.write("sluice.yaml", deployment(tc.tls))
 			r := w.sluice("up")
-			if r.code == 0 {
-				t.Fatal("sluice up exited 0")
+			if r.code != 1 {
+				t.Fatalf("sluice up exited %d, want 1", r.code)
 			}
 			for _, s := range tc.want {
 				if !strings.Contains(r.stderr, s) {
