@@ -145,14 +145,7 @@ func (r *anResponse) text() (string, bool) {
 // of a tool is an object, so any other schema is wrapped as the property
 // value of one.
 func (a *anthropic) extract(ctx context.Context, call *worker.Call, instruction, text string, schema json.RawMessage) (json.RawMessage, error) {
-	var doc map[string]any
-	_ = json.Unmarshal(schema, &doc)
-	wrapped := doc["type"] != "object"
-	input := schema
-	if wrapped {
-		input, _ = json.Marshal(map[string]any{"type": "object", "properties": map[string]any{"value": doc},
-			"required": []string{"value"}, "additionalProperties": false})
-	}
+	input, wrapped := objectSchema(schema)
 	req := anRequest{
 		System:     "Answer by calling the tool " + answerTool + " once, with input that satisfies its schema. " + instruction,
 		Messages:   []anMessage{{Role: "user", Content: []anBlock{textBlock(text)}}},
@@ -164,19 +157,9 @@ func (a *anthropic) extract(ctx context.Context, call *worker.Call, instruction,
 		return nil, err
 	}
 	for _, c := range r.Content {
-		if c.Type != "tool_use" || c.Name != answerTool {
-			continue
+		if c.Type == "tool_use" && c.Name == answerTool {
+			return unwrap(c.Input, wrapped)
 		}
-		if !wrapped {
-			return c.Input, nil
-		}
-		var v struct {
-			Value json.RawMessage `json:"value"`
-		}
-		if json.Unmarshal(c.Input, &v) != nil || len(v.Value) == 0 {
-			return nil, worker.Failed("the model's answer has no value")
-		}
-		return v.Value, nil
 	}
 	return nil, worker.Failed("the model did not call the tool %s with its answer", answerTool)
 }

@@ -183,6 +183,16 @@ func openAICheck(reasoning bool) func(h http.Header, req map[string]any) (string
 		if _, ok := req["max_tokens"]; ok && reasoning {
 			return "invalid_request_error", false
 		}
+		// As OpenAI: the root of a json_schema response format is an
+		// object, and strict mode takes only closed objects with every
+		// property required.
+		if rf, ok := req["response_format"].(map[string]any); ok && rf["type"] == "json_schema" {
+			js, _ := rf["json_schema"].(map[string]any)
+			sch, _ := js["schema"].(map[string]any)
+			if sch["type"] != "object" || js["strict"] == true && !strictNode(sch) {
+				return "invalid_request_error", false
+			}
+		}
 		for _, t := range asList(req["tools"]) {
 			fn, _ := t.(map[string]any)["function"].(map[string]any)
 			if name, _ := fn["name"].(string); !toolName.MatchString(name) {
@@ -506,7 +516,11 @@ func TestRetryAfter(t *testing.T) {
 // Schema response format for extract.
 func TestOpenAIRequest(t *testing.T) {
 	f := newModelAPI(t, "/v1/chat/completions", openAICheck(true), func(req map[string]any) answer {
-		if _, ok := req["response_format"]; ok {
+		if rf, ok := req["response_format"].(map[string]any); ok {
+			sch := rf["json_schema"].(map[string]any)["schema"].(map[string]any)
+			if _, wrapped := sch["properties"].(map[string]any)["value"]; wrapped {
+				return oaMsg("stop", [2]int{10, 4}, map[string]any{"content": `{"value": "TP 1234"}`})
+			}
 			return oaMsg("stop", [2]int{10, 4}, map[string]any{"content": `{"price": 289}`})
 		}
 		if len(asList(req["tools"])) > 0 {
@@ -534,6 +548,23 @@ func TestOpenAIRequest(t *testing.T) {
 	if js := rf["json_schema"].(map[string]any); rf["type"] != "json_schema" || js["strict"] != true || js["schema"] == nil {
 		t.Errorf("response_format %v: want a strict json_schema", rf)
 	}
+	// A schema strict mode does not take (an optional property) is sent
+	// without strict; one that is not an object, as the property value of
+	// one, and the answer is that value.
+	out, err, _ = run(hs, "extract", map[string]any{"text": "289 EUR", "instruction": "Price?",
+		"schema": map[string]any{"type": "object", "properties": map[string]any{"price": map[string]any{"type": "number"},
+			"note": map[string]any{"type": "string"}}, "required": []any{"price"}}})
+	if err != nil || out != `{"price":289}` {
+		t.Fatalf("extract with an optional property: %s %v", out, err)
+	}
+	if js := f.requests()[2]["response_format"].(map[string]any)["json_schema"].(map[string]any); js["strict"] != false {
+		t.Errorf("json_schema %v: want strict false for a schema strict mode refuses", js)
+	}
+	out, err, _ = run(hs, "extract", map[string]any{"text": "TP 1234 289 EUR", "instruction": "Which flight?",
+		"schema": map[string]any{"type": "string"}})
+	if err != nil || out != `"TP 1234"` {
+		t.Fatalf("extract of a string: %s %v", out, err)
+	}
 	out, err, _ = run(hs, "chat", chatArgsWithTools)
 	if err != nil || out != `{"message":{"tool_calls":[{"id":"call_1","name":"web__fetch","arguments":{"url":"http://x/"}}]}}` {
 		t.Fatalf("chat: %s %v", out, err)
@@ -556,5 +587,24 @@ func TestOpenAIRequest(t *testing.T) {
 		"api_key": "{{secret:openai_key}}", "temperature": 0.2}), "complete", map[string]any{"prompt": "hi"}); err == nil ||
 		!strings.Contains(err.Error(), "answered 400 (invalid_request_error)") {
 		t.Errorf("err %v, want the API's 400", err)
+	}
+}
+
+func TestStrictable(t *testing.T) {
+	for _, tc := range []struct {
+		schema string
+		want   bool
+	}{
+		{`{"type":"object","properties":{"a":{"type":"string"}},"required":["a"],"additionalProperties":false}`, true},
+		{`{"type":"object","properties":{"a":{"type":"string"}},"required":["a"]}`, false},
+		{`{"type":"object","properties":{"a":{"type":"string"},"b":{"type":"number"}},"required":["a"],"additionalProperties":false}`, false},
+		{`{"type":"object","properties":{"a":{"type":"array","items":{"type":"object","properties":{"x":{"type":"number"}},"required":["x"]}}},"required":["a"],"additionalProperties":false}`, false},
+		{`{"type":"object","properties":{"a":{"anyOf":[{"type":"string"},{"type":"object","properties":{},"additionalProperties":false}]}},"required":["a"],"additionalProperties":false}`, true},
+		{`{"type":"object","properties":{"type":{"type":"string"}},"required":["type"],"additionalProperties":false}`, true},
+		{`{"type":"object","properties":{"a":{"$ref":"#/$defs/x"}},"required":["a"],"additionalProperties":false,"$defs":{"x":{"type":"object","properties":{"y":{}}}}}`, false},
+	} {
+		if got := strictable(json.RawMessage(tc.schema)); got != tc.want {
+			t.Errorf("strictable(%s) = %v, want %v", tc.schema, got, tc.want)
+		}
 	}
 }

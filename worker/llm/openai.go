@@ -153,16 +153,16 @@ func (o *openAI) complete(ctx context.Context, call *worker.Call, system, prompt
 }
 
 func (o *openAI) extract(ctx context.Context, call *worker.Call, instruction, text string, schema json.RawMessage) (json.RawMessage, error) {
+	root, wrapped := objectSchema(schema)
 	req := oaRequest{
 		Messages: []oaMessage{
 			{Role: "system", Content: str("Answer with one JSON value that satisfies the given schema, and nothing else. " + instruction)},
 			{Role: "user", Content: str(text)},
 		},
-		// strict: the API holds the answer to the schema. OpenAI accepts a
-		// subset of JSON Schema in strict mode (every object closed with
-		// additionalProperties: false, every property required); the
-		// answer is checked against the whole schema afterwards anyway.
-		ResponseFormat: map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "answer", "strict": true, "schema": schema}},
+		// strict: the API holds the answer to the schema, when the schema
+		// is one strict mode takes (see strictable).
+		ResponseFormat: map[string]any{"type": "json_schema",
+			"json_schema": map[string]any{"name": "answer", "strict": strictable(root), "schema": root}},
 	}
 	m, err := o.post(ctx, call, req)
 	if err != nil {
@@ -177,7 +177,7 @@ func (o *openAI) extract(ctx context.Context, call *worker.Call, instruction, te
 	if !json.Valid([]byte(a)) {
 		return nil, worker.Failed("the model's answer is not valid JSON")
 	}
-	return json.RawMessage(a), nil
+	return unwrap(json.RawMessage(a), wrapped)
 }
 
 func (o *openAI) chat(ctx context.Context, call *worker.Call, messages []Message, tools []ToolSpec) (Message, error) {
