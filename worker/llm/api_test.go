@@ -608,3 +608,20 @@ func TestStrictable(t *testing.T) {
 		}
 	}
 }
+
+// A wait that Retry-After asks for and that would outlast the call fails
+// the call at once, saying so, rather than when the call times out.
+func TestRetryAfterPastTheTimeout(t *testing.T) {
+	f := newModelAPI(t, "/v1/messages", anthropicCheck, func(map[string]any) answer { return anMsg("end_turn", [2]int{1, 1}, anText("ok")) })
+	f.queue = []answer{anError(429, "rate_limit_error", map[string]string{"Retry-After": "20"})}
+	hs := handlersFor(t, map[string]any{"backend": "anthropic", "base_url": f.srv.URL, "model": "m", "api_key": "{{secret:anthropic_key}}"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := hs["complete"](ctx, worker.NewCall("complete", json.RawMessage(`{"prompt":"hi"}`), broker))
+	if err == nil || !strings.Contains(err.Error(), "answered 429 and asked to wait 20s, past the call's timeout") {
+		t.Fatalf("err %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the call waited until its timeout")
+	}
+}

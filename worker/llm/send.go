@@ -42,6 +42,9 @@ func send(ctx context.Context, call *worker.Call, endpoint string, headers map[s
 			if !ok {
 				wait = backoff
 			}
+			if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
+				return nil, worker.Failed("the model API answered %d and asked to wait %s, past the call's timeout", resp.Status, wait.Round(time.Second))
+			}
 			call.Log.Warn("model API busy; trying again", "status", resp.Status, "attempt", try+1, "wait", wait)
 			t := time.NewTimer(wait)
 			select {
