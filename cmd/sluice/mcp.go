@@ -99,6 +99,9 @@ Examples:
 						return exitUsage
 					}
 				}
+				if !*hide && start.Integrity() == ifc.Trusted {
+					fmt.Fprintln(c.stderr, "sluice mcp: warning: with --hide-untrusted=false the client is shown untrusted results, and a client that reconnects starts again at --label trusted; consider --label untrusted")
+				}
 				return c.serveMCP(ctx, mcpOptions{config: *cfgFile, tools: names, inspect: *inspect, hide: *hide,
 					label: start, http: *httpAddr, wait: *wait, elicit: *elicit, verbose: *verbose})
 			}
