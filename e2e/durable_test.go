@@ -131,6 +131,9 @@ func TestApprovalSurvivesOrchestratorRestart(t *testing.T) {
 	if text := w.sluice("approvals").stdout; !strings.Contains(text, id) || !strings.Contains(text, "acct_attacker") ||
 		!strings.Contains(text, "web:"+host) {
 		t.Errorf("sluice approvals does not show the call, its payee and the page:\n%s", text)
+	} else if !strings.Contains(text, "why: ") || !strings.Contains(text, "the web page "+host) || strings.Contains(text, "does not flow to clearance") {
+		// Why, in plain words naming the page; the lattice stays in --json.
+		t.Errorf("sluice approvals does not say in plain words why the call is held:\n%s", text)
 	}
 	if lines := w.ledger(); len(lines) != 0 {
 		t.Fatalf("ledger before approval: %v", lines)

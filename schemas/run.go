@@ -55,6 +55,9 @@ type StepResult struct {
 	// Lookalikes flags arguments of a held call that look like, but are
 	// not, a registry entry or a value approved before.
 	Lookalikes []Lookalike `json:"lookalikes,omitempty"`
+	// Why says in plain words why a held call is held; Reasons keep the
+	// policy's own words.
+	Why []string `json:"why,omitempty"`
 	MsgID      string      `json:"msg_id,omitempty"`
 	// Attempts is how many times the call was sent (more than one when
 	// the step has retries).

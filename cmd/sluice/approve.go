@@ -166,8 +166,12 @@ Examples:
 					fmt.Fprintf(c.stdout, "%s  %s  run %s (%s), step %s, held %s\n", show(a.ID), show(a.Tool), show(a.RunID), show(a.Flow), show(a.Step),
 						a.Created.Local().Format(time.DateTime))
 					printArgs(c.stdout, a, "    ")
-					for _, why := range a.Reasons {
-						fmt.Fprintf(c.stdout, "    why: %s\n", show(why))
+					why := a.Why
+					if len(why) == 0 {
+						why = a.Reasons
+					}
+					for _, w := range why {
+						fmt.Fprintf(c.stdout, "    why: %s\n", show(w))
 					}
 					fmt.Fprintf(c.stdout, "    approve: sluice approve %s    deny: sluice deny %s\n\n", show(a.ID), show(a.ID))
 				}

@@ -243,7 +243,11 @@ func failedWith(errored bool, code int) int {
 }
 
 func heldNotice(w io.Writer, s engine.StepResult) {
-	fmt.Fprintf(w, "step %s (%s) is held for approval: %s\n", show(s.ID), show(s.Tool), show(strings.Join(s.Reasons, "; ")))
+	why := s.Why
+	if len(why) == 0 {
+		why = s.Reasons
+	}
+	fmt.Fprintf(w, "step %s (%s) is held for approval: %s\n", show(s.ID), show(s.Tool), show(strings.Join(why, "; ")))
 	printLookalikes(w, s.Lookalikes, "  ")
 	fmt.Fprintf(w, "  approve: sluice approve %s\n  deny:    sluice deny %s\n", show(s.ApprovalID), show(s.ApprovalID))
 }

@@ -51,6 +51,9 @@ type Approval struct {
 	Label   ifc.Label `json:"label"`
 	Rules   []string  `json:"rules,omitempty"`
 	Reasons []string  `json:"reasons,omitempty"`
+	// Why says in plain words why the call is held (Explain); not part of
+	// the hash.
+	Why []string `json:"why,omitempty"`
 	// Lookalikes flags arguments that look like, but are not, a registry
 	// entry or a value approved before; not part of the hash.
 	Lookalikes []schemas.Lookalike `json:"lookalikes,omitempty"`

@@ -71,6 +71,7 @@ func (r *run) agent(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.Lab
 			// The step waits on the person, like a held call step.
 			res.Tool, res.Label, res.ArgLabels = sub.Tool, sub.Label, sub.ArgLabels
 			res.Decision, res.Rules, res.Reasons, res.ApprovalID, res.Args, res.MsgID = sub.Decision, sub.Rules, sub.Reasons, sub.ApprovalID, sub.Args, sub.MsgID
+			res.Why, res.Lookalikes = sub.Why, sub.Lookalikes
 		}
 		return res, nil
 	case agent.Denied:

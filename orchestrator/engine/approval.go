@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator/approval"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
@@ -169,7 +170,7 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 		}
 	}
 	res.ApprovalID = a.ID
-	res.Lookalikes = a.Lookalikes
+	res.Lookalikes, res.Why = a.Lookalikes, a.Why
 	if a.Status == ApprovalPending && r.opts.Wait {
 		var answered bool
 		if a, rev, answered, err = r.wait(ctx, st, a, res); err != nil {
@@ -218,6 +219,11 @@ func (r *run) newApproval(ctx context.Context, st *runstore.Store, s *flow.Step,
 		return nil, err
 	}
 	a.Lookalikes = approval.Lookalikes(s.Call, args, r.policy.Registries(), earlier)
+	var clearance ifc.Clearance
+	if s.Spec != nil {
+		clearance = s.Spec.Clearance
+	}
+	a.Why = approval.Explain(s.Call, clearance, res.Label, res.ArgLabels, res.Rules, res.Reasons)
 	if err := st.CreateApproval(ctx, a); err != nil {
 		return nil, err
 	}

@@ -300,7 +300,7 @@ func (p *pass) approved(ctx context.Context, s *flow.Step, res *StepResult, args
 	if !ok {
 		return delivered, "", false
 	}
-	res.Args, res.Lookalikes = nil, nil
+	res.Args, res.Lookalikes, res.Why = nil, nil, nil
 	delivered, declassified, err := d.Approve(who)
 	if err != nil {
 		res.Status, res.Error = StatusFailed, fmt.Sprintf("approval: %v", err)

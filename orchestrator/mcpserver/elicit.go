@@ -105,8 +105,12 @@ func elicitMessage(a *engine.Approval) string {
 		v, _ := json.Marshal(a.Args[k])
 		fmt.Fprintf(&b, "  %s: %s\n", display.String(k), display.String(string(v)))
 	}
-	if len(a.Reasons) > 0 {
-		fmt.Fprintf(&b, "Held because: %s\n", display.String(strings.Join(a.Reasons, "; ")))
+	why := a.Why
+	if len(why) == 0 {
+		why = a.Reasons
+	}
+	if len(why) > 0 {
+		fmt.Fprintf(&b, "Held because: %s\n", display.String(strings.Join(why, "; ")))
 	}
 	for _, l := range a.Lookalikes {
 		fmt.Fprintf(&b, "Warning: %s %q looks like %q, which is known\n", display.String(l.Arg), display.String(l.Value), display.String(l.Like))
