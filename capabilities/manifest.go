@@ -233,10 +233,11 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 		return nil, ds.Err()
 	}
 	var raw struct {
-		Worker       string   `json:"worker"`
-		Run          string   `json:"run"`
-		Command      []string `json:"command"`
-		CommandFiles []string `json:"command_files"`
+		Worker       string            `json:"worker"`
+		Run          string            `json:"run"`
+		Command      []string          `json:"command"`
+		CommandFiles []string          `json:"command_files"`
+		Env          map[string]string `json:"env"`
 		Tools        map[string]struct {
 			Description  string         `json:"description"`
 			Privileged   *bool          `json:"privileged"`
@@ -273,7 +274,15 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 		return sch, err
 	}
 	if raw.Run == RunMCP {
-		m.MCP = &MCP{Command: raw.Command, Dir: filepath.Dir(file), Cache: CachePath(file), Hash: hashOf(src)}
+		m.MCP = &MCP{Command: raw.Command, Env: raw.Env, Dir: filepath.Dir(file), Cache: CachePath(file), Hash: hashOf(src)}
+		for _, k := range slices.Sorted(maps.Keys(raw.Env)) {
+			switch {
+			case k == "PATH":
+				ds.Add(file, doc.Pos(schemas.Pointer("env", k)), CodeBadManifest, "env: PATH is the worker's own; the command is looked up in it")
+			case !envName.MatchString(k):
+				ds.Add(file, doc.Pos(schemas.Pointer("env", k)), CodeBadManifest, "env: %q: want a variable's name in capitals, digits and _", k)
+			}
+		}
 		if abs, err := filepath.Abs(m.MCP.Dir); err == nil {
 			m.MCP.Dir = abs
 		}
@@ -285,7 +294,7 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 		}
 	}
 	if m.MCP == nil {
-		for key, set := range map[string]bool{"command": raw.Command != nil, "command_files": raw.CommandFiles != nil} {
+		for key, set := range map[string]bool{"command": raw.Command != nil, "command_files": raw.CommandFiles != nil, "env": raw.Env != nil} {
 			if set {
 				ds.Add(file, doc.Pos("/"+key), CodeBadManifest, "%s is for run: mcp only; this worker runs %s", key, raw.Run)
 			}
@@ -391,6 +400,9 @@ func loadSchema(dir fs.FS, path string) (*schemas.Schema, []byte, error) {
 	return nil, nil, fmt.Errorf("no schema file %q", path)
 }
 
+// envName is what a variable an MCP manifest's env sets may be named.
+var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+
 var sizeRE = regexp.MustCompile(`^([0-9]+)(KiB|MiB|GiB)$`)
 
 // ParseSize reads sizes such as "64KiB", "1MiB", "2GiB".
@@ -495,7 +507,7 @@ func (m *Manifest) discovered(doc *schemas.Document, dir fs.FS) error {
 			m.Worker, filepath.Base(m.MCP.Cache), d.Server.Name, d.Server.Version, hint)
 		return ds.Err()
 	}
-	tools, skipped, err := m.withDiscovery(d)
+	tools, names, skipped, err := m.withDiscovery(d)
 	if err != nil {
 		ds.Add(m.File, pos, CodeStale, "worker %s: %s: %v", m.Worker, filepath.Base(m.MCP.Cache), err)
 		return ds.Err()
@@ -506,6 +518,7 @@ func (m *Manifest) discovered(doc *schemas.Document, dir fs.FS) error {
 		return ds.Err()
 	}
 	m.Tools, m.skipped = tools, skipped
+	m.MCP.Names = names
 	m.Discovery = d
 	return nil
 }

@@ -42,6 +42,14 @@ type MCP struct {
 	// absolute; the server may read them, and nothing else but its file
 	// grant and the system's libraries.
 	Files []string
+	// Env is what the manifest adds to the server's environment, which
+	// otherwise holds PATH alone; a value's {{files.root}} stands for the
+	// file grant's root. None when missing.
+	Env map[string]string
+	// Names maps each served tool's short name to the name the server
+	// lists it by (get_sum for get-sum); filled in from the discovered
+	// tools.
+	Names map[string]string
 	// Rules are the manifest's tools: entries, by name or glob pattern.
 	Rules []ToolRule
 	// Cache is the path of the discovered tools (see [Discovery]).
@@ -109,8 +117,22 @@ func CachePath(file string) string {
 // another name is not served.
 var toolName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
-// ServableName reports whether an MCP tool's name can be a Sluice tool's.
-func ServableName(name string) bool { return toolName.MatchString(name) }
+// ToolName returns the Sluice short name of a tool an MCP server lists:
+// its name with each '-' written '_' (get-sum is get_sum), and whether
+// that is a name a Sluice tool can have (lowercase letters, digits and
+// _). The manifest's rules and the flows use this name.
+func ToolName(server string) (string, bool) {
+	name := strings.ReplaceAll(server, "-", "_")
+	return name, toolName.MatchString(name)
+}
+
+// ServerName is the name the server lists the served tool short by.
+func (m *MCP) ServerName(short string) string {
+	if n, ok := m.Names[short]; ok {
+		return n
+	}
+	return short
+}
 
 // Rule returns the manifest's rule for the tool name: an exact name
 // first, else the longest matching pattern (ties: the first in byte
@@ -195,37 +217,63 @@ func ReadDiscovery(fsys fs.FS, name string) (*Discovery, error) {
 	return &d, nil
 }
 
+// Servable returns the Sluice short name of each tool d lists that can be
+// served, by the server's name: a name a Sluice tool can have, and no
+// other tool of the server has the same one (get-sum and get_sum are
+// both left out, as neither could be told from the other).
+func Servable(d *Discovery) map[string]string {
+	count := map[string]int{}
+	for _, dt := range d.Tools {
+		if name, ok := ToolName(dt.Name); ok {
+			count[name]++
+		}
+	}
+	out := map[string]string{}
+	for _, dt := range d.Tools {
+		if name, ok := ToolName(dt.Name); ok && count[name] == 1 {
+			out[dt.Name] = name
+		}
+	}
+	return out
+}
+
 // WithDiscovery returns the tools the manifest grants of those the server
 // listed, each decided by [DecideMCPTool] and with its schemas. Tools no
 // rule matches, or whose names cannot be Sluice tools', are left out and
 // named in skipped.
-func (m *Manifest) withDiscovery(d *Discovery) (tools map[string]*Tool, skipped []string, err error) {
-	tools = map[string]*Tool{}
+func (m *Manifest) withDiscovery(d *Discovery) (tools map[string]*Tool, names map[string]string, skipped []string, err error) {
+	tools, names = map[string]*Tool{}, map[string]string{}
+	servable := Servable(d)
 	for _, dt := range d.Tools {
-		r, ok := m.MCP.Rule(dt.Name)
-		if !ok || !ServableName(dt.Name) {
+		short, ok := servable[dt.Name]
+		var r *ToolRule
+		if ok {
+			r, ok = m.MCP.Rule(short)
+		}
+		if !ok {
 			skipped = append(skipped, dt.Name)
 			continue
 		}
-		t := DecideMCPTool(m.Worker+"."+dt.Name, r, dt.Annotations)
+		names[short] = dt.Name
+		t := DecideMCPTool(m.Worker+"."+short, r, dt.Annotations)
 		t.Description = dt.Description
 		if r.Description != "" {
 			t.Description = r.Description
 		}
 		if t.Input, err = compileRaw(dt.InputSchema); err != nil {
-			return nil, nil, fmt.Errorf("tool %s: input schema: %w", dt.Name, err)
+			return nil, nil, nil, fmt.Errorf("tool %s: input schema: %w", dt.Name, err)
 		}
 		if len(dt.OutputSchema) > 0 {
 			if t.Output, err = compileRaw(dt.OutputSchema); err != nil {
-				return nil, nil, fmt.Errorf("tool %s: output schema: %w", dt.Name, err)
+				return nil, nil, nil, fmt.Errorf("tool %s: output schema: %w", dt.Name, err)
 			}
 		} else {
 			// Without structured content the output is the text content.
 			t.Output = textOutput
 		}
-		tools[dt.Name] = t
+		tools[short] = t
 	}
-	return tools, skipped, nil
+	return tools, names, skipped, nil
 }
 
 // textOutput is the output of an MCP tool that declares no output schema.

@@ -2,6 +2,7 @@ package capabilities
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -143,6 +144,9 @@ func TestMCPManifestDiagnostics(t *testing.T) {
 		{"a pattern outside mcp", "worker: w\nrun: builtin:web\ntools:\n  fe*: {input_schema: schemas/tools/web.fetch.json}\n", nil, CodeBadRule, 4, 8},
 		{"command outside mcp", "worker: w\nrun: builtin:web\ncommand: [x]\ntools:\n  fetch: {input_schema: schemas/tools/web.fetch.json}\n", nil, CodeBadManifest, 3, 10},
 		{"no rule matches a listed tool", "worker: docs\nrun: mcp\ncommand: [x]\ntools:\n  nothing_*: {}\n", nil, CodeBadRule, 5, 3},
+		{"env outside mcp", "worker: w\nrun: builtin:web\nenv: {A: b}\ntools:\n  fetch: {input_schema: schemas/tools/web.fetch.json}\n", nil, CodeBadManifest, 3, 6},
+		{"env sets PATH", "worker: docs\nrun: mcp\ncommand: [x]\nenv: {PATH: /tmp}\ntools:\n  x: {}\n", nil, CodeBadManifest, 4, 13},
+		{"env names a variable in lowercase", "worker: docs\nrun: mcp\ncommand: [x]\nenv: {path: /tmp}\ntools:\n  x: {}\n", nil, CodeBadManifest, 4, 13},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := c.d
@@ -158,5 +162,35 @@ func TestMCPManifestDiagnostics(t *testing.T) {
 				t.Fatalf("%v (%s): want %s at %d:%d", ds, ds[0].Code, c.code, c.line, c.col)
 			}
 		})
+	}
+}
+
+func TestMCPToolNames(t *testing.T) {
+	for server, want := range map[string]string{"get-sum": "get_sum", "read_file": "read_file", "get-Sum": "", "readFile": "", "-x": ""} {
+		got, ok := ToolName(server)
+		if ok != (want != "") || (ok && got != want) {
+			t.Errorf("ToolName(%q) = %q, %v; want %q", server, got, ok, want)
+		}
+	}
+	d := &Discovery{Tools: []DiscoveredTool{{Name: "get-sum"}, {Name: "get_sum"}, {Name: "get-env"}, {Name: "echo"}, {Name: "Echo"}}}
+	want := map[string]string{"get-env": "get_env", "echo": "echo"}
+	if got := Servable(d); !maps.Equal(got, want) {
+		t.Errorf("Servable = %v, want %v (two tools with one Sluice name are neither served)", got, want)
+	}
+}
+
+func TestMCPServedNames(t *testing.T) {
+	src := "worker: docs\nrun: mcp\ncommand: [x]\ntools:\n  get_*: {}\n"
+	d := &Discovery{Manifest: hashOf([]byte(src)), Tools: []DiscoveredTool{{Name: "get-sum", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		{Name: "get_env", InputSchema: json.RawMessage(`{"type":"object"}`)}}}
+	m, err := Load(writeMCP(t, src, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.ToolNames(), []string{"get_env", "get_sum"}) || m.Tools["get_sum"].Name != "docs.get_sum" {
+		t.Fatalf("tools %v", m.ToolNames())
+	}
+	if m.MCP.ServerName("get_sum") != "get-sum" || m.MCP.ServerName("get_env") != "get_env" {
+		t.Fatalf("server names: %v", m.MCP.Names)
 	}
 }

@@ -294,15 +294,21 @@ func (c *cli) discover(ctx context.Context, ref string) int {
 		return exitFailure
 	}
 	fmt.Fprintf(c.stdout, "%s: %s %s lists %d tools; written to %s\n", ref, d.Server.Name, d.Server.Version, len(d.Tools), m.MCP.Cache)
+	servable := capabilities.Servable(d)
 	for _, t := range d.Tools {
-		granted := "not granted (no rule in the manifest)"
-		if r, ok := m.MCP.Rule(t.Name); ok && capabilities.ServableName(t.Name) {
-			tool := capabilities.DecideMCPTool(m.Worker+"."+t.Name, r, t.Annotations)
-			granted = fmt.Sprintf("privileged=%v egress=%v output %s", tool.Privileged, tool.Egress, tool.OutputLabel.Integrity())
-		} else if !capabilities.ServableName(t.Name) {
-			granted = "not served (a Sluice tool name is lowercase letters, digits and _)"
+		short, ok := servable[t.Name]
+		name := show(t.Name)
+		if ok && short != t.Name {
+			name += " (served as " + short + ")"
 		}
-		fmt.Fprintf(c.stdout, "  %s: %s\n", show(t.Name), granted)
+		granted := "not served (a Sluice tool name is lowercase letters, digits and _, with - read as _, and no other tool's)"
+		if r, rok := m.MCP.Rule(short); ok && rok {
+			tool := capabilities.DecideMCPTool(m.Worker+"."+short, r, t.Annotations)
+			granted = fmt.Sprintf("privileged=%v egress=%v output %s", tool.Privileged, tool.Egress, tool.OutputLabel.Integrity())
+		} else if ok {
+			granted = "not granted (no rule in the manifest)"
+		}
+		fmt.Fprintf(c.stdout, "  %s: %s\n", name, granted)
 	}
 	return exitOK
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,7 +134,8 @@ func executable(m *capabilities.Manifest, path string) (string, error) {
 
 // command builds the server's process: the manifest's argv, with
 // {{files.root}} as the file grant's root, in the manifest's directory,
-// with an environment of PATH alone (no credentials, no secrets), in a
+// with an environment of PATH and the manifest's env alone (no
+// credentials, no secrets), in a
 // process group of its own, killed if the worker dies.
 func (s *Server) command() (*exec.Cmd, error) {
 	m := s.cfg.Manifest
@@ -141,23 +143,35 @@ func (s *Server) command() (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := slices.Clone(m.MCP.Command[1:])
-	for i, a := range args {
+	root := func(where, a string) (string, error) {
 		if !strings.Contains(a, capabilities.FilesRootArg) {
-			continue
+			return a, nil
 		}
 		if m.Grants.Files == nil {
-			return nil, fmt.Errorf("command: %s names the file grant's root, and worker %s has no file grant", capabilities.FilesRootArg, m.Worker)
+			return "", fmt.Errorf("%s: %s names the file grant's root, and worker %s has no file grant", where, capabilities.FilesRootArg, m.Worker)
 		}
 		root, err := filepath.Abs(m.Grants.Files.Root)
 		if err != nil {
+			return "", err
+		}
+		return strings.ReplaceAll(a, capabilities.FilesRootArg, root), nil
+	}
+	args := slices.Clone(m.MCP.Command[1:])
+	for i, a := range args {
+		if args[i], err = root("command", a); err != nil {
 			return nil, err
 		}
-		args[i] = strings.ReplaceAll(a, capabilities.FilesRootArg, root)
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = m.MCP.Dir
 	cmd.Env = []string{"PATH=" + s.cfg.Path}
+	for _, k := range slices.Sorted(maps.Keys(m.MCP.Env)) {
+		v, err := root("env "+k, m.MCP.Env[k])
+		if err != nil {
+			return nil, err
+		}
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd, nil
 }
@@ -371,7 +385,8 @@ func sameTools(m *capabilities.Manifest, now *capabilities.Discovery) error {
 		}
 		return nil, false
 	}
-	for _, name := range m.ToolNames() {
+	for _, short := range m.ToolNames() {
+		name := m.MCP.ServerName(short)
 		a, _ := byName(was, name)
 		b, ok := byName(now, name)
 		if !ok {
@@ -388,7 +403,8 @@ func sameTools(m *capabilities.Manifest, now *capabilities.Discovery) error {
 func (s *Server) Handlers() map[string]worker.Handler {
 	out := map[string]worker.Handler{}
 	for name, t := range s.cfg.Manifest.Tools {
-		out[name] = func(ctx context.Context, call *worker.Call) (any, error) { return s.call(ctx, call, name, t) }
+		server := s.cfg.Manifest.MCP.ServerName(name)
+		out[name] = func(ctx context.Context, call *worker.Call) (any, error) { return s.call(ctx, call, server, t) }
 	}
 	return out
 }
