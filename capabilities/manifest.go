@@ -238,6 +238,8 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 		Command      []string          `json:"command"`
 		CommandFiles []string          `json:"command_files"`
 		Env          map[string]string `json:"env"`
+		URL          string            `json:"url"`
+		Headers      map[string]string `json:"headers"`
 		Tools        map[string]struct {
 			Description  string         `json:"description"`
 			Privileged   *bool          `json:"privileged"`
@@ -274,7 +276,26 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 		return sch, err
 	}
 	if raw.Run == RunMCP {
-		m.MCP = &MCP{Command: raw.Command, Env: raw.Env, Dir: filepath.Dir(file), Cache: CachePath(file), Hash: hashOf(src)}
+		m.MCP = &MCP{Command: raw.Command, Env: raw.Env, URL: raw.URL, Headers: raw.Headers, Dir: filepath.Dir(file), Cache: CachePath(file), Hash: hashOf(src)}
+		switch {
+		case raw.Command == nil && raw.URL == "":
+			ds.Add(file, doc.Pos("/run"), CodeBadManifest, "run: mcp needs command: (a stdio server) or url: (a streamable HTTP server)")
+		case raw.Command != nil && raw.URL != "":
+			ds.Add(file, doc.Pos("/url"), CodeBadManifest, "url: a server is started from command: or reached at url:, not both")
+		case raw.URL != "":
+			if _, err := m.MCP.HostPort(); err != nil {
+				ds.Add(file, doc.Pos("/url"), CodeBadManifest, "url: %v", err)
+			}
+			for key, set := range map[string]bool{"command_files": raw.CommandFiles != nil, "env": raw.Env != nil} {
+				if set {
+					ds.Add(file, doc.Pos("/"+key), CodeBadManifest, "%s is for a server started from command:; this one is reached at url:", key)
+				}
+			}
+		default:
+			if raw.Headers != nil {
+				ds.Add(file, doc.Pos("/headers"), CodeBadManifest, "headers are for a server reached at url:; this one is started from command:")
+			}
+		}
 		for _, k := range slices.Sorted(maps.Keys(raw.Env)) {
 			switch {
 			case k == "PATH":
@@ -294,7 +315,8 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 		}
 	}
 	if m.MCP == nil {
-		for key, set := range map[string]bool{"command": raw.Command != nil, "command_files": raw.CommandFiles != nil, "env": raw.Env != nil} {
+		for key, set := range map[string]bool{"command": raw.Command != nil, "command_files": raw.CommandFiles != nil, "env": raw.Env != nil,
+			"url": raw.URL != "", "headers": raw.Headers != nil} {
 			if set {
 				ds.Add(file, doc.Pos("/"+key), CodeBadManifest, "%s is for run: mcp only; this worker runs %s", key, raw.Run)
 			}
@@ -311,6 +333,9 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 				if set {
 					ds.Add(file, doc.Pos(ptr+"/"+key), CodeBadRule, "tool %s: %s: an MCP server's tools/list gives its tools' schemas and it has no network; leave it out", name, key)
 				}
+			}
+			if m.MCP.URL != "" && rt.Egress != nil && !*rt.Egress {
+				ds.Add(file, doc.Pos(ptr+"/egress"), CodeBadRule, "tool %s: egress: false: the tools of a server reached at url: send their arguments to it", name)
 			}
 			if _, err := path.Match(name, ""); err != nil {
 				ds.Add(file, doc.Pos(ptr), CodeBadRule, "tool pattern %q: %v", name, err)

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -46,6 +48,14 @@ type MCP struct {
 	// otherwise holds PATH alone; a value's {{files.root}} stands for the
 	// file grant's root. None when missing.
 	Env map[string]string
+	// URL is where a streamable HTTP server is reached, through the
+	// egress broker: its host:port must be in the worker's grants.net.
+	// Empty for a server started from Command.
+	URL string
+	// Headers are sent with every request to URL; a {{secret:NAME}} in a
+	// value is filled in by the broker, for the hosts the secret's grant
+	// names.
+	Headers map[string]string
 	// Names maps each served tool's short name to the name the server
 	// lists it by (get_sum for get-sum); filled in from the discovered
 	// tools.
@@ -124,6 +134,38 @@ var toolName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 func ToolName(server string) (string, bool) {
 	name := strings.ReplaceAll(server, "-", "_")
 	return name, toolName.MatchString(name)
+}
+
+// HostPort is the host:port of URL, the port filled in from its scheme.
+func (m *MCP) HostPort() (string, error) {
+	u, err := url.Parse(m.URL)
+	if err != nil {
+		return "", err
+	}
+	port := map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	switch {
+	case port == "":
+		return "", fmt.Errorf("%q: want an http or https URL", m.URL)
+	case u.Hostname() == "":
+		return "", fmt.Errorf("%q: no host", m.URL)
+	case u.User != nil:
+		return "", fmt.Errorf("%q: a URL may not hold user info; send credentials in headers, as {{secret:NAME}}", m.URL)
+	}
+	if u.Port() != "" {
+		port = u.Port()
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port), nil
+}
+
+// Decide is [DecideMCPTool] for this server: the tools of a server
+// reached at URL are egress, whatever the manifest and the hints say, as
+// every call sends its arguments there.
+func (m *MCP) Decide(name string, r *ToolRule, a *Annotations) *Tool {
+	t := DecideMCPTool(name, r, a)
+	if m.URL != "" {
+		t.Egress = true
+	}
+	return t
 }
 
 // ServerName is the name the server lists the served tool short by.
@@ -255,7 +297,7 @@ func (m *Manifest) withDiscovery(d *Discovery) (tools map[string]*Tool, names ma
 			continue
 		}
 		names[short] = dt.Name
-		t := DecideMCPTool(m.Worker+"."+short, r, dt.Annotations)
+		t := m.MCP.Decide(m.Worker+"."+short, r, dt.Annotations)
 		t.Description = dt.Description
 		if r.Description != "" {
 			t.Description = r.Description

@@ -303,7 +303,7 @@ func (c *cli) discover(ctx context.Context, ref string) int {
 		}
 		granted := "not served (a Sluice tool name is lowercase letters, digits and _, with - read as _, and no other tool's)"
 		if r, rok := m.MCP.Rule(short); ok && rok {
-			tool := capabilities.DecideMCPTool(m.Worker+"."+short, r, t.Annotations)
+			tool := m.MCP.Decide(m.Worker+"."+short, r, t.Annotations)
 			granted = fmt.Sprintf("privileged=%v egress=%v output %s", tool.Privileged, tool.Egress, tool.OutputLabel.Integrity())
 		} else if ok {
 			granted = "not granted (no rule in the manifest)"
