@@ -273,8 +273,14 @@ func (c *cli) discover(ctx context.Context, ref string) int {
 		return exitFailure
 	}
 	// The cache is written by this process, before it is confined: the
-	// listing is read into memory first, by a child confined apart.
-	d, err := c.discoverConfined(ctx, m, dirs, files, cfg)
+	// listing is read into memory first, by a child confined apart. A
+	// server reached at url: is asked from here, at its granted
+	// host:port only.
+	discover := func() (*capabilities.Discovery, error) { return c.discoverConfined(ctx, m, dirs, files, cfg) }
+	if m.MCP.URL != "" {
+		discover = func() (*capabilities.Discovery, error) { return mcp.Discover(ctx, cfg) }
+	}
+	d, err := discover()
 	if err != nil {
 		c.errorf("worker discover: %s: %v", ref, err)
 		return exitFailure

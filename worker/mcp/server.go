@@ -60,7 +60,16 @@ type process struct {
 	cmd     *exec.Cmd
 	session *sdk.ClientSession
 	exited  chan struct{}
+	once    sync.Once
 	flood   *floodReader
+}
+
+// pid is the server's process id, 0 for a server reached at url:.
+func (p *process) pid() int {
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 // New returns a server that is not started yet.
@@ -84,6 +93,10 @@ var systemFiles = []string{"/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/loc
 // when it confines itself, and so the server may read them; nothing else
 // but the worker's file grant.
 func Keep(m *capabilities.Manifest, path string) (dirs, files []string, err error) {
+	if m.MCP.URL != "" {
+		// A server reached at url: runs nothing here.
+		return nil, nil, nil
+	}
 	exe, err := executable(m, path)
 	if err != nil {
 		return nil, nil, err
@@ -182,6 +195,9 @@ func maxLine(m *capabilities.Manifest) int64 { return m.Limits.MaxOutput + 64<<1
 
 // start starts the server and opens its MCP session.
 func (s *Server) start(ctx context.Context) (*process, error) {
+	if s.cfg.Manifest.MCP.URL != "" {
+		return s.connectHTTP(ctx, egressTransport{m: s.cfg.Manifest})
+	}
 	cmd, err := s.command()
 	if err != nil {
 		return nil, err
@@ -235,6 +251,12 @@ func (p *process) kill() {
 	if p.session != nil {
 		go p.session.Close()
 	}
+	if p.cmd == nil {
+		// A session with a server reached at url: ends; its HTTP
+		// requests are the calls'.
+		p.once.Do(func() { close(p.exited) })
+		return
+	}
 	onThread(func() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) })
 	<-p.exited
 }
@@ -252,7 +274,13 @@ func (p *process) dead() bool {
 // same name and version, and the same tools, schemas and annotations for
 // every tool the manifest grants. A server that changed is refused until
 // its tools are discovered, and reviewed, again.
+//
+// A server reached at url: is not asked until the first call: each of
+// its requests goes through the egress broker as part of a call.
 func (s *Server) Start(ctx context.Context) error {
+	if s.cfg.Manifest.MCP.URL != "" {
+		return nil
+	}
 	_, err := s.process(ctx)
 	return err
 }
@@ -277,7 +305,7 @@ func (s *Server) process(ctx context.Context) (*process, error) {
 		return nil, err
 	}
 	s.live = p
-	s.log.Info("MCP server started", "pid", p.cmd.Process.Pid, "server", d.Server.Name, "version", d.Server.Version)
+	s.log.Info("MCP server started", "pid", p.pid(), "server", d.Server.Name, "version", d.Server.Version)
 	return p, nil
 }
 
@@ -305,7 +333,13 @@ func (s *Server) Close() {
 // Discover starts the server of m, lists its tools and stops it.
 func Discover(ctx context.Context, cfg Config) (*capabilities.Discovery, error) {
 	s := New(cfg)
-	p, err := s.start(ctx)
+	start := s.start
+	if cfg.Manifest.MCP.URL != "" {
+		start = func(ctx context.Context) (*process, error) {
+			return s.connectHTTP(ctx, directTransport{m: cfg.Manifest})
+		}
+	}
+	p, err := start(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -410,6 +444,8 @@ func (s *Server) Handlers() map[string]worker.Handler {
 }
 
 func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *capabilities.Tool) (any, error) {
+	// A server reached at url: is sent each request as part of this call.
+	ctx = withCall(ctx, call)
 	p, err := s.process(ctx)
 	if err != nil {
 		return nil, worker.Failed("%s: %v", t.Name, err)
@@ -423,7 +459,7 @@ func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *ca
 		return Result(res, t.OutputLabel)
 	}
 	switch {
-	case p.flood.exceeded():
+	case p.flood != nil && p.flood.exceeded():
 		s.drop(p)
 		return nil, &schemas.ReplyError{Code: schemas.CodeTooLarge,
 			Message: fmt.Sprintf("%s: the MCP server's answer exceeds the limit of %d bytes; it was stopped", t.Name, s.cfg.Manifest.Limits.MaxOutput)}

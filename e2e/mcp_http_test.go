@@ -1,0 +1,161 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// mcpToken is the secret the streamable HTTP server wants in its
+// Authorization header; only the egress broker ever holds it.
+const mcpToken = "tok-3f9a1c-never-in-a-worker"
+
+// streamableServer is an MCP server over streamable HTTP, written with
+// the go-sdk, on 127.0.0.1: lookup returns structured content, whoami
+// says whether the request carried the token. It counts the HTTP
+// requests it receives.
+func streamableServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	server := mcp.NewServer(&mcp.Implementation{Name: "weather-http", Version: "1.0.0"}, nil)
+	type lookupIn struct {
+		City string `json:"city"`
+	}
+	type lookupOut struct {
+		City        string  `json:"city"`
+		Temperature float64 `json:"temperature"`
+	}
+	mcp.AddTool(server, &mcp.Tool{Name: "lookup", Description: "the temperature in a city",
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: new(bool)}},
+		func(_ context.Context, _ *mcp.CallToolRequest, in lookupIn) (*mcp.CallToolResult, lookupOut, error) {
+			return nil, lookupOut{City: in.City, Temperature: 21.5}, nil
+		})
+	type whoamiOut struct {
+		Authorized bool `json:"authorized"`
+	}
+	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "whether the request carried the token",
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoamiOut, error) {
+			return nil, whoamiOut{Authorized: req.Extra != nil && req.Extra.Header.Get("Authorization") == "Bearer "+mcpToken}, nil
+		})
+	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	var requests atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	return ts, &requests
+}
+
+// A url: manifest reaches a streamable HTTP MCP server through the egress
+// broker: with its host:port granted, the flow's calls reach it, the
+// token in its header is filled in by the broker (the worker never holds
+// it, and no output shows it), and every output is untrusted, from the
+// host the call reached. Without the grant, the worker cannot reach it,
+// and the error says so.
+func TestMCPStreamableHTTPServer(t *testing.T) {
+	ts, requests := streamableServer(t)
+	hostport := strings.TrimPrefix(ts.URL, "http://")
+	manifest := func(grants string) string {
+		return "worker: weather\nrun: mcp\nurl: " + ts.URL + "/mcp\n" +
+			"headers: {Authorization: \"Bearer {{secret:mcp_token}}\"}\n" +
+			"tools:\n  \"*\": {}\n" + grants + "limits: {timeout: 20s}\n"
+	}
+	granted := "grants:\n  net: [\"" + hostport + "\"]\n  secrets: [{name: mcp_token, hosts: [\"127.0.0.1\"]}]\n"
+	w := newWorkspace(t, map[string]string{
+		"sluice.yaml":  "workers:\n  - manifest: weather.yaml\nsecrets:\n  mcp_token: {file: token}\n",
+		"token":        mcpToken,
+		"weather.yaml": manifest(granted),
+		"weather-flow.yaml": `name: weather
+inputs: {city: {type: string}}
+steps:
+  - {id: l, call: weather.lookup, with: {city: "${inputs.city}"}}
+  - {id: who, call: weather.whoami, with: {}}
+outputs: {temperature: "${steps.l.output.temperature}", authorized: "${steps.who.output.authorized}"}
+`,
+	})
+	if err := os.Chmod(w.path("token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r := w.sluice("worker", "discover", "--manifest", "weather.yaml")
+	if r.code != 0 || !strings.Contains(r.stdout, "weather-http 1.0.0 lists 2 tools") ||
+		// Read-only and closed-world by its hints, yet egress: every call
+		// sends its arguments to the server.
+		!strings.Contains(r.stdout, "lookup: privileged=false egress=true output untrusted") {
+		t.Fatalf("discover: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := w.sluice("lint", "weather-flow.yaml"); r.code != 0 {
+		t.Fatalf("lint: exit %d", r.code)
+	}
+	r = w.sluice("run", "weather-flow.yaml", "--input", "city=Lisbon", "--json")
+	if r.code != 0 {
+		t.Fatalf("run: exit %d", r.code)
+	}
+	run := decodeMCPRun(t, r)
+	if run.Outputs["temperature"] != 21.5 || run.Outputs["authorized"] != true {
+		t.Fatalf("outputs %v: want 21.5, and the token filled in by the broker", run.Outputs)
+	}
+	for _, id := range []string{"l", "who"} {
+		wantLabel(t, run.step(t, id), "untrusted", nil, []string{"tool:weather." + map[string]string{"l": "lookup", "who": "whoami"}[id], "web:" + hostport})
+	}
+	if strings.Contains(r.stdout+r.stderr, mcpToken) {
+		t.Fatal("the token shows in the run's output")
+	}
+	for _, rec := range checkAudit(t, w) {
+		if b, _ := json.Marshal(rec); strings.Contains(string(b), mcpToken) {
+			t.Fatal("the token is in the audit log")
+		}
+	}
+
+	// Without the grant: no request reaches the server.
+	for _, c := range []struct{ grants, want string }{
+		{"", "has no network grant"},
+		{"grants:\n  net: [\"127.0.0.1:1\"]\n", hostport + " is not granted to worker weather"},
+	} {
+		w.write("weather.yaml", manifest(c.grants))
+		if r := w.sluice("worker", "discover", "--manifest", "weather.yaml"); r.code == 0 || !strings.Contains(r.stderr, "grants.net") {
+			t.Fatalf("discover without the grant: exit %d: want it refused, naming grants.net", r.code)
+		}
+		// The cache of the granted manifest, for this text: lint passes,
+		// and the worker meets the broker's refusal.
+		cache, _ := os.ReadFile(w.path("weather.tools.json"))
+		w.write("weather.tools.json", rehash(t, string(cache), w.path("weather.yaml")))
+		before := requests.Load()
+		r := w.sluice("run", "weather-flow.yaml", "--input", "city=Lisbon", "--json")
+		run := decodeMCPRun(t, r)
+		if s := run.step(t, "l"); r.code != 1 || s.Status != "failed" || !strings.Contains(s.Error, c.want) {
+			t.Fatalf("run with grants %q: exit %d, step %+v: want the call failed with %q", c.grants, r.code, s, c.want)
+		}
+		if n := requests.Load(); n != before {
+			t.Fatalf("with grants %q, %d requests reached the server", c.grants, n-before)
+		}
+	}
+}
+
+// rehash returns the discovery cache with the hash of the manifest now at
+// file: the same tools, for a manifest whose text changed.
+func rehash(t *testing.T, cache, file string) string {
+	t.Helper()
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d map[string]any
+	if err := json.Unmarshal([]byte(cache), &d); err != nil {
+		t.Fatalf("cache: %v", err)
+	}
+	sum := sha256.Sum256(src)
+	d["manifest"] = hex.EncodeToString(sum[:])
+	b, _ := json.Marshal(d)
+	return string(b)
+}
