@@ -4,7 +4,7 @@
 //
 //	go run ./e2e/bench [-sluice BIN] [-runs 3] [-dur 1.5s] [-state .sluice]
 //	                   [-gobench FILE] [-cpuprofile FILE] [-memprofile FILE] [-scale 10000]
-//	                   [-only hop,flow,jetstream,policy,labels,startup,scale]
+//	                   [-only hop,mcp,flow,jetstream,policy,labels,startup,scale]
 //
 // It prints one line per figure, `name value unit`, one per comparison,
 // `ratio NAME VALUE` (ours over raw; lower is better), and writes the same
@@ -13,9 +13,10 @@
 //
 // The same binary is also each helper process of the bench, by its first
 // argument: `respond URL` (the raw echo responder), `echo-worker MANIFEST`
-// (the echo worker, started by an orchestrator's supervisor) and
-// `flow-child` (an orchestrator alone in its process, for the flow
-// figures and their memory).
+// (the echo worker, started by an orchestrator's supervisor),
+// `mcp-echo-server` (the same echo as an MCP server over stdio, started by
+// a run: mcp worker) and `flow-child` (an orchestrator alone in its
+// process, for the flow figures and their memory).
 package main
 
 import (
@@ -41,9 +42,10 @@ import (
 
 // helpers are the modes of this binary other than the bench itself.
 var helpers = map[string]func(args []string) error{
-	"respond":     respond,
-	"echo-worker": echoWorker,
-	"flow-child":  flowChild,
+	"respond":         respond,
+	"echo-worker":     echoWorker,
+	"mcp-echo-server": mcpEchoServer,
+	"flow-child":      flowChild,
 }
 
 func main() {
@@ -64,7 +66,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of one extra loop of mediated calls at 16 callers to `file`")
 	memProfile := flag.String("memprofile", "", "write the allocations of this process, mostly mediated calls, to `file` after that loop")
 	scaleN := flag.Int("scale", 10000, "runs held at approval at once for the scale figures (0: skip them)")
-	only := flag.String("only", "", "measure only these groups, comma-separated: hop, flow, agent, jetstream, policy, labels, startup, scale (default all)")
+	only := flag.String("only", "", "measure only these groups, comma-separated: hop, mcp, flow, agent, jetstream, policy, labels, startup, scale (default all)")
 	flag.Parse()
 	if *dur > 3*time.Second {
 		*dur = 3 * time.Second
@@ -181,6 +183,7 @@ func run(o options) error {
 
 	groups := []group{
 		{"hop", func() error { return hop(res, o, filepath.Join(tmp, "hop")) }},
+		{"mcp", func() error { return mcpFigures(res, o, filepath.Join(tmp, "mcp")) }},
 		{"flow", func() error { return flowFigures(res, o) }},
 		{"agent", func() error { return agentFigures(res, o, filepath.Join(tmp, "agent")) }},
 		{"jetstream", func() error { return jetstreamFigures(res, filepath.Join(tmp, "jetstream")) }},
