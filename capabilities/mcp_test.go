@@ -199,3 +199,26 @@ func TestMCPServedNames(t *testing.T) {
 		t.Fatalf("server names: %v", m.MCP.Names)
 	}
 }
+
+// The tools of a server reached at url: are egress, whatever the hints
+// say: every call sends its arguments to the server.
+func TestMCPURLToolsAreEgress(t *testing.T) {
+	no := false
+	src := "worker: docs\nrun: mcp\nurl: https://mcp.example/mcp\ntools:\n  \"*\": {}\n"
+	d := &Discovery{Manifest: hashOf([]byte(src)), Tools: []DiscoveredTool{{Name: "lookup", InputSchema: json.RawMessage(`{"type":"object"}`),
+		Annotations: &Annotations{OpenWorld: &no}}}}
+	m, err := Load(writeMCP(t, src, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Tools["lookup"].Egress {
+		t.Error("lookup of a url: server says openWorldHint false: want egress all the same")
+	}
+	if hp, err := m.MCP.HostPort(); err != nil || hp != "mcp.example:443" {
+		t.Errorf("HostPort = %q, %v", hp, err)
+	}
+	stdio := &MCP{Command: []string{"x"}}
+	if stdio.Decide("w.t", nil, &Annotations{OpenWorld: &no}).Egress {
+		t.Error("a stdio server's tool that says openWorldHint false is egress")
+	}
+}
