@@ -56,7 +56,7 @@ test:
 	$(GO) test -race -count=1 -timeout 9m ./...
 
 # The MCP servers the mcp example and its e2e tests run (the reference
-# filesystem server from npm), at the versions pinned in
+# filesystem, memory and everything servers from npm), at the versions pinned in
 # examples/mcp/package-lock.json, into examples/mcp/node_modules (ignored by
 # git). Without node and npm it says so, and those tests are skipped.
 mcp-servers:

@@ -54,11 +54,14 @@ credentials and serves the tools its manifest names, and nothing else. The
 orchestrator starts workers itself; run one by hand to place it on another
 machine.
 
-For a run: mcp manifest the worker starts the MCP server as its own child,
-once it has confined itself. "sluice worker discover" starts that server the
-same way, lists its tools, and writes them beside the manifest (NAME.tools.json
-for NAME.yaml): lint and the orchestrator read them there, and the worker
-refuses a server whose name, version or tools no longer match.
+For a run: mcp manifest with command: the worker starts the MCP server as its
+own child, once it has confined itself; with url: it reaches the server over
+streamable HTTP, each request through the egress broker, as part of a call.
+"sluice worker discover" starts that server the same way (a url: server is
+asked directly, at its granted host:port only), lists its tools, and writes
+them beside the manifest (NAME.tools.json for NAME.yaml): lint and the
+orchestrator read them there, and the worker refuses a server whose name,
+version or tools no longer match.
 
 Environment:
   SLUICE_NATS_URL       the bus, e.g. nats://127.0.0.1:4222
