@@ -25,6 +25,9 @@ var (
 	// hostileMCPBin is a stdio MCP server that misbehaves in every way
 	// the MCP tests check (testdata/mcphostile).
 	hostileMCPBin string
+	// mcpHTTPBin is a streamable HTTP MCP server on 127.0.0.1
+	// (testdata/mcphttp).
+	mcpHTTPBin string
 )
 
 func TestMain(m *testing.M) {
@@ -36,7 +39,9 @@ func TestMain(m *testing.M) {
 	sluiceBin = filepath.Join(dir, "sluice")
 	rogueBin = filepath.Join(dir, "rogue")
 	hostileMCPBin = filepath.Join(dir, "mcphostile")
-	for _, b := range []struct{ out, pkg string }{{sluiceBin, "../cmd/sluice"}, {rogueBin, "./testdata/rogue"}, {hostileMCPBin, "./testdata/mcphostile"}} {
+	mcpHTTPBin = filepath.Join(dir, "mcphttp")
+	for _, b := range []struct{ out, pkg string }{{sluiceBin, "../cmd/sluice"}, {rogueBin, "./testdata/rogue"}, {hostileMCPBin, "./testdata/mcphostile"},
+		{mcpHTTPBin, "./testdata/mcphttp"}} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

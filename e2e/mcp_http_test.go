@@ -1,59 +1,95 @@
 package e2e
 
 import (
-	"context"
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strings"
-	"sync/atomic"
 	"testing"
-
-	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"time"
 )
 
 // mcpToken is the secret the streamable HTTP server wants in its
 // Authorization header; only the egress broker ever holds it.
 const mcpToken = "tok-3f9a1c-never-in-a-worker"
 
-// streamableServer is an MCP server over streamable HTTP, written with
-// the go-sdk, on 127.0.0.1: lookup returns structured content, whoami
-// says whether the request carried the token. It counts the HTTP
-// requests it receives.
-func streamableServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+// mcpHTTP is the streamable HTTP MCP server of testdata/mcphttp, running
+// on 127.0.0.1: its URL, and the requests it has received.
+type mcpHTTP struct {
+	url   string
+	lines chan string
+	seen  []string
+}
+
+func startMCPHTTP(t *testing.T) *mcpHTTP {
 	t.Helper()
-	server := mcp.NewServer(&mcp.Implementation{Name: "weather-http", Version: "1.0.0"}, nil)
-	type lookupIn struct {
-		City string `json:"city"`
+	cmd := exec.Command(mcpHTTPBin, mcpToken)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	type lookupOut struct {
-		City        string  `json:"city"`
-		Temperature float64 `json:"temperature"`
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	mcp.AddTool(server, &mcp.Tool{Name: "lookup", Description: "the temperature in a city",
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: new(bool)}},
-		func(_ context.Context, _ *mcp.CallToolRequest, in lookupIn) (*mcp.CallToolResult, lookupOut, error) {
-			return nil, lookupOut{City: in.City, Temperature: 21.5}, nil
-		})
-	type whoamiOut struct {
-		Authorized bool `json:"authorized"`
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "whether the request carried the token",
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
-		func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoamiOut, error) {
-			return nil, whoamiOut{Authorized: req.Extra != nil && req.Extra.Header.Get("Authorization") == "Bearer "+mcpToken}, nil
-		})
-	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
-	var requests atomic.Int64
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		handler.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
-	return ts, &requests
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	s := &mcpHTTP{lines: make(chan string, 1024)}
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "http://127.0.0.1:") {
+		t.Fatalf("mcphttp: first line %q: want its URL on 127.0.0.1", sc.Text())
+	}
+	s.url = sc.Text()
+	go func() {
+		defer close(s.lines)
+		for sc.Scan() {
+			s.lines <- sc.Text()
+		}
+	}()
+	return s
+}
+
+// requests returns how many requests to /mcp the server has received:
+// it asks for /probe, and counts every line until the probe's, so that
+// every request made before is counted.
+func (s *mcpHTTP) requests(t *testing.T) int {
+	t.Helper()
+	resp, err := http.Get(s.url + "/probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				t.Fatal("mcphttp exited")
+			}
+			if l == "request GET /probe" {
+				n := 0
+				for _, r := range s.seen {
+					if strings.HasSuffix(r, " /mcp") {
+						n++
+					}
+				}
+				return n
+			}
+			s.seen = append(s.seen, l)
+		case <-deadline:
+			t.Fatal("mcphttp did not show the probe within a minute")
+		}
+	}
 }
 
 // A url: manifest reaches a streamable HTTP MCP server through the egress
@@ -63,10 +99,10 @@ func streamableServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 // host the call reached. Without the grant, the worker cannot reach it,
 // and the error says so.
 func TestMCPStreamableHTTPServer(t *testing.T) {
-	ts, requests := streamableServer(t)
-	hostport := strings.TrimPrefix(ts.URL, "http://")
+	srv := startMCPHTTP(t)
+	hostport := strings.TrimPrefix(srv.url, "http://")
 	manifest := func(grants string) string {
-		return "worker: weather\nrun: mcp\nurl: " + ts.URL + "/mcp\n" +
+		return "worker: weather\nrun: mcp\nurl: " + srv.url + "/mcp\n" +
 			"headers: {Authorization: \"Bearer {{secret:mcp_token}}\"}\n" +
 			"tools:\n  \"*\": {}\n" + grants + "limits: {timeout: 20s}\n"
 	}
@@ -108,6 +144,9 @@ outputs: {temperature: "${steps.l.output.temperature}", authorized: "${steps.who
 	for _, id := range []string{"l", "who"} {
 		wantLabel(t, run.step(t, id), "untrusted", nil, []string{"tool:weather." + map[string]string{"l": "lookup", "who": "whoami"}[id], "web:" + hostport})
 	}
+	if n := srv.requests(t); n == 0 {
+		t.Fatal("the server received no request, yet the run completed")
+	}
 	if strings.Contains(r.stdout+r.stderr, mcpToken) {
 		t.Fatal("the token shows in the run's output")
 	}
@@ -130,13 +169,13 @@ outputs: {temperature: "${steps.l.output.temperature}", authorized: "${steps.who
 		// and the worker meets the broker's refusal.
 		cache, _ := os.ReadFile(w.path("weather.tools.json"))
 		w.write("weather.tools.json", rehash(t, string(cache), w.path("weather.yaml")))
-		before := requests.Load()
+		before := srv.requests(t)
 		r := w.sluice("run", "weather-flow.yaml", "--input", "city=Lisbon", "--json")
 		run := decodeMCPRun(t, r)
 		if s := run.step(t, "l"); r.code != 1 || s.Status != "failed" || !strings.Contains(s.Error, c.want) {
 			t.Fatalf("run with grants %q: exit %d, step %+v: want the call failed with %q", c.grants, r.code, s, c.want)
 		}
-		if n := requests.Load(); n != before {
+		if n := srv.requests(t); n != before {
 			t.Fatalf("with grants %q, %d requests reached the server", c.grants, n-before)
 		}
 	}
