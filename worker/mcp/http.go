@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -80,9 +83,51 @@ func (t egressTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // directTransport is what `sluice worker discover` reaches a url: server
 // with: from the process of the person who runs it, to the granted
 // host:port only, with the manifest's headers but those that name a
-// secret (only the broker fills secrets in).
+// secret (only the broker fills secrets in). As at the broker, a name
+// that resolves to an address that is not public is refused; an address
+// is reached only where the URL names it literally (or names localhost).
 type directTransport struct {
 	m *capabilities.Manifest
+	// resolve looks a name up; nil is the system's resolver.
+	resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// public reports whether a is an address on the public internet, by the
+// standard library's classes and the shared address space (RFC 6598).
+func public(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsGlobalUnicast() && !a.IsPrivate() && !netip.MustParsePrefix("100.64.0.0/10").Contains(a)
+}
+
+func (t directTransport) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	literal := host == "localhost"
+	if _, err := netip.ParseAddr(host); err == nil {
+		literal = true
+	}
+	resolve := t.resolve
+	if resolve == nil {
+		resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	ips, err := resolve(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	for _, ip := range ips {
+		if !literal && !public(ip) {
+			return nil, fmt.Errorf("%s resolves to %s, which is not a public address: name the address itself in the URL and grants.net to reach it", host, ip)
+		}
+	}
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("%s: no address", host)
+	}
+	return d.DialContext(ctx, network, net.JoinHostPort(ips[0].String(), port))
 }
 
 func (t directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -110,7 +155,9 @@ func (t directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Header.Set(k, v)
 		}
 	}
-	return http.DefaultTransport.RoundTrip(req)
+	tr := &http.Transport{Proxy: nil, DialContext: t.dial, TLSHandshakeTimeout: 10 * time.Second, MaxResponseHeaderBytes: 64 << 10}
+	defer tr.CloseIdleConnections()
+	return tr.RoundTrip(req)
 }
 
 // connectHTTP opens a session with the server at the manifest's url,
