@@ -110,6 +110,25 @@ func TestHTTPServerGoesThroughEgress(t *testing.T) {
 		t.Fatalf("%d requests went through egress: want initialize and the call at least", n)
 	}
 
+	// Through a call as the worker serves it; then the broker refuses,
+	// and the call fails, naming the server; the next call opens another
+	// session.
+	tool := &capabilities.Tool{Name: "h.auth"}
+	if _, err := s.call(context.Background(), worker.NewCall("auth", json.RawMessage(`{}`), broker), "auth", tool); err != nil {
+		t.Fatalf("a call: %v", err)
+	}
+	refuse := func(context.Context, schemas.EgressRequest) (*schemas.EgressResponse, error) {
+		return &schemas.EgressResponse{Error: &schemas.ReplyError{Code: schemas.CodeFailed, Message: "refused by the broker"}}, nil
+	}
+	_, err = s.call(context.Background(), worker.NewCall("auth", json.RawMessage(`{}`), refuse), "auth", tool)
+	if err == nil || !strings.Contains(err.Error(), "the session with the MCP server at "+ts.URL+"/mcp broke during the call") ||
+		!strings.Contains(err.Error(), "refused by the broker") {
+		t.Fatalf("a call the broker refuses: %v", err)
+	}
+	if _, err := s.call(context.Background(), worker.NewCall("auth", json.RawMessage(`{}`), broker), "auth", tool); err != nil {
+		t.Fatalf("the call after: %v", err)
+	}
+
 	// Outside a call, nothing is sent.
 	_, err = egressTransport{m: m}.RoundTrip(httptest.NewRequest("POST", ts.URL+"/mcp", nil))
 	if err == nil || !strings.Contains(err.Error(), "no tool call in flight") {

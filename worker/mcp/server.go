@@ -470,16 +470,26 @@ func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *ca
 		return nil, worker.Failed("%s: the MCP server did not answer within %s; it was stopped", t.Name, s.cfg.Manifest.Limits.Timeout)
 	}
 	var rpc *jsonrpc.Error
-	if errors.As(err, &rpc) {
+	if errors.As(err, &rpc) && rpc.Code != codeRejected {
 		// The server answered, with an MCP error: a tool failure.
 		return nil, worker.Failed("%s: the MCP server answered with an error: %s", t.Name, clip(rpc.Message))
 	}
 	// Anything else is the connection lost: the server exited, or wrote
 	// what is not MCP. It is stopped, and started again for the next call.
 	s.drop(p)
+	if u := s.cfg.Manifest.MCP.URL; u != "" {
+		return nil, worker.Failed("%s: the session with the MCP server at %s broke during the call (%s); the next call opens another",
+			t.Name, u, clip(err.Error()))
+	}
 	return nil, worker.Failed("%s: the MCP server exited or broke the connection during the call (%s); it is started again for the next one",
 		t.Name, clip(err.Error()))
 }
+
+// codeRejected is the code of the SDK's error for a request its transport
+// could not send (jsonrpc2.ErrRejected): a url: server's request the
+// egress broker refused, or that failed on the way. Not an answer of the
+// server's.
+const codeRejected = -32005
 
 // floodReader fails the server's output once one message grows past
 // limit bytes: a server cannot make the worker hold more than that.
