@@ -348,6 +348,16 @@ func policyFigures(res *results, gobench string) error {
 	} else {
 		res.NotDone = append(res.NotDone, "wasm_call_warm (give -gobench with the worker/wasm benchmarks)")
 	}
+	// An MCP call as the worker serves it, beside the SDK's own round
+	// trip to the same server (worker/mcp).
+	call, raw = median(ns["BenchmarkMCPCall"]), median(ns["BenchmarkMCPRawSDKCall"])
+	if call > 0 && raw > 0 {
+		res.fig("mcp_worker_call", call/1e3, "us")
+		res.fig("mcp_sdk_raw", raw/1e3, "us")
+		res.ratio("mcp_worker_call", call/raw)
+	} else {
+		res.NotDone = append(res.NotDone, "mcp_worker_call (give -gobench with the worker/mcp benchmarks)")
+	}
 	return nil
 }
 

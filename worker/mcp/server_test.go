@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 
 // hostile serves the hostile test server with every tool granted, and a
 // short timeout and output limit.
-func hostile(t *testing.T) *Server {
+func hostile(t testing.TB) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "hostile.yaml")
