@@ -198,3 +198,29 @@ func rehash(t *testing.T, cache, file string) string {
 	b, _ := json.Marshal(d)
 	return string(b)
 }
+
+// The mistakes a url: manifest can hold are each reported at their place,
+// by lint and by discover, and nothing runs.
+func TestMCPURLManifestErrors(t *testing.T) {
+	for _, c := range []struct{ name, manifest, want string }{
+		{"command and url", "worker: w\nrun: mcp\ncommand: [x]\nurl: http://127.0.0.1:1/mcp\ntools:\n  \"*\": {}\n",
+			"w.yaml:4:6: url: a server is started from command: or reached at url:, not both"},
+		{"neither", "worker: w\nrun: mcp\ntools:\n  \"*\": {}\n",
+			"w.yaml:2:6: run: mcp needs command: (a stdio server) or url: (a streamable HTTP server)"},
+		{"egress false", "worker: w\nrun: mcp\nurl: http://127.0.0.1:1/mcp\ntools:\n  lookup: {egress: false}\n",
+			"w.yaml:5:20: tool lookup: egress: false: the tools of a server reached at url: send their arguments to it"},
+		{"env for a url: server", "worker: w\nrun: mcp\nurl: http://127.0.0.1:1/mcp\nenv: {A: b}\ntools:\n  \"*\": {}\n",
+			"w.yaml:4:6: env is for a server started from command:; this one is reached at url:"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorkspace(t, map[string]string{"w.yaml": c.manifest, "sluice.yaml": "workers:\n  - manifest: w.yaml\n",
+				"f.yaml": "name: f\nsteps:\n  - {id: s, call: w.lookup, with: {}}\n"})
+			for _, args := range [][]string{{"lint", "f.yaml"}, {"worker", "discover", "--manifest", "w.yaml"}} {
+				r := w.sluice(args...)
+				if r.code == 0 || !strings.Contains(r.stdout+r.stderr, c.want) {
+					t.Fatalf("sluice %v: exit %d: want %q", args, r.code, c.want)
+				}
+			}
+		})
+	}
+}
