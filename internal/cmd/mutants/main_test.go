@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,9 @@ func TestThreatModelListsEveryMutant(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(b)
+	if want := fmt.Sprintf("(%d of them;", len(ms)); !strings.Contains(doc, want) {
+		t.Errorf("docs/THREAT_MODEL.md does not say how many mutants CI runs: want %q", want)
+	}
 	listed := map[string]bool{}
 	for _, line := range strings.Split(doc, "\n") {
 		if name, ok := strings.CutPrefix(line, "- `"); ok {
