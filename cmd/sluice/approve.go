@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/user"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/orchestrator/api"
@@ -24,7 +25,7 @@ func approveCommand(approve bool) *command {
 	}
 	return &command{
 		name:  name,
-		usage: name + " APPROVAL_ID [--as NAME] [--hash HASH] [--config FILE]",
+		usage: name + " APPROVAL_ID… | --step RUN/STEP [--as NAME] [--hash HASH] [--config FILE]",
 		short: short,
 		long: fmt.Sprintf(`Answers a call that policy held for a person (sluice approvals lists them).
 approve lets that one call through, once, with exactly the arguments shown;
@@ -39,50 +40,133 @@ The running orchestrator (sluice up, or a sluice run waiting) is found
 through the state directory. Answers are stored durably: a held run resumes
 when answered, also after the orchestrator restarted.
 
+Several ids answer several calls; --step RUN/STEP answers every call of
+that step still held (the elements of a for_each, listed together by sluice
+approvals). Each is answered on its own and bound to its own hash; the
+command prints each call it answered, and exits 1 if any answer was refused.
+
 A call denied by a policy rule is never held, and cannot be approved.
 
-Example:
-  sluice %s 01JD6Z4W8X2F3K5N7Q9R1T3V5X`, verb),
+Examples:
+  sluice %s 01JD6Z4W8X2F3K5N7Q9R1T3V5X
+  sluice %s --step 01JD6Z2A8C1M0QWN5V7X9B3D4F/pay`, verb, verb),
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			as := fs.String("as", "", "who is answering (default: the OS user)")
 			hash := fs.String("hash", "", "the `hash` of the call you reviewed (default: the call as it is held now)")
 			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
+			step := fs.String("step", "", "answer every call still held in `RUN/STEP` (a for_each's elements)")
 			return func(c *cli, ctx context.Context, args []string) int {
-				if len(args) != 1 {
-					c.errorf("%s: give exactly one approval id", name)
+				switch {
+				case *step == "" && len(args) == 0:
+					c.errorf("%s: give an approval id (sluice approvals lists them), or --step RUN/STEP", name)
+					return exitUsage
+				case *step != "" && len(args) > 0:
+					c.errorf("%s: give approval ids or --step, not both", name)
+					return exitUsage
+				case *hash != "" && (len(args) != 1 || *step != ""):
+					c.errorf("%s: --hash binds one answer: give exactly one approval id with it", name)
 					return exitUsage
 				}
 				who := *as
 				if who == "" {
 					who = osUser()
 				}
-				client, code := c.dialOrchestrator(*cfgFile, name+" "+args[0])
+				what := name + " " + strings.Join(args, " ")
+				if *step != "" {
+					what = name + " --step " + *step
+				}
+				client, code := c.dialOrchestrator(*cfgFile, what)
 				if client == nil {
 					return code
 				}
 				defer client.Close()
-				ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 				defer cancel()
-				a, err := client.Approval(ctx, args[0])
-				if err != nil {
-					c.errorf("%s %s: %v", name, args[0], err)
+				ids := args
+				if *step != "" {
+					var err error
+					if ids, err = heldInStep(ctx, client, *step); err != nil {
+						c.errorf("%s --step %s: %v", name, *step, err)
+						return exitFailure
+					}
+				}
+				failed := false
+				for _, id := range ids {
+					if !c.answer(ctx, client, name, id, approve, who, *hash) {
+						failed = true
+					}
+				}
+				if failed {
 					return exitFailure
 				}
-				h := *hash
-				if h == "" {
-					h = a.Hash
-				}
-				if err := client.Answer(ctx, args[0], approve, who, h); err != nil {
-					c.errorf("%s %s: %v", name, args[0], err)
-					return exitFailure
-				}
-				past := map[bool]string{true: "approved", false: "denied"}[approve]
-				fmt.Fprintf(c.stdout, "%s: %s by %s: %s in run %s (step %s)\n", show(args[0]), past, show(who), show(a.Tool), show(a.RunID), show(a.Step))
-				printArgs(c.stdout, a, "  ")
 				return exitOK
 			}
 		},
 	}
+}
+
+// answer answers one held call, bound to hash (the call as held now when
+// empty), and prints it; false when the answer was refused.
+func (c *cli) answer(ctx context.Context, client *api.Client, name, id string, approve bool, who, hash string) bool {
+	a, err := client.Approval(ctx, id)
+	if err != nil {
+		c.errorf("%s %s: %v", name, id, err)
+		return false
+	}
+	if hash == "" {
+		hash = a.Hash
+	}
+	if err := client.Answer(ctx, id, approve, who, hash); err != nil {
+		c.errorf("%s %s: %v", name, id, err)
+		return false
+	}
+	past := map[bool]string{true: "approved", false: "denied"}[approve]
+	item := ""
+	if a.Index != nil {
+		item = fmt.Sprintf(", item %d", *a.Index)
+	}
+	fmt.Fprintf(c.stdout, "%s: %s by %s: %s in run %s (step %s%s)\n", show(id), past, show(who), show(a.Tool), show(a.RunID), show(a.Step), item)
+	printArgs(c.stdout, a, "  ")
+	return true
+}
+
+// heldInStep lists the calls of RUN/STEP still held, in element order.
+func heldInStep(ctx context.Context, client *api.Client, step string) ([]string, error) {
+	run, st, ok := strings.Cut(step, "/")
+	if !ok || run == "" || st == "" {
+		return nil, fmt.Errorf("want RUN/STEP (a run id and a step id, as sluice approvals shows them)")
+	}
+	list, err := client.Approvals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var held []engine.Approval
+	for _, a := range list {
+		if a.RunID == run && a.Step == st {
+			held = append(held, a)
+		}
+	}
+	if len(held) == 0 {
+		return nil, fmt.Errorf("no call of step %s in run %s is held (sluice approvals lists those that are)", st, run)
+	}
+	slices.SortFunc(held, func(a, b engine.Approval) int { return cmpIndex(a.Index, b.Index) })
+	ids := make([]string, len(held))
+	for i, a := range held {
+		ids[i] = a.ID
+	}
+	return ids, nil
+}
+
+func cmpIndex(a, b *int) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	return *a - *b
 }
 
 // dialOrchestrator connects to the orchestrator running on the state of
@@ -161,10 +245,37 @@ Examples:
 					fmt.Fprintln(c.stdout, "no call is waiting for approval")
 					return exitOK
 				}
+				// The held calls of one step (a for_each's elements) are
+				// listed together, and can be answered together.
+				count := map[string]int{}
+				first := map[string]int{}
+				for i, a := range list {
+					k := a.RunID + "/" + a.Step
+					if _, ok := first[k]; !ok {
+						first[k] = i
+					}
+					count[k]++
+				}
+				slices.SortStableFunc(list, func(a, b engine.Approval) int {
+					if d := first[a.RunID+"/"+a.Step] - first[b.RunID+"/"+b.Step]; d != 0 {
+						return d
+					}
+					return cmpIndex(a.Index, b.Index)
+				})
+				shown := map[string]bool{}
 				for i := range list {
 					a := &list[i]
-					fmt.Fprintf(c.stdout, "%s  %s  run %s (%s), step %s, held %s\n", show(a.ID), show(a.Tool), show(a.RunID), show(a.Flow), show(a.Step),
-						a.Created.Local().Format(time.DateTime))
+					if k := a.RunID + "/" + a.Step; count[k] > 1 && !shown[k] {
+						shown[k] = true
+						fmt.Fprintf(c.stdout, "step %s of run %s (%s): %d calls held; answer them together with\n  sluice approve --step %s    or    sluice deny --step %s\n\n",
+							show(a.Step), show(a.RunID), show(a.Flow), count[k], show(k), show(k))
+					}
+					item := ""
+					if a.Index != nil {
+						item = fmt.Sprintf(" item %d", *a.Index)
+					}
+					fmt.Fprintf(c.stdout, "%s  %s  run %s (%s), step %s%s, held %s\n", show(a.ID), show(a.Tool), show(a.RunID), show(a.Flow), show(a.Step),
+						item, a.Created.Local().Format(time.DateTime))
 					printArgs(c.stdout, a, "    ")
 					why := a.Why
 					if len(why) == 0 {

@@ -139,7 +139,19 @@ type approvalView struct {
 	Class string
 	View  *labelView
 	Short string // the start of the hash, for reading aloud
+	// Group, on the first held call of a step that holds several (a
+	// for_each's elements), answers them together.
+	Group *groupView
 }
+
+// groupView is the held calls of one step, answered together, each bound
+// to its own hash.
+type groupView struct {
+	Step, RunID string
+	Items       []groupItem
+}
+
+type groupItem struct{ ID, Hash string }
 
 type argView struct {
 	Name  string
@@ -149,6 +161,27 @@ type argView struct {
 }
 
 func approvalViews(held []engine.Approval) []approvalView {
+	first := map[string]int{}
+	groups := map[string]*groupView{}
+	for i, a := range held {
+		k := a.RunID + "/" + a.Step
+		if _, ok := first[k]; !ok {
+			first[k] = i
+			groups[k] = &groupView{Step: a.Step, RunID: a.RunID}
+		}
+		groups[k].Items = append(groups[k].Items, groupItem{ID: a.ID, Hash: a.Hash})
+	}
+	held = slices.Clone(held)
+	slices.SortStableFunc(held, func(a, b engine.Approval) int {
+		if d := first[a.RunID+"/"+a.Step] - first[b.RunID+"/"+b.Step]; d != 0 {
+			return d
+		}
+		switch {
+		case a.Index == nil || b.Index == nil:
+			return 0
+		}
+		return *a.Index - *b.Index
+	})
 	out := make([]approvalView, 0, len(held))
 	for _, a := range held {
 		l := a.Label
@@ -162,6 +195,10 @@ func approvalViews(held []engine.Approval) []approvalView {
 				arg.Class, arg.Label = integrityClass(&l), newLabelView(&l)
 			}
 			v.Args = append(v.Args, arg)
+		}
+		if g := groups[a.RunID+"/"+a.Step]; len(g.Items) > 1 {
+			v.Group = g
+			groups[a.RunID+"/"+a.Step] = &groupView{} // shown once, before the first
 		}
 		out = append(out, v)
 	}

@@ -221,6 +221,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", s.runsPage)
 	mux.HandleFunc("GET /runs/{id}", s.runPage)
 	mux.HandleFunc("GET /approvals", s.approvalsPage)
+	mux.HandleFunc("POST /approvals/step/{answer}", s.answerStep)
 	mux.HandleFunc("POST /approvals/{id}/{answer}", s.answer)
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -439,4 +440,65 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("held call answered on the web page", "approval", id, "run_id", run, "decision", verb, "who", s.who)
 	http.Redirect(w, r, "/runs/"+url.PathEscape(run), http.StatusSeeOther)
+}
+
+// answerStep answers the held calls of one step together: the form names
+// each call and the hash the page showed for it, and each is answered on
+// its own, bound to that hash. Every call must be held, in one step of one
+// run.
+func (s *Server) answerStep(w http.ResponseWriter, r *http.Request) {
+	verb := r.PathValue("answer")
+	if verb != "approve" && verb != "deny" {
+		http.NotFound(w, r)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "answer: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	ids, hashes := r.PostForm["id"], r.PostForm["hash"]
+	if len(ids) == 0 || len(ids) != len(hashes) {
+		http.Error(w, "answer: the form must name each call with its hash", http.StatusBadRequest)
+		return
+	}
+	held, err := s.approvals(r.Context())
+	if err != nil {
+		s.fail(w, "read approvals", err)
+		return
+	}
+	byID := map[string]engine.Approval{}
+	for _, a := range held {
+		byID[a.ID] = a
+	}
+	// Nothing is answered unless every call is still held, in the step,
+	// as the page showed it.
+	first, ok := byID[ids[0]]
+	for i, id := range ids {
+		a, found := byID[id]
+		if !found || !ok || a.RunID != first.RunID || a.Step != first.Step {
+			http.Error(w, fmt.Sprintf("call %q is not held in step %s of run %s (it may have been answered already); nothing was answered", id, first.Step, first.RunID), http.StatusConflict)
+			return
+		}
+		if a.Hash != hashes[i] {
+			http.Error(w, fmt.Sprintf("call %q is not the one the page showed (its hash changed); nothing was answered", id), http.StatusConflict)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	approved := verb == "approve"
+	var refused []string
+	for i, id := range ids {
+		if err := s.cfg.Backend.Decide(ctx, id, engine.Answer{Approved: approved, Who: s.who, Hash: hashes[i]}); err != nil {
+			s.log.Warn("web page: answer a held call", "approval", id, "run_id", first.RunID, "err", err)
+			refused = append(refused, fmt.Sprintf("%s: %v", id, err))
+		}
+	}
+	s.log.Info("held calls of a step answered on the web page", "run_id", first.RunID, "step", first.Step, "decision", verb,
+		"who", s.who, "answered", len(ids)-len(refused), "refused", len(refused))
+	if len(refused) > 0 {
+		http.Error(w, fmt.Sprintf("%s: %d of %d answers refused:\n%s", verb, len(refused), len(ids), strings.Join(refused, "\n")), http.StatusConflict)
+		return
+	}
+	http.Redirect(w, r, "/runs/"+url.PathEscape(first.RunID), http.StatusSeeOther)
 }

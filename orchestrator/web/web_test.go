@@ -2,10 +2,12 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -468,5 +470,54 @@ func TestWhatAnAttackerWroteIsShownEscaped(t *testing.T) {
 	body := c.get("/approvals").body
 	if want := `looks like <code>acct_hotel_1</code> (registry payees) but is not: <code>&#34;\u0430cct_hotel_1&#34;</code>`; !strings.Contains(body, want) {
 		t.Errorf("the approvals page does not flag the lookalike payee: want %s", want)
+	}
+}
+
+// The held elements of one for_each step are shown together and answered
+// together, each bound to the hash the page showed for it; a form whose
+// hash no longer matches one of them answers none.
+func TestStepAnsweredTogether(t *testing.T) {
+	t.Parallel()
+	b := heldPayment("acct_hotel_1")
+	base := b.approvals[0]
+	b.approvals = nil
+	for i, payee := range []string{"acct_a", "acct_b", "acct_c"} {
+		a := base
+		a.ID, a.Index, a.Hash = fmt.Sprintf("A%d", i), ptr(i), fmt.Sprintf("%064d", i)
+		a.Args = map[string]any{"amount": 5, "currency": "EUR", "payee": payee}
+		b.approvals = append(b.approvals, a)
+	}
+	c := start(t, b)
+	page := c.get("/approvals").body
+	if !strings.Contains(page, "holds 3 calls") || !strings.Contains(page, "Approve all 3") {
+		t.Fatalf("the page does not offer to answer the step's calls together:\n%s", page)
+	}
+	i := strings.Index(page, `action="/approvals/step/approve"`)
+	end := i + strings.Index(page[i:], "</form>")
+	f := url.Values{}
+	for _, m := range regexp.MustCompile(`name="(csrf|id|hash)" value="([^"]*)"`).FindAllStringSubmatch(page[i:end], -1) {
+		f.Add(m[1], unescapeAttr(m[2]))
+	}
+	if len(f["id"]) != 3 || len(f["hash"]) != 3 {
+		t.Fatalf("the step's form names %v", f)
+	}
+	stale := url.Values{"csrf": f["csrf"], "id": f["id"], "hash": append([]string{f["hash"][0], strings.Repeat("f", 64)}, f["hash"][2:]...)}
+	if r := c.do(http.MethodPost, "/approvals/step/approve", stale, nil); r.StatusCode != http.StatusConflict || len(b.decided) != 0 {
+		t.Fatalf("a stale hash: %d, answered %v", r.StatusCode, b.decided)
+	}
+	if r := c.do(http.MethodPost, "/approvals/step/approve", f, nil); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("approve all: %d %s", r.StatusCode, r.body)
+	}
+	if len(b.decided) != 3 {
+		t.Fatalf("answered %v", b.decided)
+	}
+	for i, d := range b.decided {
+		if d.ID != fmt.Sprintf("A%d", i) || !d.Answer.Approved || d.Answer.Hash != fmt.Sprintf("%064d", i) || d.Answer.Who != "web:alice" {
+			t.Errorf("answer %d: %+v", i, d)
+		}
+	}
+	noToken := url.Values{"id": f["id"], "hash": f["hash"]}
+	if r := c.do(http.MethodPost, "/approvals/step/deny", noToken, nil); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("without the form token: %d", r.StatusCode)
 	}
 }
