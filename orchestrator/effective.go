@@ -124,6 +124,13 @@ type parts struct {
 	Secrets  map[string]config.Secret `json:"secrets"`
 	Policies []filePart               `json:"policies"`
 	Workers  []workerPart             `json:"workers"`
+	Notify   []notifyPart             `json:"notify,omitempty"`
+}
+
+// notifyPart is a notifier as it counts for the fingerprint: its kind and
+// where it sends, never a secret's value.
+type notifyPart struct {
+	Kind, URL, URLSecret, TokenSecret, Room string
 }
 
 type busPart struct {
@@ -152,6 +159,9 @@ type workerPart struct {
 func fingerprintParts(d *config.Config, ms map[string]*capabilities.Manifest, policies []policy.File) parts {
 	p := parts{Dir: d.Dir, State: d.State, Prefix: d.Prefix, Secrets: d.Secrets,
 		Bus: busPart{Embedded: d.ExternalNATS == nil}}
+	for _, n := range d.Notify {
+		p.Notify = append(p.Notify, notifyPart{Kind: n.Kind, URL: n.URL, URLSecret: n.URLSecret, TokenSecret: n.TokenSecret, Room: n.Room})
+	}
 	if x := d.ExternalNATS; x != nil {
 		p.Bus.Replicas, p.Bus.AccountSeed, p.Bus.Creds, p.Bus.CredentialTTL = x.Replicas, x.AccountSeed, x.Creds, x.CredentialTTL
 	}
@@ -239,6 +249,9 @@ func settingsChanged(a, b *Effective) []string {
 	}
 	if !jsonEqual(pa.Secrets, pb.Secrets) {
 		out = append(out, "secrets")
+	}
+	if !jsonEqual(pa.Notify, pb.Notify) {
+		out = append(out, "notify")
 	}
 	return out
 }

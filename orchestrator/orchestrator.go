@@ -31,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/config"
 	"github.com/sluicehq/sluice/orchestrator/egress"
 	"github.com/sluicehq/sluice/orchestrator/engine"
+	"github.com/sluicehq/sluice/orchestrator/notify"
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
@@ -74,6 +75,7 @@ type Orchestrator struct {
 	log       *slog.Logger
 	subjects  schemas.Subjects
 	manifests map[string]*capabilities.Manifest
+	notify    *notify.Notifier
 	env       *expr.Env
 	// current is what runs now: replaced whole by Reload, read once by
 	// each run (serveRun) and by the engine through its own pointer.
@@ -256,9 +258,37 @@ func (o *Orchestrator) startEngine(d *config.Config, secrets map[string]egress.S
 	for name, s := range secrets {
 		values[name] = s.Value()
 	}
+	o.notify = notify.New(notifyTargets(d, secrets), o.log.With("component", "notify"))
 	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.current.Load().Policy, Audit: o.audit,
 		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered,
-		Secrets: echo.New(values), Fault: o.fault})
+		Secrets: echo.New(values), Fault: o.fault, Held: func(a engine.Approval) {
+			o.notify.Held(notify.Held{Approval: a.ID, Run: a.RunID, Flow: a.Flow, Step: a.Step, Tool: a.Tool, Created: a.Created})
+		}})
+}
+
+// notifyTargets are the notifiers of the deployment, with the secrets
+// they name filled in.
+func notifyTargets(d *config.Config, secrets map[string]egress.Secret) []notify.Target {
+	var out []notify.Target
+	for _, n := range d.Notify {
+		t := notify.Target{Kind: n.Kind, URL: n.URL, Room: n.Room}
+		if s, ok := secrets[n.URLSecret]; ok && n.URLSecret != "" {
+			t.URL = strings.TrimSpace(string(s.Value()))
+		}
+		if s, ok := secrets[n.TokenSecret]; ok && n.TokenSecret != "" {
+			t.Token = strings.TrimSpace(string(s.Value()))
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// SetApprovalLink sets the address of the approval page that
+// notifications of held calls link to.
+func (o *Orchestrator) SetApprovalLink(link string) {
+	if o.notify != nil {
+		o.notify.SetLink(link)
+	}
 }
 
 // startBroker starts the egress broker with each worker's network and

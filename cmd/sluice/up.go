@@ -146,6 +146,9 @@ Examples:
 						return exitFailure
 					}
 					page = srv.URL()
+					// Notifications link to the page without its key: a
+					// notifier is outside Sluice.
+					orch.SetApprovalLink("http://" + srv.Addr() + "/approvals")
 				}
 				c.announceRuns(ctx, orch)
 				pids := orch.Pids()

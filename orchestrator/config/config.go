@@ -46,6 +46,16 @@ type Config struct {
 	Workers []Worker
 	// Secrets by name.
 	Secrets map[string]Secret
+	// Notify are the notifiers told of every held call.
+	Notify []Notifier
+}
+
+// Notifier is one entry of `notify`: a service told that a call waits for
+// a person. Its URL or token may come from a secret (URLSecret,
+// TokenSecret name entries of Secrets).
+type Notifier struct {
+	Kind, URL, URLSecret, TokenSecret, Room string
+	Pos                                     schemas.Pos
 }
 
 // Worker is one entry of `workers`.
@@ -159,11 +169,43 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 			c.Workers = append(c.Workers, cw)
 		}
 	}
+	for i, n := range raw.Notify {
+		c.notifier(doc, i, n, &ds)
+	}
 	c.absSecretFiles()
 	if err := ds.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// notifier checks one entry of `notify`: a URL or a secret that holds it,
+// secrets that exist, and a Matrix room with its access token.
+func (c *Config) notifier(doc *schemas.Document, i int, n rawNotifier, ds *schemas.Diagnostics) {
+	ptr := schemas.Pointer("notify", i)
+	bad := func(key, format string, a ...any) {
+		at := ptr
+		if key != "" {
+			at += "/" + key
+		}
+		ds.Add(c.File, doc.Pos(at), "config_bad_notifier", format, a...)
+	}
+	if (n.URL == "") == (n.URLSecret == "") {
+		bad("", "notify %s: give url or url_secret (a secret that holds the URL, as a Slack webhook's does), one of the two", n.Kind)
+	}
+	for key, name := range map[string]string{"url_secret": n.URLSecret, "token_secret": n.TokenSecret} {
+		if _, ok := c.Secrets[name]; name != "" && !ok {
+			bad(key, "notify %s: no secret %q (add it under secrets:)", n.Kind, name)
+		}
+	}
+	if n.Kind == "matrix" && (n.Room == "" || n.TokenSecret == "") {
+		bad("", "notify matrix: give room (the room id, !id:server) and token_secret (the access token's secret)")
+	}
+	if n.Kind != "matrix" && n.Room != "" {
+		bad("room", "notify %s: room is for matrix only", n.Kind)
+	}
+	c.Notify = append(c.Notify, Notifier{Kind: n.Kind, URL: n.URL, URLSecret: n.URLSecret, TokenSecret: n.TokenSecret,
+		Room: n.Room, Pos: doc.Pos(ptr)})
 }
 
 // rawConfig is sluice.yaml as written, once checked against its schema.
@@ -174,6 +216,15 @@ type rawConfig struct {
 	Policies []string          `json:"policies"`
 	Workers  []rawWorker       `json:"workers"`
 	Secrets  map[string]Secret `json:"secrets"`
+	Notify   []rawNotifier     `json:"notify"`
+}
+
+type rawNotifier struct {
+	Kind        string `json:"kind"`
+	URL         string `json:"url"`
+	URLSecret   string `json:"url_secret"`
+	TokenSecret string `json:"token_secret"`
+	Room        string `json:"room"`
 }
 
 // rawWorker is one entry of `workers` as written.

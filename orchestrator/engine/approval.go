@@ -231,6 +231,9 @@ func (r *run) newApproval(ctx context.Context, st *runstore.Store, s *flow.Step,
 		return nil, err
 	}
 	r.wrote(idem)
+	if f := r.e.cfg.Held; f != nil {
+		f(*a)
+	}
 	return a, nil
 }
 

@@ -76,6 +76,9 @@ type Config struct {
 	// Delivered, when set, is told of every call the gate lets through,
 	// as it is delivered; it must not block.
 	Delivered func(Delivery)
+	// Held, when set, is told of every call newly held for a person, once
+	// its approval is stored; it must not block.
+	Held func(Approval)
 	// Secrets finds the configured secrets in every form it knows. Every
 	// worker's reply is checked with it before it is labeled: a reply that
 	// holds one fails its call, and the audit log records a violation that
