@@ -10,7 +10,8 @@ FUZZTIME    ?= 30s
 # it needs minutes, not seconds, to explore.
 NI_FUZZTIME ?= 5m
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS     := -X main.version=$(VERSION)
+COMMIT      ?= $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; } && echo $$c)
+LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: all build tools mcp-servers test test-loaded demo bench lint fuzz fmt check clean noninterference mutants
 

@@ -41,7 +41,7 @@ type command struct {
 }
 
 func commands() []*command {
-	return []*command{upCommand(), runCommand(), lintCommand(), policyCommand(), doctorCommand(), auditCommand(), runsCommand(), reloadCommand(), traceCommand(), approvalsCommand(), approveCommand(true), approveCommand(false), cancelCommand(), workerCommand(), mcpCommand(), versionCommand()}
+	return []*command{upCommand(), runCommand(), lintCommand(), policyCommand(), doctorCommand(), auditCommand(), runsCommand(), reloadCommand(), traceCommand(), approvalsCommand(), approveCommand(true), approveCommand(false), cancelCommand(), workerCommand(), mcpCommand(), versionCommand(), completionCommand()}
 }
 
 // Main runs the command line args and returns the exit code.
@@ -57,6 +57,21 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 		c.overview(c.stdout)
 		if len(args) == 0 {
 			return exitUsage
+		}
+		return exitOK
+	}
+	if args[0] == "--version" {
+		if len(args) > 1 {
+			c.errorf("--version takes no arguments")
+			return exitUsage
+		}
+		printVersion(c.stdout)
+		return exitOK
+	}
+	if len(args) >= 2 && args[0] == "completion" && args[1] == "complete" {
+		// The words being completed are not this command's flags.
+		for _, s := range complete(args[2:]) {
+			fmt.Fprintln(c.stdout, s)
 		}
 		return exitOK
 	}
@@ -126,11 +141,12 @@ policies decide every call before it is delivered: untrusted web content can
 never decide a payment, a mail or a booking on its own.
 
 Usage: sluice <command> [arguments]
+       sluice --version
 
 Commands:
 `)
 	for _, cmd := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", cmd.name, cmd.short)
+		fmt.Fprintf(w, "  %-10s %s\n", cmd.name, cmd.short)
 	}
 	fmt.Fprint(w, "\nRun 'sluice help <command>' for more about a command.\n")
 }

@@ -5,6 +5,7 @@ import (
 
 	"bytes"
 	"github.com/sluicehq/sluice/schemas"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -181,5 +182,46 @@ func TestDoctor(t *testing.T) {
 	code, out, _ = runCLI(t, dir, "doctor")
 	if code != exitFailure || !strings.Contains(out, "fail  secret api") || !strings.Contains(out, "SLUICE_TEST_UNSET_KEY is not set") {
 		t.Fatalf("doctor with a missing secret: exit %d\n%s", code, out)
+	}
+}
+
+func TestReadInputs(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("line\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin"), []byte{0xff, 0xfe}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	for _, tc := range []struct {
+		name    string
+		in      inputFlags
+		stdin   string
+		want    map[string]string
+		wantErr string
+	}{
+		{"plain", inputFlags{"a": "x"}, "", map[string]string{"a": "x"}, ""},
+		{"file", inputFlags{"a": "@a.txt"}, "", map[string]string{"a": "line\n"}, ""},
+		{"stdin", inputFlags{"a": "@-", "b": "1"}, "in", map[string]string{"a": "in", "b": "1"}, ""},
+		{"escaped @", inputFlags{"a": "@@x"}, "", map[string]string{"a": "@x"}, ""},
+		{"stdin twice", inputFlags{"a": "@-", "b": "@-"}, "", nil, "--input b=@-: standard input is already read by --input a=@-"},
+		{"missing", inputFlags{"a": "@nope"}, "", nil, "--input a=@nope: open nope"},
+		{"no file named", inputFlags{"a": "@"}, "", nil, "name a file after @"},
+		{"not text", inputFlags{"a": "@bin"}, "", nil, "--input a=@bin: not UTF-8 text"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &cli{stdin: strings.NewReader(tc.stdin)}
+			got, err := c.readInputs(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !maps.Equal(got, tc.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/internal/display"
 	"github.com/sluicehq/sluice/orchestrator"
@@ -37,6 +38,61 @@ func (f inputFlags) Set(s string) error {
 	return nil
 }
 
+// maxInputFile bounds what one --input name=@FILE reads.
+const maxInputFile = 8 << 20
+
+// readInputs returns the inputs with each value name=@FILE replaced by the
+// file's content, and name=@- by standard input's (read once: only one
+// input may take it). A value that starts with @@ is the literal value
+// without its first @. The content is taken exactly, final newline
+// included, and must be UTF-8 text of at most 8 MiB.
+func (c *cli) readInputs(in inputFlags) (map[string]string, error) {
+	out := make(map[string]string, len(in))
+	stdinBy := ""
+	for _, name := range sortedKeys(in) {
+		v := in[name]
+		switch {
+		case strings.HasPrefix(v, "@@"):
+			out[name] = v[1:]
+			continue
+		case !strings.HasPrefix(v, "@"):
+			out[name] = v
+			continue
+		}
+		file := v[1:]
+		var r io.Reader
+		switch file {
+		case "":
+			return nil, fmt.Errorf("--input %s=@: name a file after @ (or @- for standard input; @@ starts a value with @)", name)
+		case "-":
+			if stdinBy != "" {
+				return nil, fmt.Errorf("--input %s=@-: standard input is already read by --input %s=@-", name, stdinBy)
+			}
+			stdinBy = name
+			r = c.stdin
+		default:
+			f, err := os.Open(file)
+			if err != nil {
+				return nil, fmt.Errorf("--input %s=@%s: %w", name, file, err)
+			}
+			defer f.Close()
+			r = f
+		}
+		b, err := io.ReadAll(io.LimitReader(r, maxInputFile+1))
+		if err != nil {
+			return nil, fmt.Errorf("--input %s=@%s: %w", name, file, err)
+		}
+		if len(b) > maxInputFile {
+			return nil, fmt.Errorf("--input %s=@%s: more than %d MiB; an input read from a file is at most that", name, file, maxInputFile>>20)
+		}
+		if !utf8.Valid(b) {
+			return nil, fmt.Errorf("--input %s=@%s: not UTF-8 text", name, file)
+		}
+		out[name] = string(b)
+	}
+	return out, nil
+}
+
 func runCommand() *command {
 	return &command{
 		name:  "run",
@@ -46,6 +102,12 @@ func runCommand() *command {
 and the policy decision on it. With no orchestrator running, starts one for
 the duration of the run: the embedded NATS server and every configured
 worker, each as its own process.
+
+An input's value is given on the command line (--input name=value), read
+from a file (--input text=@invoice.txt: the file's content, exactly, final
+newline included; UTF-8 text, at most 8 MiB), or from standard input
+(--input text=@-, for one input). A value that starts with @ is written
+with @@ (--input handle=@@alice is "@alice").
 
 A call that policy holds for approval waits for a person (sluice approve ID)
 unless --wait=false, in which case the run stops there with exit code 4.
@@ -85,7 +147,7 @@ Examples:
   sluice run flow.yaml --json | jq .steps`,
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			inputs := inputFlags{}
-			fs.Var(inputs, "input", "a flow input as `name=value` (repeatable)")
+			fs.Var(inputs, "input", "a flow input as `name=value` (repeatable); name=@FILE reads the value from a file, name=@- from standard input, name=@@… is a value starting with @")
 			asJSON := fs.Bool("json", false, "print the result as one JSON object")
 			wait := fs.Bool("wait", true, "wait for a person to approve held calls")
 			waitTimeout := fs.Duration("wait-timeout", 0, "give up waiting for approval after this `duration` (0: wait until interrupted)")
@@ -97,7 +159,12 @@ Examples:
 					c.errorf("run: give exactly one flow file (got %d arguments)", len(args))
 					return exitUsage
 				}
-				return c.run(ctx, runOptions{flow: args[0], inputs: inputs, json: *asJSON, wait: *wait,
+				values, err := c.readInputs(inputs)
+				if err != nil {
+					c.errorf("run %s: %v", args[0], err)
+					return exitUsage
+				}
+				return c.run(ctx, runOptions{flow: args[0], inputs: values, json: *asJSON, wait: *wait,
 					waitTimeout: *waitTimeout, config: *cfgFile, verbose: *verbose, useRunning: *useRunning})
 			}
 		},

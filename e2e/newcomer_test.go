@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sluiceIn runs the binary in the workspace with stdin and waits for it.
+func (w *workspace) sluiceIn(stdin string, args ...string) result {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sluiceBin, args...)
+	cmd.Dir = w.dir
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		w.t.Fatalf("sluice %v: %v", args, err)
+	}
+	return r
+}
+
+// sluice version and sluice --version print the same: the version, the
+// commit the binary was built from, and the Go version.
+func TestVersion(t *testing.T) {
+	w := newWorkspace(t, nil)
+	a, b := w.sluice("version"), w.sluice("--version")
+	if a.code != 0 || b.code != 0 || a.stdout != b.stdout {
+		t.Fatalf("version: exit %d, --version: exit %d; outputs differ:\n%s\n%s", a.code, b.code, a.stdout, b.stdout)
+	}
+	lines := strings.Split(a.stdout, "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[0], "sluice ") || !strings.HasPrefix(lines[1], "commit ") || lines[2] != "go "+runtime.Version() {
+		t.Fatalf("version output:\n%s", a.stdout)
+	}
+	if r := w.sluice("version", "x"); r.code != 2 {
+		t.Errorf("version x: exit %d, want 2", r.code)
+	}
+
+	// Built with VCS stamping, the commit line is the revision the go
+	// command recorded.
+	bin := filepath.Join(t.TempDir(), "sluice")
+	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, "../cmd/sluice")
+	build.Env = append(os.Environ(), "GOFLAGS=")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("no VCS stamping here (not a git checkout?): go build -buildvcs=true: %v\n%s", err, out)
+	}
+	info, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := ""
+	for _, l := range strings.Split(string(info), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "build" && strings.HasPrefix(f[1], "vcs.revision=") {
+			rev = strings.TrimPrefix(f[1], "vcs.revision=")
+		}
+	}
+	if rev == "" {
+		t.Skip("the go command stamped no commit (a git worktree's .git is a file, which it does not read)")
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "\ncommit "+rev) {
+		t.Fatalf("--version of a stamped build:\n%s\nwant a line starting \"commit %s\"", out, rev)
+	}
+}
+
+// sluice completion bash|zsh|fish prints a script; the bash one, loaded in
+// a real bash, completes commands and flags by asking the binary.
+func TestCompletion(t *testing.T) {
+	w := newWorkspace(t, nil)
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		r := w.sluice("completion", sh)
+		if r.code != 0 || !strings.Contains(r.stdout, "completion complete") {
+			t.Fatalf("completion %s: exit %d\n%s", sh, r.code, r.stdout)
+		}
+		if _, err := exec.LookPath(sh); err != nil {
+			continue // the shell is not installed: its syntax is not checked
+		}
+		w.write("c."+sh, r.stdout)
+		if out, err := exec.Command(sh, "-n", w.path("c."+sh)).CombinedOutput(); err != nil {
+			t.Errorf("%s -n on the %s script: %v\n%s", sh, sh, err, out)
+		}
+	}
+	if r := w.sluice("completion", "tcsh"); r.code != 2 || !strings.Contains(r.stderr, "bash, zsh, fish") {
+		t.Errorf("completion tcsh: exit %d %s", r.code, r.stderr)
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("bash is not installed")
+	}
+	script := `source <(sluice completion bash)
+try() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _sluice; echo "${COMPREPLY[*]}"; }
+try sluice ru
+try sluice run flow.yaml --wa
+try sluice audit ""
+try sluice help appr
+try sluice run --config ""
+`
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = w.dir
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(sluiceBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash: %v\n%s", err, out)
+	}
+	want := "run runs\n--wait --wait-timeout\nexport verify\napprovals approve\n\n"
+	if string(out) != want {
+		t.Fatalf("bash completions:\n%q\nwant\n%q", out, want)
+	}
+}
+
+const memoFlow = `name: memo
+inputs:
+  amount: {type: number}
+  memo: {type: string}
+steps:
+  - id: pay
+    call: payment.charge
+    with: {amount: "${inputs.amount}", currency: EUR, payee: acct_shop, memo: "${inputs.memo}"}
+`
+
+// --input name=@FILE reads a value from a file, name=@- from standard
+// input; a file that cannot be read is a usage error that starts nothing.
+func TestInputFromFileAndStdin(t *testing.T) {
+	w := newWorkspace(t, map[string]string{"memo.yaml": memoFlow, "sluice.yaml": "workers:\n  - manifest: builtin:payment\n",
+		"invoice.txt": "invoice 42: two nights\n"})
+	r := w.sluiceIn("7", "run", "memo.yaml", "--input", "memo=@invoice.txt", "--input", "amount=@-")
+	if r.code != 0 {
+		t.Fatalf("run: exit %d\n%s", r.code, r.stderr)
+	}
+	ledger := w.ledger()
+	if len(ledger) != 1 || !strings.Contains(ledger[0], `"memo":"invoice 42: two nights\n"`) || !strings.Contains(ledger[0], `"amount":7`) {
+		t.Fatalf("ledger: %q", ledger)
+	}
+	r = w.sluiceIn("", "run", "memo.yaml", "--input", "memo=@@at", "--input", "amount=1")
+	if r.code != 0 || len(w.ledger()) != 2 || !strings.Contains(w.ledger()[1], `"memo":"@at"`) {
+		t.Fatalf("run with @@: exit %d; ledger %q", r.code, w.ledger())
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--input", "memo=@missing.txt", "--input", "amount=1"}, "--input memo=@missing.txt: open missing.txt: no such file or directory"},
+		{[]string{"--input", "memo=@-", "--input", "amount=@-"}, "standard input is already read by --input"},
+		{[]string{"--input", "memo=@", "--input", "amount=1"}, "--input memo=@: name a file after @"},
+	} {
+		r := w.sluiceIn("1", append([]string{"run", "memo.yaml"}, tc.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("run %v: exit %d, stderr %q; want exit 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+	if n := len(w.ledger()); n != 2 {
+		t.Fatalf("%d charges after the refused runs, want 2", n)
+	}
+}
