@@ -166,3 +166,35 @@ func TestInputFromFileAndStdin(t *testing.T) {
 		t.Fatalf("%d charges after the refused runs, want 2", n)
 	}
 }
+
+// A flow that fetches a page with no net grant: lint warns, naming the
+// step and the line to add; the run fails with an error that names the
+// grant to add for that host. With the grant, lint is silent.
+func TestNetGrantMissing(t *testing.T) {
+	host := site(t, map[string]string{"/": "<p>hello</p>"})
+	flowSrc := "name: fetch\ninputs:\n  url: {type: string}\nsteps:\n  - id: page\n    call: web.fetch\n    with: {url: \"${inputs.url}\"}\n"
+	w := newWorkspace(t, map[string]string{"fetch.yaml": flowSrc, "sluice.yaml": "workers:\n  - manifest: builtin:web\n"})
+	r := w.sluice("lint", "fetch.yaml")
+	want := `fetch.yaml:5:5: warning: step "page" calls web.fetch, but worker web has no net grant`
+	if r.code != 0 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, `add grants: {net: ["HOST:PORT"]} to the web worker in `) {
+		t.Fatalf("lint: exit %d, want 0 and %q\n%s", r.code, want, r.stderr)
+	}
+	r = w.sluice("run", "fetch.yaml", "--input", "url=http://"+host+"/")
+	hint := `add grants: {net: ["` + host + `"]} to the web worker in sluice.yaml`
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, hint) {
+		t.Fatalf("run: exit %d, want 1 and %q", r.code, hint)
+	}
+	// Granted another host: the egress broker refuses, with the same hint.
+	w.write("sluice.yaml", "workers:\n  - manifest: builtin:web\n    grants: {net: [\"127.0.0.1:1\"]}\n")
+	r = w.sluice("run", "fetch.yaml", "--input", "url=http://"+host+"/")
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, host+" is not granted to worker web; to allow it, "+hint) {
+		t.Fatalf("run with another grant: exit %d, want 1 and %q", r.code, hint)
+	}
+	w.write("sluice.yaml", "workers:\n  - manifest: builtin:web\n    grants: {net: [\""+host+"\"]}\n")
+	if r := w.sluice("lint", "fetch.yaml"); r.code != 0 || r.stderr != "" {
+		t.Fatalf("lint with the grant: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := w.sluice("run", "fetch.yaml", "--input", "url=http://"+host+"/"); r.code != 0 {
+		t.Fatalf("run with the grant: exit %d", r.code)
+	}
+}

@@ -157,6 +157,11 @@ func rel(dir, p string) string {
 	return p
 }
 
+// Manifests are the effective manifests of the configured workers, by
+// worker name: each with the deployment's grants added. Callers must not
+// change them.
+func (o *Orchestrator) Manifests() map[string]*capabilities.Manifest { return o.manifests }
+
 // LoadFlow reads and checks a flow against the configured workers.
 func (o *Orchestrator) LoadFlow(path string) (*flow.Plan, error) {
 	return flow.LoadFile(path, flow.Catalog(o.manifests), o.env)

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/sluicehq/sluice/capabilities"
@@ -43,6 +46,8 @@ type Call struct {
 	Log *slog.Logger
 
 	egress func(ctx context.Context, req schemas.EgressRequest) (*schemas.EgressResponse, error)
+	// worker is the name of the worker serving the call.
+	worker string
 
 	usageMu sync.Mutex
 	usage   *schemas.Usage
@@ -83,13 +88,31 @@ func (c *Call) Decode(v any) error {
 // grant, or the runtime was built without an egress client.
 var ErrNoEgress = errors.New("worker has no network grant")
 
+// noEgress is ErrNoEgress with the grant that would let worker reach raw,
+// when raw names a host.
+func noEgress(worker, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" || worker == "" {
+		return ErrNoEgress
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443", "smtp": "25", "smtps": "465"}[u.Scheme]
+	}
+	if port == "" {
+		return ErrNoEgress
+	}
+	hp := net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+	return fmt.Errorf("%w; to reach %s, add grants: {net: [%q]} to the %s worker in sluice.yaml", ErrNoEgress, hp, hp, worker)
+}
+
 // HTTP asks the orchestrator's egress broker to perform req on the call's
 // behalf. The broker checks the destination against the worker's grants,
 // fills in secrets for their hosts only, and records which hosts the call
 // reached so that the output is labeled with them.
 func (c *Call) HTTP(ctx context.Context, req schemas.EgressRequest) (*schemas.EgressResponse, error) {
 	if c.egress == nil {
-		return nil, ErrNoEgress
+		return nil, noEgress(c.worker, req.URL)
 	}
 	resp, err := c.egress(ctx, req)
 	if err != nil {

@@ -185,6 +185,7 @@ func (s *Service) serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, ms
 	call.Log = log.With("run_id", call.Run, "step", call.Step, "msg_id", call.Msg)
 	tool, _ := s.Subjects.ToolFromSubject(m.Worker, msg.Subject)
 	call.Tool = tool
+	call.worker = m.Worker
 	ctx, cancel := context.WithTimeout(ctx, m.Limits.Timeout)
 	defer cancel()
 	if len(m.Grants.Net) > 0 {

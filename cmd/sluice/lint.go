@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/config"
+	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -21,6 +24,8 @@ func lintCommand() *command {
 manifests and policies it names, and each flow given, exactly as 'sluice run'
 would before starting anything. Prints nothing and exits 0 when all is well;
 otherwise prints every problem with its file:line:col and exits 1.
+Warnings are printed too, and alone do not fail: a step that calls a tool
+reaching the network (web.fetch) when its worker has no net grant is one.
 
 Besides the shape of each file, it finds what would fail only once a run
 is under way: a field a step's output does not have (by its tool's output
@@ -103,8 +108,49 @@ func (c *cli) lint(cfgFile string, flows []string) schemas.Diagnostics {
 			add(f, err)
 			continue
 		}
-		_, err := orch.LoadFlow(f)
+		plan, err := orch.LoadFlow(f)
 		add(f, err)
+		if plan != nil {
+			ds = append(ds, netGrantWarnings(plan, orch.Manifests(), dep)...)
+		}
+	}
+	return ds
+}
+
+// netGrantWarnings warns of each step that calls a tool that reaches the
+// network (egress: true in its manifest), itself or as an agent's tool,
+// when the tool's worker has no net grant: every such call would be
+// refused by the egress broker. The warning names the line to add.
+func netGrantWarnings(plan *flow.Plan, manifests map[string]*capabilities.Manifest, dep *config.Config) schemas.Diagnostics {
+	where := "sluice.yaml"
+	if dep.File != "" {
+		where = dep.File
+	}
+	var ds schemas.Diagnostics
+	warn := func(s *flow.Step, tool, worker string) {
+		m := manifests[worker]
+		if m == nil || len(m.Grants.Net) > 0 {
+			return
+		}
+		how := fmt.Sprintf("add grants: {net: [\"HOST:PORT\"]} to the %s worker in %s", worker, where)
+		if dep.File == "" {
+			how = fmt.Sprintf("the built-in defaults grant none: write a sluice.yaml whose workers include {manifest: builtin:%s, grants: {net: [\"HOST:PORT\"]}}", worker)
+		}
+		ds = append(ds, schemas.Diagnostic{File: plan.File, Line: s.Pos.Line, Col: s.Pos.Col, Code: "flow_no_net_grant", Severity: schemas.SeverityWarning,
+			Message: fmt.Sprintf("warning: step %q calls %s, but worker %s has no net grant, so every host it asks for will be refused; %s", s.ID, tool, worker, how)})
+	}
+	for _, s := range plan.Steps {
+		if s.Agent == nil {
+			if s.Spec != nil && s.Spec.Egress {
+				warn(s, s.Call, s.Worker)
+			}
+			continue
+		}
+		for _, t := range s.Agent.Tools {
+			if t.Spec != nil && t.Spec.Egress {
+				warn(s, t.Name, t.Worker)
+			}
+		}
 	}
 	return ds
 }

@@ -243,7 +243,7 @@ func (b *Broker) admit(worker, msgID, raw string) (*outbound, *schemas.EgressRes
 	u, hostport, err := b.check(worker, raw)
 	if err != nil {
 		b.log.Warn("egress refused", "worker", worker, "msg_id", msgID, "err", err)
-		return nil, refuse("%v", err)
+		return nil, refuse("%s", withGrantHint(err))
 	}
 	if b.cfg.Track == nil || !b.cfg.Track(worker, msgID, hostport) {
 		return nil, refuse("worker %s has no call %q in flight", worker, msgID)
@@ -384,9 +384,28 @@ func (b *Broker) check(worker, raw string) (*url.URL, string, error) {
 	}
 	hostport := net.JoinHostPort(host, port)
 	if !slices.Contains(b.cfg.Grants[worker], hostport) {
-		return nil, "", fmt.Errorf("%s is not granted to worker %s", hostport, worker)
+		return nil, "", &notGrantedError{hostport: hostport, worker: worker}
 	}
 	return u, hostport, nil
+}
+
+// notGrantedError is a destination the worker's grants do not name.
+type notGrantedError struct{ hostport, worker string }
+
+func (e *notGrantedError) Error() string {
+	return fmt.Sprintf("%s is not granted to worker %s", e.hostport, e.worker)
+}
+
+// withGrantHint is err's text, and when err is a destination that is not
+// granted, the grant that would allow it. Only a request's own URL gets the
+// hint: a redirect's target is chosen by the server, which must not be
+// able to suggest what to grant.
+func withGrantHint(err error) string {
+	var ng *notGrantedError
+	if !errors.As(err, &ng) {
+		return err.Error()
+	}
+	return fmt.Sprintf("%v; to allow it, add grants: {net: [%q]} to the %s worker in sluice.yaml", err, ng.hostport, ng.worker)
 }
 
 // dialer resolves the destination itself and refuses addresses the grant

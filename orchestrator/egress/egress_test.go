@@ -63,7 +63,8 @@ func TestBroker(t *testing.T) {
 		{name: "granted", worker: "web", msg: "m1", url: srv.URL + "/", wantStatus: 200},
 		{name: "granted by name localhost", worker: "web", msg: "m1", url: "http://localhost:" + port + "/", wantStatus: 200},
 		{name: "other worker has no grant", worker: "payment", msg: "m1", url: srv.URL + "/", wantCode: schemas.CodeEgress, wantErr: "not granted"},
-		{name: "ungranted host", worker: "web", msg: "m1", url: other.URL + "/", wantCode: schemas.CodeEgress, wantErr: "not granted"},
+		{name: "ungranted host", worker: "web", msg: "m1", url: other.URL + "/", wantCode: schemas.CodeEgress,
+			wantErr: "is not granted to worker web; to allow it, add grants: {net: [\"" + strings.TrimPrefix(other.URL, "http://") + "\"]} to the web worker in sluice.yaml"},
 		{name: "redirect to ungranted host", worker: "web", msg: "m1", url: srv.URL + "/redirect-out", wantCode: schemas.CodeEgress, wantErr: "redirect refused"},
 		{name: "scheme", worker: "web", msg: "m1", url: "file:///etc/passwd", wantCode: schemas.CodeEgress, wantErr: "scheme"},
 		{name: "user info", worker: "web", msg: "m1", url: "http://a:b@" + host + "/", wantCode: schemas.CodeEgress, wantErr: "user info"},
@@ -76,6 +77,9 @@ func TestBroker(t *testing.T) {
 			if tc.wantCode != "" {
 				if resp.Error == nil || resp.Error.Code != tc.wantCode || !strings.Contains(resp.Error.Message, tc.wantErr) {
 					t.Fatalf("got %+v, want error %s containing %q", resp.Error, tc.wantCode, tc.wantErr)
+				}
+				if strings.HasPrefix(tc.name, "redirect") && strings.Contains(resp.Error.Message, "add grants") {
+					t.Fatalf("a redirect's target is suggested as a grant: %s", resp.Error.Message)
 				}
 				return
 			}
