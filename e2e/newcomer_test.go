@@ -136,13 +136,13 @@ steps:
 // input; a file that cannot be read is a usage error that starts nothing.
 func TestInputFromFileAndStdin(t *testing.T) {
 	w := newWorkspace(t, map[string]string{"memo.yaml": memoFlow, "sluice.yaml": "workers:\n  - manifest: builtin:payment\n",
-		"invoice.txt": "invoice 42: two nights\n"})
-	r := w.sluiceIn("7", "run", "memo.yaml", "--input", "memo=@invoice.txt", "--input", "amount=@-")
+		"invoice.txt": "invoice 42:\ntwo nights\n"})
+	r := w.sluiceIn("7\n", "run", "memo.yaml", "--input", "memo=@invoice.txt", "--input", "amount=@-")
 	if r.code != 0 {
 		t.Fatalf("run: exit %d\n%s", r.code, r.stderr)
 	}
 	ledger := w.ledger()
-	if len(ledger) != 1 || !strings.Contains(ledger[0], `"memo":"invoice 42: two nights\n"`) || !strings.Contains(ledger[0], `"amount":7`) {
+	if len(ledger) != 1 || !strings.Contains(ledger[0], `"memo":"invoice 42:\ntwo nights"`) || !strings.Contains(ledger[0], `"amount":7`) {
 		t.Fatalf("ledger: %q", ledger)
 	}
 	r = w.sluiceIn("", "run", "memo.yaml", "--input", "memo=@@at", "--input", "amount=1")
@@ -196,5 +196,36 @@ func TestNetGrantMissing(t *testing.T) {
 	}
 	if r := w.sluice("run", "fetch.yaml", "--input", "url=http://"+host+"/"); r.code != 0 {
 		t.Fatalf("run with the grant: exit %d", r.code)
+	}
+}
+
+// Where nothing has run yet, the readers say so and list nothing (an
+// empty JSON array, not null); answering a call with no orchestrator
+// running says how to start one.
+func TestNothingRunYet(t *testing.T) {
+	w := newWorkspace(t, nil)
+	if r := w.sluice("runs", "--json"); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" || !strings.Contains(r.stderr, "nothing has run here yet") {
+		t.Errorf("runs --json: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := w.sluice("approvals", "--json"); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("approvals --json: exit %d, stdout %q", r.code, r.stdout)
+	}
+	if r := w.sluice("approvals"); r.code != 0 || !strings.Contains(r.stdout, "no call is waiting for approval") {
+		t.Errorf("approvals: exit %d, stdout %q", r.code, r.stdout)
+	}
+	r := w.sluice("deny", "01JD6Z4W8X2F3K5N7Q9R1T3V5X")
+	if r.code != 1 || !strings.Contains(r.stderr, "no orchestrator is running") || !strings.Contains(r.stderr, "start one in another terminal with\n  sluice up\n") {
+		t.Errorf("deny: exit %d %q", r.code, r.stderr)
+	}
+	// With a log that holds no run yet, still an empty array.
+	w.write("sluice.yaml", "workers:\n  - manifest: builtin:payment\n")
+	up := w.start("up", "-q", "--http=off")
+	up.waitLine(t, "sluice is up in ", 2*time.Minute)
+	if r := w.sluice("runs", "--json"); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("runs --json beside sluice up: exit %d, stdout %q", r.code, r.stdout)
+	}
+	up.cmd.Process.Signal(os.Interrupt)
+	if code := up.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("sluice up: exit %d", code)
 	}
 }

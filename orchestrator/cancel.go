@@ -29,7 +29,7 @@ func OpenOffline(ctx context.Context, d *config.Config, getenv func(string) stri
 		return nil, errors.New("the store lives on the external NATS server: do this through a running orchestrator (sluice up)")
 	}
 	if _, err := os.Stat(d.State); err != nil {
-		return nil, fmt.Errorf("no state directory %s: nothing has run here yet", d.State)
+		return nil, fmt.Errorf("no state directory %s: %w", d.State, ErrNoState)
 	}
 	unlock, err := lockState(d.State)
 	if err != nil {

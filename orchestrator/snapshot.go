@@ -37,6 +37,10 @@ type Snapshot struct {
 	nc  *nats.Conn
 }
 
+// ErrNoState means the state directory does not exist: nothing has run
+// with this configuration yet.
+var ErrNoState = errors.New("nothing has run here yet")
+
 // OpenSnapshot copies the deployment's JetStream store to a temporary
 // directory and opens it. Close removes the copy.
 func OpenSnapshot(d *config.Config) (*Snapshot, error) {
@@ -44,7 +48,7 @@ func OpenSnapshot(d *config.Config) (*Snapshot, error) {
 		return nil, errors.New("the store lives on the external NATS server: read it through a running orchestrator (sluice up)")
 	}
 	if _, err := os.Stat(d.State); err != nil {
-		return nil, fmt.Errorf("no state directory %s: nothing has run here yet", d.State)
+		return nil, fmt.Errorf("no state directory %s: %w", d.State, ErrNoState)
 	}
 	dir, err := os.MkdirTemp("", "sluice-snapshot-")
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/api"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 )
@@ -179,11 +181,32 @@ func (c *cli) dialOrchestrator(cfgFile, what string) (*api.Client, int) {
 		return nil, exitFailure
 	}
 	client, err := api.Dial(dep.State)
+	if errors.Is(err, api.ErrNotRunning) {
+		c.errorf("%s: %v: answers go through a running orchestrator; start one in another terminal with\n  %s\nand try again (it finishes the run once answered)", what, err, upCommandLine(cfgFile))
+		return nil, exitFailure
+	}
 	if err != nil {
 		c.errorf("%s: %v", what, err)
 		return nil, exitFailure
 	}
 	return client, exitOK
+}
+
+// upCommandLine is the sluice up that runs on the state of cfgFile.
+func upCommandLine(cfgFile string) string {
+	if cfgFile == "" {
+		return "sluice up"
+	}
+	return "sluice up --config " + cfgFile
+}
+
+// stateName is the state directory of cfgFile's configuration, for
+// messages.
+func stateName(c *cli, cfgFile string) string {
+	if dep, err := c.loadConfig(cfgFile); err == nil {
+		return dep.State
+	}
+	return ".sluice"
 }
 
 func osUser() string {
@@ -220,18 +243,22 @@ Examples:
 					c.errorf("approvals takes no arguments")
 					return exitUsage
 				}
+				var list []engine.Approval
 				r, err := c.openReader(*cfgFile)
-				if err != nil {
+				switch {
+				case errors.Is(err, orchestrator.ErrNoState):
+					// Nothing has run: nothing waits.
+				case err != nil:
 					c.report(err)
 					return exitFailure
-				}
-				defer r.Close()
-				ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-				defer cancel()
-				list, err := r.approvals(ctx)
-				if err != nil {
-					c.errorf("approvals: %v", err)
-					return exitFailure
+				default:
+					defer r.Close()
+					ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+					defer cancel()
+					if list, err = r.approvals(ctx); err != nil {
+						c.errorf("approvals: %v", err)
+						return exitFailure
+					}
 				}
 				if *asJSON {
 					if list == nil {
@@ -243,6 +270,9 @@ Examples:
 				}
 				if len(list) == 0 {
 					fmt.Fprintln(c.stdout, "no call is waiting for approval")
+					if r == nil {
+						fmt.Fprintf(c.stderr, "(nothing has run here yet: no state directory %s)\n", stateName(c, *cfgFile))
+					}
 					return exitOK
 				}
 				// The held calls of one step (a for_each's elements) are
@@ -288,7 +318,7 @@ Examples:
 				}
 				fmt.Fprintf(c.stdout, "%d call(s) waiting\n", len(list))
 				if !r.live() {
-					fmt.Fprintln(c.stderr, "no orchestrator is running on this state directory: start one (sluice up) to answer them")
+					fmt.Fprintf(c.stderr, "no orchestrator is running on this state directory: to answer them, start one in another terminal with\n  %s\nthen sluice approve ID or sluice deny ID here (or on the web page it prints)\n", upCommandLine(*cfgFile))
 				}
 				return exitOK
 			}

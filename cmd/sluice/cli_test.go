@@ -202,7 +202,9 @@ func TestReadInputs(t *testing.T) {
 		wantErr string
 	}{
 		{"plain", inputFlags{"a": "x"}, "", map[string]string{"a": "x"}, ""},
-		{"file", inputFlags{"a": "@a.txt"}, "", map[string]string{"a": "line\n"}, ""},
+		{"file", inputFlags{"a": "@a.txt"}, "", map[string]string{"a": "line"}, ""},
+		{"one final newline only", inputFlags{"a": "@-"}, "x\r\n\n", map[string]string{"a": "x\r\n"}, ""},
+		{"CRLF", inputFlags{"a": "@-"}, "x\r\n", map[string]string{"a": "x"}, ""},
 		{"stdin", inputFlags{"a": "@-", "b": "1"}, "in", map[string]string{"a": "in", "b": "1"}, ""},
 		{"escaped @", inputFlags{"a": "@@x"}, "", map[string]string{"a": "@x"}, ""},
 		{"stdin twice", inputFlags{"a": "@-", "b": "@-"}, "", nil, "--input b=@-: standard input is already read by --input a=@-"},

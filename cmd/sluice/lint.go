@@ -37,7 +37,7 @@ unknown key, backend or value, or a script file that is not there.
 for editors and CI.
 
 Examples:
-  sluice lint examples/travel/book.yaml
+  sluice lint --config examples/travel/sluice.yaml examples/travel/book.yaml
   sluice lint --config deploy/sluice.yaml flows/*.yaml --json`,
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			asJSON := fs.Bool("json", false, "print diagnostics as JSON")

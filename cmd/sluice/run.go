@@ -44,8 +44,8 @@ const maxInputFile = 8 << 20
 // readInputs returns the inputs with each value name=@FILE replaced by the
 // file's content, and name=@- by standard input's (read once: only one
 // input may take it). A value that starts with @@ is the literal value
-// without its first @. The content is taken exactly, final newline
-// included, and must be UTF-8 text of at most 8 MiB.
+// without its first @. The content is taken less one final newline (as
+// echo and editors end a line), and must be UTF-8 text of at most 8 MiB.
 func (c *cli) readInputs(in inputFlags) (map[string]string, error) {
 	out := make(map[string]string, len(in))
 	stdinBy := ""
@@ -88,7 +88,11 @@ func (c *cli) readInputs(in inputFlags) (map[string]string, error) {
 		if !utf8.Valid(b) {
 			return nil, fmt.Errorf("--input %s=@%s: not UTF-8 text", name, file)
 		}
-		out[name] = string(b)
+		s := string(b)
+		if t, ok := strings.CutSuffix(s, "\n"); ok {
+			s = strings.TrimSuffix(t, "\r")
+		}
+		out[name] = s
 	}
 	return out, nil
 }
@@ -104,16 +108,17 @@ the duration of the run: the embedded NATS server and every configured
 worker, each as its own process.
 
 An input's value is given on the command line (--input name=value), read
-from a file (--input text=@invoice.txt: the file's content, exactly, final
-newline included; UTF-8 text, at most 8 MiB), or from standard input
-(--input text=@-, for one input). A value that starts with @ is written
+from a file (--input text=@invoice.txt: the file's content, less one final
+newline; UTF-8 text, at most 8 MiB), or from standard input (--input
+text=@-, for one input, read the same way). A value that starts with @ is written
 with @@ (--input handle=@@alice is "@alice").
 
 A call that policy holds for approval waits for a person (sluice approve ID)
 unless --wait=false, in which case the run stops there with exit code 4.
 
-Configuration comes from --config, else ./sluice.yaml, else the built-in
-defaults (every built-in worker, state under ./.sluice).
+Configuration comes from --config, else ./sluice.yaml (in the working
+directory, not the flow's), else the built-in defaults (every built-in
+worker, no network grant, state under ./.sluice).
 
 With an orchestrator running on the same state directory (sluice up), the
 run is submitted to it, and decided by the configuration and policies it
@@ -143,8 +148,9 @@ usage error.
 
 Examples:
   sluice run examples/travel/pay-direct.yaml --input payee=acct_hotel_1 --input amount=120
-  sluice run examples/travel/book.yaml --input destination=Lisbon --wait=false
-  sluice run flow.yaml --json | jq .steps`,
+  sluice run examples/travel/book.yaml --config examples/travel/sluice.yaml --input destination=Lisbon --input budget=400 --wait=false
+  sluice run examples/travel/pay-direct.yaml --input payee=acct_hotel_1 --input amount=120 --json | jq .steps
+  echo acct_hotel_1 | sluice run examples/travel/pay-direct.yaml --input payee=@- --input amount=120`,
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			inputs := inputFlags{}
 			fs.Var(inputs, "input", "a flow input as `name=value` (repeatable); name=@FILE reads the value from a file, name=@- from standard input, name=@@… is a value starting with @")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/internal/display"
+	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 )
 
@@ -53,11 +55,16 @@ Examples:
 					return exitUsage
 				}
 				runs, err := c.readRuns(ctx, *cfgFile)
-				if err != nil {
+				if errors.Is(err, orchestrator.ErrNoState) {
+					fmt.Fprintf(c.stderr, "no runs: nothing has run here yet (no state directory %s)\n", stateName(c, *cfgFile))
+				} else if err != nil {
 					c.errorf("runs: %v", err)
 					return exitFailure
 				}
 				if *asJSON {
+					if runs == nil {
+						runs = []*audit.Run{}
+					}
 					b, _ := json.MarshalIndent(runs, "", "  ")
 					fmt.Fprintln(c.stdout, string(b))
 					return exitOK
