@@ -82,9 +82,11 @@ test-loaded:
 	done; \
 	echo "test-loaded: 3 of 3 runs passed"
 
-# The travel example end to end on the embedded defaults.
+# The travel example end to end on the embedded defaults. Its fake airline
+# site listens on 127.0.0.1:$(DEMO_PORT) (0: any free port).
+DEMO_PORT ?= 8088
 demo: build
-	@examples/travel/demo.sh
+	@DEMO_PORT=$(DEMO_PORT) examples/travel/demo.sh
 
 # Every Go benchmark, then the system figures beside their raw baselines
 # (docs/performance.md): one line per figure, `name value unit`, one per
@@ -151,4 +153,4 @@ check: fmt lint test
 	git diff --exit-code
 
 clean:
-	rm -rf $(BIN) .sluice examples/*/.sluice examples/tools/*/*.wasm
+	rm -rf $(BIN) .sluice examples/*/.sluice examples/travel/.demo examples/tools/*/*.wasm

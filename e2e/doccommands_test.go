@@ -366,7 +366,7 @@ func copyTree(t *testing.T, src, dst string, replace map[string]string) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (d.Name() == ".sluice" || d.Name() == "node_modules") {
+		if d.IsDir() && (d.Name() == ".sluice" || d.Name() == ".demo" || d.Name() == "node_modules") {
 			return filepath.SkipDir
 		}
 		if d.IsDir() {

@@ -3,10 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +230,94 @@ func TestNothingRunYet(t *testing.T) {
 	up.cmd.Process.Signal(os.Interrupt)
 	if code := up.wait(t, 2*time.Minute); code != 0 {
 		t.Fatalf("sluice up: exit %d", code)
+	}
+}
+
+// make demo's script, in a copy of the tree on a free port (DEMO_PORT=0):
+// it runs to the end, shows the web page's address, and the commands its
+// last lines suggest work. A demo that cannot get its port fails naming
+// DEMO_PORT, and leaves the previous demo's state as it was.
+func TestDemo(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("the demo script needs bash")
+	}
+	root := t.TempDir()
+	copyTree(t, "../examples/travel", filepath.Join(root, "examples/travel"), nil)
+	if err := os.Chmod(filepath.Join(root, "examples/travel/demo.sh"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(sluiceBin, filepath.Join(root, "bin/sluice")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(root, "bin/travel-site"), "../examples/travel/site").CombinedOutput(); err != nil {
+		t.Fatalf("build the travel site: %v\n%s", err, out)
+	}
+	demo := func(port string) (int, string) {
+		cmd := exec.Command("examples/travel/demo.sh")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "DEMO_PORT="+port)
+		out, err := runBounded(cmd)
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		} else if err != nil {
+			t.Fatalf("demo.sh: %v\n%s", err, out)
+		}
+		return 0, string(out)
+	}
+	code, out := demo("0")
+	if code != 0 {
+		t.Fatalf("demo: exit %d\n%s", code, out)
+	}
+	if !regexp.MustCompile(`(?m)^   http://127\.0\.0\.1:[0-9]+/\?key=\S+$`).MatchString(out) {
+		t.Errorf("the demo does not show the web page's address:\n%s", out)
+	}
+	cfg := "examples/travel/.demo/sluice.yaml"
+	if !strings.Contains(out, "bin/sluice approvals --config "+cfg) || !strings.Contains(out, "bin/sluice up --config "+cfg) {
+		t.Fatalf("the demo's last lines do not suggest the commands tested here:\n%s", out)
+	}
+	sluice := func(args ...string) (int, string) {
+		cmd := exec.Command(filepath.Join(root, "bin/sluice"), args...)
+		cmd.Dir = root
+		b, err := runBounded(cmd)
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(b)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(b)
+	}
+	if code, out := sluice("runs", "--config", cfg); code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, " held ") {
+		t.Fatalf("runs after the demo: exit %d\n%s", code, out)
+	}
+	code, out = sluice("approvals", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "acct_attacker_7731") || !strings.Contains(out, "1 call(s) waiting") ||
+		!strings.Contains(out, "sluice up --config "+cfg) || !strings.Contains(out, "sluice deny ID --config "+cfg) {
+		t.Fatalf("approvals after the demo: exit %d\n%s", code, out)
+	}
+
+	// The port is taken: the demo fails, and keeps the state it found.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ledger := filepath.Join(root, "examples/travel/.demo/.sluice/payment/ledger.jsonl")
+	before, err := os.ReadFile(ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out = demo(port)
+	if code == 0 || !strings.Contains(out, "could not listen on 127.0.0.1:"+port) || !strings.Contains(out, "DEMO_PORT=") {
+		t.Fatalf("demo on a taken port: exit %d\n%s", code, out)
+	}
+	if after, err := os.ReadFile(ledger); err != nil || string(after) != string(before) {
+		t.Fatalf("the failed demo changed the previous demo's state: %v", err)
+	}
+	if code, out := demo("eighty"); code == 0 || !strings.Contains(out, "DEMO_PORT=eighty: want a port number") {
+		t.Fatalf("DEMO_PORT=eighty: exit %d\n%s", code, out)
 	}
 }

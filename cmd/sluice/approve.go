@@ -318,7 +318,11 @@ Examples:
 				}
 				fmt.Fprintf(c.stdout, "%d call(s) waiting\n", len(list))
 				if !r.live() {
-					fmt.Fprintf(c.stderr, "no orchestrator is running on this state directory: to answer them, start one in another terminal with\n  %s\nthen sluice approve ID or sluice deny ID here (or on the web page it prints)\n", upCommandLine(*cfgFile))
+					cfg := ""
+					if *cfgFile != "" {
+						cfg = " --config " + *cfgFile
+					}
+					fmt.Fprintf(c.stderr, "no orchestrator is running on this state directory: to answer them, start one in another terminal with\n  %s\nthen sluice approve ID%s or sluice deny ID%s here (or use the web page it prints)\n", upCommandLine(*cfgFile), cfg, cfg)
 				}
 				return exitOK
 			}

@@ -2,9 +2,16 @@
 # The travel demo: run by `make demo` from the repository root, after the
 # binaries are built into bin/. It takes a few seconds, and stops everything
 # it started, whatever happens.
+#
+# The fake airline site listens on 127.0.0.1:$DEMO_PORT (default 8088; 0
+# picks a free port). The demo runs in examples/travel/.demo, a copy of
+# the example's files that names the site's port, and keeps its state
+# there (.demo/.sluice) until the next demo starts: a demo that cannot
+# start leaves the previous one's state as it was.
 set -uo pipefail
 cd "$(dirname "$0")"
-root=../..
+port=${DEMO_PORT:-8088}
+root=../../..
 sluice=$root/bin/sluice
 site=$root/bin/travel-site
 tmp=$(mktemp -d)
@@ -63,21 +70,32 @@ held() {
 	[ -n "$id" ]
 }
 
+case $port in
+'' | *[!0-9]*) fail "DEMO_PORT=$port: want a port number (0: any free port)" ;;
+esac
+mkdir -p .demo
+cd .demo
 if [ -f .sluice/run/api.json ]; then
 	pid=$(grep -o '"pid": *[0-9]*' .sluice/run/api.json | grep -o '[0-9]*$')
 	if [ -n "$pid" ] && ! gone "$pid"; then
-		fail "sluice (pid $pid) is running on examples/travel/.sluice; stop it first"
+		fail "sluice (pid $pid) is running on examples/travel/.demo/.sluice; stop it first"
 	fi
 fi
-rm -rf .sluice
 
-"$site" --addr 127.0.0.1:8088 2>"$tmp/site.log" &
+# The site first: the previous demo's state is removed only once this
+# demo can run.
+"$site" --addr "127.0.0.1:$port" 2>"$tmp/site.log" &
 site_pid=$!
 pids+=("$site_pid")
 if ! within 5 "$site_pid" grep -q 'serving http://' "$tmp/site.log"; then
 	cat "$tmp/site.log" >&2
-	fail "the fake airline site could not listen on 127.0.0.1:8088 (is the port in use?)"
+	fail "the fake airline site could not listen on 127.0.0.1:$port (is the port in use? make demo DEMO_PORT=8089 picks another, DEMO_PORT=0 any free one); the previous demo's state is kept"
 fi
+addr=$(grep -o -m 1 'serving http://127\.0\.0\.1:[0-9]*' "$tmp/site.log" | grep -o '127\.0\.0\.1:[0-9]*$')
+rm -rf .sluice
+for f in ../*.yaml ../calendar.ics; do
+	sed "s/127\.0\.0\.1:8088/$addr/g" "$f" >"$(basename "$f")"
+done
 
 say "1. Book a trip with three agents: one browses, one reads the calendar, one pays."
 note "The orchestrator runs in the background (sluice up), as it would in real use,"
@@ -100,8 +118,12 @@ fi
 say "   The payment is held for a person. sluice approvals shows what would be sent, and"
 note "where each argument came from:"
 "$sluice" approvals | sed '/./s/^/   /'
+if [ -f .sluice/run/web.url ]; then
+	note "The same call waits on the web page of sluice up, with Approve and Deny buttons:"
+	note "$(cat .sluice/run/web.url)"
+fi
 echo
-note "The research agent fetched the offers page on web:127.0.0.1:8088. It never read the"
+note "The research agent fetched the offers page on web:$addr. It never read the"
 note "page: the model got a handle, and two facts through inspect (which of three accounts"
 note "to pay, and a price within the budget). Those answers keep the page's label, so the"
 note "payment agent's context is untrusted, and policy holds the call: nothing is charged."
@@ -148,6 +170,13 @@ if [ "$code" -ne 4 ]; then
 	fail "the fixed flow on the poisoned page ended with exit code $code, want 4 (held)"
 fi
 say "   exit code 4: the model chose the attacker's account, and the payment is held just the same."
-note "The person asked to approve sees the payee acct_attacker_7731, from web:127.0.0.1:8088,"
-note "and denies it (sluice deny ID). The ledger still holds the one charge of run 1:"
+note "The person asked to approve sees the payee acct_attacker_7731, from web:$addr."
+note "The ledger still holds the one charge of run 1:"
 wc -l <.sluice/payment/ledger.jsonl | sed 's/^ */   lines: /'
+
+say "Look around: the demo's state is kept in examples/travel/.demo/.sluice."
+note "bin/sluice runs --config examples/travel/.demo/sluice.yaml         # the runs above"
+note "bin/sluice approvals --config examples/travel/.demo/sluice.yaml    # run 3's payment, held"
+note "bin/sluice up --config examples/travel/.demo/sluice.yaml           # prints its web page's address;"
+note "    there, or with bin/sluice deny ID --config examples/travel/.demo/sluice.yaml in another"
+note "    terminal, answer run 3's payment (deny it: the payee is the attacker's)"
