@@ -32,8 +32,13 @@ type Diagnostic struct {
 	Message  string   `json:"message"`
 }
 
-// Error formats the diagnostic as file:line:col: message.
+// Error formats the diagnostic as file:line:col: message, with
+// "warning: " before the message of a warning.
 func (d Diagnostic) Error() string {
+	if d.Severity == SeverityWarning {
+		d.Message = "warning: " + d.Message
+		d.Severity = ""
+	}
 	switch {
 	case d.Line > 0:
 		return fmt.Sprintf("%s:%d:%d: %s", d.File, d.Line, d.Col, d.Message)

@@ -14,12 +14,13 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-//go:embed *.json tools/*.json workers/*.json
+//go:embed *.json tools/*.json workers/*.json output/*.json
 var files embed.FS
 
 // FS returns the embedded JSON Schemas: flow.json, manifest.json,
 // policy.json, config.json, tools/<worker>.<tool>.json, and
-// workers/<kind>.config.json, the `config:` block of each kind of worker.
+// workers/<kind>.config.json, the `config:` block of each kind of worker,
+// and output/<command>.json, what each command prints with --json.
 func FS() fs.FS { return files }
 
 const urlBase = "https://sluice.dev/schemas/"

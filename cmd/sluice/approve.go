@@ -230,7 +230,8 @@ them from a private copy of the store (it never locks the state directory
 or writes to it); answering them needs a running orchestrator (sluice up).
 
 With --json, prints one JSON array of approvals, each with its id, run_id,
-step, tool, args, arg_labels, label, reasons, rules, hash and created time.
+step, tool, args, arg_labels, label, reasons, rules, hash and created time
+([] when none waits; schemas/output/approvals.json, docs/json.md).
 
 Examples:
   sluice approvals

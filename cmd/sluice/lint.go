@@ -34,7 +34,7 @@ go together ('x' + a number input), and a worker config block with an
 unknown key, backend or value, or a script file that is not there.
 
 --json prints {"diagnostics": [{file, line, col, code, severity, message}]}
-for editors and CI.
+for editors and CI (schemas/output/lint.json, docs/json.md).
 
 Examples:
   sluice lint --config examples/travel/sluice.yaml examples/travel/book.yaml
@@ -137,7 +137,7 @@ func netGrantWarnings(plan *flow.Plan, manifests map[string]*capabilities.Manife
 			how = fmt.Sprintf("the built-in defaults grant none: write a sluice.yaml whose workers include {manifest: builtin:%s, grants: {net: [\"HOST:PORT\"]}}", worker)
 		}
 		ds = append(ds, schemas.Diagnostic{File: plan.File, Line: s.Pos.Line, Col: s.Pos.Col, Code: "flow_no_net_grant", Severity: schemas.SeverityWarning,
-			Message: fmt.Sprintf("warning: step %q calls %s, but worker %s has no net grant, so every host it asks for will be refused; %s", s.ID, tool, worker, how)})
+			Message: fmt.Sprintf("step %q calls %s, but worker %s has no net grant, so every host it asks for will be refused; %s", s.ID, tool, worker, how)})
 	}
 	for _, s := range plan.Steps {
 		if s.Agent == nil {

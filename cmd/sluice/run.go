@@ -138,7 +138,7 @@ command says so and stops waiting for it.
 
 With --json, the run's status is completed, denied, held, failed,
 interrupted or cancelled (sluice cancel, from elsewhere), and so is each
-step's (or skipped).
+step's (or skipped). Its shape is schemas/output/run.json (docs/json.md).
 
 Exit codes: 0 completed, 3 a step was denied by policy, 4 a step is held for
 approval (with --wait=false, or when --wait-timeout passed), 130

@@ -43,6 +43,9 @@ private copy of the store, so it never locks the state directory (a sluice
 up started meanwhile is not kept from starting) and never writes to it (a
 read-only backup can be read).
 
+--json prints an array of runs, each as 'sluice trace --json' prints it,
+[] when there is none (schemas/output/runs.json, docs/json.md).
+
 Examples:
   sluice runs
   sluice runs --json | jq '.[] | select(.status == "interrupted")'`,
@@ -92,7 +95,8 @@ func traceCommand() *command {
 		short: "show a run as a tree of steps with labels, decisions and rules",
 		long: `Shows one run from the audit log: each step, the label of its arguments, the
 policy decision with the rules behind it, a person's answer to a held call,
-and the result. --json prints the same as JSON; --dot prints a Graphviz
+and the result. --json prints the same as JSON (schemas/output/trace.json,
+docs/json.md); --dot prints a Graphviz
 graph with each step coloured by its integrity (red: untrusted) and marked
 with its secrecy.
 
