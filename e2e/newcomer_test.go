@@ -321,3 +321,48 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("DEMO_PORT=eighty: exit %d\n%s", code, out)
 	}
 }
+
+// sluice run prints a line on stderr for each step as it finishes, with
+// its status and duration, whether it runs the flow itself or submits it
+// to sluice up; a held call shows its arguments, the web page to answer
+// it on, and since when it waits. --json prints no progress.
+func TestProgressLines(t *testing.T) {
+	host := startTravelSite(t)
+	w := newWorkspace(t, map[string]string{"pay.yaml": payDirectFlow})
+	copyTree(t, "../examples/travel", w.path("examples/travel"), map[string]string{"127.0.0.1:8088": host})
+	stepLine := regexp.MustCompile(`(?m)^step pay \(payment\.charge\): completed in [0-9.]+[µnm]?s$`)
+
+	r := w.sluice("run", "pay.yaml", "--input", "amount=3", "--input", "payee=acct_x")
+	if r.code != 0 || !stepLine.MatchString(r.stderr) {
+		t.Fatalf("run: exit %d; no step line in stderr:\n%s", r.code, r.stderr)
+	}
+	r = w.sluice("run", "pay.yaml", "--input", "amount=3", "--input", "payee=acct_x", "--json")
+	if r.code != 0 || strings.Contains(r.stderr, "step pay") {
+		t.Fatalf("run --json: exit %d; progress on stderr:\n%s", r.code, r.stderr)
+	}
+
+	cfg := "examples/travel/sluice.yaml"
+	up := w.start("up", "-q", "--config", cfg)
+	up.waitLine(t, "sluice is up in ", 2*time.Minute)
+	run := w.start("run", "examples/travel/book.yaml", "--config", cfg, "--input", "destination=Lisbon", "--input", "budget=400")
+	run.waitLine(t, "waiting for a person since ", 2*time.Minute)
+	id := run.waitLine(t, "approve: sluice approve ", time.Second)
+	web := run.waitLine(t, "or on the web page: ", time.Second)
+	if !strings.HasPrefix(web, "http://127.0.0.1:") || !strings.Contains(web, "key=") {
+		t.Errorf("web page line: %q", web)
+	}
+	run.waitLine(t, `payee      = "acct_tap_air"`, time.Second)
+	for _, s := range []string{"step offers (web.fetch): completed in ", "step pick (llm.extract): completed in "} {
+		run.waitLine(t, s, time.Second)
+	}
+	if r := w.sluice("deny", id, "--config", cfg); r.code != 0 {
+		t.Fatalf("deny: exit %d", r.code)
+	}
+	if code := run.wait(t, 2*time.Minute); code != 3 {
+		t.Fatalf("the denied run: exit %d, want 3", code)
+	}
+	up.cmd.Process.Signal(os.Interrupt)
+	if code := up.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("sluice up: exit %d", code)
+	}
+}

@@ -587,10 +587,24 @@ func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events 
 	if err != nil {
 		return api.RunReply{Error: err.Error(), Usage: true}
 	}
+	var runID atomic.Value
+	runID.Store("")
 	opts := engine.Options{Wait: req.Wait, WaitTimeout: time.Duration(req.WaitTimeoutMS) * time.Millisecond,
-		OnHeld:    func(s engine.StepResult) { events(api.RunEvent{Held: &s}) },
-		OnStarted: func(id string) { events(api.RunEvent{Started: id}) }, Policy: cur.Policy}
+		OnHeld: func(s engine.StepResult) { events(api.RunEvent{Held: &s}) },
+		OnStarted: func(id string) {
+			runID.Store(id)
+			events(api.RunEvent{Started: id})
+		}, Policy: cur.Policy}
+	// Each step as it finishes, from the run's audit records.
+	stop, ferr := o.FollowSteps(func() string { return runID.Load().(string) }, func(ev api.StepEvent) { events(api.RunEvent{Step: &ev}) })
 	res, err := o.Run(ctx, plan, inputs, opts)
+	if ferr == nil {
+		wait := 5 * time.Second
+		if runID.Load().(string) == "" {
+			wait = 0 // never recorded: no record ends it
+		}
+		stop(wait)
+	}
 	rep := api.RunReply{}
 	if res != nil {
 		rep.Result, _ = json.Marshal(res)

@@ -7,6 +7,7 @@ import (
 	"unicode"
 
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/orchestrator/api"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 )
@@ -52,8 +53,14 @@ func TestPrintersShowWhatAnAttackerWroteEscaped(t *testing.T) {
 	}
 
 	b.Reset()
-	heldNotice(&b, step)
+	heldNotice(&b, step, "")
 	checkShown(t, "the held notice", b.String())
+
+	b.Reset()
+	p := newProgress(&b, "")
+	p.step(api.StepEvent{Step: "fetch" + forged, Tool: "web.fetch" + forged, Status: "failed" + forged, Error: forged})
+	p.close()
+	checkShown(t, "a step's progress line", b.String())
 
 	b.Reset()
 	printArgs(&b, &engine.Approval{Tool: "payment.charge", Args: step.Args, ArgLabels: step.ArgLabels, Lookalikes: step.Lookalikes}, "  ")

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -113,8 +114,15 @@ newline; UTF-8 text, at most 8 MiB), or from standard input (--input
 text=@-, for one input, read the same way). A value that starts with @ is written
 with @@ (--input handle=@@alice is "@alice").
 
+While it runs, each step's call that finishes is printed on standard
+error with its status and how long it took (step offers (web.fetch):
+completed in 1.2s), from the run's audit records; --json prints none.
+
 A call that policy holds for approval waits for a person (sluice approve ID)
 unless --wait=false, in which case the run stops there with exit code 4.
+While it waits, it shows the call's arguments, how to answer it (and the
+web page of sluice up, when the run was submitted to one), the time it
+started waiting, and every 30 seconds how long it has waited.
 
 Configuration comes from --config, else ./sluice.yaml (in the working
 directory, not the flow's), else the built-in defaults (every built-in
@@ -282,11 +290,26 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 	}
 	defer orch.Close()
 	fmt.Fprintf(progress, "ready in %s; running %s\n", time.Since(start).Round(time.Millisecond), plan.Name)
+	p := newProgress(progress, "")
+	defer p.close()
+	var runID atomic.Value
+	runID.Store("")
 	opts := engine.Options{Wait: o.wait, WaitTimeout: o.waitTimeout, OnHeld: func(s engine.StepResult) {
 		if o.wait {
-			heldNotice(progress, s)
+			p.held(s)
 		}
-	}}
+	}, OnStarted: func(id string) { runID.Store(id) }}
+	if !o.json {
+		if stop, err := orch.FollowSteps(func() string { return runID.Load().(string) }, p.step); err == nil {
+			defer func() {
+				wait := 5 * time.Second
+				if runID.Load().(string) == "" {
+					wait = 0
+				}
+				stop(wait)
+			}()
+		}
+	}
 	// Ctrl-C interrupts the run as a person's act (ErrStoppedByUser): it
 	// is kept as interrupted, and resumed only when asked.
 	runCtx, cancelRun := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -302,6 +325,7 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 	if err != nil && !stoppedByUser {
 		c.report(err)
 	}
+	p.close()
 	return failedWith(err != nil && !stoppedByUser, c.finish(res, o))
 }
 
@@ -315,14 +339,104 @@ func failedWith(errored bool, code int) int {
 	return code
 }
 
-func heldNotice(w io.Writer, s engine.StepResult) {
+func heldNotice(w io.Writer, s engine.StepResult, webURL string) {
 	why := s.Why
 	if len(why) == 0 {
 		why = s.Reasons
 	}
 	fmt.Fprintf(w, "step %s (%s) is held for approval: %s\n", show(s.ID), show(s.Tool), show(strings.Join(why, "; ")))
+	for _, name := range sortedKeys(s.Args) {
+		l := s.ArgLabels[name]
+		fmt.Fprintf(w, "  %-10s = %s\n  %-10s   %s\n", show(name), showJSON(s.Args[name]), "", describe(l.Integrity().String(), l.Secrecy(), l.Sources()))
+	}
 	printLookalikes(w, s.Lookalikes, "  ")
 	fmt.Fprintf(w, "  approve: sluice approve %s\n  deny:    sluice deny %s\n", show(s.ApprovalID), show(s.ApprovalID))
+	if webURL != "" {
+		fmt.Fprintf(w, "  or on the web page: %s\n", webURL)
+	}
+}
+
+// progress prints, on stderr, each step as it finishes and how long a
+// held call has waited for a person.
+type progress struct {
+	w      io.Writer
+	webURL string // the web page of the orchestrator, when it has one
+
+	mu      sync.Mutex
+	waiting map[string]time.Time // held approvals, since when
+	stop    chan struct{}        // closed by close
+	ticking bool
+}
+
+// waitTick is how often a run waiting for a person says so again.
+const waitTick = 30 * time.Second
+
+func newProgress(w io.Writer, webURL string) *progress {
+	return &progress{w: w, webURL: webURL, waiting: map[string]time.Time{}, stop: make(chan struct{})}
+}
+
+// step prints a step's call that finished: its status and how long it took.
+func (p *progress) step(ev api.StepEvent) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	line := fmt.Sprintf("step %s (%s): %s", show(ev.Step), show(ev.Tool), show(ev.Status))
+	if ev.Status != engine.StatusDenied {
+		line += " in " + (time.Duration(ev.DurationMS) * time.Millisecond).String()
+	}
+	if ev.Error != "" {
+		line += ": " + show(ev.Error)
+	}
+	fmt.Fprintln(p.w, line)
+	for id := range p.waiting {
+		// An answered call goes on (or is denied): it no longer waits.
+		if strings.HasPrefix(id, ev.Step+"\x00") {
+			delete(p.waiting, id)
+		}
+	}
+}
+
+// held prints a call held for a person, with how to answer it, and from
+// then on, every waitTick, how long it has waited.
+func (p *progress) held(s engine.StepResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	heldNotice(p.w, s, p.webURL)
+	fmt.Fprintf(p.w, "waiting for a person since %s (Ctrl-C stops waiting; the run is kept)\n", now.Format(time.TimeOnly))
+	p.waiting[s.ID+"\x00"+s.ApprovalID] = now
+	if p.ticking {
+		return
+	}
+	p.ticking = true
+	go func() {
+		t := time.NewTicker(waitTick)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+			}
+			p.mu.Lock()
+			for _, id := range sortedKeys(p.waiting) {
+				step, approval, _ := strings.Cut(id, "\x00")
+				fmt.Fprintf(p.w, "still waiting for a person: step %s, approval %s, held %s ago\n", show(step), show(approval),
+					time.Since(p.waiting[id]).Round(time.Second))
+			}
+			p.mu.Unlock()
+		}
+	}()
+}
+
+// close stops the waiting lines; it may be called more than once.
+func (p *progress) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
 }
 
 // runRemote submits the run to the orchestrator behind client.
@@ -347,6 +461,12 @@ func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, p
 				client.Endpoint.PID, configName(dep.File))
 		}
 	}
+	webURL := ""
+	if b, err := os.ReadFile(filepath.Join(dep.State, "run", "web.url")); err == nil {
+		webURL = strings.TrimSpace(string(b))
+	}
+	p := newProgress(progress, webURL)
+	defer p.close()
 	var mu sync.Mutex
 	var runID string
 	rep, err := client.Run(ctx, api.RunRequest{Flow: abs, Inputs: o.inputs, Wait: o.wait, WaitTimeoutMS: o.waitTimeout.Milliseconds(),
@@ -362,7 +482,10 @@ func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, p
 				mu.Unlock()
 			}
 			if ev.Held != nil && o.wait {
-				heldNotice(progress, *ev.Held)
+				p.held(*ev.Held)
+			}
+			if ev.Step != nil && !o.json {
+				p.step(*ev.Step)
 			}
 		})
 	if err != nil && ctx.Err() != nil {

@@ -361,6 +361,19 @@ func ServeRuns(ctx context.Context, nc *nats.Conn, s schemas.Subjects, run Runne
 	})
 }
 
+// drain hands the events that came before the reply to their handler
+// (the orchestrator sent them first), waiting at most d, then ends sub.
+func drain(sub *nats.Subscription, d time.Duration) {
+	if sub.Drain() != nil {
+		sub.Unsubscribe()
+		return
+	}
+	for deadline := time.Now().Add(d); sub.IsValid() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	sub.Unsubscribe()
+}
+
 // Client is a connection to a running orchestrator.
 type Client struct {
 	nc *nats.Conn
@@ -419,7 +432,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 		if err != nil {
 			return RunReply{}, err
 		}
-		defer sub.Unsubscribe()
+		defer drain(sub, 5*time.Second)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -671,9 +684,21 @@ func (c *Client) Cancel(ctx context.Context, id, who string) (*engine.RunInfo, e
 }
 
 // RunEvent is what the orchestrator tells a client of a run it submitted
-// as it goes: the run's id once it is recorded (Started), or a call held
-// for a person (Held).
+// as it goes: the run's id once it is recorded (Started), a call held for
+// a person (Held), or a step's call that finished (Step).
 type RunEvent struct {
 	Started string             `json:"started,omitempty"`
 	Held    *engine.StepResult `json:"held,omitempty"`
+	Step    *StepEvent         `json:"step,omitempty"`
+}
+
+// StepEvent is a step's call that finished, as the run's audit records
+// tell it: its result, or a policy decision that stopped it (denied).
+// Duration runs from the call's decision to its result.
+type StepEvent struct {
+	Step       string `json:"step"`
+	Tool       string `json:"tool"`
+	Status     string `json:"status"`
+	DurationMS int64  `json:"duration_ms"`
+	Error      string `json:"error,omitempty"`
 }
