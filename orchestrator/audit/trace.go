@@ -49,10 +49,10 @@ type StepTrace struct {
 	Status      string     `json:"status"`
 	OutputLabel *ifc.Label `json:"output_label,omitempty"`
 	Error       string     `json:"error,omitempty"`
-	// Results is how many results its calls returned: tries, or the
+	// Calls is how many results its calls returned: tries, or the
 	// elements of a for_each step. (In JSON "results", not "calls": in
 	// sluice run --json, calls are an agent step's tool calls.)
-	Results int `json:"results"`
+	Calls int `json:"results"`
 }
 
 // ReadRuns reads an export (JSON lines) and returns its runs, newest first.
@@ -105,7 +105,7 @@ func (run *Run) apply(rec *Record) {
 		step(run, rec.Step, rec.Tool).decide(rec)
 	case KindResult:
 		s := step(run, rec.Step, rec.Tool)
-		s.Results++
+		s.Calls++
 		s.Status, s.OutputLabel, s.Error = rec.Status, rec.Label, rec.Error
 	}
 }

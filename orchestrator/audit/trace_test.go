@@ -83,7 +83,7 @@ func TestReadRunsRecords(t *testing.T) {
 	want := []*Run{
 		{ID: b, Flow: "g", Started: t0.Add(time.Hour), Status: "running"},
 		{ID: a, Flow: "f", Started: t0, Finished: &end, Status: "failed", Planned: true, Steps: []StepTrace{
-			{ID: "s1", Tool: "t.one", Decision: "allow", Rules: []string{"r1"}, Reasons: []string{"fine"}, Status: "completed", Results: 2},
+			{ID: "s1", Tool: "t.one", Decision: "allow", Rules: []string{"r1"}, Reasons: []string{"fine"}, Status: "completed", Calls: 2},
 			{ID: "s2", Tool: "t.two", Deps: []string{"s1"}, Decision: "approve", Rules: []string{"ask"}, Reasons: []string{"a person decides"}, Answer: "allow: looks right", Status: "held"},
 			{ID: "s3", Tool: "t.three", Decision: "approve", Answer: "deny: ", Status: "denied"},
 			{ID: "s4", Tool: "t.four", Decision: "allow", Rules: []string{"approval:"}, Status: "decided"},
