@@ -366,3 +366,18 @@ func TestProgressLines(t *testing.T) {
 		t.Fatalf("sluice up: exit %d", code)
 	}
 }
+
+// A number input that is not finite (NaN, Inf) is a usage error before
+// anything starts: the run could not be recorded in JSON.
+func TestNonFiniteInputRefused(t *testing.T) {
+	w := newWorkspace(t, map[string]string{"pay.yaml": payDirectFlow})
+	for _, v := range []string{"NaN", "Inf", "-infinity"} {
+		r := w.sluice("run", "pay.yaml", "--input", "amount="+v, "--input", "payee=acct_x")
+		if r.code != 2 || !strings.Contains(r.stderr, `input amount: want a finite number, got "`+v+`"`) || strings.Contains(r.stderr, "starting the bus") {
+			t.Errorf("amount=%s: exit %d, want 2 before anything starts\n%s", v, r.code, r.stderr)
+		}
+	}
+	if _, err := os.Stat(w.path(".sluice")); err == nil {
+		t.Error("a refused run created the state directory")
+	}
+}

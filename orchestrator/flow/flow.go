@@ -8,6 +8,7 @@ package flow
 import (
 	"errors"
 	"fmt"
+	"math"
 	"maps"
 	"os"
 	"slices"
@@ -601,7 +602,7 @@ func Coerce(typ string, v any) (any, error) {
 }
 
 // coerceNumber converts a number, an integer or a string that spells a
-// number to a number (float64).
+// finite number to a number (float64): NaN and infinities are refused.
 func coerceNumber(v any) (any, error) {
 	switch x := v.(type) {
 	case float64:
@@ -612,6 +613,10 @@ func coerceNumber(v any) (any, error) {
 		f, err := strconv.ParseFloat(x, 64)
 		if err != nil {
 			return nil, fmt.Errorf("want a number, got %q", x)
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			// JSON has neither: the run could not be recorded.
+			return nil, fmt.Errorf("want a finite number, got %q", x)
 		}
 		return f, nil
 	}
