@@ -41,6 +41,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"unicode/utf8"
 	"sync"
 
 	"github.com/sluicehq/sluice/schemas"
@@ -212,7 +213,17 @@ func (m *model) answerAt(prompt string, turn int) (json.RawMessage, error) {
 		// other worker can be tried; it says what to configure.
 		return nil, worker.Failed("the model has no script: set config.script of the llm worker in sluice.yaml")
 	}
-	return nil, worker.Failed("no scripted answer matches")
+	// The text itself stays out of the error, which goes to the audit
+	// log: record writes it to a file of the user's choosing.
+	where := "the text"
+	if turn > 0 {
+		where = fmt.Sprintf("the conversation at turn %d", turn)
+	}
+	hint := "set record: FILE in the llm worker's config to see each text matched"
+	if m.record != nil {
+		hint = "the record file holds the text matched"
+	}
+	return nil, worker.Failed("no scripted answer matches %s (%d characters; %d entries tried): %s", where, utf8.RuneCountInString(prompt), len(m.entries), hint)
 }
 
 // injection finds the first line of s that contains the marker and returns
