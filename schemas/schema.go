@@ -41,7 +41,9 @@ func (sch *Schema) Validate(file string, v any, pos func(ptr string) Pos) Diagno
 	return sch.check(file, v, "", pos, pos)
 }
 
-func (sch *Schema) keys(schemaURL string) []string {
+// node is the raw schema object at schemaURL (a document URL and a JSON
+// pointer fragment), or nil.
+func (sch *Schema) node(schemaURL string) map[string]any {
 	url, frag, _ := strings.Cut(schemaURL, "#")
 	node, ok := sch.raw[url]
 	if !ok {
@@ -59,6 +61,11 @@ func (sch *Schema) keys(schemaURL string) []string {
 		node = m[tok]
 	}
 	m, _ := node.(map[string]any)
+	return m
+}
+
+func (sch *Schema) keys(schemaURL string) []string {
+	m := sch.node(schemaURL)
 	props, _ := m["properties"].(map[string]any)
 	out := make([]string, 0, len(props))
 	for k := range props {

@@ -290,6 +290,13 @@ func (sch *Schema) check(file string, v any, prefix string, pos, keyPos func(str
 			}
 		default:
 			msg := leaf.ErrorKind.LocalizedString(printer)
+			if p, ok := k.(*kind.Pattern); ok {
+				// A pattern says what it wants in words, not as a
+				// regular expression, when its schema has one.
+				if hint, _ := sch.node(leaf.SchemaURL)["x-pattern-message"].(string); hint != "" {
+					msg = fmt.Sprintf("%q is not %s", p.Got, hint)
+				}
+			}
 			key := ptr + "\x00" + msg
 			if seen[key] {
 				continue

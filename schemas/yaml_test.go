@@ -135,3 +135,39 @@ func FuzzParseYAML(f *testing.F) {
 		}
 	})
 }
+
+// A pattern whose schema says what it wants in words (x-pattern-message)
+// is reported in those words, not as its regular expression.
+func TestPatternMessage(t *testing.T) {
+	sch, err := Load("manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := "worker: w\nrun: builtin:web\ntools: {t: {}}\ngrants: {net: [\"http://x.test/\"]}\nlimits: {timeout: soon}\n"
+	d, ds := ParseYAML("m.yaml", []byte(src))
+	if ds.Err() != nil {
+		t.Fatal(ds)
+	}
+	var got Diagnostics
+	for _, g := range d.Validate(sch) {
+		if g.Line >= 4 { // lines 1-3 are an incomplete manifest
+			got = append(got, g)
+		}
+	}
+	want := []struct {
+		line, col int
+		msg       string
+	}{
+		{4, 16, `grants.net.0: "http://x.test/" is not a host:port such as "api.example.com:443"`},
+		{5, 19, `limits.timeout: "soon" is not a duration such as 500ms`},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d diagnostics, want %d:\n%v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Line != w.line || g.Col != w.col || !strings.HasPrefix(g.Message, w.msg) || strings.Contains(g.Message, "pattern") {
+			t.Errorf("diagnostic %d: got %d:%d %q, want %d:%d starting %q", i, g.Line, g.Col, g.Message, w.line, w.col, w.msg)
+		}
+	}
+}

@@ -42,6 +42,8 @@ type Config struct {
 	Prefix string
 	// Policies are the user's policy files, loaded after the shipped default.
 	Policies []string
+	// PolicyPos is where each of Policies is named in the file.
+	PolicyPos []schemas.Pos
 	// Workers to run.
 	Workers []Worker
 	// Secrets by name.
@@ -157,8 +159,9 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 		c.Prefix = schemas.DefaultPrefix
 	}
 	c.State = abs(dir, raw.State, ".sluice")
-	for _, p := range raw.Policies {
+	for i, p := range raw.Policies {
 		c.Policies = append(c.Policies, abs(dir, p, ""))
+		c.PolicyPos = append(c.PolicyPos, doc.Pos(schemas.Pointer("policies", i)))
 	}
 	if raw.Workers == nil {
 		c.Workers = Default(dir).Workers
@@ -338,10 +341,22 @@ func checkWorkerConfig(doc *schemas.Document, ptr string, m *capabilities.Manife
 	return files, nil
 }
 
-// CheckFiles reports each file a worker's config names that does not
-// exist, at its position: a worker would fail on it only once started.
+// CheckFiles reports each policy file and each file a worker's config
+// names that does not exist, at its position: a worker would fail on it
+// only once started.
 func (c *Config) CheckFiles() error {
 	var ds schemas.Diagnostics
+	for i, p := range c.Policies {
+		var pos schemas.Pos
+		if i < len(c.PolicyPos) {
+			pos = c.PolicyPos[i]
+		}
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			ds.Add(c.File, pos, CodeMissingFile, "policies.%d: no policy file %s (paths in %s are relative to its directory)", i, p, filepath.Base(c.File))
+		} else if err != nil {
+			ds.Add(c.File, pos, CodeMissingFile, "policies.%d: %v", i, err)
+		}
+	}
 	for _, w := range c.Workers {
 		for _, f := range w.Files {
 			_, err := os.Stat(f.Path)

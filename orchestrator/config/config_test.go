@@ -93,6 +93,24 @@ func TestWorkerConfigMissingFile(t *testing.T) {
 	}
 }
 
+// A policy file that is not there is reported where sluice.yaml names it.
+func TestMissingPolicyFile(t *testing.T) {
+	dir := t.TempDir()
+	src := "policies:\n  - ok.yaml\n  - nope.yaml\nworkers:\n  - manifest: builtin:payment\n"
+	if err := os.WriteFile(filepath.Join(dir, "ok.yaml"), []byte("rules: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(filepath.Join(dir, "sluice.yaml"), []byte(src), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, ok := schemas.AsDiagnostics(c.CheckFiles())
+	if !ok || len(ds) != 1 || ds[0].Code != CodeMissingFile || ds[0].Line != 3 || ds[0].Col != 5 ||
+		ds[0].Message != "policies.1: no policy file "+filepath.Join(dir, "nope.yaml")+" (paths in sluice.yaml are relative to its directory)" {
+		t.Fatalf("got %v", ds)
+	}
+}
+
 // Every shipped example's configuration, and the defaults, pass.
 func TestWorkerConfigControls(t *testing.T) {
 	paths, _ := filepath.Glob("../../examples/*/sluice*.yaml")
