@@ -8,8 +8,8 @@ package flow
 import (
 	"errors"
 	"fmt"
-	"math"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strconv"
