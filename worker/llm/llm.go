@@ -41,8 +41,8 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"unicode/utf8"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
