@@ -134,16 +134,22 @@ func Render(ds Diagnostics, sources map[string][]byte) string {
 		}
 		fmt.Fprintf(&b, " | %s^\n", caret.String())
 	}
-	n := 0
+	n, shape := 0, false
 	for _, d := range ds {
 		if d.Severity != SeverityWarning {
 			n++
+			shape = shape || strings.HasPrefix(d.Code, "yaml_") || strings.HasPrefix(d.Code, "schema_")
 		}
 	}
 	if n == 1 {
 		b.WriteString("1 error\n")
 	} else if n > 1 {
 		fmt.Fprintf(&b, "%d errors\n", n)
+	}
+	if shape {
+		// The checks of references, expressions and types need a file of
+		// the right shape: they have not run yet.
+		b.WriteString("fix these, then more checks run (references, expressions, types)\n")
 	}
 	return b.String()
 }

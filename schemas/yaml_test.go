@@ -171,3 +171,16 @@ func TestPatternMessage(t *testing.T) {
 		}
 	}
 }
+
+// Problems with a file's shape stop the checks that need it whole: the
+// rendering says more checks run once they are fixed; other errors do not.
+func TestRenderSaysMoreChecksRun(t *testing.T) {
+	shape := Diagnostics{{File: "f.yaml", Line: 1, Col: 1, Code: CodeSchemaUnknown, Severity: SeverityError, Message: `unknown key "x"`}}
+	if got := Render(shape, nil); !strings.HasSuffix(got, "1 error\nfix these, then more checks run (references, expressions, types)\n") {
+		t.Errorf("a schema error:\n%s", got)
+	}
+	other := Diagnostics{{File: "f.yaml", Line: 1, Col: 1, Code: "flow_unknown_tool", Severity: SeverityError, Message: "unknown tool"}}
+	if got := Render(other, nil); strings.Contains(got, "more checks") {
+		t.Errorf("a semantic error:\n%s", got)
+	}
+}
