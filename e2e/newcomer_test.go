@@ -381,3 +381,19 @@ func TestNonFiniteInputRefused(t *testing.T) {
 		t.Error("a refused run created the state directory")
 	}
 }
+
+// A first start with a WebAssembly tool says it compiles it, and why that
+// takes seconds; the next start, with the compiled code kept, does not.
+func TestSlowStartSaysWhy(t *testing.T) {
+	w := newWorkspace(t, map[string]string{"pay.yaml": payDirectFlow, "sluice.yaml": "workers:\n  - manifest: builtin:payment\n  - manifest: money/money.yaml\n"})
+	copyTool(t, w, "money")
+	note := "compiling the WebAssembly tools of money for their first start"
+	r := w.sluice("run", "pay.yaml", "--input", "amount=1", "--input", "payee=acct_x")
+	if r.code != 0 || !strings.Contains(r.stderr, note) {
+		t.Fatalf("first run: exit %d; no %q in\n%s", r.code, note, r.stderr)
+	}
+	r = w.sluice("run", "pay.yaml", "--input", "amount=1", "--input", "payee=acct_x")
+	if r.code != 0 || strings.Contains(r.stderr, "compiling the WebAssembly") {
+		t.Fatalf("second run: exit %d; the note again:\n%s", r.code, r.stderr)
+	}
+}

@@ -282,6 +282,7 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 		return exitUsage
 	}
 	fmt.Fprintf(progress, "starting the bus and %d workers…\n", len(dep.Workers))
+	slowStartNote(progress, orch, dep)
 	start := time.Now()
 	if err := orch.Start(ctx); err != nil {
 		orch.Close()
@@ -327,6 +328,27 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 	}
 	p.close()
 	return failedWith(err != nil && !stoppedByUser, c.finish(res, o))
+}
+
+// slowStartNote says, before a start that compiles WebAssembly tools
+// with nothing compiled yet, why the start takes seconds.
+func slowStartNote(w io.Writer, orch *orchestrator.Orchestrator, dep *config.Config) {
+	var names []string
+	for name, m := range orch.Manifests() {
+		if strings.HasPrefix(m.Run, "wasm:") {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	cache := filepath.Join(dep.State, "wasm-cache")
+	if entries, err := os.ReadDir(cache); err == nil && len(entries) > 0 {
+		return
+	}
+	slicesSort(names)
+	fmt.Fprintf(w, "compiling the WebAssembly tools of %s for their first start: this takes a few seconds; the compiled code is kept in %s for the next starts\n",
+		display.List(names), cache)
 }
 
 // failedWith is the exit code of a run printed with finish: a failure when

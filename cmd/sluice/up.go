@@ -131,6 +131,7 @@ Examples:
 						return exitUsage
 					}
 				}
+				slowStartNote(c.stderr, orch, dep)
 				start := time.Now()
 				if err := orch.Start(ctx); err != nil {
 					orch.Close()
