@@ -397,3 +397,18 @@ func TestSlowStartSaysWhy(t *testing.T) {
 		t.Fatalf("second run: exit %d; the note again:\n%s", r.code, r.stderr)
 	}
 }
+
+// A run on the built-in defaults whose flow has a sluice.yaml beside it
+// says that one is not used, and how to use it.
+func TestConfigBesideTheFlowIsNamed(t *testing.T) {
+	w := newWorkspace(t, map[string]string{"flows/pay.yaml": payDirectFlow, "flows/sluice.yaml": "workers:\n  - manifest: builtin:payment\n"})
+	r := w.sluice("run", "flows/pay.yaml", "--input", "amount=1", "--input", "payee=acct_x")
+	want := "note: running on the built-in defaults (no ./sluice.yaml); flows/sluice.yaml beside the flow is used only with --config flows/sluice.yaml"
+	if r.code != 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("run: exit %d; want %q in\n%s", r.code, want, r.stderr)
+	}
+	r = w.sluice("run", "flows/pay.yaml", "--config", "flows/sluice.yaml", "--input", "amount=1", "--input", "payee=acct_x")
+	if r.code != 0 || strings.Contains(r.stderr, "note:") {
+		t.Fatalf("run --config: exit %d\n%s", r.code, r.stderr)
+	}
+}

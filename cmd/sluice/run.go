@@ -126,7 +126,9 @@ started waiting, and every 30 seconds how long it has waited.
 
 Configuration comes from --config, else ./sluice.yaml (in the working
 directory, not the flow's), else the built-in defaults (every built-in
-worker, no network grant, state under ./.sluice).
+worker, no network grant, state under ./.sluice). On the defaults, a
+sluice.yaml beside the flow is named in a note: it is used only with
+--config.
 
 With an orchestrator running on the same state directory (sluice up), the
 run is submitted to it, and decided by the configuration and policies it
@@ -247,6 +249,16 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 	progress := io.Discard
 	if !o.json {
 		progress = c.stderr
+	}
+	if dep.File == "" {
+		// The defaults, while the flow has a configuration beside it: it
+		// is not used unless named.
+		if beside := filepath.Join(filepath.Dir(o.flow), config.FileName); filepath.Dir(o.flow) != "." {
+			if _, err := os.Stat(beside); err == nil {
+				fmt.Fprintf(c.stderr, "note: running on the built-in defaults (no ./%s); %s beside the flow is used only with --config %s\n",
+					config.FileName, beside, beside)
+			}
+		}
 	}
 	// A running orchestrator (sluice up) owns the state directory: submit
 	// the run to it.
