@@ -50,7 +50,7 @@ var travel = []string{"examples/travel"}
 // test, and so does one here but no longer documented.
 var docCommands = map[string]docCommand{
 	// README.md
-	"make demo": {skip: "builds bin/ and binds 127.0.0.1:8088; what it runs is TestExampleTravel"},
+	"make demo": {skip: "builds bin/ in the checkout and binds 127.0.0.1:8088; TestDemo runs its script in a copy, on a free port"},
 	"make test": {skip: "the whole suite, this test included"},
 
 	// docs/flows.md, docs/approvals.md
