@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -360,6 +361,9 @@ func TestProgressLines(t *testing.T) {
 	}
 	if code := run.wait(t, 2*time.Minute); code != 3 {
 		t.Fatalf("the denied run: exit %d, want 3", code)
+	}
+	if !slices.Contains(run.stderrLines(), "step pay (payment.charge): denied") {
+		t.Errorf("no line for the denied step:\n%s", strings.Join(run.stderrLines(), "\n"))
 	}
 	up.cmd.Process.Signal(os.Interrupt)
 	if code := up.wait(t, 2*time.Minute); code != 0 {

@@ -79,6 +79,11 @@ func stepEvent(rec *audit.Record, decided map[string]time.Time) (api.StepEvent, 
 			// is made from here.
 			decided[key] = rec.Time
 		}
+	case audit.KindAnswer:
+		if rec.Action == "deny" {
+			// A person denied the held call: the step ends here.
+			return api.StepEvent{Step: rec.Step, Tool: rec.Tool, Status: "denied"}, true
+		}
 	case audit.KindResult:
 		ev := api.StepEvent{Step: rec.Step, Tool: rec.Tool, Status: rec.Status, Error: rec.Error}
 		if t, ok := decided[key]; ok {

@@ -10,7 +10,7 @@ import (
 
 // A step's call finishes with its result record, timed from the decision
 // that let it through (a person's answer, for a held call); a denied call
-// finishes with its decision.
+// finishes with its decision, or with a person's answer.
 func TestStepEvent(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	recs := []audit.Record{
@@ -21,11 +21,14 @@ func TestStepEvent(t *testing.T) {
 		{Kind: audit.KindDecision, Step: "b", Tool: "payment.charge", MsgID: "m2", Action: "allow", Time: t0.Add(time.Minute)},
 		{Kind: audit.KindResult, Step: "b", Tool: "payment.charge", MsgID: "m2", Status: "failed", Error: "boom", Time: t0.Add(time.Minute + 5*time.Millisecond)},
 		{Kind: audit.KindDecision, Step: "c", Tool: "email.send", MsgID: "m3", Action: "deny", Time: t0},
+		{Kind: audit.KindAnswer, Step: "d", Tool: "payment.charge", MsgID: "m4", Action: "approve", Time: t0},
+		{Kind: audit.KindAnswer, Step: "e", Tool: "payment.charge", MsgID: "m5", Action: "deny", Time: t0},
 	}
 	want := []api.StepEvent{
 		{Step: "a", Tool: "web.fetch", Status: "completed", DurationMS: 1200},
 		{Step: "b", Tool: "payment.charge", Status: "failed", DurationMS: 5, Error: "boom"},
 		{Step: "c", Tool: "email.send", Status: "denied"},
+		{Step: "e", Tool: "payment.charge", Status: "denied"},
 	}
 	decided := map[string]time.Time{}
 	var got []api.StepEvent
