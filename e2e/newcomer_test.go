@@ -347,14 +347,14 @@ func TestProgressLines(t *testing.T) {
 	up.waitLine(t, "sluice is up in ", 2*time.Minute)
 	run := w.start("run", "examples/travel/book.yaml", "--config", cfg, "--input", "destination=Lisbon", "--input", "budget=400")
 	run.waitLine(t, "waiting for a person since ", 2*time.Minute)
-	id := run.waitLine(t, "approve: sluice approve ", time.Second)
-	web := run.waitLine(t, "or on the web page: ", time.Second)
+	id := run.waitLine(t, "approve: sluice approve ", 2*time.Minute)
+	web := run.waitLine(t, "or on the web page: ", 2*time.Minute)
 	if !strings.HasPrefix(web, "http://127.0.0.1:") || !strings.Contains(web, "key=") {
 		t.Errorf("web page line: %q", web)
 	}
-	run.waitLine(t, `payee      = "acct_tap_air"`, time.Second)
+	run.waitLine(t, `payee      = "acct_tap_air"`, 2*time.Minute)
 	for _, s := range []string{"step offers (web.fetch): completed in ", "step pick (llm.extract): completed in "} {
-		run.waitLine(t, s, time.Second)
+		run.waitLine(t, s, 2*time.Minute)
 	}
 	if r := w.sluice("deny", id, "--config", cfg); r.code != 0 {
 		t.Fatalf("deny: exit %d", r.code)

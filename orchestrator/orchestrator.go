@@ -599,7 +599,7 @@ func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events 
 	stop, ferr := o.FollowSteps(func() string { return runID.Load().(string) }, func(ev api.StepEvent) { events(api.RunEvent{Step: &ev}) })
 	res, err := o.Run(ctx, plan, inputs, opts)
 	if ferr == nil {
-		wait := 5 * time.Second
+		wait := 10 * time.Second
 		if runID.Load().(string) == "" {
 			wait = 0 // never recorded: no record ends it
 		}

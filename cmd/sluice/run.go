@@ -315,7 +315,7 @@ func (c *cli) run(ctx context.Context, o runOptions) int {
 	if !o.json {
 		if stop, err := orch.FollowSteps(func() string { return runID.Load().(string) }, p.step); err == nil {
 			defer func() {
-				wait := 5 * time.Second
+				wait := 10 * time.Second
 				if runID.Load().(string) == "" {
 					wait = 0
 				}

@@ -432,7 +432,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 		if err != nil {
 			return RunReply{}, err
 		}
-		defer drain(sub, 5*time.Second)
+		defer drain(sub, 10*time.Second)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
