@@ -78,7 +78,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "f.yaml", "--input", "n=abc"}, exitUsage, `want a number, got "abc"`},
 		{[]string{"run", "f.yaml", "--input", "n=1", "--input", "m=2"}, exitUsage, `no input "m"`},
 		{[]string{"run", "missing.yaml"}, exitFailure, "missing.yaml"},
-		{[]string{"approve"}, exitUsage, "exactly one approval id"},
+		{[]string{"approve"}, exitUsage, "give an approval id"},
 		{[]string{"up", "--nats", "nats://127.0.0.1:4222"}, exitUsage, "needs the account's key and the orchestrator's credentials"},
 		{[]string{"approve", "01ABC"}, exitFailure, "no orchestrator is running"},
 		{[]string{"cancel"}, exitUsage, "give run ids, or --interrupted"},
