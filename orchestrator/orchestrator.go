@@ -31,10 +31,10 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/config"
 	"github.com/sluicehq/sluice/orchestrator/egress"
 	"github.com/sluicehq/sluice/orchestrator/engine"
-	"github.com/sluicehq/sluice/orchestrator/notify"
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
+	"github.com/sluicehq/sluice/orchestrator/notify"
 	"github.com/sluicehq/sluice/orchestrator/supervisor"
 	"github.com/sluicehq/sluice/schemas"
 )

@@ -57,8 +57,8 @@ type StepResult struct {
 	Lookalikes []Lookalike `json:"lookalikes,omitempty"`
 	// Why says in plain words why a held call is held; Reasons keep the
 	// policy's own words.
-	Why []string `json:"why,omitempty"`
-	MsgID      string      `json:"msg_id,omitempty"`
+	Why   []string `json:"why,omitempty"`
+	MsgID string   `json:"msg_id,omitempty"`
 	// Attempts is how many times the call was sent (more than one when
 	// the step has retries).
 	Attempts int    `json:"attempts,omitempty"`
