@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/orchestrator"
@@ -127,9 +128,10 @@ func netGrantWarnings(plan *flow.Plan, manifests map[string]*capabilities.Manife
 		where = dep.File
 	}
 	var ds schemas.Diagnostics
+	local := localBackends(dep)
 	warn := func(s *flow.Step, tool, worker string) {
 		m := manifests[worker]
-		if m == nil || len(m.Grants.Net) > 0 {
+		if m == nil || len(m.Grants.Net) > 0 || local[worker] {
 			return
 		}
 		how := fmt.Sprintf("add grants: {net: [\"HOST:PORT\"]} to the %s worker in %s", worker, where)
@@ -153,4 +155,33 @@ func netGrantWarnings(plan *flow.Plan, manifests map[string]*capabilities.Manife
 		}
 	}
 	return ds
+}
+
+// localBackends names the built-in workers whose configuration keeps their
+// egress tools off the network: email without smtp (sent mail goes to the
+// outbox), llm with a scripted model, payment on its local ledger. Their
+// calls leave Sluice's labels behind (so the tools are egress), but never
+// ask the broker for a host.
+func localBackends(dep *config.Config) map[string]bool {
+	out := map[string]bool{}
+	for _, w := range dep.Workers {
+		name, ok := strings.CutPrefix(w.Manifest, capabilities.BuiltinPrefix)
+		if !ok {
+			continue
+		}
+		var c struct {
+			Backend string          `json:"backend"`
+			SMTP    json.RawMessage `json:"smtp"`
+		}
+		_ = json.Unmarshal(w.Config, &c)
+		switch name {
+		case "email":
+			out[name] = len(c.SMTP) == 0 || string(c.SMTP) == "null"
+		case "llm":
+			out[name] = c.Backend == "" || c.Backend == "scripted" || c.Backend == "hijackable"
+		case "payment":
+			out[name] = c.Backend == "" || c.Backend == "ledger"
+		}
+	}
+	return out
 }

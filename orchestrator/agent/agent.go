@@ -289,6 +289,28 @@ func toolError(format string, a ...any) string {
 	return string(b)
 }
 
+// refuse records and tells the model that it proposed a tool the step does
+// not offer; it returns the step's result when the refusal could not be
+// recorded.
+func (r *run) refuse(ctx context.Context, key string, tc ToolCall, reply func(string, ifc.Label, *callOutcome)) *Result {
+	c := r.c
+	name := tc.Name
+	if len(name) > 100 {
+		name = name[:100] + "…"
+	}
+	names := make([]string, 0, len(r.s.Agent.Tools))
+	for _, t := range r.s.Agent.Tools {
+		names = append(names, t.Name)
+	}
+	reason := fmt.Sprintf("agent step %s may call only: %s", r.s.ID, strings.Join(names, ", "))
+	if o := r.h.Refuse(ctx, key, name, c.label, reason); o.Stop {
+		return &Result{Status: Failed, Label: c.label, Error: o.Error}
+	}
+	// What the model chose and what the flow offers: nothing new.
+	reply(toolError("tool %q is not available to you: %s", name, reason), c.label, nil)
+	return nil
+}
+
 // toolCall mediates one tool call the model proposed and tells the model
 // its outcome. It returns the step's result when the step ends here.
 func (r *run) toolCall(ctx context.Context, turn, i int, tc ToolCall) *Result {
@@ -301,21 +323,7 @@ func (r *run) toolCall(ctx context.Context, turn, i int, tc ToolCall) *Result {
 	}
 	t, ok := r.tools[tc.Name]
 	if !ok {
-		name := tc.Name
-		if len(name) > 100 {
-			name = name[:100] + "…"
-		}
-		names := make([]string, 0, len(r.s.Agent.Tools))
-		for _, t := range r.s.Agent.Tools {
-			names = append(names, t.Name)
-		}
-		reason := fmt.Sprintf("agent step %s may call only: %s", r.s.ID, strings.Join(names, ", "))
-		if o := r.h.Refuse(ctx, key, name, c.label, reason); o.Stop {
-			return &Result{Status: Failed, Label: c.label, Error: o.Error}
-		}
-		// What the model chose and what the flow offers: nothing new.
-		reply(toolError("tool %q is not available to you: %s", name, reason), c.label, nil)
-		return nil
+		return r.refuse(ctx, key, tc, reply)
 	}
 	args, argLabels, refs, problem := r.arguments(tc.Arguments)
 	callLabel := refs.dyn

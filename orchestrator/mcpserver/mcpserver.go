@@ -236,10 +236,7 @@ func clientName(ss *mcp.ServerSession) string {
 	}
 	var b strings.Builder
 	for _, r := range name {
-		if b.Len() >= 40 {
-			break
-		}
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+		if b.Len() < 40 && plain(r) {
 			b.WriteRune(r)
 		}
 	}
@@ -247,6 +244,10 @@ func clientName(ss *mcp.ServerSession) string {
 		return "client"
 	}
 	return b.String()
+}
+
+func plain(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.", r)
 }
 
 // SetEngine gives the server the engine its sessions run on, once the

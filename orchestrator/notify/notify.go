@@ -156,44 +156,7 @@ func Text(h Held, link string) string {
 func (n *Notifier) post(t Target, h Held, link string, txn int) (again bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	text := Text(h, link)
-	var req *http.Request
-	switch t.Kind {
-	case Webhook:
-		body, _ := json.Marshal(map[string]any{"event": "held", "approval_id": h.Approval, "run_id": h.Run, "flow": h.Flow,
-			"step": h.Step, "tool": h.Tool, "created": h.Created.UTC().Format(time.RFC3339), "link": link, "text": text})
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-	case Ntfy:
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, t.URL, strings.NewReader(text))
-		if err == nil {
-			req.Header.Set("Title", "Sluice: "+h.Tool+" waits for your approval")
-			req.Header.Set("Tags", "lock")
-			if link != "" {
-				req.Header.Set("Click", link)
-			}
-		}
-	case Slack:
-		body, _ := json.Marshal(map[string]string{"text": text})
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-	case Matrix:
-		// The client-server API: PUT a message event into the room, with a
-		// transaction id so that a retried request posts it once.
-		u := strings.TrimSuffix(t.URL, "/") + "/_matrix/client/v3/rooms/" + url.PathEscape(t.Room) +
-			"/send/m.room.message/" + fmt.Sprintf("sluice-%s-%d", h.Approval, txn)
-		body, _ := json.Marshal(map[string]string{"msgtype": "m.text", "body": text})
-		req, err = http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(body))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-	default:
-		return false, fmt.Errorf("unknown notifier kind %q", t.Kind)
-	}
+	req, err := request(ctx, t, h, link, txn)
 	if err != nil {
 		return false, err
 	}
@@ -212,6 +175,48 @@ func (n *Notifier) post(t Target, h Held, link string, txn int) (again bool, err
 		return true, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return false, fmt.Errorf("HTTP %d", resp.StatusCode)
+}
+
+// request is the notification as t's protocol sends it.
+func request(ctx context.Context, t Target, h Held, link string, txn int) (*http.Request, error) {
+	text := Text(h, link)
+	switch t.Kind {
+	case Webhook:
+		body, _ := json.Marshal(map[string]any{"event": "held", "approval_id": h.Approval, "run_id": h.Run, "flow": h.Flow,
+			"step": h.Step, "tool": h.Tool, "created": h.Created.UTC().Format(time.RFC3339), "link": link, "text": text})
+		return jsonRequest(ctx, http.MethodPost, t.URL, body)
+	case Ntfy:
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, strings.NewReader(text))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Title", "Sluice: "+h.Tool+" waits for your approval")
+		req.Header.Set("Tags", "lock")
+		if link != "" {
+			req.Header.Set("Click", link)
+		}
+		return req, nil
+	case Slack:
+		body, _ := json.Marshal(map[string]string{"text": text})
+		return jsonRequest(ctx, http.MethodPost, t.URL, body)
+	case Matrix:
+		// The client-server API: PUT a message event into the room, with a
+		// transaction id so that a retried request posts it once.
+		u := strings.TrimSuffix(t.URL, "/") + "/_matrix/client/v3/rooms/" + url.PathEscape(t.Room) +
+			"/send/m.room.message/" + fmt.Sprintf("sluice-%s-%d", h.Approval, txn)
+		body, _ := json.Marshal(map[string]string{"msgtype": "m.text", "body": text})
+		return jsonRequest(ctx, http.MethodPut, u, body)
+	}
+	return nil, fmt.Errorf("unknown notifier kind %q", t.Kind)
+}
+
+func jsonRequest(ctx context.Context, method, u string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return req, nil
 }
 
 // redact keeps a URL's scheme and host: a webhook's path holds its secret.

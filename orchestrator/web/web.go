@@ -466,23 +466,10 @@ func (s *Server) answerStep(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "read approvals", err)
 		return
 	}
-	byID := map[string]engine.Approval{}
-	for _, a := range held {
-		byID[a.ID] = a
-	}
-	// Nothing is answered unless every call is still held, in the step,
-	// as the page showed it.
-	first, ok := byID[ids[0]]
-	for i, id := range ids {
-		a, found := byID[id]
-		if !found || !ok || a.RunID != first.RunID || a.Step != first.Step {
-			http.Error(w, fmt.Sprintf("call %q is not held in step %s of run %s (it may have been answered already); nothing was answered", id, first.Step, first.RunID), http.StatusConflict)
-			return
-		}
-		if a.Hash != hashes[i] {
-			http.Error(w, fmt.Sprintf("call %q is not the one the page showed (its hash changed); nothing was answered", id), http.StatusConflict)
-			return
-		}
+	first, err := heldInOneStep(held, ids, hashes)
+	if err != nil {
+		http.Error(w, err.Error()+"; nothing was answered", http.StatusConflict)
+		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
@@ -501,4 +488,24 @@ func (s *Server) answerStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/runs/"+url.PathEscape(first.RunID), http.StatusSeeOther)
+}
+
+// heldInOneStep checks that every call named is held, in one step of one
+// run, as the page showed it (its hash), and returns the first.
+func heldInOneStep(held []engine.Approval, ids, hashes []string) (engine.Approval, error) {
+	byID := map[string]engine.Approval{}
+	for _, a := range held {
+		byID[a.ID] = a
+	}
+	first, ok := byID[ids[0]]
+	for i, id := range ids {
+		a, found := byID[id]
+		if !found || !ok || a.RunID != first.RunID || a.Step != first.Step {
+			return first, fmt.Errorf("call %q is not held in step %s of run %s (it may have been answered already)", id, first.Step, first.RunID)
+		}
+		if a.Hash != hashes[i] {
+			return first, fmt.Errorf("call %q is not the one the page showed (its hash changed)", id)
+		}
+	}
+	return first, nil
 }
