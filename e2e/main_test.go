@@ -110,10 +110,17 @@ type result struct {
 // sluice runs the binary in the workspace and waits for it.
 func (w *workspace) sluice(args ...string) result {
 	w.t.Helper()
+	return w.sluiceEnv(nil, args...)
+}
+
+// sluiceEnv is sluice with the environment env (the test's when nil).
+func (w *workspace) sluiceEnv(env []string, args ...string) result {
+	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sluiceBin, args...)
 	cmd.Dir = w.dir
+	cmd.Env = env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

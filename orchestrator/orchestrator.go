@@ -34,6 +34,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
+	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 	"github.com/sluicehq/sluice/orchestrator/notify"
 	"github.com/sluicehq/sluice/orchestrator/supervisor"
 	"github.com/sluicehq/sluice/schemas"
@@ -177,6 +178,9 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err := o.claimState(d); err != nil {
 		return err
 	}
+	if err := o.startTracing(d); err != nil {
+		return err
+	}
 	violations := make(chan bus.Violation, 256)
 	o.stopViolations = make(chan struct{})
 	if err := o.connectBus(ctx, d, violations); err != nil {
@@ -213,6 +217,28 @@ func (o *Orchestrator) claimState(d *config.Config) error {
 		return err
 	}
 	o.cleanup = append(o.cleanup, unlock)
+	return nil
+}
+
+// startTracing exports the runs' traces over OTLP when the environment
+// (OTEL_EXPORTER_OTLP_*) or telemetry.otlp_endpoint says where; otherwise
+// nothing is exported. Close flushes what is left.
+func (o *Orchestrator) startTracing(d *config.Config) error {
+	shutdown, on, err := telemetry.Setup(telemetry.Config{Endpoint: d.OTLPEndpoint, Getenv: o.cfg.Getenv})
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	if !on {
+		return nil
+	}
+	o.log.Debug("traces exported over OTLP")
+	o.cleanup = append(o.cleanup, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			o.log.Warn("tracing: the last spans were not exported", "err", err)
+		}
+	})
 	return nil
 }
 
@@ -308,7 +334,7 @@ func (o *Orchestrator) startBroker(secrets map[string]egress.Secret) error {
 		return err
 	}
 	o.broker = egress.New(egress.Config{Grants: grants, Track: o.engine.Track, Filled: o.engine.Filled, Log: o.log.With("component", "egress"),
-		Secrets: secrets, SecretGrants: sgrants, Report: o.recordEgress})
+		Secrets: secrets, SecretGrants: sgrants, Report: o.recordEgress, Span: o.engine.SpanContext})
 	sub, err := o.broker.Serve(o.nc, o.subjects)
 	if err != nil {
 		return fmt.Errorf("egress broker: %w", err)
@@ -483,8 +509,15 @@ func (o *Orchestrator) Approval(ctx context.Context, id string) (*engine.Approva
 }
 
 // Decide answers a held call.
+// The time the call waited is recorded in the metrics.
 func (o *Orchestrator) Decide(ctx context.Context, id string, a engine.Answer) error {
-	return o.engine.Decide(ctx, id, a)
+	if err := o.engine.Decide(ctx, id, a); err != nil {
+		return err
+	}
+	if ap, err := o.engine.Approval(ctx, id); err == nil && ap.Decided != nil {
+		telemetry.Approval(ap.Decided.Sub(ap.Created))
+	}
+	return nil
 }
 
 func (o *Orchestrator) waitReady(ctx context.Context) error {

@@ -186,6 +186,9 @@ func (s *Service) serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, ms
 	tool, _ := s.Subjects.ToolFromSubject(m.Worker, msg.Subject)
 	call.Tool = tool
 	call.worker = m.Worker
+	// The run's trace context (W3C traceparent): a handler's own spans,
+	// started from ctx, join the run's trace.
+	ctx = traceContext.Extract(ctx, traceCarrier(msg.Header))
 	ctx, cancel := context.WithTimeout(ctx, m.Limits.Timeout)
 	defer cancel()
 	if len(m.Grants.Net) > 0 {

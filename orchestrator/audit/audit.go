@@ -22,6 +22,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/internal/jsretry"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
+	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -284,7 +286,26 @@ func (l *Log) Publish(r Record) (*Pending, error) {
 		return nil, appendError(err)
 	}
 	l.noteRecord(r.Kind)
+	observe(&r)
 	return p, nil
+}
+
+// observe counts a record handed to the stream in the orchestrator's
+// metrics: its kind, and what a decision, an egress request or a
+// violation says. The one-off rule an approval names ("approval:ID") is
+// counted as "approval".
+func observe(r *Record) {
+	telemetry.AuditRecord(r.Kind, r.Op)
+	switch r.Kind {
+	case KindDecision:
+		rules := r.Rules
+		if len(rules) == 1 && strings.HasPrefix(rules[0], "approval:") {
+			rules = []string{"approval"}
+		}
+		telemetry.Decision(r.Tool, r.Action, rules)
+	case KindEgress:
+		telemetry.Egress(r.Subject, r.Status == "refused")
+	}
 }
 
 // ready, with l.mu held, refuses every record once the state directory
@@ -309,7 +330,8 @@ func (l *Log) send(data []byte) (*Pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pending{ack: ack, try: try{l: l, msg: msg, seq: l.seq, gen: l.gen, deadline: time.Now().Add(appendTimeout)}}
+	now := time.Now()
+	p := &Pending{ack: ack, sent: now, try: try{l: l, msg: msg, seq: l.seq, gen: l.gen, deadline: now.Add(appendTimeout)}}
 	l.last = hash(msg.Data)
 	l.seq++
 	l.n++
@@ -377,6 +399,8 @@ func withPrev(buf []byte, prev string) []byte {
 // not been waited for.
 type Pending struct {
 	ack jetstream.PubAckFuture
+	// sent is when the record was handed to the stream.
+	sent time.Time
 	// What retry needs to send the record again.
 	try
 
@@ -403,6 +427,7 @@ func (p *Pending) Wait(ctx context.Context) error {
 		case a := <-p.ack.Ok():
 			p.l.stored(a.Sequence)
 			p.done = true
+			telemetry.AuditAppend(time.Since(p.sent))
 			return nil
 		case err = <-p.ack.Err():
 			// Tries stop too when the state directory cannot be

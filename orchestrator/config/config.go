@@ -48,6 +48,9 @@ type Config struct {
 	Workers []Worker
 	// Secrets by name.
 	Secrets map[string]Secret
+	// OTLPEndpoint is telemetry.otlp_endpoint: the OTLP/HTTP receiver
+	// traces go to when no OTEL_EXPORTER_OTLP_* endpoint is set; "" for none.
+	OTLPEndpoint string
 	// Notify are the notifiers told of every held call.
 	Notify []Notifier
 }
@@ -153,7 +156,7 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{File: file, Dir: dir, Prefix: raw.Prefix, Secrets: raw.Secrets}
+	c := &Config{File: file, Dir: dir, Prefix: raw.Prefix, Secrets: raw.Secrets, OTLPEndpoint: raw.Telemetry.OTLPEndpoint}
 	c.NATS, c.ExternalNATS = parseNATS(file, doc, raw.NATS, dir, &ds)
 	if c.Prefix == "" {
 		c.Prefix = schemas.DefaultPrefix
@@ -213,13 +216,16 @@ func (c *Config) notifier(doc *schemas.Document, i int, n rawNotifier, ds *schem
 
 // rawConfig is sluice.yaml as written, once checked against its schema.
 type rawConfig struct {
-	NATS     json.RawMessage   `json:"nats"`
-	State    string            `json:"state"`
-	Prefix   string            `json:"subject_prefix"`
-	Policies []string          `json:"policies"`
-	Workers  []rawWorker       `json:"workers"`
-	Secrets  map[string]Secret `json:"secrets"`
-	Notify   []rawNotifier     `json:"notify"`
+	NATS      json.RawMessage   `json:"nats"`
+	State     string            `json:"state"`
+	Prefix    string            `json:"subject_prefix"`
+	Policies  []string          `json:"policies"`
+	Workers   []rawWorker       `json:"workers"`
+	Secrets   map[string]Secret `json:"secrets"`
+	Telemetry struct {
+		OTLPEndpoint string `json:"otlp_endpoint"`
+	} `json:"telemetry"`
+	Notify []rawNotifier `json:"notify"`
 }
 
 type rawNotifier struct {

@@ -29,8 +29,11 @@ import (
 
 	"code.dny.dev/ssrf"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
+	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -60,6 +63,9 @@ type Config struct {
 	SecretGrants map[string][]SecretGrant
 	// Report, when set, is told of every request, performed or refused.
 	Report func(Event)
+	// Span, when set, returns the span of call msgID, the parent of the
+	// span of each request made for it.
+	Span func(msgID string) trace.SpanContext
 	// RootCAs verifies servers' certificates; nil means the system's.
 	RootCAs *x509.CertPool
 }
@@ -152,22 +158,42 @@ type Event struct {
 
 // Do checks and performs one request of worker, serving call msgID, and
 // reports it to Config.Report.
+//
+// Each request is a span, a child of its call's: it names the worker, the
+// destination host:port and the outcome, never the URL's path or query.
 func (b *Broker) Do(ctx context.Context, worker, msgID string, body []byte) *schemas.EgressResponse {
+	if b.cfg.Span != nil {
+		if sc := b.cfg.Span(msgID); sc.IsValid() {
+			ctx = trace.ContextWithSpanContext(ctx, sc)
+		}
+	}
+	ctx, span := telemetry.Tracer().Start(ctx, "egress", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(telemetry.AttrWorker.String(worker), telemetry.AttrMsgID.String(msgID)))
 	resp := b.do(ctx, worker, msgID, body)
-	if b.cfg.Report != nil {
-		ev := Event{Worker: worker, MsgID: msgID, Status: resp.Status}
-		var req schemas.EgressRequest
-		if json.Unmarshal(body, &req) == nil {
-			if u, err := url.Parse(req.URL); err == nil && u.Host != "" && !placeholderRE.MatchString(u.Host) {
-				ev.Host = u.Host
-				if p, ok := defaultPorts[u.Scheme]; ok && u.Port() == "" {
-					ev.Host = net.JoinHostPort(u.Hostname(), p)
-				}
+	ev := Event{Worker: worker, MsgID: msgID, Status: resp.Status}
+	var req schemas.EgressRequest
+	if json.Unmarshal(body, &req) == nil {
+		if u, err := url.Parse(req.URL); err == nil && u.Host != "" && !placeholderRE.MatchString(u.Host) {
+			ev.Host = u.Host
+			if p, ok := defaultPorts[u.Scheme]; ok && u.Port() == "" {
+				ev.Host = net.JoinHostPort(u.Hostname(), p)
 			}
 		}
-		if resp.Error != nil {
-			ev.Refused = resp.Error.Message
+	}
+	if resp.Error != nil {
+		ev.Refused = resp.Error.Message
+	}
+	if span.IsRecording() {
+		outcome := "performed"
+		if ev.Refused != "" {
+			outcome = "refused"
+		} else {
+			span.SetAttributes(attribute.Int("http.response.status_code", resp.Status))
 		}
+		span.SetAttributes(telemetry.AttrHost.String(ev.Host), telemetry.AttrOutcome.String(outcome))
+	}
+	span.End()
+	if b.cfg.Report != nil {
 		b.cfg.Report(ev)
 	}
 	return resp

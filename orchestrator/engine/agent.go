@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/agent"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 	"github.com/sluicehq/sluice/orchestrator/runstore"
 )
 
@@ -53,6 +54,8 @@ func (r *run) agent(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.Lab
 		text = string(b)
 	}
 	h := &agentHost{r: r, s: s, res: res, idem: sc.idem}
+	ctx, span := telemetry.Start(ctx, "invoke_agent "+s.ID, telemetry.GenAIOperation.String("invoke_agent"), telemetry.GenAIAgentName.String(s.ID))
+	defer span.End()
 	out := agent.Run(ctx, h, agent.Step{ID: s.ID, Agent: a, Instructions: text, Label: label,
 		Chat: flow.AgentTool{Name: s.Call, Worker: s.Worker, Spec: s.Spec}})
 	res.Turns, res.Label, res.Error = out.Turns, out.Label, out.Error
@@ -100,7 +103,15 @@ func (h *agentHost) Call(ctx context.Context, c agent.Call) agent.Outcome {
 	if err != nil {
 		return agent.Outcome{Status: agent.Failed, Error: fmt.Sprintf("arguments: %v", err), Label: c.Label, Stop: true}
 	}
-	v := r.gate(ctx, st, sub, c.Args, body, idem)
+	// An agent's turn (its model's answer) and each tool call it makes are
+	// spans of the step's, as the GenAI conventions name them.
+	name, op := "execute_tool "+c.Tool.Name, "execute_tool"
+	if isChat(c.Key) {
+		name, op = "chat "+c.Tool.Name, "chat"
+	}
+	sctx, span := telemetry.Start(ctx, name, telemetry.GenAIOperation.String(op), telemetry.GenAIToolName.String(c.Tool.Name))
+	v := r.gate(sctx, st, sub, c.Args, body, idem)
+	telemetry.End(span, sub.Status)
 	h.last = sub
 	if !isChat(c.Key) {
 		h.res.Calls = append(h.res.Calls, *sub)

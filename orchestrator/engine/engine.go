@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/ifc"
@@ -43,6 +44,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/gate"
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
+	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 	"github.com/sluicehq/sluice/orchestrator/runstore"
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -133,6 +135,10 @@ func (e *Engine) Track(worker, msgID, hostport string) bool {
 // Filled is the egress broker's hook: it filled a secret into a request
 // of worker serving call msgID (gate.Gate.Filled).
 func (e *Engine) Filled(worker, msgID string) { e.gate.Filled(worker, msgID) }
+
+// SpanContext is the span of call msgID in flight (gate.Gate.SpanContext),
+// the egress broker's parent of its requests' spans.
+func (e *Engine) SpanContext(msgID string) trace.SpanContext { return e.gate.SpanContext(msgID) }
 
 // held is a run waiting in this process for the answer to a held call.
 type held struct {
@@ -401,7 +407,16 @@ func (e *Engine) drive(ctx context.Context, rs *runState, opts Options) (*Result
 // pass runs every step of a run that has not completed before (a
 // completed call's output is read back from the store), and records the
 // outcome: a finished run is removed from the store, a held one is kept.
-func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (*Result, error) {
+func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (res *Result, err error) {
+	// Each pass is a trace: a held run that resumes is another one.
+	ctx, span := telemetry.Start(ctx, "run "+rs.plan.Name, telemetry.AttrRunID.String(rs.id), telemetry.AttrFlow.String(rs.plan.Name))
+	defer func() {
+		status := StatusFailed
+		if err == nil && res != nil {
+			status = res.Status
+		}
+		telemetry.End(span, status)
+	}()
 	r := e.newPass(rs, opts)
 	r.schedule(ctx)
 	out := r.outcome()
@@ -447,13 +462,17 @@ func (r *run) schedule(ctx context.Context) {
 			for _, d := range s.Deps {
 				<-done[d]
 			}
-			res := r.step(ctx, s)
+			start := time.Now()
+			sctx, span := telemetry.Start(ctx, "step "+s.ID, telemetry.AttrStep.String(s.ID), telemetry.AttrTool.String(s.Call))
+			res := r.step(sctx, s)
 			if ctx.Err() != nil && res.Status != StatusCompleted && res.Status != StatusDenied {
 				// Stopped, not failed: the step did not finish (or did
 				// not start) because the run was interrupted.
 				res.Status = StatusInterrupted
 				res.Error = ""
 			}
+			telemetry.End(span, res.Status)
+			telemetry.Step(s.Call, res.Status, time.Since(start))
 			r.mu.Lock()
 			r.results[s.ID] = res
 			r.mu.Unlock()

@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/internal/jsonvalue"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -261,9 +263,21 @@ type tryResult struct {
 func (p *pass) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, body []byte, label ifc.Label,
 	msgID, idem string, timeout time.Duration) (res tryResult) {
 	g := p.g
+	ctx, span := telemetry.Tracer().Start(ctx, "deliver "+s.Call, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(telemetry.AttrTool.String(s.Call), telemetry.AttrWorker.String(s.Worker), telemetry.AttrMsgID.String(msgID)))
+	defer func() {
+		if span.IsRecording() && res.usage != nil {
+			span.SetAttributes(telemetry.GenAIInputTokens.Int64(res.usage.InputTokens), telemetry.GenAIOutputTokens.Int64(res.usage.OutputTokens))
+		}
+		status := StatusCompleted
+		if res.err != nil {
+			status = StatusFailed
+		}
+		telemetry.End(span, status)
+	}()
 	ctx, cancelCause := context.WithCancelCause(ctx)
 	defer cancelCause(nil)
-	f := &inflight{worker: s.Worker, cancel: cancelCause}
+	f := &inflight{worker: s.Worker, cancel: cancelCause, span: span.SpanContext()}
 	g.mu.Lock()
 	g.inflight[msgID] = f
 	g.mu.Unlock()
@@ -285,6 +299,8 @@ func (p *pass) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, 
 	if lb, err := json.Marshal(label); err == nil {
 		msg.Header.Set(schemas.HeaderLabel, string(lb))
 	}
+	// W3C trace context: a worker's own spans join the run's trace.
+	telemetry.Propagator.Inject(ctx, telemetry.HeaderCarrier(msg.Header))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var reply *nats.Msg
@@ -323,6 +339,20 @@ type inflight struct {
 	mu     sync.Mutex
 	hosts  []string
 	filled bool // the broker filled a secret into one of its requests
+	// span is the delivery's span, the parent of its egress requests'.
+	span trace.SpanContext
+}
+
+// SpanContext is the span of call msgID in flight, for the egress broker
+// to make its requests' spans children of it; invalid when there is no
+// such call or tracing is off.
+func (g *Gate) SpanContext(msgID string) trace.SpanContext {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f, ok := g.inflight[msgID]; ok {
+		return f.span
+	}
+	return trace.SpanContext{}
 }
 
 // errWorkerExited ends a call whose worker process exited: it gets no

@@ -34,6 +34,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
+	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -200,16 +201,33 @@ type pass struct {
 // ArgLabels the caller has set to the call's context label and the
 // labels of its arguments. It returns the outcome and, for a completed
 // call, its output.
+//
+// The call is a span of the run's trace, and counted in the metrics
+// (orchestrator/internal/telemetry).
 func (g *Gate) Pass(ctx context.Context, run Run, c Call, res *StepResult) (Outcome, *Value) {
 	p := &pass{g: g, run: run}
-	return p.gate(ctx, c.Step, res, c.Args, c.Body, c.Idem)
+	start := time.Now()
+	ctx, span := telemetry.Start(ctx, "call "+c.Step.Call, telemetry.AttrRunID.String(run.ID()), telemetry.AttrFlow.String(run.Flow()),
+		telemetry.AttrStep.String(c.Step.ID), telemetry.AttrTool.String(c.Step.Call), telemetry.AttrWorker.String(c.Step.Worker))
+	o, v := p.gate(ctx, c.Step, res, c.Args, c.Body, c.Idem)
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.AttrDecision.String(res.Decision), telemetry.AttrRules.StringSlice(res.Rules),
+			telemetry.AttrLabel.String(res.Label.String()), telemetry.AttrMsgID.String(res.MsgID), telemetry.AttrAttempts.Int(res.Attempts))
+	}
+	telemetry.End(span, o.String())
+	telemetry.Call(c.Step.Call, o.String(), time.Since(start))
+	return o, v
 }
 
 func (p *pass) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, body []byte, idem string) (Outcome, *Value) {
 	log := p.g.log.With("run_id", p.run.ID(), "step", s.ID, "tool", s.Call)
 	// The policy gate: nothing is delivered before this decision is
 	// recorded.
+	_, dspan := telemetry.Start(ctx, "policy.decide", telemetry.AttrTool.String(s.Call))
 	d, ok := p.decide(s, res, args)
+	dspan.SetAttributes(telemetry.AttrDecision.String(res.Decision), telemetry.AttrRules.StringSlice(res.Rules),
+		telemetry.AttrLabel.String(res.Label.String()))
+	dspan.End()
 	if !ok {
 		return Failed, nil
 	}
@@ -296,7 +314,15 @@ func (p *pass) decide(s *flow.Step, res *StepResult, args map[string]any) (polic
 func (p *pass) approved(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, idem string, d policy.Decision) (delivered ifc.Label, who string, ok bool) {
 	res.Status = StatusHeld
 	res.Args = args
+	_, span := telemetry.Start(ctx, "approval.wait", telemetry.AttrTool.String(s.Call))
 	who, ok = p.run.Hold(ctx, s, res, args, idem)
+	span.SetAttributes(telemetry.AttrApproval.String(res.ApprovalID))
+	waited := res.Status // held (no answer yet), denied or failed
+	if ok {
+		span.SetAttributes(telemetry.AttrApprover.String(who))
+		waited = "approved"
+	}
+	telemetry.End(span, waited)
 	if !ok {
 		return delivered, "", false
 	}

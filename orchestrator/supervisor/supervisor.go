@@ -28,6 +28,7 @@ import (
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/internal/natstls"
+	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 )
 
 // Bus is what the supervisor needs of the bus.
@@ -212,6 +213,7 @@ func (s *Supervisor) keep(w Worker, replica, slot int) {
 			backoff = 100 * time.Millisecond
 		}
 		s.log.Warn("worker exited; restarting", "worker", w.Name, "replica", replica, "err", err, "backoff", backoff)
+		telemetry.WorkerRestart(w.Name)
 		select {
 		case <-time.After(backoff):
 		case <-s.ctx.Done():
