@@ -292,15 +292,20 @@ func (l *Log) Publish(r Record) (*Pending, error) {
 
 // observe counts a record handed to the stream in the orchestrator's
 // metrics: its kind, and what a decision, an egress request or a
-// violation says. The one-off rule an approval names ("approval:ID") is
-// counted as "approval".
+// violation says. A rule is counted by its name ("name (file:line:col)"
+// in the record), and the one-off rule an approval names ("approval:ID")
+// as "approval".
 func observe(r *Record) {
 	telemetry.AuditRecord(r.Kind, r.Op)
 	switch r.Kind {
 	case KindDecision:
-		rules := r.Rules
-		if len(rules) == 1 && strings.HasPrefix(rules[0], "approval:") {
-			rules = []string{"approval"}
+		rules := make([]string, len(r.Rules))
+		for i, ref := range r.Rules {
+			// A rule by its name, without where it is written.
+			rules[i], _, _ = strings.Cut(ref, " (")
+			if strings.HasPrefix(ref, "approval:") {
+				rules[i] = "approval"
+			}
 		}
 		telemetry.Decision(r.Tool, r.Action, rules)
 	case KindEgress:

@@ -20,8 +20,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/engine"
+	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 )
 
 // Backend is what the page shows and answers: the orchestrator.
@@ -223,6 +226,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /approvals", s.approvalsPage)
 	mux.HandleFunc("POST /approvals/step/{answer}", s.answerStep)
 	mux.HandleFunc("POST /approvals/{id}/{answer}", s.answer)
+	mux.HandleFunc("GET /metrics", s.metrics)
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	return s.guard(mux)
@@ -239,6 +243,11 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			return
 		}
 		if strings.HasPrefix(r.URL.Path, "/static/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Path == "/metrics" && r.Method == http.MethodGet && equal(r.Header.Get("Authorization"), "Bearer "+s.key) {
+			// A scraper sends the page's key as a bearer token.
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -508,4 +517,16 @@ func heldInOneStep(held []engine.Approval, ids, hashes []string) (engine.Approva
 		}
 	}
 	return first, nil
+}
+
+// metrics serves the orchestrator's metrics in the Prometheus text
+// format, with the held calls counted as they stand now.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	held, err := s.approvals(r.Context())
+	if err != nil {
+		s.fail(w, "held calls", err)
+		return
+	}
+	telemetry.HeldCalls.Set(float64(len(held)))
+	promhttp.HandlerFor(telemetry.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}).ServeHTTP(w, r)
 }
