@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -266,4 +268,70 @@ func TestTracesOverOTLP(t *testing.T) {
 			t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
 		}
 	})
+}
+
+// sluice trace, --dot and --json of a run whose agent's payment was held
+// and whose next step was therefore skipped: the payment shows under the
+// agent's step as held, with the rule; every step and call its time; the
+// skipped step as skipped (grey and dashed in the graph).
+func TestTraceShowsAnAgentsCallsAndSkippedSteps(t *testing.T) {
+	host := site(t, map[string]string{"/poisoned": agentPoisonedPage})
+	flow := strings.Replace(agentBookFlow, "HIDE", "false", 1) + `  - id: note
+    call: web.fetch
+    with: {url: "${steps.booker.output}"}
+`
+	w := newWorkspace(t, map[string]string{"sluice.yaml": deployment(host, "hijackable"),
+		"answers.yaml": agentScript(host), "book.yaml": flow})
+	r := w.sluice("run", "book.yaml", "--input", "url=http://"+host+"/poisoned", "--wait=false", "--json")
+	if r.code != 4 {
+		t.Fatalf("exit code %d, want 4 (held)", r.code)
+	}
+	id := decodeRun(t, r.stdout).RunID
+
+	tr := w.sluice("trace", id)
+	if tr.code != 0 {
+		t.Fatalf("trace: exit %d: %s", tr.code, tr.stderr)
+	}
+	timed := regexp.MustCompile(`(?m)^├─ booker — llm\.chat: held \([0-9.]+[µm]?s\)$`)
+	for _, re := range []*regexp.Regexp{timed,
+		regexp.MustCompile(`(?m)^│      llm\.chat: completed \([0-9.]+[µm]?s\); decision allow; arguments `),
+		regexp.MustCompile(`(?m)^│      web\.fetch: completed \([0-9.]+[µm]?s\); decision allow; arguments `),
+		regexp.MustCompile(`(?m)^│      payment\.charge: held \(0s\); decision approve by .*untrusted-never-pays-alone.*; arguments untrusted`),
+		regexp.MustCompile(`(?m)^└─ note — web\.fetch: skipped$`)} {
+		if !re.MatchString(tr.stdout) {
+			t.Errorf("sluice trace lacks %s:\n%s", re, tr.stdout)
+		}
+	}
+
+	dot := w.sluice("trace", id, "--dot")
+	if dot.code != 0 {
+		t.Fatalf("trace --dot: exit %d: %s", dot.code, dot.stderr)
+	}
+	for _, want := range []string{`[label="note\nweb.fetch\nskipped", fillcolor="#eeeeee", style="rounded,filled,dashed"`,
+		`[label="payment.charge\nheld (0s)", fillcolor="#ffcdd2", fontsize=10, color="#f57c00", penwidth=3]`, `s0 -> s0_c2 [style=dotted`} {
+		if !strings.Contains(dot.stdout, want) {
+			t.Errorf("trace --dot lacks %s:\n%s", want, dot.stdout)
+		}
+	}
+
+	js := w.sluice("trace", id, "--json")
+	var run struct {
+		Steps []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+			Inner  []struct {
+				Tool, Status, Decision string
+				DurationMS             *int64 `json:"duration_ms"`
+			} `json:"inner_calls"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(js.stdout), &run); err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Steps) != 2 || len(run.Steps[0].Inner) != 4 || run.Steps[1].Status != "skipped" {
+		t.Fatalf("trace --json: %s", js.stdout)
+	}
+	if c := run.Steps[0].Inner[3]; c.Tool != "payment.charge" || c.Status != "held" || c.Decision != "approve" || c.DurationMS == nil {
+		t.Errorf("the held payment in --json: %+v", c)
+	}
 }

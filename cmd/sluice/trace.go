@@ -93,12 +93,17 @@ func traceCommand() *command {
 		name:  "trace",
 		usage: "trace RUN [--json | --dot] [--config FILE]",
 		short: "show a run as a tree of steps with labels, decisions and rules",
-		long: `Shows one run from the audit log: each step, the label of its arguments, the
-policy decision with the rules behind it, a person's answer to a held call,
-and the result. --json prints the same as JSON (schemas/output/trace.json,
-docs/json.md); --dot prints a Graphviz
-graph with each step coloured by its integrity (red: untrusted) and marked
-with its secrecy.
+		long: `Shows one run from the audit log: each step with the time it took, the label
+of its arguments, the policy decision with the rules behind it, a person's
+answer to a held call, and the result. Under a step that made more than one
+call (an agent, a for_each) each call is listed with its status, time,
+decision and label: a payment an agent proposed that was held shows there.
+A step that did not run shows as skipped. Times run from a step's (or a
+call's) first audit record to its last. --json prints the same as JSON
+(inner_calls, started, duration_ms; schemas/output/trace.json,
+docs/json.md); --dot prints a Graphviz graph with
+each step coloured by its integrity (red: untrusted), marked with its
+secrecy, an agent's calls beside it, and skipped steps grey and dashed.
 
 Like sluice runs, it asks the running orchestrator, or reads a private
 copy of the store: it never locks the state directory or writes to it.
@@ -156,7 +161,10 @@ func printTrace(w io.Writer, r *audit.Run) {
 		if i == len(r.Steps)-1 {
 			branch, pad = "└─", "  "
 		}
-		fmt.Fprintf(w, "%s %s — %s: %s\n", branch, show(s.ID), show(s.Tool), show(s.Status))
+		fmt.Fprintf(w, "%s %s — %s: %s%s\n", branch, show(s.ID), show(s.Tool), show(s.Status), took(s.Started != nil, s.DurationMS))
+		if s.Status == "skipped" {
+			continue
+		}
 		fmt.Fprintf(w, "%s   arguments: %s\n", pad, labelText(s.Label))
 		if s.Decision != "" {
 			fmt.Fprintf(w, "%s   decision: %s", pad, show(s.Decision))
@@ -179,7 +187,37 @@ func printTrace(w io.Writer, r *audit.Run) {
 		if s.Error != "" {
 			fmt.Fprintf(w, "%s   error: %s\n", pad, show(s.Error))
 		}
+		if inner(&s) {
+			fmt.Fprintf(w, "%s   calls:\n", pad)
+			for _, c := range s.Inner {
+				fmt.Fprintf(w, "%s     %s: %s%s", pad, show(c.Tool), show(c.Status), took(true, c.DurationMS))
+				if c.Decision != "" {
+					fmt.Fprintf(w, "; decision %s", show(c.Decision))
+					if len(c.Rules) > 0 {
+						fmt.Fprintf(w, " by %s", display.List(c.Rules))
+					}
+				}
+				fmt.Fprintf(w, "; arguments %s\n", labelText(c.Label))
+				if c.Answer != "" {
+					fmt.Fprintf(w, "%s       answered: %s\n", pad, show(c.Answer))
+				}
+			}
+		}
 	}
+}
+
+// inner says whether a step's calls are worth listing under it: it made
+// more than one, or one of a tool other than its own (an agent's).
+func inner(s *audit.StepTrace) bool {
+	return len(s.Inner) > 1 || (len(s.Inner) == 1 && s.Inner[0].Tool != s.Tool)
+}
+
+// took is " (N ms)", or "" when nothing was timed.
+func took(timed bool, ms int64) string {
+	if !timed {
+		return ""
+	}
+	return fmt.Sprintf(" (%s)", (time.Duration(ms) * time.Millisecond).String())
 }
 
 func printDot(w io.Writer, r *audit.Run) {
@@ -206,8 +244,28 @@ func printDot(w io.Writer, r *audit.Run) {
 			border = ", color=\"#f57c00\", penwidth=3"
 		case "denied", "failed":
 			border = ", color=\"#c62828\", penwidth=3"
+		case "skipped", "":
+			// It did not run: grey and dashed, whatever it would have read.
+			color, border = "#eeeeee", ", style=\"rounded,filled,dashed\", fontcolor=\"#757575\""
 		}
-		fmt.Fprintf(w, "  %s [label=%q, fillcolor=%q%s];\n", id, show(s.ID)+"\n"+show(s.Tool)+"\n"+show(s.Status)+secrecy, color, border)
+		fmt.Fprintf(w, "  %s [label=%q, fillcolor=%q%s];\n", id, show(s.ID)+"\n"+show(s.Tool)+"\n"+show(s.Status)+took(s.Started != nil, s.DurationMS)+secrecy, color, border)
+		if inner(&s) {
+			for j, c := range s.Inner {
+				cid := fmt.Sprintf("%s_c%d", id, j)
+				ccolor, cborder := "#c8e6c9", ""
+				if c.Label != nil && c.Label.Integrity() == ifc.Untrusted {
+					ccolor = "#ffcdd2"
+				}
+				switch c.Status {
+				case "held":
+					cborder = ", color=\"#f57c00\", penwidth=3"
+				case "denied", "failed":
+					cborder = ", color=\"#c62828\", penwidth=3"
+				}
+				fmt.Fprintf(w, "  %s [label=%q, fillcolor=%q, fontsize=10%s];\n  %s -> %s [style=dotted, arrowhead=none];\n",
+					cid, show(c.Tool)+"\n"+show(c.Status)+took(true, c.DurationMS), ccolor, cborder, id, cid)
+			}
+		}
 		switch {
 		case !r.Planned:
 			// An older log: the order steps were decided in.

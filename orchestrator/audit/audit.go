@@ -121,6 +121,9 @@ type PlanStep struct {
 	ID   string   `json:"id"`
 	Tool string   `json:"tool"`
 	Deps []string `json:"deps,omitempty"`
+	// Status, in a run_finished record, is "skipped" for a step that did
+	// not run (a step it reads did not complete, or its if was false).
+	Status string `json:"status,omitempty"`
 }
 
 // StreamName is the JetStream stream holding the audit log.

@@ -53,6 +53,30 @@ type StepTrace struct {
 	// elements of a for_each step. (In JSON "results", not "calls": in
 	// sluice run --json, calls are an agent step's tool calls.)
 	Calls int `json:"results"`
+	// Started is the time of the step's first record; Duration runs from
+	// it to the last (in milliseconds; 0 when the step has one record).
+	Started    *time.Time `json:"started,omitempty"`
+	DurationMS int64      `json:"duration_ms,omitempty"`
+	// Inner are the calls the step made, in order: one for a plain step,
+	// one per element of a for_each, and for an agent each turn of its
+	// model and each tool call it made, held and denied ones included.
+	Inner []CallTrace `json:"inner_calls,omitempty"`
+}
+
+// CallTrace is one call a step made: the decision on it, a person's
+// answer, and its result, with the time from the decision to the last of
+// them.
+type CallTrace struct {
+	Tool       string     `json:"tool"`
+	MsgID      string     `json:"msg_id,omitempty"`
+	Label      *ifc.Label `json:"label,omitempty"`
+	Decision   string     `json:"decision,omitempty"`
+	Rules      []string   `json:"rules,omitempty"`
+	Answer     string     `json:"answer,omitempty"`
+	Status     string     `json:"status"`
+	Error      string     `json:"error,omitempty"`
+	Started    time.Time  `json:"started"`
+	DurationMS int64      `json:"duration_ms"`
 }
 
 // ReadRuns reads an export (JSON lines) and returns its runs, newest first.
@@ -90,6 +114,12 @@ func (run *Run) apply(rec *Record) {
 	case KindRunFinished:
 		t := rec.Time
 		run.Finished, run.Status = &t, rec.Status
+		// The steps that did not run: skipped ones.
+		for _, ps := range rec.Steps {
+			if ps.Status != "" {
+				step(run, ps.ID, ps.Tool).Status = ps.Status
+			}
+		}
 	case KindRunResumed:
 		run.Finished, run.Status = nil, "running"
 	case KindRunInterrupted:
@@ -100,14 +130,52 @@ func (run *Run) apply(rec *Record) {
 			step(run, ps.ID, ps.Tool).Status = "interrupted"
 		}
 	case KindAnswer:
-		step(run, rec.Step, rec.Tool).answer(rec)
+		s := step(run, rec.Step, rec.Tool)
+		s.at(rec.Time)
+		s.answer(rec)
 	case KindDecision:
-		step(run, rec.Step, rec.Tool).decide(rec)
+		s := step(run, rec.Step, rec.Tool)
+		s.at(rec.Time)
+		s.decide(rec)
 	case KindResult:
 		s := step(run, rec.Step, rec.Tool)
+		s.at(rec.Time)
 		s.Calls++
 		s.Status, s.OutputLabel, s.Error = rec.Status, rec.Label, rec.Error
+		if c := s.call(rec.MsgID, rec.Tool); c != nil {
+			c.Status, c.Error = rec.Status, rec.Error
+			c.end(rec.Time)
+		}
 	}
+}
+
+// at notes a record of the step at t: the step's start and duration.
+func (s *StepTrace) at(t time.Time) {
+	if s.Started == nil {
+		s.Started = &t
+		return
+	}
+	s.DurationMS = max(s.DurationMS, t.Sub(*s.Started).Milliseconds())
+}
+
+// call finds the step's call msgID, else its last call of tool (a try
+// after the first has an id of its own).
+func (s *StepTrace) call(msgID, tool string) *CallTrace {
+	for i := len(s.Inner) - 1; i >= 0; i-- {
+		if msgID != "" && s.Inner[i].MsgID == msgID {
+			return &s.Inner[i]
+		}
+	}
+	for i := len(s.Inner) - 1; i >= 0; i-- {
+		if s.Inner[i].Tool == tool {
+			return &s.Inner[i]
+		}
+	}
+	return nil
+}
+
+func (c *CallTrace) end(t time.Time) {
+	c.DurationMS = max(c.DurationMS, t.Sub(c.Started).Milliseconds())
 }
 
 // plan lists the flow's steps, with what each depends on, from the record
@@ -131,14 +199,23 @@ func (s *StepTrace) decide(rec *Record) {
 		return
 	}
 	s.Label, s.ArgLabels, s.Decision, s.Rules, s.Reasons = rec.Label, rec.ArgLabels, rec.Action, rec.Rules, rec.Reasons
+	status := "decided"
 	switch rec.Action {
 	case "deny":
-		s.Status = "denied"
+		status = "denied"
 	case "approve":
-		s.Status = "held"
-	default:
-		s.Status = "decided"
+		status = "held"
 	}
+	s.Status = status
+	// A second decision on the same call (a cap that denies it after the
+	// rules allowed it) changes that call; any other is a call of its own.
+	if c := s.call(rec.MsgID, ""); c != nil && rec.MsgID != "" {
+		c.Decision, c.Rules, c.Status = rec.Action, rec.Rules, status
+		c.end(rec.Time)
+		return
+	}
+	s.Inner = append(s.Inner, CallTrace{Tool: rec.Tool, MsgID: rec.MsgID, Label: rec.Label, Decision: rec.Action,
+		Rules: rec.Rules, Status: status, Started: rec.Time})
 }
 
 // answer records a person's answer to the step's held call; a call denied
@@ -147,6 +224,14 @@ func (s *StepTrace) answer(rec *Record) {
 	s.Answer = rec.Action + ": " + firstOr(rec.Reasons, "")
 	if rec.Action == "deny" {
 		s.Status = "denied"
+	}
+	// The held call it answers: the step's last call of that tool.
+	if c := s.call("", rec.Tool); c != nil {
+		c.Answer = s.Answer
+		if rec.Action == "deny" {
+			c.Status = "denied"
+		}
+		c.end(rec.Time)
 	}
 }
 

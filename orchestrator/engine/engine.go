@@ -514,6 +514,12 @@ func (r *run) outputs(out *Result) {
 // held run is kept in the store, and a finished one removed from it.
 func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) (*Result, error) {
 	rec := audit.Record{Kind: audit.KindRunFinished, RunID: r.id, Flow: r.plan.Name, Status: out.Status, Error: out.Error}
+	for _, s := range out.Steps {
+		if s.Status == StatusSkipped {
+			// Recorded by nothing else: no call was decided.
+			rec.Steps = append(rec.Steps, audit.PlanStep{ID: s.ID, Tool: s.Tool, Status: s.Status})
+		}
+	}
 	if err := r.publish(rec); err != nil {
 		return notRecorded(out, err)
 	}

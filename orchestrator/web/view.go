@@ -100,7 +100,31 @@ type stepView struct {
 	View      *labelView
 	ArgLabels []namedLabel
 	Output    *labelView
+	// Took is how long the step took, "" when it was not timed;
+	// InnerCalls the calls an agent (or a for_each) made.
+	Took       string
+	InnerCalls []callView
 }
+
+// callView is one call a step made.
+type callView struct {
+	audit.CallTrace
+	Class string
+	View  *labelView
+	Took  string
+}
+
+// stepClass is a step's CSS class: skipped for a step that did not run,
+// else the integrity of its label.
+func stepClass(s *audit.StepTrace) string {
+	if s.Status == "skipped" {
+		return "skipped"
+	}
+	return integrityClass(s.Label)
+}
+
+// took is a duration in milliseconds as the page shows it.
+func took(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() }
 
 type namedLabel struct {
 	Name  string
@@ -122,7 +146,16 @@ func newRunView(r *audit.Run, held []engine.Approval) runView {
 		}
 	}
 	for _, s := range r.Steps {
-		sv := stepView{StepTrace: s, Class: integrityClass(s.Label), View: newLabelView(s.Label), Output: newLabelView(s.OutputLabel)}
+		sv := stepView{StepTrace: s, Class: stepClass(&s), View: newLabelView(s.Label), Output: newLabelView(s.OutputLabel)}
+		if len(s.Inner) > 1 || (len(s.Inner) == 1 && s.Inner[0].Tool != s.Tool) {
+			for _, c := range s.Inner {
+				sv.InnerCalls = append(sv.InnerCalls, callView{CallTrace: c, Class: integrityClass(c.Label), View: newLabelView(c.Label),
+					Took: took(c.DurationMS)})
+			}
+		}
+		if s.Started != nil {
+			sv.Took = took(s.DurationMS)
+		}
 		for _, name := range slices.Sorted(maps.Keys(s.ArgLabels)) {
 			l := s.ArgLabels[name]
 			sv.ArgLabels = append(sv.ArgLabels, namedLabel{Name: name, Label: newLabelView(&l)})
@@ -372,13 +405,16 @@ func newNode(r *audit.Run, i, x, y int) node {
 		return nd
 	}
 	s := r.Steps[i]
-	nd.Class, nd.Anchor = integrityClass(s.Label), "step-"+s.ID
+	nd.Class, nd.Anchor = stepClass(&s), "step-"+s.ID
 	nd.Title = display.String(s.ID + " (" + s.Tool + ")")
 	line(display.String(s.ID), "id")
 	line(display.String(s.Tool), "")
 	status := s.Status
-	if s.Decision != "" {
+	if s.Decision != "" && s.Status != "skipped" {
 		status += " · " + s.Decision
+	}
+	if s.Started != nil {
+		status += " · " + took(s.DurationMS)
 	}
 	line(display.String(status), "status "+s.Status)
 	if len(s.Rules) > 0 {

@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -519,5 +521,42 @@ func TestStepAnsweredTogether(t *testing.T) {
 	noToken := url.Values{"id": f["id"], "hash": f["hash"]}
 	if r := c.do(http.MethodPost, "/approvals/step/deny", noToken, nil); r.StatusCode != http.StatusForbidden {
 		t.Fatalf("without the form token: %d", r.StatusCode)
+	}
+}
+
+// An agent step lists the calls it made — the held payment among them —
+// each with its decision and time; the step shows its time; a step that
+// did not run is drawn as skipped, not by a label it never had.
+func TestRunPageInnerCallsAndSkipped(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	u := ifc.UntrustedFrom(pageSource)
+	run := &audit.Run{ID: runID, Flow: "agent-book", Started: t0, Status: "held", Planned: true, Steps: []audit.StepTrace{
+		{ID: "booker", Tool: "llm.chat", Status: "held", Decision: "approve", Label: &u, Started: &t0, DurationMS: 5000, Inner: []audit.CallTrace{
+			{Tool: "llm.chat", Decision: "allow", Status: "completed", Started: t0, DurationMS: 2000},
+			{Tool: "payment.charge", Decision: "approve", Rules: []string{"untrusted-never-pays-alone (builtin/default.yaml:21:5)"}, Label: &u,
+				Status: "held", Started: t0.Add(5 * time.Second)},
+		}},
+		{ID: "note", Tool: "web.fetch", Deps: []string{"booker"}, Status: "skipped", Label: ptr(ifc.TrustedFrom(ifc.SourceUser))},
+	}}
+	g := layout(run)
+	if g.Nodes[2].Class != "skipped" {
+		t.Errorf("the skipped step's node has class %q", g.Nodes[2].Class)
+	}
+	var lines []string
+	for _, l := range g.Nodes[1].Lines {
+		lines = append(lines, l.Text)
+	}
+	if !slices.Contains(lines, "held · approve · 5s") {
+		t.Errorf("booker's node lines %q: want its status, decision and time", lines)
+	}
+	c := start(t, &backend{runs: []*audit.Run{run}})
+	body := c.get("/runs/" + runID).body
+	for _, want := range []string{`<section class="step skipped" id="step-note">`, `<span class="took">5s</span>`, `<table class="calls">`,
+		`<tr class="call untrusted"><td><code>payment.charge</code></td><td><span class="status held">held</span>`,
+		`<td>2s</td>`, "untrusted-never-pays-alone (builtin/default.yaml:21:5)", `<g class="node skipped">`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the run page lacks %s", want)
+		}
 	}
 }
