@@ -242,6 +242,31 @@ func TestTracesOverOTLP(t *testing.T) {
 		}
 	})
 
+	t.Run("sluice.yaml", func(t *testing.T) {
+		rcv, err := startOTLPReceiver(t, "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := map[string]string{}
+		for k, v := range files {
+			cfg[k] = v
+		}
+		cfg["sluice.yaml"] = "telemetry:\n  otlp_endpoint: " + rcv.url + "\n" + files["sluice.yaml"]
+		w := newWorkspace(t, cfg)
+		if r := w.sluiceEnv(cleanEnv(), args...); r.code != 4 {
+			t.Fatalf("exit code %d, want 4 (held)", r.code)
+		}
+		if _, spans := rcv.got(); len(spans) == 0 || !slices.ContainsFunc(spans, func(s *tracepb.Span) bool { return s.Name == "run agent-book" }) {
+			t.Fatalf("%d spans, none for the run", len(spans))
+		}
+		cfg["sluice.yaml"] = "telemetry:\n  otlp_endpoint: 127.0.0.1:4318\n" + files["sluice.yaml"]
+		w = newWorkspace(t, cfg)
+		r := w.sluiceEnv(cleanEnv(), args...)
+		if r.code == 0 || r.code == 4 || !strings.Contains(r.stderr, "sluice.yaml:2:18") || !strings.Contains(r.stderr, "otlp_endpoint") {
+			t.Fatalf("a bad telemetry.otlp_endpoint: exit %d, stderr:\n%s", r.code, r.stderr)
+		}
+	})
+
 	t.Run("not configured", func(t *testing.T) {
 		// A receiver where an exporter with no endpoint would send.
 		rcv, err := startOTLPReceiver(t, "127.0.0.1:4318")

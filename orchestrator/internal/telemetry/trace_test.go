@@ -1,0 +1,81 @@
+package telemetry
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// Traces are exported only when an endpoint is configured, and not when
+// the SDK or the traces exporter is turned off; a malformed endpoint or
+// another protocol is refused, naming the variable.
+func TestSetup(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		getenv   func(string) string
+		endpoint string
+		on       bool
+		err      string
+	}{
+		{name: "nothing", getenv: env()},
+		{name: "base URL", getenv: env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"), on: true},
+		{name: "traces URL", getenv: env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:4318/v1/traces"), on: true},
+		{name: "sluice.yaml", getenv: env(), endpoint: "http://127.0.0.1:4318", on: true},
+		{name: "disabled", getenv: env("OTEL_SDK_DISABLED", "true", "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")},
+		{name: "exporter none", getenv: env("OTEL_TRACES_EXPORTER", "none"), endpoint: "http://127.0.0.1:4318"},
+		{name: "no scheme", getenv: env("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4318"),
+			err: "OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4318: want an http:// or https:// URL"},
+		{name: "bad traces URL", getenv: env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x"), endpoint: "http://127.0.0.1:4318",
+			err: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=ftp://x"},
+		{name: "grpc", getenv: env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+			err: "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: sluice exports traces over OTLP/HTTP only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			shutdown, on, err := Setup(Config{Endpoint: tc.endpoint, Getenv: tc.getenv})
+			defer shutdown(context.Background())
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || on != tc.on {
+				t.Fatalf("on %v, err %v; want on %v", on, err, tc.on)
+			}
+			_, span := Start(context.Background(), "x")
+			if span.IsRecording() != tc.on {
+				t.Errorf("span recording %v, want %v", span.IsRecording(), tc.on)
+			}
+			span.End()
+		})
+	}
+	// After the shutdown of the last, spans are no-ops again.
+	if _, span := Start(context.Background(), "after"); span.IsRecording() {
+		t.Error("a span records after shutdown")
+	}
+}
+
+// The trace context goes into a bus message's headers as W3C names it, and
+// comes back out.
+func TestHeaderCarrier(t *testing.T) {
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5}, TraceFlags: trace.FlagsSampled})
+	h := HeaderCarrier{}
+	Propagator.Inject(trace.ContextWithSpanContext(context.Background(), sc), h)
+	if got := h.Get("traceparent"); got != "00-01020300000000000000000000000000-0405000000000000-01" {
+		t.Fatalf("traceparent %q", got)
+	}
+	back := trace.SpanContextFromContext(Propagator.Extract(context.Background(), h))
+	if back.TraceID() != sc.TraceID() || back.SpanID() != sc.SpanID() || !back.IsRemote() {
+		t.Errorf("extracted %v, want %v", back, sc)
+	}
+}
