@@ -463,7 +463,7 @@ func (r *run) schedule(ctx context.Context) {
 				<-done[d]
 			}
 			start := time.Now()
-			sctx, span := telemetry.Start(ctx, "step "+s.ID, telemetry.AttrStep.String(s.ID), telemetry.AttrTool.String(s.Call))
+			sctx, span := telemetry.Start(ctx, "step "+s.ID, telemetry.AttrStep.String(s.ID))
 			res := r.step(sctx, s)
 			if ctx.Err() != nil && res.Status != StatusCompleted && res.Status != StatusDenied {
 				// Stopped, not failed: the step did not finish (or did

@@ -264,7 +264,7 @@ func (p *pass) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, 
 	msgID, idem string, timeout time.Duration) (res tryResult) {
 	g := p.g
 	ctx, span := telemetry.Tracer().Start(ctx, "deliver "+s.Call, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(telemetry.AttrTool.String(s.Call), telemetry.AttrWorker.String(s.Worker), telemetry.AttrMsgID.String(msgID)))
+		trace.WithAttributes(telemetry.AttrMsgID.String(msgID)))
 	defer func() {
 		if span.IsRecording() && res.usage != nil {
 			span.SetAttributes(telemetry.GenAIInputTokens.Int64(res.usage.InputTokens), telemetry.GenAIOutputTokens.Int64(res.usage.OutputTokens))

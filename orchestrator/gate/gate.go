@@ -207,11 +207,13 @@ type pass struct {
 func (g *Gate) Pass(ctx context.Context, run Run, c Call, res *StepResult) (Outcome, *Value) {
 	p := &pass{g: g, run: run}
 	start := time.Now()
-	ctx, span := telemetry.Start(ctx, "call "+c.Step.Call, telemetry.AttrRunID.String(run.ID()), telemetry.AttrFlow.String(run.Flow()),
-		telemetry.AttrStep.String(c.Step.ID), telemetry.AttrTool.String(c.Step.Call), telemetry.AttrWorker.String(c.Step.Worker))
+	// The run and the step are the span's parents: it names only what is
+	// its own (the fewer attributes, the less a span costs a call).
+	ctx, span := telemetry.Start(ctx, "call "+c.Step.Call)
 	o, v := p.gate(ctx, c.Step, res, c.Args, c.Body, c.Idem)
 	if span.IsRecording() {
-		span.SetAttributes(telemetry.AttrDecision.String(res.Decision), telemetry.AttrRules.StringSlice(res.Rules),
+		span.SetAttributes(telemetry.AttrTool.String(c.Step.Call), telemetry.AttrWorker.String(c.Step.Worker),
+			telemetry.AttrDecision.String(res.Decision), telemetry.AttrRules.StringSlice(res.Rules),
 			telemetry.AttrLabel.String(res.Label.String()), telemetry.AttrMsgID.String(res.MsgID), telemetry.AttrAttempts.Int(res.Attempts))
 	}
 	telemetry.End(span, o.String())
@@ -223,10 +225,12 @@ func (p *pass) gate(ctx context.Context, s *flow.Step, res *StepResult, args map
 	log := p.g.log.With("run_id", p.run.ID(), "step", s.ID, "tool", s.Call)
 	// The policy gate: nothing is delivered before this decision is
 	// recorded.
-	_, dspan := telemetry.Start(ctx, "policy.decide", telemetry.AttrTool.String(s.Call))
+	// The decision's span: its label is the call's (on the parent).
+	_, dspan := telemetry.Start(ctx, "policy.decide")
 	d, ok := p.decide(s, res, args)
-	dspan.SetAttributes(telemetry.AttrDecision.String(res.Decision), telemetry.AttrRules.StringSlice(res.Rules),
-		telemetry.AttrLabel.String(res.Label.String()))
+	if dspan.IsRecording() {
+		dspan.SetAttributes(telemetry.AttrDecision.String(res.Decision), telemetry.AttrRules.StringSlice(res.Rules))
+	}
 	dspan.End()
 	if !ok {
 		return Failed, nil
@@ -314,7 +318,7 @@ func (p *pass) decide(s *flow.Step, res *StepResult, args map[string]any) (polic
 func (p *pass) approved(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, idem string, d policy.Decision) (delivered ifc.Label, who string, ok bool) {
 	res.Status = StatusHeld
 	res.Args = args
-	_, span := telemetry.Start(ctx, "approval.wait", telemetry.AttrTool.String(s.Call))
+	_, span := telemetry.Start(ctx, "approval.wait")
 	who, ok = p.run.Hold(ctx, s, res, args, idem)
 	span.SetAttributes(telemetry.AttrApproval.String(res.ApprovalID))
 	waited := res.Status // held (no answer yet), denied or failed

@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -61,12 +60,21 @@ const (
 // its last Setup installed.
 var provider atomic.Pointer[holder]
 
-type holder struct{ tp trace.TracerProvider }
+// holder is a provider and its tracer, looked up once (the SDK's lookup
+// takes a lock).
+type holder struct {
+	tp     trace.TracerProvider
+	tracer trace.Tracer
+}
 
-func init() { provider.Store(&holder{noop.NewTracerProvider()}) }
+func newHolder(tp trace.TracerProvider) *holder {
+	return &holder{tp: tp, tracer: tp.Tracer("github.com/sluicehq/sluice")}
+}
+
+func init() { provider.Store(newHolder(noop.NewTracerProvider())) }
 
 // Tracer is Sluice's tracer. It costs next to nothing when tracing is off.
-func Tracer() trace.Tracer { return provider.Load().tp.Tracer("github.com/sluicehq/sluice") }
+func Tracer() trace.Tracer { return provider.Load().tracer }
 
 // Start starts a span named name as a child of the span in ctx.
 func Start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
@@ -149,13 +157,15 @@ func Setup(cfg Config) (shutdown func(context.Context) error, on bool, err error
 		service = "sluice"
 	}
 	res := resource.NewSchemaless(attribute.String("service.name", service))
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)), sdktrace.WithResource(res))
-	h := &holder{tp}
+	// Spans go in batches (every 5s, or 512 at once), off the calls' path;
+	// Close flushes the last.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	h := newHolder(tp)
 	provider.Store(h)
 	otel.SetTracerProvider(tp)
 	return func(ctx context.Context) error {
 		err := tp.Shutdown(ctx)
-		provider.CompareAndSwap(h, &holder{noop.NewTracerProvider()})
+		provider.CompareAndSwap(h, newHolder(noop.NewTracerProvider()))
 		return err
 	}, true, nil
 }
