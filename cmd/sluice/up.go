@@ -57,7 +57,15 @@ It also serves a web page on this machine only (a loopback address): the
 runs, each as a graph of its steps coloured by their labels, and the held
 calls with Approve and Deny buttons. Its address, which carries a key to
 the page, is printed and written to <state>/run/web.url (mode 0600).
-Answers given there are recorded as by web:<OS user>.
+Answers given there are recorded as by web:<OS user>. The same server
+serves /metrics in the Prometheus text format to a scraper that sends the
+key as a bearer token (Authorization: Bearer <key>); see
+docs/observability.md.
+
+Traces of every run go over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or telemetry.otlp_endpoint in
+sluice.yaml) names a receiver; otherwise none are sent. sluice run does
+the same for the runs it starts itself.
 
 Examples:
   sluice up

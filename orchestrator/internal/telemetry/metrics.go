@@ -63,7 +63,7 @@ var (
 	}, []string{"worker"})
 	violations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_violations_total",
-		Help: "Violations recorded in the audit log, by operation (publish, subscribe, egress, secret, label, ...).",
+		Help: "Violations recorded in the audit log, by op: what the bus refused a worker (publish, subscribe, ...), secret, label.",
 	}, []string{"op"})
 	// HeldCalls is set by the web page at each scrape from the store of
 	// held calls.
