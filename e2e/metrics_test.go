@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,5 +171,31 @@ func TestMetricsOnTheWebServer(t *testing.T) {
 	}
 	if got := sample(fams, "sluice_decisions_total", map[string]string{"tool": "payment.charge", "decision": "allow", "rule": "approval"}); got != 1 {
 		t.Errorf("the approval's decision: %v", got)
+	}
+
+	// A worker process that dies is started again, and counted.
+	if got := sample(fams, "sluice_worker_restarts_total", map[string]string{"worker": "web"}); got > 0 {
+		t.Fatalf("web restarted %v times before it was killed", got)
+	}
+	var victim int
+	for pid, cmd := range childProcesses(t, up.cmd.Process.Pid) {
+		if strings.Contains(cmd, "builtin:web") {
+			victim = pid
+		}
+	}
+	if victim == 0 {
+		t.Fatalf("no web worker among %v", childProcesses(t, up.cmd.Process.Pid))
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		if sample(scrape(t, base, key), "sluice_worker_restarts_total", map[string]string{"worker": "web"}) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the killed web worker was not counted as restarted within a minute")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
