@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -358,5 +359,65 @@ func TestTraceShowsAnAgentsCallsAndSkippedSteps(t *testing.T) {
 	}
 	if c := run.Steps[0].Inner[3]; c.Tool != "payment.charge" || c.Status != "held" || c.Decision != "approve" || c.DurationMS == nil {
 		t.Errorf("the held payment in --json: %+v", c)
+	}
+}
+
+// A call that spent tokens at a model API is traced with the GenAI
+// conventions' attributes: the operation, the tokens the worker reported
+// and the model the deployment's configuration names; the API key, which
+// stays at the broker, is in no span.
+func TestModelCallSpans(t *testing.T) {
+	const key = "sk-ant-e2e-trace-7c1d"
+	api := newAnthropicAPI(t, key, func(req map[string]any) map[string]any {
+		return anthropicMessage("tool_use", 41, 9, map[string]any{"type": "tool_use", "id": "toolu_x", "name": "answer",
+			"input": map[string]any{"price": 120, "currency": "EUR"}})
+	})
+	rcv, err := startOTLPReceiver(t, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkspace(t, map[string]string{
+		"sluice.yaml": fmt.Sprintf(`workers:
+  - manifest: builtin:llm
+    config: {backend: anthropic, base_url: "http://%s", model: claude-test, api_key: "{{secret:anthropic_key}}", max_tokens: 1024}
+    grants:
+      net: [%q]
+      secrets: [{name: anthropic_key, hosts: ["127.0.0.1"]}]
+secrets:
+  anthropic_key: {env: SLUICE_E2E_ANTHROPIC_KEY}
+`, api.host, api.host),
+		"flow.yaml": `name: price
+steps:
+  - id: price
+    call: llm.extract
+    with:
+      text: A double room costs 120 EUR per night.
+      instruction: The price per night.
+      schema: {type: object, properties: {price: {type: number}, currency: {type: string}}, required: [price, currency]}
+`})
+	r := w.sluiceEnv(cleanEnv("SLUICE_E2E_ANTHROPIC_KEY="+key, "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.url), "run", "flow.yaml", "--json")
+	if r.code != 0 {
+		t.Fatalf("exit code %d, want 0", r.code)
+	}
+	_, spans := rcv.got()
+	var deliver *tracepb.Span
+	for _, s := range spans {
+		if s.Name == "deliver llm.extract" {
+			deliver = s
+		}
+		for _, kv := range s.Attributes {
+			if strings.Contains(kv.GetValue().GetStringValue(), key) {
+				t.Errorf("span %s attribute %s carries the API key", s.Name, kv.Key)
+			}
+		}
+	}
+	if deliver == nil {
+		t.Fatalf("no deliver llm.extract span among %d", len(spans))
+	}
+	for k, want := range map[string]string{"gen_ai.operation.name": "chat", "gen_ai.request.model": "claude-test",
+		"gen_ai.usage.input_tokens": "41", "gen_ai.usage.output_tokens": "9"} {
+		if got := spanAttr(deliver, k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
 	}
 }

@@ -292,7 +292,7 @@ func (o *Orchestrator) startEngine(d *config.Config, secrets map[string]egress.S
 	o.notify = notify.New(notifyTargets(d, secrets), o.log.With("component", "notify"))
 	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.current.Load().Policy, Audit: o.audit,
 		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered,
-		Secrets: echo.New(values), Fault: o.fault, Held: func(a engine.Approval) {
+		Secrets: echo.New(values), Fault: o.fault, Models: models(d, o.manifests), Held: func(a engine.Approval) {
 			o.notify.Held(notify.Held{Approval: a.ID, Run: a.RunID, Flow: a.Flow, Step: a.Step, Tool: a.Tool, Created: a.Created})
 		}})
 }
@@ -320,6 +320,24 @@ func (o *Orchestrator) SetApprovalLink(link string) {
 	if o.notify != nil {
 		o.notify.SetLink(link)
 	}
+}
+
+// models names, by worker, the model its configuration asks for (the
+// config's "model"), for the traces of its calls.
+func models(d *config.Config, manifests map[string]*capabilities.Manifest) map[string]string {
+	out := map[string]string{}
+	for _, w := range d.Workers {
+		var c struct {
+			Model string `json:"model"`
+		}
+		if json.Unmarshal(w.Config, &c) != nil || c.Model == "" {
+			continue
+		}
+		if m, err := capabilities.Load(w.Manifest); err == nil && manifests[m.Worker] != nil {
+			out[m.Worker] = c.Model
+		}
+	}
+	return out
 }
 
 // startBroker starts the egress broker with each worker's network and

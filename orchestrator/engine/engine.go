@@ -91,6 +91,9 @@ type Config struct {
 	// once with that cause, and so does the run, instead of waiting for an
 	// answer the server will not send. Give the audit log the same one.
 	Fault *fault.Store
+	// Models names, by worker, the model its configuration asks for (an
+	// llm worker's model), for the traces (gate.Config.Models).
+	Models map[string]string
 }
 
 // Delivery is a call the gate let through (gate.Delivery).
@@ -195,7 +198,7 @@ func New(cfg Config) *Engine {
 	e.policy.Store(cfg.Policy)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.gate = gate.New(gate.Config{Conn: cfg.Conn, Subjects: cfg.Subjects, Manifests: cfg.Manifests, Log: log,
-		Replicas: cfg.Replicas, Delivered: cfg.Delivered, Secrets: cfg.Secrets, Fault: cfg.Fault,
+		Replicas: cfg.Replicas, Delivered: cfg.Delivered, Secrets: cfg.Secrets, Fault: cfg.Fault, Models: cfg.Models,
 		Now: func() time.Time { return e.now() }})
 	return e
 }

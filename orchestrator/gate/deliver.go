@@ -267,7 +267,12 @@ func (p *pass) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, 
 		trace.WithAttributes(telemetry.AttrMsgID.String(msgID)))
 	defer func() {
 		if span.IsRecording() && res.usage != nil {
-			span.SetAttributes(telemetry.GenAIInputTokens.Int64(res.usage.InputTokens), telemetry.GenAIOutputTokens.Int64(res.usage.OutputTokens))
+			// A model API was called: the GenAI conventions' attributes.
+			span.SetAttributes(telemetry.GenAIOperation.String("chat"),
+				telemetry.GenAIInputTokens.Int64(res.usage.InputTokens), telemetry.GenAIOutputTokens.Int64(res.usage.OutputTokens))
+			if model := g.cfg.Models[s.Worker]; model != "" {
+				span.SetAttributes(telemetry.GenAIModel.String(model))
+			}
 		}
 		status := StatusCompleted
 		if res.err != nil {

@@ -70,6 +70,11 @@ type Config struct {
 	Fault *fault.Store
 	// Now is the clock of per-day caps; nil is time.Now.
 	Now func() time.Time
+	// Models names, by worker, the model the deployment's configuration
+	// gives it; a call that spent tokens at a model API is traced with it
+	// (gen_ai.request.model). It comes from the configuration, never from
+	// a worker's reply, which could carry anything into a trace.
+	Models map[string]string
 }
 
 // Delivery is a call the gate let through: what the noninterference test
