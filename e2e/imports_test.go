@@ -52,7 +52,10 @@ var importTable = []layer{
 		sluice: []string{"ifc", "schemas", "capabilities", "worker", "worker/internal/...", "internal/..."},
 		external: []string{"github.com/nats-io/nats.go", "github.com/landlock-lsm/go-landlock", "golang.org/x/sys",
 			"golang.org/x/net", "golang.org/x/text", "github.com/emersion/go-ical", "github.com/teambition/rrule-go",
-			"github.com/emersion/go-message", "github.com/oklog/ulid/v2"}},
+			"github.com/emersion/go-message", "github.com/oklog/ulid/v2",
+			// The W3C trace context of a call, read from its headers; no
+			// tracer, no exporter.
+			"go.opentelemetry.io/otel/propagation"}},
 	{pkgs: []string{"worker/mcp"},
 		sluice:   []string{"ifc", "schemas", "capabilities", "worker"},
 		external: []string{"github.com/modelcontextprotocol/go-sdk"}},
@@ -63,7 +66,10 @@ var importTable = []layer{
 		sluice: []string{"ifc/...", "schemas", "capabilities", "orchestrator/...", "internal/..."},
 		external: []string{"github.com/nats-io/nats-server/v2", "github.com/nats-io/nats.go", "github.com/nats-io/jwt/v2",
 			"github.com/nats-io/nkeys", "cel.dev/cel-go", "github.com/oklog/ulid/v2", "code.dny.dev/ssrf",
-			"github.com/emersion/go-smtp", "github.com/emersion/go-sasl", "golang.org/x/sys"}},
+			"github.com/emersion/go-smtp", "github.com/emersion/go-sasl", "golang.org/x/sys",
+			// Traces and metrics (orchestrator/internal/telemetry, the
+			// web page's /metrics; docs/observability.md).
+			"go.opentelemetry.io/otel", "github.com/prometheus/client_golang"}},
 	{pkgs: []string{"orchestrator/mcpserver"},
 		sluice:   []string{"ifc/...", "schemas", "capabilities", "orchestrator/...", "internal/..."},
 		external: []string{"github.com/modelcontextprotocol/go-sdk"}},
@@ -73,7 +79,9 @@ var importTable = []layer{
 	{pkgs: []string{"orchestrator/gate"},
 		sluice: []string{"ifc/...", "schemas", "capabilities", "orchestrator/audit", "orchestrator/flow",
 			"orchestrator/internal/...", "internal/..."},
-		external: []string{"github.com/nats-io/nats.go"}},
+		// The trace API alone (a call's span context, for the egress
+		// broker): spans start through orchestrator/internal/telemetry.
+		external: []string{"github.com/nats-io/nats.go", "go.opentelemetry.io/otel/trace"}},
 	{pkgs: []string{"cmd/...", "examples/...", "e2e", "e2e/..."},
 		sluice: []string{"..."}, external: []string{""}},
 }
@@ -175,6 +183,11 @@ func TestImportTableMatches(t *testing.T) {
 		{"orchestrator/gate", module + "/orchestrator/engine", false},
 		{"orchestrator/gate", module + "/orchestrator/runstore", false},
 		{"orchestrator/gate", module + "/orchestrator/flow", true},
+		{"orchestrator/gate", "go.opentelemetry.io/otel/trace", true},
+		{"orchestrator/gate", "go.opentelemetry.io/otel/sdk/trace", false},
+		{"worker", "go.opentelemetry.io/otel/propagation", true},
+		{"worker", "go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp", false},
+		{"orchestrator/web", "github.com/prometheus/client_golang/prometheus/promhttp", true},
 		{"cmd/sluice", module + "/worker/wasm", true},
 	} {
 		row := rowFor(c.pkg)
