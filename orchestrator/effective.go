@@ -222,7 +222,7 @@ func canonicalJSON(raw json.RawMessage) json.RawMessage {
 // orchestrator cannot change in place, so that a reload to b needs a
 // new sluice up: the workers (their set, manifests, grants, config
 // blocks and replicas), the bus, the state directory, the subject
-// prefix, the working directory and the secrets. Policy files are what a
+// prefix, the working directory, the secrets and where traces go. Policy files are what a
 // reload changes. Empty when only policy files differ.
 func Restart(a, b *Effective) []string {
 	out := settingsChanged(a, b)
@@ -231,7 +231,7 @@ func Restart(a, b *Effective) []string {
 
 // settingsChanged lists the deployment-wide settings that differ between
 // a and b: the working directory, the state directory, the subject
-// prefix, the bus and the secrets, in that order.
+// prefix, the bus, the secrets and telemetry.otlp_endpoint, in that order.
 func settingsChanged(a, b *Effective) []string {
 	pa, pb := a.parts, b.parts
 	var out []string
@@ -252,6 +252,10 @@ func settingsChanged(a, b *Effective) []string {
 	}
 	if !jsonEqual(pa.Notify, pb.Notify) {
 		out = append(out, "notify")
+	}
+	if a.Deployment.OTLPEndpoint != b.Deployment.OTLPEndpoint {
+		// The exporter is set up once, when the orchestrator starts.
+		out = append(out, "telemetry.otlp_endpoint")
 	}
 	return out
 }

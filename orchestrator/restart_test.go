@@ -27,7 +27,8 @@ func TestRestartListsEveryChangeInOrder(t *testing.T) {
 	a := effective(config.Config{NATS: config.Embedded}, parts{Dir: "/a", State: "/a/state", Prefix: "sluice",
 		Secrets: map[string]config.Secret{"A": {}}, Bus: busPart{Embedded: true},
 		Workers: []workerPart{worker("web"), worker("files"), worker("email")}})
-	b := effective(config.Config{NATS: "nats://127.0.0.1:4222", ExternalNATS: &config.ExternalNATS{URL: "nats://127.0.0.1:4222"}},
+	b := effective(config.Config{NATS: "nats://127.0.0.1:4222", ExternalNATS: &config.ExternalNATS{URL: "nats://127.0.0.1:4222"},
+		OTLPEndpoint: "http://127.0.0.1:4318"},
 		parts{Dir: "/b", State: "/b/state", Prefix: "other", Secrets: map[string]config.Secret{"B": {}},
 			Workers: []workerPart{worker("payment"), changed, worker("files")}})
 	want := []string{
@@ -36,6 +37,7 @@ func TestRestartListsEveryChangeInOrder(t *testing.T) {
 		"subject_prefix (other, was sluice)",
 		"nats",
 		"secrets",
+		"telemetry.otlp_endpoint",
 		"worker payment (added)",
 		"worker web (manifest, grants, config, replicas)",
 		"worker email (removed)",
