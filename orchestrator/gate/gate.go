@@ -229,8 +229,8 @@ func (g *Gate) Pass(ctx context.Context, run Run, c Call, res *StepResult) (Outc
 func (p *pass) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, body []byte, idem string) (Outcome, *Value) {
 	log := p.g.log.With("run_id", p.run.ID(), "step", s.ID, "tool", s.Call)
 	// The policy gate: nothing is delivered before this decision is
-	// recorded.
-	// The decision's span: its label is the call's (on the parent).
+	// recorded. Its span names the decision and the rules; the label is
+	// the call's, on the parent span.
 	_, dspan := telemetry.Start(ctx, "policy.decide")
 	d, ok := p.decide(s, res, args)
 	if dspan.IsRecording() {
