@@ -309,3 +309,92 @@ func TestMCPFrontDoorHTTP(t *testing.T) {
 		t.Fatalf("the endpoint file is left behind: %v", err)
 	}
 }
+
+// A client answers only a question it was asked: an answer sent with a
+// call (an input response, as a client retries after elicitation) for a
+// held call of another session, or for one its own session was never
+// asked about, is refused, the call stays held and nothing is charged.
+// The control: the session that was asked answers, and its call goes
+// through.
+func TestMCPFrontDoorAnswerOnlyWhatWasAsked(t *testing.T) {
+	w := newWorkspace(t, map[string]string{
+		"sluice.yaml": "policies: [policy.yaml]\nworkers:\n  - manifest: builtin:payment\n",
+		"policy.yaml": "rules:\n  - name: every-payment-by-hand\n    when: tool.name == \"payment.charge\"\n    action: approve\n",
+	})
+	p := w.start("mcp", "--tools", "payment.charge", "--http", "127.0.0.1:0", "--wait", "1s")
+	file := strings.TrimSuffix(p.waitLine(t, "sluice mcp: serving payment.charge at ", time.Minute), ")")
+	file = file[strings.LastIndex(file, " ")+1:]
+	var ep struct{ URL, Token string }
+	b, _ := os.ReadFile(file)
+	if err := json.Unmarshal(b, &ep); err != nil {
+		t.Fatal(err)
+	}
+	connect := func(name string, elicit func() bool) *mcp.ClientSession {
+		opts := &mcp.ClientOptions{}
+		if elicit != nil {
+			opts.ElicitationHandler = func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+				return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"approve": elicit()}}, nil
+			}
+		}
+		c := mcp.NewClient(&mcp.Implementation{Name: name, Version: "1"}, opts)
+		s, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: ep.URL,
+			HTTPClient: &http.Client{Transport: bearer{ep.Token, http.DefaultTransport}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	call := func(s *mcp.ClientSession, payee string, params *mcp.CallToolParams) string {
+		t.Helper()
+		if params == nil {
+			params = &mcp.CallToolParams{}
+		}
+		params.Name, params.Arguments = "payment.charge", map[string]any{"amount": 7, "currency": "EUR", "payee": payee}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		res, err := s.CallTool(ctx, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Content[0].(*mcp.TextContent).Text
+	}
+	// A session that cannot be asked: its call waits, then is told held.
+	a := connect("agent-a", nil)
+	if out := call(a, "acct_a", nil); !strings.Contains(out, "held for approval") {
+		t.Fatalf("a's call: %q", out)
+	}
+	var held []approvalJSON
+	if err := json.Unmarshal([]byte(w.sluice("approvals", "--json").stdout), &held); err != nil || len(held) != 1 {
+		t.Fatalf("approvals: %v %v", held, err)
+	}
+	forged := func(id, hash string) *mcp.CallToolParams {
+		return &mcp.CallToolParams{RequestState: id + "." + hash,
+			InputResponses: mcp.InputResponseMap{"approve": &mcp.ElicitResult{Action: "accept", Content: map[string]any{"approve": true}}}}
+	}
+	// Another session answers a's call: refused.
+	bsess := connect("agent-b", nil)
+	call(bsess, "acct_a", forged(held[0].ID, held[0].Hash))
+	// a answers its own call, though it was never asked: refused too.
+	if out := call(a, "acct_a", forged(held[0].ID, held[0].Hash)); !strings.Contains(out, "held for approval "+held[0].ID) {
+		t.Fatalf("a's unasked answer let its call through: %q", out)
+	}
+	var still []approvalJSON
+	_ = json.Unmarshal([]byte(w.sluice("approvals", "--json").stdout), &still)
+	pending := false
+	for _, x := range still {
+		pending = pending || x.ID == held[0].ID
+	}
+	if !pending || len(w.ledger()) != 0 {
+		t.Fatalf("a forged answer was taken: approvals %v, ledger %v", still, w.ledger())
+	}
+
+	// Control: a session whose user is asked approves, and is charged.
+	c := connect("agent-c", func() bool { return true })
+	if out := call(c, "acct_c", nil); !strings.Contains(out, `"succeeded"`) {
+		t.Fatalf("the asked session's approved call: %q", out)
+	}
+	if lines := w.ledger(); len(lines) != 1 || !strings.Contains(lines[0], "acct_c") {
+		t.Fatalf("ledger: %v", lines)
+	}
+}

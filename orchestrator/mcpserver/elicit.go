@@ -61,6 +61,12 @@ func (s *Server) held(ctx context.Context, ss *mcp.ServerSession, st engine.Step
 		RequestedSchema: map[string]any{"type": "object", "required": []string{"approve"},
 			"properties": map[string]any{"approve": map[string]any{"type": "boolean",
 				"title": "Approve this call", "description": "true lets this one call through; false denies it"}}}}}}
+	s.mu.Lock()
+	if s.asked[ss] == nil {
+		s.asked[ss] = map[string]string{}
+	}
+	s.asked[ss][a.ID] = a.Hash
+	s.mu.Unlock()
 	p.mu.Lock()
 	p.q = q
 	p.mu.Unlock()
@@ -68,17 +74,23 @@ func (s *Server) held(ctx context.Context, ss *mcp.ServerSession, st engine.Step
 }
 
 // answer takes the user's answer to the question a held call asked: the
-// approval is the one named by the request state, held in this session,
-// and the answer is bound to the hash of the call that was described.
+// approval named by the request state must be one this session was asked
+// about, and the answer is bound to the hash of the call described.
 func (s *Server) answer(ctx context.Context, es *engine.Session, req *mcp.CallToolRequest, client string) {
 	id, hash, _ := strings.Cut(req.Params.RequestState, ".")
 	res, ok := req.Params.InputResponses[approveInput].(*mcp.ElicitResult)
 	if !ok || id == "" || hash == "" {
 		return
 	}
-	a, err := s.cfg.Engine.Approval(ctx, id)
-	if err != nil || a.RunID != es.ID() {
-		s.log.Warn("an answer for an approval of another session was refused", "approval", id)
+	// Only a question this session was asked is answered, once: a client
+	// cannot answer for a call it was not shown, nor for another
+	// session's.
+	s.mu.Lock()
+	asked, was := s.asked[req.Session][id]
+	delete(s.asked[req.Session], id)
+	s.mu.Unlock()
+	if !was || asked != hash {
+		s.log.Warn("an answer to a question this session was not asked was refused", "approval", id)
 		return
 	}
 	if res.Action != "accept" && res.Action != "decline" {
@@ -86,8 +98,8 @@ func (s *Server) answer(ctx context.Context, es *engine.Session, req *mcp.CallTo
 	}
 	approve, _ := res.Content["approve"].(bool)
 	ans := engine.Answer{Approved: res.Action == "accept" && approve, Who: "elicitation:" + client, Hash: hash}
-	if err := s.cfg.Engine.Decide(ctx, a.ID, ans); err != nil {
-		s.log.Warn("answer through elicitation not taken", "approval", a.ID, "err", err)
+	if err := s.cfg.Engine.Decide(ctx, id, ans); err != nil {
+		s.log.Warn("answer through elicitation not taken", "approval", id, "run_id", es.ID(), "err", err)
 	}
 }
 

@@ -82,7 +82,10 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*mcp.ServerSession]*engine.Session
-	closed   bool
+	// asked are the held calls each session's user was asked about, with
+	// the hash of the call described: the only answers taken.
+	asked  map[*mcp.ServerSession]map[string]string
+	closed bool
 }
 
 // New checks the configuration and returns a server.
@@ -94,7 +97,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, sessions: map[*mcp.ServerSession]*engine.Session{}}
+	s := &Server{cfg: cfg, log: log, sessions: map[*mcp.ServerSession]*engine.Session{}, asked: map[*mcp.ServerSession]map[string]string{}}
 	for _, name := range cfg.Tools {
 		spec, worker, err := cfg.Catalog.Tool(name)
 		if err != nil {
@@ -199,6 +202,7 @@ func (s *Server) end(ss *mcp.ServerSession) {
 	s.mu.Lock()
 	es, ok := s.sessions[ss]
 	delete(s.sessions, ss)
+	delete(s.asked, ss)
 	s.mu.Unlock()
 	if !ok {
 		return
