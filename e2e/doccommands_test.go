@@ -52,11 +52,13 @@ var docCommands = map[string]docCommand{
 	// README.md
 	"make demo": {skip: "builds bin/ in the checkout and binds 127.0.0.1:8088; TestDemo runs its script in a copy, on a free port"},
 	"make test": {skip: "the whole suite, this test included"},
-	"sluice mcp --tools web.fetch,payment.charge --inspect llm":                                       {skip: "serves MCP on stdin until its client leaves; TestMCPFrontDoor* run it with an SDK client"},
-	"sluice mcp --tools files.read,email.send --http 127.0.0.1:8931":                                  {skip: "binds a fixed port; TestMCPFrontDoorHTTP serves HTTP on a free one"},
-	"sluice approve --step 01JD6Z2A8C1M0QWN5V7X9B3D4F/pay":                                            {skip: "an example run id; TestApproveStepAnswersEveryElement answers a real step"},
-	"sluice deny --step 01JD6Z2A8C1M0QWN5V7X9B3D4F/pay":                                               {skip: "an example run id"},
-	"claude mcp add sluice -- sluice mcp --config /path/sluice.yaml --tools web.fetch,payment.charge": {skip: "needs Claude Code"},
+	"key=$(sed 's/.*key=//' .sluice/run/web.url)":                                                       {skip: "reads a running sluice up's page address; TestMetricsOnTheWebServer scrapes /metrics with the key"},
+	"curl -s -H \"Authorization: Bearer $key\" \"$(sed 's/\\/?key=.*//' .sluice/run/web.url)/metrics\"": {skip: "needs a running sluice up and curl; TestMetricsOnTheWebServer scrapes /metrics"},
+	"sluice mcp --tools web.fetch,payment.charge --inspect llm":                                         {skip: "serves MCP on stdin until its client leaves; TestMCPFrontDoor* run it with an SDK client"},
+	"sluice mcp --tools files.read,email.send --http 127.0.0.1:8931":                                    {skip: "binds a fixed port; TestMCPFrontDoorHTTP serves HTTP on a free one"},
+	"sluice approve --step 01JD6Z2A8C1M0QWN5V7X9B3D4F/pay":                                              {skip: "an example run id; TestApproveStepAnswersEveryElement answers a real step"},
+	"sluice deny --step 01JD6Z2A8C1M0QWN5V7X9B3D4F/pay":                                                 {skip: "an example run id"},
+	"claude mcp add sluice -- sluice mcp --config /path/sluice.yaml --tools web.fetch,payment.charge":   {skip: "needs Claude Code"},
 
 	// docs/flows.md, docs/approvals.md
 	"sluice run examples/travel/book.yaml --config examples/travel/sluice.yaml --input destination=Lisbon --input budget=400 --wait=false": {copy: travel, site: true, code: 4},
