@@ -146,7 +146,7 @@ func (c *cli) serveMCP(ctx context.Context, o mcpOptions) int {
 		return exitFailure
 	}
 	defer orch.Close()
-	srv.SetEngine(orch.Engine())
+	srv.SetEngine(orch.Engine(), orch.Decide)
 	if o.http == "" {
 		fmt.Fprintf(c.stderr, "sluice mcp: serving %s on stdio\n", strings.Join(o.tools, ", "))
 		in, _ := c.stdin.(io.ReadCloser)

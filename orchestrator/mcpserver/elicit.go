@@ -98,7 +98,7 @@ func (s *Server) answer(ctx context.Context, es *engine.Session, req *mcp.CallTo
 	}
 	approve, _ := res.Content["approve"].(bool)
 	ans := engine.Answer{Approved: res.Action == "accept" && approve, Who: "elicitation:" + client, Hash: hash}
-	if err := s.cfg.Engine.Decide(ctx, id, ans); err != nil {
+	if err := s.decide(ctx, id, ans); err != nil {
 		s.log.Warn("answer through elicitation not taken", "approval", id, "run_id", es.ID(), "err", err)
 	}
 }

@@ -86,6 +86,8 @@ type Server struct {
 	// the hash of the call described: the only answers taken.
 	asked  map[*mcp.ServerSession]map[string]string
 	closed bool
+	// decide answers a held call (SetEngine).
+	decide func(context.Context, string, engine.Answer) error
 }
 
 // New checks the configuration and returns a server.
@@ -255,8 +257,16 @@ func plain(r rune) bool {
 }
 
 // SetEngine gives the server the engine its sessions run on, once the
-// deployment has started; New checks the tools before it does.
-func (s *Server) SetEngine(e *engine.Engine) { s.cfg.Engine = e }
+// deployment has started (New checks the tools before it does), and how
+// answers are given: decide, the orchestrator's Decide, which also
+// records how long the call waited; nil answers through the engine.
+func (s *Server) SetEngine(e *engine.Engine, decide func(context.Context, string, engine.Answer) error) {
+	s.cfg.Engine = e
+	s.decide = decide
+	if s.decide == nil {
+		s.decide = e.Decide
+	}
+}
 
 // ServeStdio serves one client on in and out (the process's stdin and
 // stdout) until it disconnects or ctx ends.
