@@ -3,15 +3,19 @@ package llm
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/sluicehq/sluice/worker"
 )
 
-// anthropicConfig configures Anthropic's Messages API:
+// anthropicVersion is the API version every request names.
+const anthropicVersion = "2023-06-01"
+
+// answerTool is the tool that extract makes the model call: its input is
+// the answer.
+const answerTool = "answer"
+
+// The anthropic backend calls Anthropic's Messages API:
 //
 //	backend: anthropic
 //	base_url: https://api.anthropic.com   # the default; the worker's net grant must name its host:port
@@ -25,49 +29,8 @@ import (
 // to the orchestrator's broker, which holds the key and fills it in for
 // the granted hosts only, so the worker needs a request encoder and a
 // response decoder, not an HTTP client (docs/workers.md).
-type anthropicConfig struct {
-	BaseURL     string   `json:"base_url"`
-	Model       string   `json:"model"`
-	APIKey      string   `json:"api_key"`
-	MaxRetries  *int     `json:"max_retries"`
-	MaxTokens   *int     `json:"max_tokens"`
-	Temperature *float64 `json:"temperature"`
-}
-
-// anthropicVersion is the API version every request names.
-const anthropicVersion = "2023-06-01"
-
-// answerTool is the tool that extract makes the model call: its input is
-// the answer.
-const answerTool = "answer"
-
-func loadAnthropicConfig(raw json.RawMessage, c *anthropicConfig) error {
-	var keys map[string]json.RawMessage
-	_ = json.Unmarshal(raw, &keys)
-	for k := range keys {
-		switch k {
-		case "backend", "base_url", "model", "api_key", "max_retries", "max_tokens", "temperature":
-		default:
-			return fmt.Errorf("llm config: unknown key %q for backend anthropic (keys are: backend, base_url, model, api_key, max_retries, max_tokens, temperature)", k)
-		}
-	}
-	if err := json.Unmarshal(raw, c); err != nil {
-		return errors.New("llm config: base_url, model and api_key must be strings; max_retries, max_tokens and temperature numbers")
-	}
-	if c.BaseURL == "" {
-		c.BaseURL = "https://api.anthropic.com"
-	}
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errors.New("llm config: base_url must be an http(s) URL such as https://api.anthropic.com")
-	}
-	if c.Model == "" {
-		return errors.New("llm config: model is required for backend anthropic")
-	}
-	return checkCommon("anthropic", "anthropic_key", c.APIKey, &c.MaxRetries, &c.MaxTokens, c.Temperature)
-}
-
-type anthropic struct{ cfg anthropicConfig }
+// Its configuration is an apiConfig, checked by loadAPIConfig.
+type anthropic struct{ cfg apiConfig }
 
 // wire types of the Messages API.
 type anRequest struct {

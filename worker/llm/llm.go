@@ -4,8 +4,8 @@
 //
 // Configuration (the worker's `config:` block):
 //
-//	backend: scripted (the default), hijackable, openai (see openAIConfig)
-//	         or anthropic (see anthropicConfig)
+//	backend: scripted (the default), hijackable, openai or anthropic
+//	         (see apiConfig and anthropic.go)
 //	script:  path of the script, relative to the working directory
 //
 // The scripted backend is deterministic: the script is a YAML list of
@@ -66,8 +66,8 @@ type config struct {
 	// gets one JSON line per request: exactly what the model was given. Tests
 	// and demos use it to show what reached the model.
 	Record    string `json:"record"`
-	OpenAI    openAIConfig
-	Anthropic anthropicConfig
+	OpenAI    apiConfig
+	Anthropic apiConfig
 }
 
 func loadConfig(raw json.RawMessage) (config, error) {
@@ -91,10 +91,10 @@ func loadConfig(raw json.RawMessage) (config, error) {
 		cfg.Backend = backendScripted
 	case backendScripted, backendHijackable:
 	case backendOpenAI:
-		err := loadOpenAIConfig(raw, &cfg.OpenAI)
+		err := loadAPIConfig(raw, backendOpenAI, "", "https://api.openai.com/v1", &cfg.OpenAI)
 		return cfg, err
 	case backendAnthropic:
-		err := loadAnthropicConfig(raw, &cfg.Anthropic)
+		err := loadAPIConfig(raw, backendAnthropic, "https://api.anthropic.com", "https://api.anthropic.com", &cfg.Anthropic)
 		return cfg, err
 	default:
 		return cfg, fmt.Errorf("llm config: unknown backend %q (available: %s, %s, %s, %s)",

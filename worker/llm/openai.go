@@ -11,7 +11,8 @@ import (
 	"github.com/sluicehq/sluice/worker"
 )
 
-// openAIConfig configures an OpenAI-compatible chat-completions endpoint
+// apiConfig configures a model API backend; for openai, an
+// OpenAI-compatible chat-completions endpoint
 // (OpenAI, vLLM, Ollama, llama.cpp server):
 //
 //	backend: openai
@@ -24,7 +25,7 @@ import (
 //
 // The worker never holds the key: it sends the placeholder, and the broker
 // substitutes it for the hosts the secret is granted to.
-type openAIConfig struct {
+type apiConfig struct {
 	BaseURL     string   `json:"base_url"`
 	Model       string   `json:"model"`
 	APIKey      string   `json:"api_key"`
@@ -33,27 +34,33 @@ type openAIConfig struct {
 	Temperature *float64 `json:"temperature"`
 }
 
-func loadOpenAIConfig(raw json.RawMessage, c *openAIConfig) error {
+// loadAPIConfig checks the configuration of backend (openai or
+// anthropic): only its keys, a base URL (defaultURL when none is given,
+// as exampleURL otherwise), a model, and the keys every API backend has.
+func loadAPIConfig(raw json.RawMessage, backend, defaultURL, exampleURL string, c *apiConfig) error {
 	var keys map[string]json.RawMessage
 	_ = json.Unmarshal(raw, &keys)
 	for k := range keys {
 		switch k {
 		case "backend", "base_url", "model", "api_key", "max_retries", "max_tokens", "temperature":
 		default:
-			return fmt.Errorf("llm config: unknown key %q for backend openai (keys are: backend, base_url, model, api_key, max_retries, max_tokens, temperature)", k)
+			return fmt.Errorf("llm config: unknown key %q for backend %s (keys are: backend, base_url, model, api_key, max_retries, max_tokens, temperature)", k, backend)
 		}
 	}
 	if err := json.Unmarshal(raw, c); err != nil {
 		return errors.New("llm config: base_url, model and api_key must be strings; max_retries, max_tokens and temperature numbers")
 	}
+	if c.BaseURL == "" {
+		c.BaseURL = defaultURL
+	}
 	u, err := url.Parse(c.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errors.New("llm config: base_url must be an http(s) URL such as https://api.openai.com/v1")
+		return fmt.Errorf("llm config: base_url must be an http(s) URL such as %s", exampleURL)
 	}
 	if c.Model == "" {
-		return errors.New("llm config: model is required for backend openai")
+		return fmt.Errorf("llm config: model is required for backend %s", backend)
 	}
-	return checkCommon("openai", "openai_key", c.APIKey, &c.MaxRetries, &c.MaxTokens, c.Temperature)
+	return checkCommon(backend, backend+"_key", c.APIKey, &c.MaxRetries, &c.MaxTokens, c.Temperature)
 }
 
 // checkCommon checks the keys every API backend has and fills in the
@@ -82,7 +89,7 @@ func checkCommon(backend, keyName, apiKey string, retries, maxTokens **int, temp
 	return nil
 }
 
-type openAI struct{ cfg openAIConfig }
+type openAI struct{ cfg apiConfig }
 
 // wire types of the chat-completions API.
 type oaMessage struct {
