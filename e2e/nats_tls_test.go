@@ -1,15 +1,7 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,61 +11,9 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
-)
 
-// writePKI writes into dir a CA, a server certificate for 127.0.0.1 and a
-// client certificate it signed, and another CA that signed neither:
-// ca.pem, server.pem, server-key.pem, client.pem, client-key.pem,
-// other-ca.pem. Keys are 0600.
-func writePKI(t *testing.T, dir string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte, mode os.FileMode) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	now := time.Now()
-	newCA := func(name string) (*x509.Certificate, *ecdsa.PrivateKey) {
-		k := newKey()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice e2e " + name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _ := x509.ParseCertificate(der)
-		write(name+".pem", "CERTIFICATE", der, 0o644)
-		return c, k
-	}
-	ca, caKey := newCA("ca")
-	newCA("other-ca")
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) {
-		k := newKey()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kb, _ := x509.MarshalPKCS8PrivateKey(k)
-		write(name+".pem", "CERTIFICATE", der, 0o644)
-		write(name+"-key.pem", "PRIVATE KEY", kb, 0o600)
-	}
-	leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	leaf("client", 3, x509.ExtKeyUsageClientAuth)
-}
+	"github.com/sluicehq/sluice/internal/natstls/tlstest"
+)
 
 // startTLSNATSServer runs a NATS server in this process, in operator mode
 // (the accounts of m preloaded, JetStream on), on 127.0.0.1, that speaks
@@ -119,7 +59,7 @@ func TestExternalNATSServerWithTLS(t *testing.T) {
 	m := newOperatorMode(t)
 	host := site(t, map[string]string{"/hotel": honestPage})
 	w := newWorkspace(t, map[string]string{"fetch.yaml": fetchFlow})
-	writePKI(t, w.path("nats"))
+	tlstest.WritePKI(t, w.path("nats"))
 	url := startTLSNATSServer(t, m, w.path("nats"))
 	if err := os.WriteFile(w.path("nats/account.nk"), m.signingSeed, 0o600); err != nil {
 		t.Fatal(err)

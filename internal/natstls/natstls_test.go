@@ -1,15 +1,7 @@
 package natstls
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,62 +10,13 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-)
 
-// pki writes a CA, a server certificate for 127.0.0.1 and a client
-// certificate signed by it, and another CA that signed neither, into dir:
-// ca.pem, server.pem, server-key.pem, client.pem, client-key.pem and
-// other-ca.pem. Keys are 0600.
-func pki(t *testing.T, dir string) {
-	t.Helper()
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte, mode os.FileMode) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	now := time.Now()
-	newCA := func(name string) (*x509.Certificate, *ecdsa.PrivateKey) {
-		k := key()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _ := x509.ParseCertificate(der)
-		write(name+".pem", "CERTIFICATE", der, 0o644)
-		return c, k
-	}
-	ca, caKey := newCA("ca")
-	newCA("other-ca")
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) {
-		k := key()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kb, _ := x509.MarshalPKCS8PrivateKey(k)
-		write(name+".pem", "CERTIFICATE", der, 0o644)
-		write(name+"-key.pem", "PRIVATE KEY", kb, 0o600)
-	}
-	leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	leaf("client", 3, x509.ExtKeyUsageClientAuth)
-}
+	"github.com/sluicehq/sluice/internal/natstls/tlstest"
+)
 
 func TestLoadRefusesWhatCannotWork(t *testing.T) {
 	dir := t.TempDir()
-	pki(t, dir)
+	tlstest.WritePKI(t, dir)
 	p := func(name string) string { return filepath.Join(dir, name) }
 	if err := os.WriteFile(p("open-key.pem"), mustRead(t, p("client-key.pem")), 0o644); err != nil {
 		t.Fatal(err)
@@ -125,7 +68,7 @@ func TestEnvRoundTrip(t *testing.T) {
 // and the error says which key of nats.tls to look at.
 func TestVerifiedClientCertificates(t *testing.T) {
 	dir := t.TempDir()
-	pki(t, dir)
+	tlstest.WritePKI(t, dir)
 	p := func(name string) string { return filepath.Join(dir, name) }
 	serverTLS, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p("server.pem"), KeyFile: p("server-key.pem"),
 		CaFile: p("ca.pem"), Verify: true, Timeout: 5})
