@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/api"
+	"github.com/sluicehq/sluice/orchestrator/approval"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 )
 
@@ -142,33 +143,17 @@ func heldInStep(ctx context.Context, client *api.Client, step string) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	var held []engine.Approval
-	for _, a := range list {
-		if a.RunID == run && a.Step == st {
-			held = append(held, a)
+	for _, group := range approval.ByStep(list) {
+		if group[0].RunID != run || group[0].Step != st {
+			continue
 		}
+		ids := make([]string, len(group))
+		for i, a := range group {
+			ids[i] = a.ID
+		}
+		return ids, nil
 	}
-	if len(held) == 0 {
-		return nil, fmt.Errorf("no call of step %s in run %s is held (sluice approvals lists those that are)", st, run)
-	}
-	slices.SortFunc(held, func(a, b engine.Approval) int { return cmpIndex(a.Index, b.Index) })
-	ids := make([]string, len(held))
-	for i, a := range held {
-		ids[i] = a.ID
-	}
-	return ids, nil
-}
-
-func cmpIndex(a, b *int) int {
-	switch {
-	case a == nil && b == nil:
-		return 0
-	case a == nil:
-		return -1
-	case b == nil:
-		return 1
-	}
-	return *a - *b
+	return nil, fmt.Errorf("no call of step %s in run %s is held (sluice approvals lists those that are)", st, run)
 }
 
 // dialOrchestrator connects to the orchestrator running on the state of
@@ -278,44 +263,16 @@ Examples:
 				}
 				// The held calls of one step (a for_each's elements) are
 				// listed together, and can be answered together.
-				count := map[string]int{}
-				first := map[string]int{}
-				for i, a := range list {
-					k := a.RunID + "/" + a.Step
-					if _, ok := first[k]; !ok {
-						first[k] = i
-					}
-					count[k]++
-				}
-				slices.SortStableFunc(list, func(a, b engine.Approval) int {
-					if d := first[a.RunID+"/"+a.Step] - first[b.RunID+"/"+b.Step]; d != 0 {
-						return d
-					}
-					return cmpIndex(a.Index, b.Index)
-				})
-				shown := map[string]bool{}
-				for i := range list {
-					a := &list[i]
-					if k := a.RunID + "/" + a.Step; count[k] > 1 && !shown[k] {
-						shown[k] = true
+				for _, group := range approval.ByStep(list) {
+					if len(group) > 1 {
+						a := group[0]
+						k := a.RunID + "/" + a.Step
 						fmt.Fprintf(c.stdout, "step %s of run %s (%s): %d calls held; answer them together with\n  sluice approve --step %s    or    sluice deny --step %s\n\n",
-							show(a.Step), show(a.RunID), show(a.Flow), count[k], show(k), show(k))
+							show(a.Step), show(a.RunID), show(a.Flow), len(group), show(k), show(k))
 					}
-					item := ""
-					if a.Index != nil {
-						item = fmt.Sprintf(" item %d", *a.Index)
+					for i := range group {
+						c.printHeld(&group[i])
 					}
-					fmt.Fprintf(c.stdout, "%s  %s  run %s (%s), step %s%s, held %s\n", show(a.ID), show(a.Tool), show(a.RunID), show(a.Flow), show(a.Step),
-						item, a.Created.Local().Format(time.DateTime))
-					printArgs(c.stdout, a, "    ")
-					why := a.Why
-					if len(why) == 0 {
-						why = a.Reasons
-					}
-					for _, w := range why {
-						fmt.Fprintf(c.stdout, "    why: %s\n", show(w))
-					}
-					fmt.Fprintf(c.stdout, "    approve: sluice approve %s    deny: sluice deny %s\n\n", show(a.ID), show(a.ID))
 				}
 				fmt.Fprintf(c.stdout, "%d call(s) waiting\n", len(list))
 				if !r.live() {
@@ -340,4 +297,19 @@ func printArgs(w io.Writer, a *engine.Approval, indent string) {
 			describe(l.Integrity().String(), l.Secrecy(), l.Sources()))
 	}
 	printLookalikes(w, a.Lookalikes, indent)
+}
+
+// printHeld shows one held call as sluice approvals lists it.
+func (c *cli) printHeld(a *engine.Approval) {
+	item := ""
+	if a.Index != nil {
+		item = fmt.Sprintf(" item %d", *a.Index)
+	}
+	fmt.Fprintf(c.stdout, "%s  %s  run %s (%s), step %s%s, held %s\n", show(a.ID), show(a.Tool), show(a.RunID), show(a.Flow), show(a.Step),
+		item, a.Created.Local().Format(time.DateTime))
+	printArgs(c.stdout, a, "    ")
+	for _, w := range a.WhyHeld() {
+		fmt.Fprintf(c.stdout, "    why: %s\n", show(w))
+	}
+	fmt.Fprintf(c.stdout, "    approve: sluice approve %s    deny: sluice deny %s\n\n", show(a.ID), show(a.ID))
 }

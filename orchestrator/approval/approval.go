@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/ifc"
@@ -65,6 +66,15 @@ type Approval struct {
 	Decided *time.Time `json:"decided,omitempty"`
 }
 
+// WhyHeld says why the call is held, for a person: Why, or the policy's
+// own words for a call held before Why was kept.
+func (a *Approval) WhyHeld() []string {
+	if len(a.Why) > 0 {
+		return a.Why
+	}
+	return a.Reasons
+}
+
 // Sources lists, per argument, what influenced it: the page, the sender
 // of the mail, the tool.
 func (a *Approval) Sources() map[string][]string {
@@ -88,4 +98,34 @@ func Hash(call, tool string, args map[string]any, label ifc.Label, argLabels map
 	}{call, tool, args, label, argLabels})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// ByStep groups held calls by the step that holds them (the elements of a
+// for_each hold one each), in the order each step first appears in list,
+// and each group in element order.
+func ByStep(list []Approval) [][]Approval {
+	at := map[string]int{}
+	var out [][]Approval
+	for _, a := range list {
+		k := a.RunID + "/" + a.Step
+		i, ok := at[k]
+		if !ok {
+			i = len(out)
+			at[k] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], a)
+	}
+	for _, g := range out {
+		slices.SortStableFunc(g, func(a, b Approval) int { return index(a.Index) - index(b.Index) })
+	}
+	return out
+}
+
+// index orders a call without an element (a plain step) first.
+func index(i *int) int {
+	if i == nil {
+		return -1
+	}
+	return *i
 }

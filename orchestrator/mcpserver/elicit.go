@@ -117,11 +117,7 @@ func elicitMessage(a *engine.Approval) string {
 		v, _ := json.Marshal(a.Args[k])
 		fmt.Fprintf(&b, "  %s: %s\n", display.String(k), display.String(string(v)))
 	}
-	why := a.Why
-	if len(why) == 0 {
-		why = a.Reasons
-	}
-	if len(why) > 0 {
+	if why := a.WhyHeld(); len(why) > 0 {
 		fmt.Fprintf(&b, "Held because: %s\n", display.String(strings.Join(why, "; ")))
 	}
 	for _, l := range a.Lookalikes {

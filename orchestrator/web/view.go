@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/internal/display"
+	"github.com/sluicehq/sluice/orchestrator/approval"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 )
@@ -194,48 +195,37 @@ type argView struct {
 }
 
 func approvalViews(held []engine.Approval) []approvalView {
-	first := map[string]int{}
-	groups := map[string]*groupView{}
-	for i, a := range held {
-		k := a.RunID + "/" + a.Step
-		if _, ok := first[k]; !ok {
-			first[k] = i
-			groups[k] = &groupView{Step: a.Step, RunID: a.RunID}
-		}
-		groups[k].Items = append(groups[k].Items, groupItem{ID: a.ID, Hash: a.Hash})
-	}
-	held = slices.Clone(held)
-	slices.SortStableFunc(held, func(a, b engine.Approval) int {
-		if d := first[a.RunID+"/"+a.Step] - first[b.RunID+"/"+b.Step]; d != 0 {
-			return d
-		}
-		switch {
-		case a.Index == nil || b.Index == nil:
-			return 0
-		}
-		return *a.Index - *b.Index
-	})
 	out := make([]approvalView, 0, len(held))
-	for _, a := range held {
-		l := a.Label
-		v := approvalView{Approval: a, Class: integrityClass(&l), View: newLabelView(&l), Short: a.Hash}
-		if len(v.Short) > 12 {
-			v.Short = v.Short[:12]
-		}
-		for _, name := range slices.Sorted(maps.Keys(a.Args)) {
-			arg := argView{Name: name, Value: showValue(a.Args[name]), Class: "unlabeled"}
-			if l, ok := a.ArgLabels[name]; ok {
-				arg.Class, arg.Label = integrityClass(&l), newLabelView(&l)
+	for _, group := range approval.ByStep(held) {
+		for i, a := range group {
+			v := newApprovalView(a)
+			if i == 0 && len(group) > 1 {
+				v.Group = &groupView{Step: a.Step, RunID: a.RunID}
+				for _, g := range group {
+					v.Group.Items = append(v.Group.Items, groupItem{ID: g.ID, Hash: g.Hash})
+				}
 			}
-			v.Args = append(v.Args, arg)
+			out = append(out, v)
 		}
-		if g := groups[a.RunID+"/"+a.Step]; len(g.Items) > 1 {
-			v.Group = g
-			groups[a.RunID+"/"+a.Step] = &groupView{} // shown once, before the first
-		}
-		out = append(out, v)
 	}
 	return out
+}
+
+// newApprovalView is one held call as the page shows it.
+func newApprovalView(a engine.Approval) approvalView {
+	l := a.Label
+	v := approvalView{Approval: a, Class: integrityClass(&l), View: newLabelView(&l), Short: a.Hash}
+	if len(v.Short) > 12 {
+		v.Short = v.Short[:12]
+	}
+	for _, name := range slices.Sorted(maps.Keys(a.Args)) {
+		arg := argView{Name: name, Value: showValue(a.Args[name]), Class: "unlabeled"}
+		if l, ok := a.ArgLabels[name]; ok {
+			arg.Class, arg.Label = integrityClass(&l), newLabelView(&l)
+		}
+		v.Args = append(v.Args, arg)
+	}
+	return v
 }
 
 // showValue renders an argument exactly, as JSON (strings quoted), with
