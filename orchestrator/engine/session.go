@@ -209,6 +209,9 @@ func (h *sessionHost) Call(ctx context.Context, c agent.Call) agent.Outcome {
 	h.ctx, h.hidden = ctx, hidden
 	h.mu.Unlock()
 	o := h.agentHost.Call(ctx, c)
+	// A step result lists its calls for the run's result; a session has
+	// none to return, and would keep every call it ever made.
+	h.res.Calls = h.res.Calls[:0]
 	h.mu.Lock()
 	if o.Status == agent.Held {
 		h.held[sum] = c.Key
