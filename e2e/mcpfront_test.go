@@ -155,6 +155,17 @@ func TestMCPFrontDoorHandlesAndHolds(t *testing.T) {
 	if lines := w.ledger(); len(lines) != 1 {
 		t.Fatalf("ledger: %v", lines)
 	}
+	// Told that a call with the page's value was held, the session knows
+	// something the page decided: its next payment, with a payee it
+	// typed, is held too, and this time its user is asked (nothing in it
+	// is hidden from the client), approves, and it is charged.
+	c.call("payment.charge", map[string]any{"amount": 20, "currency": "EUR", "payee": "acct_shop"})
+	if got := c.elicited(); len(got) != 1 || !strings.Contains(got[0], "acct_shop") {
+		t.Fatalf("after the held call, a typed payment was not held and asked about: asked %q", got)
+	}
+	if lines := w.ledger(); len(lines) != 2 {
+		t.Fatalf("ledger: %v", lines)
+	}
 	// The held call waits for a person in the approvals list, with the
 	// payee it would pay.
 	r := w.sluice("approvals", "--json")
