@@ -128,6 +128,14 @@ func completed(res *StepResult, out any, base ifc.Label, labels map[string]ifc.L
 	if v.Fields == nil {
 		v.Fields = map[string]ifc.Label{}
 	}
+	// A label a worker gives the empty path is the whole output's (an MCP
+	// server's _meta.ifc claim, a page): it joins the base, so that every
+	// field read from the output carries it. Kept as a field, it would be
+	// counted in the whole but in no path read below it.
+	if whole, ok := v.Fields[""]; ok {
+		v.Base = v.Base.Join(whole)
+		delete(v.Fields, "")
+	}
 	all := v.Labels().All()
 	res.OutputLabel = &all
 	return v
