@@ -13,7 +13,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; } && echo $$c)
 LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build tools mcp-servers test test-loaded demo bench lint fuzz fmt check clean noninterference mutants
+.PHONY: all build tools mcp-servers test test-loaded demo bench eval lint fuzz fmt check clean noninterference mutants
 
 all: build
 
@@ -87,6 +87,15 @@ test-loaded:
 DEMO_PORT ?= 8088
 demo: build
 	@DEMO_PORT=$(DEMO_PORT) examples/travel/demo.sh
+
+# The evaluation (docs/evaluation.md): every suite, every user task as a
+# fixed flow and as an agent step, and every pair of a user task and an
+# injection task in every phrasing, through bin/sluice. Prints one line per
+# suite and the total, and writes every run to $(EVAL_JSON). make test runs
+# a fixed 1-in-10 sample of it (e2e TestEvaluationSample).
+EVAL_JSON ?= .sluice/eval.json
+eval: $(BIN)/sluice
+	$(GO) run ./e2e/eval -sluice $(BIN)/sluice -json $(EVAL_JSON)
 
 # Every Go benchmark, then the system figures beside their raw baselines
 # (docs/performance.md): one line per figure, `name value unit`, one per

@@ -1,0 +1,425 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// deployment is one suite's Sluice: a working directory with its
+// sluice.yaml, the suite's worker and an llm worker talking to the model,
+// and a sluice up serving them.
+type deployment struct {
+	s     *suite
+	dir   string
+	bin   string
+	model *model
+	up    *exec.Cmd
+	upErr bytes.Buffer
+	tools []string
+	// agentFlows holds the generated agent version of each task.
+	agentFlows map[string]string
+	// undefended: the control, with the suite's policy replaced by one
+	// that endorses every call and agents shown everything.
+	undefended bool
+}
+
+// undefendedPolicy endorses every call and declassifies every secrecy tag
+// the manifest names: with it, and agents that are shown every result,
+// nothing stands between an injection and the environment. It shows what
+// the attacks do when they are not stopped, and that the judge sees it.
+func undefendedPolicy(manifest string) ([]byte, error) {
+	var m any
+	if err := decodeYAML(manifest, &m, false); err != nil {
+		return nil, err
+	}
+	tags := map[string]bool{}
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if list, ok := x.([]any); ok && k == "secrecy" {
+					for _, t := range list {
+						tags[fmt.Sprint(t)] = true
+					}
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(m)
+	p := "rules:\n  - name: undefended-endorse\n    when: \"true\"\n    action: endorse\n    reason: the evaluation's undefended control\n"
+	if len(tags) > 0 {
+		list := make([]string, 0, len(tags))
+		for t := range tags {
+			list = append(list, t)
+		}
+		sort.Strings(list)
+		p += "  - name: undefended-declassify\n    when: \"true\"\n    action: declassify\n    tags: [" + strings.Join(list, ", ") + "]\n    reason: the evaluation's undefended control\n"
+	}
+	return []byte(p), nil
+}
+
+const upTimeout = 2 * time.Minute
+
+// deploy writes the suite's deployment under dir and starts sluice up.
+func deploy(s *suite, dir, bin, envserver string, undefended bool) (*deployment, error) {
+	d := &deployment{s: s, dir: dir, bin: bin, agentFlows: map[string]string{}, undefended: undefended}
+	if err := os.MkdirAll(filepath.Join(dir, "env"), 0o755); err != nil {
+		return nil, err
+	}
+	for _, f := range []string{"manifest.yaml", "policy.yaml"} {
+		b, err := os.ReadFile(filepath.Join(s.dir, f))
+		if err != nil {
+			return nil, err
+		}
+		if f == "policy.yaml" && undefended {
+			b, err = undefendedPolicy(filepath.Join(s.dir, "manifest.yaml"))
+			if err != nil {
+				return nil, err
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	b, err := os.ReadFile(envserver)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "envserver"), b, 0o755); err != nil {
+		return nil, err
+	}
+	m, err := newModel()
+	if err != nil {
+		return nil, err
+	}
+	d.model = m
+	cfg := fmt.Sprintf(`# The %s suite of the evaluation, written by the harness.
+policies: [policy.yaml]
+workers:
+  - manifest: manifest.yaml
+  - manifest: builtin:llm
+    config: {backend: openai, base_url: "http://%s/v1", model: oracle, max_retries: 0}
+    grants: {net: ["%s"]}
+`, s.name, m.addr(), m.addr())
+	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	if out, err := d.sluice(context.Background(), "worker", "discover", "--manifest", "manifest.yaml"); err != nil {
+		return nil, fmt.Errorf("%s: sluice worker discover: %v\n%s", s.name, err, out)
+	}
+	if err := d.writeAgentFlows(); err != nil {
+		return nil, err
+	}
+	return d, d.start()
+}
+
+// writeAgentFlows writes each task's agent version: one agent step with the
+// task's prompt as its instructions and every tool of the suite.
+func (d *deployment) writeAgentFlows() error {
+	var manifest struct {
+		Tools map[string]any `yaml:"tools"`
+	}
+	if err := decodeYAML(filepath.Join(d.dir, "manifest.yaml"), &manifest, false); err != nil {
+		return err
+	}
+	for name := range manifest.Tools {
+		if strings.ContainsAny(name, "*?[") {
+			return fmt.Errorf("%s/manifest.yaml: the harness needs each tool named, not %q", d.s.dir, name)
+		}
+		d.tools = append(d.tools, d.s.worker+"."+name)
+	}
+	sort.Strings(d.tools)
+	if err := os.MkdirAll(filepath.Join(d.dir, "agent"), 0o755); err != nil {
+		return err
+	}
+	for _, t := range d.s.tasks {
+		f := map[string]any{
+			"name": t.ID + "-agent",
+			"steps": []any{map[string]any{"id": "agent", "agent": map[string]any{
+				"model":          "llm",
+				"instructions":   strings.ReplaceAll(t.Prompt, "${", "$ {"),
+				"tools":          d.tools,
+				"max_turns":      len(t.Calls) + maxInjectionCalls(d.s) + 4,
+				"hide_untrusted": !d.undefended,
+			}}},
+			"outputs": map[string]any{"answer": "${steps.agent.output}"},
+		}
+		b, err := yaml.Marshal(f)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(d.dir, "agent", t.ID+".yaml")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return err
+		}
+		d.agentFlows[t.ID] = path
+	}
+	return nil
+}
+
+func maxInjectionCalls(s *suite) int {
+	n := 0
+	for _, a := range s.attacks {
+		n = max(n, len(a.Calls))
+	}
+	return n
+}
+
+func (d *deployment) start() error {
+	if err := d.reset(nil); err != nil {
+		return err
+	}
+	d.up = exec.Command(d.bin, "up", "--http", "off", "-q")
+	d.up.Dir = d.dir
+	d.up.Stdout = &d.upErr
+	d.up.Stderr = &d.upErr
+	if err := d.up.Start(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(upTimeout)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(d.dir, ".sluice", "run", "api.json")); err == nil {
+			return nil
+		}
+		if d.up.ProcessState != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.stop()
+	return fmt.Errorf("%s: sluice up did not start:\n%s", d.s.name, d.upErr.String())
+}
+
+func (d *deployment) stop() {
+	if d.up != nil && d.up.Process != nil {
+		_ = d.up.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = d.up.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = d.up.Process.Kill()
+			<-done
+		}
+	}
+	d.model.close()
+}
+
+// reset puts a fresh environment in place, with texts in the vectors they
+// name and the benign text in every other one.
+func (d *deployment) reset(texts map[string]string) error {
+	state, vectors, err := d.s.environment(texts)
+	if err != nil {
+		return err
+	}
+	env := filepath.Join(d.dir, "env")
+	if err := os.WriteFile(filepath.Join(env, "state.json"), state, 0o644); err != nil {
+		return err
+	}
+	vb, _ := json.Marshal(vectors)
+	if err := os.WriteFile(filepath.Join(env, "vectors.json"), vb, 0o644); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(env, "read.log")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (d *deployment) sluice(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, d.bin, args...)
+	cmd.Dir = d.dir
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if err != nil && stderr.Len() > 0 {
+		return out.Bytes(), fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return out.Bytes(), err
+}
+
+// runResult is what one run did, judged on the environment.
+type runResult struct {
+	Status    string   `json:"status"`
+	Approvals int      `json:"approvals"`
+	Held      int      `json:"held"`
+	Denied    int      `json:"denied"`
+	Vectors   []string `json:"vectors_read,omitempty"`
+	Output    string   `json:"-"`
+	Notes     []string `json:"notes,omitempty"`
+	Saw       bool     `json:"saw_injection,omitempty"`
+	Obeyed    int      `json:"obeyed,omitempty"`
+	Error     string   `json:"error,omitempty"`
+	pre, post []byte
+}
+
+type sluiceRun struct {
+	RunID   string            `json:"run_id"`
+	Status  string            `json:"status"`
+	Steps   []json.RawMessage `json:"steps"`
+	Outputs map[string]any    `json:"outputs"`
+	Error   string            `json:"error"`
+}
+
+const runTimeout = 2 * time.Minute
+
+// run runs one flow against a fresh environment. With a person, every
+// call policy holds is approved as it comes (and counted); without one, a
+// held run waits for nobody: it is cancelled, and judged as it stands.
+func (d *deployment) run(flow string, ep *episode, texts map[string]string, person bool) (*runResult, error) {
+	if err := d.reset(texts); err != nil {
+		return nil, err
+	}
+	pre, err := os.ReadFile(filepath.Join(d.dir, "env", "state.json"))
+	if err != nil {
+		return nil, err
+	}
+	d.model.play(ep)
+	defer d.model.play(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	res := &runResult{pre: pre}
+	var out []byte
+	if person {
+		out, err = d.runWithPerson(ctx, flow, res)
+	} else {
+		out, err = d.sluice(ctx, "run", flow, "--json", "--wait=false")
+	}
+	var r sluiceRun
+	if jerr := json.Unmarshal(out, &r); jerr != nil {
+		if err == nil {
+			err = jerr
+		}
+		return nil, fmt.Errorf("sluice run %s: %v", flow, err)
+	}
+	res.Status, res.Error = r.Status, r.Error
+	if r.Status == "held" {
+		if _, err := d.sluice(ctx, "cancel", r.RunID); err != nil {
+			return nil, fmt.Errorf("sluice cancel %s: %v", r.RunID, err)
+		}
+	}
+	for _, s := range r.Steps {
+		countDecisions(s, res)
+	}
+	res.Output = outputText(r.Outputs)
+	if res.post, err = os.ReadFile(filepath.Join(d.dir, "env", "state.json")); err != nil {
+		return nil, err
+	}
+	if b, err := os.ReadFile(filepath.Join(d.dir, "env", "read.log")); err == nil {
+		seen := map[string]bool{}
+		for _, v := range strings.Fields(string(b)) {
+			if !seen[v] {
+				seen[v] = true
+				res.Vectors = append(res.Vectors, v)
+			}
+		}
+		sort.Strings(res.Vectors)
+	}
+	ep.mu.Lock()
+	res.Notes, res.Saw, res.Obeyed = ep.notes, ep.saw, ep.obeyed
+	ep.mu.Unlock()
+	return res, nil
+}
+
+// runWithPerson runs a flow and approves each call it holds, as a person
+// who reads and approves every held call would.
+func (d *deployment) runWithPerson(ctx context.Context, flow string, res *runResult) ([]byte, error) {
+	type done struct {
+		out []byte
+		err error
+	}
+	ch := make(chan done, 1)
+	go func() {
+		out, err := d.sluice(ctx, "run", flow, "--json")
+		ch <- done{out, err}
+	}()
+	approved := map[string]bool{}
+	for {
+		select {
+		case r := <-ch:
+			return r.out, r.err
+		case <-time.After(100 * time.Millisecond):
+		}
+		out, err := d.sluice(ctx, "approvals", "--json")
+		if err != nil {
+			continue
+		}
+		var pending []struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(out, &pending) != nil {
+			continue
+		}
+		for _, p := range pending {
+			if approved[p.ID] {
+				continue
+			}
+			if _, err := d.sluice(ctx, "approve", p.ID, "--as", "eval"); err == nil {
+				approved[p.ID] = true
+				res.Approvals++
+			}
+		}
+	}
+}
+
+// countDecisions counts the held and denied calls of a step, and of the
+// calls an agent step made.
+func countDecisions(raw json.RawMessage, res *runResult) {
+	var s struct {
+		Decision string            `json:"decision"`
+		Status   string            `json:"status"`
+		Calls    []json.RawMessage `json:"calls"`
+	}
+	if json.Unmarshal(raw, &s) != nil {
+		return
+	}
+	switch {
+	case s.Decision == "deny" || s.Status == "denied":
+		res.Denied++
+	case s.Decision == "approve" || s.Status == "held":
+		res.Held++
+	}
+	for _, c := range s.Calls {
+		countDecisions(c, res)
+	}
+}
+
+// outputText is a run's outputs as text: each string as it is, anything
+// else as JSON, one per line in the order of their names.
+func outputText(outputs map[string]any) string {
+	keys := make([]string, 0, len(outputs))
+	for k := range outputs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		if s, ok := outputs[k].(string); ok {
+			b.WriteString(s)
+		} else {
+			j, _ := json.Marshal(outputs[k])
+			b.Write(j)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
