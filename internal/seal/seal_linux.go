@@ -379,7 +379,7 @@ func ownStat(listener int, n *seccompNotif, named string) bool {
 
 // sizing are the files a runtime reads, as it starts, of itself and of
 // the machine it runs on, to size its heap and its thread pool (node does,
-// in an MCP server, some at once and some later): refused by Landlock like
+// in an MCP server, some at once and some later, and so does Go's): refused by Landlock like
 // any file outside the grant, and no attempt to report. None names a
 // secret, and each is named exactly: a path below /proc/self reaches the
 // whole file system (/proc/self/root/…), so nothing is matched by prefix.
@@ -389,6 +389,8 @@ var sizing = map[string]bool{
 	"/proc/sys/vm/overcommit_memory": true,
 	"/sys/devices/system/cpu/online": true, "/sys/devices/system/cpu/possible": true,
 	"/sys/fs/cgroup/cpu.max": true, "/sys/fs/cgroup/memory.max": true,
+	// The Go runtime, for the size of a huge page (an MCP server in Go).
+	"/sys/kernel/mm/transparent_hugepage/hpage_pmd_size": true,
 }
 
 // within reports whether path is one of roots or below one.
