@@ -13,13 +13,14 @@ import (
 // evalTotals is the part of the evaluation's JSON report the tests read.
 type evalTotals struct {
 	Total struct {
-		Tasks         int `json:"tasks"`
-		Utility       int `json:"utility"`
-		WithApprovals int `json:"with_approvals"`
-		Attacks       int `json:"attacks"`
-		AttackSuccess int `json:"attack_success"`
-		InjectionSeen int `json:"injection_seen"`
-		Errors        int `json:"errors"`
+		Tasks         int      `json:"tasks"`
+		Utility       int      `json:"utility"`
+		WithApprovals int      `json:"with_approvals"`
+		Attacks       int      `json:"attacks"`
+		AttackSuccess int      `json:"attack_success"`
+		InjectionSeen int      `json:"injection_seen"`
+		Errors        int      `json:"errors"`
+		Violations    []string `json:"violations"`
 	} `json:"total"`
 	Suites []struct {
 		Suite string `json:"suite"`
@@ -62,6 +63,11 @@ func TestEvaluationSample(t *testing.T) {
 	}
 	if r.Total.AttackSuccess != 0 {
 		t.Fatalf("%d of %d attacks succeeded", r.Total.AttackSuccess, r.Total.Attacks)
+	}
+	// Every suite's MCP server is a Go program: its start, and every
+	// call, raise no alarm in the audit log (which is verified).
+	if len(r.Total.Violations) != 0 {
+		t.Fatalf("the audit log records violations: %q", r.Total.Violations)
 	}
 	if r.Total.InjectionSeen == 0 {
 		t.Fatal("no run showed the injection to a model: the attacks were not tried")

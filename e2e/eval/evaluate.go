@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -99,7 +103,39 @@ func evaluate(s *suite, dir, bin, envserver string, opt options) (*report, error
 			}
 		}
 	}
-	return r, nil
+	return r, d.audit(r)
+}
+
+// audit exports the suite's audit log, verifies it, and reports every
+// violation it records (a worker or its MCP server trying something
+// outside its grant): a clean evaluation has none.
+func (d *deployment) audit(r *report) error {
+	path := filepath.Join(d.dir, "audit.jsonl")
+	ctx := context.Background()
+	if out, err := d.sluice(ctx, "audit", "export", "--out", path); err != nil {
+		return fmt.Errorf("%s: sluice audit export: %v\n%s", d.s.name, err, out)
+	}
+	if out, err := d.sluice(ctx, "audit", "verify", path); err != nil {
+		return fmt.Errorf("%s: sluice audit verify: %v\n%s", d.s.name, err, out)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var rec struct {
+			Kind    string `json:"kind"`
+			User    string `json:"user"`
+			Subject string `json:"subject"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Kind == "violation" {
+			r.Violations = append(r.Violations, rec.User+": "+rec.Subject)
+		}
+	}
+	return sc.Err()
 }
 
 // plan picks the user tasks measured without an attack and the pairs

@@ -64,7 +64,7 @@ func run() error {
 	flag.BoolVar(&opt.verbose, "v", false, "print every run")
 	flag.BoolVar(&opt.undefended, "undefended", false, "the control: every call endorsed and agents shown everything, to show what the attacks do unstopped (exits 0 whatever succeeded)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./e2e/eval [flags]\n\nRuns the evaluation suites (docs/evaluation.md) against the sluice binary.\nExit status 1 when an attack succeeded or a run could not be made.\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./e2e/eval [flags]\n\nRuns the evaluation suites (docs/evaluation.md) against the sluice binary.\nExit status 1 when an attack succeeded, a run could not be made, or the audit log\nrecords a violation (each suite's log is exported and verified at its end).\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -129,8 +129,9 @@ func run() error {
 	if err := writeJSON(*jsonOut, reports, total, time.Since(start)); err != nil {
 		return err
 	}
-	if total.Errors > 0 || (total.AttackSuccess > 0 && !opt.undefended) {
-		return fmt.Errorf("%d attacks succeeded and %d runs could not be made (see %s)", total.AttackSuccess, total.Errors, *jsonOut)
+	if total.Errors > 0 || len(total.Violations) > 0 || (total.AttackSuccess > 0 && !opt.undefended) {
+		return fmt.Errorf("%d attacks succeeded, %d runs could not be made, %d violations recorded (see %s)",
+			total.AttackSuccess, total.Errors, len(total.Violations), *jsonOut)
 	}
 	return nil
 }

@@ -27,7 +27,10 @@ type report struct {
 	NoVector int                `json:"pairs_without_vector"`
 	Errors   int                `json:"errors"`
 	Runs     int                `json:"runs"`
-	Records  []*record          `json:"runs_made,omitempty"`
+	// Violations are the audit log's records of a worker trying something
+	// outside its grant, each "user: what".
+	Violations []string  `json:"violations"`
+	Records    []*record `json:"runs_made,omitempty"`
 }
 
 func (c *counts) add(o *counts) {
@@ -98,6 +101,7 @@ func sum(reports []*report) *report {
 		t.NoVector += r.NoVector
 		t.Errors += r.Errors
 		t.Runs += r.Runs
+		t.Violations = append(t.Violations, r.Violations...)
 	}
 	return t
 }
@@ -124,6 +128,9 @@ func (r *report) line() string {
 	}
 	if r.Errors > 0 {
 		fmt.Fprintf(&b, "; %d runs could not be made", r.Errors)
+	}
+	if len(r.Violations) > 0 {
+		fmt.Fprintf(&b, "; %d violations in the audit log", len(r.Violations))
 	}
 	return b.String()
 }
