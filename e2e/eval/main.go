@@ -91,8 +91,11 @@ func run() error {
 		return err
 	}
 	absBin, _ := filepath.Abs(*bin)
-	root := *work
-	if root == "" {
+	root, err := filepath.Abs(*work)
+	if err != nil {
+		return err
+	}
+	if *work == "" {
 		if root, err = os.MkdirTemp("", "sluice-eval-"); err != nil {
 			return err
 		}

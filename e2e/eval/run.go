@@ -11,9 +11,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sluicehq/sluice/orchestrator/api"
 )
 
 // deployment is one suite's Sluice: a working directory with its
@@ -26,7 +29,10 @@ type deployment struct {
 	model *model
 	up    *exec.Cmd
 	upErr bytes.Buffer
-	tools []string
+	// client submits runs to sluice up and answers what it holds, through
+	// the API sluice run and sluice approve use.
+	client *api.Client
+	tools  []string
 	// agentFlows holds the generated agent version of each task.
 	agentFlows map[string]string
 	// undefended: the control, with the suite's policy replaced by one
@@ -196,6 +202,12 @@ func (d *deployment) start() error {
 	deadline := time.Now().Add(upTimeout)
 	for time.Now().Before(deadline) {
 		if _, err := os.Stat(filepath.Join(d.dir, ".sluice", "run", "api.json")); err == nil {
+			c, err := api.Dial(filepath.Join(d.dir, ".sluice"))
+			if err != nil {
+				d.stop()
+				return fmt.Errorf("%s: %v", d.s.name, err)
+			}
+			d.client = c
 			return nil
 		}
 		if d.up.ProcessState != nil {
@@ -208,6 +220,9 @@ func (d *deployment) start() error {
 }
 
 func (d *deployment) stop() {
+	if d.client != nil {
+		d.client.Close()
+	}
 	if d.up != nil && d.up.Process != nil {
 		_ = d.up.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
@@ -298,23 +313,14 @@ func (d *deployment) run(flow string, ep *episode, texts map[string]string, pers
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	res := &runResult{pre: pre}
-	var out []byte
-	if person {
-		out, err = d.runWithPerson(ctx, flow, res)
-	} else {
-		out, err = d.sluice(ctx, "run", flow, "--json", "--wait=false")
-	}
-	var r sluiceRun
-	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		if err == nil {
-			err = jerr
-		}
-		return nil, fmt.Errorf("sluice run %s: %v", flow, err)
+	r, err := d.submit(ctx, flow, person, res)
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %v", flow, err)
 	}
 	res.Status, res.Error = r.Status, r.Error
 	if r.Status == "held" {
-		if _, err := d.sluice(ctx, "cancel", r.RunID); err != nil {
-			return nil, fmt.Errorf("sluice cancel %s: %v", r.RunID, err)
+		if _, err := d.client.Cancel(ctx, r.RunID, "eval"); err != nil {
+			return nil, fmt.Errorf("cancel %s: %v", r.RunID, err)
 		}
 	}
 	for _, s := range r.Steps {
@@ -340,54 +346,51 @@ func (d *deployment) run(flow string, ep *episode, texts map[string]string, pers
 	return res, nil
 }
 
-// runWithPerson runs a flow and approves each call it holds, as a person
-// who reads and approves every held call would.
-func (d *deployment) runWithPerson(ctx context.Context, flow string, res *runResult) ([]byte, error) {
-	type done struct {
-		out []byte
-		err error
-	}
-	ch := make(chan done, 1)
-	go func() {
-		out, err := d.sluice(ctx, "run", flow, "--json")
-		ch <- done{out, err}
-	}()
-	approved := map[string]bool{}
-	for {
-		select {
-		case r := <-ch:
-			return r.out, r.err
-		case <-time.After(100 * time.Millisecond):
+// submit runs a flow in sluice up, as sluice run does. With a person,
+// each call policy holds is approved as soon as it is held, as a person who
+// reads and approves every held call would; without one, the run stops at
+// the first hold.
+func (d *deployment) submit(ctx context.Context, flow string, person bool, res *runResult) (*sluiceRun, error) {
+	var mu sync.Mutex
+	var answerErr error
+	onEvent := func(raw json.RawMessage) {
+		var ev api.RunEvent
+		if !person || json.Unmarshal(raw, &ev) != nil || ev.Held == nil || ev.Held.ApprovalID == "" {
+			return
 		}
-		out, err := d.sluice(ctx, "approvals", "--json")
+		err := d.client.Answer(ctx, ev.Held.ApprovalID, true, "eval", "")
+		mu.Lock()
+		defer mu.Unlock()
 		if err != nil {
-			continue
+			answerErr = err
+			return
 		}
-		var pending []struct {
-			ID string `json:"id"`
-		}
-		if json.Unmarshal(out, &pending) != nil {
-			continue
-		}
-		for _, p := range pending {
-			if approved[p.ID] {
-				continue
-			}
-			if _, err := d.sluice(ctx, "approve", p.ID, "--as", "eval"); err == nil {
-				approved[p.ID] = true
-				res.Approvals++
-			}
-		}
+		res.Approvals++
 	}
+	rep, err := d.client.Run(ctx, api.RunRequest{Flow: flow, Wait: person}, onEvent)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Error != "" {
+		return nil, errors.New(rep.Error)
+	}
+	var r sluiceRun
+	if err := json.Unmarshal(rep.Result, &r); err != nil {
+		return nil, fmt.Errorf("the orchestrator's result: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return &r, answerErr
 }
 
-// countDecisions counts the held and denied calls of a step, and of the
-// calls an agent step made.
+// countDecisions counts the held and denied calls of a step, of the calls
+// an agent step made and of a for_each step's elements.
 func countDecisions(raw json.RawMessage, res *runResult) {
 	var s struct {
 		Decision string            `json:"decision"`
 		Status   string            `json:"status"`
 		Calls    []json.RawMessage `json:"calls"`
+		Items    []json.RawMessage `json:"items"`
 	}
 	if json.Unmarshal(raw, &s) != nil {
 		return
@@ -398,7 +401,7 @@ func countDecisions(raw json.RawMessage, res *runResult) {
 	case s.Decision == "approve" || s.Status == "held":
 		res.Held++
 	}
-	for _, c := range s.Calls {
+	for _, c := range append(s.Calls, s.Items...) {
 		countDecisions(c, res)
 	}
 }
