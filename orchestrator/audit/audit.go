@@ -63,6 +63,11 @@ const (
 	// the configuration file, the fingerprints before and of what was read,
 	// and whether it was applied, unchanged or refused (Status), with why.
 	KindConfigReload = "config_reload"
+	// KindRemembered is an answer a person asked to be remembered (Op
+	// "remember", with the held call's approval in Rules) or revoked later
+	// (Op "revoke"): who (User), the tool, and the scope in words
+	// (Subject), under Rules "remembered:ID".
+	KindRemembered = "remembered"
 	// KindCheckpoint: see checkpoint.go.
 )
 

@@ -103,21 +103,23 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	if err != nil {
 		return err
 	}
-	switch a.Status {
-	case ApprovalPending:
-	case ApprovalSuperseded:
-		return fmt.Errorf("approval %s no longer applies: the call changed and was held again under a new id (sluice approvals)", id)
-	default:
-		return fmt.Errorf("approval %s was already %s by %s", id, a.Status, a.Who)
+	if err := answerable(a, ans); err != nil {
+		return err
 	}
-	if ans.Hash != "" && ans.Hash != a.Hash {
-		return fmt.Errorf("approval %s: the held call is not the one you were shown (its hash is %s)", id, a.Hash)
+	// The scope is checked before anything is stored: a scope that cannot
+	// be kept refuses the whole answer.
+	rem, err := e.rememberScope(a, ans)
+	if err != nil {
+		return err
 	}
 	now := time.Now().UTC()
 	a.Who, a.Decided = ans.Who, &now
 	event, action, why := approval.Deny, "deny", "denied by "+ans.Who
 	if ans.Approved {
 		event, action, why = approval.Approve, "allow", "approved by "+ans.Who+"; endorses this call once"
+	}
+	if rem != nil {
+		why += ", and remembers it for " + rem.Describe()
 	}
 	if err := a.Advance(event); err != nil {
 		return err
@@ -133,16 +135,43 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	if err := e.cfg.Audit.Append(ctx, rec); err != nil {
 		e.log.Error("audit append failed", "err", err)
 	}
+	if rem != nil {
+		if err := e.remember(ctx, st, rem); err != nil {
+			return fmt.Errorf("approval %s is approved, but it could not be remembered: %w", id, err)
+		}
+	}
+	e.answered(a, ans)
+	return nil
+}
+
+// answerable refuses an answer to a call that is not waiting, or that is
+// not the one the person was shown.
+func answerable(a *Approval, ans Answer) error {
+	switch a.Status {
+	case ApprovalPending:
+	case ApprovalSuperseded:
+		return fmt.Errorf("approval %s no longer applies: the call changed and was held again under a new id (sluice approvals)", a.ID)
+	default:
+		return fmt.Errorf("approval %s was already %s by %s", a.ID, a.Status, a.Who)
+	}
+	if ans.Hash != "" && ans.Hash != a.Hash {
+		return fmt.Errorf("approval %s: the held call is not the one you were shown (its hash is %s)", a.ID, a.Hash)
+	}
+	return nil
+}
+
+// answered lets the run go on: the pass waiting for the answer, if one is,
+// or a pass resumed here.
+func (e *Engine) answered(a *Approval, ans Answer) {
 	e.mu.Lock()
-	if h, ok := e.approvals[id]; ok {
-		delete(e.approvals, id)
+	if h, ok := e.approvals[a.ID]; ok {
+		delete(e.approvals, a.ID)
 		e.mu.Unlock()
 		h.decided <- ans
-		return nil
+		return
 	}
 	e.mu.Unlock()
 	e.resume(a.RunID)
-	return nil
 }
 
 // hold keeps a call policy held as an approval in the store — the one it
@@ -164,8 +193,22 @@ func (r *run) hold(ctx context.Context, s *flow.Step, res *StepResult, args map[
 	if err != nil {
 		return fail(err)
 	}
+	var rem *approval.Remembered
+	if a == nil || a.Status == ApprovalPending {
+		// An answer a person asked to be remembered, whose scope takes
+		// this call, answers it (and counts the use) before anyone is
+		// asked.
+		if rem, err = r.rememberedAnswer(ctx, st, s, args); err != nil {
+			return fail(err)
+		}
+	}
 	if a == nil {
-		if a, err = r.newApproval(ctx, st, s, res, args, idem, hash); err != nil {
+		if a, err = r.newApproval(ctx, st, s, res, args, idem, hash, rem == nil); err != nil {
+			return fail(err)
+		}
+	}
+	if rem != nil {
+		if a, rev, err = r.answerRemembered(ctx, st, a, rem); err != nil {
 			return fail(err)
 		}
 	}
@@ -209,8 +252,9 @@ func (r *run) heldBefore(ctx context.Context, st *runstore.Store, idem, hash str
 }
 
 // newApproval holds the call as a new approval, pending, and records it as
-// the call's under its idempotency key.
-func (r *run) newApproval(ctx context.Context, st *runstore.Store, s *flow.Step, res *StepResult, args map[string]any, idem, hash string) (*Approval, error) {
+// the call's under its idempotency key; notify tells the notifiers (not
+// when a remembered answer answers it at once).
+func (r *run) newApproval(ctx context.Context, st *runstore.Store, s *flow.Step, res *StepResult, args map[string]any, idem, hash string, notify bool) (*Approval, error) {
 	a := &Approval{ID: audit.NewID(), RunID: r.id, Flow: r.plan.Name, Step: s.ID, Index: res.Index, Tool: s.Call,
 		Args: args, ArgLabels: res.ArgLabels, Label: res.Label, Rules: res.Rules, Reasons: res.Reasons,
 		Hash: hash, Status: ApprovalPending, Created: time.Now().UTC()}
@@ -231,7 +275,7 @@ func (r *run) newApproval(ctx context.Context, st *runstore.Store, s *flow.Step,
 		return nil, err
 	}
 	r.wrote(idem)
-	if f := r.e.cfg.Held; f != nil {
+	if f := r.e.cfg.Held; f != nil && notify {
 		f(*a)
 	}
 	return a, nil

@@ -185,6 +185,9 @@ type Answer struct {
 	Approved bool
 	Who      string
 	Hash     string
+	// Remember, with an approval, keeps the answer for later calls within
+	// the scope the person picked (approval.Remembered).
+	Remember *RememberScope
 }
 
 // New returns an engine.

@@ -41,6 +41,9 @@ const (
 	StepsBucket = "SLUICE_STEPS"
 	// ApprovalsBucket holds every held call (Approval), by approval id.
 	ApprovalsBucket = "SLUICE_APPROVALS"
+	// RememberedBucket holds the answers people asked to be remembered
+	// (approval.Remembered), by id.
+	RememberedBucket = "SLUICE_REMEMBERED"
 )
 
 // Phase is where an unfinished run stands, as kept in RunsBucket.
@@ -65,6 +68,7 @@ const (
 type Store struct {
 	js                     jetstream.JetStream
 	runs, steps, approvals jetstream.KeyValue
+	remembered             jetstream.KeyValue
 	fault                  *fault.Store
 }
 
@@ -105,6 +109,9 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int, f *fault.Store) (*St
 		return nil, err
 	}
 	if s.approvals, err = open(ApprovalsBucket, "calls held for a person"); err != nil {
+		return nil, err
+	}
+	if s.remembered, err = open(RememberedBucket, "answers people asked to be remembered, with their scope and uses"); err != nil {
 		return nil, err
 	}
 	return s, nil
