@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -17,10 +18,20 @@ import (
 // that changes it writes it back before it answers.
 type Env struct {
 	root string
+	// mu makes each call's read and write of the environment one step:
+	// the server answers several calls at once (a flow's parallel steps),
+	// and two changes must not both start from the same state.
+	mu sync.Mutex
 }
 
 // View loads the environment into a value of the suite's state type.
 func View[S any](e *Env) (*S, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return load[S](e)
+}
+
+func load[S any](e *Env) (*S, error) {
 	b, err := os.ReadFile(filepath.Join(e.root, "state.json"))
 	if err != nil {
 		return nil, fmt.Errorf("the environment cannot be read: %w", err)
@@ -35,7 +46,9 @@ func View[S any](e *Env) (*S, error) {
 // Update loads the environment, lets fn change it and writes it back
 // (atomically) unless fn fails.
 func Update[S any](e *Env, fn func(*S) error) error {
-	s, err := View[S](e)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, err := load[S](e)
 	if err != nil {
 		return err
 	}
@@ -95,6 +108,8 @@ func Tool[In, Out any](s *mcp.Server, e *Env, t *mcp.Tool, h Handler[In, Out]) {
 // noteVectors appends to read.log the name of every injection vector whose
 // text is in out.
 func (e *Env) noteVectors(out any) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	b, err := os.ReadFile(filepath.Join(e.root, "vectors.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
