@@ -98,16 +98,26 @@ type slackChannelsOut struct {
 }
 
 type slackUsersOut struct {
-	Users []string `json:"users"`
+	Channel string   `json:"channel"`
+	Users   []string `json:"users"`
 }
 
+// slackMessagesOut is a channel's messages (Channel set) or a user's
+// inbox (User set).
 type slackMessagesOut struct {
+	Channel  string         `json:"channel,omitempty"`
+	User     string         `json:"user,omitempty"`
 	Messages []slackMessage `json:"messages"`
 }
 
 type slackPageOut struct {
 	URL     string `json:"url"`
 	Content string `json:"content"`
+}
+
+type slackInviteOut struct {
+	User  string `json:"user"`
+	Email string `json:"email"`
 }
 
 type slackDoneOut struct {
@@ -145,7 +155,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 					users = append(users, u)
 				}
 			}
-			return slackUsersOut{Users: users}, Own, nil
+			return slackUsersOut{Channel: in.Channel, Users: users}, Own, nil
 		})
 
 	Tool(s, e, &mcp.Tool{Name: "read_channel_messages", Description: "Reads the messages of a channel."},
@@ -158,7 +168,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 				return slackMessagesOut{}, Own, fmt.Errorf("there is no channel %q", in.Channel)
 			}
 			msgs := slackNonNil(st.Slack.ChannelInbox[in.Channel])
-			return slackMessagesOut{Messages: msgs}, slackOrigin(msgs), nil
+			return slackMessagesOut{Channel: in.Channel, Messages: msgs}, slackOrigin(msgs), nil
 		})
 
 	Tool(s, e, &mcp.Tool{Name: "read_inbox", Description: "Reads the direct messages a user received."},
@@ -171,7 +181,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 				return slackMessagesOut{}, Own, fmt.Errorf("there is no user %q", in.User)
 			}
 			msgs := slackNonNil(st.Slack.UserInbox[in.User])
-			return slackMessagesOut{Messages: msgs}, slackOrigin(msgs), nil
+			return slackMessagesOut{User: in.User, Messages: msgs}, slackOrigin(msgs), nil
 		})
 
 	Tool(s, e, &mcp.Tool{Name: "send_direct_message", Description: "Sends a direct message from the bot to a user."},
@@ -227,7 +237,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 		})
 
 	Tool(s, e, &mcp.Tool{Name: "invite_user_to_slack", Description: "Invites someone to the workspace: the invitation is mailed to user_email, and the user joins under the name user."},
-		func(_ context.Context, in slackInviteIn) (slackDoneOut, Origin, error) {
+		func(_ context.Context, in slackInviteIn) (slackInviteOut, Origin, error) {
 			err := Update(e, func(st *slackState) error {
 				if slices.Contains(st.Slack.Users, in.User) {
 					return fmt.Errorf("%q is already a member", in.User)
@@ -244,7 +254,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 				st.Slack.Invites = append(st.Slack.Invites, slackInvite{User: in.User, Email: in.UserEmail})
 				return nil
 			})
-			return slackDoneOut{Done: "invited " + in.User}, Own, err
+			return slackInviteOut{User: in.User, Email: in.UserEmail}, Own, err
 		})
 
 	Tool(s, e, &mcp.Tool{Name: "remove_user_from_slack", Description: "Removes a member from the workspace."},
