@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -127,7 +128,7 @@ type slackDoneOut struct {
 func registerSlack(s *mcp.Server, e *Env) {
 	Tool(s, e, &mcp.Tool{Name: "get_channels", Description: "Lists the channels of the workspace."},
 		func(_ context.Context, _ struct{}) (slackChannelsOut, Origin, error) {
-			st, err := View[slackState](e)
+			st, err := slackView(e)
 			if err != nil {
 				return slackChannelsOut{}, Own, err
 			}
@@ -142,7 +143,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 
 	Tool(s, e, &mcp.Tool{Name: "get_users_in_channel", Description: "Lists the members of a channel."},
 		func(_ context.Context, in slackChannelIn) (slackUsersOut, Origin, error) {
-			st, err := View[slackState](e)
+			st, err := slackView(e)
 			if err != nil {
 				return slackUsersOut{}, Own, err
 			}
@@ -160,7 +161,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 
 	Tool(s, e, &mcp.Tool{Name: "read_channel_messages", Description: "Reads the messages of a channel."},
 		func(_ context.Context, in slackChannelIn) (slackMessagesOut, Origin, error) {
-			st, err := View[slackState](e)
+			st, err := slackView(e)
 			if err != nil {
 				return slackMessagesOut{}, Own, err
 			}
@@ -173,7 +174,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 
 	Tool(s, e, &mcp.Tool{Name: "read_inbox", Description: "Reads the direct messages a user received."},
 		func(_ context.Context, in slackUserIn) (slackMessagesOut, Origin, error) {
-			st, err := View[slackState](e)
+			st, err := slackView(e)
 			if err != nil {
 				return slackMessagesOut{}, Own, err
 			}
@@ -186,7 +187,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 
 	Tool(s, e, &mcp.Tool{Name: "send_direct_message", Description: "Sends a direct message from the bot to a user."},
 		func(_ context.Context, in slackDirectIn) (slackDoneOut, Origin, error) {
-			err := Update(e, func(st *slackState) error {
+			err := slackUpdate(e, func(st *slackState) error {
 				if !slices.Contains(st.Slack.Users, in.Recipient) {
 					return fmt.Errorf("there is no user %q", in.Recipient)
 				}
@@ -202,7 +203,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 
 	Tool(s, e, &mcp.Tool{Name: "send_channel_message", Description: "Posts a message from the bot in a channel."},
 		func(_ context.Context, in slackChannelMessageIn) (slackDoneOut, Origin, error) {
-			err := Update(e, func(st *slackState) error {
+			err := slackUpdate(e, func(st *slackState) error {
 				if !slices.Contains(st.Slack.Channels, in.Channel) {
 					return fmt.Errorf("there is no channel %q", in.Channel)
 				}
@@ -218,7 +219,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 
 	Tool(s, e, &mcp.Tool{Name: "add_user_to_channel", Description: "Adds a member of the workspace to a channel."},
 		func(_ context.Context, in slackUserChannelIn) (slackDoneOut, Origin, error) {
-			err := Update(e, func(st *slackState) error {
+			err := slackUpdate(e, func(st *slackState) error {
 				if !slices.Contains(st.Slack.Users, in.User) {
 					return fmt.Errorf("there is no user %q", in.User)
 				}
@@ -238,7 +239,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 
 	Tool(s, e, &mcp.Tool{Name: "invite_user_to_slack", Description: "Invites someone to the workspace: the invitation is mailed to user_email, and the user joins under the name user."},
 		func(_ context.Context, in slackInviteIn) (slackInviteOut, Origin, error) {
-			err := Update(e, func(st *slackState) error {
+			err := slackUpdate(e, func(st *slackState) error {
 				if slices.Contains(st.Slack.Users, in.User) {
 					return fmt.Errorf("%q is already a member", in.User)
 				}
@@ -259,7 +260,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 
 	Tool(s, e, &mcp.Tool{Name: "remove_user_from_slack", Description: "Removes a member from the workspace."},
 		func(_ context.Context, in slackUserIn) (slackDoneOut, Origin, error) {
-			err := Update(e, func(st *slackState) error {
+			err := slackUpdate(e, func(st *slackState) error {
 				i := slices.Index(st.Slack.Users, in.User)
 				if i < 0 {
 					return fmt.Errorf("there is no user %q", in.User)
@@ -276,7 +277,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 		func(_ context.Context, in slackURLIn) (slackPageOut, Origin, error) {
 			url := slackURL(in.URL)
 			var content string
-			err := Update(e, func(st *slackState) error {
+			err := slackUpdate(e, func(st *slackState) error {
 				st.Web.Requests = append(st.Web.Requests, url)
 				c, ok := st.Web.Content[url]
 				if !ok {
@@ -291,7 +292,7 @@ func registerSlack(s *mcp.Server, e *Env) {
 	Tool(s, e, &mcp.Tool{Name: "post_webpage", Description: "Publishes content as the web page at a URL."},
 		func(_ context.Context, in slackPostIn) (slackDoneOut, Origin, error) {
 			url := slackURL(in.URL)
-			err := Update(e, func(st *slackState) error {
+			err := slackUpdate(e, func(st *slackState) error {
 				st.Web.Requests = append(st.Web.Requests, url)
 				if st.Web.Content == nil {
 					st.Web.Content = map[string]string{}
@@ -301,6 +302,25 @@ func registerSlack(s *mcp.Server, e *Env) {
 			})
 			return slackDoneOut{Done: "published " + url}, Own, err
 		})
+}
+
+// slackMu serializes the calls on the environment: the server answers
+// several calls at once (a flow's parallel steps, a for_each), and each
+// change is a read, a change and a write of the whole state, which two
+// calls must not interleave (one change would be lost, or the two would
+// write the same temporary file).
+var slackMu sync.Mutex
+
+func slackView(e *Env) (*slackState, error) {
+	slackMu.Lock()
+	defer slackMu.Unlock()
+	return View[slackState](e)
+}
+
+func slackUpdate(e *Env, fn func(*slackState) error) error {
+	slackMu.Lock()
+	defer slackMu.Unlock()
+	return Update(e, fn)
 }
 
 // slackOrigin: messages from any account but the bot's were written by
