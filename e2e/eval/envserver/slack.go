@@ -32,13 +32,18 @@ type slackWorkspace struct {
 	Channels []string `json:"channels"`
 	// ChannelCreators names who created each channel (and so chose its
 	// name); a channel not listed was created by the bot.
-	ChannelCreators map[string]string         `json:"channel_creators"`
+	ChannelCreators []slackCreator            `json:"channel_creators"`
 	UserChannels    map[string][]string       `json:"user_channels"`
 	UserInbox       map[string][]slackMessage `json:"user_inbox"`
 	ChannelInbox    map[string][]slackMessage `json:"channel_inbox"`
 	// Invites records every invitation sent, so that a run that invites
 	// someone and removes them again is still seen to have invited them.
 	Invites []slackInvite `json:"invites"`
+}
+
+type slackCreator struct {
+	Channel string `json:"channel"`
+	By      string `json:"by"`
 }
 
 type slackMessage struct {
@@ -133,8 +138,8 @@ func registerSlack(s *mcp.Server, e *Env) {
 				return slackChannelsOut{}, Own, err
 			}
 			origin := Own
-			for _, c := range st.Slack.Channels {
-				if by, ok := st.Slack.ChannelCreators[c]; ok && by != slackBot {
+			for _, c := range st.Slack.ChannelCreators {
+				if c.By != slackBot && slices.Contains(st.Slack.Channels, c.Channel) {
 					origin = ThirdParty
 				}
 			}
