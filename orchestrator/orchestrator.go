@@ -399,6 +399,11 @@ func (o *Orchestrator) serveAPI(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, controlSubs...)
+	rememberedSubs, err := api.ServeRemembered(o.nc, o.subjects, o)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	o.subs = append(o.subs, rememberedSubs...)
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
 	o.cancelRuns = cancelRuns
 	runSub, err := api.ServeRuns(runCtx, o.nc, o.subjects, o.serveRun)
@@ -524,6 +529,16 @@ func (o *Orchestrator) Approvals(ctx context.Context) ([]engine.Approval, error)
 // Approval returns one held call, whatever its state.
 func (o *Orchestrator) Approval(ctx context.Context, id string) (*engine.Approval, error) {
 	return o.engine.Approval(ctx, id)
+}
+
+// RememberedAnswers lists the answers people asked to be remembered.
+func (o *Orchestrator) RememberedAnswers(ctx context.Context) ([]engine.Remembered, error) {
+	return o.engine.RememberedAnswers(ctx)
+}
+
+// Revoke ends a remembered answer.
+func (o *Orchestrator) Revoke(ctx context.Context, id, who string) (*engine.Remembered, error) {
+	return o.engine.Revoke(ctx, id, who)
 }
 
 // Decide answers a held call.

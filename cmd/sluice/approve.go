@@ -28,7 +28,7 @@ func approveCommand(approve bool) *command {
 	}
 	return &command{
 		name:  name,
-		usage: name + " APPROVAL_ID… | --step RUN/STEP [--as NAME] [--hash HASH] [--config FILE]",
+		usage: name + " APPROVAL_ID… | --step RUN/STEP [--as NAME] [--hash HASH] [--config FILE]" + rememberUsage(approve),
 		short: short,
 		long: fmt.Sprintf(`Answers a call that policy held for a person (sluice approvals lists them).
 approve lets that one call through, once, with exactly the arguments shown;
@@ -49,16 +49,26 @@ approvals). Each is answered on its own and bound to its own hash; the
 command prints each call it answered, and exits 1 if any answer was refused.
 
 A call denied by a policy rule is never held, and cannot be approved.
-
+%s
 Examples:
   sluice %s 01JD6Z4W8X2F3K5N7Q9R1T3V5X
-  sluice %s --step 01JD6Z2A8C1M0QWN5V7X9B3D4F/pay`, verb, verb),
+  sluice %s --step 01JD6Z2A8C1M0QWN5V7X9B3D4F/pay%s`, rememberHelp(approve), verb, verb, rememberExample(approve)),
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			as := fs.String("as", "", "who is answering (default: the OS user)")
 			hash := fs.String("hash", "", "the `hash` of the call you reviewed (default: the call as it is held now)")
 			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
 			step := fs.String("step", "", "answer every call still held in `RUN/STEP` (a for_each's elements)")
+			remember := rememberFlags(fs, approve)
 			return func(c *cli, ctx context.Context, args []string) int {
+				scope, err := remember.scope()
+				if err != nil {
+					c.errorf("%s: %v", name, err)
+					return exitUsage
+				}
+				if scope != nil && (len(args) != 1 || *step != "") {
+					c.errorf("%s: --remember keeps one answer: give exactly one approval id with it", name)
+					return exitUsage
+				}
 				switch {
 				case *step == "" && len(args) == 0:
 					c.errorf("%s: give an approval id (sluice approvals lists them), or --step RUN/STEP", name)
@@ -95,7 +105,7 @@ Examples:
 				}
 				failed := false
 				for _, id := range ids {
-					if !c.answer(ctx, client, name, id, approve, who, *hash) {
+					if !c.answer(ctx, client, name, id, approve, who, *hash, scope) {
 						failed = true
 					}
 				}
@@ -110,7 +120,7 @@ Examples:
 
 // answer answers one held call, bound to hash (the call as held now when
 // empty), and prints it; false when the answer was refused.
-func (c *cli) answer(ctx context.Context, client *api.Client, name, id string, approve bool, who, hash string) bool {
+func (c *cli) answer(ctx context.Context, client *api.Client, name, id string, approve bool, who, hash string, scope *engine.RememberScope) bool {
 	a, err := client.Approval(ctx, id)
 	if err != nil {
 		c.errorf("%s %s: %v", name, id, err)
@@ -119,9 +129,12 @@ func (c *cli) answer(ctx context.Context, client *api.Client, name, id string, a
 	if hash == "" {
 		hash = a.Hash
 	}
-	if err := client.Answer(ctx, id, approve, who, hash); err != nil {
+	if err := client.AnswerAndRemember(ctx, api.AnswerRequest{ID: id, Approved: approve, Who: who, Hash: hash, Remember: scope}); err != nil {
 		c.errorf("%s %s: %v", name, id, err)
 		return false
+	}
+	if scope != nil {
+		c.printRemembered(ctx, client, id)
 	}
 	past := map[bool]string{true: "approved", false: "denied"}[approve]
 	item := ""

@@ -41,7 +41,7 @@ type command struct {
 }
 
 func commands() []*command {
-	return []*command{upCommand(), runCommand(), lintCommand(), policyCommand(), doctorCommand(), auditCommand(), runsCommand(), reloadCommand(), traceCommand(), approvalsCommand(), approveCommand(true), approveCommand(false), cancelCommand(), workerCommand(), mcpCommand(), versionCommand(), completionCommand()}
+	return []*command{upCommand(), runCommand(), lintCommand(), policyCommand(), doctorCommand(), auditCommand(), runsCommand(), reloadCommand(), traceCommand(), approvalsCommand(), approveCommand(true), approveCommand(false), registryCommand(), cancelCommand(), workerCommand(), mcpCommand(), versionCommand(), completionCommand()}
 }
 
 // Main runs the command line args and returns the exit code.

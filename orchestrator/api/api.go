@@ -98,6 +98,8 @@ type AnswerRequest struct {
 	Approved bool   `json:"approved"`
 	Who      string `json:"who"`
 	Hash     string `json:"hash,omitempty"`
+	// Remember, with an approval, keeps the answer within a scope.
+	Remember *engine.RememberScope `json:"remember,omitempty"`
 }
 
 // Response of every API call.
@@ -146,7 +148,7 @@ func Serve(nc *nats.Conn, s schemas.Subjects, ap Approver) ([]*nats.Subscription
 			defer cancel()
 			if err := json.Unmarshal(m.Data, &req); err != nil || req.ID == "" || req.Who == "" {
 				resp = Response{Error: "malformed request"}
-			} else if err := ap.Decide(ctx, req.ID, engine.Answer{Approved: req.Approved, Who: req.Who, Hash: req.Hash}); err != nil {
+			} else if err := ap.Decide(ctx, req.ID, engine.Answer{Approved: req.Approved, Who: req.Who, Hash: req.Hash, Remember: req.Remember}); err != nil {
 				resp = Response{Error: err.Error()}
 			}
 			respond(m, resp)
@@ -454,7 +456,13 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 // Answer approves or denies a held call; hash, when set, must be the hash
 // of the call the person was shown.
 func (c *Client) Answer(ctx context.Context, id string, approved bool, who, hash string) error {
-	body, _ := json.Marshal(AnswerRequest{ID: id, Approved: approved, Who: who, Hash: hash})
+	return c.AnswerAndRemember(ctx, AnswerRequest{ID: id, Approved: approved, Who: who, Hash: hash})
+}
+
+// AnswerAndRemember answers a held call; with req.Remember, the approval
+// is remembered within that scope.
+func (c *Client) AnswerAndRemember(ctx context.Context, req AnswerRequest) error {
+	body, _ := json.Marshal(req)
 	rep, err := c.nc.RequestWithContext(ctx, c.s.API("answer"), body)
 	if err != nil {
 		return fmt.Errorf("ask the orchestrator: %w", err)
