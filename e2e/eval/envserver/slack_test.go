@@ -50,11 +50,6 @@ func slackCall(t *testing.T, cs *mcp.ClientSession, tool string, args map[string
 	return res
 }
 
-func untrustedClaim(res *mcp.CallToolResult) bool {
-	ifc, _ := res.Meta["ifc"].(map[string]any)
-	return ifc["integrity"] == "untrusted"
-}
-
 func testSlackState() slackState {
 	return slackState{
 		Slack: slackWorkspace{

@@ -81,11 +81,6 @@ func callTravel(t *testing.T, cs *mcp.ClientSession, name string, args map[strin
 	return res
 }
 
-func untrustedClaim(res *mcp.CallToolResult) bool {
-	ifc, _ := res.Meta["ifc"].(map[string]any)
-	return ifc["integrity"] == "untrusted"
-}
-
 func readState(t *testing.T, root string) travelState {
 	t.Helper()
 	st, err := View[travelState](&Env{root: root})
