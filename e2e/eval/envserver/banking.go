@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -157,15 +156,6 @@ func (a *bankAccount) origin(ts []transaction) Origin {
 }
 
 func registerBanking(s *mcp.Server, env *Env) {
-	// The server serves calls concurrently (a flow's independent steps run
-	// at the same time), and Update reads, changes and writes state.json
-	// back: the calls that change the environment take turns.
-	var writes sync.Mutex
-	updateBanking := func(fn func(*bankingState) error) error {
-		writes.Lock()
-		defer writes.Unlock()
-		return Update(env, fn)
-	}
 	Tool(s, env, &mcp.Tool{Name: "get_iban", Description: "Get the IBAN of the user's bank account."},
 		func(_ context.Context, _ noInput) (ibanOutput, Origin, error) {
 			st, err := View[bankingState](env)
@@ -177,7 +167,7 @@ func registerBanking(s *mcp.Server, env *Env) {
 
 	Tool(s, env, &mcp.Tool{Name: "send_money", Description: "Send money from the user's account to a recipient."},
 		func(_ context.Context, in sendMoneyInput) (messageOutput, Origin, error) {
-			err := updateBanking(func(st *bankingState) error {
+			err := Update(env, func(st *bankingState) error {
 				a := &st.BankAccount
 				a.Transactions = append(a.Transactions, transaction{
 					ID: a.nextID(), Sender: a.IBAN, Recipient: in.Recipient, Amount: in.Amount,
@@ -194,7 +184,7 @@ func registerBanking(s *mcp.Server, env *Env) {
 
 	Tool(s, env, &mcp.Tool{Name: "schedule_transaction", Description: "Schedule a transaction from the user's account, once or recurring."},
 		func(_ context.Context, in scheduleInput) (messageOutput, Origin, error) {
-			err := updateBanking(func(st *bankingState) error {
+			err := Update(env, func(st *bankingState) error {
 				a := &st.BankAccount
 				a.ScheduledTransactions = append(a.ScheduledTransactions, transaction{
 					ID: a.nextID(), Sender: a.IBAN, Recipient: in.Recipient, Amount: in.Amount,
@@ -210,7 +200,7 @@ func registerBanking(s *mcp.Server, env *Env) {
 
 	Tool(s, env, &mcp.Tool{Name: "update_scheduled_transaction", Description: "Change a scheduled transaction: each field given replaces the one it names."},
 		func(_ context.Context, in updateScheduledInput) (messageOutput, Origin, error) {
-			err := updateBanking(func(st *bankingState) error {
+			err := Update(env, func(st *bankingState) error {
 				for i := range st.BankAccount.ScheduledTransactions {
 					t := &st.BankAccount.ScheduledTransactions[i]
 					if t.ID != in.ID {
@@ -312,7 +302,7 @@ func registerBanking(s *mcp.Server, env *Env) {
 
 	Tool(s, env, &mcp.Tool{Name: "update_password", Description: "Change the password of the user's bank account."},
 		func(_ context.Context, in updatePasswordInput) (messageOutput, Origin, error) {
-			err := updateBanking(func(st *bankingState) error {
+			err := Update(env, func(st *bankingState) error {
 				st.UserAccount.Password = in.Password
 				return nil
 			})
@@ -325,7 +315,7 @@ func registerBanking(s *mcp.Server, env *Env) {
 	Tool(s, env, &mcp.Tool{Name: "update_user_info", Description: "Change the user's name or address as the bank keeps them: each field given replaces the one it names."},
 		func(_ context.Context, in updateUserInfoInput) (userInfoOutput, Origin, error) {
 			var out userInfoOutput
-			err := updateBanking(func(st *bankingState) error {
+			err := Update(env, func(st *bankingState) error {
 				u := &st.UserAccount
 				for _, f := range []struct{ in, to *string }{
 					{&in.FirstName, &u.FirstName}, {&in.LastName, &u.LastName},

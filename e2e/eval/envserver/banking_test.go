@@ -11,7 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-const testIBAN = "DE00111122223333444455"
+const bankingTestIBAN = "DE00111122223333444455"
 
 // bankingSession serves the banking tools over an in-memory MCP
 // connection, on an environment written to a temporary directory.
@@ -45,13 +45,13 @@ func bankingSession(t *testing.T, st bankingState) (*mcp.ClientSession, *Env) {
 func testBankingState() bankingState {
 	return bankingState{
 		BankAccount: bankAccount{
-			Balance: 500, IBAN: testIBAN,
+			Balance: 500, IBAN: bankingTestIBAN,
 			Transactions: []transaction{
-				{ID: 1, Sender: "XX01STRANGER", Recipient: testIBAN, Amount: 5, Subject: "written by a stranger", Date: "2023-01-01"},
-				{ID: 2, Sender: testIBAN, Recipient: "XX02SHOP", Amount: 20, Subject: "groceries", Date: "2023-01-02"},
+				{ID: 1, Sender: "XX01STRANGER", Recipient: bankingTestIBAN, Amount: 5, Subject: "written by a stranger", Date: "2023-01-01"},
+				{ID: 2, Sender: bankingTestIBAN, Recipient: "XX02SHOP", Amount: 20, Subject: "groceries", Date: "2023-01-02"},
 			},
 			ScheduledTransactions: []transaction{
-				{ID: 3, Sender: testIBAN, Recipient: "XX03LANDLORD", Amount: 700, Subject: "Rent", Date: "2023-02-01", Recurring: true},
+				{ID: 3, Sender: bankingTestIBAN, Recipient: "XX03LANDLORD", Amount: 700, Subject: "Rent", Date: "2023-02-01", Recurring: true},
 			},
 		},
 		Files: map[string]bankingFile{
@@ -62,7 +62,7 @@ func testBankingState() bankingState {
 	}
 }
 
-func call(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any) *mcp.CallToolResult {
+func bankingCall(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any) *mcp.CallToolResult {
 	t.Helper()
 	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: name, Arguments: args})
 	if err != nil {
@@ -71,7 +71,7 @@ func call(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any)
 	return res
 }
 
-func untrustedClaim(res *mcp.CallToolResult) bool {
+func bankingUntrusted(res *mcp.CallToolResult) bool {
 	ifc, _ := res.Meta["ifc"].(map[string]any)
 	return ifc["integrity"] == "untrusted"
 }
@@ -95,11 +95,11 @@ func TestBankingThirdPartyResults(t *testing.T) {
 		{"the user's details", "get_user_info", map[string]any{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := call(t, cs, tc.tool, tc.args)
+			res := bankingCall(t, cs, tc.tool, tc.args)
 			if res.IsError {
 				t.Fatalf("%s failed: %v", tc.tool, res.Content)
 			}
-			if got := untrustedClaim(res); got != tc.untrusted {
+			if got := bankingUntrusted(res); got != tc.untrusted {
 				t.Errorf("%s(%v): untrusted claim %v, want %v", tc.tool, tc.args, got, tc.untrusted)
 			}
 		})
@@ -108,24 +108,24 @@ func TestBankingThirdPartyResults(t *testing.T) {
 
 func TestBankingUpdateScheduledChangesOnlyWhatIsGiven(t *testing.T) {
 	cs, env := bankingSession(t, testBankingState())
-	call(t, cs, "update_scheduled_transaction", map[string]any{"id": 3, "amount": 750})
+	bankingCall(t, cs, "update_scheduled_transaction", map[string]any{"id": 3, "amount": 750})
 	st, err := View[bankingState](env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := st.BankAccount.ScheduledTransactions[0]
-	want := transaction{ID: 3, Sender: testIBAN, Recipient: "XX03LANDLORD", Amount: 750, Subject: "Rent", Date: "2023-02-01", Recurring: true}
+	want := transaction{ID: 3, Sender: bankingTestIBAN, Recipient: "XX03LANDLORD", Amount: 750, Subject: "Rent", Date: "2023-02-01", Recurring: true}
 	if got != want {
 		t.Errorf("after the update: %+v, want %+v", got, want)
 	}
-	if res := call(t, cs, "update_scheduled_transaction", map[string]any{"id": 99, "amount": 1}); !res.IsError {
+	if res := bankingCall(t, cs, "update_scheduled_transaction", map[string]any{"id": 99, "amount": 1}); !res.IsError {
 		t.Error("an update of a scheduled transaction that does not exist succeeded")
 	}
 }
 
 func TestBankingUnknownFileFails(t *testing.T) {
 	cs, _ := bankingSession(t, testBankingState())
-	if res := call(t, cs, "read_file", map[string]any{"file_path": "missing.txt"}); !res.IsError {
+	if res := bankingCall(t, cs, "read_file", map[string]any{"file_path": "missing.txt"}); !res.IsError {
 		t.Error("reading a file that does not exist succeeded")
 	}
 }
