@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -334,7 +335,12 @@ func registerWorkspace(srv *mcp.Server, env *Env) {
 		s.norm()
 		return s, nil
 	}
+	// The server answers several calls at once (a flow's for_each), and
+	// Update writes through one temporary file: one change at a time.
+	var mu sync.Mutex
 	update := func(fn func(*wsState) error) error {
+		mu.Lock()
+		defer mu.Unlock()
 		return Update[wsState](env, func(s *wsState) error {
 			s.norm()
 			return fn(s)
