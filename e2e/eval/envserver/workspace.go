@@ -131,8 +131,8 @@ func (m *wsEmail) norm() {
 	}
 }
 
-// nextID is one more than the largest numeric ID in ids.
-func nextID(ids []string) string {
+// wsNextID is one more than the largest numeric ID in ids.
+func wsNextID(ids []string) string {
 	top := -1
 	for _, id := range ids {
 		if n, err := strconv.Atoi(id); err == nil && n > top {
@@ -151,7 +151,7 @@ func (s *wsState) send(recipients, cc, bcc []string, subject, body string, att [
 		ids = append(ids, m.ID)
 	}
 	m := wsEmail{
-		ID: nextID(ids), Sender: s.Account, Recipients: recipients, CC: cc, BCC: bcc,
+		ID: wsNextID(ids), Sender: s.Account, Recipients: recipients, CC: cc, BCC: bcc,
 		Subject: subject, Body: body, Status: "sent", Read: true, Timestamp: s.Now, Attachments: att,
 	}
 	m.norm()
@@ -543,7 +543,7 @@ func registerWorkspace(srv *mcp.Server, env *Env) {
 					}
 				}
 				out = wsEvent{
-					ID: nextID(ids), Title: in.Title, Description: in.Description, Start: in.Start, End: in.End,
+					ID: wsNextID(ids), Title: in.Title, Description: in.Description, Start: in.Start, End: in.End,
 					Location: in.Location, Participants: participants, Status: "confirmed", Organizer: s.Account,
 				}
 				s.Events = append(s.Events, out)
@@ -668,7 +668,7 @@ func registerWorkspace(srv *mcp.Server, env *Env) {
 					ids = append(ids, f.ID)
 				}
 				out = wsFile{
-					ID: nextID(ids), Filename: in.Filename, Content: in.Content, Owner: s.Account,
+					ID: wsNextID(ids), Filename: in.Filename, Content: in.Content, Owner: s.Account,
 					LastModified: s.Now, Size: len(in.Content), SharedWith: map[string]string{},
 				}
 				s.Files = append(s.Files, out)

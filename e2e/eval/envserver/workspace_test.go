@@ -16,16 +16,16 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// workspace starts the workspace suite's server on the suite's own
+// wsSession starts the workspace suite's server on the suite's own
 // environment (each vector holding its benign text) and returns a client
 // session to it and the environment's directory.
-func workspace(t *testing.T) (*mcp.ClientSession, string) {
+func wsSession(t *testing.T) (*mcp.ClientSession, string) {
 	t.Helper()
 	suite := filepath.Join("..", "suites", "workspace")
 	var env any
-	readYAML(t, filepath.Join(suite, "environment.yaml"), &env)
+	wsReadYAML(t, filepath.Join(suite, "environment.yaml"), &env)
 	var vectors map[string]string
-	readYAML(t, filepath.Join(suite, "vectors.yaml"), &vectors)
+	wsReadYAML(t, filepath.Join(suite, "vectors.yaml"), &vectors)
 	state, err := json.Marshal(env)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func workspace(t *testing.T) (*mcp.ClientSession, string) {
 	return cs, dir
 }
 
-func readYAML(t *testing.T, path string, v any) {
+func wsReadYAML(t *testing.T, path string, v any) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -73,19 +73,19 @@ func readYAML(t *testing.T, path string, v any) {
 	}
 }
 
-// call makes one tool call and returns its structured output and whether
+// wsCall makes one tool call and returns its structured output and whether
 // the result claims the untrusted label; a tool failure fails the test.
-func call(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any) (map[string]any, bool) {
+func wsCall(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any) (map[string]any, bool) {
 	t.Helper()
-	out, untrusted, errText := try(t, cs, tool, args)
+	out, untrusted, errText := wsTry(t, cs, tool, args)
 	if errText != "" {
 		t.Fatalf("%s %v: %s", tool, args, errText)
 	}
 	return out, untrusted
 }
 
-// try is call that returns a tool failure's message instead.
-func try(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any) (map[string]any, bool, string) {
+// wsTry is wsCall that returns a tool failure's message instead.
+func wsTry(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any) (map[string]any, bool, string) {
 	t.Helper()
 	if args == nil {
 		args = map[string]any{}
@@ -115,7 +115,7 @@ func try(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any) 
 	return out, untrusted, ""
 }
 
-func state(t *testing.T, dir string) wsState {
+func wsLoad(t *testing.T, dir string) wsState {
 	t.Helper()
 	s, err := View[wsState](&Env{root: dir})
 	if err != nil {
@@ -126,7 +126,7 @@ func state(t *testing.T, dir string) wsState {
 
 // The suite serves AgentDojo's 24 workspace tools, by their names.
 func TestWorkspaceTools(t *testing.T) {
-	cs, _ := workspace(t)
+	cs, _ := wsSession(t)
 	res, err := cs.ListTools(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestWorkspaceTools(t *testing.T) {
 // What someone else wrote claims the untrusted label; what only Nora and
 // her own accounts wrote does not.
 func TestWorkspaceThirdPartyLabels(t *testing.T) {
-	cs, dir := workspace(t)
+	cs, dir := wsSession(t)
 	for _, c := range []struct {
 		tool      string
 		args      map[string]any
@@ -171,7 +171,7 @@ func TestWorkspaceThirdPartyLabels(t *testing.T) {
 		{"search_files_by_filename", map[string]any{"filename": "madeira"}, true},         // Gabriel may edit it
 		{"list_files", nil, true},
 	} {
-		_, untrusted := call(t, cs, c.tool, c.args)
+		_, untrusted := wsCall(t, cs, c.tool, c.args)
 		if untrusted != c.untrusted {
 			t.Errorf("%s %v: untrusted %v, want %v", c.tool, c.args, untrusted, c.untrusted)
 		}
@@ -194,10 +194,10 @@ func TestWorkspaceThirdPartyLabels(t *testing.T) {
 // The calendar's changes: an invitation and a notice of a new time are
 // mails to the participants; a moved event keeps its length.
 func TestWorkspaceCalendarChanges(t *testing.T) {
-	cs, dir := workspace(t)
-	before := state(t, dir)
+	cs, dir := wsSession(t)
+	before := wsLoad(t, dir)
 
-	ev, _ := call(t, cs, "create_calendar_event", map[string]any{
+	ev, _ := wsCall(t, cs, "create_calendar_event", map[string]any{
 		"title": "Lunch", "start_time": "2026-03-17 12:00", "end_time": "2026-03-17 13:00",
 		"participants": []string{"hana.kowalski@mailbox.org"},
 	})
@@ -207,17 +207,17 @@ func TestWorkspaceCalendarChanges(t *testing.T) {
 	if ps := ev["participants"].([]any); len(ps) != 2 || ps[1] != before.Account {
 		t.Errorf("the owner is always a participant: %v", ps)
 	}
-	moved, _ := call(t, cs, "reschedule_calendar_event", map[string]any{"event_id": "7", "new_start_time": "2026-03-24 10:00"})
+	moved, _ := wsCall(t, cs, "reschedule_calendar_event", map[string]any{"event_id": "7", "new_start_time": "2026-03-24 10:00"})
 	if moved["start_time"] != "2026-03-24 10:00" || moved["end_time"] != "2026-03-24 10:45" {
 		t.Errorf("moved event: %v", moved)
 	}
-	added, _ := call(t, cs, "add_calendar_event_participants", map[string]any{"event_id": "0", "participants": []string{"raul.mendes@corvane.com"}})
+	added, _ := wsCall(t, cs, "add_calendar_event_participants", map[string]any{"event_id": "0", "participants": []string{"raul.mendes@corvane.com"}})
 	if ps := added["participants"].([]any); ps[len(ps)-1] != "raul.mendes@corvane.com" {
 		t.Errorf("participants: %v", ps)
 	}
-	call(t, cs, "cancel_calendar_event", map[string]any{"event_id": "1"})
+	wsCall(t, cs, "cancel_calendar_event", map[string]any{"event_id": "1"})
 
-	after := state(t, dir)
+	after := wsLoad(t, dir)
 	var subjects []string
 	for _, m := range after.Emails[len(before.Emails):] {
 		if m.Status != "sent" || m.Sender != before.Account {
@@ -243,11 +243,11 @@ func TestWorkspaceCalendarChanges(t *testing.T) {
 		{"title": "x", "start_time": "2026-03-17", "end_time": "2026-03-17 13:00"},
 		{"title": "x", "start_time": "2026-03-17 14:00", "end_time": "2026-03-17 13:00"},
 	} {
-		if _, _, e := try(t, cs, "create_calendar_event", bad); e == "" {
+		if _, _, e := wsTry(t, cs, "create_calendar_event", bad); e == "" {
 			t.Errorf("create_calendar_event %v did not fail", bad)
 		}
 	}
-	if _, _, e := try(t, cs, "reschedule_calendar_event", map[string]any{"event_id": "99", "new_start_time": "2026-03-24 10:00"}); !strings.Contains(e, `"99"`) {
+	if _, _, e := wsTry(t, cs, "reschedule_calendar_event", map[string]any{"event_id": "99", "new_start_time": "2026-03-24 10:00"}); !strings.Contains(e, `"99"`) {
 		t.Errorf("an unknown event: %q", e)
 	}
 }
@@ -255,33 +255,33 @@ func TestWorkspaceCalendarChanges(t *testing.T) {
 // Mail and drive: a deleted mail goes to the trash, a failed search is an
 // error, a file's size is its content's, and calls made at once all land.
 func TestWorkspaceMailAndDrive(t *testing.T) {
-	cs, dir := workspace(t)
-	before := state(t, dir)
+	cs, dir := wsSession(t)
+	before := wsLoad(t, dir)
 
-	if _, _, e := try(t, cs, "search_emails", map[string]any{"query": "no such words anywhere"}); e == "" {
+	if _, _, e := wsTry(t, cs, "search_emails", map[string]any{"query": "no such words anywhere"}); e == "" {
 		t.Error("a search that finds nothing did not fail")
 	}
-	unread, _ := call(t, cs, "get_unread_emails", nil)
+	unread, _ := wsCall(t, cs, "get_unread_emails", nil)
 	if n := len(unread["emails"].([]any)); n != 4 {
 		t.Errorf("%d unread emails, want 4", n)
 	}
-	if again, _ := call(t, cs, "get_unread_emails", nil); len(again["emails"].([]any)) != 0 {
+	if again, _ := wsCall(t, cs, "get_unread_emails", nil); len(again["emails"].([]any)) != 0 {
 		t.Error("reading the unread emails did not mark them read")
 	}
-	call(t, cs, "delete_email", map[string]any{"email_id": "1"})
+	wsCall(t, cs, "delete_email", map[string]any{"email_id": "1"})
 
-	f, _ := call(t, cs, "append_to_file", map[string]any{"file_id": "6", "content": "- flour\n"})
+	f, _ := wsCall(t, cs, "append_to_file", map[string]any{"file_id": "6", "content": "- flour\n"})
 	if int(f["size"].(float64)) != len(f["content"].(string)) || !strings.HasSuffix(f["content"].(string), "- flour\n") {
 		t.Errorf("appended file: %v", f)
 	}
-	if _, _, e := try(t, cs, "share_file", map[string]any{"file_id": "6", "email": "hana.kowalski@mailbox.org", "permission": "owner"}); e == "" {
+	if _, _, e := wsTry(t, cs, "share_file", map[string]any{"file_id": "6", "email": "hana.kowalski@mailbox.org", "permission": "owner"}); e == "" {
 		t.Error("share_file took the permission owner")
 	}
-	shared, _ := call(t, cs, "share_file", map[string]any{"file_id": "6", "email": "hana.kowalski@mailbox.org", "permission": "r"})
+	shared, _ := wsCall(t, cs, "share_file", map[string]any{"file_id": "6", "email": "hana.kowalski@mailbox.org", "permission": "r"})
 	if shared["shared_with"].(map[string]any)["hana.kowalski@mailbox.org"] != "r" {
 		t.Errorf("shared: %v", shared["shared_with"])
 	}
-	if _, _, e := try(t, cs, "send_email", map[string]any{"recipients": []string{"a@b.example"}, "subject": "s", "body": "b",
+	if _, _, e := wsTry(t, cs, "send_email", map[string]any{"recipients": []string{"a@b.example"}, "subject": "s", "body": "b",
 		"attachments": []map[string]any{{"type": "file", "file_id": "42"}}}); e == "" {
 		t.Error("a mail with a file that does not exist was sent")
 	}
@@ -291,14 +291,14 @@ func TestWorkspaceMailAndDrive(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, _, e := try(t, cs, "send_email", map[string]any{"recipients": []string{"priya.ramaswamy@harbourlight.io"}, "subject": "at once", "body": "b"}); e != "" {
+			if _, _, e := wsTry(t, cs, "send_email", map[string]any{"recipients": []string{"priya.ramaswamy@harbourlight.io"}, "subject": "at once", "body": "b"}); e != "" {
 				t.Error(e)
 			}
 		}()
 	}
 	wg.Wait()
 
-	after := state(t, dir)
+	after := wsLoad(t, dir)
 	if len(after.Trash) != 1 || after.Trash[0].ID != "1" || len(after.Emails) != len(before.Emails)-1+8 {
 		t.Errorf("%d emails (from %d) and trash %v", len(after.Emails), len(before.Emails), after.Trash)
 	}
