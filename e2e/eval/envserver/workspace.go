@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -335,12 +334,9 @@ func registerWorkspace(srv *mcp.Server, env *Env) {
 		s.norm()
 		return s, nil
 	}
-	// The server answers several calls at once (a flow's for_each), and
-	// Update writes through one temporary file: one change at a time.
-	var mu sync.Mutex
+	// Calls come at once (a flow's for_each); Update makes each change
+	// one step of its own.
 	update := func(fn func(*wsState) error) error {
-		mu.Lock()
-		defer mu.Unlock()
 		return Update[wsState](env, func(s *wsState) error {
 			s.norm()
 			return fn(s)
