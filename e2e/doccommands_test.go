@@ -52,6 +52,9 @@ var docCommands = map[string]docCommand{
 	// README.md
 	"make demo": {skip: "builds bin/ in the checkout and binds 127.0.0.1:8088; TestDemo runs its script in a copy, on a free port"},
 	"make test": {skip: "the whole suite, this test included"},
+	"make eval": {skip: "every suite in full (about four minutes); TestEvaluationSample runs a fixed sample of it"},
+	"go run ./e2e/eval -suite banking -task user_task_0 -v":                                             {skip: "one task of the evaluation; TestEvaluationSample runs the harness"},
+	"go run ./e2e/eval -undefended":                                                                     {skip: "the undefended control in full; TestEvaluationUndefendedControl runs it on a sample"},
 	"key=$(sed 's/.*key=//' .sluice/run/web.url)":                                                       {skip: "reads a running sluice up's page address; TestMetricsOnTheWebServer scrapes /metrics with the key"},
 	"curl -s -H \"Authorization: Bearer $key\" \"$(sed 's/\\/?key=.*//' .sluice/run/web.url)/metrics\"": {skip: "needs a running sluice up and curl; TestMetricsOnTheWebServer scrapes /metrics"},
 	"sluice mcp --tools web.fetch,payment.charge --inspect llm":                                         {skip: "serves MCP on stdin until its client leaves; TestMCPFrontDoor* run it with an SDK client"},

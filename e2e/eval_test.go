@@ -92,3 +92,26 @@ func TestEvaluationUndefendedControl(t *testing.T) {
 		t.Fatalf("no attack of %d succeeded undefended: the judge cannot see an attack", r.Total.Attacks)
 	}
 }
+
+// docs/evaluation.md shows each suite's policy as the suite's file has it:
+// a policy changed without the page, or the page without the policy,
+// fails here.
+func TestEvaluationDocShowsEachPolicy(t *testing.T) {
+	doc, err := os.ReadFile("../docs/evaluation.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob("../e2e/eval/suites/*/policy.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no suite policy: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(doc), "```yaml\n"+strings.TrimRight(string(b), "\n")+"\n```") {
+			t.Errorf("docs/evaluation.md does not show %s as it is", f)
+		}
+	}
+}
