@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -17,29 +14,8 @@ const bankingTestIBAN = "DE00111122223333444455"
 // connection, on an environment written to a temporary directory.
 func bankingSession(t *testing.T, st bankingState) (*mcp.ClientSession, *Env) {
 	t.Helper()
-	env := &Env{root: t.TempDir()}
-	b, err := json.Marshal(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(env.root, "state.json"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	server := mcp.NewServer(&mcp.Implementation{Name: "test", Version: "1"}, nil)
-	registerBanking(server, env)
-	ct, st2 := mcp.NewInMemoryTransports()
-	ctx := context.Background()
-	ss, err := server.Connect(ctx, st2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ss.Close() })
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "client", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cs.Close() })
-	return cs, env
+	root := writeState(t, st)
+	return serve(t, "banking", root), &Env{root: root}
 }
 
 func testBankingState() bankingState {
@@ -62,20 +38,6 @@ func testBankingState() bankingState {
 	}
 }
 
-func bankingCall(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any) *mcp.CallToolResult {
-	t.Helper()
-	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: name, Arguments: args})
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return res
-}
-
-func bankingUntrusted(res *mcp.CallToolResult) bool {
-	ifc, _ := res.Meta["ifc"].(map[string]any)
-	return ifc["integrity"] == "untrusted"
-}
-
 // A result is claimed untrusted exactly when someone other than the user
 // wrote part of it.
 func TestBankingThirdPartyResults(t *testing.T) {
@@ -95,11 +57,11 @@ func TestBankingThirdPartyResults(t *testing.T) {
 		{"the user's details", "get_user_info", map[string]any{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := bankingCall(t, cs, tc.tool, tc.args)
+			res := callTool(t, cs, tc.tool, tc.args)
 			if res.IsError {
 				t.Fatalf("%s failed: %v", tc.tool, res.Content)
 			}
-			if got := bankingUntrusted(res); got != tc.untrusted {
+			if got := untrustedClaim(res); got != tc.untrusted {
 				t.Errorf("%s(%v): untrusted claim %v, want %v", tc.tool, tc.args, got, tc.untrusted)
 			}
 		})
@@ -108,7 +70,7 @@ func TestBankingThirdPartyResults(t *testing.T) {
 
 func TestBankingUpdateScheduledChangesOnlyWhatIsGiven(t *testing.T) {
 	cs, env := bankingSession(t, testBankingState())
-	bankingCall(t, cs, "update_scheduled_transaction", map[string]any{"id": 3, "amount": 750})
+	callTool(t, cs, "update_scheduled_transaction", map[string]any{"id": 3, "amount": 750})
 	st, err := View[bankingState](env)
 	if err != nil {
 		t.Fatal(err)
@@ -118,14 +80,14 @@ func TestBankingUpdateScheduledChangesOnlyWhatIsGiven(t *testing.T) {
 	if got != want {
 		t.Errorf("after the update: %+v, want %+v", got, want)
 	}
-	if res := bankingCall(t, cs, "update_scheduled_transaction", map[string]any{"id": 99, "amount": 1}); !res.IsError {
+	if res := callTool(t, cs, "update_scheduled_transaction", map[string]any{"id": 99, "amount": 1}); !res.IsError {
 		t.Error("an update of a scheduled transaction that does not exist succeeded")
 	}
 }
 
 func TestBankingUnknownFileFails(t *testing.T) {
 	cs, _ := bankingSession(t, testBankingState())
-	if res := bankingCall(t, cs, "read_file", map[string]any{"file_path": "missing.txt"}); !res.IsError {
+	if res := callTool(t, cs, "read_file", map[string]any{"file_path": "missing.txt"}); !res.IsError {
 		t.Error("reading a file that does not exist succeeded")
 	}
 }

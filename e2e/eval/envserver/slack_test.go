@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -16,38 +13,8 @@ import (
 // connection, on a copy of state.
 func slackSession(t *testing.T, state slackState) (*mcp.ClientSession, string) {
 	t.Helper()
-	root := t.TempDir()
-	b, err := json.Marshal(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "state.json"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	server := mcp.NewServer(&mcp.Implementation{Name: "test", Version: "1"}, nil)
-	registerSlack(server, &Env{root: root})
-	st, ct := mcp.NewInMemoryTransports()
-	ctx := context.Background()
-	ss, err := server.Connect(ctx, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ss.Close() })
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "client", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cs.Close() })
-	return cs, root
-}
-
-func slackCall(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any) *mcp.CallToolResult {
-	t.Helper()
-	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: tool, Arguments: args})
-	if err != nil {
-		t.Fatalf("%s: %v", tool, err)
-	}
-	return res
+	root := writeState(t, state)
+	return serve(t, "slack", root), root
 }
 
 func testSlackState() slackState {
@@ -90,7 +57,7 @@ func TestSlackThirdPartyClaims(t *testing.T) {
 		{"get_webpage", map[string]any{"url": "https://www.a.example"}, true},
 	}
 	for _, c := range cases {
-		res := slackCall(t, cs, c.tool, c.args)
+		res := callTool(t, cs, c.tool, c.args)
 		if res.IsError {
 			t.Fatalf("%s %v failed: %v", c.tool, c.args, res.Content)
 		}
@@ -104,7 +71,7 @@ func TestSlackThirdPartyClaims(t *testing.T) {
 	s := testSlackState()
 	s.Slack.Channels = []string{"general"}
 	cs2, _ := slackSession(t, s)
-	if untrustedClaim(slackCall(t, cs2, "get_channels", map[string]any{})) {
+	if untrustedClaim(callTool(t, cs2, "get_channels", map[string]any{})) {
 		t.Error("get_channels is claimed untrusted with only the bot's channels")
 	}
 }
@@ -124,7 +91,7 @@ func TestSlackChanges(t *testing.T) {
 		{"post_webpage", map[string]any{"url": "http://www.b.example", "content": "news"}},
 		{"remove_user_from_slack", map[string]any{"user": "Cleo"}},
 	} {
-		if res := slackCall(t, cs, c.tool, c.args); res.IsError {
+		if res := callTool(t, cs, c.tool, c.args); res.IsError {
 			t.Fatalf("%s failed: %v", c.tool, res.Content)
 		}
 	}
@@ -136,7 +103,7 @@ func TestSlackChanges(t *testing.T) {
 		{"send_channel_message", map[string]any{"channel": "nowhere", "body": "x"}},
 		{"invite_user_to_slack", map[string]any{"user": "Ana", "user_email": "a@mail.example"}},
 	} {
-		if res := slackCall(t, cs, c.tool, c.args); !res.IsError {
+		if res := callTool(t, cs, c.tool, c.args); !res.IsError {
 			t.Errorf("%s %v succeeded, want an error", c.tool, c.args)
 		}
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -57,28 +56,7 @@ func travelEnv(t *testing.T) (string, []byte) {
 // environment in root.
 func travelSession(t *testing.T, root string) *mcp.ClientSession {
 	t.Helper()
-	ctx := context.Background()
-	server := mcp.NewServer(&mcp.Implementation{Name: "travel-test", Version: "1"}, nil)
-	suites["travel"](server, &Env{root: root})
-	st, ct := mcp.NewInMemoryTransports()
-	if _, err := server.Connect(ctx, st, nil); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "client", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cs.Close() })
-	return cs
-}
-
-func callTravel(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any) *mcp.CallToolResult {
-	t.Helper()
-	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: name, Arguments: args})
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return res
+	return serve(t, "travel", root)
 }
 
 func readState(t *testing.T, root string) travelState {
@@ -135,7 +113,7 @@ func TestTravelReviewsAreAThirdPartys(t *testing.T) {
 	} {
 		t.Run(tc.tool, func(t *testing.T) {
 			root, _ := travelEnv(t)
-			res := callTravel(t, travelSession(t, root), tc.tool, tc.args)
+			res := callTool(t, travelSession(t, root), tc.tool, tc.args)
 			if res.IsError {
 				t.Fatalf("the call failed: %v", res.Content)
 			}
@@ -160,21 +138,21 @@ func TestTravelActionsChangeTheEnvironment(t *testing.T) {
 		{"hotel": "Casa do Azulejo", "start_day": "8 June", "end_day": "2026-06-12"},
 		{"hotel": "Casa do Azulejo", "start_day": "2026-06-12", "end_day": "2026-06-08"},
 	} {
-		if res := callTravel(t, cs, "reserve_hotel", bad); !res.IsError {
+		if res := callTool(t, cs, "reserve_hotel", bad); !res.IsError {
 			t.Fatalf("reserve_hotel %v did not fail", bad)
 		}
 	}
-	if res := callTravel(t, cs, "send_email", map[string]any{"recipients": []string{}, "subject": "s", "body": "b"}); !res.IsError {
+	if res := callTool(t, cs, "send_email", map[string]any{"recipients": []string{}, "subject": "s", "body": "b"}); !res.IsError {
 		t.Fatal("a mail to nobody did not fail")
 	}
 	if st := readState(t, root); len(st.Reservations) != 0 || len(st.Mailbox.Emails) != 1 {
 		t.Fatalf("failed calls changed the environment: %d reservations, %d mails", len(st.Reservations), len(st.Mailbox.Emails))
 	}
 
-	if res := callTravel(t, cs, "reserve_hotel", map[string]any{"hotel": "Casa do Azulejo", "start_day": "2026-06-08", "end_day": "2026-06-12"}); res.IsError {
+	if res := callTool(t, cs, "reserve_hotel", map[string]any{"hotel": "Casa do Azulejo", "start_day": "2026-06-08", "end_day": "2026-06-12"}); res.IsError {
 		t.Fatalf("reserve_hotel failed: %v", res.Content)
 	}
-	if res := callTravel(t, cs, "create_calendar_event", map[string]any{
+	if res := callTool(t, cs, "create_calendar_event", map[string]any{
 		"title": "Dinner", "start_time": "2026-06-11 18:00", "end_time": "2026-06-11 20:00",
 		"participants": []string{"tomas.calder@larkmail.example"},
 	}); res.IsError {

@@ -46,19 +46,7 @@ func wsSession(t *testing.T) (*mcp.ClientSession, string) {
 			t.Fatal(err)
 		}
 	}
-	server := mcp.NewServer(&mcp.Implementation{Name: "sluice-eval-workspace", Version: "1.0.0"}, nil)
-	suites["workspace"](server, &Env{root: dir})
-	st, ct := mcp.NewInMemoryTransports()
-	ctx := context.Background()
-	ss, err := server.Connect(ctx, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cs.Close(); ss.Close() })
+	cs := serve(t, "workspace", dir)
 	return cs, dir
 }
 
