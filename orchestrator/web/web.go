@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -411,14 +412,29 @@ func (s *Server) approvalsPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "approvals", "Approvals", len(held), approvalViews(held))
 }
 
-// answer approves or denies one held call, bound to the hash the page
-// showed, and sends the browser to the run.
+// answer approves, denies, or approves and remembers one held call.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 	id, verb := r.PathValue("id"), r.PathValue("answer")
-	if verb != "approve" && verb != "deny" {
+	switch verb {
+	case "approve", "deny":
+		s.decide(w, r, id, verb == "approve", nil)
+	case "remember":
+		// Approve, and keep the answer within the scope the form names.
+		scope, err := rememberScope(r)
+		if err != nil {
+			http.Error(w, "remember "+id+": "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.decide(w, r, id, true, scope)
+	default:
 		http.NotFound(w, r)
-		return
 	}
+}
+
+// decide answers one held call, bound to the hash the page showed, and
+// sends the browser to the run.
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, id string, approved bool, scope *engine.RememberScope) {
+	verb := map[bool]string{true: "approve", false: "deny"}[approved]
 	hash := r.PostFormValue("hash")
 	if hash == "" {
 		http.Error(w, "answer "+id+": the form names no call hash", http.StatusBadRequest)
@@ -441,13 +457,12 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	approved := verb == "approve"
-	if err := s.cfg.Backend.Decide(ctx, id, engine.Answer{Approved: approved, Who: s.who, Hash: hash}); err != nil {
+	if err := s.cfg.Backend.Decide(ctx, id, engine.Answer{Approved: approved, Who: s.who, Hash: hash, Remember: scope}); err != nil {
 		s.log.Warn("web page: answer a held call", "approval", id, "run_id", run, "err", err)
 		http.Error(w, fmt.Sprintf("%s %s: %v", verb, id, err), http.StatusConflict)
 		return
 	}
-	s.log.Info("held call answered on the web page", "approval", id, "run_id", run, "decision", verb, "who", s.who)
+	s.log.Info("held call answered on the web page", "approval", id, "run_id", run, "decision", verb, "who", s.who, "remembered", scope != nil)
 	http.Redirect(w, r, "/runs/"+url.PathEscape(run), http.StatusSeeOther)
 }
 
@@ -529,4 +544,39 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	telemetry.HeldCalls.Set(float64(len(held)))
 	promhttp.HandlerFor(telemetry.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}).ServeHTTP(w, r)
+}
+
+// rememberScope reads the scope of a remembered answer from the form: the
+// arguments to keep (pin, at least one), a count per day, a sum of one
+// argument per day, a date (YYYY-MM-DD, its end) and whether any flow.
+func rememberScope(r *http.Request) (*engine.RememberScope, error) {
+	if err := r.ParseForm(); err != nil {
+		return nil, err
+	}
+	sc := &engine.RememberScope{Pin: r.PostForm["pin"], AnyFlow: r.PostFormValue("any_flow") != ""}
+	if len(sc.Pin) == 0 {
+		return nil, errors.New("tick at least one argument to keep as approved")
+	}
+	if v := r.PostFormValue("per_day"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("the calls a day must be a whole number, not %q", v)
+		}
+		sc.MaxPerDay = n
+	}
+	if arg := r.PostFormValue("sum_arg"); arg != "" {
+		n, err := strconv.ParseFloat(r.PostFormValue("sum_max"), 64)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("a day's sum of %s needs a positive bound", arg)
+		}
+		sc.SumArg, sc.MaxSumPerDay = arg, n
+	}
+	if v := r.PostFormValue("until"); v != "" {
+		d, err := time.Parse("2006-01-02", v)
+		if err != nil {
+			return nil, fmt.Errorf("until must be a date such as 2027-01-31, not %q", v)
+		}
+		sc.Until = d.Add(24*time.Hour - time.Second)
+	}
+	return sc, nil
 }

@@ -560,3 +560,34 @@ func TestRunPageInnerCallsAndSkipped(t *testing.T) {
 		}
 	}
 }
+
+// "Approve and remember" approves the call with the scope the form names;
+// a form that ticks no argument answers nothing.
+func TestRememberOnThePage(t *testing.T) {
+	t.Parallel()
+	b := heldPayment("acct_hotel_1")
+	c := start(t, b)
+	page := c.get("/approvals").body
+	action := "/approvals/" + approvalID + "/remember"
+	if !strings.Contains(page, `name="pin" value="payee"`) {
+		t.Fatalf("the page offers no argument to keep:\n%s", page)
+	}
+	f := form(t, page, action)
+	if r := c.do(http.MethodPost, action, f, nil); r.StatusCode != http.StatusBadRequest || len(b.answers()) != 0 {
+		t.Fatalf("no argument ticked: %d, answers %v", r.StatusCode, b.answers())
+	}
+	f.Set("pin", "payee")
+	f.Set("sum_arg", "amount")
+	f.Set("sum_max", "300")
+	f.Set("until", "2027-01-31")
+	r := c.do(http.MethodPost, action, f, nil)
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/runs/"+runID {
+		t.Fatalf("POST %s: %d to %q, want 303 to the run", action, r.StatusCode, r.Header.Get("Location"))
+	}
+	until := time.Date(2027, 1, 31, 23, 59, 59, 0, time.UTC)
+	want := []decision{{approvalID, engine.Answer{Approved: true, Who: "web:alice", Hash: callHash,
+		Remember: &engine.RememberScope{Pin: []string{"payee"}, SumArg: "amount", MaxSumPerDay: 300, Until: until}}}}
+	if diff := cmp.Diff(want, b.answers()); diff != "" {
+		t.Fatalf("answers (-want +got):\n%s", diff)
+	}
+}
