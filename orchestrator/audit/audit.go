@@ -113,9 +113,12 @@ type Record struct {
 	// Resume of a run_interrupted record: on_start (the next orchestrator
 	// resumes it) or on_request (only sluice up --resume does).
 	Resume string `json:"resume,omitempty"`
-	// Checkpoint fields (checkpoint.go): the number of records before it,
-	// the public key that signed it, and the signature, which must stay
-	// the last field.
+	// Checkpoint of a retention record: the id of the checkpoint the log
+	// starts at once the records before it were dropped (retention.go).
+	Checkpoint string `json:"checkpoint,omitempty"`
+	// Checkpoint fields (checkpoint.go): the number of records before it
+	// (of a retention record: the number dropped), the public key that
+	// signed it, and the signature, which must stay the last field.
 	Count     uint64 `json:"count,omitempty"`
 	Key       string `json:"key,omitempty"`
 	Signature string `json:"signature,omitempty"`
@@ -374,7 +377,7 @@ func sizeHint(r *Record) int {
 	n := prevField + 256 + len(r.ID) + len(r.Kind) + len(r.RunID) + len(r.Flow) + len(r.Step) + len(r.Tool) +
 		len(r.MsgID) + len(r.Action) + len(r.Status) + len(r.Error) + len(r.User) + len(r.Op) + len(r.Subject) +
 		len(r.File) + len(r.OldFingerprint) + len(r.NewFingerprint) +
-		64*len(r.Steps) + len(r.Resume) + len(r.Key) + len(r.Signature)
+		64*len(r.Steps) + len(r.Resume) + len(r.Checkpoint) + len(r.Key) + len(r.Signature)
 	for _, s := range r.Rules {
 		n += len(s) + 3
 	}
@@ -578,8 +581,10 @@ func (l *Log) ExportThrough(ctx context.Context, w io.Writer, last uint64) (int,
 // line is a record whose prev is the hash of the line before it; every
 // checkpoint counts the lines before it and is signed by one of keys; and
 // the last line is a checkpoint, so that every record is covered by a
-// signature. It returns what it found, or an error naming the first line
-// that fails.
+// signature. The first line starts the chain, or is a checkpoint the
+// records before it were dropped before (retention.go): its count says
+// how many, and its signature, over its prev, vouches for them. It
+// returns what it found, or an error naming the first line that fails.
 func Verify(r io.Reader, keys ...ed25519.PublicKey) (Verified, error) {
 	var v Verified
 	if len(keys) == 0 {
@@ -589,6 +594,8 @@ func Verify(r io.Reader, keys ...ed25519.PublicKey) (Verified, error) {
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	prev := ""
 	n, lastCheckpoint := 0, 0
+	// dropped counts the records before the first line.
+	var dropped uint64
 	for sc.Scan() {
 		line := sc.Bytes()
 		n++
@@ -601,13 +608,18 @@ func Verify(r io.Reader, keys ...ed25519.PublicKey) (Verified, error) {
 			got = *rec.Prev
 		}
 		if got != prev {
-			if n == 1 {
-				return v, fmt.Errorf("line 1: the chain does not start here (records before it were dropped)")
+			if n == 1 && rec.Kind == KindCheckpoint && rec.Count > 0 {
+				// Starts at a checkpoint, after dropped records.
+				dropped = rec.Count
+				v.Dropped, v.Start = dropped, rec.Time
+			} else if n == 1 {
+				return v, fmt.Errorf("line 1: the chain does not start here, and not at a checkpoint either: records before it were dropped")
+			} else {
+				return v, fmt.Errorf("line %d: the chain is broken: line %d was changed, or records between them were dropped or reordered", n, n-1)
 			}
-			return v, fmt.Errorf("line %d: the chain is broken: line %d was changed, or records between them were dropped or reordered", n, n-1)
 		}
 		if rec.Kind == KindCheckpoint {
-			if err := verifyCheckpoint(n, line, &rec, keys); err != nil {
+			if err := verifyCheckpoint(n, dropped+uint64(n-1), line, &rec, keys); err != nil {
 				return v, err
 			}
 			lastCheckpoint = n
@@ -701,6 +713,7 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 		b = append(b, steps...)
 	}
 	b = appendField(b, "resume", r.Resume)
+	b = appendField(b, "checkpoint", r.Checkpoint)
 	if r.Count != 0 {
 		b = append(b, `,"count":`...)
 		b = strconv.AppendUint(b, r.Count, 10)

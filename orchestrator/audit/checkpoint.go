@@ -224,6 +224,11 @@ type Verified struct {
 	// The last checkpoint: when it was signed, and by which key.
 	Signed time.Time
 	Key    string
+	// Dropped counts the records dropped before the first line, which is
+	// then a checkpoint signed at Start (retention.go); 0 when the export
+	// starts the chain.
+	Dropped uint64
+	Start   time.Time
 }
 
 // checkpointLine is what Verify reads of a line.
@@ -236,10 +241,12 @@ type checkpointLine struct {
 	Key   string    `json:"key"`
 }
 
-// verifyCheckpoint checks the checkpoint at line n (1-based) of an export.
-func verifyCheckpoint(n int, line []byte, rec *checkpointLine, keys []ed25519.PublicKey) error {
-	if rec.Count != uint64(n-1) {
-		return fmt.Errorf("line %d: the checkpoint covers %d records, but %d lines precede it: records were dropped or added before it", n, rec.Count, n-1)
+// verifyCheckpoint checks the checkpoint at line n (1-based) of an export,
+// which before records precede: the lines before it, and those dropped
+// before the first line.
+func verifyCheckpoint(n int, before uint64, line []byte, rec *checkpointLine, keys []ed25519.PublicKey) error {
+	if rec.Count != before {
+		return fmt.Errorf("line %d: the checkpoint covers %d records, but %d precede it: records were dropped or added before it", n, rec.Count, before)
 	}
 	i := bytes.LastIndex(line, []byte(signatureField))
 	if i < 0 || !bytes.HasSuffix(line, []byte(`"}`)) {

@@ -295,6 +295,12 @@ func (l *Log) sync(ctx context.Context) error {
 	}
 	state := st.CachedInfo().State
 	l.last, l.seq, l.n, l.uncovered, l.lastCheckpoint = "", state.LastSeq, state.Msgs, 0, nil
+	// Records dropped before the first (retention.go) still count.
+	dropped, err := firstCheckpointCount(ctx, st, state)
+	if err != nil {
+		return err
+	}
+	l.n += dropped
 	m, err := st.GetLastMsgForSubject(ctx, l.subject)
 	switch {
 	case err == nil:

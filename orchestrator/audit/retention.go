@@ -1,0 +1,245 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/jsretry"
+)
+
+// Retention: how the head of the log is dropped without breaking what
+// Verify checks.
+//
+// JetStream's own limits (max age, max bytes) drop single records at the
+// head whenever they like, so the log would start with any record, and an
+// export of it could not be told from one whose head was cut off. So the
+// stream has no limits, and the orchestrator drops the head itself
+// (Retain): it signs a checkpoint at the end, picks a checkpoint to keep
+// as the first record, and drops every record strictly before it. The
+// log then always starts with a signed checkpoint, whose count says how
+// many records precede it and whose prev is the hash of the last of them:
+// Verify accepts an export that starts there, and still fails on anything
+// changed after it.
+//
+// The stream denies purges (deny_purge, which the server never lets be
+// turned off again), so the head is dropped the one way left: with every
+// record sent stored and the chain's lock held, the stream is given a
+// limit of exactly the records from the checkpoint on, which drops those
+// before it, and the limit is taken away again at once. Nothing is
+// published in between: the lock orders every record of the log.
+//
+// A drop is itself recorded: a record of kind retention, after the
+// checkpoint kept, with how many records were dropped (Count), the id of
+// the checkpoint the log now starts at (Checkpoint) and why (Reasons).
+
+// KindRetention records a drop of the log's head (retention.go).
+const KindRetention = "retention"
+
+// Retention is how much of the log to keep: records older than MaxAge,
+// and the oldest records while the stream holds more than MaxSize bytes,
+// are dropped, up to a checkpoint. Zero: no limit.
+type Retention struct {
+	MaxAge  time.Duration
+	MaxSize int64
+}
+
+// Dropped is what one Retain dropped.
+type Dropped struct {
+	// Records dropped, and the stream sequence and id of the checkpoint
+	// the log now starts at.
+	Records    uint64
+	Seq        uint64
+	Checkpoint string
+	// Reason says which limit was passed.
+	Reason string
+}
+
+// Retain drops the records at the head of the log that r says not to
+// keep, strictly before a signed checkpoint, and records the drop. It
+// returns what it dropped: nothing (Records 0) when the log is within its
+// limits, or when no checkpoint lies past the records to drop. A record
+// younger than MaxAge is never dropped for its age; to get under MaxSize,
+// records are dropped up to the first checkpoint after enough bytes.
+func (l *Log) Retain(ctx context.Context, r Retention, now time.Time) (Dropped, error) {
+	var d Dropped
+	if r.MaxAge <= 0 && r.MaxSize <= 0 {
+		return d, nil
+	}
+	if l.signer == nil {
+		return d, errors.New("audit retention: no signing key")
+	}
+	st, err := l.js.Stream(ctx, StreamName)
+	if err != nil {
+		return d, fmt.Errorf("audit retention: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return d, fmt.Errorf("audit retention: %w", err)
+	}
+	first, err := l.recordAt(ctx, info.State.FirstSeq)
+	if err != nil || first == nil {
+		return d, err
+	}
+	head, _ := decodeLine(first)
+	cutoff := now.Add(-r.MaxAge)
+	tooOld := r.MaxAge > 0 && head.Time.Before(cutoff)
+	excess := int64(0)
+	if r.MaxSize > 0 && int64(info.State.Bytes) > r.MaxSize {
+		excess = int64(info.State.Bytes) - r.MaxSize
+	}
+	if !tooOld && excess == 0 {
+		return d, nil
+	}
+	// The log ends with a checkpoint, so there is one to cut at.
+	end, err := l.Checkpoint(ctx)
+	if err != nil {
+		return d, fmt.Errorf("audit retention: %w", err)
+	}
+	cut, reason, err := l.findCut(ctx, info.State.FirstSeq, end, r, cutoff, tooOld, excess)
+	if err != nil || cut == 0 {
+		return d, err
+	}
+	id, err := l.dropBefore(ctx, cut)
+	if err != nil {
+		return d, fmt.Errorf("audit retention: %w", err)
+	}
+	d = Dropped{Records: cut - info.State.FirstSeq, Seq: cut, Checkpoint: id, Reason: reason}
+	rec := Record{Kind: KindRetention, Count: d.Records, Checkpoint: id, Reasons: []string{reason}}
+	if err := l.Append(ctx, rec); err != nil {
+		return d, fmt.Errorf("audit retention: record the drop: %w", err)
+	}
+	return d, nil
+}
+
+// findCut reads the records from first to end (a checkpoint) and returns
+// the sequence of the checkpoint to keep as the first record, 0 for none,
+// and why.
+func (l *Log) findCut(ctx context.Context, first, end uint64, r Retention, cutoff time.Time, tooOld bool, excess int64) (uint64, string, error) {
+	var ageCut, sizeCut uint64
+	var dropped int64
+	for seq := first; seq <= end; seq++ {
+		data, err := l.recordAt(ctx, seq)
+		if err != nil {
+			return 0, "", fmt.Errorf("audit retention: record %d: %w", seq, err)
+		}
+		if data == nil {
+			continue
+		}
+		rec, ok := decodeLine(data)
+		if !ok {
+			return 0, "", fmt.Errorf("audit retention: record %d is not an audit record", seq)
+		}
+		if rec.Kind == KindCheckpoint && seq > first {
+			if tooOld {
+				ageCut = seq // every record before it is older than cutoff
+			}
+			if excess > 0 && sizeCut == 0 && dropped >= excess {
+				sizeCut = seq
+			}
+		}
+		if !rec.Time.Before(cutoff) {
+			tooOld = false // records are appended in time order
+		}
+		if !tooOld && (excess == 0 || sizeCut != 0) {
+			break
+		}
+		dropped += int64(len(data))
+	}
+	if excess > 0 && sizeCut == 0 {
+		sizeCut = end
+	}
+	cut, reason := ageCut, fmt.Sprintf("max_age %s: records older than %s", r.MaxAge, cutoff.UTC().Format(time.RFC3339))
+	if sizeCut > cut {
+		cut, reason = sizeCut, fmt.Sprintf("max_size %d bytes: the log held %d bytes more", r.MaxSize, excess)
+	}
+	return cut, reason, nil
+}
+
+// dropBefore drops every record before the checkpoint at cut and returns
+// that checkpoint's id. It holds the chain's lock throughout, once every
+// record sent is answered, so that the limit it sets drops exactly the
+// records before cut.
+func (l *Log) dropBefore(ctx context.Context, cut uint64) (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.ready(); err != nil {
+		return "", err
+	}
+	wctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	defer cancel()
+	select {
+	case <-l.js.PublishAsyncComplete():
+	case <-wctx.Done():
+		return "", errors.New("records sent before are still unanswered")
+	}
+	data, err := l.recordAt(ctx, cut)
+	if err != nil {
+		return "", err
+	}
+	rec, ok := decodeLine(data)
+	if data == nil || !ok || rec.Kind != KindCheckpoint {
+		return "", fmt.Errorf("record %d is not a checkpoint", cut)
+	}
+	var id struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(data, &id)
+	st, err := l.js.Stream(ctx, StreamName)
+	if err != nil {
+		return "", err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	if info.State.LastSeq != l.seq {
+		// A record sent is not stored: the next Publish takes the chain
+		// up again, and the next pass drops the head.
+		return "", fmt.Errorf("the stream's last record is %d, not %d", info.State.LastSeq, l.seq)
+	}
+	cfg := info.Config
+	limit := cfg.MaxMsgs
+	cfg.MaxMsgs = int64(info.State.LastSeq - cut + 1)
+	if _, err := l.js.UpdateStream(ctx, cfg); err != nil {
+		return "", fmt.Errorf("drop the records before %d: %w", cut, err)
+	}
+	cfg.MaxMsgs = limit
+	// The limit must go before the next record, or that record would
+	// drop the checkpoint now first.
+	if err := jsretry.Do(ctx, func(ctx context.Context) error {
+		_, err := l.js.UpdateStream(ctx, cfg)
+		return err
+	}); err != nil {
+		l.broken = true // no record is appended until the stream is read again
+		return "", fmt.Errorf("take the limit of %d records off the stream again: %w", cfg.MaxMsgs, err)
+	}
+	if info, err = st.Info(ctx); err == nil && info.State.FirstSeq != cut {
+		return "", fmt.Errorf("the stream starts at %d after the drop, not at the checkpoint %d", info.State.FirstSeq, cut)
+	}
+	return id.ID, err
+}
+
+// firstCheckpointCount is the count of the stream's first record when it
+// is a checkpoint the head was dropped before (the records before it, in
+// the chain); 0 otherwise.
+func firstCheckpointCount(ctx context.Context, st jetstream.Stream, state jetstream.StreamState) (uint64, error) {
+	if state.Msgs == 0 || state.FirstSeq <= 1 {
+		return 0, nil
+	}
+	m, err := st.GetMsg(ctx, state.FirstSeq)
+	if err != nil {
+		return 0, fmt.Errorf("read the first audit record: %w", err)
+	}
+	rec, ok := decodeLine(m.Data)
+	if !ok || rec.Kind != KindCheckpoint {
+		// Dropped by something other than Retain: no export of this
+		// stream verifies (Verify says where it starts).
+		return 0, nil
+	}
+	return rec.Count, nil
+}
