@@ -95,9 +95,9 @@ func policyTools(ms map[string]*capabilities.Manifest) policy.Tools {
 // Fingerprint is the hash of everything in a deployment that decides what
 // its runs may do: the configuration's settings (the working directory,
 // the bus mode and its settings, the state directory, the subject prefix,
-// where each secret comes from), the bytes of every policy file (the
-// default one included) with the name its rules are reported under, and
-// for every worker the digest of its manifest and schema files, the bytes
+// where each secret comes from, how much of the audit log to keep), the
+// bytes of every policy file (the default one included) with the name its
+// rules are reported under, and for every worker the digest of its manifest and schema files, the bytes
 // of its WASM module, its effective grants, its config block and its
 // replicas. It is "sha256:" and 64 hex digits.
 //
@@ -125,6 +125,7 @@ type parts struct {
 	Policies []filePart               `json:"policies"`
 	Workers  []workerPart             `json:"workers"`
 	Notify   []notifyPart             `json:"notify,omitempty"`
+	Audit    *config.AuditRetention   `json:"audit,omitempty"`
 }
 
 // notifyPart is a notifier as it counts for the fingerprint: its kind and
@@ -161,6 +162,10 @@ func fingerprintParts(d *config.Config, ms map[string]*capabilities.Manifest, po
 		Bus: busPart{Embedded: d.ExternalNATS == nil}}
 	for _, n := range d.Notify {
 		p.Notify = append(p.Notify, notifyPart{Kind: n.Kind, URL: n.URL, URLSecret: n.URLSecret, TokenSecret: n.TokenSecret, Room: n.Room})
+	}
+	if d.Audit != (config.AuditRetention{}) {
+		a := d.Audit
+		p.Audit = &a
 	}
 	if x := d.ExternalNATS; x != nil {
 		p.Bus.Replicas, p.Bus.AccountSeed, p.Bus.Creds, p.Bus.CredentialTTL = x.Replicas, x.AccountSeed, x.Creds, x.CredentialTTL

@@ -125,6 +125,7 @@ func TestFingerprint(t *testing.T) {
 			restart: []string{"the state directory (DIR/elsewhere, was DIR/.sluice)"}},
 		{name: "the subject prefix", change: edit("sluice.yaml", "policies:", "subject_prefix: other\npolicies:"),
 			restart: []string{"subject_prefix (other, was sluice)"}},
+		{name: "how much of the audit log to keep", change: edit("sluice.yaml", "policies:", "audit: {max_age: 30d}\npolicies:")},
 		{name: "where a secret comes from", change: edit("sluice.yaml", "API_KEY", "OTHER_KEY"), restart: []string{"secrets"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

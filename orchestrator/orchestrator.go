@@ -278,6 +278,7 @@ func (o *Orchestrator) openAudit(ctx context.Context, d *config.Config, violatio
 	}
 	o.wg.Add(1)
 	go o.recordViolations(violations)
+	o.retainAudit(ctx)
 	return nil
 }
 

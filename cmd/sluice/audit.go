@@ -37,6 +37,14 @@ key. An export cut right after a checkpoint is the log as it stood when
 that checkpoint was signed: verify prints how many records it holds and
 when its last checkpoint was signed.
 
+An export may also start with a checkpoint, when the head of the log was
+dropped under audit.max_age or audit.max_size in sluice.yaml: the
+orchestrator drops records only up to a signed checkpoint, whose count
+and signature vouch for the records before it. verify then says how many
+records were dropped and when that checkpoint was signed, and still fails
+on anything changed after it. An export that starts with any other record
+is refused.
+
 The key: --public-key KEY (ed25519:BASE64, as 'sluice doctor' prints it;
 repeat it for a log signed by an older key too). Without it, verify uses
 this deployment's own key (the secret audit_signing_key, else
@@ -173,7 +181,11 @@ func (c *cli) auditVerify(ctx context.Context, cfgFile, file string, keys []ed25
 		c.errorf("audit verify: %v", err)
 		return exitFailure
 	}
-	fmt.Fprintf(c.stdout, "ok: %d records, the chain is intact and ends with a checkpoint signed %s by %s\n",
-		v.Records, v.Signed.Format(time.RFC3339), v.Key)
+	start := ""
+	if v.Dropped > 0 {
+		start = fmt.Sprintf(", starts after %d dropped records at a checkpoint signed %s", v.Dropped, v.Start.Format(time.RFC3339))
+	}
+	fmt.Fprintf(c.stdout, "ok: %d records%s, the chain is intact and ends with a checkpoint signed %s by %s\n",
+		v.Records, start, v.Signed.Format(time.RFC3339), v.Key)
 	return exitOK
 }

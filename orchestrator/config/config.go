@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/schemas"
@@ -53,6 +54,17 @@ type Config struct {
 	OTLPEndpoint string
 	// Notify are the notifiers told of every held call.
 	Notify []Notifier
+	// Audit is how much of the audit log to keep (audit:); zero keeps
+	// every record.
+	Audit AuditRetention
+}
+
+// AuditRetention is `audit`: records older than MaxAge, and the oldest
+// records while the log holds more than MaxSize bytes, are dropped, up to
+// a signed checkpoint. Zero: no limit.
+type AuditRetention struct {
+	MaxAge  time.Duration
+	MaxSize int64
 }
 
 // Notifier is one entry of `notify`: a service told that a call waits for
@@ -178,6 +190,7 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 	for i, n := range raw.Notify {
 		c.notifier(doc, i, n, &ds)
 	}
+	c.Audit = parseRetention(file, doc, raw.Audit.MaxAge, strings.Trim(string(raw.Audit.MaxSize), `"`), &ds)
 	c.absSecretFiles()
 	if err := ds.Err(); err != nil {
 		return nil, err
@@ -226,6 +239,10 @@ type rawConfig struct {
 		OTLPEndpoint string `json:"otlp_endpoint"`
 	} `json:"telemetry"`
 	Notify []rawNotifier `json:"notify"`
+	Audit  struct {
+		MaxAge  string          `json:"max_age"`
+		MaxSize json.RawMessage `json:"max_size"`
+	} `json:"audit"`
 }
 
 type rawNotifier struct {
