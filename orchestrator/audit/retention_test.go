@@ -172,3 +172,27 @@ func TestRetainKeepsTheLogUnderItsSize(t *testing.T) {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
 }
+
+// The drop itself refuses to cut anywhere but at a checkpoint: the log
+// would start with a record no signature vouches for.
+func TestRetainRefusesACutNotAtACheckpoint(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	for range 3 {
+		if err := l.Append(ctx, Record{Kind: KindDecision, Action: "allow"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.dropBefore(ctx, 2); err == nil || !strings.Contains(err.Error(), "record 2 is not a checkpoint") {
+		t.Fatalf("drop before record 2: %v", err)
+	}
+	if info := streamState(t, l); info.State.FirstSeq != 1 || info.State.Msgs != 4 {
+		t.Fatalf("the stream holds %d records from %d, want all 4", info.State.Msgs, info.State.FirstSeq)
+	}
+	if v, err := Verify(strings.NewReader(signedExport(t, l)), testPub); err != nil || v.Dropped != 0 {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+}
