@@ -69,6 +69,10 @@ var docCommands = map[string]docCommand{
 		pre: []string{"sluice run examples/travel/book.yaml --config examples/travel/sluice.yaml --input destination=Lisbon --input budget=400 --wait=false || test $? = 4"}},
 	"sluice doctor | grep 'audit signing key'":                                                          {},
 	"sluice audit verify audit.jsonl --public-key ed25519:KLsBYktexfjGCXcn/up31HwivqNefbnq4gm9uNOfiIo=": {skip: "the key is an example; TestAuditExportVerify verifies with a real one"},
+	"nats stream add SLUICE_AUDIT_COPY --config audit-copy.json":                                        {skip: "needs the nats tool and a second cluster"},
+	"n=$(nats stream info SLUICE_AUDIT_COPY --json | jq .state.messages)":                               {skip: "needs the nats tool and a second cluster"},
+	"nats sub sluice.audit --stream SLUICE_AUDIT_COPY --all --raw --count \"$n\" > copy.jsonl":          {skip: "needs the nats tool and a second cluster"},
+	"sluice audit verify copy.jsonl --public-key ed25519:KLsBYktexfjGCXcn/up31HwivqNefbnq4gm9uNOfiIo=":  {skip: "the key is an example; TestAuditRetention verifies a log that starts at a checkpoint"},
 
 	// docs/policies.md
 
