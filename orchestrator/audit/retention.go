@@ -116,13 +116,28 @@ func (l *Log) Retain(ctx context.Context, r Retention, now time.Time) (Dropped, 
 	return d, nil
 }
 
+// maxScan bounds the records one Retain reads: a limit set on a long log
+// drops its head over several passes, each up to the last checkpoint it
+// read, rather than reading the whole log at once. (A variable for the
+// tests.)
+var maxScan uint64 = 100_000
+
 // findCut reads the records from first to end (a checkpoint) and returns
 // the sequence of the checkpoint to keep as the first record, 0 for none,
 // and why.
 func (l *Log) findCut(ctx context.Context, first, end uint64, r Retention, cutoff time.Time, tooOld bool, excess int64) (uint64, string, error) {
-	var ageCut, sizeCut uint64
+	var ageCut, sizeCut, lastCheckpoint uint64
 	var dropped int64
+	over := excess
 	for seq := first; seq <= end; seq++ {
+		if seq-first >= maxScan {
+			// Enough for one pass: the size limit is met in part.
+			if excess > 0 && sizeCut == 0 {
+				sizeCut = lastCheckpoint
+			}
+			excess = 0
+			break
+		}
 		data, err := l.recordAt(ctx, seq)
 		if err != nil {
 			return 0, "", fmt.Errorf("audit retention: record %d: %w", seq, err)
@@ -135,6 +150,7 @@ func (l *Log) findCut(ctx context.Context, first, end uint64, r Retention, cutof
 			return 0, "", fmt.Errorf("audit retention: record %d is not an audit record", seq)
 		}
 		if rec.Kind == KindCheckpoint && seq > first {
+			lastCheckpoint = seq
 			if tooOld {
 				ageCut = seq // every record before it is older than cutoff
 			}
@@ -155,7 +171,7 @@ func (l *Log) findCut(ctx context.Context, first, end uint64, r Retention, cutof
 	}
 	cut, reason := ageCut, fmt.Sprintf("max_age %s: records older than %s", r.MaxAge, cutoff.UTC().Format(time.RFC3339))
 	if sizeCut > cut {
-		cut, reason = sizeCut, fmt.Sprintf("max_size %d bytes: the log held %d bytes more", r.MaxSize, excess)
+		cut, reason = sizeCut, fmt.Sprintf("max_size %d bytes: the log held %d bytes more", r.MaxSize, over)
 	}
 	return cut, reason, nil
 }

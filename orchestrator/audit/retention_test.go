@@ -196,3 +196,35 @@ func TestRetainRefusesACutNotAtACheckpoint(t *testing.T) {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
 }
+
+// One pass reads a bounded number of records: on a long log it drops the
+// head up to the last checkpoint it read, and the next pass goes on.
+func TestRetainReadsABoundedPartOfTheLog(t *testing.T) {
+	defer func(n uint64) { maxScan = n }(maxScan)
+	maxScan = 6
+	l, _ := openLog(t)
+	ctx := context.Background()
+	for i := range 12 {
+		if err := l.Append(ctx, Record{Kind: KindDecision, Action: "allow"}); err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 3 {
+			if _, err := l.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Records 1-4, checkpoint 5, 6-9, checkpoint 10, 11-14, checkpoint 15:
+	// the first pass reads 1 to 6 and cuts at 5.
+	d, err := l.Retain(ctx, Retention{MaxSize: 1024}, time.Now())
+	if err != nil || d.Seq != 5 || d.Records != 4 || !strings.Contains(d.Reason, "bytes more") || strings.Contains(d.Reason, " 0 bytes more") {
+		t.Fatalf("first pass: %+v %v; want the head dropped up to 5", d, err)
+	}
+	// The next starts at 5 and reads to 10.
+	if d, err = l.Retain(ctx, Retention{MaxSize: 1024}, time.Now()); err != nil || d.Seq != 10 {
+		t.Fatalf("second pass: %+v %v; want the head dropped up to 10", d, err)
+	}
+	if v, err := Verify(strings.NewReader(signedExport(t, l)), testPub); err != nil || v.Dropped != 9 {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+}
