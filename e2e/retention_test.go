@@ -5,7 +5,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // With audit.max_size in sluice.yaml, each orchestrator start drops the
@@ -95,4 +97,46 @@ func toStrings(v any) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// Under sluice up, a limit put in force by sluice reload is applied by the
+// orchestrator's next check, within a minute: the log then starts with a
+// checkpoint, verifies, and sluice runs still answers through it.
+func TestAuditRetentionAfterReload(t *testing.T) {
+	w := newWorkspace(t, map[string]string{"pay.yaml": payDirectFlow, "sluice.yaml": "workers:\n  - manifest: builtin:payment\n"})
+	up := w.start("up")
+	up.waitLine(t, "stop with Ctrl-C", time.Minute)
+	for i := 0; i < 3; i++ {
+		if r := w.sluice("run", "pay.yaml", "--input", "amount=3", "--input", "payee=acct_x"); r.code != 0 {
+			t.Fatalf("run %d: exit %d", i+1, r.code)
+		}
+	}
+	w.write("sluice.yaml", "workers:\n  - manifest: builtin:payment\naudit:\n  max_size: 2KiB\n")
+	if r := w.sluice("reload"); r.code != 0 {
+		t.Fatalf("reload: exit %d %s", r.code, r.stderr)
+	}
+	deadline := time.Now().Add(3 * time.Minute) // the check runs every minute
+	for {
+		if r := w.sluice("audit", "export", "--out", "audit.jsonl"); r.code != 0 {
+			t.Fatalf("export: exit %d %s", r.code, r.stderr)
+		}
+		b, _ := os.ReadFile(w.path("audit.jsonl"))
+		if strings.HasPrefix(string(b), `{"v":1,"prev":`) && strings.Contains(string(b), `"kind":"retention"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no records dropped within 3 minutes of the reload; the log starts with %.200s", b)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if r := w.sluice("audit", "verify", "audit.jsonl"); r.code != 0 || !strings.Contains(r.stdout, "dropped records at a checkpoint signed") {
+		t.Fatalf("verify: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := w.sluice("runs"); r.code != 0 {
+		t.Fatalf("runs: exit %d %s", r.code, r.stderr)
+	}
+	up.cmd.Process.Signal(syscall.SIGINT)
+	if code := up.wait(t, time.Minute); code != 0 {
+		t.Fatalf("sluice up: exit %d", code)
+	}
 }
