@@ -53,7 +53,7 @@ func TestPermissionsAreNarrow(t *testing.T) {
 	if len(p.Publish) != 0 {
 		t.Errorf("payment may publish %v; it has no network grant", p.Publish)
 	}
-	if !slices.Equal(p.Subscribe, []string{"sluice.tool.payment.>", "_INBOX.payment.>"}) {
+	if !slices.Equal(p.Subscribe, []string{"sluice.tool.payment.>", "_INBOX.sluice.payment.>"}) {
 		t.Errorf("payment subscribe %v", p.Subscribe)
 	}
 	web, _ := Load("builtin:web")

@@ -52,13 +52,13 @@ func OpenOffline(ctx context.Context, d *config.Config, getenv func(string) stri
 		stop()
 		return nil, err
 	}
-	l, err := audit.Open(ctx, nc, d.Prefix, audit.Options{Signer: key})
+	l, err := audit.Open(ctx, nc, d.Prefix, audit.Options{Deployment: d.Deployment, Signer: key})
 	if err != nil {
 		nc.Close()
 		stop()
 		return nil, err
 	}
-	e := engine.New(engine.Config{Conn: nc, Audit: l, Replicas: d.Replicas()})
+	e := engine.New(engine.Config{Conn: nc, Deployment: d.Deployment, Audit: l, Replicas: d.Replicas()})
 	return &Offline{engine: e, audit: l, close: func() {
 		e.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

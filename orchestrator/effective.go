@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/ifc/policy"
 	"github.com/sluicehq/sluice/orchestrator/config"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // Effective is a deployment as it runs: the configuration, the manifests
@@ -117,15 +118,19 @@ func (p parts) hash() string {
 
 // parts is what Fingerprint hashes, as JSON (whose maps have sorted keys).
 type parts struct {
-	Dir      string                   `json:"dir"`
-	Bus      busPart                  `json:"bus"`
-	State    string                   `json:"state"`
-	Prefix   string                   `json:"subject_prefix"`
-	Secrets  map[string]config.Secret `json:"secrets"`
-	Policies []filePart               `json:"policies"`
-	Workers  []workerPart             `json:"workers"`
-	Notify   []notifyPart             `json:"notify,omitempty"`
-	Audit    *config.AuditRetention   `json:"audit,omitempty"`
+	Dir   string  `json:"dir"`
+	Bus   busPart `json:"bus"`
+	State string  `json:"state"`
+	// Deployment is the deployment's name, left out for the default
+	// one (so that its fingerprint is what it was before deployments
+	// had names).
+	Deployment string                   `json:"deployment,omitempty"`
+	Prefix     string                   `json:"subject_prefix"`
+	Secrets    map[string]config.Secret `json:"secrets"`
+	Policies   []filePart               `json:"policies"`
+	Workers    []workerPart             `json:"workers"`
+	Notify     []notifyPart             `json:"notify,omitempty"`
+	Audit      *config.AuditRetention   `json:"audit,omitempty"`
 }
 
 // notifyPart is a notifier as it counts for the fingerprint: its kind and
@@ -160,6 +165,9 @@ type workerPart struct {
 func fingerprintParts(d *config.Config, ms map[string]*capabilities.Manifest, policies []policy.File) parts {
 	p := parts{Dir: d.Dir, State: d.State, Prefix: d.Prefix, Secrets: d.Secrets,
 		Bus: busPart{Embedded: d.ExternalNATS == nil}}
+	if d.Deployment != schemas.DefaultDeployment {
+		p.Deployment = d.Deployment
+	}
 	for _, n := range d.Notify {
 		p.Notify = append(p.Notify, notifyPart{Kind: n.Kind, URL: n.URL, URLSecret: n.URLSecret, TokenSecret: n.TokenSecret, Room: n.Room})
 	}
@@ -235,8 +243,8 @@ func Restart(a, b *Effective) []string {
 }
 
 // settingsChanged lists the deployment-wide settings that differ between
-// a and b: the working directory, the state directory, the subject
-// prefix, the bus, the secrets and telemetry.otlp_endpoint, in that order.
+// a and b: the working directory, the state directory, the deployment's
+// name, the subject prefix, the bus, the secrets and telemetry.otlp_endpoint, in that order.
 func settingsChanged(a, b *Effective) []string {
 	pa, pb := a.parts, b.parts
 	var out []string
@@ -245,6 +253,9 @@ func settingsChanged(a, b *Effective) []string {
 	}
 	if pa.State != pb.State {
 		out = append(out, fmt.Sprintf("the state directory (%s, was %s)", pb.State, pa.State))
+	}
+	if pa.Deployment != pb.Deployment {
+		out = append(out, fmt.Sprintf("deployment (%s, was %s)", orDefault(pb.Deployment), orDefault(pa.Deployment)))
 	}
 	if pa.Prefix != pb.Prefix {
 		out = append(out, fmt.Sprintf("subject_prefix (%s, was %s)", pb.Prefix, pa.Prefix))
@@ -328,4 +339,13 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// orDefault is a deployment's name as parts keeps it ("" for the default
+// one), spelled out.
+func orDefault(name string) string {
+	if name == "" {
+		return schemas.DefaultDeployment
+	}
+	return name
 }

@@ -126,6 +126,9 @@ func TestFingerprint(t *testing.T) {
 		{name: "the subject prefix", change: edit("sluice.yaml", "policies:", "subject_prefix: other\npolicies:"),
 			restart: []string{"subject_prefix (other, was sluice)"}},
 		{name: "how much of the audit log to keep", change: edit("sluice.yaml", "policies:", "audit: {max_age: 30d}\npolicies:")},
+		{name: "the deployment's name", change: edit("sluice.yaml", "policies:", "deployment: acme\npolicies:"),
+			restart: []string{"deployment (acme, was sluice)", "subject_prefix (acme, was sluice)"}},
+		{name: "the default deployment named", change: edit("sluice.yaml", "policies:", "deployment: sluice\npolicies:"), same: true},
 		{name: "where a secret comes from", change: edit("sluice.yaml", "API_KEY", "OTHER_KEY"), restart: []string{"secrets"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

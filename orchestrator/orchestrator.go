@@ -273,7 +273,7 @@ func (o *Orchestrator) openAudit(ctx context.Context, d *config.Config, violatio
 		return err
 	}
 	o.log.Debug("audit checkpoints signed", "key", audit.PublicKeyString(key.Public().(ed25519.PublicKey)), "from", keyFrom)
-	if o.audit, err = audit.Open(ctx, o.nc, o.subjects.Prefix, audit.Options{Replicas: d.Replicas(), Signer: key, Fault: o.fault}); err != nil {
+	if o.audit, err = audit.Open(ctx, o.nc, o.subjects.Prefix, audit.Options{Deployment: d.Deployment, Replicas: d.Replicas(), Signer: key, Fault: o.fault}); err != nil {
 		return err
 	}
 	o.wg.Add(1)
@@ -291,7 +291,7 @@ func (o *Orchestrator) startEngine(d *config.Config, secrets map[string]egress.S
 		values[name] = s.Value()
 	}
 	o.notify = notify.New(notifyTargets(d, secrets), o.log.With("component", "notify"))
-	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Policy: o.current.Load().Policy, Audit: o.audit,
+	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Deployment: d.Deployment, Policy: o.current.Load().Policy, Audit: o.audit,
 		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered,
 		Secrets: echo.New(values), Fault: o.fault, Models: models(d, o.manifests), Held: func(a engine.Approval) {
 			o.notify.Held(notify.Held{Approval: a.ID, Run: a.RunID, Flow: a.Flow, Step: a.Step, Tool: a.Tool, Created: a.Created})

@@ -33,8 +33,10 @@ import (
 // orchestrator instead once its endpoint appears (cmd/sluice).
 type Snapshot struct {
 	dir string
-	bus *bus.Bus
-	nc  *nats.Conn
+	// deployment names the streams and buckets read.
+	deployment string
+	bus        *bus.Bus
+	nc         *nats.Conn
 }
 
 // ErrNoState means the state directory does not exist: nothing has run
@@ -54,7 +56,7 @@ func OpenSnapshot(d *config.Config) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("copy the store: %w", err)
 	}
-	s := &Snapshot{dir: dir}
+	s := &Snapshot{dir: dir, deployment: d.Deployment}
 	if err := copyTree(filepath.Join(d.State, "jetstream"), filepath.Join(dir, "jetstream")); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("copy the store of %s: %w", d.State, err)
@@ -93,13 +95,13 @@ func (s *Snapshot) ExportAudit(ctx context.Context, d *config.Config, getenv fun
 		return 0, err
 	}
 	if key == nil {
-		l, err := audit.Open(ctx, s.nc, d.Prefix)
+		l, err := audit.Open(ctx, s.nc, d.Prefix, audit.Options{Deployment: d.Deployment})
 		if err != nil {
 			return 0, err
 		}
 		return l.Export(ctx, w)
 	}
-	l, err := audit.Open(ctx, s.nc, d.Prefix, audit.Options{Signer: key})
+	l, err := audit.Open(ctx, s.nc, d.Prefix, audit.Options{Deployment: d.Deployment, Signer: key})
 	if err != nil {
 		return 0, err
 	}
@@ -114,7 +116,7 @@ func (s *Snapshot) ExportAudit(ctx context.Context, d *config.Config, getenv fun
 // Unfinished lists the runs the copy's store keeps: held, interrupted, or
 // running when their orchestrator stopped.
 func (s *Snapshot) Unfinished(ctx context.Context) ([]engine.RunInfo, error) {
-	return engine.Unfinished(ctx, s.nc)
+	return engine.Unfinished(ctx, s.nc, s.deployment)
 }
 
 // copyTree copies the regular files and directories under src to dst.
@@ -174,7 +176,7 @@ func (s *Snapshot) Approvals(ctx context.Context, d *config.Config) ([]engine.Ap
 	if err != nil {
 		return nil, err
 	}
-	e := engine.New(engine.Config{Conn: s.nc, Policy: set, Replicas: 1})
+	e := engine.New(engine.Config{Conn: s.nc, Deployment: s.deployment, Policy: set, Replicas: 1})
 	defer e.Close()
 	return e.Approvals(ctx)
 }

@@ -59,9 +59,11 @@ func (s Subjects) EgressWildcard() string { return s.prefix() + ".egress.*" }
 // API is the subject of one orchestrator API call: <prefix>.api.<name>.
 func (s Subjects) API(name string) string { return s.prefix() + ".api." + name }
 
-// Inbox is the reply-inbox prefix of a worker's connection. A worker may
-// subscribe only below it, so it cannot read another worker's replies.
-func (s Subjects) Inbox(worker string) string { return "_INBOX." + worker }
+// Inbox is the reply-inbox prefix of a worker's connection:
+// _INBOX.<prefix>.<worker>. A worker may subscribe only below it, so it
+// cannot read another worker's replies, nor those of a worker of the same
+// name in another deployment on the same NATS account.
+func (s Subjects) Inbox(worker string) string { return "_INBOX." + s.prefix() + "." + worker }
 
 // Reply is the envelope a worker answers a tool call with: exactly one of
 // Output and Error. Labels optionally names per-field labels of the output,

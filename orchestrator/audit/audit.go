@@ -134,7 +134,9 @@ type PlanStep struct {
 	Status string `json:"status,omitempty"`
 }
 
-// StreamName is the JetStream stream holding the audit log.
+// StreamName is the JetStream stream holding the audit log of the default
+// deployment; another's is schemas.StoreName(deployment, "AUDIT")
+// (Options.Deployment).
 const StreamName = "SLUICE_AUDIT"
 
 // Log appends records.
@@ -142,6 +144,7 @@ type Log struct {
 	js      jetstream.JetStream
 	nc      *nats.Conn
 	subject string
+	stream  string // the stream's name
 
 	mu    sync.Mutex // serializes publishes, so the chain has one order
 	last  string     // hash of the last record published
@@ -172,9 +175,10 @@ func Open(ctx context.Context, nc *nats.Conn, prefix string, opts ...Options) (*
 	if err != nil {
 		return nil, err
 	}
+	stream := schemas.StoreName(o.Deployment, "AUDIT")
 	if o.Replicas == 0 {
 		o.Replicas = 1
-		if st, err := js.Stream(ctx, StreamName); err == nil {
+		if st, err := js.Stream(ctx, stream); err == nil {
 			o.Replicas = st.CachedInfo().Config.Replicas
 		}
 	}
@@ -182,7 +186,7 @@ func Open(ctx context.Context, nc *nats.Conn, prefix string, opts ...Options) (*
 	// A cluster that has just started may still be electing its leaders.
 	err = jsretry.Do(ctx, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:      StreamName,
+			Name:      stream,
 			Subjects:  []string{subject},
 			Storage:   jetstream.FileStorage,
 			Retention: jetstream.LimitsPolicy,
@@ -202,7 +206,7 @@ func Open(ctx context.Context, nc *nats.Conn, prefix string, opts ...Options) (*
 		}
 		return nil, fmt.Errorf("open audit stream (%d replicas): %w", o.Replicas, err)
 	}
-	l := &Log{js: js, nc: nc, subject: subject, fault: o.Fault}
+	l := &Log{js: js, nc: nc, subject: subject, stream: stream, fault: o.Fault}
 	if err := l.sync(ctx); err != nil {
 		return nil, fmt.Errorf("open audit stream: %w", err)
 	}
@@ -505,7 +509,7 @@ const ackTimeout = 5 * time.Second
 
 // Records reads the whole log, oldest first.
 func (l *Log) Records(ctx context.Context) ([]Record, error) {
-	st, err := l.js.Stream(ctx, StreamName)
+	st, err := l.js.Stream(ctx, l.stream)
 	if err != nil {
 		return nil, err
 	}
@@ -549,7 +553,7 @@ func (l *Log) Export(ctx context.Context, w io.Writer) (int, error) {
 // ExportThrough is Export up to the record at stream sequence last (0:
 // the last record stored).
 func (l *Log) ExportThrough(ctx context.Context, w io.Writer, last uint64) (int, error) {
-	st, err := l.js.Stream(ctx, StreamName)
+	st, err := l.js.Stream(ctx, l.stream)
 	if err != nil {
 		return 0, err
 	}

@@ -51,6 +51,9 @@ type Options struct {
 	// more. Zero keeps the replicas of an existing stream (1 for a new
 	// one), so that opening the log to read it changes nothing.
 	Replicas int
+	// Deployment names the stream (schemas.StoreName(Deployment,
+	// "AUDIT")); "" for the default deployment's, StreamName.
+	Deployment string
 	// Signer, when set, signs checkpoints of the chain (checkpoint.go):
 	// one on Open when records follow the last checkpoint, then in the
 	// background, and on Checkpoint and Close.
@@ -157,10 +160,10 @@ func (p *Pending) retry(ctx context.Context, err error) error {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			// No responders: the stream has no leader yet, or is gone.
 			sctx, cancel := context.WithTimeout(ctx, ackTimeout)
-			_, serr := l.js.Stream(sctx, StreamName)
+			_, serr := l.js.Stream(sctx, l.stream)
 			cancel()
 			if errors.Is(serr, jetstream.ErrStreamNotFound) {
-				return fmt.Errorf("stream %s: %w", StreamName, serr)
+				return fmt.Errorf("stream %s: %w", l.stream, serr)
 			}
 		}
 		switch {
@@ -204,7 +207,7 @@ var errStored = errors.New("stored")
 func (l *Log) recordAt(ctx context.Context, seq uint64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, ackTimeout)
 	defer cancel()
-	st, err := l.js.Stream(ctx, StreamName)
+	st, err := l.js.Stream(ctx, l.stream)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +292,7 @@ func (l *Log) resync() error {
 // sync reads where the chain stands: the hash and the sequence of the last
 // record stored.
 func (l *Log) sync(ctx context.Context) error {
-	st, err := l.js.Stream(ctx, StreamName)
+	st, err := l.js.Stream(ctx, l.stream)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,13 @@ type Config struct {
 	ExternalNATS *ExternalNATS
 	// State is the state directory.
 	State string
-	// Prefix of every subject; default "sluice".
+	// Deployment is the deployment's name: the first token of its
+	// subjects and part of the name of each of its JetStream streams and
+	// buckets (schemas.StoreName), so that deployments sharing one NATS
+	// account cannot see each other's; default "sluice".
+	Deployment string
+	// Prefix of every subject: the deployment's name, or subject_prefix
+	// for the default deployment; default "sluice".
 	Prefix string
 	// Policies are the user's policy files, loaded after the shipped default.
 	Policies []string
@@ -104,6 +110,8 @@ type File struct {
 const (
 	// CodeMissingFile: a file a worker's config names does not exist.
 	CodeMissingFile = "config_missing_file"
+	// CodeDeploymentPrefix: subject_prefix given with a named deployment.
+	CodeDeploymentPrefix = "config_deployment_prefix"
 )
 
 // Secret says where a secret's value comes from: an environment variable
@@ -116,7 +124,7 @@ type Secret struct {
 // Default is the configuration used when there is no sluice.yaml: every
 // built-in worker with its defaults, state under dir/.sluice.
 func Default(dir string) *Config {
-	c := &Config{Dir: dir, NATS: Embedded, State: filepath.Join(dir, ".sluice"), Prefix: schemas.DefaultPrefix}
+	c := &Config{Dir: dir, NATS: Embedded, State: filepath.Join(dir, ".sluice"), Deployment: schemas.DefaultDeployment, Prefix: schemas.DefaultPrefix}
 	for _, name := range capabilities.Builtins() {
 		w := Worker{Manifest: capabilities.BuiltinPrefix + name, Config: json.RawMessage("{}"), Replicas: 1}
 		if name == "files" {
@@ -168,11 +176,9 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{File: file, Dir: dir, Prefix: raw.Prefix, Secrets: raw.Secrets, OTLPEndpoint: raw.Telemetry.OTLPEndpoint}
+	c := &Config{File: file, Dir: dir, Deployment: raw.Deployment, Prefix: raw.Prefix, Secrets: raw.Secrets, OTLPEndpoint: raw.Telemetry.OTLPEndpoint}
 	c.NATS, c.ExternalNATS = parseNATS(file, doc, raw.NATS, dir, &ds)
-	if c.Prefix == "" {
-		c.Prefix = schemas.DefaultPrefix
-	}
+	c.deployment(doc, &ds)
 	c.State = abs(dir, raw.State, ".sluice")
 	for i, p := range raw.Policies {
 		c.Policies = append(c.Policies, abs(dir, p, ""))
@@ -196,6 +202,26 @@ func Parse(file string, src []byte, dir string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// deployment settles the deployment's name and its subjects' prefix. A
+// named deployment's subjects start with its name: subject_prefix, kept
+// for files written before deployments had names, applies to the default
+// deployment only, and naming both is an error.
+func (c *Config) deployment(doc *schemas.Document, ds *schemas.Diagnostics) {
+	if c.Deployment == "" {
+		c.Deployment = schemas.DefaultDeployment
+	}
+	switch {
+	case c.Prefix == "":
+		c.Prefix = c.Deployment
+		if c.Deployment == schemas.DefaultDeployment {
+			c.Prefix = schemas.DefaultPrefix
+		}
+	case c.Deployment != schemas.DefaultDeployment:
+		ds.Add(c.File, doc.Pos("/subject_prefix"), CodeDeploymentPrefix,
+			"subject_prefix %s with deployment %s: a named deployment's subjects start with its name; remove subject_prefix", c.Prefix, c.Deployment)
+	}
 }
 
 // notifier checks one entry of `notify`: a URL or a secret that holds it,
@@ -229,13 +255,14 @@ func (c *Config) notifier(doc *schemas.Document, i int, n rawNotifier, ds *schem
 
 // rawConfig is sluice.yaml as written, once checked against its schema.
 type rawConfig struct {
-	NATS      json.RawMessage   `json:"nats"`
-	State     string            `json:"state"`
-	Prefix    string            `json:"subject_prefix"`
-	Policies  []string          `json:"policies"`
-	Workers   []rawWorker       `json:"workers"`
-	Secrets   map[string]Secret `json:"secrets"`
-	Telemetry struct {
+	NATS       json.RawMessage   `json:"nats"`
+	State      string            `json:"state"`
+	Deployment string            `json:"deployment"`
+	Prefix     string            `json:"subject_prefix"`
+	Policies   []string          `json:"policies"`
+	Workers    []rawWorker       `json:"workers"`
+	Secrets    map[string]Secret `json:"secrets"`
+	Telemetry  struct {
 		OTLPEndpoint string `json:"otlp_endpoint"`
 	} `json:"telemetry"`
 	Notify []rawNotifier `json:"notify"`

@@ -139,3 +139,51 @@ func TestWorkerConfigControls(t *testing.T) {
 		}
 	}
 }
+
+// deployment names the deployment and prefixes its subjects;
+// subject_prefix still works for the default deployment; the two together,
+// or a name that is not one, are refused where they are written.
+func TestDeployment(t *testing.T) {
+	for _, tc := range []struct {
+		src                string
+		deployment, prefix string
+	}{
+		{"workers: []\n", "sluice", "sluice"},
+		{"deployment: acme\nworkers: []\n", "acme", "acme"},
+		{"deployment: eu-west-2\nworkers: []\n", "eu-west-2", "eu-west-2"},
+		{"subject_prefix: old\nworkers: []\n", "sluice", "old"},
+		{"deployment: sluice\nsubject_prefix: old\nworkers: []\n", "sluice", "old"},
+	} {
+		c, err := Parse("sluice.yaml", []byte(tc.src), t.TempDir())
+		if err != nil {
+			t.Fatalf("%q: %v", tc.src, err)
+		}
+		if c.Deployment != tc.deployment || c.Prefix != tc.prefix {
+			t.Errorf("%q: deployment %q, prefix %q; want %q, %q", tc.src, c.Deployment, c.Prefix, tc.deployment, tc.prefix)
+		}
+	}
+	if d := Default(t.TempDir()); d.Deployment != "sluice" || d.Prefix != "sluice" {
+		t.Errorf("defaults: deployment %q, prefix %q", d.Deployment, d.Prefix)
+	}
+	for _, tc := range []struct {
+		src  string
+		want at
+	}{
+		{"workers: []\ndeployment: acme\nsubject_prefix: other\n", at{CodeDeploymentPrefix, 3, 17}},
+		{"deployment: Acme\n", at{schemas.CodeSchemaMismatch, 1, 13}},
+		{"deployment: acme_2\n", at{schemas.CodeSchemaMismatch, 1, 13}},
+		{"deployment: acme.eu\n", at{schemas.CodeSchemaMismatch, 1, 13}},
+		{"deployment: -acme\n", at{schemas.CodeSchemaMismatch, 1, 13}},
+		{"deployment: a-very-long-deployment-name-indeed\n", at{schemas.CodeSchemaMismatch, 1, 13}},
+	} {
+		_, err := Parse("sluice.yaml", []byte(tc.src), t.TempDir())
+		ds, ok := schemas.AsDiagnostics(err)
+		if !ok || len(ds) != 1 {
+			t.Errorf("%q: want one diagnostic, got %v", tc.src, err)
+			continue
+		}
+		if got := (at{ds[0].Code, ds[0].Line, ds[0].Col}); got != tc.want {
+			t.Errorf("%q: got %v, want %v (%v)", tc.src, got, tc.want, ds)
+		}
+	}
+}

@@ -42,7 +42,7 @@ func (e *Engine) store(ctx context.Context) (*runstore.Store, error) {
 	if e.st != nil {
 		return e.st, nil
 	}
-	st, err := runstore.Open(ctx, e.cfg.Conn, e.cfg.Replicas, e.cfg.Fault)
+	st, err := runstore.Open(ctx, e.cfg.Conn, e.cfg.Deployment, e.cfg.Replicas, e.cfg.Fault)
 	if err != nil {
 		return nil, err
 	}

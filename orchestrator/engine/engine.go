@@ -64,6 +64,9 @@ const (
 type Config struct {
 	Conn     *nats.Conn
 	Subjects schemas.Subjects
+	// Deployment names the run state's buckets and the caps bucket
+	// (schemas.StoreName); "" for the default deployment.
+	Deployment string
 	// Policy is the policy set runs start with; SetPolicy replaces it.
 	Policy    *policy.Set
 	Audit     *audit.Log
@@ -201,7 +204,7 @@ func New(cfg Config) *Engine {
 	e.policy.Store(cfg.Policy)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.gate = gate.New(gate.Config{Conn: cfg.Conn, Subjects: cfg.Subjects, Manifests: cfg.Manifests, Log: log,
-		Replicas: cfg.Replicas, Delivered: cfg.Delivered, Secrets: cfg.Secrets, Fault: cfg.Fault, Models: cfg.Models,
+		Deployment: cfg.Deployment, Replicas: cfg.Replicas, Delivered: cfg.Delivered, Secrets: cfg.Secrets, Fault: cfg.Fault, Models: cfg.Models,
 		Now: func() time.Time { return e.now() }})
 	return e
 }

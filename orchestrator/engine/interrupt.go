@@ -124,10 +124,11 @@ func (e *Engine) Unfinished(ctx context.Context) ([]RunInfo, error) {
 	return unfinishedInfo(ctx, st)
 }
 
-// Unfinished lists the runs kept in the store reached by nc, oldest
-// first: what a reader of a copy of the store shows.
-func Unfinished(ctx context.Context, nc *nats.Conn) ([]RunInfo, error) {
-	st, err := runstore.Open(ctx, nc, 1, nil)
+// Unfinished lists the runs of deployment ("" for the default one) kept in
+// the store reached by nc, oldest first: what a reader of a copy of the
+// store shows.
+func Unfinished(ctx context.Context, nc *nats.Conn, deployment string) ([]RunInfo, error) {
+	st, err := runstore.Open(ctx, nc, deployment, 1, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -16,12 +16,14 @@ import (
 
 	"github.com/sluicehq/sluice/ifc/policy"
 	"github.com/sluicehq/sluice/internal/jsretry"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // CapsBucket is the JetStream key-value bucket that keeps the per-day
 // budgets of caps, so that they hold across runs and across restarts of
-// the orchestrator on one state directory. Per-run budgets live in memory,
-// with their run.
+// the orchestrator on one state directory, as the default deployment names
+// it; another's is schemas.StoreName(deployment, "CAPS"). Per-run budgets
+// live in memory, with their run.
 const CapsBucket = "SLUICE_CAPS"
 
 // capsTTL is how long a per-day budget is kept after its last change:
@@ -259,7 +261,7 @@ func (c *caps) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	err = jsretry.Do(ctx, func(ctx context.Context) (err error) {
 		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      CapsBucket,
+			Bucket:      schemas.StoreName(c.g.cfg.Deployment, "CAPS"),
 			Description: "per-day budgets of policy caps",
 			History:     1,
 			TTL:         capsTTL,

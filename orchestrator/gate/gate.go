@@ -51,10 +51,13 @@ type StepResult = schemas.StepResult
 
 // Config of a gate.
 type Config struct {
-	Conn      *nats.Conn
-	Subjects  schemas.Subjects
-	Manifests map[string]*capabilities.Manifest
-	Log       *slog.Logger
+	Conn     *nats.Conn
+	Subjects schemas.Subjects
+	// Deployment names the caps bucket (schemas.StoreName); "" for the
+	// default deployment.
+	Deployment string
+	Manifests  map[string]*capabilities.Manifest
+	Log        *slog.Logger
 	// Replicas of the caps bucket: 1 on one server, 3 on a cluster.
 	Replicas int
 	// Delivered, when set, is told of every call the gate lets through,

@@ -29,7 +29,9 @@ import (
 )
 
 // The JetStream key-value buckets a run's state lives in, so that a run
-// outlives the orchestrator process that started it.
+// outlives the orchestrator process that started it, as the default
+// deployment names them; another deployment's are named by
+// schemas.StoreName (SLUICE_<NAME>_RUNS, …).
 const (
 	// RunsBucket holds each unfinished run: its flow as loaded, its
 	// inputs and whether it is running or held. A finished run's entry is
@@ -70,6 +72,8 @@ type Store struct {
 	runs, steps, approvals jetstream.KeyValue
 	remembered             jetstream.KeyValue
 	fault                  *fault.Store
+	// stepsName is the name of the steps bucket.
+	stepsName string
 }
 
 // do makes the write op through jsretry.Do, and ends it at once, with the
@@ -80,10 +84,11 @@ func (s *Store) do(ctx context.Context, op func(context.Context) error) error {
 	return s.fault.Refused("run state", jsretry.Do(ctx, op))
 }
 
-// Open opens (creating them when missing) the buckets of the run state on
-// the bus nc, with replicas copies of each on a cluster; f, when set,
-// reports that the state directory cannot be written.
-func Open(ctx context.Context, nc *nats.Conn, replicas int, f *fault.Store) (*Store, error) {
+// Open opens (creating them when missing) the buckets of the run state of
+// deployment ("" for the default one) on the bus nc, with replicas copies
+// of each on a cluster; f, when set, reports that the state directory
+// cannot be written.
+func Open(ctx context.Context, nc *nats.Conn, deployment string, replicas int, f *fault.Store) (*Store, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -101,17 +106,17 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int, f *fault.Store) (*St
 		}
 		return kv, nil
 	}
-	s := &Store{js: js, fault: f}
-	if s.runs, err = open(RunsBucket, "unfinished runs"); err != nil {
+	s := &Store{js: js, fault: f, stepsName: schemas.StoreName(deployment, "STEPS")}
+	if s.runs, err = open(schemas.StoreName(deployment, "RUNS"), "unfinished runs"); err != nil {
 		return nil, err
 	}
-	if s.steps, err = open(StepsBucket, "outputs of completed calls of unfinished runs, and held calls"); err != nil {
+	if s.steps, err = open(s.stepsName, "outputs of completed calls of unfinished runs, and held calls"); err != nil {
 		return nil, err
 	}
-	if s.approvals, err = open(ApprovalsBucket, "calls held for a person"); err != nil {
+	if s.approvals, err = open(schemas.StoreName(deployment, "APPROVALS"), "calls held for a person"); err != nil {
 		return nil, err
 	}
-	if s.remembered, err = open(RememberedBucket, "answers people asked to be remembered, with their scope and uses"); err != nil {
+	if s.remembered, err = open(schemas.StoreName(deployment, "REMEMBERED"), "answers people asked to be remembered, with their scope and uses"); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -189,11 +194,11 @@ func (s *Store) Unfinished(ctx context.Context) ([]*RunRecord, error) {
 func (s *Store) Finish(ctx context.Context, id string) error {
 	var errs []error
 	err := s.do(ctx, func(ctx context.Context) error {
-		str, err := s.js.Stream(ctx, "KV_"+StepsBucket)
+		str, err := s.js.Stream(ctx, "KV_"+s.stepsName)
 		if err != nil {
 			return err
 		}
-		return str.Purge(ctx, jetstream.WithPurgeSubject("$KV."+StepsBucket+"."+id+".>"))
+		return str.Purge(ctx, jetstream.WithPurgeSubject("$KV."+s.stepsName+"."+id+".>"))
 	})
 	if err != nil {
 		errs = append(errs, err)

@@ -155,15 +155,17 @@ func (s *Store) FromOS(what string, err error) error {
 	return err
 }
 
-// What names the store a JetStream stream belongs to: the audit log, or
-// the run state (the buckets of runs, calls, approvals and budgets); both
-// for no stream (JetStream as a whole stopped).
+// What names the store a JetStream stream belongs to: the audit log (the
+// stream SLUICE_AUDIT, or SLUICE_<NAME>_AUDIT of a named deployment), or
+// the run state (the buckets of runs, calls, approvals and budgets, whose
+// streams are KV_SLUICE_…); both for no stream (JetStream as a whole
+// stopped).
 func What(stream string) string {
-	switch stream {
-	case "SLUICE_AUDIT":
-		return "audit log"
-	case "":
+	switch {
+	case stream == "":
 		return "audit log and run state"
+	case strings.HasPrefix(stream, "SLUICE_") && strings.HasSuffix(stream, "_AUDIT"):
+		return "audit log"
 	}
 	return "run state"
 }

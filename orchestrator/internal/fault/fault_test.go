@@ -43,7 +43,10 @@ func TestNewError(t *testing.T) {
 
 func TestWhat(t *testing.T) {
 	for stream, want := range map[string]string{"SLUICE_AUDIT": "audit log", "KV_SLUICE_RUNS": "run state",
-		"KV_SLUICE_STEPS": "run state", "KV_SLUICE_APPROVALS": "run state", "KV_SLUICE_CAPS": "run state", "": "audit log and run state"} {
+		"KV_SLUICE_STEPS": "run state", "KV_SLUICE_APPROVALS": "run state", "KV_SLUICE_CAPS": "run state", "": "audit log and run state",
+		// A named deployment's, even one named audit.
+		"SLUICE_ACME_AUDIT": "audit log", "SLUICE_AUDIT_AUDIT": "audit log", "KV_SLUICE_AUDIT_RUNS": "run state",
+		"KV_SLUICE_ACME_CAPS": "run state"} {
 		if got := What(stream); got != want {
 			t.Errorf("What(%q) = %q, want %q", stream, got, want)
 		}
