@@ -72,7 +72,7 @@ func newOperatorMode(t *testing.T) operatorMode {
 	ac := jwt.NewAccountClaims(m.accPub)
 	ac.Name = "sluice"
 	ac.SigningKeys.Add(skPub)
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: 64 << 20, DiskStorage: 256 << 20, Streams: 10, Consumer: 100}
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: 64 << 20, DiskStorage: 256 << 20, Streams: 20, Consumer: 100}
 	m.accJWT = must(ac.Encode(op))
 	m.signingSeed, _ = sk.Seed()
 
