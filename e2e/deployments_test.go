@@ -116,9 +116,9 @@ workers:
 	acmeRun, globexRun := payOnce(t, acme), payOnce(t, globex)
 
 	for _, tc := range []struct {
-		w          *workspace
-		own, other string
-	}{{acme, acmeRun, globexRun}, {globex, globexRun, acmeRun}} {
+		w   *workspace
+		own string
+	}{{acme, acmeRun}, {globex, globexRun}} {
 		if got := listRuns(t, tc.w); !slices.Equal(got, []string{tc.own}) {
 			t.Errorf("sluice runs in %s lists %v, want only %s", tc.w.dir, got, tc.own)
 		}
@@ -261,5 +261,25 @@ func TestDeploymentStateDirectory(t *testing.T) {
 	}
 	if ids := exportedRuns(t, w); !slices.Equal(ids, []string{first}) {
 		t.Errorf("the default deployment exports runs %v, want only %s", ids, first)
+	}
+
+	// A name that is not one, and subject_prefix beside a name, are
+	// refused with their place, by lint and by every command; nothing
+	// recorded is lost.
+	for _, tc := range []struct{ src, want string }{
+		{"deployment: Acme\nworkers:\n  - manifest: builtin:payment\n", "sluice.yaml:1:13: "},
+		{"deployment: acme\nsubject_prefix: old\nworkers:\n  - manifest: builtin:payment\n", "sluice.yaml:2:17: subject_prefix old with deployment acme"},
+	} {
+		w.write("sluice.yaml", tc.src)
+		if r := w.sluice("lint"); r.code != 1 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("lint of %q: exit %d, want 1 and %q", tc.src, r.code, tc.want)
+		}
+		if r := w.sluice("runs"); r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("runs with %q: exit %d, want an error with %q", tc.src, r.code, tc.want)
+		}
+	}
+	w.write("sluice.yaml", "deployment: acme\nworkers:\n  - manifest: builtin:payment\n")
+	if ids := listRuns(t, w); !slices.Equal(ids, []string{second}) {
+		t.Errorf("deployment acme lists %v after the refused files, want %s", ids, second)
 	}
 }
