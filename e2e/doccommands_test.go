@@ -79,12 +79,12 @@ var docCommands = map[string]docCommand{
 	// docs/mcp.md, docs/operations.md, docs/workers.md
 	"sluice worker discover --manifest files-mcp.yaml": {skip: "needs the npm MCP server (make mcp-servers); TestMCPDiscover runs it"},
 	"nsc add account --name sluice":                    {skip: "needs nsc and a NATS operator"},
-	"nsc edit account --name sluice --sk generate --js-mem-storage -1 --js-disk-storage -1 --js-streams -1 --js-consumer -1":                                                               {skip: "needs nsc and a NATS operator"},
-	"nsc add user --account sluice --name sluice-orchestrator":                                                                                                                             {skip: "needs nsc and a NATS operator"},
-	"nsc generate creds --account sluice --name sluice-orchestrator > /etc/sluice/orchestrator.creds":                                                                                      {skip: "needs nsc and a NATS operator"},
-	"nsc add user --account sluice --name payment-b --expiry 1d --allow-sub 'sluice.tool.payment.>' --allow-sub '_INBOX.payment.>' --deny-pub '>' --allow-pub-response --response-ttl 15s": {skip: "needs nsc and a NATS operator"},
-	"nsc generate creds --account sluice --name payment-b > payment.creds":                                                                                                                 {skip: "needs nsc and a NATS operator"},
-	"chmod 600 /etc/sluice/orchestrator.creds":                                                                                                                                             {skip: "needs nsc and a NATS operator"},
+	"nsc edit account --name sluice --sk generate --js-mem-storage -1 --js-disk-storage -1 --js-streams -1 --js-consumer -1":                                                                      {skip: "needs nsc and a NATS operator"},
+	"nsc add user --account sluice --name sluice-orchestrator":                                                                                                                                    {skip: "needs nsc and a NATS operator"},
+	"nsc generate creds --account sluice --name sluice-orchestrator > /etc/sluice/orchestrator.creds":                                                                                             {skip: "needs nsc and a NATS operator"},
+	"nsc add user --account sluice --name payment-b --expiry 1d --allow-sub 'sluice.tool.payment.>' --allow-sub '_INBOX.sluice.payment.>' --deny-pub '>' --allow-pub-response --response-ttl 15s": {skip: "needs nsc and a NATS operator"},
+	"nsc generate creds --account sluice --name payment-b > payment.creds":                                                                                                                        {skip: "needs nsc and a NATS operator"},
+	"chmod 600 /etc/sluice/orchestrator.creds":                                                                                                                                                    {skip: "needs nsc and a NATS operator"},
 	"nsc push --account sluice": {skip: "needs nsc and a NATS operator"},
 	"SLUICE_NATS_URL=nats://nats-2.internal:4222,nats://nats-3.internal:4222,nats://nats-1.internal:4222 SLUICE_NATS_CREDS=/run/sluice/payment.creds SLUICE_STATE=/var/lib/sluice sluice worker --manifest builtin:payment": {
 		skip: "needs a NATS cluster and a worker's credentials"},

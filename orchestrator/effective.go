@@ -234,8 +234,8 @@ func canonicalJSON(raw json.RawMessage) json.RawMessage {
 // Restart lists what differs between two deployments that a running
 // orchestrator cannot change in place, so that a reload to b needs a
 // new sluice up: the workers (their set, manifests, grants, config
-// blocks and replicas), the bus, the state directory, the subject
-// prefix, the working directory, the secrets and where traces go. Policy files are what a
+// blocks and replicas), the bus, the state directory, the deployment's
+// name, the subject prefix, the working directory, the secrets and where traces go. Policy files are what a
 // reload changes. Empty when only policy files differ.
 func Restart(a, b *Effective) []string {
 	out := settingsChanged(a, b)
