@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/worker"
 )
@@ -194,5 +196,44 @@ steps:
 	want = []string{StatusFailed, StatusCompleted, StatusDenied}
 	if got := statuses(step(t, r, "pay").Items); !slices.Equal(got, want) {
 		t.Errorf("timed out first: %v, want %v", got, want)
+	}
+}
+
+// TestDayCapPerDeployment: another deployment on the same bus keeps its
+// per-day budgets in a bucket of its own (SLUICE_<NAME>_CAPS), and so does
+// its run state: the budget the default deployment spent is not its.
+func TestDayCapPerDeployment(t *testing.T) {
+	day := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
+	rules := strings.Replace(capRules, "    action: approve\n", "    action: allow\n", 1)
+	h := newHarness(t, rules, nil)
+	h.engine.now = func() time.Time { return day }
+	r := h.run(payEach(2, 1), map[string]any{"payee": "acct_hotel_1"}, Options{})
+	if got := statuses(step(t, r, "pay").Items); !slices.Equal(got, []string{StatusCompleted, StatusCompleted}) {
+		t.Fatalf("default deployment: %v", got)
+	}
+	cfg := h.engine.cfg
+	cfg.Deployment = "acme"
+	acme := New(cfg)
+	defer acme.Close()
+	acme.now = func() time.Time { return day }
+	h.engine = acme
+	r = h.run(payEach(2, 1), map[string]any{"payee": "acct_hotel_1"}, Options{})
+	if got := statuses(step(t, r, "pay").Items); !slices.Equal(got, []string{StatusCompleted, StatusCompleted}) {
+		t.Fatalf("deployment acme, same day: %v", got)
+	}
+	r = h.run(payEach(2, 1), map[string]any{"payee": "acct_hotel_1"}, Options{})
+	if got := statuses(step(t, r, "pay").Items); !slices.Equal(got, []string{StatusCompleted, StatusDenied}) {
+		t.Fatalf("deployment acme, up to its own budget: %v", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"SLUICE_CAPS", "SLUICE_ACME_CAPS", "SLUICE_ACME_RUNS", "SLUICE_ACME_STEPS", "SLUICE_ACME_APPROVALS"} {
+		if _, err := js.KeyValue(ctx, name); err != nil {
+			t.Errorf("bucket %s: %v", name, err)
+		}
 	}
 }
