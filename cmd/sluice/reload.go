@@ -29,7 +29,8 @@ A reload is refused, and the running configuration stays in force, when the
 files do not load (the problems are printed with file:line:col, as sluice
 lint prints them), or when they change what only a new sluice up can change:
 the workers (which run, their manifests, grants, config blocks and
-replicas), the bus, the state directory, the subject prefix, the secrets,
+replicas), the bus, the state directory, the deployment's name, the subject
+prefix, the secrets,
 the notifiers or telemetry.otlp_endpoint. Restart sluice up to apply those.
 
 Every reload, applied, unchanged or refused, is recorded in the audit log

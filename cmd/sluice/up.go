@@ -41,7 +41,8 @@ configuration it would use has another fingerprint.
 SIGHUP, like 'sluice reload', loads the configuration file and its policy
 files again and puts the new policies in force for the runs that start from
 then on; a configuration that does not load, or that changes the workers,
-the bus, the state directory, the subject prefix, the secrets or
+the bus, the state directory, the deployment's name, the subject prefix,
+the secrets or
 telemetry.otlp_endpoint, is refused
 (the problems are logged) and the running one kept. Every reload is logged
 and recorded in the audit log.

@@ -73,6 +73,8 @@ Environment:
                         client certificate and key (read once, before the worker is
                         confined)
   SLUICE_STATE          the state directory (default .sluice)
+  SLUICE_SUBJECT_PREFIX the first token of the deployment's subjects (default sluice;
+                        a deployment's name when sluice.yaml names one)
   SLUICE_WORKER_CONFIG  the worker's config block, as JSON
   SLUICE_WORKER_GRANTS  the deployment's grants for this worker, as JSON
 
