@@ -64,6 +64,12 @@ func TestPermissionsAreNarrow(t *testing.T) {
 	if got := web.Permissions(s).Publish; !slices.Equal(got, []string{"sluice.egress.web"}) {
 		t.Errorf("web publish %v", got)
 	}
+	// A named deployment's worker: everything under its name, nothing
+	// under another's.
+	acme := web.Permissions(schemas.Subjects{Prefix: "acme"})
+	if !slices.Equal(acme.Subscribe, []string{"acme.tool.web.>", "_INBOX.acme.web.>"}) || !slices.Equal(acme.Publish, []string{"acme.egress.web"}) {
+		t.Errorf("deployment acme's web worker: subscribe %v, publish %v", acme.Subscribe, acme.Publish)
+	}
 }
 
 func TestParseErrorsArePositioned(t *testing.T) {
