@@ -46,6 +46,9 @@ func (e *Engine) store(ctx context.Context) (*runstore.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := e.loadEndorsements(ctx, st); err != nil {
+		return nil, fmt.Errorf("read the endorsed values: %w", err)
+	}
 	e.st = st
 	return st, nil
 }
@@ -112,6 +115,10 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	if err != nil {
 		return err
 	}
+	en, err := e.endorseScope(a, ans)
+	if err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	a.Who, a.Decided = ans.Who, &now
 	event, action, why := approval.Deny, "deny", "denied by "+ans.Who
@@ -120,6 +127,9 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	}
 	if rem != nil {
 		why += ", and remembers it for " + rem.Describe()
+	}
+	if en != nil {
+		why += ", and endorses " + en.Describe()
 	}
 	if err := a.Advance(event); err != nil {
 		return err
@@ -132,15 +142,32 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	}
 	rec := audit.Record{Kind: audit.KindAnswer, RunID: a.RunID, Flow: a.Flow, Step: a.Step, Tool: a.Tool,
 		Label: &a.Label, Action: action, Rules: []string{"approval:" + id}, Reasons: []string{why}}
+	if en != nil {
+		rec.Rules = append(rec.Rules, "endorsement:"+en.ID)
+	}
 	if err := e.cfg.Audit.Append(ctx, rec); err != nil {
 		e.log.Error("audit append failed", "err", err)
 	}
-	if rem != nil {
-		if err := e.remember(ctx, st, rem); err != nil {
-			return fmt.Errorf("approval %s is approved, but it could not be remembered: %w", id, err)
-		}
+	if err := e.keep(ctx, st, rem, en); err != nil {
+		return fmt.Errorf("approval %s is approved, but %w", id, err)
 	}
 	e.answered(a, ans)
+	return nil
+}
+
+// keep stores what an approval asked to keep beyond its call: a
+// remembered answer, an endorsement of values for the rest of the run.
+func (e *Engine) keep(ctx context.Context, st *runstore.Store, rem *Remembered, en *Endorsement) error {
+	if rem != nil {
+		if err := e.remember(ctx, st, rem); err != nil {
+			return fmt.Errorf("it could not be remembered: %w", err)
+		}
+	}
+	if en != nil {
+		if err := e.endorse(ctx, st, en); err != nil {
+			return fmt.Errorf("the values could not be endorsed: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -126,6 +126,11 @@ type Engine struct {
 
 	stMu sync.Mutex
 	st   *runstore.Store
+
+	// endorsed are the values people endorsed, by run id: read from the
+	// store when it is opened, added to as people endorse.
+	enMu     sync.Mutex
+	endorsed map[string][]Endorsement
 }
 
 // WorkerExited is the supervisor's hook: a process of worker exited, so
@@ -191,6 +196,9 @@ type Answer struct {
 	// Remember, with an approval, keeps the answer for later calls within
 	// the scope the person picked (approval.Remembered).
 	Remember *RememberScope
+	// Endorse, with an approval, endorses the values of some of the
+	// call's arguments for the rest of its run (approval.Endorsement).
+	Endorse *EndorseScope
 }
 
 // New returns an engine.
@@ -200,7 +208,7 @@ func New(cfg Config) *Engine {
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, log: log, now: time.Now, approvals: map[string]*held{},
-		runs: map[string]*runState{}}
+		runs: map[string]*runState{}, endorsed: map[string][]Endorsement{}}
 	e.policy.Store(cfg.Policy)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.gate = gate.New(gate.Config{Conn: cfg.Conn, Subjects: cfg.Subjects, Manifests: cfg.Manifests, Log: log,

@@ -203,15 +203,16 @@ func (r *run) invoke(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.La
 	labels := []ifc.Label{ifLabel}
 	for _, name := range s.ArgNames {
 		v := s.With[name]
-		l := v.Label(sc.lookup)
-		res.ArgLabels[name] = l
-		labels = append(labels, l)
 		x, err := v.Eval(sc.vars)
 		if err != nil {
 			res.Status, res.Error = StatusFailed, fmt.Sprintf("argument %s: %v", name, err)
 			return res, nil
 		}
 		args[name] = x
+		// A value a person endorsed for this tool in this run is trusted.
+		l := r.endorsedLabel(sc.idem, s.Call, x, v.Label(sc.lookup))
+		res.ArgLabels[name] = l
+		labels = append(labels, l)
 	}
 	res.Label = ifc.Join(labels...)
 	body, err := json.Marshal(args)

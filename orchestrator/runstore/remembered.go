@@ -79,3 +79,43 @@ func (s *Store) AllRemembered(ctx context.Context) ([]approval.Remembered, error
 	})
 	return out, err
 }
+
+// EndorsementKey is the EndorsedBucket key of an endorsement: its run's
+// id, then its own.
+func EndorsementKey(e *approval.Endorsement) string { return e.RunID + "." + e.ID }
+
+// CreateEndorsement stores a new endorsement with its run.
+func (s *Store) CreateEndorsement(ctx context.Context, e *approval.Endorsement) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	key := EndorsementKey(e)
+	tries := 0
+	err = s.do(ctx, func(ctx context.Context) error {
+		tries++
+		_, err := s.endorsed.Create(ctx, key, b)
+		if tries > 1 && errors.Is(err, jetstream.ErrKeyExists) {
+			return s.wrote(ctx, s.endorsed, key, b)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record endorsement %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// AllEndorsements lists the endorsements of the unfinished runs.
+func (s *Store) AllEndorsements(ctx context.Context) ([]approval.Endorsement, error) {
+	var out []approval.Endorsement
+	err := each(ctx, s.endorsed, "", func(b []byte) error {
+		var e approval.Endorsement
+		if err := json.Unmarshal(b, &e); err != nil {
+			return err
+		}
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}

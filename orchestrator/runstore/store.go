@@ -46,6 +46,10 @@ const (
 	// RememberedBucket holds the answers people asked to be remembered
 	// (approval.Remembered), by id.
 	RememberedBucket = "SLUICE_REMEMBERED"
+	// EndorsedBucket holds the values people endorsed for the rest of an
+	// unfinished run (approval.Endorsement), by run id and id; a finished
+	// run's are removed with it.
+	EndorsedBucket = "SLUICE_ENDORSED"
 )
 
 // Phase is where an unfinished run stands, as kept in RunsBucket.
@@ -70,10 +74,11 @@ const (
 type Store struct {
 	js                     jetstream.JetStream
 	runs, steps, approvals jetstream.KeyValue
-	remembered             jetstream.KeyValue
+	remembered, endorsed   jetstream.KeyValue
 	fault                  *fault.Store
-	// stepsName is the name of the steps bucket.
-	stepsName string
+	// stepsName and endorsedName are the names of the steps and endorsed
+	// buckets (the deployment's).
+	stepsName, endorsedName string
 }
 
 // do makes the write op through jsretry.Do, and ends it at once, with the
@@ -106,7 +111,7 @@ func Open(ctx context.Context, nc *nats.Conn, deployment string, replicas int, f
 		}
 		return kv, nil
 	}
-	s := &Store{js: js, fault: f, stepsName: schemas.StoreName(deployment, "STEPS")}
+	s := &Store{js: js, fault: f, stepsName: schemas.StoreName(deployment, "STEPS"), endorsedName: schemas.StoreName(deployment, "ENDORSED")}
 	if s.runs, err = open(schemas.StoreName(deployment, "RUNS"), "unfinished runs"); err != nil {
 		return nil, err
 	}
@@ -117,6 +122,9 @@ func Open(ctx context.Context, nc *nats.Conn, deployment string, replicas int, f
 		return nil, err
 	}
 	if s.remembered, err = open(schemas.StoreName(deployment, "REMEMBERED"), "answers people asked to be remembered, with their scope and uses"); err != nil {
+		return nil, err
+	}
+	if s.endorsed, err = open(s.endorsedName, "values people endorsed for the rest of an unfinished run"); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -189,24 +197,32 @@ func (s *Store) Unfinished(ctx context.Context) ([]*RunRecord, error) {
 	return out, err
 }
 
-// Finish forgets a finished run: its calls, with one purge of the steps
-// stream by subject (no marker is written per key), and its record.
+// Finish forgets a finished run: its calls and the values endorsed for
+// it, with one purge of each stream by subject (no marker is written per
+// key), and its record.
 func (s *Store) Finish(ctx context.Context, id string) error {
 	var errs []error
-	err := s.do(ctx, func(ctx context.Context) error {
-		str, err := s.js.Stream(ctx, "KV_"+s.stepsName)
-		if err != nil {
-			return err
+	for _, bucket := range []string{s.stepsName, s.endorsedName} {
+		if err := s.purgeRun(ctx, bucket, id); err != nil {
+			errs = append(errs, err)
 		}
-		return str.Purge(ctx, jetstream.WithPurgeSubject("$KV."+s.stepsName+"."+id+".>"))
-	})
-	if err != nil {
-		errs = append(errs, err)
 	}
 	if err := s.do(ctx, func(ctx context.Context) error { return s.runs.Purge(ctx, id) }); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// purgeRun drops the keys of run id from bucket, with one purge of its
+// stream by subject.
+func (s *Store) purgeRun(ctx context.Context, bucket, id string) error {
+	return s.do(ctx, func(ctx context.Context) error {
+		str, err := s.js.Stream(ctx, "KV_"+bucket)
+		if err != nil {
+			return err
+		}
+		return str.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucket+"."+id+".>"))
+	})
 }
 
 func (s *Store) PutCall(ctx context.Context, idem string, rec *CallRecord) error {

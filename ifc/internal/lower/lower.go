@@ -66,6 +66,16 @@ func ApprovedBy(who string) Reason {
 	return Reason{kind: Endorse, source: ApprovedPrefix + who}
 }
 
+// ValueEndorsedBy is the reason of a person who, approving a held call,
+// endorsed the value of one of its arguments for the rest of its run: an
+// endorsement recorded as endorsed:<who>.
+func ValueEndorsedBy(who string) Reason {
+	if strings.TrimSpace(who) == "" {
+		return Reason{}
+	}
+	return Reason{kind: Endorse, source: EndorsedPrefix + who}
+}
+
 // ApprovedDeclassifies is the reason of a person who approved one held
 // call whose secrecy the tool is not cleared for: a declassification of
 // tags recorded as approved:<who>.
