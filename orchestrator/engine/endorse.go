@@ -38,7 +38,7 @@ func (e *Engine) endorse(ctx context.Context, st *runstore.Store, en *Endorsemen
 		return err
 	}
 	e.enMu.Lock()
-	e.endorsed[en.RunID] = append(e.endorsed[en.RunID], *en)
+	e.endorsed = append(e.endorsed, *en)
 	e.enMu.Unlock()
 	return e.supersedeCovered(ctx, st, en)
 }
@@ -85,10 +85,7 @@ func (e *Engine) loadEndorsements(ctx context.Context, st *runstore.Store) error
 	}
 	e.enMu.Lock()
 	defer e.enMu.Unlock()
-	e.endorsed = map[string][]Endorsement{}
-	for _, en := range all {
-		e.endorsed[en.RunID] = append(e.endorsed[en.RunID], en)
-	}
+	e.endorsed = all
 	return nil
 }
 
@@ -104,7 +101,7 @@ func (r *run) endorsedLabel(idem, tool string, v any, l ifc.Label) ifc.Label {
 		return l
 	}
 	r.e.enMu.Lock()
-	ens := r.e.endorsed[r.id]
+	ens := r.e.endorsed
 	r.e.enMu.Unlock()
 	for i := range ens {
 		if !ens[i].Covers(r.id, idem, tool, v) {

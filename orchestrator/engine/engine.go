@@ -127,10 +127,10 @@ type Engine struct {
 	stMu sync.Mutex
 	st   *runstore.Store
 
-	// endorsed are the values people endorsed, by run id: read from the
-	// store when it is opened, added to as people endorse.
+	// endorsed are the values people endorsed for unfinished runs: read
+	// from the store when it is opened, added to as people endorse.
 	enMu     sync.Mutex
-	endorsed map[string][]Endorsement
+	endorsed []Endorsement
 }
 
 // WorkerExited is the supervisor's hook: a process of worker exited, so
@@ -208,7 +208,7 @@ func New(cfg Config) *Engine {
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, log: log, now: time.Now, approvals: map[string]*held{},
-		runs: map[string]*runState{}, endorsed: map[string][]Endorsement{}}
+		runs: map[string]*runState{}}
 	e.policy.Store(cfg.Policy)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.gate = gate.New(gate.Config{Conn: cfg.Conn, Subjects: cfg.Subjects, Manifests: cfg.Manifests, Log: log,
