@@ -32,7 +32,7 @@ func approveCommand(approve bool) *command {
 		short: short,
 		long: fmt.Sprintf(`Answers a call that policy held for a person (sluice approvals lists them).
 approve lets that one call through, once, with exactly the arguments shown;
-nothing else in the run is endorsed. deny fails the step.
+nothing else in the run is endorsed (unless --endorse). deny fails the step.
 
 The answer is bound to the call's hash (of its run, tool, arguments and
 labels): it is refused if the held call is not the one shown, was already
@@ -49,24 +49,34 @@ approvals). Each is answered on its own and bound to its own hash; the
 command prints each call it answered, and exits 1 if any answer was refused.
 
 A call denied by a policy rule is never held, and cannot be approved.
-%s
+%s%s
 Examples:
   sluice %s 01JD6Z4W8X2F3K5N7Q9R1T3V5X
-  sluice %s --step 01JD6Z2A8C1M0QWN5V7X9B3D4F/pay%s`, rememberHelp(approve), verb, verb, rememberExample(approve)),
+  sluice %s --step 01JD6Z2A8C1M0QWN5V7X9B3D4F/pay%s%s`, rememberHelp(approve), endorseHelp(approve), verb, verb, rememberExample(approve), endorseExample(approve)),
 		flags: func(fs *flag.FlagSet) func(*cli, context.Context, []string) int {
 			as := fs.String("as", "", "who is answering (default: the OS user)")
 			hash := fs.String("hash", "", "the `hash` of the call you reviewed (default: the call as it is held now)")
 			cfgFile := fs.String("config", "", "configuration `file` (default ./sluice.yaml if present)")
 			step := fs.String("step", "", "answer every call still held in `RUN/STEP` (a for_each's elements)")
 			remember := rememberFlags(fs, approve)
+			endorse := endorseFlags(fs, approve)
 			return func(c *cli, ctx context.Context, args []string) int {
 				scope, err := remember.scope()
 				if err != nil {
 					c.errorf("%s: %v", name, err)
 					return exitUsage
 				}
+				en, err := endorse.scope()
+				if err != nil {
+					c.errorf("%s: %v", name, err)
+					return exitUsage
+				}
 				if scope != nil && (len(args) != 1 || *step != "") {
 					c.errorf("%s: --remember keeps one answer: give exactly one approval id with it", name)
+					return exitUsage
+				}
+				if en != nil && (len(args) != 1 || *step != "") {
+					c.errorf("%s: --endorse endorses the values of one call: give exactly one approval id with it", name)
 					return exitUsage
 				}
 				switch {
@@ -105,7 +115,8 @@ Examples:
 				}
 				failed := false
 				for _, id := range ids {
-					if !c.answer(ctx, client, name, id, approve, who, *hash, scope) {
+					req := api.AnswerRequest{ID: id, Approved: approve, Who: who, Hash: *hash, Remember: scope, Endorse: en}
+					if !c.answer(ctx, client, name, req) {
 						failed = true
 					}
 				}
@@ -120,21 +131,29 @@ Examples:
 
 // answer answers one held call, bound to hash (the call as held now when
 // empty), and prints it; false when the answer was refused.
-func (c *cli) answer(ctx context.Context, client *api.Client, name, id string, approve bool, who, hash string, scope *engine.RememberScope) bool {
+func (c *cli) answer(ctx context.Context, client *api.Client, name string, req api.AnswerRequest) bool {
+	id, approve, who := req.ID, req.Approved, req.Who
 	a, err := client.Approval(ctx, id)
 	if err != nil {
 		c.errorf("%s %s: %v", name, id, err)
 		return false
 	}
-	if hash == "" {
-		hash = a.Hash
+	if req.Hash == "" {
+		req.Hash = a.Hash
 	}
-	if err := client.AnswerAndRemember(ctx, api.AnswerRequest{ID: id, Approved: approve, Who: who, Hash: hash, Remember: scope}); err != nil {
+	if err := client.AnswerAndRemember(ctx, req); err != nil {
 		c.errorf("%s %s: %v", name, id, err)
 		return false
 	}
-	if scope != nil {
+	if req.Remember != nil {
 		c.printRemembered(ctx, client, id)
+	}
+	if en := req.Endorse; en != nil {
+		tools := en.Tools
+		if len(tools) == 0 {
+			tools = []string{a.Tool}
+		}
+		fmt.Fprintf(c.stdout, "endorsed for the rest of run %s: the values of %s, for %s\n", show(a.RunID), show(strings.Join(en.Args, ", ")), show(strings.Join(tools, ", ")))
 	}
 	past := map[bool]string{true: "approved", false: "denied"}[approve]
 	item := ""

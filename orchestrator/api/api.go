@@ -100,6 +100,9 @@ type AnswerRequest struct {
 	Hash     string `json:"hash,omitempty"`
 	// Remember, with an approval, keeps the answer within a scope.
 	Remember *engine.RememberScope `json:"remember,omitempty"`
+	// Endorse, with an approval, endorses the values of some of the
+	// call's arguments for the rest of its run.
+	Endorse *engine.EndorseScope `json:"endorse,omitempty"`
 }
 
 // Response of every API call.
@@ -148,7 +151,7 @@ func Serve(nc *nats.Conn, s schemas.Subjects, ap Approver) ([]*nats.Subscription
 			defer cancel()
 			if err := json.Unmarshal(m.Data, &req); err != nil || req.ID == "" || req.Who == "" {
 				resp = Response{Error: "malformed request"}
-			} else if err := ap.Decide(ctx, req.ID, engine.Answer{Approved: req.Approved, Who: req.Who, Hash: req.Hash, Remember: req.Remember}); err != nil {
+			} else if err := ap.Decide(ctx, req.ID, engine.Answer{Approved: req.Approved, Who: req.Who, Hash: req.Hash, Remember: req.Remember, Endorse: req.Endorse}); err != nil {
 				resp = Response{Error: err.Error()}
 			}
 			respond(m, resp)
@@ -460,7 +463,8 @@ func (c *Client) Answer(ctx context.Context, id string, approved bool, who, hash
 }
 
 // AnswerAndRemember answers a held call; with req.Remember, the approval
-// is remembered within that scope.
+// is remembered within that scope; with req.Endorse, it endorses the
+// values of the arguments it names for the rest of the run.
 func (c *Client) AnswerAndRemember(ctx context.Context, req AnswerRequest) error {
 	body, _ := json.Marshal(req)
 	rep, err := c.nc.RequestWithContext(ctx, c.s.API("answer"), body)
