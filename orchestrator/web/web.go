@@ -412,12 +412,13 @@ func (s *Server) approvalsPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "approvals", "Approvals", len(held), approvalViews(held))
 }
 
-// answer approves, denies, or approves and remembers one held call.
+// answer approves, denies, or approves and remembers, or approves and
+// endorses values of, one held call.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 	id, verb := r.PathValue("id"), r.PathValue("answer")
 	switch verb {
 	case "approve", "deny":
-		s.decide(w, r, id, verb == "approve", nil)
+		s.decide(w, r, id, verb == "approve", engine.Answer{})
 	case "remember":
 		// Approve, and keep the answer within the scope the form names.
 		scope, err := rememberScope(r)
@@ -425,15 +426,43 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "remember "+id+": "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		s.decide(w, r, id, true, scope)
+		s.decide(w, r, id, true, engine.Answer{Remember: scope})
+	case "endorse":
+		// Approve, and endorse the values the form names for the run.
+		en, err := endorseScope(r)
+		if err != nil {
+			http.Error(w, "endorse "+id+": "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.decide(w, r, id, true, engine.Answer{Endorse: en})
 	default:
 		http.NotFound(w, r)
 	}
 }
 
+// endorseScope reads an endorsement from the form: the arguments whose
+// values to endorse (endorse, at least one) and the tools, comma-separated
+// (the held call's when empty).
+func endorseScope(r *http.Request) (*engine.EndorseScope, error) {
+	if err := r.ParseForm(); err != nil {
+		return nil, err
+	}
+	sc := &engine.EndorseScope{Args: r.PostForm["endorse"]}
+	if len(sc.Args) == 0 {
+		return nil, errors.New("tick at least one argument whose value to endorse")
+	}
+	for _, t := range strings.Split(r.PostFormValue("tools"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			sc.Tools = append(sc.Tools, t)
+		}
+	}
+	return sc, nil
+}
+
 // decide answers one held call, bound to the hash the page showed, and
 // sends the browser to the run.
-func (s *Server) decide(w http.ResponseWriter, r *http.Request, id string, approved bool, scope *engine.RememberScope) {
+// keep carries what the answer keeps beyond the call (Remember, Endorse).
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, id string, approved bool, keep engine.Answer) {
 	verb := map[bool]string{true: "approve", false: "deny"}[approved]
 	hash := r.PostFormValue("hash")
 	if hash == "" {
@@ -457,12 +486,13 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, id string, appro
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := s.cfg.Backend.Decide(ctx, id, engine.Answer{Approved: approved, Who: s.who, Hash: hash, Remember: scope}); err != nil {
+	keep.Approved, keep.Who, keep.Hash = approved, s.who, hash
+	if err := s.cfg.Backend.Decide(ctx, id, keep); err != nil {
 		s.log.Warn("web page: answer a held call", "approval", id, "run_id", run, "err", err)
 		http.Error(w, fmt.Sprintf("%s %s: %v", verb, id, err), http.StatusConflict)
 		return
 	}
-	s.log.Info("held call answered on the web page", "approval", id, "run_id", run, "decision", verb, "who", s.who, "remembered", scope != nil)
+	s.log.Info("held call answered on the web page", "approval", id, "run_id", run, "decision", verb, "who", s.who, "remembered", keep.Remember != nil, "endorsed", keep.Endorse != nil)
 	http.Redirect(w, r, "/runs/"+url.PathEscape(run), http.StatusSeeOther)
 }
 

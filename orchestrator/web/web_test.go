@@ -591,3 +591,32 @@ func TestRememberOnThePage(t *testing.T) {
 		t.Fatalf("answers (-want +got):\n%s", diff)
 	}
 }
+
+// "Approve and endorse" approves the call and endorses the values of the
+// arguments the form ticks, for the tools it names; a form that ticks no
+// argument answers nothing.
+func TestEndorseOnThePage(t *testing.T) {
+	t.Parallel()
+	b := heldPayment("acct_hotel_1")
+	c := start(t, b)
+	page := c.get("/approvals").body
+	action := "/approvals/" + approvalID + "/endorse"
+	if !strings.Contains(page, `name="endorse" value="payee"`) {
+		t.Fatalf("the page offers no argument to endorse:\n%s", page)
+	}
+	f := form(t, page, action)
+	if r := c.do(http.MethodPost, action, f, nil); r.StatusCode != http.StatusBadRequest || len(b.answers()) != 0 {
+		t.Fatalf("no argument ticked: %d, answers %v", r.StatusCode, b.answers())
+	}
+	f.Set("endorse", "payee")
+	f.Set("tools", "payment.charge, payment.refund")
+	r := c.do(http.MethodPost, action, f, nil)
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/runs/"+runID {
+		t.Fatalf("POST %s: %d to %q, want 303 to the run", action, r.StatusCode, r.Header.Get("Location"))
+	}
+	want := []decision{{approvalID, engine.Answer{Approved: true, Who: "web:alice", Hash: callHash,
+		Endorse: &engine.EndorseScope{Args: []string{"payee"}, Tools: []string{"payment.charge", "payment.refund"}}}}}
+	if diff := cmp.Diff(want, b.answers()); diff != "" {
+		t.Fatalf("answers (-want +got):\n%s", diff)
+	}
+}
