@@ -129,6 +129,8 @@ var docCommands = map[string]docCommand{
 	"sluice approve 01JD6Z4W8X2F3K5N7Q9R1T3V5X":                                                              {skip: "an example approval id"},
 	"sluice deny 01JD6Z4W8X2F3K5N7Q9R1T3V5X":                                                                 {skip: "an example approval id"},
 	"sluice approve 01JD6Z4W8X2F3K5N7Q9R1T3V5X --remember payee --sum-per-day amount=300 --until 2027-03-31": {skip: "an example approval id; TestRememberedAnswerThroughTheCLI runs approve --remember"},
+	"sluice approve 01JD6Z4W8X2F3K5N7Q9R1T3V5X --endorse payee":                                              {skip: "an example approval id; TestEndorseAValueThroughTheCLI runs approve --endorse"},
+	"sluice approve 01JD6Z4W8X2F3K5N7Q9R1T3V5X --endorse payee --for pay.send,pay.refund":                    {skip: "an example approval id; TestEndorseAValueThroughTheCLI runs approve --endorse"},
 	"sluice registry": {skip: "needs a running orchestrator; TestRememberedAnswerThroughTheCLI runs it"},
 	"sluice registry revoke 01JD6Z4W8X2F3K5N7Q9R1T3V5X": {skip: "an example id; TestRememberedAnswerThroughTheCLI revokes one"},
 	"sluice cancel 01JD6Z4W8X2F3K5N7Q9R1T3V5X":          {skip: "an example run id"},

@@ -111,25 +111,15 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	}
 	// The scope is checked before anything is stored: a scope that cannot
 	// be kept refuses the whole answer.
-	rem, err := e.rememberScope(a, ans)
-	if err != nil {
-		return err
-	}
-	en, err := e.endorseScope(a, ans)
+	rem, en, err := e.scopes(a, ans)
 	if err != nil {
 		return err
 	}
 	now := time.Now().UTC()
 	a.Who, a.Decided = ans.Who, &now
-	event, action, why := approval.Deny, "deny", "denied by "+ans.Who
+	event, rec := approval.Deny, answerRecord(a, ans, rem, en)
 	if ans.Approved {
-		event, action, why = approval.Approve, "allow", "approved by "+ans.Who+"; endorses this call once"
-	}
-	if rem != nil {
-		why += ", and remembers it for " + rem.Describe()
-	}
-	if en != nil {
-		why += ", and endorses " + en.Describe()
+		event = approval.Approve
 	}
 	if err := a.Advance(event); err != nil {
 		return err
@@ -140,11 +130,6 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 		}
 		return fmt.Errorf("record the answer to %s: %w", id, err)
 	}
-	rec := audit.Record{Kind: audit.KindAnswer, RunID: a.RunID, Flow: a.Flow, Step: a.Step, Tool: a.Tool,
-		Label: &a.Label, Action: action, Rules: []string{"approval:" + id}, Reasons: []string{why}}
-	if en != nil {
-		rec.Rules = append(rec.Rules, "endorsement:"+en.ID)
-	}
 	if err := e.cfg.Audit.Append(ctx, rec); err != nil {
 		e.log.Error("audit append failed", "err", err)
 	}
@@ -153,6 +138,40 @@ func (e *Engine) Decide(ctx context.Context, id string, ans Answer) error {
 	}
 	e.answered(a, ans)
 	return nil
+}
+
+// scopes are what an answer asks to keep beyond its call, checked: a
+// remembered answer, an endorsement.
+func (e *Engine) scopes(a *Approval, ans Answer) (*Remembered, *Endorsement, error) {
+	rem, err := e.rememberScope(a, ans)
+	if err != nil {
+		return nil, nil, err
+	}
+	en, err := e.endorseScope(a, ans)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rem, en, nil
+}
+
+// answerRecord is the audit record of the answer ans to the held call a:
+// who answered, and what it keeps beyond the call.
+func answerRecord(a *Approval, ans Answer, rem *Remembered, en *Endorsement) audit.Record {
+	action, why := "deny", "denied by "+ans.Who
+	if ans.Approved {
+		action, why = "allow", "approved by "+ans.Who+"; endorses this call once"
+	}
+	if rem != nil {
+		why += ", and remembers it for " + rem.Describe()
+	}
+	rec := audit.Record{Kind: audit.KindAnswer, RunID: a.RunID, Flow: a.Flow, Step: a.Step, Tool: a.Tool,
+		Label: &a.Label, Action: action, Rules: []string{"approval:" + a.ID}}
+	if en != nil {
+		why += ", and endorses " + en.Describe()
+		rec.Rules = append(rec.Rules, "endorsement:"+en.ID)
+	}
+	rec.Reasons = []string{why}
+	return rec
 }
 
 // keep stores what an approval asked to keep beyond its call: a
