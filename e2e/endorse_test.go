@@ -12,7 +12,8 @@ import (
 // three times, one payment at a time: each is held. A person
 // approves the first with --endorse payee: the other two are made again
 // with the payee labeled trusted (endorsed:alice) and go through with
-// nobody asked. Three charges in the ledger; nothing is still held; the
+// nobody asked. Three charges in the ledger; nothing is still held; sluice
+// trace shows the endorsement and the endorsed labels; the
 // same payments in another run are held again; the audit log verifies,
 // records what was endorsed with the answer, and the two decisions on the
 // endorsed payee.
@@ -67,6 +68,9 @@ steps:
 			t.Fatalf("calls still held:\n%s", w.sluice("approvals").stdout)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if tr := w.sluice("trace", run); tr.code != 0 || !strings.Contains(tr.stdout, "and endorses the values of payee (sha256:") || !strings.Contains(tr.stdout, "endorsed:alice") {
+		t.Fatalf("trace: exit %d\n%s", tr.code, tr.stdout)
 	}
 	// Another run: the same payee is held again.
 	if code := w.sluice("run", "pay.yaml", "--wait=false").code; code != 4 {
