@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/ifc/policy"
@@ -74,6 +75,20 @@ func covered(en *Endorsement, a *Approval) bool {
 		}
 	}
 	return false
+}
+
+// forgetEndorsements forgets the endorsements of the finished run id, in
+// memory and, when it had any, in st.
+func (e *Engine) forgetEndorsements(ctx context.Context, st *runstore.Store, id string) error {
+	e.enMu.Lock()
+	n := len(e.endorsed)
+	e.endorsed = slices.DeleteFunc(e.endorsed, func(en Endorsement) bool { return en.RunID == id })
+	had := len(e.endorsed) < n
+	e.enMu.Unlock()
+	if !had {
+		return nil
+	}
+	return st.PurgeEndorsements(ctx, id)
 }
 
 // loadEndorsements reads the endorsements of the unfinished runs from st,

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator/audit"
@@ -206,6 +207,22 @@ func TestEndorsementAnswersTheOtherHeldElements(t *testing.T) {
 		if err != nil || a.Status != ApprovalSuperseded {
 			t.Fatalf("the held payment %d: %v %v, want superseded", *it.Index, a, err)
 		}
+	}
+	// The finished run's endorsement is forgotten, in the store too.
+	st, err := h.engine.store(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		all, err := st.AllEndorsements(ctx)
+		if err == nil && len(all) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("endorsements of finished runs still stored: %+v %v", all, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	// An endorsement needs an argument the call has, and an approval.
 	r2 := h.run(payThrice, nil, Options{})

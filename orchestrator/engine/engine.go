@@ -572,6 +572,9 @@ func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) 
 			e.log.Warn("finished run not removed from the store", "run_id", r.id, "err", err)
 		}
 	}
+	if err := e.forgetEndorsements(ctx, st, r.id); err != nil {
+		e.log.Warn("the finished run's endorsements not removed from the store", "run_id", r.id, "err", err)
+	}
 	return out, nil
 }
 

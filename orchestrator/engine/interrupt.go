@@ -178,6 +178,7 @@ func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
 	if err := st.Finish(ctx, id); err != nil {
 		return nil, fmt.Errorf("cancel run %s: recorded as cancelled, but not removed from the store: %w", id, err)
 	}
+	_ = e.forgetEndorsements(ctx, st, id) // Finish removed them from the store
 	e.mu.Lock()
 	delete(e.runs, id)
 	e.mu.Unlock()

@@ -119,3 +119,8 @@ func (s *Store) AllEndorsements(ctx context.Context) ([]approval.Endorsement, er
 	})
 	return out, err
 }
+
+// PurgeEndorsements forgets the endorsements of the finished run id.
+func (s *Store) PurgeEndorsements(ctx context.Context, id string) error {
+	return s.purgeRun(ctx, EndorsedBucket, id)
+}
