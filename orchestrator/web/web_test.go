@@ -221,7 +221,7 @@ func TestAnswerErrors(t *testing.T) {
 	if r := c.do(http.MethodPost, "/approvals/01UNKNOWN/approve", good, nil); r.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown approval: %d, want 404", r.StatusCode)
 	}
-	if r := c.do(http.MethodPost, "/approvals/"+approvalID+"/endorse", good, nil); r.StatusCode != http.StatusNotFound {
+	if r := c.do(http.MethodPost, "/approvals/"+approvalID+"/ratify", good, nil); r.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown answer: %d, want 404", r.StatusCode)
 	}
 	if r := c.do(http.MethodGet, "/approvals/"+approvalID+"/approve", nil, nil); r.StatusCode != http.StatusMethodNotAllowed {
