@@ -12,11 +12,21 @@ import (
 // LandlockABI returns the Landlock ABI version of the running kernel; 0
 // when it has none.
 func LandlockABI() int {
+	abi, _ := LandlockProbe()
+	return abi
+}
+
+// LandlockProbe is LandlockABI with the reason it is 0: the error of the
+// probe, ENOSYS when the kernel has no Landlock (or a seccomp filter on
+// this process answers as if), EOPNOTSUPP when Landlock is built in but
+// not enabled at boot, EPERM when a seccomp filter refuses the call (a
+// container runtime's profile, systemd's SystemCallFilter=).
+func LandlockProbe() (int, error) {
 	v, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, unix.LANDLOCK_CREATE_RULESET_VERSION)
 	if errno != 0 {
-		return 0
+		return 0, errno
 	}
-	return int(v)
+	return int(v), nil
 }
 
 // Confine restricts the process, for the rest of its life, to c. It

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/capabilities"
@@ -157,9 +159,9 @@ func (c *cli) doctor(ctx context.Context, cfgFile string) int {
 		}
 	}
 	line("ok", "bus permissions", "each worker has a NATS user of its own: its own calls, replies, its own egress subject")
-	switch abi := worker.LandlockABI(); {
+	switch abi, err := worker.LandlockProbe(); {
 	case abi == 0:
-		line("warn", "landlock", "not offered by this kernel: workers are not confined to their files and the bus port")
+		line("warn", "landlock", landlockWhyNot(err)+": workers are not confined to their files and the bus port")
 	case abi < 4:
 		line("warn", "landlock", fmt.Sprintf("ABI %d: workers are confined to their files; TCP and signals are not restricted (needs ABI 4 and 6)", abi))
 	case abi < 6:
@@ -170,8 +172,10 @@ func (c *cli) doctor(ctx context.Context, cfgFile string) int {
 	switch ok, why := seal.Available(); {
 	case dep.ExternalNATS != nil:
 		line("warn", "network seal", "not applied on an external NATS server: workers keep the right to reconnect, so Landlock's port rule is what limits their sockets")
-	case !ok:
+	case !ok && why == seal.ErrUnsupported.Error():
 		line("warn", "network seal", why+": workers may open sockets besides the bus connection")
+	case !ok:
+		line("fail", "network seal", why+"; workers seal themselves off the network once connected to the bus, and cannot start without it")
 	default:
 		line("ok", "network seal", "seccomp: once connected to the bus, a worker can open no other socket (no UDP, no TCP to other hosts)")
 	}
@@ -198,6 +202,27 @@ func (c *cli) doctorDrift(ctx context.Context, client *api.Client, file string, 
 			running.PID, configName(running.File), running.Fingerprint, configName(file), eff.Fingerprint))
 	default:
 		line("ok", "configuration drift", fmt.Sprintf("none: the orchestrator runs %s", running.Fingerprint))
+	}
+}
+
+// landlockWhyNot says why worker.LandlockProbe found no Landlock, from
+// the error of its probe and whether a seccomp filter is on this process
+// (a container runtime's profile, systemd's SystemCallFilter=).
+func landlockWhyNot(err error) string {
+	filtered := ""
+	if b, rerr := os.ReadFile("/proc/self/status"); rerr == nil && strings.Contains(string(b), "\nSeccomp:\t2") {
+		filtered = "a seccomp filter on this process (a container runtime's profile, or a unit's SystemCallFilter=)"
+	}
+	switch {
+	case errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES):
+		return fmt.Sprintf("refused (%v) by %s: allow landlock_create_ruleset, landlock_add_rule and landlock_restrict_self",
+			err, orNone(filtered, "a seccomp filter on this process"))
+	case errors.Is(err, syscall.EOPNOTSUPP):
+		return "built into this kernel but not enabled: add landlock to the lsm= boot parameter"
+	case errors.Is(err, syscall.ENOSYS) && filtered != "":
+		return fmt.Sprintf("not offered (%v): this kernel has none, or %s refuses the Landlock calls as unknown", err, filtered)
+	default:
+		return "not offered by this kernel"
 	}
 }
 

@@ -177,8 +177,12 @@ type sealHello struct {
 	Roots []string `json:"roots"`
 }
 
-// Available reports whether Network can work here: the
-// architecture is one it knows and the kernel offers seccomp filters.
+// Available reports whether Network and FromEnv can work here: the
+// architecture is one they know, the kernel offers seccomp filters with
+// user notification (the supervisor's reports), and no seccomp filter
+// already on this process (a container runtime's profile, systemd's
+// SystemCallFilter=) refuses seccomp(2). It asks the kernel without
+// installing anything.
 func Available() (bool, string) {
 	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
 		return false, ErrUnsupported.Error()
@@ -186,7 +190,18 @@ func Available() (bool, string) {
 	if err := unix.Prctl(unix.PR_GET_SECCOMP, 0, 0, 0, 0); err != nil {
 		return false, "the kernel offers no seccomp: " + err.Error()
 	}
-	return true, ""
+	action := uint32(unix.SECCOMP_RET_USER_NOTIF)
+	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, 0, uintptr(unsafe.Pointer(&action)))
+	switch {
+	case errno == 0:
+		return true, ""
+	case errno == unix.EPERM || errno == unix.EACCES || errno == unix.ENOSYS:
+		return false, "a seccomp filter on this process refuses seccomp(2) (" + errno.Error() + "): allow it in the container's seccomp profile or the unit's SystemCallFilter="
+	case errno == unix.EOPNOTSUPP:
+		return false, "the kernel offers no seccomp user notification (Linux 5.0 or later)"
+	default:
+		return false, "seccomp(2): " + errno.Error()
+	}
 }
 
 // seccompNotif and seccompNotifResp are struct seccomp_notif and struct
