@@ -368,7 +368,7 @@ func testDeployUnit(t *testing.T) {
 	u := unit(t, readDeploy(t, "sluice.service"))
 	for k, want := range map[string]string{
 		"ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes",
-		"DynamicUser": "yes", "StateDirectory": "sluice", "ExecReload": "/bin/kill -HUP $MAINPID",
+		"User": "sluice", "StateDirectory": "sluice", "ExecReload": "/bin/kill -HUP $MAINPID",
 		"RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "SystemCallArchitectures": "native",
 	} {
 		if !slices.Contains(u[k], want) {
