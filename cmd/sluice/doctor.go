@@ -33,7 +33,10 @@ needs doing: the configuration, its manifests and policies, the state
 directory, the bus, the secrets, the key that signs the audit log's
 checkpoints (with its public key, for sluice audit verify --public-key),
 and the isolation layers this kernel offers to worker processes (Landlock
-for files, TCP and signals).
+for files, TCP and signals; the network seal), saying why one is not in
+force: the kernel lacks it, or a seccomp filter on this process (a
+container runtime's profile, a unit's SystemCallFilter=) refuses its
+system calls, which it names.
 
 Exits 1 when a check fails.
 
