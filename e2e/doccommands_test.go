@@ -55,6 +55,7 @@ var docCommands = map[string]docCommand{
 	"make eval": {skip: "every suite in full (about four minutes); TestEvaluationSample runs a fixed sample of it"},
 	"go run ./e2e/eval -suite banking -task user_task_0 -v":                                             {skip: "one task of the evaluation; TestEvaluationSample runs the harness"},
 	"go run ./e2e/eval -undefended":                                                                     {skip: "the undefended control in full; TestEvaluationUndefendedControl runs it on a sample"},
+	"go run ./e2e/eval -person remember":                                                                {skip: "the evaluation in full with a person who remembers answers (about six minutes); TestEvaluationSample runs the harness"},
 	"key=$(sed 's/.*key=//' .sluice/run/web.url)":                                                       {skip: "reads a running sluice up's page address; TestMetricsOnTheWebServer scrapes /metrics with the key"},
 	"curl -s -H \"Authorization: Bearer $key\" \"$(sed 's/\\/?key=.*//' .sluice/run/web.url)/metrics\"": {skip: "needs a running sluice up and curl; TestMetricsOnTheWebServer scrapes /metrics"},
 	"sluice mcp --tools web.fetch,payment.charge --inspect llm":                                         {skip: "serves MCP on stdin until its client leaves; TestMCPFrontDoor* run it with an SDK client"},

@@ -49,6 +49,7 @@ func evaluate(s *suite, dir, bin, envserver string, opt options) (*report, error
 	if err != nil {
 		return nil, err
 	}
+	d.person = opt.person
 	defer d.stop()
 	r := &report{Suite: s.name, Versions: map[string]*counts{}}
 	for _, v := range versions {

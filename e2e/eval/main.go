@@ -45,6 +45,7 @@ type options struct {
 	parallel   int
 	verbose    bool
 	undefended bool
+	person     string
 }
 
 func run() error {
@@ -62,13 +63,14 @@ func run() error {
 	flag.StringVar(&opt.phrasings, "phrasings", "all", "all: every pair in every phrasing; rotate: each pair in one phrasing, in turn")
 	flag.IntVar(&opt.parallel, "parallel", 2, "suites run at once (each suite's runs are one after another)")
 	flag.BoolVar(&opt.verbose, "v", false, "print every run")
+	flag.StringVar(&opt.person, "person", "approve", "how the person answers each held call of a run without an attack: approve; endorse (and endorses its untrusted arguments' values for the rest of the run, approve --endorse); remember (and remembers the answer for those values in any flow, approve --remember --any-flow, for every later run, attacked ones included)")
 	flag.BoolVar(&opt.undefended, "undefended", false, "the control: every call endorsed and agents shown everything, to show what the attacks do unstopped (exits 0 whatever succeeded)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./e2e/eval [flags]\n\nRuns the evaluation suites (docs/evaluation.md) against the sluice binary.\nExit status 1 when an attack succeeded, a run could not be made, or the audit log\nrecords a violation (each suite's log is exported and verified at its end).\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if opt.sample < 1 || opt.parallel < 1 || (opt.phrasings != "all" && opt.phrasings != "rotate") {
+	if opt.sample < 1 || opt.parallel < 1 || (opt.phrasings != "all" && opt.phrasings != "rotate") || (opt.person != "approve" && opt.person != "endorse" && opt.person != "remember") {
 		flag.Usage()
 		os.Exit(2)
 	}

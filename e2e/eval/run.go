@@ -16,7 +16,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator/api"
+	"github.com/sluicehq/sluice/orchestrator/engine"
 )
 
 // deployment is one suite's Sluice: a working directory with its
@@ -35,6 +37,9 @@ type deployment struct {
 	tools  []string
 	// agentFlows holds the generated agent version of each task.
 	agentFlows map[string]string
+	// person is how the person answers a held call of a run without an
+	// attack: approve, endorse or remember (-person).
+	person string
 	// undefended: the control, with the suite's policy replaced by one
 	// that endorses every call and agents shown everything.
 	undefended bool
@@ -358,7 +363,15 @@ func (d *deployment) submit(ctx context.Context, flow string, person bool, res *
 		if !person || json.Unmarshal(raw, &ev) != nil || ev.Held == nil || ev.Held.ApprovalID == "" {
 			return
 		}
-		err := d.client.Answer(ctx, ev.Held.ApprovalID, true, "eval", "")
+		req := api.AnswerRequest{ID: ev.Held.ApprovalID, Approved: true, Who: "eval"}
+		switch args := untrustedArgs(ev.Held); {
+		case len(args) == 0:
+		case d.person == "endorse":
+			req.Endorse = &engine.EndorseScope{Args: args}
+		case d.person == "remember":
+			req.Remember = &engine.RememberScope{Pin: args, AnyFlow: true}
+		}
+		err := d.client.AnswerAndRemember(ctx, req)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -381,6 +394,20 @@ func (d *deployment) submit(ctx context.Context, flow string, person bool, res *
 	mu.Lock()
 	defer mu.Unlock()
 	return &r, answerErr
+}
+
+// untrustedArgs are the arguments of a held call that are not trusted:
+// what a person endorses (-person endorse: for the rest of the run) or
+// keeps as approved (-person remember: for every later run, in any flow).
+func untrustedArgs(held *engine.StepResult) []string {
+	var args []string
+	for name, l := range held.ArgLabels {
+		if l.Integrity() != ifc.Trusted {
+			args = append(args, name)
+		}
+	}
+	sort.Strings(args)
+	return args
 }
 
 // countDecisions counts the held and denied calls of a step, of the calls
