@@ -32,6 +32,9 @@ type record struct {
 	Check         string     `json:"check_error,omitempty"`
 	Result        *runResult `json:"result,omitempty"`
 	Error         string     `json:"error,omitempty"`
+	// Retried is why a first try could not be made, when the run was made
+	// again.
+	Retried string `json:"retried,omitempty"`
 }
 
 type pair struct {
@@ -80,9 +83,14 @@ func evaluate(s *suite, dir, bin, envserver string, opt options) (*report, error
 			vectors[t.ID+"/"+v] = recVectors(rec)
 			if measured[t] {
 				r.addBenign(v, rec)
-			} else if rec.Error != "" {
-				r.Errors++
+			} else if rec.Error != "" || rec.Retried != "" {
 				r.Records = append(r.Records, rec)
+				if rec.Error != "" {
+					r.Errors++
+				}
+				if rec.Retried != "" {
+					r.Retries++
+				}
 			}
 			progress.step(r, opt.verbose, rec)
 		}
@@ -195,8 +203,7 @@ func (d *deployment) flow(t *userTask, version string) string {
 // benign runs a task with no attack, a person approving each held call.
 func (d *deployment) benign(t *userTask, version string) *record {
 	rec := &record{Task: t.ID, Version: version}
-	ep := &episode{worker: d.s.worker, task: t}
-	res, err := d.run(d.flow(t, version), ep, nil, true)
+	res, err := d.runOnce(rec, func() *episode { return &episode{worker: d.s.worker, task: t} }, d.flow(t, version), nil, true)
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
@@ -218,8 +225,7 @@ func (d *deployment) attack(t *userTask, a *injectionTask, version, phrasing, te
 	for _, v := range read {
 		texts[v] = text
 	}
-	ep := &episode{worker: d.s.worker, task: t, attack: a}
-	res, err := d.run(d.flow(t, version), ep, texts, false)
+	res, err := d.runOnce(rec, func() *episode { return &episode{worker: d.s.worker, task: t, attack: a} }, d.flow(t, version), texts, false)
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
@@ -238,6 +244,20 @@ func (d *deployment) attack(t *userTask, a *injectionTask, version, phrasing, te
 	return rec
 }
 
+// runOnce makes a run, and makes it again, once, when it could not be
+// made (the orchestrator did not answer in time on a loaded machine): the
+// first error is kept in the record and told, so that a retry never hides
+// a fault; a second failure is the run's.
+func (d *deployment) runOnce(rec *record, episode func() *episode, flow string, texts map[string]string, person bool) (*runResult, error) {
+	res, err := d.run(flow, episode(), texts, person)
+	if err == nil {
+		return res, nil
+	}
+	rec.Retried = err.Error()
+	fmt.Fprintf(os.Stderr, "eval: %s %s %s %s: the run could not be made (%v); making it again\n", d.s.name, rec.Task, rec.Version, rec.Injection, err)
+	return d.run(flow, episode(), texts, person)
+}
+
 // progress prints how far a suite is, every 50 runs and at the end.
 type progress struct {
 	suite string
@@ -254,7 +274,8 @@ func newProgress(suite string, total int) *progress {
 func (p *progress) step(r *report, verbose bool, rec *record) {
 	p.done++
 	r.Runs++
-	if verbose {
+	if verbose || rec.Error != "" {
+		// A run that could not be made is always told, with why.
 		fmt.Fprintln(os.Stderr, rec.describe(p.suite))
 	}
 	if p.done%50 == 0 || p.done == p.total {

@@ -26,7 +26,10 @@ type report struct {
 	Versions map[string]*counts `json:"versions"`
 	NoVector int                `json:"pairs_without_vector"`
 	Errors   int                `json:"errors"`
-	Runs     int                `json:"runs"`
+	// Retries counts the runs made a second time because the first try
+	// could not be made (each record says why).
+	Retries int `json:"retries"`
+	Runs    int `json:"runs"`
 	// Violations are the audit log's records of a worker trying something
 	// outside its grant, each "user: what".
 	Violations []string  `json:"violations"`
@@ -48,6 +51,9 @@ func (c *counts) add(o *counts) {
 
 func (r *report) addBenign(version string, rec *record) {
 	r.Records = append(r.Records, rec)
+	if rec.Retried != "" {
+		r.Retries++
+	}
 	if rec.Error != "" {
 		r.Errors++
 		return
@@ -67,6 +73,9 @@ func (r *report) addBenign(version string, rec *record) {
 
 func (r *report) addAttack(version string, rec *record) {
 	r.Records = append(r.Records, rec)
+	if rec.Retried != "" {
+		r.Retries++
+	}
 	if rec.Error != "" {
 		r.Errors++
 		return
@@ -100,6 +109,7 @@ func sum(reports []*report) *report {
 		}
 		t.NoVector += r.NoVector
 		t.Errors += r.Errors
+		t.Retries += r.Retries
 		t.Runs += r.Runs
 		t.Violations = append(t.Violations, r.Violations...)
 	}
@@ -128,6 +138,9 @@ func (r *report) line() string {
 	}
 	if r.Errors > 0 {
 		fmt.Fprintf(&b, "; %d runs could not be made", r.Errors)
+	}
+	if r.Retries > 0 {
+		fmt.Fprintf(&b, "; %d runs made a second time", r.Retries)
 	}
 	if len(r.Violations) > 0 {
 		fmt.Fprintf(&b, "; %d violations in the audit log", len(r.Violations))

@@ -636,15 +636,21 @@ func Verify(r io.Reader, keys ...ed25519.PublicKey) (Verified, error) {
 	if err := sc.Err(); err != nil {
 		return v, err
 	}
+	return v, coveredToTheEnd(n, lastCheckpoint)
+}
+
+// coveredToTheEnd refuses an export of n lines whose last checkpoint, at
+// line lastCheckpoint, is not its last line.
+func coveredToTheEnd(n, lastCheckpoint int) error {
 	switch {
 	case n == 0:
-		return v, errors.New("the export is empty: it holds no checkpoint")
+		return errors.New("the export is empty: it holds no checkpoint")
 	case lastCheckpoint == 0:
-		return v, fmt.Errorf("line %d: no checkpoint in the export covers lines 1 to %d: its end was cut off, or its checkpoints removed", n, n)
+		return fmt.Errorf("line %d: no checkpoint in the export covers lines 1 to %d: its end was cut off, or its checkpoints removed", n, n)
 	case lastCheckpoint < n:
-		return v, fmt.Errorf("line %d: no checkpoint covers lines %d to %d (the last is line %d): the export was cut after a record, or a checkpoint at its end was removed", n, lastCheckpoint+1, n, lastCheckpoint)
+		return fmt.Errorf("line %d: no checkpoint covers lines %d to %d (the last is line %d): the export was cut after a record, or a checkpoint at its end was removed", n, lastCheckpoint+1, n, lastCheckpoint)
 	}
-	return v, nil
+	return nil
 }
 
 // appendRecord appends the fields of r from "id" to the closing brace,

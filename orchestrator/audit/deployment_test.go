@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,5 +56,39 @@ func TestDeploymentsKeepTheirOwnStream(t *testing.T) {
 		if got := st.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != subject {
 			t.Errorf("stream %s takes %v, want %s", name, got, subject)
 		}
+	}
+}
+
+// Retention drops the head of its own deployment's log only: a named
+// deployment's retention leaves the default deployment's log on the same
+// bus whole, and its own still verifies.
+func TestRetentionKeepsToItsDeployment(t *testing.T) {
+	def, nc := openLog(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	acme, err := Open(ctx, nc, "acme", Options{Deployment: "acme", Signer: testKey, CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*Log{def, acme} {
+		for range 4 {
+			if err := l.Append(ctx, Record{Kind: KindDecision, Action: "allow"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := l.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := streamState(t, def).State
+	d, err := acme.Retain(ctx, Retention{MaxSize: 1}, time.Now())
+	if err != nil || d.Records == 0 {
+		t.Fatalf("retain acme: %+v %v", d, err)
+	}
+	if after := streamState(t, def).State; after.FirstSeq != before.FirstSeq || after.Msgs != before.Msgs {
+		t.Fatalf("the default deployment's log changed: %d records from %d, was %d from %d", after.Msgs, after.FirstSeq, before.Msgs, before.FirstSeq)
+	}
+	if v, err := Verify(strings.NewReader(signedExport(t, acme)), testPub); err != nil || v.Dropped != d.Records {
+		t.Fatalf("verify acme: %+v %v", v, err)
 	}
 }

@@ -73,34 +73,17 @@ func (l *Log) Retain(ctx context.Context, r Retention, now time.Time) (Dropped, 
 	if l.signer == nil {
 		return d, errors.New("audit retention: no signing key")
 	}
-	st, err := l.js.Stream(ctx, StreamName)
-	if err != nil {
-		return d, fmt.Errorf("audit retention: %w", err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return d, fmt.Errorf("audit retention: %w", err)
-	}
-	first, err := l.recordAt(ctx, info.State.FirstSeq)
-	if err != nil || first == nil {
+	state, tooOld, excess, err := l.overLimits(ctx, r, now)
+	if err != nil || (!tooOld && excess == 0) {
 		return d, err
 	}
-	head, _ := decodeLine(first)
 	cutoff := now.Add(-r.MaxAge)
-	tooOld := r.MaxAge > 0 && head.Time.Before(cutoff)
-	excess := int64(0)
-	if r.MaxSize > 0 && int64(info.State.Bytes) > r.MaxSize {
-		excess = int64(info.State.Bytes) - r.MaxSize
-	}
-	if !tooOld && excess == 0 {
-		return d, nil
-	}
 	// The log ends with a checkpoint, so there is one to cut at.
 	end, err := l.Checkpoint(ctx)
 	if err != nil {
 		return d, fmt.Errorf("audit retention: %w", err)
 	}
-	cut, reason, err := l.findCut(ctx, info.State.FirstSeq, end, r, cutoff, tooOld, excess)
+	cut, reason, err := l.findCut(ctx, state.FirstSeq, end, r, cutoff, tooOld, excess)
 	if err != nil || cut == 0 {
 		return d, err
 	}
@@ -108,12 +91,37 @@ func (l *Log) Retain(ctx context.Context, r Retention, now time.Time) (Dropped, 
 	if err != nil {
 		return d, fmt.Errorf("audit retention: %w", err)
 	}
-	d = Dropped{Records: cut - info.State.FirstSeq, Seq: cut, Checkpoint: id, Reason: reason}
+	d = Dropped{Records: cut - state.FirstSeq, Seq: cut, Checkpoint: id, Reason: reason}
 	rec := Record{Kind: KindRetention, Count: d.Records, Checkpoint: id, Reasons: []string{reason}}
 	if err := l.Append(ctx, rec); err != nil {
 		return d, fmt.Errorf("audit retention: record the drop: %w", err)
 	}
 	return d, nil
+}
+
+// overLimits reads the stream's state and reports whether its first
+// record is older than r.MaxAge and by how many bytes it is over
+// r.MaxSize.
+func (l *Log) overLimits(ctx context.Context, r Retention, now time.Time) (state jetstream.StreamState, tooOld bool, excess int64, err error) {
+	st, err := l.js.Stream(ctx, l.stream)
+	if err != nil {
+		return state, false, 0, fmt.Errorf("audit retention: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return state, false, 0, fmt.Errorf("audit retention: %w", err)
+	}
+	state = info.State
+	first, err := l.recordAt(ctx, state.FirstSeq)
+	if err != nil || first == nil {
+		return state, false, 0, err
+	}
+	head, _ := decodeLine(first)
+	tooOld = r.MaxAge > 0 && head.Time.Before(now.Add(-r.MaxAge))
+	if r.MaxSize > 0 && int64(state.Bytes) > r.MaxSize {
+		excess = int64(state.Bytes) - r.MaxSize
+	}
+	return state, tooOld, excess, nil
 }
 
 // maxScan bounds the records one Retain reads: a limit set on a long log
@@ -126,54 +134,86 @@ var maxScan uint64 = 100_000
 // the sequence of the checkpoint to keep as the first record, 0 for none,
 // and why.
 func (l *Log) findCut(ctx context.Context, first, end uint64, r Retention, cutoff time.Time, tooOld bool, excess int64) (uint64, string, error) {
-	var ageCut, sizeCut, lastCheckpoint uint64
-	var dropped int64
-	over := excess
+	c := &cutScan{first: first, tooOld: tooOld, excess: excess, cutoff: cutoff}
 	for seq := first; seq <= end; seq++ {
 		if seq-first >= maxScan {
 			// Enough for one pass: the size limit is met in part.
-			if excess > 0 && sizeCut == 0 {
-				sizeCut = lastCheckpoint
+			if c.excess > 0 && c.sizeCut == 0 {
+				c.sizeCut = c.lastCheckpoint
 			}
-			excess = 0
+			c.excess = 0
 			break
 		}
-		data, err := l.recordAt(ctx, seq)
+		rec, size, err := l.decodedAt(ctx, seq)
 		if err != nil {
-			return 0, "", fmt.Errorf("audit retention: record %d: %w", seq, err)
+			return 0, "", err
 		}
-		if data == nil {
-			continue
-		}
-		rec, ok := decodeLine(data)
-		if !ok {
-			return 0, "", fmt.Errorf("audit retention: record %d is not an audit record", seq)
-		}
-		if rec.Kind == KindCheckpoint && seq > first {
-			lastCheckpoint = seq
-			if tooOld {
-				ageCut = seq // every record before it is older than cutoff
-			}
-			if excess > 0 && sizeCut == 0 && dropped >= excess {
-				sizeCut = seq
-			}
-		}
-		if !rec.Time.Before(cutoff) {
-			tooOld = false // records are appended in time order
-		}
-		if !tooOld && (excess == 0 || sizeCut != 0) {
+		if size > 0 && c.see(seq, rec, size) {
 			break
 		}
-		dropped += int64(len(data))
 	}
-	if excess > 0 && sizeCut == 0 {
-		sizeCut = end
+	if c.excess > 0 && c.sizeCut == 0 {
+		c.sizeCut = end
 	}
+	cut, reason := chooseCut(c.ageCut, c.sizeCut, r, cutoff, excess)
+	return cut, reason, nil
+}
+
+// cutScan is where findCut stands as it reads the records in order.
+type cutScan struct {
+	first                           uint64
+	tooOld                          bool
+	excess, dropped                 int64
+	ageCut, sizeCut, lastCheckpoint uint64
+	cutoff                          time.Time
+}
+
+// see takes the record at seq, of size bytes; true when no later record
+// can move a cut.
+func (c *cutScan) see(seq uint64, rec checkpointLine, size int) bool {
+	if rec.Kind == KindCheckpoint && seq > c.first {
+		c.lastCheckpoint = seq
+		if c.tooOld {
+			c.ageCut = seq // every record before it is older than cutoff
+		}
+		if c.excess > 0 && c.sizeCut == 0 && c.dropped >= c.excess {
+			c.sizeCut = seq
+		}
+	}
+	if !rec.Time.Before(c.cutoff) {
+		c.tooOld = false // records are appended in time order
+	}
+	if !c.tooOld && (c.excess == 0 || c.sizeCut != 0) {
+		return true
+	}
+	c.dropped += int64(size)
+	return false
+}
+
+// decodedAt is the record at seq and its size in bytes; size 0 when there
+// is none.
+func (l *Log) decodedAt(ctx context.Context, seq uint64) (checkpointLine, int, error) {
+	data, err := l.recordAt(ctx, seq)
+	if err != nil {
+		return checkpointLine{}, 0, fmt.Errorf("audit retention: record %d: %w", seq, err)
+	}
+	if data == nil {
+		return checkpointLine{}, 0, nil
+	}
+	rec, ok := decodeLine(data)
+	if !ok {
+		return checkpointLine{}, 0, fmt.Errorf("audit retention: record %d is not an audit record", seq)
+	}
+	return rec, len(data), nil
+}
+
+// chooseCut is the later of the cuts for age and for size, with why.
+func chooseCut(ageCut, sizeCut uint64, r Retention, cutoff time.Time, over int64) (uint64, string) {
 	cut, reason := ageCut, fmt.Sprintf("max_age %s: records older than %s", r.MaxAge, cutoff.UTC().Format(time.RFC3339))
 	if sizeCut > cut {
 		cut, reason = sizeCut, fmt.Sprintf("max_size %d bytes: the log held %d bytes more", r.MaxSize, over)
 	}
-	return cut, reason, nil
+	return cut, reason
 }
 
 // dropBefore drops every record before the checkpoint at cut and returns
@@ -205,7 +245,7 @@ func (l *Log) dropBefore(ctx context.Context, cut uint64) (string, error) {
 		ID string `json:"id"`
 	}
 	_ = json.Unmarshal(data, &id)
-	st, err := l.js.Stream(ctx, StreamName)
+	st, err := l.js.Stream(ctx, l.stream)
 	if err != nil {
 		return "", err
 	}
