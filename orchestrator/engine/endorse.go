@@ -80,9 +80,11 @@ func covered(en *Endorsement, a *Approval) bool {
 // forgetEndorsements forgets the endorsements of the finished run id, in
 // memory and, when it had any, in st.
 func (e *Engine) forgetEndorsements(ctx context.Context, st *runstore.Store, id string) error {
+	// A new slice, not one changed in place: endorsedLabel reads the one
+	// it took without the lock.
 	e.enMu.Lock()
 	n := len(e.endorsed)
-	e.endorsed = slices.DeleteFunc(e.endorsed, func(en Endorsement) bool { return en.RunID == id })
+	e.endorsed = slices.DeleteFunc(slices.Clone(e.endorsed), func(en Endorsement) bool { return en.RunID == id })
 	had := len(e.endorsed) < n
 	e.enMu.Unlock()
 	if !had {

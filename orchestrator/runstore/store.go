@@ -255,53 +255,76 @@ func (s *Store) GetCall(ctx context.Context, idem string) (*CallRecord, error) {
 
 // GetApproval returns an approval and its revision.
 func (s *Store) GetApproval(ctx context.Context, id string) (*approval.Approval, uint64, error) {
-	var e jetstream.KeyValueEntry
-	err := jsretry.Do(ctx, func(ctx context.Context) (err error) { e, err = s.approvals.Get(ctx, id); return err })
-	if err != nil {
-		return nil, 0, err
-	}
-	var a approval.Approval
-	if err := json.Unmarshal(e.Value(), &a); err != nil {
-		return nil, 0, fmt.Errorf("approval %s: malformed record: %w", id, err)
-	}
-	return &a, e.Revision(), nil
+	return get[approval.Approval](ctx, s.approvals, id, "approval")
 }
 
 // CreateApproval stores a new approval.
 func (s *Store) CreateApproval(ctx context.Context, a *approval.Approval) error {
-	b, err := json.Marshal(a)
+	return s.create(ctx, s.approvals, a.ID, a, "approval "+a.ID)
+}
+
+// UpdateApproval writes a only if the stored approval is still at
+// revision rev: two answers, or an answer and a use, cannot both win.
+func (s *Store) UpdateApproval(ctx context.Context, a *approval.Approval, rev uint64) error {
+	return s.update(ctx, s.approvals, a.ID, a, rev)
+}
+
+// AllApprovals lists every approval in the bucket.
+func (s *Store) AllApprovals(ctx context.Context) ([]approval.Approval, error) {
+	return all[approval.Approval](ctx, s.approvals)
+}
+
+// get reads the record key of kv (what names its kind in errors) and its
+// revision.
+func get[T any](ctx context.Context, kv jetstream.KeyValue, key, what string) (*T, uint64, error) {
+	var e jetstream.KeyValueEntry
+	err := jsretry.Do(ctx, func(ctx context.Context) (err error) { e, err = kv.Get(ctx, key); return err })
+	if err != nil {
+		return nil, 0, err
+	}
+	v := new(T)
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return nil, 0, fmt.Errorf("%s %s: malformed record: %w", what, key, err)
+	}
+	return v, e.Revision(), nil
+}
+
+// create stores v as the new key of kv; a try whose answer was lost but
+// that was stored counts as done. what names the record in errors.
+func (s *Store) create(ctx context.Context, kv jetstream.KeyValue, key string, v any, what string) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
 	tries := 0
 	err = s.do(ctx, func(ctx context.Context) error {
 		tries++
-		_, err := s.approvals.Create(ctx, a.ID, b)
+		_, err := kv.Create(ctx, key, b)
 		if tries > 1 && errors.Is(err, jetstream.ErrKeyExists) {
-			return s.wrote(ctx, s.approvals, a.ID, b)
+			return s.wrote(ctx, kv, key, b)
 		}
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("record approval %s: %w", a.ID, err)
+		return fmt.Errorf("record %s: %w", what, err)
 	}
 	return nil
 }
 
-// UpdateApproval writes a only if the stored approval is still at
-// revision rev: two answers, or an answer and a use, cannot both win.
-func (s *Store) UpdateApproval(ctx context.Context, a *approval.Approval, rev uint64) error {
-	b, err := json.Marshal(a)
+// update writes v as key of kv only if the stored record is still at
+// revision rev.
+func (s *Store) update(ctx context.Context, kv jetstream.KeyValue, key string, v any, rev uint64) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
 	tries := 0
 	return s.do(ctx, func(ctx context.Context) error {
 		tries++
-		_, err := s.approvals.Update(ctx, a.ID, b, rev)
+		_, err := kv.Update(ctx, key, b, rev)
 		if tries > 1 && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
 			// An earlier try may have been stored, its answer lost.
-			return s.wrote(ctx, s.approvals, a.ID, b)
+			return s.wrote(ctx, kv, key, b)
 		}
 		return err
 	})
@@ -320,15 +343,15 @@ func (s *Store) wrote(ctx context.Context, kv jetstream.KeyValue, key string, b 
 	return nil
 }
 
-// AllApprovals lists every approval in the bucket.
-func (s *Store) AllApprovals(ctx context.Context) ([]approval.Approval, error) {
-	var out []approval.Approval
-	err := each(ctx, s.approvals, "", func(b []byte) error {
-		var a approval.Approval
-		if err := json.Unmarshal(b, &a); err != nil {
+// all reads every record of kv.
+func all[T any](ctx context.Context, kv jetstream.KeyValue) ([]T, error) {
+	var out []T
+	err := each(ctx, kv, "", func(b []byte) error {
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
 			return err
 		}
-		out = append(out, a)
+		out = append(out, v)
 		return nil
 	})
 	return out, err
