@@ -24,10 +24,12 @@ package interp
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/sluicehq/sluice/ifc"
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 )
 
 // Statuses of an outcome and of a run.
@@ -142,10 +144,11 @@ type Result struct {
 	Line, Col  int
 }
 
-// Program is a compiled plan.
+// Program is a compiled plan. It may be run many times, also at once.
 type Program struct {
-	src  string
-	prog *starlark.Program
+	file        string
+	prog        *starlark.Program
+	predeclared starlark.StringDict
 }
 
 // Compile parses and checks a program: Starlark syntax, the subset plans
@@ -153,10 +156,47 @@ type Program struct {
 // names it calls. Its errors name line:col and depend on the program text
 // alone.
 func Compile(filename, src string, tools []Tool) (*Program, error) {
-	panic("interp: not implemented yet")
+	f, err := fileOptions().Parse(filename, src, 0)
+	if err != nil {
+		return nil, err
+	}
+	c := &checker{file: filename, tools: toolTable(tools)}
+	c.collectBound(f)
+	c.stmts(f.Stmts)
+	if len(c.problems) > 0 {
+		sort.SliceStable(c.problems, func(i, j int) bool { return before(c.problems[i].pos, c.problems[j].pos) })
+		return nil, &compileError{file: filename, problems: c.problems}
+	}
+	pre := predeclared(tools)
+	prog, err := starlark.FileProgram(f, pre.Has)
+	if err != nil {
+		return nil, err
+	}
+	return &Program{file: filename, prog: prog, predeclared: pre}, nil
+}
+
+func before(a, b syntax.Position) bool {
+	if a.Line != b.Line {
+		return a.Line < b.Line
+	}
+	return a.Col < b.Col
+}
+
+// predeclared are the names a plan starts with: the helpers, the
+// builtins, the workers and inputs (bound at each run).
+func predeclared(tools []Tool) starlark.StringDict {
+	out := modules(tools)
+	for name, fn := range helpers() {
+		out[name] = starlark.NewBuiltin(name, fn)
+	}
+	for name, fn := range builtins() {
+		out[name] = starlark.NewBuiltin(name, fn)
+	}
+	out["inputs"] = starlark.None
+	return out
 }
 
 // Run runs the program with inputs bound to the name inputs (a dict).
 func (p *Program) Run(ctx context.Context, h Host, inputs map[string]Input, lim Limits) Result {
-	panic("interp: not implemented yet")
+	return p.run(ctx, h, inputs, lim)
 }
