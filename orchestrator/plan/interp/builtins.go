@@ -19,7 +19,9 @@ var lifted = []string{"abs", "bool", "chr", "dict", "enumerate", "float", "int",
 
 // materialising are the builtins that make a container as long as their
 // arguments: their size is checked before they run.
-var materialising = []string{"dict", "enumerate", "list", "reversed", "tuple", "zip"}
+// any and all only run through theirs, but outside the step limit, so
+// their length is bounded the same way.
+var materialising = []string{"all", "any", "dict", "enumerate", "list", "reversed", "tuple", "zip"}
 
 // deciding are the builtins whose result is a decision over all the
 // elements: the program counter label rises by their labels.

@@ -299,7 +299,7 @@ func (c *checker) access(e syntax.Expr) syntax.Expr {
 	case *syntax.SliceExpr:
 		return c.call(hSlice, e.Lbrack, c.expr(e.X), c.optional(e.Lo, e.Lbrack), c.optional(e.Hi, e.Lbrack), c.optional(e.Step, e.Lbrack))
 	case *syntax.DotExpr:
-		return c.call(hAttr, e.Dot, c.expr(e.X), strLit(e.Name.Name, e.NamePos))
+		return c.call(hAttr, e.Dot, c.expr(e.X), strLit(e.Name.Name, e.Name.NamePos))
 	case *syntax.ListExpr:
 		return c.call(hList, e.Lbrack, c.exprs(e.List)...)
 	case *syntax.TupleExpr:
@@ -363,7 +363,7 @@ func (c *checker) callExpr(e *syntax.CallExpr) syntax.Expr {
 		if id, ok := d.X.(*syntax.Ident); ok && !c.bound[id.Name] && c.isWorker(id.Name, d.Name.Name) {
 			c.toolCall(e, id.Name, d.Name.Name)
 		} else if slices.Contains(mutators, d.Name.Name) {
-			c.errorf(d.NamePos, ".%s would change a container after it is made; make a new one instead: xs = xs + [x], a comprehension, d = dict(d, k=v) or d = d | {k: v}", d.Name.Name)
+			c.errorf(d.Name.NamePos, ".%s would change a container after it is made; make a new one instead: xs = xs + [x], a comprehension, d = dict(d, k=v) or d = d | {k: v}", d.Name.Name)
 		}
 	}
 	e.Fn = c.expr(e.Fn)
@@ -395,7 +395,7 @@ func (c *checker) isWorker(name, attr string) bool {
 }
 
 func (c *checker) toolCall(e *syntax.CallExpr, worker, name string) {
-	pos := e.Fn.(*syntax.DotExpr).NamePos
+	pos := e.Fn.(*syntax.DotExpr).Name.NamePos
 	ts, ok := c.tools[worker]
 	if !ok {
 		c.errorf(syntax.Start(e.Fn), "unknown tool %q; the tools are: %s", worker+"."+name, c.toolNames())

@@ -2,10 +2,12 @@ package interp
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/ifc"
+	"go.starlark.net/starlark"
 )
 
 // recorder is a Host that records every call and inspection and answers
@@ -89,3 +91,13 @@ func callLabel(c Call) ifc.Label {
 func input(v any, l ifc.Label) Input { return Input{Value: v, Base: l} }
 
 func lines(s ...string) string { return strings.Join(s, "\n") + "\n" }
+
+func starlarkUniverse() map[string]bool {
+	out := map[string]bool{}
+	for k := range starlark.Universe {
+		out[k] = true
+	}
+	return out
+}
+
+func isConstant(name string) bool { return slices.Contains(universeConstants, name) }

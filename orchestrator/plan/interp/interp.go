@@ -20,6 +20,28 @@
 // it. Containers a program makes cannot be changed after they are made, so
 // a value's label cannot fall behind its contents. An error ends the
 // program; its text carries the label of what it depends on.
+//
+// How it is done: Compile rewrites the program's syntax tree so that every
+// operator, comparison, and/or, condition, loop, index, slice, attribute
+// and container literal calls a helper that knows the labels of its
+// operands (compile.go, ops.go); the universe builtins are shadowed by
+// ones that unwrap their arguments and label their result (builtins.go).
+// A value is plain (the bottom label), a plain value with a label, or a
+// record: a tool's output or an input with a label per path, whose
+// elements carry the labels on their path (record.go). Where Starlark
+// itself takes a labelled value's truth, length, hash, order or
+// elements, the value raises the program counter label on its own, so a
+// path the helpers miss does not drop a label.
+//
+// # Notes
+//
+// Termination is not treated as a control dependency. An attacker who
+// controls data a program reads can make it stop early — by an error, a
+// limit of steps, memory or time, or a denied call — as a failing step
+// stops a flow; the calls made before the stop are the calls the program
+// would have made anyway, and the error's text and the fact of the stop
+// carry the error's label. Nothing else about the data reaches a call
+// without its label.
 package interp
 
 import (

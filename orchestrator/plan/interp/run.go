@@ -87,7 +87,9 @@ func (r *run) failErr(err error, l ifc.Label) error {
 // be told in advance.
 func (r *run) charge(n int64, l ifc.Label) error {
 	if n < 0 || r.mem+n > r.lim.Memory || r.mem+n < r.mem {
-		return r.fail(l, "memory limit exceeded: the program would hold more than %d bytes", r.lim.Memory)
+		// How much the program made before may depend on anything it
+		// read: the error is labelled with all of it.
+		return r.fail(ifc.Join(l, r.read), "memory limit exceeded: the program would hold more than %d bytes", r.lim.Memory)
 	}
 	r.mem += n
 	return nil

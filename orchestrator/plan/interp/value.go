@@ -255,36 +255,40 @@ func plainJSON(v starlark.Value, depth int) (any, error) {
 }
 
 func containerJSON(v starlark.Value, depth int) (any, error) {
-	switch x := v.(type) {
-	case *starlark.List, starlark.Tuple:
-		it := starlark.Iterate(x)
-		defer it.Done()
-		out := []any{}
-		var e starlark.Value
-		for it.Next(&e) {
-			j, err := plainJSON(e, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, j)
-		}
-		return out, nil
-	case *starlark.Dict:
-		out := map[string]any{}
-		for _, kv := range x.Items() {
-			k, ok := kv[0].(starlark.String)
-			if !ok {
-				return nil, fmt.Errorf("a dict key of type %s is not a string", kv[0].Type())
-			}
-			j, err := plainJSON(kv[1], depth+1)
-			if err != nil {
-				return nil, err
-			}
-			out[string(k)] = j
-		}
-		return out, nil
+	if d, ok := v.(*starlark.Dict); ok {
+		return dictJSON(d, depth)
 	}
-	return nil, fmt.Errorf("a value of type %s has no JSON form", v.Type())
+	if _, ok := v.(starlark.Sequence); !ok {
+		return nil, fmt.Errorf("a value of type %s has no JSON form", v.Type())
+	}
+	it := starlark.Iterate(v)
+	defer it.Done()
+	out := []any{}
+	var e starlark.Value
+	for it.Next(&e) {
+		j, err := plainJSON(e, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+func dictJSON(d *starlark.Dict, depth int) (any, error) {
+	out := map[string]any{}
+	for _, kv := range d.Items() {
+		k, ok := kv[0].(starlark.String)
+		if !ok {
+			return nil, fmt.Errorf("a dict key of type %s is not a string", kv[0].Type())
+		}
+		j, err := plainJSON(kv[1], depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out[string(k)] = j
+	}
+	return out, nil
 }
 
 // sizeOf estimates the bytes a new value holds beyond its elements.
@@ -297,10 +301,10 @@ func sizeOf(v starlark.Value) int64 {
 			return 8
 		}
 		return int64(x.BigInt().BitLen()/8) + 16
-	case starlark.Sequence:
-		return int64(x.Len())*16 + 32
 	case *starlark.Dict:
 		return int64(x.Len())*48 + 48
+	case starlark.Sequence:
+		return int64(x.Len())*16 + 32
 	}
 	return 16
 }
