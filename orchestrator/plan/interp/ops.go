@@ -85,15 +85,52 @@ func binarySize(op syntax.Token, x, y starlark.Value) int64 {
 		return repeatBytes(x, y) + repeatBytes(y, x)
 	case syntax.PERCENT:
 		if s, ok := x.(starlark.String); ok {
-			return int64(len(s)) + int64(strings.Count(string(s), "%"))*int64(len(y.String())+8)
+			return int64(len(s)) + int64(strings.Count(string(s), "%"))*(reprSize(y, 0)+8)
 		}
 	case syntax.LTLT:
 		if n, err := starlark.AsInt32(y); err == nil && n > 0 {
-			return int64(bitLen(x)+n) / 8
+			return intBytes(bitLen(x) + n)
 		}
 	}
 	return 0
 }
+
+// reprSize bounds the length of a value's text, without making it.
+func reprSize(v starlark.Value, depth int) int64 {
+	switch x := v.(type) {
+	case starlark.String:
+		return int64(len(x))*6 + 2
+	case starlark.Int:
+		return int64(bitLen(x))/3 + 2
+	case *starlark.Dict:
+		var n int64
+		for _, kv := range x.Items() {
+			n += reprSize(kv[0], depth+1) + reprSize(kv[1], depth+1) + 4
+		}
+		return n + 2
+	case starlark.Sequence:
+		return seqRepr(x, depth)
+	}
+	return int64(len(v.String()))
+}
+
+func seqRepr(x starlark.Sequence, depth int) int64 {
+	if depth > 8 || x.Type() == "range" {
+		return int64(x.Len()) * 24
+	}
+	it := x.Iterate()
+	defer it.Done()
+	var n int64
+	var e starlark.Value
+	for it.Next(&e) {
+		n += reprSize(e, depth+1) + 2
+	}
+	return n + 2
+}
+
+// maxIntBits bounds the integers a plan makes: JSON carries no integer
+// beyond 64 bits, and multiplying huge ones takes time no limit stops.
+const maxIntBits = 1 << 16
 
 // seqBytes is the size of a string, list or tuple.
 func seqBytes(v starlark.Value) int64 {
@@ -108,6 +145,15 @@ func seqBytes(v starlark.Value) int64 {
 	return 0
 }
 
+// intBytes is the size of an integer of bits bits; past maxIntBits it is
+// more than any memory limit, so that making it fails.
+func intBytes(bits int) int64 {
+	if bits > maxIntBits {
+		return math.MaxInt64 / 2
+	}
+	return int64(bits) / 8
+}
+
 // repeatBytes is the size of x repeated n times (x * n), saturated.
 func repeatBytes(x, n starlark.Value) int64 {
 	k, ok := n.(starlark.Int)
@@ -115,7 +161,7 @@ func repeatBytes(x, n starlark.Value) int64 {
 		return 0
 	}
 	if _, isInt := x.(starlark.Int); isInt {
-		return int64(bitLen(x)+bitLen(k)) / 8
+		return intBytes(bitLen(x) + bitLen(k))
 	}
 	c, ok := k.Int64()
 	if !ok || c <= 0 {
@@ -565,15 +611,16 @@ func methodSize(name string, recv starlark.Value, args starlark.Tuple) int64 {
 		}
 	case "replace":
 		if len(args) >= 2 {
-			old, new := args[0].String(), args[1].String()
+			old, _ := starlark.AsString(args[0])
+			new, _ := starlark.AsString(args[1])
 			return int64(len(s)) + int64(strings.Count(string(s), old)+1)*int64(len(new))
 		}
 	case "format":
-		most := 0
+		var most int64
 		for _, a := range args {
-			most = max(most, len(a.String()))
+			most = max(most, reprSize(a, 0))
 		}
-		return int64(len(s)) + int64(strings.Count(string(s), "{"))*int64(most+8)
+		return int64(len(s)) + int64(strings.Count(string(s), "{"))*(most+8)
 	}
 	return 0
 }

@@ -293,6 +293,9 @@ func dictJSON(d *starlark.Dict, depth int) (any, error) {
 
 // sizeOf estimates the bytes a new value holds beyond its elements.
 func sizeOf(v starlark.Value) int64 {
+	if v.Type() == "range" {
+		return 32
+	}
 	switch x := v.(type) {
 	case starlark.String:
 		return int64(len(x)) + 16
