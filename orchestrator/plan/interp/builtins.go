@@ -82,7 +82,7 @@ func lift(name string, control bool) builtinFn {
 		if err != nil {
 			return nil, err
 		}
-		l = l.Join(lk)
+		l = join(l, lk)
 		if control {
 			r.raise(l)
 		}
@@ -176,7 +176,7 @@ func (r *run) keyed(th *starlark.Thread, elems []starlark.Value, l ifc.Label, ke
 		if err != nil {
 			return nil, l, err
 		}
-		keys[i], l = kv, l.Join(lk)
+		keys[i], l = kv, join(l, lk)
 	}
 	return keys, l, nil
 }
@@ -205,7 +205,7 @@ func builtinSorted(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, err
 	}
-	l = l.Join(lr)
+	l = join(l, lr)
 	r.raise(l)
 	idx := make([]int, len(elems))
 	for i := range idx {
@@ -342,9 +342,9 @@ func builtinHasattr(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tupl
 	var names []string
 	switch v := x.(type) {
 	case *record:
-		names, l = v.AttrNames(), l.Join(v.l)
+		names, l = v.AttrNames(), join(l, v.l)
 	case starlark.HasAttrs:
-		names, l = v.AttrNames(), l.Join(labelOf(x))
+		names, l = v.AttrNames(), join(l, labelOf(x))
 	}
 	return r.wrap(starlark.Bool(slices.Contains(names, string(s)) && !slices.Contains(mutators, string(s))), l), nil
 }
@@ -375,5 +375,5 @@ func builtinFail(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, 
 			parts[i] = a.String()
 		}
 	}
-	return nil, r.fail(l.Join(lk), "fail: %s", strings.Join(parts, sep))
+	return nil, r.fail(join(l, lk), "fail: %s", strings.Join(parts, sep))
 }

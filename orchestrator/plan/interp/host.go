@@ -70,7 +70,7 @@ func (f *toolFn) CallInternal(th *starlark.Thread, args starlark.Tuple, kwargs [
 			return nil, r.fail(l, "%s: argument %s: %v", f.t.Name, name, err)
 		}
 		c.Args[name], c.ArgLabels[name] = v, l
-		all = all.Join(l)
+		all = join(all, l)
 	}
 	r.n++
 	c.N, c.PC = r.n, r.pc
@@ -95,11 +95,11 @@ func (r *run) outcome(what string, o Outcome, args ifc.Label) (starlark.Value, e
 		if msg == "" {
 			msg = status
 		}
-		return nil, r.fail(ifc.Join(o.Label, args), "%s: %s: %s", what, status, msg)
+		return nil, r.fail(join(o.Label, args), "%s: %s: %s", what, status, msg)
 	}
 	v, err := r.newRecord(o.Output, o.Base, o.Fields)
 	if err != nil {
-		return nil, r.fail(ifc.Join(o.Base, args), "%s: output: %v", what, err)
+		return nil, r.fail(join(o.Base, args), "%s: output: %v", what, err)
 	}
 	r.readLabel(labelOf(v))
 	return v, nil
@@ -132,7 +132,7 @@ func inspect(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwar
 		return nil, r.fail(ls, "inspect: the schema must be a dict, not %s", schema.Type())
 	}
 	r.n++
-	in := Inspection{N: r.n, Value: v, Label: ifc.Join(lv, lq, ls), Question: qs, Schema: sm, PC: r.pc}
+	in := Inspection{N: r.n, Value: v, Label: join(lv, lq, ls), Question: qs, Schema: sm, PC: r.pc}
 	r.clock.pause()
 	out := r.host.Inspect(r.ctx, in)
 	r.clock.start()

@@ -51,7 +51,7 @@ func opBinary(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ [
 	if err != nil {
 		return nil, err
 	}
-	l := lx.Join(ly)
+	l := join(lx, ly)
 	if err := r.charge(binarySize(op, x, y), l); err != nil {
 		return nil, err
 	}
@@ -279,7 +279,7 @@ func opIndex(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []
 	if rec, ok := args[0].(*record); ok {
 		v, err := rec.index(k, lk)
 		if err != nil {
-			return nil, r.failErr(err, rec.l.Join(lk))
+			return nil, r.failErr(err, join(rec.l, lk))
 		}
 		return v, nil
 	}
@@ -287,7 +287,7 @@ func opIndex(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []
 	if err != nil {
 		return nil, err
 	}
-	l := lx.Join(lk)
+	l := join(lx, lk)
 	v, err := indexPlain(x, k)
 	if err != nil {
 		return nil, r.failErr(err, l)
@@ -406,7 +406,7 @@ func (r *run) unwrapAll(vs starlark.Tuple) (starlark.Tuple, ifc.Label, error) {
 			return nil, l, err
 		}
 		out[i] = pv
-		l = l.Join(pl)
+		l = join(l, pl)
 	}
 	return out, l, nil
 }
@@ -494,7 +494,7 @@ func (r *run) plainDict(x *starlark.Dict) (starlark.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		l = l.Join(pl)
+		l = join(l, pl)
 		if err := d.SetKey(pair[0], pair[1]); err != nil {
 			return nil, r.failErr(err, l)
 		}
@@ -573,7 +573,7 @@ func (m *method) CallInternal(th *starlark.Thread, args starlark.Tuple, kwargs [
 	if err != nil {
 		return nil, err
 	}
-	l = ifc.Join(l, lk, m.l)
+	l = join(l, lk, m.l)
 	if err := r.charge(methodSize(m.b.Name(), m.recv, pargs), l); err != nil {
 		return nil, err
 	}
@@ -593,7 +593,7 @@ func (r *run) unwrapKwargs(kwargs []starlark.Tuple) ([]starlark.Tuple, ifc.Label
 			return nil, l, err
 		}
 		out[i] = starlark.Tuple{kv[0], v}
-		l = l.Join(vl)
+		l = join(l, vl)
 	}
 	return out, l, nil
 }

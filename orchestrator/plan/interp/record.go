@@ -21,12 +21,17 @@ type record struct {
 	v    any    // map[string]any or []any
 	path string // "" at the root
 	l    ifc.Label
+	// canon says no key's label was joined on the way to this node.
+	canon bool
 }
 
 type recRoot struct {
 	fields map[string]ifc.Label
 	paths  []string // the keys of fields, sorted
 	r      *run
+	// memo holds the label of each path reached from the root with no
+	// key label joined on the way: the same every time.
+	memo map[string]ifc.Label
 }
 
 var (
@@ -38,12 +43,16 @@ var (
 // newRecord makes the value a program gets for a JSON-shaped value with
 // per-path labels.
 func (r *run) newRecord(v any, base ifc.Label, fields map[string]ifc.Label) (starlark.Value, error) {
-	root := &recRoot{fields: fields, r: r}
+	root := &recRoot{fields: fields, r: r, memo: map[string]ifc.Label{}}
 	for p := range fields {
 		root.paths = append(root.paths, p)
 	}
 	slices.Sort(root.paths)
-	return root.node(v, "", base.Join(root.label("")))
+	out, err := root.node(v, "", join(base, root.label("")))
+	if rc, ok := out.(*record); ok {
+		rc.canon = true
+	}
+	return out, err
 }
 
 func (root *recRoot) node(v any, path string, l ifc.Label) (starlark.Value, error) {
@@ -55,18 +64,26 @@ func (root *recRoot) node(v any, path string, l ifc.Label) (starlark.Value, erro
 	if err != nil {
 		return nil, err
 	}
-	l = l.Join(root.below(path))
+	l = join(l, root.below(path))
 	root.r.readLabel(l)
 	return root.r.wrap(sv, l), nil
 }
 
 // below joins the labels of the paths under path.
 func (root *recRoot) below(path string) ifc.Label {
-	out := bottom()
-	for _, p := range root.paths {
-		if path == "" || strings.HasPrefix(p, path+".") {
-			out = out.Join(root.fields[p])
+	ps := root.paths
+	if path != "" {
+		prefix := path + "."
+		i, _ := slices.BinarySearch(ps, prefix)
+		j := i
+		for j < len(ps) && strings.HasPrefix(ps[j], prefix) {
+			j++
 		}
+		ps = ps[i:j]
+	}
+	out := bottom()
+	for _, p := range ps {
+		out = join(out, root.fields[p])
 	}
 	return out
 }
@@ -87,15 +104,26 @@ func subPath(path, k string) string {
 }
 
 // deep is the label of everything in the node.
-func (x *record) deep() ifc.Label { return x.l.Join(x.root.below(x.path)) }
+func (x *record) deep() ifc.Label { return join(x.l, x.root.below(x.path)) }
 
 // child is the element at key k of a dict node, or at index i of a list
 // node, with extra (the label of the key) joined to its label.
 func (x *record) child(k string, v any, extra ifc.Label) (starlark.Value, error) {
 	p := subPath(x.path, k)
-	l := ifc.Join(x.l, x.root.label(p), extra)
+	canon := x.canon && isBottom(extra)
+	l, ok := x.root.memo[p]
+	if !canon || !ok {
+		l = join(x.l, x.root.label(p), extra)
+		if canon {
+			x.root.memo[p] = l
+		}
+	}
 	x.root.r.readLabel(l)
-	return x.root.node(v, p, l)
+	c, err := x.root.node(v, p, l)
+	if rc, ok := c.(*record); ok {
+		rc.canon = canon
+	}
+	return c, err
 }
 
 // index selects an element by a plain key.
@@ -255,7 +283,7 @@ func (x *record) get(t *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, err
 	}
-	return r.wrap(dv, ifc.Join(x.l, lk, ld)), nil
+	return r.wrap(dv, join(x.l, lk, ld)), nil
 }
 
 // listing is keys(), values() or items() of a dict node: a new record

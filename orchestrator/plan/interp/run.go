@@ -22,26 +22,53 @@ type run struct {
 	pc ifc.Label
 	// read joins every label the program has read: the label of an error
 	// whose operands are not known.
-	read   ifc.Label
-	n      int
-	mem    int64
-	lim    Limits
-	thread *starlark.Thread
-	clock  clock
+	read    ifc.Label
+	pcHas   seen
+	readHas seen
+	n       int
+	mem     int64
+	lim     Limits
+	thread  *starlark.Thread
+	clock   clock
 }
 
 func runOf(t *starlark.Thread) *run { return t.Local(runKey).(*run) }
 
 // raise joins l into the program counter label.
 func (r *run) raise(l ifc.Label) {
-	if !isBottom(l) {
-		r.pc = r.pc.Join(l)
+	if !r.pcHas.has(l) {
+		r.pc = join(r.pc, l)
+		r.pcHas.add(l)
 	}
 }
 
+// readLabel joins l into the label of what the program has read.
 func (r *run) readLabel(l ifc.Label) {
-	if !isBottom(l) {
-		r.read = r.read.Join(l)
+	if !r.readHas.has(l) {
+		r.read = join(r.read, l)
+		r.readHas.add(l)
+	}
+}
+
+// seen are labels already joined into a label that only rises: joining
+// them again changes nothing, and is skipped.
+type seen struct{ ls []ifc.Label }
+
+func (s *seen) has(l ifc.Label) bool {
+	if isBottom(l) {
+		return true
+	}
+	for _, x := range s.ls {
+		if x.Equal(l) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *seen) add(l ifc.Label) {
+	if len(s.ls) < 16 {
+		s.ls = append(s.ls, l)
 	}
 }
 
@@ -59,7 +86,7 @@ var errStopped = errors.New("the plan stopped: a call is held")
 
 // fail makes an error labelled with l and the program counter label.
 func (r *run) fail(l ifc.Label, format string, args ...any) error {
-	return &planError{msg: fmt.Sprintf(format, args...), l: l.Join(r.pc)}
+	return &planError{msg: fmt.Sprintf(format, args...), l: join(l, r.pc)}
 }
 
 // failErr labels an error from an operation on operands labelled l. An
@@ -67,7 +94,7 @@ func (r *run) fail(l ifc.Label, format string, args ...any) error {
 func (r *run) failErr(err error, l ifc.Label) error {
 	var pe *planError
 	if errors.As(err, &pe) {
-		pe.l = ifc.Join(pe.l, l, r.pc)
+		pe.l = join(pe.l, l, r.pc)
 		return err
 	}
 	if errors.Is(err, errStopped) {
@@ -77,9 +104,9 @@ func (r *run) failErr(err error, l ifc.Label) error {
 	if errors.As(err, &ee) {
 		// Raised inside a function the operation called: its operands
 		// are not known here.
-		return &planError{msg: ee.Msg, l: ifc.Join(l, r.pc, r.read)}
+		return &planError{msg: ee.Msg, l: join(l, r.pc, r.read)}
 	}
-	return &planError{msg: err.Error(), l: l.Join(r.pc)}
+	return &planError{msg: err.Error(), l: join(l, r.pc)}
 }
 
 // charge counts n more bytes made by the program, failing past the
@@ -89,7 +116,7 @@ func (r *run) charge(n int64, l ifc.Label) error {
 	if n < 0 || r.mem+n > r.lim.Memory || r.mem+n < r.mem {
 		// How much the program made before may depend on anything it
 		// read: the error is labelled with all of it.
-		return r.fail(ifc.Join(l, r.read), "memory limit exceeded: the program would hold more than %d bytes", r.lim.Memory)
+		return r.fail(join(l, r.read), "memory limit exceeded: the program would hold more than %d bytes", r.lim.Memory)
 	}
 	r.mem += n
 	return nil
@@ -150,14 +177,14 @@ func (p *Program) run(ctx context.Context, h Host, inputs map[string]Input, lim 
 		if v := recover(); v != nil {
 			res = r.result(Failed)
 			res.Error = fmt.Sprintf("%s: internal error in the plan interpreter: %v", p.file, v)
-			res.ErrorLabel = r.pc.Join(r.read)
+			res.ErrorLabel = join(r.pc, r.read)
 		}
 	}()
 	in, err := r.inputs(inputs)
 	if err != nil {
 		res = r.result(Failed)
 		res.Error = fmt.Sprintf("%s: inputs: %v", p.file, err)
-		res.ErrorLabel = r.pc.Join(r.read)
+		res.ErrorLabel = join(r.pc, r.read)
 		return res
 	}
 	pre := make(starlark.StringDict, len(p.predeclared)+1)
@@ -202,10 +229,10 @@ func (p *Program) errorResult(r *run, err error) Result {
 		return r.result(Held)
 	}
 	res := r.result(Failed)
-	res.ErrorLabel = ifc.Join(r.pc, r.read)
+	res.ErrorLabel = join(r.pc, r.read)
 	var pe *planError
 	if errors.As(err, &pe) {
-		res.ErrorLabel = pe.l.Join(r.pc)
+		res.ErrorLabel = join(pe.l, r.pc)
 	}
 	msg := err.Error()
 	var ee *starlark.EvalError
@@ -241,17 +268,17 @@ func (r *run) output(file string, v starlark.Value) Result {
 		return res
 	}
 	if rec, ok := v.(*record); ok {
-		res.Output, res.Base, res.Fields = rec.v, rec.l.Join(r.pc), rec.fieldsBelow()
+		res.Output, res.Base, res.Fields = rec.v, join(rec.l, r.pc), rec.fieldsBelow()
 		return res
 	}
 	out, l, err := toJSON(v)
 	if err != nil {
 		res = r.result(Failed)
 		res.Error = fmt.Sprintf("%s: result: %v", file, err)
-		res.ErrorLabel = l.Join(r.pc)
+		res.ErrorLabel = join(l, r.pc)
 		return res
 	}
-	res.Output, res.Base = out, l.Join(r.pc)
+	res.Output, res.Base = out, join(l, r.pc)
 	return res
 }
 

@@ -21,10 +21,29 @@ import (
 //   - *record: a node of a tool's output or of an input, with a label per
 //     path as the engine keeps them; see record.
 
-// bottom is the label of a plain value.
-func bottom() ifc.Label { return ifc.TrustedFrom() }
+// bottomLabel is the label of a plain value. Labels are immutable values.
+var bottomLabel = ifc.TrustedFrom()
 
-func isBottom(l ifc.Label) bool { return l.Equal(ifc.TrustedFrom()) }
+// bottom is the label of a plain value.
+func bottom() ifc.Label { return bottomLabel }
+
+func isBottom(l ifc.Label) bool { return l.Equal(bottomLabel) }
+
+// join is ifc.Join, without making a new label when one of the labels
+// already is the join: the bottom, or two equal labels.
+func join(ls ...ifc.Label) ifc.Label {
+	out := bottom()
+	for i, l := range ls {
+		switch {
+		case isBottom(l) || l.Equal(out):
+		case isBottom(out):
+			out = l
+		default:
+			return ifc.Join(append([]ifc.Label{out}, ls[i:]...)...)
+		}
+	}
+	return out
+}
 
 // labeled is a plain value with a label other than the bottom.
 type labeled struct {
