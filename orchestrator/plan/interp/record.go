@@ -23,6 +23,8 @@ type record struct {
 	l    ifc.Label
 	// canon says no key's label was joined on the way to this node.
 	canon bool
+	// flat is the node made a plain value, once it has been.
+	flat starlark.Value
 }
 
 type recRoot struct {
@@ -331,9 +333,35 @@ func (x *record) remap(from, to string, fields map[string]ifc.Label) {
 func (r *run) flatten(x *record) (starlark.Value, ifc.Label, error) {
 	l := x.deep()
 	r.readLabel(l)
+	if x.flat != nil {
+		return x.flat, l, nil
+	}
 	sv, err := fromJSON(x.v)
 	if err != nil {
 		return nil, l, err
 	}
+	if err := r.charge(deepSize(sv, 0), l); err != nil {
+		return nil, l, err
+	}
+	x.flat = sv
 	return sv, l, nil
+}
+
+// deepSize estimates the bytes of a value made from JSON.
+func deepSize(v starlark.Value, depth int) int64 {
+	n := sizeOf(v)
+	if depth > 100 {
+		return n
+	}
+	switch x := v.(type) {
+	case *starlark.Dict:
+		for _, kv := range x.Items() {
+			n += sizeOf(kv[0]) + deepSize(kv[1], depth+1)
+		}
+	case *starlark.List:
+		for i := range x.Len() {
+			n += deepSize(x.Index(i), depth+1)
+		}
+	}
+	return n
 }

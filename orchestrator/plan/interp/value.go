@@ -126,6 +126,9 @@ func (i *labeledIter) Done() {
 
 // wrap labels a plain value; with the bottom it stays plain.
 func (r *run) wrap(v starlark.Value, l ifc.Label) starlark.Value {
+	if x, ok := v.(*labeled); ok {
+		v, l = x.v, join(x.l, l)
+	}
 	if isBottom(l) {
 		return v
 	}
