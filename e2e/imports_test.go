@@ -82,6 +82,9 @@ var importTable = []layer{
 		// The trace API alone (a call's span context, for the egress
 		// broker): spans start through orchestrator/internal/telemetry.
 		external: []string{"github.com/nats-io/nats.go", "go.opentelemetry.io/otel/trace"}},
+	// The plan interpreter: Starlark, and labels as values.
+	{pkgs: []string{"orchestrator/plan/interp"},
+		sluice: []string{"ifc"}, external: []string{"go.starlark.net"}},
 	{pkgs: []string{"cmd/...", "examples/...", "e2e", "e2e/..."},
 		sluice: []string{"..."}, external: []string{""}},
 }
