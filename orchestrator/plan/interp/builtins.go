@@ -166,6 +166,9 @@ func (r *run) keyed(th *starlark.Thread, elems []starlark.Value, l ifc.Label, ke
 	if key == starlark.None {
 		return elems, l, nil
 	}
+	// The key function runs once per element, as a loop's body does: what
+	// it does (a call) depends on the container's length.
+	r.raise(l)
 	keys := make([]starlark.Value, len(elems))
 	for i, e := range elems {
 		k, err := starlark.Call(th, key, starlark.Tuple{r.wrap(e, l)}, nil)

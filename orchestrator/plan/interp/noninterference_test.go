@@ -76,11 +76,16 @@ func observe(calls []Call, keep func(ifc.Label) bool) []observed {
 	return out
 }
 
-func isPrefix(a, b []observed) bool {
+// same reports whether two runs' observed calls agree: equal, or, when
+// the run with fewer ended early with an error, a prefix of the other.
+func same(a, b []observed, aFailed, bFailed bool) bool {
 	if len(a) > len(b) {
-		a, b = b, a
+		a, b, aFailed = b, a, bFailed
 	}
-	return reflect.DeepEqual(a, b[:len(a)]) || len(a) == 0
+	if len(a) < len(b) && !aFailed {
+		return false
+	}
+	return len(a) == 0 || reflect.DeepEqual(a, b[:len(a)])
 }
 
 // checkNoninterference runs src in the three worlds and checks the three
@@ -93,9 +98,11 @@ func checkNoninterference(t *testing.T, src string) {
 	}
 	wa, wb, wc := worlds()
 	var calls [3][]Call
+	var failed [3]bool
 	for i, w := range []world{wa, wb, wc} {
 		h := w.host()
 		res := p.Run(t.Context(), h, w.inputs(), Limits{Steps: 100000})
+		failed[i] = res.Status == Failed
 		if strings.Contains(res.Error, "internal error") {
 			t.Fatalf("%s\n%s", res.Error, src)
 		}
@@ -108,11 +115,11 @@ func checkNoninterference(t *testing.T, src string) {
 		}
 	}
 	trusted := func(l ifc.Label) bool { return l.Integrity() == ifc.Trusted }
-	if a, b := observe(calls[0], trusted), observe(calls[1], trusted); !isPrefix(a, b) {
+	if a, b := observe(calls[0], trusted), observe(calls[1], trusted); !same(a, b, failed[0], failed[1]) {
 		t.Fatalf("trusted calls differ with the attacker's content:\n%+v\n%+v\n%s", a, b, src)
 	}
 	public := func(l ifc.Label) bool { return len(l.Secrecy()) == 0 }
-	if a, c := observe(calls[0], public), observe(calls[2], public); !isPrefix(a, c) {
+	if a, c := observe(calls[0], public), observe(calls[2], public); !same(a, c, failed[0], failed[2]) {
 		t.Fatalf("public calls differ with the secret:\n%+v\n%+v\n%s", a, c, src)
 	}
 }
@@ -152,6 +159,8 @@ var corpus = []string{
 	"p = web.fetch(url='u')\nif inspect(p['text'], 'is it spam?', {'type': 'boolean'}) == 'yes':\n    calendar.list()\n",
 	// record methods
 	"p = web.fetch(url='u')\nfor k, v in p.items():\n    if k == 'n' and v > 3:\n        calendar.list()\n",
+	// a key function that calls a tool once per element of the page's list
+	"p = web.fetch(url='u')\nxs = sorted(p['items'], key=lambda e: calendar.list()['count'])\nys = max(p['items'], key=lambda e: calendar.list()['count'])\n",
 	// dict keys from the page
 	"p = web.fetch(url='u')\nd = {p['text']: 1, 'hello': 2}\nif len(d) == 1:\n    calendar.list()\n",
 }
