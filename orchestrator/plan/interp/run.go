@@ -268,7 +268,8 @@ func (r *run) output(file string, v starlark.Value) Result {
 		return res
 	}
 	if rec, ok := v.(*record); ok {
-		res.Output, res.Base, res.Fields = rec.v, join(rec.l, r.pc), rec.fieldsBelow()
+		res.Base, res.Fields = join(rec.l, r.pc), rec.fieldsBelow()
+		res.Output, _ = normJSON(rec.v)
 		return res
 	}
 	out, l, err := toJSON(v)

@@ -178,3 +178,17 @@ func TestToolArgumentsChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestNumbersAsTheProgramSeesThem: a tool's integral numbers, decoded
+// from JSON as float64, reach calls and the result as int64, as the
+// program saw them.
+func TestNumbersAsTheProgramSeesThem(t *testing.T) {
+	h := &recorder{answer: func(c Call) Outcome {
+		return Outcome{Status: Completed, Output: map[string]any{"n": float64(3), "f": 1.5, "xs": []any{float64(1)}}, Base: lUser}
+	}}
+	res := runPlan(t, "o = calendar.list()\nemail.send(to='a', subject=o, body=o['n'] + 1)\nresult = o\n", h, nil, Completed)
+	want := map[string]any{"n": int64(3), "f": 1.5, "xs": []any{int64(1)}}
+	if !reflect.DeepEqual(h.calls[1].Args["subject"], want) || h.calls[1].Args["body"] != int64(4) || !reflect.DeepEqual(res.Output, want) {
+		t.Fatalf("%#v %#v", h.calls[1].Args, res.Output)
+	}
+}

@@ -244,7 +244,8 @@ func toJSON(v starlark.Value) (any, ifc.Label, error) {
 		out, _, err := toJSON(x.v)
 		return out, x.l, err
 	case *record:
-		return x.v, x.deep(), nil
+		out, err := normJSON(x.v)
+		return out, x.deep(), err
 	}
 	out, err := plainJSON(v, 0)
 	return out, bottom(), err
@@ -271,7 +272,7 @@ func plainJSON(v starlark.Value, depth int) (any, error) {
 	case *labeled:
 		return plainJSON(x.v, depth)
 	case *record:
-		return x.v, nil
+		return normJSON(x.v)
 	}
 	return containerJSON(v, depth)
 }
@@ -311,6 +312,40 @@ func dictJSON(d *starlark.Dict, depth int) (any, error) {
 		out[string(k)] = j
 	}
 	return out, nil
+}
+
+// normJSON copies a JSON-shaped value with its numbers as a program sees
+// them: integral numbers int64, others float64.
+func normJSON(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, bool, string:
+		return x, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			n, err := normJSON(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			n, err := normJSON(e)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = n
+		}
+		return out, nil
+	}
+	sv, err := numberFromJSON(v)
+	if err != nil {
+		return nil, err
+	}
+	return plainJSON(sv, 0)
 }
 
 // sizeOf estimates the bytes a new value holds beyond its elements.
