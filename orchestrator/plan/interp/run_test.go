@@ -192,3 +192,28 @@ func TestNumbersAsTheProgramSeesThem(t *testing.T) {
 		t.Fatalf("%#v %#v", h.calls[1].Args, res.Output)
 	}
 }
+
+// TestConcurrentRuns: one compiled program runs in several goroutines at
+// once, each run with its own state (run under -race).
+func TestConcurrentRuns(t *testing.T) {
+	p := mustCompile(t, benchPlan)
+	done := make(chan Result)
+	for range 4 {
+		go func() {
+			done <- p.Run(context.Background(), &noop{out: benchOutcome()}, map[string]Input{
+				"q": input("rome", lUser), "budget": input(int64(200), lUser), "to": input("me@example.com", lUser)}, Limits{})
+		}()
+	}
+	var first Result
+	for i := range 4 {
+		res := <-done
+		if res.Status != Completed {
+			t.Fatalf("%+v", res)
+		}
+		if i == 0 {
+			first = res
+		} else if !reflect.DeepEqual(res.Output, first.Output) || !res.Base.Equal(first.Base) {
+			t.Fatalf("runs differ: %+v %+v", res, first)
+		}
+	}
+}
