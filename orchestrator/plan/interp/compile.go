@@ -360,7 +360,7 @@ func (c *checker) comprehension(e *syntax.Comprehension) syntax.Expr {
 // container.
 func (c *checker) callExpr(e *syntax.CallExpr) syntax.Expr {
 	if d, ok := e.Fn.(*syntax.DotExpr); ok {
-		if id, ok := d.X.(*syntax.Ident); ok && !c.bound[id.Name] && c.isWorker(id.Name, d.Name.Name) {
+		if id, ok := d.X.(*syntax.Ident); ok && !c.bound[id.Name] && c.isWorker(id.Name) {
 			c.toolCall(e, id.Name, d.Name.Name)
 		} else if slices.Contains(mutators, d.Name.Name) {
 			c.errorf(d.Name.NamePos, ".%s would change a container after it is made; make a new one instead: xs = xs + [x], a comprehension, d = dict(d, k=v) or d = d | {k: v}", d.Name.Name)
@@ -387,7 +387,7 @@ func (c *checker) callExpr(e *syntax.CallExpr) syntax.Expr {
 
 // isWorker reports whether name.attr is meant as a tool: name is a
 // worker, or name is bound nowhere and is no builtin (an unknown worker).
-func (c *checker) isWorker(name, attr string) bool {
+func (c *checker) isWorker(name string) bool {
 	if _, ok := c.tools[name]; ok {
 		return true
 	}
