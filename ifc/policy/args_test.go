@@ -236,13 +236,23 @@ func TestLoadCaps(t *testing.T) {
   - {name: fetches, tool: web.fetch, window: day, max_count: 1000}
 `))
 	want := []Cap{
-		{Ref: RuleRef{Name: "hotel-spend", File: "p.yaml", Line: 2, Col: 5}, Tool: "payment.charge", Per: "payee", Window: PerDay, Sum: "amount", MaxTotal: 300},
-		{Ref: RuleRef{Name: "charges-per-run", File: "p.yaml", Line: 3, Col: 5}, Tool: "payment.charge", Window: PerRun, MaxCount: 5},
+		{Ref: RuleRef{Name: "hotel-spend", File: "p.yaml", Line: 2, Col: 5}, Tools: []string{"payment.charge"}, Per: "payee", Window: PerDay, Sum: "amount", MaxTotal: 300},
+		{Ref: RuleRef{Name: "charges-per-run", File: "p.yaml", Line: 3, Col: 5}, Tools: []string{"payment.charge"}, Window: PerRun, MaxCount: 5},
 	}
 	if got := s.Caps("payment.charge"); !reflect.DeepEqual(got, want) {
 		t.Errorf("Caps = %+v\nwant %+v", got, want)
 	}
-	if !s.HasCaps() || len(s.Caps("llm.complete")) != 0 {
+	// A token budget over two tools: each counts against the one cap.
+	s = mustLoadTools(t, builtinTools(t), file("p.yaml", `caps:
+  - {name: model-tokens, tool: [llm.complete, llm.extract], window: day, max_tokens: 200000}
+`))
+	tokens := Cap{Ref: RuleRef{Name: "model-tokens", File: "p.yaml", Line: 2, Col: 5}, Tools: []string{"llm.complete", "llm.extract"}, Window: PerDay, MaxTokens: 200000}
+	for _, tool := range []string{"llm.complete", "llm.extract"} {
+		if got := s.Caps(tool); !reflect.DeepEqual(got, []Cap{tokens}) {
+			t.Errorf("Caps(%s) = %+v\nwant %+v", tool, got, tokens)
+		}
+	}
+	if !s.HasCaps() || len(s.Caps("web.fetch")) != 0 {
 		t.Error("HasCaps or Caps of a tool without caps")
 	}
 
@@ -263,6 +273,18 @@ func TestLoadCaps(t *testing.T) {
 			want: []diag{{"p.yaml", 2, 5, schemas.CodeSchemaMissing}}},
 		{name: "bad window", src: "caps:\n  - {name: c, tool: payment.charge, window: week, max_count: 1}\n",
 			want: []diag{{"p.yaml", 2, 45, schemas.CodeSchemaMismatch}}},
+		{name: "negative token budget", src: "caps:\n  - {name: c, tool: llm.complete, window: run, max_tokens: -5}\n",
+			want: []diag{{"p.yaml", 2, 60, schemas.CodeSchemaMismatch}}},
+		{name: "token budget per argument", src: "caps:\n  - {name: c, tool: llm.complete, per: model, window: run, max_tokens: 5}\n",
+			want: []diag{{"p.yaml", 2, 40, CodeUnknownArgument}, {"p.yaml", 2, 72, CodeCapTokens}}},
+		{name: "token budget and count", src: "caps:\n  - {name: c, tool: llm.complete, window: run, max_tokens: 5, max_count: 2}\n",
+			want: []diag{{"p.yaml", 2, 60, CodeCapTokens}}},
+		{name: "unknown tool in a list", src: "caps:\n  - {name: c, tool: [llm.extract, llm.completee], window: run, max_tokens: 5}\n",
+			want: []diag{{"p.yaml", 2, 35, CodeUnknownTool}}},
+		{name: "empty tool list", src: "caps:\n  - {name: c, tool: [], window: run, max_tokens: 5}\n",
+			want: []diag{{"p.yaml", 2, 21, schemas.CodeSchemaMismatch}}},
+		{name: "unknown field", src: "caps:\n  - {name: c, tool: llm.complete, window: run, tokens: 5}\n",
+			want: []diag{{"p.yaml", 2, 5, schemas.CodeSchemaMissing}, {"p.yaml", 2, 48, schemas.CodeSchemaUnknown}}},
 		{name: "name of a rule", src: "rules:\n  - {name: c, when: 'true', action: allow}\ncaps:\n  - {name: c, tool: payment.charge, window: run, max_count: 1}\n",
 			want: []diag{{"p.yaml", 4, 12, CodeDuplicateCap}}},
 	}

@@ -36,6 +36,9 @@ const (
 	CodeUnknownArgument = "policy_unknown_argument"
 	// CodeCapSum: a cap sums an argument that is not a number.
 	CodeCapSum = "policy_cap_sum"
+	// CodeCapTokens: a token budget (max_tokens) on a cap that also has
+	// per, sum or max_count.
+	CodeCapTokens = "policy_cap_tokens"
 	// CodeDuplicateCase: two decision cases in one file have one name.
 	CodeDuplicateCase = "policy_duplicate_case"
 )
