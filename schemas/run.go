@@ -61,8 +61,11 @@ type StepResult struct {
 	MsgID string   `json:"msg_id,omitempty"`
 	// Attempts is how many times the call was sent (more than one when
 	// the step has retries).
-	Attempts int    `json:"attempts,omitempty"`
-	Error    string `json:"error,omitempty"`
+	Attempts int `json:"attempts,omitempty"`
+	// Usage is the tokens the call spent at a model API, over all its
+	// tries; what token budgets (a cap's max_tokens) count.
+	Usage *Usage `json:"usage,omitempty"`
+	Error string `json:"error,omitempty"`
 	// ErrorLabel is the label of the error of a call that failed: the
 	// worker wrote it, after reading what the call reached.
 	ErrorLabel *ifc.Label `json:"error_label,omitempty"`

@@ -226,6 +226,8 @@ func (h *agentHost) recorded(ctx context.Context, idem, key string, outputLabel 
 		}
 		r.usage.Restore(r.policy, sub.Tool, rec.Args)
 	}
+	// A chat turn or an inspect that failed spent its tokens all the same.
+	r.usage.Spent(r.policy, sub.Tool, sub.Usage)
 	h.last = sub
 	if !isChat(key) {
 		h.res.Calls = append(h.res.Calls, *sub)

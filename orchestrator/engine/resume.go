@@ -214,6 +214,7 @@ func (r *run) restore(ctx context.Context, s *flow.Step, idem string) (*StepResu
 		v.fields = map[string]ifc.Label{}
 	}
 	r.usage.Restore(r.policy, s.Call, rec.Args)
+	r.usage.Spent(r.policy, s.Call, rec.Result.Usage)
 	res := *rec.Result
 	return &res, v, true
 }

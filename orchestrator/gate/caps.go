@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,14 +36,23 @@ const capsTTL = 49 * time.Hour
 // under contention.
 const maxCASTries = 64
 
-// usage is what a budget has used.
+// usage is what a budget has used, or a change of it.
 type usage struct {
 	Count int64   `json:"count"`
 	Total float64 `json:"total"`
+	// Tokens spent at a model API, for a token budget.
+	Tokens int64 `json:"tokens,omitempty"`
 }
 
 // caps keeps the budgets of caps: reserve before a call is delivered,
 // release when it is known not to have happened.
+//
+// A token budget cannot be reserved: a call's tokens are known only once
+// it is answered. A call is refused when the tokens its cap's calls have
+// spent already reach the budget, and what each try spent is added when
+// it comes back (spend), so the last call let through may pass the
+// budget by its own tokens, and calls let through at the same time by
+// theirs.
 //
 // A call reserves a count of one and its amount on every cap of its tool,
 // for each value of the cap's per argument, all at once or not at all. A
@@ -83,6 +93,13 @@ func (e *errOverCap) Error() string { return e.reason }
 func (c *caps) reserve(ctx context.Context, r Run, tool string, args map[string]any) (*reservation, error) {
 	res := &reservation{}
 	for _, cp := range r.Policy().Caps(tool) {
+		if cp.MaxTokens > 0 {
+			if err := c.underTokens(ctx, r, cp); err != nil {
+				c.release(context.WithoutCancel(ctx), r, res)
+				return nil, err
+			}
+			continue
+		}
 		amount := 0.0
 		if cp.Sum != "" {
 			v, ok := number(args[cp.Sum])
@@ -98,10 +115,10 @@ func (c *caps) reserve(ctx context.Context, r Run, tool string, args map[string]
 			var err error
 			if it.day {
 				it.key = dayKey(cp, c.now().UTC(), k)
-				ok, err = c.changeDay(ctx, cp, it.key, 1, amount)
+				ok, err = c.changeDay(ctx, cp, it.key, usage{Count: 1, Total: amount})
 			} else {
 				it.key = cp.Ref.Name + "\x00" + k
-				ok = r.Usage().change(cp, it.key, 1, amount)
+				ok = r.Usage().change(cp, it.key, usage{Count: 1, Total: amount})
 			}
 			if err != nil {
 				c.release(context.WithoutCancel(ctx), r, res)
@@ -124,12 +141,12 @@ func (c *caps) release(ctx context.Context, r Run, res *reservation) {
 	}
 	for _, it := range res.items {
 		if it.day {
-			if _, err := c.changeDay(ctx, policy.Cap{}, it.key, -1, -it.amount); err != nil {
+			if _, err := c.changeDay(ctx, policy.Cap{}, it.key, usage{Count: -1, Total: -it.amount}); err != nil {
 				c.g.log.Warn("cap budget not released", "key", it.key, "err", err)
 			}
 			continue
 		}
-		r.Usage().change(policy.Cap{}, it.key, -1, -it.amount)
+		r.Usage().change(policy.Cap{}, it.key, usage{Count: -1, Total: -it.amount})
 	}
 	res.items = nil
 }
@@ -168,9 +185,10 @@ func within(cp policy.Cap, u usage) bool {
 	return cp.Sum == "" || u.Total <= cp.MaxTotal+1e-9*math.Max(1, math.Abs(cp.MaxTotal))
 }
 
-func (u usage) add(count int64, amount float64) usage {
-	u.Count = max(u.Count+count, 0)
-	u.Total = math.Max(u.Total+amount, 0)
+func (u usage) add(d usage) usage {
+	u.Count = max(u.Count+d.Count, 0)
+	u.Total = math.Max(u.Total+d.Total, 0)
+	u.Tokens = max(u.Tokens+d.Tokens, 0)
 	return u
 }
 
@@ -181,26 +199,34 @@ type Usage struct {
 	use map[string]usage
 }
 
-// change changes a per-run budget; it returns false, changing nothing,
-// when the change would pass the cap.
-func (u *Usage) change(cp policy.Cap, key string, count int64, amount float64) bool {
+// change changes a per-run budget by d; it returns false, changing
+// nothing, when a call it counts would pass the cap.
+func (u *Usage) change(cp policy.Cap, key string, d usage) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.use == nil {
 		u.use = map[string]usage{}
 	}
-	next := u.use[key].add(count, amount)
-	if count > 0 && !within(cp, next) {
+	next := u.use[key].add(d)
+	if d.Count > 0 && !within(cp, next) {
 		return false
 	}
 	u.use[key] = next
 	return true
 }
 
-// changeDay changes a per-day budget with compare-and-swap, so that calls
-// at the same time, in one process or in two, cannot together pass the
-// cap. It returns false, changing nothing, when the change would pass it.
-func (c *caps) changeDay(ctx context.Context, cp policy.Cap, key string, count int64, amount float64) (bool, error) {
+// used returns what a per-run budget has used.
+func (u *Usage) used(key string) usage {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.use[key]
+}
+
+// changeDay changes a per-day budget by d with compare-and-swap, so that
+// calls at the same time, in one process or in two, cannot together pass
+// the cap. It returns false, changing nothing, when a call it counts would
+// pass it.
+func (c *caps) changeDay(ctx context.Context, cp policy.Cap, key string, d usage) (bool, error) {
 	f := c.g.cfg.Fault
 	ctx, stop := f.Bind(ctx)
 	defer stop()
@@ -222,8 +248,8 @@ func (c *caps) changeDay(ctx context.Context, cp policy.Cap, key string, count i
 			}
 			rev = entry.Revision()
 		}
-		next := u.add(count, amount)
-		if count > 0 && !within(cp, next) {
+		next := u.add(d)
+		if d.Count > 0 && !within(cp, next) {
 			return false, nil
 		}
 		b, _ := json.Marshal(next)
@@ -347,7 +373,95 @@ func (u *Usage) Restore(p *policy.Set, tool string, args map[string]any) {
 			amount, _ = number(args[cp.Sum])
 		}
 		for _, k := range perKeys(cp, args) {
-			u.change(policy.Cap{}, cp.Ref.Name+"\x00"+k, 1, amount)
+			u.change(policy.Cap{}, cp.Ref.Name+"\x00"+k, usage{Count: 1, Total: amount})
 		}
 	}
+}
+
+// Spent counts the tokens a call spent at a model API against the run's
+// per-run token budgets of p on tool: as the gate does when the call
+// answers, and when a call recorded in an earlier pass of the run is
+// read again, so that a resumed run does not get a fresh budget.
+func (u *Usage) Spent(p *policy.Set, tool string, used *schemas.Usage) {
+	n := tokens(used)
+	if n == 0 {
+		return
+	}
+	for _, cp := range p.Caps(tool) {
+		if cp.MaxTokens > 0 && cp.Window == policy.PerRun {
+			u.change(cp, tokenKey(cp), usage{Tokens: n})
+		}
+	}
+}
+
+// spend counts the tokens one try of a call spent at a model API against
+// the token budgets of the caps on tool, per run and per day. The try was
+// made: a budget that cannot be written is logged, and the call goes on.
+func (c *caps) spend(ctx context.Context, r Run, tool string, used *schemas.Usage) {
+	n := tokens(used)
+	if n == 0 {
+		return
+	}
+	r.Usage().Spent(r.Policy(), tool, used)
+	for _, cp := range r.Policy().Caps(tool) {
+		if cp.MaxTokens == 0 || cp.Window != policy.PerDay {
+			continue
+		}
+		if _, err := c.changeDay(ctx, cp, dayKey(cp, c.now().UTC(), ""), usage{Tokens: n}); err != nil {
+			c.g.log.Error("tokens not counted against a per-day cap", "cap", cp.Ref.Name, "tokens", n, "err", err)
+		}
+	}
+}
+
+// underTokens returns an *errOverCap when the calls of a token cap have
+// spent its budget already, and another error when the per-day budget
+// cannot be read.
+func (c *caps) underTokens(ctx context.Context, r Run, cp policy.Cap) error {
+	var u usage
+	if cp.Window == policy.PerDay {
+		var err error
+		if u, err = c.day(ctx, dayKey(cp, c.now().UTC(), "")); err != nil {
+			return fmt.Errorf("cap %s: %w", cp.Ref.Name, err)
+		}
+	} else {
+		u = r.Usage().used(tokenKey(cp))
+	}
+	if u.Tokens < cp.MaxTokens {
+		return nil
+	}
+	return &errOverCap{cap: cp, reason: fmt.Sprintf("cap %s: the calls of %s have spent %d tokens of the %d allowed per %s",
+		cp.Ref, strings.Join(cp.Tools, ", "), u.Tokens, cp.MaxTokens, cp.Window)}
+}
+
+// day reads a per-day budget; a budget not yet written has used nothing.
+func (c *caps) day(ctx context.Context, key string) (usage, error) {
+	var u usage
+	ctx, stop := c.g.cfg.Fault.Bind(ctx)
+	defer stop()
+	kv, err := c.bucket(ctx)
+	if err != nil {
+		return u, err
+	}
+	entry, err := kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return u, nil
+	case err != nil:
+		return u, fmt.Errorf("read budget: %w", err)
+	}
+	if err := json.Unmarshal(entry.Value(), &u); err != nil {
+		return u, fmt.Errorf("read budget: %w", err)
+	}
+	return u, nil
+}
+
+// tokenKey is the run's map key of a per-run token budget.
+func tokenKey(cp policy.Cap) string { return cp.Ref.Name + "\x00" }
+
+// tokens is what a call spent at a model API, input and output.
+func tokens(u *schemas.Usage) int64 {
+	if u == nil {
+		return 0
+	}
+	return max(u.InputTokens, 0) + max(u.OutputTokens, 0)
 }

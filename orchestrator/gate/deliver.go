@@ -55,6 +55,7 @@ func (p *pass) call(ctx context.Context, s *flow.Step, body []byte, res *StepRes
 		t := p.withoutSecrets(s, msgID, p.try(ctx, s, m, body, label, msgID, idem, timeout))
 		out, labels, err, retry := t.out, t.labels, t.err, t.retry
 		noEffect = noEffect && t.noEffect
+		p.spent(ctx, s, res, t.usage)
 		base := outputLabel(s, body, output, t)
 		labels = p.workerSources(s, msgID, labels)
 		p.forgedLabels(s, msgID, base, labels)
@@ -82,6 +83,20 @@ func (p *pass) call(ctx context.Context, s *flow.Step, body []byte, res *StepRes
 		case <-ctx.Done():
 		}
 	}
+}
+
+// spent adds what a try spent at a model API to the call's result and to
+// the token budgets of the caps on its tool.
+func (p *pass) spent(ctx context.Context, s *flow.Step, res *StepResult, u *schemas.Usage) {
+	if u == nil {
+		return
+	}
+	if res.Usage == nil {
+		res.Usage = &schemas.Usage{}
+	}
+	res.Usage.InputTokens += u.InputTokens
+	res.Usage.OutputTokens += u.OutputTokens
+	p.g.caps.spend(context.WithoutCancel(ctx), p.run, s.Call, u)
 }
 
 // callTimeout bounds each try of the call: the step's timeout, else the
