@@ -174,3 +174,44 @@ func TestTokenBudgetPerDaySurvivesRestart(t *testing.T) {
 	up.cmd.Process.Signal(syscall.SIGINT)
 	up.wait(t, 30*time.Second)
 }
+
+// A token budget that cannot be kept does not load: sluice lint and sluice
+// run name each problem at its file:line:col, and nothing runs.
+func TestTokenBudgetPolicyErrors(t *testing.T) {
+	w, api, _ := tokenBudgetWorkspace(t, "run")
+	w.write("policy.yaml", `caps:
+  - name: model-tokens
+    tool: [llm.chat, llm.chatt]
+    window: run
+    max_tokens: -5
+  - name: mixed
+    tool: llm.chat
+    window: day
+    max_tokens: 10
+    max_count: 3
+  - name: typo
+    tool: llm.chat
+    window: day
+    tokens: 10
+`)
+	want := []string{
+		`policy.yaml:3:22: cap "model-tokens": no tool "llm.chatt" (tools are: llm.chat, llm.complete, llm.extract, web.fetch)`,
+		`policy.yaml:5:17: caps.0.max_tokens: minimum: got -5, want 1`,
+		`policy.yaml:9:17: cap "mixed": a token budget (max_tokens) is one budget per day; write per, sum and max_count in a cap of their own`,
+		`policy.yaml:14:5: unknown key "tokens" (did you mean "max_tokens"?)`,
+	}
+	for _, args := range [][]string{{"lint"}, {"run", "flow.yaml", "--input", "ask=Be brief."}} {
+		r := w.sluice(args...)
+		if r.code != 1 {
+			t.Errorf("sluice %s: exit %d, want 1\n%s", args[0], r.code, r.stderr)
+		}
+		for _, line := range want {
+			if !strings.Contains(r.stderr, line) {
+				t.Errorf("sluice %s does not say %q:\n%s", args[0], line, r.stderr)
+			}
+		}
+	}
+	if api.answered() != 0 {
+		t.Errorf("the model API was asked %d times by a deployment whose policy did not load", api.answered())
+	}
+}
