@@ -2,13 +2,20 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
+	"github.com/sluicehq/sluice/worker/llm"
 )
 
 // modelSpends120 answers t.model as a model API would, spending 100 input
@@ -174,5 +181,93 @@ steps:
 	}
 	if !denied {
 		t.Fatal("no denial of step again by the token cap in the audit log")
+	}
+}
+
+// newSpendingAgentHarnessIn serves the real llm worker (hijackable backend,
+// with script) whose every chat answer spends 100 input and 20 output
+// tokens, as a model API's would, beside the test worker t; turns counts
+// the answers.
+func newSpendingAgentHarnessIn(t *testing.T, dir, rules, script string, turns *atomic.Int32) *harness {
+	t.Helper()
+	sp := filepath.Join(dir, "script.yaml")
+	if err := os.WriteFile(sp, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := json.Marshal(map[string]string{"backend": "hijackable", "script": sp})
+	handlers, err := llm.New(worker.Env{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat := handlers["chat"]
+	handlers["chat"] = func(ctx context.Context, c *worker.Call) (any, error) {
+		turns.Add(1)
+		c.AddUsage(100, 20)
+		return chat(ctx, c)
+	}
+	m, err := capabilities.Load("builtin:llm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newHarnessWith(t, dir, rules, nil, &worker.Service{Manifest: m, Handlers: handlers, Subjects: schemas.Subjects{}})
+}
+
+// TestTokenCapCountsAgentTurnsAcrossARestart: an agent step's chat turns
+// count against a token budget on its model's chat tool, and a run held
+// on one of its calls and approved after a restart counts the turns it
+// recorded before: two turns (240 tokens) before the hold, one more after
+// it (240 is under the 250), and the next is denied — with a fresh budget
+// the agent would have finished.
+func TestTokenCapCountsAgentTurnsAcrossARestart(t *testing.T) {
+	script := `- turn: 1
+  match: "book"
+  respond: {tool_calls: [{name: t__echo, arguments: {v: "look"}}]}
+- turn: 2
+  match: "look"
+  respond: {tool_calls: [{name: t__pay, arguments: {amount: 120, payee: acct_hotel_1}}]}
+- turn: 3
+  match: "."
+  respond: {tool_calls: [{name: t__echo, arguments: {v: "paid"}}]}
+- turn: 4
+  match: "."
+  respond: {content: "booked"}
+`
+	rules := `rules:
+  - {name: pay-by-hand, when: 'tool.name == "t.pay"', action: approve}
+caps:
+  - {name: model-tokens, tool: llm.chat, window: run, max_tokens: 250}
+`
+	flowSrc := bookFlow + "outputs: {answer: \"${steps.booker.output}\"}\n"
+	dir := t.TempDir()
+	var turns1, turns2 atomic.Int32
+	h1 := newSpendingAgentHarnessIn(t, dir, rules, script, &turns1)
+	r := h1.run(flowSrc, nil, Options{})
+	s := step(t, r, "booker")
+	if r.Status != StatusHeld || s.Tool != "t.pay" || turns1.Load() != 2 {
+		t.Fatalf("run %s at %s after %d turns; want held at t.pay after 2", r.Status, s.Tool, turns1.Load())
+	}
+	h1.close()
+
+	h2 := newSpendingAgentHarnessIn(t, dir, rules, script, &turns2)
+	if err := h2.engine.Decide(context.Background(), s.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFinished(t, h2, r.RunID)
+	if turns2.Load() != 1 || h2.called("pay") != 1 || h2.called("echo") != 1 {
+		t.Fatalf("after the restart: %d turns, pay %d, echo %d; want 1, 1, 1", turns2.Load(), h2.called("pay"), h2.called("echo"))
+	}
+	var finished string
+	denied := false
+	for _, rec := range records(t, h2, r.RunID) {
+		if rec.Kind == audit.KindDecision && rec.Tool == "llm.chat" && rec.Action == "deny" && len(rec.Reasons) == 1 &&
+			strings.Contains(rec.Reasons[0], "spent 360 tokens of the 250 allowed per run") {
+			denied = true
+		}
+		if rec.Kind == "run_finished" {
+			finished = rec.Status
+		}
+	}
+	if !denied || finished != StatusDenied {
+		t.Fatalf("the fourth turn was not denied by the cap (run finished %q)", finished)
 	}
 }
