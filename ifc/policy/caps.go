@@ -94,34 +94,52 @@ func (l *loader) cap(doc *schemas.Document, i int, v any) {
 	c.Sum, _ = m["sum"].(string)
 	w, _ := m["window"].(string)
 	c.Window = Window(w)
-	switch x := m["max_total"].(type) {
-	case int64:
-		c.MaxTotal = float64(x)
-	case float64:
-		c.MaxTotal = x
-	}
+	c.MaxTotal = toFloat(m["max_total"])
 	c.MaxCount, _ = m["max_count"].(int64)
 	c.MaxTokens, _ = m["max_tokens"].(int64)
 	if len(c.Tools) == 0 || c.Window != PerRun && c.Window != PerDay || c.Sum == "" && c.MaxCount == 0 && c.MaxTokens == 0 {
 		return // the schema check reported it
 	}
-	if c.MaxTokens > 0 && (c.Per != "" || c.Sum != "" || c.MaxCount > 0) {
-		l.ds.Add(doc.File, doc.Pos(ptr+"/max_tokens"), CodeCapTokens,
-			"cap %q: a token budget (max_tokens) is one budget per %s; write per, sum and max_count in a cap of their own", name, c.Window)
-		keep = false
-	}
+	keep = l.tokensAlone(doc, ptr, c) && keep
 	if l.tools != nil {
 		for j, tool := range c.Tools {
-			tptr := ptr + "/tool"
-			if _, list := m["tool"].([]any); list {
-				tptr = schemas.Pointer("caps", i, "tool", j)
-			}
-			keep = l.capTool(doc, ptr, tptr, m, name, tool) && keep
+			keep = l.capTool(doc, ptr, toolPointer(ptr, m, j), m, name, tool) && keep
 		}
 	}
 	if keep {
 		l.set.caps = append(l.set.caps, c)
 	}
+}
+
+// tokensAlone reports whether a token budget is a cap of its own, as it
+// must be: one budget per window, without per, sum or max_count.
+func (l *loader) tokensAlone(doc *schemas.Document, ptr string, c Cap) bool {
+	if c.MaxTokens == 0 || c.Per == "" && c.Sum == "" && c.MaxCount == 0 {
+		return true
+	}
+	l.ds.Add(doc.File, doc.Pos(ptr+"/max_tokens"), CodeCapTokens,
+		"cap %q: a token budget (max_tokens) is one budget per %s; write per, sum and max_count in a cap of their own", c.Ref.Name, c.Window)
+	return false
+}
+
+// toolPointer points at the j-th tool of the cap at ptr: its tool: value,
+// or the j-th element when that is a list.
+func toolPointer(ptr string, m map[string]any, j int) string {
+	if _, list := m["tool"].([]any); list {
+		return ptr + schemas.Pointer("tool", j)
+	}
+	return ptr + "/tool"
+}
+
+// toFloat is a YAML number as a float64; 0 for anything else.
+func toFloat(v any) float64 {
+	switch x := v.(type) {
+	case int64:
+		return float64(x)
+	case float64:
+		return x
+	}
+	return 0
 }
 
 // capTools is the tool: of a cap, one name or a list of them.
