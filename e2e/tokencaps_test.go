@@ -91,6 +91,7 @@ func TestTokenBudgetPerRun(t *testing.T) {
 	if api.answered() != 3 {
 		t.Fatalf("the model API answered %d requests, want 3 (the fourth turn is past the budget)", api.answered())
 	}
+	validateOutput(t, "run.json", "run --json (denied by a token budget)", r.stdout)
 	var run struct {
 		RunID string `json:"run_id"`
 		Steps []struct {
@@ -141,6 +142,18 @@ func TestTokenBudgetPerRun(t *testing.T) {
 	ok := w.sluice("run", "flow.yaml", "--input", "ask=Be brief.", "--json")
 	if ok.code != 0 || !strings.Contains(ok.stdout, "A double room costs 120 EUR per night.") {
 		t.Fatalf("a run within its budget: exit %d\n%s\n%s", ok.code, ok.stdout, ok.stderr)
+	}
+	validateOutput(t, "run.json", "run --json (within a token budget)", ok.stdout)
+	var control struct {
+		Steps []struct {
+			Usage map[string]int `json:"usage"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(ok.stdout), &control); err != nil {
+		t.Fatal(err)
+	}
+	if u := control.Steps[0].Usage; u["input_tokens"] != 200 || u["output_tokens"] != 40 {
+		t.Errorf("the agent step reports usage %v, want its two turns' (200 and 40)", u)
 	}
 	if n := api.answered() - before; n != 2 {
 		t.Errorf("a run within its budget made %d requests, want 2", n)

@@ -63,7 +63,8 @@ type StepResult struct {
 	// the step has retries).
 	Attempts int `json:"attempts,omitempty"`
 	// Usage is the tokens the call spent at a model API, over all its
-	// tries; what token budgets (a cap's max_tokens) count.
+	// tries; what token budgets (a cap's max_tokens) count. For an agent
+	// step, what its model's turns spent; its Calls carry their own.
 	Usage *Usage `json:"usage,omitempty"`
 	Error string `json:"error,omitempty"`
 	// ErrorLabel is the label of the error of a call that failed: the

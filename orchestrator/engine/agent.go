@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 	"github.com/sluicehq/sluice/orchestrator/runstore"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // An agent step is run by package agent; the engine is its host. Each call
@@ -113,6 +114,7 @@ func (h *agentHost) Call(ctx context.Context, c agent.Call) agent.Outcome {
 	v := r.gate(sctx, st, sub, c.Args, body, idem)
 	telemetry.End(span, sub.Status)
 	h.last = sub
+	h.spent(c.Key, sub)
 	if !isChat(c.Key) {
 		h.res.Calls = append(h.res.Calls, *sub)
 	}
@@ -133,6 +135,19 @@ func (h *agentHost) Call(ctx context.Context, c agent.Call) agent.Outcome {
 		return agent.Outcome{Status: agent.Failed, Error: err.Error(), Label: c.Label, Stop: true}
 	}
 	return outcome(sub, v, c.Tool.Spec.OutputLabel)
+}
+
+// spent adds the tokens a turn of the agent's model spent to the step's;
+// the tool calls it makes (an inspect's extract) keep theirs.
+func (h *agentHost) spent(key string, sub *StepResult) {
+	if sub.Usage == nil || !isChat(key) {
+		return
+	}
+	if h.res.Usage == nil {
+		h.res.Usage = &schemas.Usage{}
+	}
+	h.res.Usage.InputTokens += sub.Usage.InputTokens
+	h.res.Usage.OutputTokens += sub.Usage.OutputTokens
 }
 
 // Refuse records the refusal of a tool the step does not offer
@@ -229,6 +244,7 @@ func (h *agentHost) recorded(ctx context.Context, idem, key string, outputLabel 
 	// A chat turn or an inspect that failed spent its tokens all the same.
 	r.usage.Spent(r.policy, sub.Tool, sub.Usage)
 	h.last = sub
+	h.spent(key, sub)
 	if !isChat(key) {
 		h.res.Calls = append(h.res.Calls, *sub)
 	}

@@ -215,6 +215,10 @@ func (r *run) restore(ctx context.Context, s *flow.Step, idem string) (*StepResu
 	}
 	r.usage.Restore(r.policy, s.Call, rec.Args)
 	r.usage.Spent(r.policy, s.Call, rec.Result.Usage)
+	for _, c := range rec.Result.Calls {
+		// The calls of a completed agent step, which is not run again.
+		r.usage.Spent(r.policy, c.Tool, c.Usage)
+	}
 	res := *rec.Result
 	return &res, v, true
 }

@@ -271,3 +271,57 @@ caps:
 		t.Fatalf("the fourth turn was not denied by the cap (run finished %q)", finished)
 	}
 }
+
+// TestTokenCapCountsACompletedAgentStepOnResume: an agent step that
+// completed before its run was held is not run again when the run
+// resumes, and the tokens of its turns are counted again from its
+// record: three turns (360 tokens) pass the budget of 250, so after the
+// restart the next call of the cap's tools is denied.
+func TestTokenCapCountsACompletedAgentStepOnResume(t *testing.T) {
+	script := `- turn: 1
+  match: "."
+  respond: {tool_calls: [{name: t__echo, arguments: {v: "one"}}]}
+- turn: 2
+  match: "."
+  respond: {tool_calls: [{name: t__echo, arguments: {v: "two"}}]}
+- turn: 3
+  match: "."
+  respond: {content: "done"}
+`
+	rules := `rules:
+  - {name: spend-by-hand, when: 'tool.name == "t.spend"', action: approve}
+caps:
+  - {name: model-tokens, tool: [llm.chat, t.model], window: run, max_tokens: 250}
+`
+	flowSrc := `name: a
+steps:
+  - id: agent
+    agent:
+      model: llm
+      instructions: Say something.
+      tools: [t.echo]
+  - {id: spend, call: t.spend, with: {after: "${steps.agent.output}"}}
+  - {id: again, call: t.model, with: {after: "${steps.spend.output}"}}
+`
+	dir := t.TempDir()
+	var turns1, turns2 atomic.Int32
+	h1 := newSpendingAgentHarnessIn(t, dir, rules, script, &turns1)
+	r := h1.run(flowSrc, nil, Options{})
+	a, spend := step(t, r, "agent"), step(t, r, "spend")
+	if r.Status != StatusHeld || a.Status != StatusCompleted || spend.Status != StatusHeld {
+		t.Fatalf("run %s, agent %s, spend %s", r.Status, a.Status, spend.Status)
+	}
+	if a.Usage == nil || a.Usage.InputTokens != 300 || a.Usage.OutputTokens != 60 {
+		t.Errorf("the agent step's usage %+v, want its three turns'", a.Usage)
+	}
+	h1.close()
+
+	h2 := newSpendingAgentHarnessIn(t, dir, rules, script, &turns2)
+	if err := h2.engine.Decide(context.Background(), spend.ApprovalID, Answer{Approved: true, Who: "ana"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFinished(t, h2, r.RunID)
+	if turns2.Load() != 0 || h2.called("model") != 0 || h2.called("spend") != 1 {
+		t.Fatalf("after the restart: %d turns, model %d, spend %d; want 0, 0, 1", turns2.Load(), h2.called("model"), h2.called("spend"))
+	}
+}
