@@ -281,6 +281,8 @@ func TestLoadCaps(t *testing.T) {
 			want: []diag{{"p.yaml", 2, 60, CodeCapTokens}}},
 		{name: "unknown tool in a list", src: "caps:\n  - {name: c, tool: [llm.extract, llm.completee], window: run, max_tokens: 5}\n",
 			want: []diag{{"p.yaml", 2, 35, CodeUnknownTool}}},
+		{name: "sum missing from a tool of the list", src: "caps:\n  - {name: c, tool: [payment.charge, web.fetch], sum: amount, window: day, max_total: 1}\n",
+			want: []diag{{"p.yaml", 2, 55, CodeUnknownArgument}}},
 		{name: "empty tool list", src: "caps:\n  - {name: c, tool: [], window: run, max_tokens: 5}\n",
 			want: []diag{{"p.yaml", 2, 21, schemas.CodeSchemaMismatch}}},
 		{name: "unknown field", src: "caps:\n  - {name: c, tool: llm.complete, window: run, tokens: 5}\n",
