@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -284,6 +285,8 @@ func (sch *Schema) check(file string, v any, prefix string, pos, keyPos func(str
 				}
 				ds.Add(file, keyPos(cp), CodeSchemaUnknown, "%s", msg)
 			}
+		case *missingOneOf:
+			ds.Add(file, pos(ptr), CodeSchemaMissing, "%s: %s", where(prefix+ptr), k.LocalizedString(printer))
 		case *kind.Required:
 			for _, p := range k.Missing {
 				ds.Add(file, pos(ptr), CodeSchemaMissing, "%s: missing required key %q", where(prefix+ptr), p)
@@ -333,6 +336,9 @@ func leaves(e *jsonschema.ValidationError) []*jsonschema.ValidationError {
 	}
 	switch e.ErrorKind.(type) {
 	case *kind.OneOf, *kind.AnyOf:
+		if m := missingOne(e); m != nil {
+			return []*jsonschema.ValidationError{m}
+		}
 		best := e.Causes[0]
 		for _, c := range e.Causes[1:] {
 			if depth(c) > depth(best) {
@@ -346,6 +352,37 @@ func leaves(e *jsonschema.ValidationError) []*jsonschema.ValidationError {
 		out = append(out, leaves(c)...)
 	}
 	return out
+}
+
+// missingOneOf is an anyOf or oneOf whose every branch wants a key the
+// object lacks: one of the keys would do.
+type missingOneOf struct{ keys []string }
+
+func (k *missingOneOf) KeywordPath() []string { return []string{"anyOf"} }
+
+func (k *missingOneOf) LocalizedString(*message.Printer) string {
+	q := make([]string, len(k.keys))
+	for i, key := range k.keys {
+		q[i] = strconv.Quote(key)
+	}
+	return "missing one of the keys " + strings.Join(q, ", ")
+}
+
+// missingOne merges the branches of e when each only misses required keys
+// of the same object, so the user is told every key that would do rather
+// than the first branch's.
+func missingOne(e *jsonschema.ValidationError) *jsonschema.ValidationError {
+	var keys []string
+	for _, c := range e.Causes {
+		r, ok := c.ErrorKind.(*kind.Required)
+		if !ok || len(c.Causes) > 0 || !slices.Equal(c.InstanceLocation, e.InstanceLocation) {
+			return nil
+		}
+		keys = append(keys, r.Missing...)
+	}
+	m := *e
+	m.ErrorKind, m.Causes = &missingOneOf{keys: keys}, nil
+	return &m
 }
 
 func depth(e *jsonschema.ValidationError) int {

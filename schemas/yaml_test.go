@@ -184,3 +184,22 @@ func TestRenderSaysMoreChecksRun(t *testing.T) {
 		t.Errorf("a semantic error:\n%s", got)
 	}
 }
+
+// A cap with no budget at all is told every key that would make one, not
+// the first branch's.
+func TestMissingOneOfTheKeys(t *testing.T) {
+	sch, err := Load("policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := "caps:\n  - name: c\n    tool: llm.chat\n    window: day\n"
+	d, ds := ParseYAML("p.yaml", []byte(src))
+	if ds.Err() != nil {
+		t.Fatal(ds)
+	}
+	got := d.Validate(sch)
+	want := `caps.0: missing one of the keys "max_total", "max_count", "max_tokens"`
+	if len(got) != 1 || got[0].Code != CodeSchemaMissing || got[0].Line != 2 || got[0].Col != 5 || got[0].Message != want {
+		t.Fatalf("got %v, want one %s at 2:5: %s", got, CodeSchemaMissing, want)
+	}
+}

@@ -114,7 +114,7 @@ var messages = map[string][]string{
 	"self reference":                       {"step a reads its own output"},
 	"unknown argument and missing one":     {`tool web.fetch needs argument "url"`, `tool web.fetch has no argument "uri" (arguments: url)`},
 	"expression syntax":                    {"Syntax error"},
-	"unknown key":                          {`missing required key "call"`, `unknown key "cal" (did you mean "call"?)`},
+	"unknown key":                          {`missing one of the keys "call", "agent"`, `unknown key "cal" (did you mean "call"?)`},
 	"item outside for_each":                {"item is available only in the arguments of a for_each step"},
 	"item in if":                           {"item is available only in the arguments of a for_each step"},
 	"concurrency without for_each":         {"concurrency applies only to a for_each step"},
