@@ -348,7 +348,7 @@ func (r *run) toolCall(ctx context.Context, turn, i int, tc ToolCall) *Result {
 	case o.Status == Held && r.session:
 		// Whether the call was held depends on what it carried: the
 		// client learns that, and the context label rises with it.
-		reply(toolError("the call to %s is held for approval %s and was not made: a person answers it (sluice approve %s, or the web page); then make the same call again", t.Name, o.Approval, o.Approval), callLabel, nil)
+		reply(toolError("the call to %s is held for approval %s and was not made: a person answers it (sluice approve %s, or the web page); then make the same call again", t.Name, o.Approval, o.Approval), callLabel.Join(o.Label), nil)
 	case o.Status == Held:
 		return &Result{Status: Held, Label: c.label.Join(callLabel),
 			Error: fmt.Sprintf("turn %d: the call to %s is held for approval", turn, t.Name)}

@@ -120,7 +120,7 @@ func (h *agentHost) Call(ctx context.Context, c agent.Call) agent.Outcome {
 	}
 	if v == nil && sub.Status == StatusHeld {
 		h.held = sub
-		return agent.Outcome{Status: agent.Held, Stop: true, Approval: sub.ApprovalID}
+		return agent.Outcome{Status: agent.Held, Stop: true, Approval: sub.ApprovalID, Label: c.Label}
 	}
 	if v == nil && ctx.Err() != nil {
 		// Interrupted: nothing is recorded, and the call goes again,

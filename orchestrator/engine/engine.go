@@ -162,6 +162,9 @@ type runState struct {
 	id     string
 	plan   *flow.Plan
 	inputs map[string]any
+	// inputLabel is the label of the inputs when it is not
+	// flow.InputLabel() (Options.InputLabel).
+	inputLabel *ifc.Label
 	// policy decides every call of the run, in every pass: the set in
 	// force when the run started, or when this engine took it up to
 	// resume it. A reload (SetPolicy) changes the set of the runs that
@@ -261,6 +264,13 @@ type Options struct {
 	// OnStarted, when set, is told the run's id once the run is recorded,
 	// before any call is made.
 	OnStarted func(runID string)
+	// InputLabel, when set, is the label of the run's inputs instead of
+	// flow.InputLabel(): a flow an MCP client starts carries the label
+	// of its session. It is kept with the run, for every pass.
+	InputLabel *ifc.Label
+	// outputLabels, when set, is told the label of each output of a run
+	// that completed (a session shows them to its client).
+	outputLabels func(map[string]ifc.Label)
 }
 
 // Result of a run (schemas.RunResult).
@@ -282,6 +292,8 @@ type run struct {
 	id     string
 	opts   Options
 	inputs map[string]any
+	// inputLabel is the label of every input (runState.inputLabel).
+	inputLabel ifc.Label
 	// policy decides every call of the run (runState.policy).
 	policy *policy.Set
 
@@ -343,7 +355,7 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if id == "" {
 		id = audit.NewID()
 	}
-	rec, err := newRunRecord(id, plan, inputs)
+	rec, err := newRunRecord(id, plan, inputs, opts.InputLabel)
 	if err != nil {
 		return nil, err
 	}
@@ -372,8 +384,8 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	defer stop(nil)
 	stopped := make(chan struct{})
 	defer close(stopped)
-	rs := &runState{id: id, plan: plan, inputs: inputs, policy: pol, active: true, fresh: true, started: []waiter{put, started},
-		stop: stop, stopped: stopped}
+	rs := &runState{id: id, plan: plan, inputs: inputs, inputLabel: opts.InputLabel, policy: pol, active: true, fresh: true,
+		started: []waiter{put, started}, stop: stop, stopped: stopped}
 	e.mu.Lock()
 	e.runs[id] = rs
 	e.mu.Unlock()
@@ -453,9 +465,12 @@ func (e *Engine) newPass(rs *runState, opts Options) *run {
 	}
 	pol := rs.policy
 	e.mu.Unlock()
-	r := &run{e: e, plan: rs.plan, id: rs.id, opts: opts, inputs: rs.inputs, policy: pol, fresh: rs.fresh,
+	r := &run{e: e, plan: rs.plan, id: rs.id, opts: opts, inputs: rs.inputs, inputLabel: flow.InputLabel(), policy: pol, fresh: rs.fresh,
 		values: map[string]*value{}, results: map[string]*StepResult{}, acks: &acks{ws: rs.started}, keys: map[string]bool{},
 		read: map[string]bool{}, leaves: map[string]leaf{}}
+	if rs.inputLabel != nil {
+		r.inputLabel = *rs.inputLabel
+	}
 	for _, s := range rs.plan.Steps {
 		for _, d := range s.Deps {
 			r.read[d] = true
@@ -516,6 +531,7 @@ func (r *run) outputs(out *Result) {
 		return
 	}
 	vars := r.vars()
+	labels := make(map[string]ifc.Label, len(r.plan.OutputNames))
 	for _, name := range r.plan.OutputNames {
 		v, err := r.plan.Outputs[name].Eval(vars)
 		if err != nil {
@@ -524,6 +540,10 @@ func (r *run) outputs(out *Result) {
 			return
 		}
 		out.Outputs[name] = v
+		labels[name] = r.plan.Outputs[name].Label(r.lookup)
+	}
+	if r.opts.outputLabels != nil {
+		r.opts.outputLabels(labels)
 	}
 }
 
@@ -590,7 +610,7 @@ func notRecorded(out *Result, err error) (*Result, error) {
 func (e *Engine) setRunStatus(ctx context.Context, st *runstore.Store, rs *runState, status runstore.Phase) error {
 	rec, err := st.GetRun(ctx, rs.id)
 	if err != nil {
-		if rec, err = newRunRecord(rs.id, rs.plan, rs.inputs); err != nil {
+		if rec, err = newRunRecord(rs.id, rs.plan, rs.inputs, rs.inputLabel); err != nil {
 			return err
 		}
 	}
@@ -602,13 +622,13 @@ func (e *Engine) setRunStatus(ctx context.Context, st *runstore.Store, rs *runSt
 }
 
 // newRunRecord is the record of a run as it starts.
-func newRunRecord(id string, plan *flow.Plan, inputs map[string]any) (*runstore.RunRecord, error) {
+func newRunRecord(id string, plan *flow.Plan, inputs map[string]any, inputLabel *ifc.Label) (*runstore.RunRecord, error) {
 	in, err := json.Marshal(inputs)
 	if err != nil {
 		return nil, fmt.Errorf("inputs: %w", err)
 	}
 	return &runstore.RunRecord{ID: id, Flow: plan.Name, File: plan.File, Source: plan.Source, Inputs: in,
-		Status: runstore.Running, Created: time.Now().UTC()}, nil
+		InputLabel: inputLabel, Status: runstore.Running, Created: time.Now().UTC()}, nil
 }
 
 // worse orders run outcomes: failed > denied > held > completed.
@@ -636,7 +656,7 @@ func (r *run) lookup(p expr.Path) ifc.Label {
 	defer r.mu.Unlock()
 	switch p[0] {
 	case "inputs":
-		return flow.InputLabel()
+		return r.inputLabel
 	case "steps":
 		if len(p) < 2 {
 			var all []ifc.Label

@@ -97,7 +97,7 @@ func (e *Engine) interrupted(ctx context.Context, r *run, rs *runState, out *Res
 	}
 	rec, err := st.GetRun(ctx, rs.id)
 	if err != nil {
-		if rec, err = newRunRecord(rs.id, rs.plan, rs.inputs); err != nil {
+		if rec, err = newRunRecord(rs.id, rs.plan, rs.inputs, rs.inputLabel); err != nil {
 			return out, err
 		}
 	}

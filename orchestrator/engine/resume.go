@@ -105,7 +105,7 @@ func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
 		in, _ := inputs.(map[string]any)
 		plan.RestoreInputs(in)
 		e.mu.Lock()
-		rs.plan, rs.inputs = plan, in
+		rs.plan, rs.inputs, rs.inputLabel = plan, in, rec.InputLabel
 		e.mu.Unlock()
 	}
 	if ctx.Err() != nil {

@@ -35,6 +35,10 @@ type SessionOptions struct {
 	Name string
 	// Tools are the tools the client may call.
 	Tools []flow.AgentTool
+	// Flows are the flows the client may start, each offered as a tool
+	// named after the flow (flow.Plan.Tool): a call starts a run of it
+	// whose inputs carry the label of the call (sessionflow.go).
+	Flows []*flow.Plan
 	// Model, when set, names the worker whose extract tool answers
 	// inspect; HideUntrusted hands results below the session's integrity
 	// to the client as handles.
@@ -89,16 +93,22 @@ func (e *Engine) OpenSession(ctx context.Context, o SessionOptions) (*Session, e
 		results: map[string]*StepResult{}, acks: &acks{ws: []waiter{started}}, keys: map[string]bool{},
 		read: map[string]bool{}, leaves: map[string]leaf{}}
 	res := &StepResult{ID: SessionStep, Tool: "session"}
-	h := &sessionHost{agentHost: agentHost{r: r, s: step, res: res, idem: id + "/" + SessionStep}, held: map[string]string{}}
+	h := &sessionHost{agentHost: agentHost{r: r, s: step, res: res, idem: id + "/" + SessionStep}, held: map[string]string{},
+		e: e, ctx: sctx, wait: o.WaitTimeout, onHeld: o.OnHeld, flows: map[string]*flow.Plan{}, runs: map[string]*flowRun{}}
+	tools, err := h.addFlows(o.Tools, o.Flows)
+	if err != nil {
+		stop(nil)
+		return nil, err
+	}
 	if o.OnHeld != nil {
 		r.opts.OnHeld = func(s StepResult) {
 			h.mu.Lock()
-			ctx, hidden := h.ctx, h.hidden
+			ctx, hidden := h.callCtx, h.hidden
 			h.mu.Unlock()
 			o.OnHeld(ctx, s, hidden)
 		}
 	}
-	a := &flow.Agent{Tools: o.Tools, HideUntrusted: o.HideUntrusted, Model: o.Model}
+	a := &flow.Agent{Tools: tools, HideUntrusted: o.HideUntrusted, Model: o.Model}
 	if o.Model != "" {
 		m := e.cfg.Manifests[o.Model]
 		if m == nil {
@@ -152,6 +162,10 @@ func (s *Session) Close(ctx context.Context) error {
 	s.closed = true
 	s.mu.Unlock()
 	s.rs.stop(errors.New("the session ended"))
+	// The flows it started stop too: a held one is kept, as every
+	// interrupted run is, and resumes when an orchestrator starts again
+	// on this state.
+	s.h.flowsDone(ctx)
 	rec := audit.Record{Kind: audit.KindRunFinished, RunID: s.r.id, Flow: s.r.plan.Name, Status: StatusCompleted}
 	err := s.r.publish(rec)
 	if st, serr := s.e.store(ctx); serr == nil {
@@ -188,11 +202,25 @@ type sessionHost struct {
 	mu sync.Mutex
 	// held maps a held call (its tool and arguments) to its key.
 	held map[string]string
-	// ctx is the context of the call under way (the session makes one
-	// at a time); hidden says it carries a value the client was not
+	// callCtx is the context of the call under way (the session makes
+	// one at a time); hidden says it carries a value the client was not
 	// shown (a handle's, put in its place).
+	callCtx context.Context
+	hidden  bool
+
+	// The flows the client may start, and what they need: the engine,
+	// the session's context (a run outlives the call that started it,
+	// not the session), how long a call waits for a held run, and whom
+	// to tell of a held call.
+	e      *Engine
 	ctx    context.Context
-	hidden bool
+	wait   time.Duration
+	onHeld func(context.Context, StepResult, bool)
+	flows  map[string]*flow.Plan
+	// runs are the flow runs not yet reported to the client, by the
+	// call that started them (callSum).
+	runs map[string]*flowRun
+	wg   sync.WaitGroup
 }
 
 // Call mediates a call of the client (agent.Host).
@@ -202,11 +230,14 @@ func (h *sessionHost) Call(ctx context.Context, c agent.Call) agent.Outcome {
 	for _, l := range c.ArgLabels {
 		hidden = hidden || !l.Equal(c.Context)
 	}
+	if p := h.flows[c.Tool.Name]; p != nil {
+		return h.flow(ctx, p, c, sum, hidden)
+	}
 	h.mu.Lock()
 	if k, ok := h.held[sum]; ok {
 		c.Key = k
 	}
-	h.ctx, h.hidden = ctx, hidden
+	h.callCtx, h.hidden = ctx, hidden
 	h.mu.Unlock()
 	o := h.agentHost.Call(ctx, c)
 	// A step result lists its calls for the run's result; a session has

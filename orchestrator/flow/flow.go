@@ -664,6 +664,20 @@ func wrongType(typ string, v any) error {
 // BindInputs checks the values given for a run against the declared inputs and
 // fills in defaults. Every problem is reported.
 func (p *Plan) BindInputs(given map[string]string) (map[string]any, error) {
+	values := make(map[string]any, len(given))
+	for k, v := range given {
+		values[k] = v
+	}
+	return p.bind(values, "pass --input %s=…")
+}
+
+// BindValues is BindInputs for values that come typed (JSON, as an MCP
+// client sends a flow's inputs).
+func (p *Plan) BindValues(given map[string]any) (map[string]any, error) {
+	return p.bind(given, "give a value for %s")
+}
+
+func (p *Plan) bind(given map[string]any, how string) (map[string]any, error) {
 	out := map[string]any{}
 	var errs []error
 	for name, raw := range given {
@@ -688,7 +702,7 @@ func (p *Plan) BindInputs(given map[string]string) (map[string]any, error) {
 		}
 		in := p.Inputs[name]
 		if in.Default == nil {
-			errs = append(errs, fmt.Errorf("input %s (%s) is required: pass --input %s=…", name, in.Type, name))
+			errs = append(errs, fmt.Errorf("input %s (%s) is required: "+how, name, in.Type, name))
 			continue
 		}
 		v, _ := Coerce(in.Type, in.Default)

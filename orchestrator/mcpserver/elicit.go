@@ -61,11 +61,12 @@ func (s *Server) held(ctx context.Context, ss *mcp.ServerSession, st engine.Step
 		RequestedSchema: map[string]any{"type": "object", "required": []string{"approve"},
 			"properties": map[string]any{"approve": map[string]any{"type": "boolean",
 				"title": "Approve this call", "description": "true lets this one call through; false denies it"}}}}}}
+	key := s.sessionKey(ss)
 	s.mu.Lock()
-	if s.asked[ss] == nil {
-		s.asked[ss] = map[string]string{}
+	if s.asked[key] == nil {
+		s.asked[key] = map[string]string{}
 	}
-	s.asked[ss][a.ID] = a.Hash
+	s.asked[key][a.ID] = a.Hash
 	s.mu.Unlock()
 	p.mu.Lock()
 	p.q = q
@@ -85,9 +86,10 @@ func (s *Server) answer(ctx context.Context, es *engine.Session, req *mcp.CallTo
 	// Only a question this session was asked is answered, once: a client
 	// cannot answer for a call it was not shown, nor for another
 	// session's.
+	key := s.sessionKey(req.Session)
 	s.mu.Lock()
-	asked, was := s.asked[req.Session][id]
-	delete(s.asked[req.Session], id)
+	asked, was := s.asked[key][id]
+	delete(s.asked[key], id)
 	s.mu.Unlock()
 	if !was || asked != hash {
 		s.log.Warn("an answer to a question this session was not asked was refused", "approval", id)

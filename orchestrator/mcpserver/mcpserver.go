@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,13 @@ type Config struct {
 	// Catalog resolves Tools, full names (web.fetch).
 	Catalog flow.Catalog
 	Tools   []string
+	// Flows are offered as tools named after them: a call starts a run
+	// labeled with the session's context label (engine.SessionOptions).
+	Flows []*flow.Plan
+	// Stateless serves HTTP in the SDK's stateless mode: every request
+	// is its own MCP session, so all of them are one engine session,
+	// whose label rises with what any request was shown (sessionKey).
+	Stateless bool
 	// Model, when set, is the worker whose extract tool answers inspect.
 	Model string
 	// HideUntrusted sends results below a session's integrity as handles.
@@ -92,8 +100,8 @@ type Server struct {
 
 // New checks the configuration and returns a server.
 func New(cfg Config) (*Server, error) {
-	if len(cfg.Tools) == 0 {
-		return nil, errors.New("mcp: no tools to serve (--tools)")
+	if len(cfg.Tools) == 0 && len(cfg.Flows) == 0 {
+		return nil, errors.New("mcp: no tools or flows to serve (--tools, --flows)")
 	}
 	log := cfg.Log
 	if log == nil {
@@ -107,15 +115,28 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.tools = append(s.tools, flow.AgentTool{Name: name, Worker: worker, Spec: spec})
 	}
+	offered := slices.Clone(s.tools)
+	for _, p := range cfg.Flows {
+		if slices.ContainsFunc(offered, func(t flow.AgentTool) bool { return t.Name == p.Name }) {
+			return nil, fmt.Errorf("mcp: flow %s (%s): a tool or flow of that name is already served", p.Name, p.File)
+		}
+		spec, err := p.Tool()
+		if err != nil {
+			return nil, fmt.Errorf("mcp: %w", err)
+		}
+		offered = append(offered, flow.AgentTool{Name: p.Name, Spec: spec})
+	}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: "sluice", Version: cfg.Version},
 		&mcp.ServerOptions{Instructions: Instructions, Logger: log})
 	full := map[string]string{}
-	for _, t := range s.tools {
+	for _, t := range offered {
 		full[agent.OfferedName(t.Name)] = t.Name
 	}
 	// The tools a session offers do not depend on the session: list them
 	// from one that is never opened on the engine.
-	for _, ct := range agent.NewSession(nil, agent.Step{Agent: s.agent()}).Tools() {
+	a := s.agent()
+	a.Tools = offered
+	for _, ct := range agent.NewSession(nil, agent.Step{Agent: a}).Tools() {
 		name := ct.Name
 		if f, ok := full[name]; ok {
 			name = f
@@ -172,26 +193,48 @@ func (s *Server) call(name string) mcp.ToolHandler {
 	}
 }
 
+// sessionKey is the key of a client connection's engine session: the
+// connection, or nil for every request of a stateless front door. A
+// stateless request is a connection of its own, and a client can make
+// each of its calls in a new one: were each its own session, starting at
+// Config.Label, what one request was shown would be forgotten by the
+// next, and a client could launder its label by reconnecting. So all of
+// them share one session, whose label only rises, as one client's would.
+func (s *Server) sessionKey(ss *mcp.ServerSession) *mcp.ServerSession {
+	if s.cfg.Stateless {
+		return nil
+	}
+	return ss
+}
+
 // session returns the engine session of a client connection, opening it
-// at the connection's first call; it is closed when the connection ends.
+// at the connection's first call; it is closed when the connection ends
+// (a stateless front door's, when the server closes).
 func (s *Server) session(ctx context.Context, ss *mcp.ServerSession) (*engine.Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, errors.New("the server is stopping")
 	}
-	if es, ok := s.sessions[ss]; ok {
+	key := s.sessionKey(ss)
+	if es, ok := s.sessions[key]; ok {
 		return es, nil
 	}
 	client := clientName(ss)
-	es, err := s.cfg.Engine.OpenSession(ctx, engine.SessionOptions{Name: "mcp:" + client, Tools: s.tools,
+	if key == nil {
+		client = "stateless"
+	}
+	es, err := s.cfg.Engine.OpenSession(ctx, engine.SessionOptions{Name: "mcp:" + client, Tools: s.tools, Flows: s.cfg.Flows,
 		Model: s.cfg.Model, HideUntrusted: s.cfg.HideUntrusted, Label: s.cfg.Label, WaitTimeout: s.cfg.WaitTimeout,
 		OnHeld: func(ctx context.Context, st engine.StepResult, hidden bool) { s.held(ctx, ss, st, hidden) }})
 	if err != nil {
 		return nil, fmt.Errorf("open a session: %w", err)
 	}
-	s.sessions[ss] = es
+	s.sessions[key] = es
 	s.log.Info("session opened", "run_id", es.ID(), "client", client)
+	if key == nil {
+		return es, nil
+	}
 	go func() {
 		_ = ss.Wait()
 		s.end(ss)
@@ -319,7 +362,7 @@ func (s *Server) ListenHTTP(addr string) (*HTTP, error) {
 	}
 	h := &HTTP{Addr: ln.Addr().String(), Token: hex.EncodeToString(b), ln: ln}
 	mh := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.mcp },
-		&mcp.StreamableHTTPOptions{Logger: s.log, CrossOriginProtection: http.NewCrossOriginProtection()})
+		&mcp.StreamableHTTPOptions{Logger: s.log, CrossOriginProtection: http.NewCrossOriginProtection(), Stateless: s.cfg.Stateless})
 	want := []byte("Bearer " + h.Token)
 	h.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {

@@ -132,13 +132,16 @@ func Open(ctx context.Context, nc *nats.Conn, deployment string, replicas int, f
 
 // RunRecord is an unfinished run.
 type RunRecord struct {
-	ID      string          `json:"id"`
-	Flow    string          `json:"flow"`
-	File    string          `json:"file"`
-	Source  []byte          `json:"source"`
-	Inputs  json.RawMessage `json:"inputs"`
-	Status  Phase           `json:"status"`
-	Created time.Time       `json:"created"`
+	ID     string          `json:"id"`
+	Flow   string          `json:"flow"`
+	File   string          `json:"file"`
+	Source []byte          `json:"source"`
+	Inputs json.RawMessage `json:"inputs"`
+	// InputLabel is the label of the inputs when it is not the user's
+	// (a flow an MCP client started carries its session's label).
+	InputLabel *ifc.Label `json:"input_label,omitempty"`
+	Status     Phase      `json:"status"`
+	Created    time.Time  `json:"created"`
 	// StoppedAt are the steps an interrupted run stopped at.
 	StoppedAt []string `json:"stopped_at,omitempty"`
 }
