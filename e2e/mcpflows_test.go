@@ -121,7 +121,7 @@ func TestMCPFrontDoorFlows(t *testing.T) {
 	// A new session: this one was shown a payment (secrecy payment),
 	// which its flows' inputs now carry, and a fetch with them is denied.
 	c.close()
-	c = newMCPClient(t, w, true, true, "--flows", "read.yaml,invoice.yaml", "--wait", "2s")
+	c = newMCPClient(t, w, true, true, "--flows", "read.yaml,invoice.yaml,pay.yaml", "--wait", "2s")
 	args := map[string]any{"url": "http://" + host + "/invoice"}
 	// A flow that reads an untrusted page returns a handle, whatever
 	// the page says.
@@ -152,10 +152,18 @@ func TestMCPFrontDoorFlows(t *testing.T) {
 	if lines := w.ledger(); len(lines) != 2 || !strings.Contains(lines[1], "acct_mallory") {
 		t.Fatalf("ledger after the approval: %v", lines)
 	}
+	// A handle's value as a flow's input: the payment is held, and the
+	// client is not asked about a value it was not shown.
+	if out := c.call("pay-direct", map[string]any{"amount": 5, "payee": map[string]any{"$handle": "h1", "field": "title"}}); !strings.Contains(out, "held for approval") || strings.Contains(out, "mallory") {
+		t.Fatalf("pay-direct with the handle's value: %q; want held\n%s", out, w.sluice("runs", "--json").stdout)
+	}
+	if got := c.elicited(); len(got) != 0 || len(w.ledger()) != 2 {
+		t.Fatalf("pay-direct with the handle's value: asked %q, ledger %v", got, w.ledger())
+	}
 	// Each call that started a flow is a run of its own in the audit log,
 	// beside the session's.
 	r := w.sluice("runs", "--json")
-	if strings.Count(r.stdout, `"pay-invoice"`) != 1 || strings.Count(r.stdout, `"pay-direct"`) != 1 {
+	if strings.Count(r.stdout, `"pay-invoice"`) != 1 || strings.Count(r.stdout, `"pay-direct"`) != 2 {
 		t.Fatalf("sluice runs: %s %s", r.stdout, r.stderr)
 	}
 }

@@ -65,6 +65,10 @@ type Call struct {
 	// Context is the context label the call was made in: an argument
 	// labeled otherwise carries a handle's value.
 	Context ifc.Label
+	// Handles says the arguments name a handle: they carry a value the
+	// client was not shown, even when its label adds nothing to the
+	// context's.
+	Handles bool
 }
 
 // Outcome is what became of a call.
@@ -343,7 +347,7 @@ func (r *run) toolCall(ctx context.Context, turn, i int, tc ToolCall) *Result {
 		reply(toolError("arguments of %s %s", t.Name, why), callLabel, failed(why, callLabel))
 		return nil
 	}
-	o := r.h.Call(ctx, Call{Key: key, Tool: t, Args: args, Label: callLabel, ArgLabels: argLabels, Context: c.label})
+	o := r.h.Call(ctx, Call{Key: key, Tool: t, Args: args, Label: callLabel, ArgLabels: argLabels, Context: c.label, Handles: refs.named})
 	switch {
 	case o.Status == Held && r.session:
 		// Whether the call was held depends on what it carried: the
@@ -374,7 +378,11 @@ func (r *run) toolCall(ctx context.Context, turn, i int, tc ToolCall) *Result {
 // context's: dyn, of their values (what the policy gate and the output
 // see); static, as each was known before its call was made (what decides
 // whether an outcome is hidden).
-type refLabels struct{ dyn, static ifc.Label }
+type refLabels struct {
+	dyn, static ifc.Label
+	// named: a handle is named at all.
+	named bool
+}
 
 // arguments decodes a tool call's arguments and puts the value of every
 // handle in its place. Each argument's label is the context label joined
@@ -383,7 +391,7 @@ type refLabels struct{ dyn, static ifc.Label }
 // them in place depends on. The handles named are the model's choice; their
 // labels are known without reading their values.
 func (r *run) arguments(raw json.RawMessage) (args map[string]any, labels map[string]ifc.Label, refs refLabels, problem string) {
-	refs = refLabels{r.c.label, r.c.label}
+	refs = refLabels{dyn: r.c.label, static: r.c.label}
 	v, err := jsonvalue.Decode(raw)
 	if err != nil {
 		return nil, nil, refs, "not valid JSON"
@@ -423,7 +431,7 @@ func (r *run) refs(x any, l refLabels) (refLabels, string) {
 				}
 				return l, fmt.Sprintf("no handle %v (handles: %s)", id, strings.Join(ids, ", "))
 			}
-			return refLabels{l.dyn.Join(h.label()), l.static.Join(h.static)}, ""
+			return refLabels{l.dyn.Join(h.label()), l.static.Join(h.static), true}, ""
 		}
 		for _, k := range slices.Sorted(maps.Keys(x)) {
 			var problem string
@@ -517,7 +525,7 @@ type output struct {
 // it was accepted depended on their values.
 func (r *run) final(content string) (output, string, refLabels) {
 	c := r.c
-	none := refLabels{c.label, c.label}
+	none := refLabels{dyn: c.label, static: c.label}
 	text := strings.TrimSpace(content)
 	schema := r.s.Agent.OutputSchema
 	if schema == nil {
@@ -543,7 +551,7 @@ func (r *run) final(content string) (output, string, refLabels) {
 func (r *run) resolve(x any, schema *schemas.Schema) (output, string, refLabels) {
 	c := r.c
 	out := output{base: c.label, fields: map[string]ifc.Label{}}
-	refs, problem := r.refs(x, refLabels{c.label, c.label})
+	refs, problem := r.refs(x, refLabels{dyn: c.label, static: c.label})
 	if problem != "" {
 		return out, problem, refs
 	}

@@ -226,7 +226,7 @@ type sessionHost struct {
 // Call mediates a call of the client (agent.Host).
 func (h *sessionHost) Call(ctx context.Context, c agent.Call) agent.Outcome {
 	sum := callSum(c.Tool.Name, c.Args)
-	hidden := false
+	hidden := c.Handles
 	for _, l := range c.ArgLabels {
 		hidden = hidden || !l.Equal(c.Context)
 	}
