@@ -64,6 +64,8 @@ var docCommands = map[string]docCommand{
 	"sluice deny --step 01JD6Z2A8C1M0QWN5V7X9B3D4F/pay":                                                 {skip: "an example run id"},
 	"claude mcp add sluice -- sluice mcp --config /path/sluice.yaml --tools web.fetch,payment.charge":   {skip: "needs Claude Code"},
 
+	"sluice mcp --tools web.fetch --flows examples/travel/pay-direct.yaml --http 127.0.0.1:8931 --stateless": {skip: "binds a fixed port; TestMCPFrontDoorStatelessKeepsTheLabel and TestMCPFrontDoorFlows serve both on a free one"},
+
 	// docs/flows.md, docs/approvals.md
 	"sluice run examples/travel/book.yaml --config examples/travel/sluice.yaml --input destination=Lisbon --input budget=400 --wait=false": {copy: travel, site: true, code: 4},
 	"sluice approvals --config examples/travel/sluice.yaml": {copy: travel, site: true,
