@@ -24,7 +24,7 @@ func mcpCommand() *command {
 		name:  "mcp",
 		usage: "mcp --tools TOOL,… [--flows FLOW.yaml,…] [--inspect MODEL] [--http 127.0.0.1:PORT [--stateless]] [--label trusted|untrusted] [--wait D] [--elicit=false] [--config FILE]",
 		short: "serve tools and flows to an MCP client through the policy gate",
-		long: `Serves the named tools of the deployment to an external agent over MCP
+		long: `Serves the named tools and flows of the deployment to an external agent over MCP
 (Claude Code, Cursor, any MCP client): over stdin and stdout by default, or
 over streamable HTTP on a loopback address with --http. It starts the
 embedded bus and the configured workers, as sluice run does, and stops them
@@ -39,7 +39,8 @@ context label (and the labels of the handles they name) instead of the
 user's; its outputs come back as the call's result, or as a handle when
 the flow calls a tool whose output is below the session's integrity. A run
 held past --wait is told as held, and goes on when a person answers it:
-the same call made again waits for that run and returns its outputs.
+the same call made again in the session waits for that run and returns its
+outputs (a run still held when the session ends is kept as interrupted).
 
 Each client connection is a session, recorded in the audit log as a run
 ("mcp:<client>", sluice runs and sluice trace show it). Every call goes
