@@ -119,7 +119,8 @@ func (c *cli) lint(cfgFile string, flows []string) schemas.Diagnostics {
 }
 
 // netGrantWarnings warns of each step that calls a tool that reaches the
-// network (egress: true in its manifest), itself or as an agent's tool,
+// network (egress: true in its manifest), itself or as an agent's or a
+// plan's tool,
 // when the tool's worker has no net grant: every such call would be
 // refused by the egress broker. The warning names the line to add.
 func netGrantWarnings(plan *flow.Plan, manifests map[string]*capabilities.Manifest, dep *config.Config) schemas.Diagnostics {
@@ -142,13 +143,19 @@ func netGrantWarnings(plan *flow.Plan, manifests map[string]*capabilities.Manife
 			Message: fmt.Sprintf("step %q calls %s, but worker %s has no net grant, so every host it asks for will be refused; %s", s.ID, tool, worker, how)})
 	}
 	for _, s := range plan.Steps {
-		if s.Agent == nil {
+		var tools []flow.AgentTool
+		switch {
+		case s.Agent != nil:
+			tools = s.Agent.Tools
+		case s.Plan != nil:
+			tools = s.Plan.Tools
+		default:
 			if s.Spec != nil && s.Spec.Egress {
 				warn(s, s.Call, s.Worker)
 			}
 			continue
 		}
-		for _, t := range s.Agent.Tools {
+		for _, t := range tools {
 			if t.Spec != nil && t.Spec.Egress {
 				warn(s, t.Name, t.Worker)
 			}

@@ -86,6 +86,9 @@ type Step struct {
 	// chat tool ("llm.chat"), Worker the model's worker and Spec its
 	// chat tool, and the step has no arguments.
 	Agent *Agent
+	// Plan, when set, makes the step a plan, with Call, Worker and Spec
+	// its planner's chat tool, like an agent's.
+	Plan *PlanStep
 }
 
 // Agent is the part of an agent step that a call step does not have.
@@ -275,22 +278,25 @@ func (l *loader) step(p *Plan, ids map[string]int, i int, m map[string]any) *Ste
 		s.Retries = int(r)
 	}
 	l.stepArgs(ptr, s, m, p, ids, deps)
-	if spec != nil && s.Agent == nil {
+	if spec != nil && s.Agent == nil && s.Plan == nil {
 		l.checkArgs(ptr, s)
 	}
 	s.Deps = slices.Sorted(maps.Keys(deps))
 	return s
 }
 
-// stepTarget reads what step s runs: a tool (call) or an agent, never both
-// and never neither. It returns the tool's spec for a call to a tool the
+// stepTarget reads what step s runs: a tool (call), an agent or a plan,
+// exactly one of them. It returns the tool's spec for a call to a tool the
 // catalog has, else nil.
 func (l *loader) stepTarget(ptr string, s *Step, m map[string]any, p *Plan, ids map[string]int, deps map[string]bool) *capabilities.Tool {
 	call, isCall := m["call"].(string)
 	agent, isAgent := m["agent"].(map[string]any)
+	plan, isPlan := m["plan"].(map[string]any)
 	switch {
 	case isCall && isAgent:
 		l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/agent"), CodeBadStep, "step %s has both call and agent; a step is one or the other", s.ID)
+	case isPlan && (isCall || isAgent):
+		l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/plan"), CodeBadStep, "step %s has plan and %s; a step is a call, an agent or a plan", s.ID, map[bool]string{true: "call", false: "agent"}[isCall])
 	case isCall:
 		s.Call = call
 		spec, worker, err := l.cat.Tool(s.Call)
@@ -301,8 +307,10 @@ func (l *loader) stepTarget(ptr string, s *Step, m map[string]any, p *Plan, ids 
 		return spec
 	case isAgent:
 		l.agent(ptr, s, agent, m, p, ids, deps)
+	case isPlan:
+		l.planStep(ptr, s, plan, m, p, ids, deps)
 	default:
-		l.errorf(ptr, CodeBadStep, "step %s needs call (a tool) or agent (a model that calls tools)", s.ID)
+		l.errorf(ptr, CodeBadStep, "step %s needs call (a tool), agent (a model that calls tools) or plan (a program a model writes)", s.ID)
 	}
 	return nil
 }

@@ -56,6 +56,10 @@ func (l *loader) shapes(steps []any) map[string]shape {
 			} else {
 				sh = shape{doc: map[string]any{"type": "string"}, whose: "agent step " + id + ", which has no output_schema: its answer is a string"}
 			}
+		} else if plan, ok := m["plan"].(map[string]any); ok {
+			if doc, ok := plan["output_schema"].(map[string]any); ok {
+				sh = shape{doc: doc, root: doc, whose: "the output_schema of plan step " + id}
+			}
 		}
 		if _, ok := m["for_each"]; ok && sh.doc != nil {
 			sh.doc = map[string]any{"type": "array", "items": sh.doc}
