@@ -69,6 +69,11 @@ type Tool struct {
 	// Name is the full name, "worker.tool".
 	Name        string
 	Description string
+	// DescriptionFromServer says Description is the words an MCP server
+	// sent when it listed its tools, not the manifest's: untrusted text,
+	// which a planner is never shown and which raises an agent's context
+	// by the tool's output label.
+	DescriptionFromServer bool
 	// Privileged tools have side effects someone cares about.
 	Privileged bool
 	// Approvable tools are held for a human when the clearance check fails,

@@ -298,9 +298,9 @@ func (m *Manifest) withDiscovery(d *Discovery) (tools map[string]*Tool, names ma
 		}
 		names[short] = dt.Name
 		t := m.MCP.Decide(m.Worker+"."+short, r, dt.Annotations)
-		t.Description = dt.Description
+		t.Description, t.DescriptionFromServer = dt.Description, dt.Description != ""
 		if r.Description != "" {
-			t.Description = r.Description
+			t.Description, t.DescriptionFromServer = r.Description, false
 		}
 		if t.Input, err = compileRaw(dt.InputSchema); err != nil {
 			return nil, nil, nil, fmt.Errorf("tool %s: input schema: %w", dt.Name, err)

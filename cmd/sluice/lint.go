@@ -120,9 +120,8 @@ func (c *cli) lint(cfgFile string, flows []string) schemas.Diagnostics {
 
 // netGrantWarnings warns of each step that calls a tool that reaches the
 // network (egress: true in its manifest), itself or as an agent's or a
-// plan's tool,
-// when the tool's worker has no net grant: every such call would be
-// refused by the egress broker. The warning names the line to add.
+// plan's tool, when the tool's worker has no net grant: every such call
+// would be refused by the egress broker. The warning names the line to add.
 func netGrantWarnings(plan *flow.Plan, manifests map[string]*capabilities.Manifest, dep *config.Config) schemas.Diagnostics {
 	where := "sluice.yaml"
 	if dep.File != "" {

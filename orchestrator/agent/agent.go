@@ -161,15 +161,17 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 	}()
 	a := s.Agent
 	r := &run{h: h, s: s, c: c, tools: map[string]flow.AgentTool{}}
-	offered := r.offer()
+	offered, described := r.offer()
 	system := preamble
 	if a.OutputSchema != nil {
 		b, _ := json.Marshal(a.OutputDoc)
 		system += "\nYour final answer must be JSON that satisfies this schema: " + string(b)
 	}
 	// Both come from the flow: the system prompt from its file, the
-	// instructions labeled with what they read.
-	c.tell(Message{Role: "system", Content: str(system)}, ifc.TrustedFrom(), nil)
+	// instructions labeled with what they read. The tools offered come
+	// with their descriptions: an MCP server's own words raise the
+	// context by what the server returns.
+	c.tell(Message{Role: "system", Content: str(system)}, described, nil)
 	c.tell(Message{Role: "user", Content: str(s.Instructions)}, s.Label, nil)
 	for turn := 1; turn <= a.MaxTurns; turn++ {
 		res.Turns = turn
@@ -178,7 +180,7 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 			args["tools"] = offered
 		}
 		o := h.Call(ctx, Call{Key: "chat/" + strconv.Itoa(turn), Tool: s.Chat, Args: args, Label: c.label,
-			ArgLabels: map[string]ifc.Label{"messages": c.label, "tools": ifc.TrustedFrom()}})
+			ArgLabels: map[string]ifc.Label{"messages": c.label, "tools": described}})
 		switch o.Status {
 		case Completed:
 		case Held:
@@ -211,12 +213,17 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 }
 
 // offer lists the tools the model is offered, under the names it may
-// use, and inspect when the step may inspect handles.
-func (r *run) offer() []schemas.ChatTool {
-	var offered []schemas.ChatTool
+// use, and inspect when the step may inspect handles; described is the
+// label of their descriptions: trusted, joined with the output label of
+// each tool whose description is the words its MCP server sent.
+func (r *run) offer() (offered []schemas.ChatTool, described ifc.Label) {
+	described = ifc.TrustedFrom()
 	for _, t := range r.s.Agent.Tools {
 		name := OfferedName(t.Name)
 		r.tools[name], r.tools[t.Name] = t, t
+		if t.Spec.DescriptionFromServer {
+			described = described.Join(t.Spec.OutputLabel)
+		}
 		ct := schemas.ChatTool{Name: name, Description: t.Spec.Description}
 		if t.Spec.Input != nil {
 			ct.Parameters, _ = json.Marshal(t.Spec.Input.Doc()) // a schema loaded from JSON always encodes
@@ -229,7 +236,7 @@ func (r *run) offer() []schemas.ChatTool {
 			Parameters: json.RawMessage(`{"type":"object","required":["handle","question","schema"],` +
 				`"properties":{"handle":{"type":"string"},"question":{"type":"string"},"schema":{"type":"object"}}}`)})
 	}
-	return offered
+	return offered, described
 }
 
 // answer takes the model's final answer: the step's result when it is

@@ -59,6 +59,10 @@ type conversation struct {
 	// latest keeps only the latest message: a session's client is sent
 	// each reply once, and no model reads the conversation again.
 	latest bool
+	// fixed: the context label may not rise. A message that would raise it
+	// is not told (a planner's conversation: a planner is shown trusted
+	// text only, at the label of its instructions).
+	fixed bool
 }
 
 // callOutcome is the outcome of a call the model asked for, as tell takes
@@ -84,8 +88,10 @@ type callOutcome struct {
 // output schema and the handle's number — the same whether the call
 // succeeded or failed, whatever it returned — and the outcome is kept
 // behind it. Otherwise the message is shown as it is and the context label
-// is raised by dep: the model now knows what the message says.
-func (c *conversation) tell(m Message, dep ifc.Label, o *callOutcome) {
+// is raised by dep: the model now knows what the message says. In a fixed
+// conversation a message whose dep is not below the context label is not
+// told, and tell reports false.
+func (c *conversation) tell(m Message, dep ifc.Label, o *callOutcome) bool {
 	if o != nil && c.hide && o.static.Integrity() < c.label.Integrity() {
 		id := "h" + strconv.Itoa(len(c.handles)+1)
 		o.h.tool, o.h.static = o.tool.Name, o.static
@@ -101,14 +107,55 @@ func (c *conversation) tell(m Message, dep ifc.Label, o *callOutcome) {
 		b, _ := json.Marshal(map[string]any{"$handle": id, "tool": o.tool.Name, "fields": fields})
 		m.Content, m.ToolCalls = str(string(b)), nil
 	} else {
+		if c.fixed && Raises(c.label, dep) {
+			return false
+		}
 		c.label = c.label.Join(dep)
 	}
 	if c.latest {
 		c.msgs = append(c.msgs[:0], m)
-		return
+		return true
 	}
 	c.msgs = append(c.msgs, m)
+	return true
 }
+
+// Raises reports whether joining dep into l makes it less trusted or more
+// secret: whether telling a model at context l something that depends on
+// dep tells it more than l allows. Sources alone do not count.
+func Raises(l, dep ifc.Label) bool {
+	if dep.Integrity() < l.Integrity() {
+		return true
+	}
+	for _, tag := range dep.Secrecy() {
+		if !l.HasSecrecy(tag) {
+			return true
+		}
+	}
+	return false
+}
+
+// Planner is a planner's conversation: the same conversation as an agent
+// model's, told through tell, fixed at the label it starts with. Nothing
+// that depends on a value less trusted or more secret than its start —
+// a tool result, an input, an error that quotes either — can be told.
+type Planner struct{ c conversation }
+
+// NewPlanner starts a planner's conversation at label.
+func NewPlanner(label ifc.Label) *Planner {
+	return &Planner{c: conversation{label: label, fixed: true}}
+}
+
+// Tell tells the planner m, which depends on dep; it reports false, and
+// tells nothing, when dep would raise the conversation's label.
+func (p *Planner) Tell(m Message, dep ifc.Label) bool { return p.c.tell(m, dep, nil) }
+
+// Messages returns a copy of the conversation, to send to the planner.
+func (p *Planner) Messages() []Message { return p.c.messages() }
+
+// Label is the conversation's label: what the planner was told depends on
+// nothing above it.
+func (p *Planner) Label() ifc.Label { return p.c.label }
 
 // handle returns handle id, or nil.
 func (c *conversation) handle(id string) *handle {

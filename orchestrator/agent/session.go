@@ -32,7 +32,10 @@ type Session struct {
 func NewSession(h Host, s Step) *Session {
 	c := &conversation{label: s.Label, hide: s.Agent.HideUntrusted, latest: true}
 	r := &run{h: h, s: s, c: c, tools: map[string]flow.AgentTool{}, session: true}
-	return &Session{r: r, offered: r.offer()}
+	offered, described := r.offer()
+	// The client is shown the tools' descriptions before anything else.
+	c.tell(Message{Role: "system", Content: str("tools offered")}, described, nil)
+	return &Session{r: r, offered: offered}
 }
 
 // Tools lists the tools the session offers, under the names the client
