@@ -74,10 +74,13 @@ type StepResult struct {
 	Index *int `json:"index,omitempty"`
 	// Items are the results of each call of a for_each step.
 	Items []StepResult `json:"items,omitempty"`
-	// Turns is how many answers the model of an agent step gave; Calls
-	// are the tool calls it proposed, as the policy gate decided them.
+	// Turns is how many answers the model of an agent step gave (of a
+	// plan step: how many programs its planner wrote); Calls are the tool
+	// calls it proposed, as the policy gate decided them.
 	Turns int          `json:"turns,omitempty"`
 	Calls []StepResult `json:"calls,omitempty"`
+	// Program is the latest program a plan step's planner wrote.
+	Program string `json:"program,omitempty"`
 	// Sources of each argument, for people deciding on a held call.
 	ArgSources map[string][]string `json:"-"`
 }

@@ -694,13 +694,7 @@ func printResult(w io.Writer, r *engine.Result) {
 			fmt.Fprintln(w, line)
 			printLookalikes(w, it.Lookalikes, "        ")
 		}
-		if s.Turns > 0 {
-			fmt.Fprintf(w, "    agent: %d turn(s), %d tool call(s)\n", s.Turns, len(s.Calls))
-			for _, c := range s.Calls {
-				fmt.Fprintf(w, "      %s: %s (%s), arguments labeled %s\n", show(c.Tool), show(c.Status), show(c.Decision),
-					describe(c.Label.Integrity().String(), c.Label.Secrecy(), c.Label.Sources()))
-			}
-		}
+		printModelStep(w, s)
 		if s.Error != "" {
 			fmt.Fprintf(w, "    error: %s\n", show(s.Error))
 		}
@@ -710,6 +704,26 @@ func printResult(w io.Writer, r *engine.Result) {
 	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "\nerror: %s\n", show(r.Error))
+	}
+}
+
+// printModelStep prints what the model of an agent step did, or the
+// program a plan step's planner wrote, and the calls either made.
+func printModelStep(w io.Writer, s engine.StepResult) {
+	switch {
+	case s.Program != "":
+		fmt.Fprintf(w, "    plan: %d program(s) written, %d call(s); the program:\n", s.Turns, len(s.Calls))
+		for _, line := range strings.Split(strings.TrimRight(s.Program, "\n"), "\n") {
+			fmt.Fprintf(w, "      | %s\n", show(line))
+		}
+	case s.Turns > 0:
+		fmt.Fprintf(w, "    agent: %d turn(s), %d tool call(s)\n", s.Turns, len(s.Calls))
+	default:
+		return
+	}
+	for _, c := range s.Calls {
+		fmt.Fprintf(w, "      %s: %s (%s), arguments labeled %s\n", show(c.Tool), show(c.Status), show(c.Decision),
+			describe(c.Label.Integrity().String(), c.Label.Secrecy(), c.Label.Sources()))
 	}
 }
 

@@ -27,7 +27,9 @@ import (
 // to where it stopped: no call is made twice, and an approved call is
 // delivered once, whatever its pages or its model would say now.
 
-// agentHost is the engine's side of one agent step.
+// agentHost is the engine's side of one agent step, and of one plan step
+// (plan.go): the planner's answers and the program's calls are recorded
+// and replayed the same way.
 type agentHost struct {
 	r    *run
 	s    *flow.Step
@@ -60,33 +62,40 @@ func (r *run) agent(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.Lab
 	out := agent.Run(ctx, h, agent.Step{ID: s.ID, Agent: a, Instructions: text, Label: label,
 		Chat: flow.AgentTool{Name: s.Call, Worker: s.Worker, Spec: s.Spec}})
 	res.Turns, res.Label, res.Error = out.Turns, out.Label, out.Error
-	switch out.Status {
-	case agent.Completed:
-		v := &value{out: out.Output, base: out.Base, fields: out.Fields}
-		if v.fields == nil {
-			v.fields = map[string]ifc.Label{}
-		}
-		all := v.all()
-		res.Status, res.OutputLabel = StatusCompleted, &all
-		return res, v
+	if out.Status != agent.Completed {
+		h.settle(out.Status)
+		return res, nil
+	}
+	v := &value{out: out.Output, base: out.Base, fields: out.Fields}
+	if v.fields == nil {
+		v.fields = map[string]ifc.Label{}
+	}
+	all := v.all()
+	res.Status, res.OutputLabel = StatusCompleted, &all
+	return res, v
+}
+
+// settle gives the step's result of an agent or plan step that did not
+// complete: held, it waits on the person like a held call step, and shows
+// the held call; denied, it shows the last decision.
+func (h *agentHost) settle(status string) {
+	res := h.res
+	switch status {
 	case agent.Held:
 		res.Status = StatusHeld
 		if sub := h.held; sub != nil {
-			// The step waits on the person, like a held call step.
 			res.Tool, res.Label, res.ArgLabels = sub.Tool, sub.Label, sub.ArgLabels
 			res.Decision, res.Rules, res.Reasons, res.ApprovalID, res.Args, res.MsgID = sub.Decision, sub.Rules, sub.Reasons, sub.ApprovalID, sub.Args, sub.MsgID
 			res.Why, res.Lookalikes = sub.Why, sub.Lookalikes
 		}
-		return res, nil
 	case agent.Denied:
 		res.Status = StatusDenied
 		if sub := h.last; sub != nil {
 			res.Decision, res.Rules, res.Reasons, res.MsgID = sub.Decision, sub.Rules, sub.Reasons, sub.MsgID
 		}
-		return res, nil
+	default:
+		res.Status = StatusFailed
 	}
-	res.Status = StatusFailed
-	return res, nil
 }
 
 func isChat(key string) bool { return strings.HasPrefix(key, "chat/") }

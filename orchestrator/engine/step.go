@@ -64,10 +64,14 @@ func (r *run) step(ctx context.Context, s *flow.Step) *StepResult {
 	sc := scope{vars: vars, lookup: r.lookup, idem: r.id + "/" + s.ID}
 	var out *StepResult
 	var v *value
-	if s.Agent != nil {
+	if s.Agent != nil || s.Plan != nil {
 		var ok bool
 		if out, v, ok = r.restore(ctx, s, sc.idem); !ok {
-			if out, v = r.agent(ctx, s, sc, ifLabel); v != nil {
+			run := r.agent
+			if s.Plan != nil {
+				run = r.planStep
+			}
+			if out, v = run(ctx, s, sc, ifLabel); v != nil {
 				r.save(ctx, s, sc.idem, out, v, nil)
 			}
 		}
