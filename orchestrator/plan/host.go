@@ -19,6 +19,10 @@ import (
 type host struct {
 	p *planner
 	k int
+	// held: a call is held for a person; stopped: why a call stopped the
+	// step otherwise.
+	held    bool
+	stopped string
 }
 
 func (h *host) key(n int) string { return strconv.Itoa(h.k) + "/call/" + strconv.Itoa(n) }
@@ -44,7 +48,7 @@ func (h *host) Call(ctx context.Context, c interp.Call) interp.Outcome {
 		}
 	}
 	o := h.p.h.Call(ctx, agent.Call{Key: h.key(c.N), Tool: t, Args: c.Args, Label: label, ArgLabels: c.ArgLabels, Context: pc})
-	return outcome(o, t.Name, label)
+	return h.outcome(o, label)
 }
 
 // Inspect asks the model's extract tool one question about one value, with
@@ -72,23 +76,27 @@ func (h *host) Inspect(ctx context.Context, i interp.Inspection) interp.Outcome 
 	o := h.p.h.Call(ctx, agent.Call{Key: h.key(i.N), Tool: extract, Label: label, Context: pc,
 		Args:      map[string]any{"text": text, "instruction": i.Question, "schema": i.Schema},
 		ArgLabels: map[string]ifc.Label{"text": i.Label, "instruction": pc, "schema": pc}})
-	out := outcome(o, extract.Name, label)
+	out := h.outcome(o, label)
 	// The answer is labeled like the value asked about.
 	out.Base = out.Base.Join(i.Label)
 	return out
 }
 
-// outcome is what the host's outcome comes to for the program.
-func outcome(o agent.Outcome, tool string, label ifc.Label) interp.Outcome {
+// outcome is what the host's outcome comes to for the program. A held
+// call, or one that stops the step (an interrupted run, an outcome that
+// could not be recorded), stops the program; h remembers which.
+func (h *host) outcome(o agent.Outcome, label ifc.Label) interp.Outcome {
 	switch {
 	case o.Status == agent.Completed:
 		return interp.Outcome{Status: interp.Completed, Output: o.Output, Base: o.Base, Fields: o.Fields}
 	case o.Status == agent.Held:
+		h.held = true
 		return interp.Outcome{Status: interp.Held, Stop: true, Label: label}
 	case o.Stop:
+		h.stopped = o.Error
 		return interp.Outcome{Status: interp.Failed, Stop: true, Error: o.Error, Label: label.Join(o.Label)}
 	case o.Status == agent.Denied:
-		return interp.Outcome{Status: interp.Denied, Error: fmt.Sprintf("the call to %s was denied: %s", tool, strings.Join(o.Reasons, "; ")), Label: label.Join(o.Label)}
+		return interp.Outcome{Status: interp.Denied, Error: strings.Join(o.Reasons, "; "), Label: label.Join(o.Label)}
 	}
-	return interp.Outcome{Status: interp.Failed, Error: fmt.Sprintf("the call to %s failed: %s", tool, o.Error), Label: label.Join(o.Label)}
+	return interp.Outcome{Status: interp.Failed, Error: o.Error, Label: label.Join(o.Label)}
 }

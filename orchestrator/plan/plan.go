@@ -146,22 +146,27 @@ func (p *planner) attempt(ctx context.Context, k int, res *Result) (Result, bool
 		// A compile error depends on the program alone.
 		return p.retry(k, res, canRewrite, "did not compile: "+err.Error(), outputLabel(o))
 	}
-	r := prog.Run(ctx, &host{p: p, k: k}, s.Inputs, limits(s.Plan.Limits))
+	h := &host{p: p, k: k}
+	r := prog.Run(ctx, h, s.Inputs, limits(s.Plan.Limits))
 	res.Calls += r.Calls
 	res.Label = res.Label.Join(r.PC)
-	switch r.Status {
-	case interp.Completed:
+	switch {
+	case r.Status == interp.Completed:
 		return p.output(k, res, canRewrite, r)
-	case interp.Held:
+	case r.Status == interp.Held && h.held:
 		return end(*res, Held, r.PC, "program %d: a call is held for approval", k), true
-	case interp.Denied:
+	case r.Status == interp.Held:
+		// Interrupted, or an outcome could not be recorded: the step
+		// runs again from its records.
+		why := h.stopped
+		if why == "" && ctx.Err() != nil {
+			why = ctx.Err().Error()
+		}
+		return end(*res, Failed, r.PC, "program %d stopped: %s", k, why), true
+	case r.Status == interp.Denied:
 		return end(*res, Denied, r.ErrorLabel, "program %d: %s", k, r.Error), true
 	}
-	where := ""
-	if r.Line > 0 {
-		where = fmt.Sprintf(" at line %d:%d", r.Line, r.Col)
-	}
-	return p.retry(k, res, canRewrite, "failed"+where+": "+r.Error, r.ErrorLabel)
+	return p.retry(k, res, canRewrite, "failed: "+r.Error, r.ErrorLabel)
 }
 
 // output takes a completed program's result, checked against the output
