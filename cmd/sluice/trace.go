@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/ifc"
@@ -187,6 +188,7 @@ func printTrace(w io.Writer, r *audit.Run) {
 		if s.Error != "" {
 			fmt.Fprintf(w, "%s   error: %s\n", pad, show(s.Error))
 		}
+		printProgram(w, pad, s.Program)
 		if inner(&s) {
 			fmt.Fprintf(w, "%s   calls:\n", pad)
 			for _, c := range s.Inner {
@@ -203,6 +205,17 @@ func printTrace(w io.Writer, r *audit.Run) {
 				}
 			}
 		}
+	}
+}
+
+// printProgram prints a plan step's program, a line at a time.
+func printProgram(w io.Writer, pad, src string) {
+	if src == "" {
+		return
+	}
+	fmt.Fprintf(w, "%s   program:\n", pad)
+	for _, line := range strings.Split(strings.TrimRight(src, "\n"), "\n") {
+		fmt.Fprintf(w, "%s     | %s\n", pad, show(line))
 	}
 }
 

@@ -68,6 +68,9 @@ const (
 	// (Op "revoke"): who (User), the tool, and the scope in words
 	// (Subject), under Rules "remembered:ID".
 	KindRemembered = "remembered"
+	// KindProgram is a program a plan step's planner wrote (Program), when
+	// the step first gets it, with its label (the planner's answer's).
+	KindProgram = "program"
 	// KindCheckpoint: see checkpoint.go.
 )
 
@@ -96,6 +99,8 @@ type Record struct {
 	// Usage of a result record: the tokens the call spent at a model API,
 	// as its worker reported them (the llm worker); absent for other tools.
 	Usage *schemas.Usage `json:"usage,omitempty"`
+	// Program of a program record: the text of a plan step's program.
+	Program string `json:"program,omitempty"`
 	// Violation fields: the NATS user and what it was refused.
 	User    string `json:"user,omitempty"`
 	Op      string `json:"op,omitempty"`
@@ -707,6 +712,7 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 		b = strconv.AppendInt(b, r.Usage.OutputTokens, 10)
 		b = append(b, '}')
 	}
+	b = appendField(b, "program", r.Program)
 	b = appendField(b, "user", r.User)
 	b = appendField(b, "op", r.Op)
 	b = appendField(b, "subject", r.Subject)

@@ -61,6 +61,8 @@ type StepTrace struct {
 	// one per element of a for_each, and for an agent each turn of its
 	// model and each tool call it made, held and denied ones included.
 	Inner []CallTrace `json:"inner_calls,omitempty"`
+	// Program is the latest program a plan step's planner wrote.
+	Program string `json:"program,omitempty"`
 }
 
 // CallTrace is one call a step made: the decision on it, a person's
@@ -137,6 +139,8 @@ func (run *Run) apply(rec *Record) {
 		s := step(run, rec.Step, rec.Tool)
 		s.at(rec.Time)
 		s.decide(rec)
+	case KindProgram:
+		step(run, rec.Step, rec.Tool).Program = rec.Program
 	case KindResult:
 		s := step(run, rec.Step, rec.Tool)
 		s.at(rec.Time)

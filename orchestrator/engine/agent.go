@@ -37,6 +37,8 @@ type agentHost struct {
 	idem string
 	// held is the call the step waits on; last the last call gated.
 	held, last *StepResult
+	// replayed: the last call's outcome came from its record.
+	replayed bool
 }
 
 // agent runs an agent step.
@@ -105,8 +107,10 @@ func (h *agentHost) Call(ctx context.Context, c agent.Call) agent.Outcome {
 	r := h.r
 	idem := h.idem + "/" + c.Key
 	if o, ok := h.recorded(ctx, idem, c.Key, c.Tool.Spec.OutputLabel); ok {
+		h.replayed = true
 		return o
 	}
+	h.replayed = false
 	st := &flow.Step{ID: h.s.ID, Call: c.Tool.Name, Worker: c.Tool.Worker, Spec: c.Tool.Spec, Timeout: h.s.Timeout, Retries: h.s.Retries}
 	sub := &StepResult{ID: h.s.ID, Tool: c.Tool.Name, Label: c.Label, ArgLabels: c.ArgLabels}
 	body, err := json.Marshal(c.Args)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 	"github.com/sluicehq/sluice/orchestrator/plan"
@@ -64,4 +65,15 @@ func (r *run) planStep(ctx context.Context, s *flow.Step, sc scope, ifLabel ifc.
 	all := v.all()
 	res.Status, res.OutputLabel = StatusCompleted, &all
 	return res, v
+}
+
+// Program records in the audit log the program a plan step's planner
+// wrote, when the step first gets it: not again when the planner's answer
+// comes from its record (plan.Programs).
+func (h *agentHost) Program(_ context.Context, src string, label ifc.Label) error {
+	if h.replayed {
+		return nil
+	}
+	r := h.r
+	return r.publish(audit.Record{Kind: audit.KindProgram, RunID: r.id, Flow: r.plan.Name, Step: h.s.ID, Tool: h.s.Call, Label: &label, Program: src})
 }

@@ -107,6 +107,12 @@ func Run(ctx context.Context, h agent.Host, s Step) (res Result) {
 	return fail(res, "plan step %s: no program ran after %d rewrites", s.ID, s.Plan.MaxRewrites)
 }
 
+// Programs is what a Host may do besides: keep the program the planner
+// wrote, with the label of the planner's answer, for the audit log.
+type Programs interface {
+	Program(ctx context.Context, src string, label ifc.Label) error
+}
+
 // planner is one run of a plan step.
 type planner struct {
 	h      agent.Host
@@ -138,6 +144,11 @@ func (p *planner) attempt(ctx context.Context, k int, res *Result) (Result, bool
 		return end(*res, Failed, ifc.Label{}, "program %d: %s answered with something that is not a message", k, s.Chat.Name), true
 	}
 	res.Program = Program(answer)
+	if pr, ok := p.h.(Programs); ok {
+		if err := pr.Program(ctx, res.Program, outputLabel(o)); err != nil {
+			return end(*res, Failed, ifc.Label{}, "program %d: %v", k, err), true
+		}
+	}
 	// The planner's own answer: telling it back raises nothing unless
 	// the model's output is below the planner's context.
 	canRewrite := p.conv.Tell(agent.Message{Role: "assistant", Content: str(answer)}, outputLabel(o))
