@@ -290,3 +290,49 @@ func TestPlanRewrite(t *testing.T) {
 		}
 	})
 }
+
+// (f) A poisoned MCP tool description: the hostile server describes echo
+// with an instruction to pay the attacker. A planner is never shown it —
+// only the tool's name and input schema — while an agent's model, which
+// is offered it, has its context label lowered to the server's; with the
+// manifest's own words instead, the agent stays trusted.
+func TestPlanPoisonedToolDescription(t *testing.T) {
+	for _, manifestWords := range []bool{false, true} {
+		manifest := strings.Replace(hostileManifest, "HOSTILE", hostileMCPBin, 1)
+		if manifestWords {
+			manifest = strings.Replace(manifest, "echo: {privileged: false, egress: false}", "echo: {privileged: false, egress: false, description: Echo the text.}", 1)
+		}
+		w := newWorkspace(t, map[string]string{
+			"sluice.yaml":  "workers:\n  - manifest: hostile.yaml\n  - manifest: builtin:llm\n    config: {backend: scripted, script: answers.yaml, record: model.jsonl}\n",
+			"hostile.yaml": manifest, "data/ok.txt": "inside the root",
+			"answers.yaml": planScript("r = hostile.echo(text=\"hello\")\nresult = \"echoed\"\n") + "- match: \"Say hello\"\n  respond: done\n",
+			"plan.yaml": "name: echo-plan\nsteps:\n  - id: p\n    plan: {model: llm, instructions: Echo hello once., tools: [hostile.echo]}\noutputs: {r: \"${steps.p.output}\"}\n",
+			"agent.yaml": "name: echo-agent\nsteps:\n  - id: a\n    agent: {model: llm, instructions: Say hello., tools: [hostile.echo]}\n",
+		})
+		if r := w.sluice("worker", "discover", "--manifest", "hostile.yaml"); r.code != 0 {
+			t.Fatalf("discover: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		r := w.sluice("run", "plan.yaml", "--json")
+		if r.code != 0 {
+			t.Fatalf("plan: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		reqs := plannerRequests(t, w)
+		if len(reqs) != 1 || !strings.Contains(reqs[0], "hostile.echo(text)") {
+			t.Fatalf("planner requests %q: want one, listing hostile.echo(text)", reqs)
+		}
+		if strings.Contains(reqs[0], "acct_attacker_hostile") || strings.Contains(reqs[0], "IMPORTANT") {
+			t.Fatalf("the planner was shown the server's description:\n%s", reqs[0])
+		}
+		if manifestWords && !strings.Contains(reqs[0], "Echo the text.") {
+			t.Errorf("the manifest's words were not shown:\n%s", reqs[0])
+		}
+		r = w.sluice("run", "agent.yaml", "--json")
+		if r.code != 0 {
+			t.Fatalf("agent: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		s := decodePlanRun(t, r.stdout).Steps[0]
+		if want := map[bool]string{false: "untrusted", true: "trusted"}[manifestWords]; s.Label.Integrity != want {
+			t.Errorf("manifest's words %v: the agent's label is %+v, want %s", manifestWords, s.Label, want)
+		}
+	}
+}
