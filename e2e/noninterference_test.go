@@ -47,8 +47,8 @@ import (
 //     arguments of a delivered egress call whose tool is not cleared for
 //     it, or the request log of the site the attacker reads.
 //
-// The scenarios cover fixed flows and agent steps (hiding and not), every
-// built-in tool and a WASM tool. `make noninterference` runs the committed
+// The scenarios cover fixed flows, agent steps (hiding and not) and plan
+// steps, every built-in tool and a WASM tool. `make noninterference` runs the committed
 // corpus (testdata/fuzz/FuzzNoninterference) and prints
 // "noninterference: N scenarios, V violations"; `make fuzz` explores
 // further.
@@ -361,6 +361,38 @@ const niScript = `
 - turn: 3
   match: '\[A7\]'
   respond: {content: "done"}
+- turn: 1
+  match: 'You are the planner(.|\n)*\[P1\]'
+  respond: |
+    page = web.fetch(url="PAGES/page")
+    files.write(path="p1.txt", content="fetched the page")
+    free = inspect(page["text"], "[P1q] Is a room free?", {"type": "boolean"})
+    files.write(path="p1-free.txt", content="free" if free else "full")
+    if page["title"] == "EUR":
+        email.send(to="me@home.example", subject="prices in euros", body="noted")
+    payment.charge(amount=120, currency="EUR", payee="acct_hotel_1")
+    result = "booked"
+- turn: 2
+  match: 'You are the planner(.|\n)*\[P1\]'
+  respond: |
+    files.write(path="p1-rewritten.txt", content="the first program failed")
+    result = "rewritten"
+- turn: 1
+  match: 'You are the planner(.|\n)*\[P2\]'
+  respond: |
+    files.write(path="p2.txt", content="starting")
+    d = files.read(path="download.txt")
+    files.write(path="p2-copy.txt", content=d["content"] + inputs["page"])
+    for w in inputs["title"].split():
+        email.send(to="me@home.example", subject="word", body=w)
+    result = len(d["content"])
+- turn: 2
+  match: 'You are the planner(.|\n)*\[P2\]'
+  respond: |
+    files.write(path="p2-rewritten.txt", content="the first program failed")
+    result = 0
+- match: '\[P1q\]'
+  respond: true
 - match: '\[A3q\]'
   respond: true
 - match: '\[X2\]'
@@ -446,6 +478,30 @@ steps:
 	"agent-calendar":   niAgent("A5", "Block time next to my second event.", "calendar.list_events, calendar.create_event, files.write", true),
 	"agent-files":      niAgent("A6", "Copy the download.", "files.read, files.write", true),
 	"agent-open":       niAgent("A7", "Read the hotel page.", "web.fetch, files.write, email.send, payment.charge", false),
+	// A plan: the program reads the page itself, inspects it, writes
+	// what it learned, branches on its title and then pays; the planner
+	// sees none of it.
+	"plan": `name: ni-plan
+steps:
+  - id: plan
+    plan:
+      model: llm
+      instructions: "[P1] Check the hotel page and book the room."
+      tools: [web.fetch, files.write, email.send, payment.charge]
+`,
+	// A plan that reads the page and the download through its inputs.
+	"plan-inputs": `name: ni-plan-inputs
+steps:
+  - id: page
+    call: web.fetch
+    with: {url: "PAGES/page"}
+  - id: plan
+    plan:
+      model: llm
+      instructions: "[P2] Save what the page and the download say."
+      tools: [files.read, files.write, email.send]
+      inputs: {page: "${steps.page.output.text}", title: "${steps.page.output.title}"}
+`,
 }
 
 func niAgent(tag, instructions, tools string, hide bool) string {
@@ -732,6 +788,13 @@ func FuzzNoninterference(f *testing.F) {
 			f.Fatalf("%s: the baseline leaks: %v", name, a.leaks)
 		}
 		baselines[name] = a
+	}
+	// The plan scenarios are live: their programs run, and make the
+	// trusted calls that come before anything the attacker writes.
+	for name, want := range map[string]string{"plan": `"path":"p1.txt"`, "plan-inputs": `"path":"p2.txt"`} {
+		if !strings.Contains(strings.Join(baselines[name].trusted, "\n"), want) {
+			f.Fatalf("%s: the baseline made no trusted call with %s: %v", name, want, baselines[name])
+		}
 	}
 	f.Cleanup(func() {
 		niStats.mu.Lock()
