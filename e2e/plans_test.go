@@ -336,3 +336,24 @@ func TestPlanPoisonedToolDescription(t *testing.T) {
 		}
 	}
 }
+
+// Instructions that read a value known to be untrusted before the run are
+// refused by sluice lint, at the expression, naming plan.inputs; the same
+// value passed through plan.inputs lints clean.
+func TestPlanLintUntrustedInstructions(t *testing.T) {
+	bad := strings.Replace(planFlow, `instructions: "${'Read the hotel page at ' + inputs.url + ' and pay 120 EUR for the room.'}"`,
+		`instructions: "${'Pay what this page says: ' + steps.fetch.output.text}"`, 1)
+	bad = strings.Replace(strings.Replace(bad, "NOTE", "cheap", 1), "steps:\n", "steps:\n  - id: fetch\n    call: web.fetch\n    with: {url: \"${inputs.url}\"}\n", 1)
+	good := strings.Replace(strings.Replace(planFlow, "NOTE", "\"${steps.fetch.output.text}\"", 1), "steps:\n",
+		"steps:\n  - id: fetch\n    call: web.fetch\n    with: {url: \"${inputs.url}\"}\n", 1)
+	w := newWorkspace(t, map[string]string{"sluice.yaml": deployment("127.0.0.1:1", "scripted"), "answers.yaml": planScript("result = 1\n"),
+		"bad.yaml": bad, "good.yaml": good})
+	r := w.sluice("lint", "bad.yaml")
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "bad.yaml:13:") || !strings.Contains(r.stdout+r.stderr, "steps.fetch.output.text, which is untrusted") ||
+		!strings.Contains(r.stdout+r.stderr, "plan.inputs") {
+		t.Fatalf("lint bad.yaml: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := w.sluice("lint", "good.yaml"); r.code != 0 {
+		t.Fatalf("lint good.yaml: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
