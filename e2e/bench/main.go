@@ -4,7 +4,7 @@
 //
 //	go run ./e2e/bench [-sluice BIN] [-runs 3] [-dur 1.5s] [-state .sluice]
 //	                   [-gobench FILE] [-cpuprofile FILE] [-memprofile FILE] [-scale 10000]
-//	                   [-only hop,mcp,flow,agent,tracing,jetstream,policy,labels,startup,scale]
+//	                   [-only hop,mcp,flow,agent,plan,tracing,jetstream,policy,labels,startup,scale]
 //
 // It prints one line per figure, `name value unit`, one per comparison,
 // `ratio NAME VALUE` (ours over raw; lower is better), and writes the same
@@ -66,7 +66,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of one extra loop of mediated calls at 16 callers to `file`")
 	memProfile := flag.String("memprofile", "", "write the allocations of this process, mostly mediated calls, to `file` after that loop")
 	scaleN := flag.Int("scale", 10000, "runs held at approval at once for the scale figures (0: skip them)")
-	only := flag.String("only", "", "measure only these groups, comma-separated: hop, mcp, flow, agent, tracing, jetstream, policy, labels, startup, scale (default all)")
+	only := flag.String("only", "", "measure only these groups, comma-separated: hop, mcp, flow, agent, plan, tracing, jetstream, policy, labels, startup, scale (default all)")
 	flag.Parse()
 	if *dur > 3*time.Second {
 		*dur = 3 * time.Second
@@ -186,6 +186,7 @@ func run(o options) error {
 		{"mcp", func() error { return mcpFigures(res, o, filepath.Join(tmp, "mcp")) }},
 		{"flow", func() error { return flowFigures(res, o) }},
 		{"agent", func() error { return agentFigures(res, o, filepath.Join(tmp, "agent")) }},
+		{"plan", func() error { return planFigures(res, o, filepath.Join(tmp, "plan")) }},
 		{"tracing", func() error { return tracingFigures(res, o, filepath.Join(tmp, "tracing")) }},
 		{"jetstream", func() error { return jetstreamFigures(res, filepath.Join(tmp, "jetstream")) }},
 		{"policy", func() error { return policyFigures(res, o.gobench) }},
