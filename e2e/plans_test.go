@@ -306,8 +306,8 @@ func TestPlanPoisonedToolDescription(t *testing.T) {
 			"sluice.yaml":  "workers:\n  - manifest: hostile.yaml\n  - manifest: builtin:llm\n    config: {backend: scripted, script: answers.yaml, record: model.jsonl}\n",
 			"hostile.yaml": manifest, "data/ok.txt": "inside the root",
 			"answers.yaml": planScript("r = hostile.echo(text=\"hello\")\nresult = \"echoed\"\n") + "- match: \"Say hello\"\n  respond: done\n",
-			"plan.yaml": "name: echo-plan\nsteps:\n  - id: p\n    plan: {model: llm, instructions: Echo hello once., tools: [hostile.echo]}\noutputs: {r: \"${steps.p.output}\"}\n",
-			"agent.yaml": "name: echo-agent\nsteps:\n  - id: a\n    agent: {model: llm, instructions: Say hello., tools: [hostile.echo]}\n",
+			"plan.yaml":    "name: echo-plan\nsteps:\n  - id: p\n    plan: {model: llm, instructions: Echo hello once., tools: [hostile.echo]}\noutputs: {r: \"${steps.p.output}\"}\n",
+			"agent.yaml":   "name: echo-agent\nsteps:\n  - id: a\n    agent: {model: llm, instructions: Say hello., tools: [hostile.echo]}\n",
 		})
 		if r := w.sluice("worker", "discover", "--manifest", "hostile.yaml"); r.code != 0 {
 			t.Fatalf("discover: exit %d\n%s%s", r.code, r.stdout, r.stderr)
