@@ -25,6 +25,8 @@ func parsePages() (map[string]*template.Template, error) {
 		// escape; the template then escapes it for HTML.
 		"show":       display.String,
 		"quoteASCII": display.QuoteASCII,
+		// lines splits a plan's program into its lines, each shown.
+		"lines": func(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") },
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"runs", "run", "approvals"} {

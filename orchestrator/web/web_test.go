@@ -526,17 +526,19 @@ func TestStepAnsweredTogether(t *testing.T) {
 
 // An agent step lists the calls it made — the held payment among them —
 // each with its decision and time; the step shows its time; a step that
-// did not run is drawn as skipped, not by a label it never had.
+// did not run is drawn as skipped, not by a label it never had; a plan
+// step shows its program.
 func TestRunPageInnerCallsAndSkipped(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	u := ifc.UntrustedFrom(pageSource)
 	run := &audit.Run{ID: runID, Flow: "agent-book", Started: t0, Status: "held", Planned: true, Steps: []audit.StepTrace{
-		{ID: "booker", Tool: "llm.chat", Status: "held", Decision: "approve", Label: &u, Started: &t0, DurationMS: 5000, Inner: []audit.CallTrace{
-			{Tool: "llm.chat", Decision: "allow", Status: "completed", Started: t0, DurationMS: 2000},
-			{Tool: "payment.charge", Decision: "approve", Rules: []string{"untrusted-never-pays-alone (builtin/default.yaml:21:5)"}, Label: &u,
-				Status: "held", Started: t0.Add(5 * time.Second)},
-		}},
+		{ID: "booker", Tool: "llm.chat", Status: "held", Decision: "approve", Label: &u, Started: &t0, DurationMS: 5000,
+			Program: "page = web.fetch(url=\"<x>\")\nresult = page[\"title\"]\u202e\n", Inner: []audit.CallTrace{
+				{Tool: "llm.chat", Decision: "allow", Status: "completed", Started: t0, DurationMS: 2000},
+				{Tool: "payment.charge", Decision: "approve", Rules: []string{"untrusted-never-pays-alone (builtin/default.yaml:21:5)"}, Label: &u,
+					Status: "held", Started: t0.Add(5 * time.Second)},
+			}},
 		{ID: "note", Tool: "web.fetch", Deps: []string{"booker"}, Status: "skipped", Label: ptr(ifc.TrustedFrom(ifc.SourceUser))},
 	}}
 	g := layout(run)
@@ -554,7 +556,9 @@ func TestRunPageInnerCallsAndSkipped(t *testing.T) {
 	body := c.get("/runs/" + runID).body
 	for _, want := range []string{`<section class="step skipped" id="step-note">`, `<span class="took">5s</span>`, `<table class="calls">`,
 		`<tr class="call untrusted"><td><code>payment.charge</code></td><td><span class="status held">held</span>`,
-		`<td>2s</td>`, "untrusted-never-pays-alone (builtin/default.yaml:21:5)", `<g class="node skipped">`} {
+		`<td>2s</td>`, "untrusted-never-pays-alone (builtin/default.yaml:21:5)", `<g class="node skipped">`,
+		// A plan step's program, a line at a time, escaped.
+		"<dt>Program</dt><dd><pre class=\"program\">page = web.fetch(url=&#34;&lt;x&gt;&#34;)\nresult = page[&#34;title&#34;]\\u202e\n</pre>"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the run page lacks %s", want)
 		}
