@@ -133,7 +133,7 @@ func (p *planner) attempt(ctx context.Context, k int, res *Result) (Result, bool
 	switch o.Status {
 	case agent.Completed:
 	case agent.Held:
-		return end(*res, Held, o.Label, "program %d: the call to %s is held for approval", k, s.Chat.Name), true
+		return end(*res, Held, p.conv.Label(), "program %d: the call to %s is held for approval", k, s.Chat.Name), true
 	case agent.Denied:
 		return end(*res, Denied, o.Label, "program %d: the call to %s was denied: %s", k, s.Chat.Name, strings.Join(o.Reasons, "; ")), true
 	default:
@@ -141,12 +141,12 @@ func (p *planner) attempt(ctx context.Context, k int, res *Result) (Result, bool
 	}
 	answer, ok := content(o.Output)
 	if !ok {
-		return end(*res, Failed, ifc.Label{}, "program %d: %s answered with something that is not a message", k, s.Chat.Name), true
+		return end(*res, Failed, outputLabel(o), "program %d: %s answered with something that is not a message", k, s.Chat.Name), true
 	}
 	res.Program = Program(answer)
 	if pr, ok := p.h.(Programs); ok {
 		if err := pr.Program(ctx, res.Program, outputLabel(o)); err != nil {
-			return end(*res, Failed, ifc.Label{}, "program %d: %v", k, err), true
+			return end(*res, Failed, ifc.TrustedFrom(), "program %d: %v", k, err), true
 		}
 	}
 	// The planner's own answer: telling it back raises nothing unless
@@ -225,7 +225,7 @@ func end(res Result, status string, l ifc.Label, format string, a ...any) Result
 }
 
 func fail(res Result, format string, a ...any) Result {
-	return end(res, Failed, ifc.Label{}, format, a...)
+	return end(res, Failed, ifc.TrustedFrom(), format, a...)
 }
 
 // content is the text of the chat tool's answer.

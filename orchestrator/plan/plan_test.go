@@ -332,3 +332,16 @@ func TestProgram(t *testing.T) {
 		}
 	}
 }
+
+// With no rewrite left, a program that fails with a trusted error fails
+// the step with it, and the step stays trusted.
+func TestPlanTrustedFailureStaysTrusted(t *testing.T) {
+	h := &recHost{programs: []string{"r = travel.search(town=\"Lisbon\")\nresult = r\n", "result = 1\n"}}
+	s := step(t, nil)
+	s.Plan.MaxRewrites = 0
+	res := run(t, h, s)
+	if res.Status != Failed || h.count("llm.chat") != 1 || res.Label.Integrity() != ifc.Trusted ||
+		!strings.Contains(res.Error, `no parameter "town"`) || strings.Contains(res.Error, "not shown") {
+		t.Fatalf("%+v", res)
+	}
+}
