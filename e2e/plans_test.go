@@ -139,6 +139,7 @@ func TestPlanBenign(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+	validateOutput(t, "run.json", "run --json (a plan)", r.stdout)
 	run := decodePlanRun(t, r.stdout)
 	s := run.Steps[0]
 	if s.Status != "completed" || len(s.Calls) != 2 || s.Calls[0].Tool != "web.fetch" || s.Calls[1].Tool != "payment.charge" || s.Turns != 1 {
@@ -159,6 +160,17 @@ func TestPlanBenign(t *testing.T) {
 	if tr.code != 0 || !strings.Contains(tr.stdout, "program:") || !strings.Contains(tr.stdout, `| charge = payment.charge(amount=120`) {
 		t.Fatalf("trace exit %d:\n%s\n%s", tr.code, tr.stdout, tr.stderr)
 	}
+	// The same as JSON, which its schema admits.
+	tj := w.sluice("trace", run.RunID, "--json")
+	var trace struct {
+		Steps []struct {
+			Program string `json:"program"`
+		} `json:"steps"`
+	}
+	if tj.code != 0 || json.Unmarshal([]byte(tj.stdout), &trace) != nil || len(trace.Steps) != 1 || !strings.Contains(trace.Steps[0].Program, "payment.charge(") {
+		t.Fatalf("trace --json exit %d:\n%s", tj.code, tj.stdout)
+	}
+	validateOutput(t, "trace.json", "trace --json (a plan)", tj.stdout)
 }
 
 // (b) An injection in a tool result: the planner never receives it, and

@@ -97,8 +97,9 @@ func traceCommand() *command {
 		long: `Shows one run from the audit log: each step with the time it took, the label
 of its arguments, the policy decision with the rules behind it, a person's
 answer to a held call, and the result. Under a step that made more than one
-call (an agent, a for_each) each call is listed with its status, time,
-decision and label: a payment an agent proposed that was held shows there.
+call (an agent, a plan, a for_each) each call is listed with its status,
+time, decision and label: a payment an agent proposed that was held shows
+there. A plan step shows the program its planner wrote (program in --json).
 A step that did not run shows as skipped. Times run from a step's (or a
 call's) first audit record to its last. --json prints the same as JSON
 (inner_calls, started, duration_ms; schemas/output/trace.json,
