@@ -76,3 +76,30 @@ func TestPrintersShowWhatAnAttackerWroteEscaped(t *testing.T) {
 	}})
 	checkShown(t, "sluice trace", b.String())
 }
+
+// A plan step's program is printed a line at a time, each line behind
+// "| " and escaped: a program cannot forge a line of the output or print
+// a control character.
+func TestPrintProgramEscapes(t *testing.T) {
+	t.Parallel()
+	prog := "result = 1\n" + forged + "\n"
+	var run, trace bytes.Buffer
+	printModelStep(&run, engine.StepResult{ID: "trip", Tool: "llm.chat", Turns: 1, Program: prog})
+	printProgram(&trace, "  ", prog)
+	for what, out := range map[string]string{"sluice run": run.String(), "sluice trace": trace.String()} {
+		for _, r := range out {
+			if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028') {
+				t.Errorf("%s prints %U raw:\n%q", what, r, out)
+			}
+		}
+		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+		for _, line := range lines[1:] {
+			if !strings.HasPrefix(strings.TrimSpace(line), "| ") {
+				t.Errorf("%s prints a program line outside the program: %q", what, line)
+			}
+		}
+		if !strings.Contains(out, "| result = 1") || !strings.Contains(out, `|     arguments labeled trusted, from user\r\x1b[2J\x1b[H\u202e\u2028\u200b`) {
+			t.Errorf("%s:\n%s", what, out)
+		}
+	}
+}
