@@ -74,6 +74,10 @@ type Tool struct {
 	// which a planner is never shown and which raises an agent's context
 	// by the tool's output label.
 	DescriptionFromServer bool
+	// SchemasFromServer says Input and Output are the schemas an MCP server
+	// sent: a model is shown only their structure (schemas.Structure),
+	// never their words.
+	SchemasFromServer bool
 	// Privileged tools have side effects someone cares about.
 	Privileged bool
 	// Approvable tools are held for a human when the clearance check fails,

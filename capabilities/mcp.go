@@ -302,6 +302,7 @@ func (m *Manifest) withDiscovery(d *Discovery) (tools map[string]*Tool, names ma
 		if r.Description != "" {
 			t.Description, t.DescriptionFromServer = r.Description, false
 		}
+		t.SchemasFromServer = true
 		if t.Input, err = compileRaw(dt.InputSchema); err != nil {
 			return nil, nil, nil, fmt.Errorf("tool %s: input schema: %w", dt.Name, err)
 		}

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/internal/jsonvalue"
 	"github.com/sluicehq/sluice/orchestrator/flow"
@@ -226,7 +227,7 @@ func (r *run) offer() (offered []schemas.ChatTool, described ifc.Label) {
 		}
 		ct := schemas.ChatTool{Name: name, Description: t.Spec.Description}
 		if t.Spec.Input != nil {
-			ct.Parameters, _ = json.Marshal(t.Spec.Input.Doc()) // a schema loaded from JSON always encodes
+			ct.Parameters, _ = json.Marshal(ShownSchema(t.Spec, t.Spec.Input)) // a schema loaded from JSON always encodes
 		}
 		offered = append(offered, ct)
 	}
@@ -272,6 +273,17 @@ func (r *run) end(res Result, status, format string, a ...any) Result {
 }
 
 func (r *run) inspectable() bool { return r.s.Agent.Extract != nil && r.s.Agent.HideUntrusted }
+
+// ShownSchema is what a model is shown of one of a tool's schemas: the
+// whole document when the manifest gave it, only its structure when an MCP
+// server did (every word of it is the server's, where an injection can
+// hide).
+func ShownSchema(t *capabilities.Tool, s *schemas.Schema) any {
+	if t.SchemasFromServer {
+		return schemas.Structure(s.Doc())
+	}
+	return s.Doc()
+}
 
 // OfferedName is a tool's name as the model sees it: model APIs do not
 // allow dots in tool names.

@@ -67,7 +67,7 @@ func signature(t flow.AgentTool) string {
 	var schema any = map[string]any{"type": "object"}
 	if t.Spec.Input != nil {
 		params, _ = t.Spec.Input.Shape()
-		schema = plain(t.Spec.Input.Doc())
+		schema = plain(agent.ShownSchema(t.Spec, t.Spec.Input))
 	}
 	sch, _ := json.Marshal(schema)
 	fmt.Fprintf(&b, "- %s(%s)\n  input schema: %s\n", t.Name, strings.Join(params, ", "), sch)
@@ -75,7 +75,7 @@ func signature(t flow.AgentTool) string {
 		fmt.Fprintf(&b, "  %s\n", strings.Join(strings.Fields(d), " "))
 	}
 	if t.Spec.Output != nil {
-		out, _ := json.Marshal(plain(t.Spec.Output.Doc()))
+		out, _ := json.Marshal(plain(agent.ShownSchema(t.Spec, t.Spec.Output)))
 		fmt.Fprintf(&b, "  returns: %s\n", out)
 	}
 	return b.String()
