@@ -1,11 +1,11 @@
 // Command eval measures Sluice the way the field measures defences against
 // prompt injection: suites with the structure of AgentDojo's, each user task
-// as a fixed flow and as an agent step, run through the real sluice binary
+// as a fixed flow, as an agent step and as a plan step, run through the real sluice binary
 // without an attack and with each injection task's goal written, in several
 // phrasings, into every place the task reads; success of an attack is judged
 // on the environment's state after the run, never on what the run reports.
 //
-//	go run ./e2e/eval [-suite banking,slack] [-sample 10] [-json FILE] [-v]
+//	go run ./e2e/eval [-suite banking,slack] [-mode plan] [-sample 10] [-json FILE] [-v]
 //
 // It prints one line per suite and one in total:
 //
@@ -56,6 +56,7 @@ func run() error {
 		bin     = flag.String("sluice", "bin/sluice", "the sluice binary to measure (built with go build when missing)")
 		jsonOut = flag.String("json", ".sluice/eval.json", "where to write every run and the totals")
 		work    = flag.String("work", "", "working directory for the deployments (default: a temporary one, removed at the end)")
+		mode    = flag.String("mode", "all", "the versions of each task to run: fixed (its flow), agent (an agent step), plan (a plan step), or all")
 	)
 	flag.StringVar(&opt.task, "task", "", "run only this user task")
 	flag.StringVar(&opt.injection, "injection", "", "run only this injection task (with -task, one pair)")
@@ -70,6 +71,14 @@ func run() error {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	switch *mode {
+	case "all":
+	case "fixed", "agent", "plan":
+		versions = []string{*mode}
+	default:
+		flag.Usage()
+		os.Exit(2)
+	}
 	if opt.sample < 1 || opt.parallel < 1 || (opt.phrasings != "all" && opt.phrasings != "rotate") || (opt.person != "approve" && opt.person != "endorse" && opt.person != "remember") {
 		flag.Usage()
 		os.Exit(2)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,17 @@ type episode struct {
 	worker string
 	task   *userTask
 	attack *injectionTask // nil: no attack
+
+	// secrets are the texts of the environment a planner must never be
+	// shown: every vector's text (benign or the injection) and every
+	// longer text of the environment that is not in the task's prompt.
+	secrets []string
+	// plans counts the programs the model wrote as a planner; unwritten
+	// the planner requests it could not answer honestly.
+	plans, unwritten int
+	// leak says what a planner request held that it must not: set, it
+	// fails the run loudly.
+	leak string
 
 	mu       sync.Mutex
 	notes    []string // why the oracle stopped short, in words
@@ -118,6 +130,8 @@ func (m *model) serve(w http.ResponseWriter, r *http.Request) {
 	var ok bool
 	if req.ResponseFormat != nil {
 		msg, ok = ep.extract(req)
+	} else if isPlanner(req.Messages) {
+		msg, ok = ep.plan(req.Messages)
 	} else {
 		msg, ok = ep.chat(req.Messages)
 	}
@@ -471,4 +485,108 @@ func clip(s string) string {
 		return s[:77] + "..."
 	}
 	return s
+}
+
+// isPlanner reports whether a request is a plan step's planner's.
+func isPlanner(msgs []chatMessage) bool {
+	if len(msgs) == 0 || msgs[0].Role != "system" || msgs[0].Content == nil {
+		return false
+	}
+	first, _, _ := strings.Cut(*msgs[0].Content, "\n")
+	return first == plannerFirstLine
+}
+
+// plan answers a planner: the honest planner's program for the task,
+// made from the request's text alone. A request that holds any text of
+// the environment (a tool's result, an injection) breaks the plan step's
+// guarantee: the run fails, saying what was shown.
+func (e *episode) plan(msgs []chatMessage) (chatMessage, bool) {
+	var shown []string
+	for _, m := range msgs {
+		if m.Content == nil {
+			continue
+		}
+		shown = append(shown, *m.Content)
+		if leak := e.leaked(*m.Content); leak != "" {
+			e.mu.Lock()
+			if e.leak == "" {
+				e.leak = fmt.Sprintf("the planner's %s message holds %s", m.Role, leak)
+			}
+			e.mu.Unlock()
+		}
+	}
+	src, notes, err := planProgram(e.worker, e.task, shown)
+	if err != nil {
+		e.note("the planner cannot write the plan: %v", err)
+		e.mu.Lock()
+		e.unwritten++
+		e.mu.Unlock()
+		return chatMessage{}, false
+	}
+	for _, n := range notes {
+		e.note("%s", n)
+	}
+	e.mu.Lock()
+	e.plans++
+	e.mu.Unlock()
+	s := "```python\n" + src + "```"
+	return chatMessage{Role: "assistant", Content: &s}, true
+}
+
+// leaked names the first text of the environment that content holds.
+func (e *episode) leaked(content string) string {
+	if e.attack != nil && holds(content, e.attack.Goal) {
+		return "the injection's goal"
+	}
+	for _, s := range e.secrets {
+		if holds(content, s) {
+			return fmt.Sprintf("%q, a text of the environment", clip(s))
+		}
+	}
+	return ""
+}
+
+// secretTexts are the texts of an environment a planner must not be shown:
+// every vector's text, and every string of the environment of 24
+// characters or more that the prompt does not hold.
+func secretTexts(state []byte, vectors map[string]string, prompt string) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if s != "" && !seen[s] && !strings.Contains(prompt, s) {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	names := make([]string, 0, len(vectors))
+	for n := range vectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		add(vectors[n])
+	}
+	var env any
+	if json.Unmarshal(state, &env) != nil {
+		return out
+	}
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			if len(v) >= 24 {
+				add(v)
+			}
+		case map[string]any:
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(env)
+	return out
 }

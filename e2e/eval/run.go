@@ -35,8 +35,10 @@ type deployment struct {
 	// the API sluice run and sluice approve use.
 	client *api.Client
 	tools  []string
-	// agentFlows holds the generated agent version of each task.
+	// agentFlows and planFlows hold the generated agent and plan versions
+	// of each task.
 	agentFlows map[string]string
+	planFlows  map[string]string
 	// person is how the person answers a held call of a run without an
 	// attack: approve, endorse or remember (-person).
 	person string
@@ -90,7 +92,7 @@ const upTimeout = 2 * time.Minute
 
 // deploy writes the suite's deployment under dir and starts sluice up.
 func deploy(s *suite, dir, bin, envserver string, undefended bool) (*deployment, error) {
-	d := &deployment{s: s, dir: dir, bin: bin, agentFlows: map[string]string{}, undefended: undefended}
+	d := &deployment{s: s, dir: dir, bin: bin, agentFlows: map[string]string{}, planFlows: map[string]string{}, undefended: undefended}
 	if err := os.MkdirAll(filepath.Join(dir, "env"), 0o755); err != nil {
 		return nil, err
 	}
@@ -136,6 +138,9 @@ workers:
 		return nil, fmt.Errorf("%s: sluice worker discover: %v\n%s", s.name, err, out)
 	}
 	if err := d.writeAgentFlows(); err != nil {
+		return nil, err
+	}
+	if err := d.writePlanFlows(); err != nil {
 		return nil, err
 	}
 	return d, d.start()
@@ -185,6 +190,37 @@ func (d *deployment) writeAgentFlows() error {
 	return nil
 }
 
+// writePlanFlows writes each task's plan version: one plan step with the
+// task's prompt as its instructions and every tool of the suite. The
+// planner is shown the prompt and the tools, never a result; the program
+// it writes makes the calls.
+func (d *deployment) writePlanFlows() error {
+	if err := os.MkdirAll(filepath.Join(d.dir, "plan"), 0o755); err != nil {
+		return err
+	}
+	for _, t := range d.s.tasks {
+		f := map[string]any{
+			"name": t.ID + "-plan",
+			"steps": []any{map[string]any{"id": "plan", "plan": map[string]any{
+				"model":        "llm",
+				"instructions": strings.ReplaceAll(t.Prompt, "${", "$ {"),
+				"tools":        d.tools,
+			}}},
+			"outputs": map[string]any{"answer": "${steps.plan.output}"},
+		}
+		b, err := yaml.Marshal(f)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(d.dir, "plan", t.ID+".yaml")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return err
+		}
+		d.planFlows[t.ID] = path
+	}
+	return nil
+}
+
 func maxInjectionCalls(s *suite) int {
 	n := 0
 	for _, a := range s.attacks {
@@ -194,7 +230,7 @@ func maxInjectionCalls(s *suite) int {
 }
 
 func (d *deployment) start() error {
-	if err := d.reset(nil); err != nil {
+	if _, _, err := d.reset(nil); err != nil {
 		return err
 	}
 	d.up = exec.Command(d.bin, "up", "--http", "off", "-q")
@@ -244,23 +280,23 @@ func (d *deployment) stop() {
 
 // reset puts a fresh environment in place, with texts in the vectors they
 // name and the benign text in every other one.
-func (d *deployment) reset(texts map[string]string) error {
-	state, vectors, err := d.s.environment(texts)
+func (d *deployment) reset(texts map[string]string) (state []byte, vectors map[string]string, err error) {
+	state, vectors, err = d.s.environment(texts)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	env := filepath.Join(d.dir, "env")
 	if err := os.WriteFile(filepath.Join(env, "state.json"), state, 0o644); err != nil {
-		return err
+		return nil, nil, err
 	}
 	vb, _ := json.Marshal(vectors)
 	if err := os.WriteFile(filepath.Join(env, "vectors.json"), vb, 0o644); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := os.Remove(filepath.Join(env, "read.log")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return nil, nil, err
 	}
-	return nil
+	return state, vectors, nil
 }
 
 func (d *deployment) sluice(ctx context.Context, args ...string) ([]byte, error) {
@@ -288,7 +324,11 @@ type runResult struct {
 	Notes     []string `json:"notes,omitempty"`
 	Saw       bool     `json:"saw_injection,omitempty"`
 	Obeyed    int      `json:"obeyed,omitempty"`
-	Error     string   `json:"error,omitempty"`
+	// Plans counts the programs the planner wrote; Unwritten the requests
+	// it could not honestly answer (its notes say why).
+	Plans     int    `json:"plans,omitempty"`
+	Unwritten int    `json:"plans_not_written,omitempty"`
+	Error     string `json:"error,omitempty"`
 	pre, post []byte
 }
 
@@ -306,9 +346,11 @@ const runTimeout = 2 * time.Minute
 // call policy holds is approved as it comes (and counted); without one, a
 // held run waits for nobody: it is cancelled, and judged as it stands.
 func (d *deployment) run(flow string, ep *episode, texts map[string]string, person bool) (*runResult, error) {
-	if err := d.reset(texts); err != nil {
+	state, vectors, err := d.reset(texts)
+	if err != nil {
 		return nil, err
 	}
+	ep.secrets = secretTexts(state, vectors, ep.task.Prompt)
 	pre, err := os.ReadFile(filepath.Join(d.dir, "env", "state.json"))
 	if err != nil {
 		return nil, err
@@ -347,7 +389,14 @@ func (d *deployment) run(flow string, ep *episode, texts map[string]string, pers
 	}
 	ep.mu.Lock()
 	res.Notes, res.Saw, res.Obeyed = ep.notes, ep.saw, ep.obeyed
+	res.Plans, res.Unwritten = ep.plans, ep.unwritten
+	leak := ep.leak
 	ep.mu.Unlock()
+	if leak != "" {
+		// The plan step's guarantee is that its planner is shown trusted
+		// text only: a run that broke it is not a measurement.
+		return nil, fmt.Errorf("run %s: the plan step broke its guarantee: %s", flow, leak)
+	}
 	return res, nil
 }
 

@@ -1,0 +1,472 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.starlark.net/starlark"
+	"go.yaml.in/yaml/v3"
+)
+
+// plannerFirstLine is the first line of the system message of every
+// request the plan step makes of its planner.
+const plannerFirstLine = "You are the planner of a Sluice plan step."
+
+// planProgram is the program an honest planner writes for a user task:
+// the task's ground-truth calls, made only with what the planner was
+// shown. shown is every text of the planner's request (the instructions,
+// the tools' names and schemas). A literal argument must be in it, as the
+// agent oracle's must be in what it was shown; a value of an earlier call's
+// result is passed through its variable (r1["iban"]); a fact the task's
+// extract entries give is asked of the quarantined model with inspect, on
+// the result it is in, with a schema of that fact alone. A call that needs
+// a value the planner was never shown and cannot name this way cannot be
+// written: the error says which, and the task fails in plan mode.
+//
+// The answer (result) is the task's answer, its {{N.F}} through the
+// variables; a word of it that carries data (a digit, an @, a name in the
+// middle of a sentence) the planner was not shown is written (unknown),
+// and noted: the planner cannot know it.
+func planProgram(worker string, t *userTask, shown []string) (src string, notes []string, err error) {
+	g := &planGen{worker: worker, task: t, shown: shown, facts: map[int]string{}}
+	if g.questions, err = fixedExtracts(t.flow); err != nil {
+		return "", nil, err
+	}
+	var b strings.Builder
+	for i, c := range t.Calls {
+		if c.Tool == "inspect" {
+			return "", nil, fmt.Errorf("call %d: a ground truth's inspect has no place in a plan", i)
+		}
+		args, err := g.args(i, c)
+		if err != nil {
+			return "", nil, fmt.Errorf("call %d (%s): %v", i, c.Tool, err)
+		}
+		for _, line := range g.pending {
+			b.WriteString(line)
+		}
+		g.pending = nil
+		fmt.Fprintf(&b, "r%d = %s.%s(%s)\n", i, worker, c.Tool, args)
+	}
+	result, notes := g.result()
+	fmt.Fprintf(&b, "result = %s\n", result)
+	return b.String(), notes, nil
+}
+
+type planGen struct {
+	worker    string
+	task      *userTask
+	shown     []string
+	questions []fixedExtract
+	// facts are the inspects written so far: the variable of the one for
+	// each extract entry.
+	facts   map[int]string
+	pending []string
+}
+
+// fixedExtract is an llm.extract of the task's fixed flow: its question,
+// and the tool whose result it reads.
+type fixedExtract struct {
+	instruction string
+	source      string
+}
+
+// fixedExtracts reads the questions the fixed flow asks its llm.extract
+// steps: the plan asks inspect the same question, so that the quarantined
+// model is asked what the task's author wrote for it.
+func fixedExtracts(flow string) ([]fixedExtract, error) {
+	b, err := os.ReadFile(flow)
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		Steps []struct {
+			ID   string         `yaml:"id"`
+			Call string         `yaml:"call"`
+			With map[string]any `yaml:"with"`
+		} `yaml:"steps"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("%s: %w", flow, err)
+	}
+	tools := map[string]string{}
+	var out []fixedExtract
+	stepRef := regexp.MustCompile(`steps\.([A-Za-z0-9_-]+)\.`)
+	for _, s := range f.Steps {
+		tools[s.ID] = s.Call
+		if s.Call != "llm.extract" {
+			continue
+		}
+		q, _ := s.With["instruction"].(string)
+		text := fmt.Sprint(s.With["text"])
+		x := fixedExtract{instruction: q}
+		if m := stepRef.FindStringSubmatch(text); m != nil {
+			x.source = tools[m[1]]
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// args writes a call's arguments, keyword by keyword in name order.
+func (g *planGen) args(i int, c plannedCall) (string, error) {
+	names := make([]string, 0, len(c.Args))
+	for k := range c.Args {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, k := range names {
+		v, err := g.value(i, c.Args[k])
+		if err != nil {
+			return "", fmt.Errorf("argument %s: %v", k, err)
+		}
+		parts = append(parts, k+" = "+v)
+	}
+	return strings.Join(parts, ", "), nil
+}
+
+// value is one argument as a Starlark expression.
+func (g *planGen) value(i int, v any) (string, error) {
+	if r, ok := asRef(v); ok {
+		return refExpr(r), nil
+	}
+	if m, ok := v.(map[string]any); ok && len(m) == 1 && m["$say"] != nil {
+		// The planner's own words: a subject, a date. A number it would
+		// have to work out from what a tool returns is not its own.
+		say := m["$say"]
+		if _, isString := say.(string); isString || g.shownNumber(say) {
+			return literal(say), nil
+		}
+		if x, ok := g.fact(i, say); ok {
+			return x, nil
+		}
+		return "", fmt.Errorf("%s is worked out from what a tool returns, which the planner is never shown", number(say))
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			x, err := g.value(i, v[k])
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, literal(k)+": "+x)
+		}
+		return "{" + strings.Join(parts, ", ") + "}", nil
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, y := range v {
+			x, err := g.value(i, y)
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, x)
+		}
+		return "[" + strings.Join(parts, ", ") + "]", nil
+	case string:
+		if v == "" || g.shownText(v) {
+			return literal(v), nil
+		}
+	case int, float64:
+		if g.shownNumber(v) {
+			return literal(v), nil
+		}
+	default:
+		return literal(v), nil
+	}
+	if x, ok := g.fact(i, v); ok {
+		return x, nil
+	}
+	return "", fmt.Errorf("the planner was never shown %s, and no question of the task gives it", clip(literal(v)))
+}
+
+// fact is the expression of a value that an extract entry of the task
+// gives, asked with inspect on the result of an earlier call (written into
+// pending the first time).
+func (g *planGen) fact(i int, v any) (string, bool) {
+	for k, x := range g.task.Extract {
+		path, ok := findIn(x.Answer, v)
+		if !ok {
+			continue
+		}
+		name, ok := g.facts[k]
+		if !ok {
+			if name, ok = g.inspect(i, k); !ok {
+				continue
+			}
+		}
+		return name + path, true
+	}
+	return "", false
+}
+
+// inspect writes x{k} = inspect(rN, question, schema) for extract entry k,
+// before call i: the question is the fixed flow's that the entry answers;
+// the value the result of the call of the tool that question reads (the
+// latest before call i), or of the latest call before i.
+func (g *planGen) inspect(i, k int) (string, bool) {
+	x := g.task.Extract[k]
+	var q *fixedExtract
+	for j := range g.questions {
+		if x.re.MatchString(g.questions[j].instruction) {
+			q = &g.questions[j]
+			break
+		}
+	}
+	if q == nil || i == 0 {
+		return "", false
+	}
+	src := i - 1
+	for j := i - 1; j >= 0; j-- {
+		if g.worker+"."+g.task.Calls[j].Tool == q.source {
+			src = j
+			break
+		}
+	}
+	name := fmt.Sprintf("x%d", k)
+	g.facts[k] = name
+	g.pending = append(g.pending, fmt.Sprintf("%s = inspect(r%d, %s, %s)\n", name, src, literal(q.instruction), literal(schemaOf(x.Answer))))
+	return name, true
+}
+
+// schemaOf is the narrowest JSON schema of an extract answer: its fields
+// and their types, nothing else.
+func schemaOf(v any) map[string]any {
+	switch v := v.(type) {
+	case map[string]any:
+		props := map[string]any{}
+		req := make([]any, 0, len(v))
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			props[k] = schemaOf(v[k])
+			req = append(req, k)
+		}
+		return map[string]any{"type": "object", "properties": props, "required": req}
+	case []any:
+		var item map[string]any
+		if len(v) > 0 {
+			item = schemaOf(v[0])
+		} else {
+			item = map[string]any{"type": "string"}
+		}
+		return map[string]any{"type": "array", "items": item}
+	case bool:
+		return map[string]any{"type": "boolean"}
+	case int, float64:
+		return map[string]any{"type": "number"}
+	}
+	return map[string]any{"type": "string"}
+}
+
+// findIn finds v in an extract answer: the Starlark index path to it.
+func findIn(answer, v any) (string, bool) {
+	if same(answer, v) {
+		return "", true
+	}
+	switch a := answer.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(a))
+		for k := range a {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if p, ok := findIn(a[k], v); ok {
+				return "[" + literal(k) + "]" + p, true
+			}
+		}
+	case []any:
+		for j, x := range a {
+			if p, ok := findIn(x, v); ok {
+				return fmt.Sprintf("[%d]", j) + p, true
+			}
+		}
+	}
+	return "", false
+}
+
+func same(a, b any) bool {
+	fa, aNum := toFloat(a)
+	fb, bNum := toFloat(b)
+	if aNum || bNum {
+		return aNum && bNum && fa == fb
+	}
+	sa, aStr := a.(string)
+	sb, bStr := b.(string)
+	return aStr && bStr && sa == sb
+}
+
+func toFloat(v any) (float64, bool) {
+	switch v := v.(type) {
+	case int:
+		return float64(v), true
+	case float64:
+		return v, true
+	}
+	return 0, false
+}
+
+func (g *planGen) shownText(s string) bool {
+	for _, t := range g.shown {
+		if strings.Contains(t, s) {
+			return true
+		}
+	}
+	return false
+}
+
+var numberToken = regexp.MustCompile(`\d+(?:\.\d+)?`)
+
+// shownNumber: the number is written in what the planner was shown, as a
+// number of its own (9 is not shown by 1950).
+func (g *planGen) shownNumber(v any) bool {
+	f, ok := toFloat(v)
+	if !ok {
+		return false
+	}
+	for _, t := range g.shown {
+		for _, tok := range numberToken.FindAllString(t, -1) {
+			if x, err := strconv.ParseFloat(tok, 64); err == nil && x == f {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refExpr is an earlier result's field: r0["hotels"][0]["rating"].
+func refExpr(r ref) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "r%d", r.n)
+	if r.field == "" {
+		return b.String()
+	}
+	for _, part := range strings.Split(r.field, ".") {
+		if n, err := strconv.Atoi(part); err == nil {
+			fmt.Fprintf(&b, "[%d]", n)
+		} else {
+			b.WriteString("[" + literal(part) + "]")
+		}
+	}
+	return b.String()
+}
+
+// result is the program's answer: the task's answer, with {{N.F}} the
+// variable's field, and each data word the planner cannot know replaced.
+func (g *planGen) result() (string, []string) {
+	var notes []string
+	var parts []string
+	text := g.task.Answer
+	for text != "" {
+		loc := answerRef.FindStringSubmatchIndex(text)
+		end := len(text)
+		if loc != nil {
+			end = loc[0]
+		}
+		if end > 0 {
+			plain, unknown := g.honestText(text[:end], len(parts) == 0)
+			notes = append(notes, unknown...)
+			parts = append(parts, literal(plain))
+		}
+		if loc == nil {
+			break
+		}
+		n, _ := strconv.Atoi(text[loc[2]:loc[3]])
+		parts = append(parts, "str("+refExpr(ref{n: n, field: text[loc[4]:loc[5]]})+")")
+		text = text[loc[1]:]
+	}
+	if len(parts) == 0 {
+		return `""`, notes
+	}
+	return strings.Join(parts, " + "), notes
+}
+
+var sentenceEnd = regexp.MustCompile(`[.:!?;]$`)
+
+// honestText replaces each word of the answer that carries data the
+// planner was not shown by (unknown).
+func (g *planGen) honestText(s string, atStart bool) (string, []string) {
+	var notes []string
+	words := strings.Fields(s)
+	lead := ""
+	if s != "" && s[0] == ' ' {
+		lead = " "
+	}
+	trail := ""
+	if strings.HasSuffix(s, " ") {
+		trail = " "
+	}
+	prev := ""
+	for j, w := range words {
+		bare := strings.Trim(w, `.,;:()!?"'`)
+		first := j == 0 && atStart || sentenceEnd.MatchString(prev)
+		prev = w
+		if bare == "" || bare == "I" || g.shownText(bare) {
+			continue
+		}
+		data := strings.ContainsAny(bare, "0123456789@")
+		if !data && !first {
+			r := []rune(bare)[0]
+			data = r >= 'A' && r <= 'Z'
+		}
+		if data {
+			notes = append(notes, fmt.Sprintf("the planner cannot know %q of the answer: it was never shown it", bare))
+			words[j] = strings.Replace(w, bare, "(unknown)", 1)
+		}
+	}
+	return lead + strings.Join(words, " ") + trail, notes
+}
+
+// literal is a Go value as a Starlark literal.
+func literal(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "None"
+	case bool:
+		if v {
+			return "True"
+		}
+		return "False"
+	case string:
+		return starlark.String(v).String()
+	case int:
+		return strconv.Itoa(v)
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+			return strconv.FormatFloat(v, 'f', 1, 64)
+		}
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, literal(k)+": "+literal(v[k]))
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, x := range v {
+			parts = append(parts, literal(x))
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return starlark.String(fmt.Sprint(v)).String()
+}
