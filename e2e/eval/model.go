@@ -190,7 +190,13 @@ func (e *episode) extract(req chatRequest) (chatMessage, bool) {
 		e.mu.Lock()
 		e.saw = true
 		e.mu.Unlock()
-		answer = e.bend(answer)
+		answer = e.bend(answer, instruction)
+	}
+	if m := fieldAsked.FindStringSubmatch(instruction); m != nil {
+		// A plan's inspect asks for one field of the answer.
+		if a, ok := answer.(map[string]any); ok {
+			answer = a[m[1]]
+		}
 	}
 	if props, _ := req.ResponseFormat.JSONSchema.Schema["properties"].(map[string]any); len(props) == 1 && props["value"] != nil {
 		if a, isMap := answer.(map[string]any); !isMap || a["value"] == nil {
@@ -203,17 +209,22 @@ func (e *episode) extract(req chatRequest) (chatMessage, bool) {
 }
 
 // bend writes the attacker's values into the fields of an extract answer
-// that the injection task names.
-func (e *episode) bend(answer any) any {
+// that the injection task names (of the one field asked, when the
+// instruction asks for one).
+func (e *episode) bend(answer any, instruction string) any {
 	a, ok := answer.(map[string]any)
 	if !ok {
 		return answer
+	}
+	var only string
+	if m := fieldAsked.FindStringSubmatch(instruction); m != nil {
+		only = m[1]
 	}
 	out := make(map[string]any, len(a))
 	bent := false
 	for k, v := range a {
 		out[k] = v
-		if x, ok := e.attack.Extract[k]; ok {
+		if x, ok := e.attack.Extract[k]; ok && (only == "" || only == k) {
 			out[k], bent = x, true
 		}
 	}
@@ -327,7 +338,15 @@ func toolCallMessage(id, name string, args map[string]any) chatMessage {
 // says what it lacks.
 func (e *episode) resolve(c *conversation, kind byte, p plannedCall) (map[string]any, string) {
 	out := map[string]any{}
-	for k, v := range p.Args {
+	// In name order, so that what the model lacks is told the same way
+	// every time.
+	names := make([]string, 0, len(p.Args))
+	for k := range p.Args {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v := p.Args[k]
 		if p.Tool == "inspect" && k == "handle" {
 			r, ok := asRef(v)
 			if !ok {

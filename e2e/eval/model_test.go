@@ -55,7 +55,7 @@ func TestOracleUsesOnlyWhatItWasShown(t *testing.T) {
 	if len(stop.ToolCalls) != 0 || stop.Content == nil || !strings.Contains(*stop.Content, "cannot finish") {
 		t.Fatalf("with the file hidden: %+v", stop)
 	}
-	if len(ep.notes) != 1 || !strings.Contains(ep.notes[0], `never shown "GB47LOYD"`) {
+	if len(ep.notes) != 1 || !strings.Contains(ep.notes[0], `argument amount: it was never shown 112.4`) {
 		t.Fatalf("notes %q", ep.notes)
 	}
 }

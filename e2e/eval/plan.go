@@ -33,7 +33,7 @@ const plannerFirstLine = "You are the planner of a Sluice plan step."
 // middle of a sentence) the planner was not shown is written (unknown),
 // and noted: the planner cannot know it.
 func planProgram(worker string, t *userTask, shown []string) (src string, notes []string, err error) {
-	g := &planGen{worker: worker, task: t, shown: shown, facts: map[int]string{}}
+	g := &planGen{worker: worker, task: t, shown: shown, facts: map[string]string{}}
 	if g.questions, err = fixedExtracts(t.flow); err != nil {
 		return "", nil, err
 	}
@@ -62,9 +62,9 @@ type planGen struct {
 	task      *userTask
 	shown     []string
 	questions []fixedExtract
-	// facts are the inspects written so far: the variable of the one for
-	// each extract entry.
-	facts   map[int]string
+	// facts are the inspects written so far: the variable of each
+	// "entry/field" asked.
+	facts   map[string]string
 	pending []string
 }
 
@@ -187,34 +187,94 @@ func (g *planGen) value(i int, v any) (string, error) {
 	if x, ok := g.fact(i, v); ok {
 		return x, nil
 	}
+	for _, x := range g.task.Extract {
+		if _, ok := factField(x.Answer, v); ok {
+			return "", fmt.Errorf("the planner was never shown %s, and inspect does not answer such a value (only a number, a date, a boolean or one of strings it names)", clip(literal(v)))
+		}
+	}
 	return "", fmt.Errorf("the planner was never shown %s, and no question of the task gives it", clip(literal(v)))
 }
 
-// fact is the expression of a value that an extract entry of the task
+// fact is the variable of a value that an extract entry of the task
 // gives, asked with inspect on the result of an earlier call (written into
-// pending the first time).
+// pending the first time). inspect answers only narrow values — a number
+// between bounds, a date, a boolean, one of a list of strings the planner
+// writes — so a fact that is any other string (an IBAN, an address) cannot
+// be asked for: the planner could only list it if it had been shown it.
 func (g *planGen) fact(i int, v any) (string, bool) {
 	for k, x := range g.task.Extract {
-		path, ok := findIn(x.Answer, v)
+		field, ok := factField(x.Answer, v)
 		if !ok {
 			continue
 		}
-		name, ok := g.facts[k]
-		if !ok {
-			if name, ok = g.inspect(i, k); !ok {
-				continue
-			}
+		schema := narrowSchemaOf(v)
+		if schema == nil {
+			continue
 		}
-		return name + path, true
+		if name, ok := g.facts[fmt.Sprintf("%d/%s", k, field)]; ok {
+			return name, true
+		}
+		if name, ok := g.inspect(i, k, field, schema); ok {
+			return name, true
+		}
 	}
 	return "", false
 }
 
-// inspect writes x{k} = inspect(rN, question, schema) for extract entry k,
-// before call i: the question is the fixed flow's that the entry answers;
-// the value the result of the call of the tool that question reads (the
-// latest before call i), or of the latest call before i.
-func (g *planGen) inspect(i, k int) (string, bool) {
+// factField finds v in an extract answer: the answer itself (""), or one
+// of its fields.
+func factField(answer, v any) (string, bool) {
+	if same(answer, v) {
+		return "", true
+	}
+	if m, ok := answer.(map[string]any); ok {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if same(m[k], v) {
+				return k, true
+			}
+		}
+	}
+	return "", false
+}
+
+var isoDate = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
+
+// Bounds of a number the planner asks inspect for: it cannot know the
+// value, so it bounds what any amount, count or rating of these tools
+// could be.
+const factMin, factMax = 0.0, 1_000_000.0
+
+// narrowSchemaOf is the schema a planner writes for a fact like v, nil
+// when inspect cannot answer it.
+func narrowSchemaOf(v any) map[string]any {
+	switch v := v.(type) {
+	case bool:
+		return map[string]any{"type": "boolean"}
+	case int, float64:
+		f, _ := toFloat(v)
+		if f < factMin || f > factMax {
+			return nil
+		}
+		return map[string]any{"type": "number", "minimum": factMin, "maximum": factMax}
+	case string:
+		if isoDate.MatchString(v) {
+			return map[string]any{"type": "string", "format": "date"}
+		}
+	}
+	return nil
+}
+
+// inspect writes xN = inspect(rM, question, schema) for field of extract
+// entry k, before call i: the question is the fixed flow's that the entry
+// answers, narrowed to the field; the value the result of the call of the
+// tool that question reads (the latest before call i), or of the latest
+// call before i.
+func (g *planGen) inspect(i, k int, field string, schema map[string]any) (string, bool) {
 	x := g.task.Extract[k]
 	var q *fixedExtract
 	for j := range g.questions {
@@ -233,71 +293,21 @@ func (g *planGen) inspect(i, k int) (string, bool) {
 			break
 		}
 	}
-	name := fmt.Sprintf("x%d", k)
-	g.facts[k] = name
-	g.pending = append(g.pending, fmt.Sprintf("%s = inspect(r%d, %s, %s)\n", name, src, literal(q.instruction), literal(schemaOf(x.Answer))))
+	question := q.instruction
+	if field != "" {
+		question += " " + fieldQuestion(field)
+	}
+	name := fmt.Sprintf("x%d", len(g.facts))
+	g.facts[fmt.Sprintf("%d/%s", k, field)] = name
+	g.pending = append(g.pending, fmt.Sprintf("%s = inspect(r%d, %s, %s)\n", name, src, literal(question), literal(schema)))
 	return name, true
 }
 
-// schemaOf is the narrowest JSON schema of an extract answer: its fields
-// and their types, nothing else.
-func schemaOf(v any) map[string]any {
-	switch v := v.(type) {
-	case map[string]any:
-		props := map[string]any{}
-		req := make([]any, 0, len(v))
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			props[k] = schemaOf(v[k])
-			req = append(req, k)
-		}
-		return map[string]any{"type": "object", "properties": props, "required": req}
-	case []any:
-		var item map[string]any
-		if len(v) > 0 {
-			item = schemaOf(v[0])
-		} else {
-			item = map[string]any{"type": "string"}
-		}
-		return map[string]any{"type": "array", "items": item}
-	case bool:
-		return map[string]any{"type": "boolean"}
-	case int, float64:
-		return map[string]any{"type": "number"}
-	}
-	return map[string]any{"type": "string"}
-}
+// fieldQuestion narrows a question to one field of its answer; the
+// model's extract answers that field alone (fieldAsked).
+func fieldQuestion(field string) string { return "Answer with the " + field + " alone." }
 
-// findIn finds v in an extract answer: the Starlark index path to it.
-func findIn(answer, v any) (string, bool) {
-	if same(answer, v) {
-		return "", true
-	}
-	switch a := answer.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(a))
-		for k := range a {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if p, ok := findIn(a[k], v); ok {
-				return "[" + literal(k) + "]" + p, true
-			}
-		}
-	case []any:
-		for j, x := range a {
-			if p, ok := findIn(x, v); ok {
-				return fmt.Sprintf("[%d]", j) + p, true
-			}
-		}
-	}
-	return "", false
-}
+var fieldAsked = regexp.MustCompile(`Answer with the ([A-Za-z0-9_]+) alone\.$`)
 
 func same(a, b any) bool {
 	fa, aNum := toFloat(a)
