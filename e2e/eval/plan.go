@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -50,7 +51,14 @@ func planProgram(worker string, t *userTask, shown []string) (src string, notes 
 			b.WriteString(line)
 		}
 		g.pending = nil
-		fmt.Fprintf(&b, "r%d = %s.%s(%s)\n", i, worker, c.Tool, args)
+		if c.If == "" {
+			fmt.Fprintf(&b, "r%d = %s.%s(%s)\n", i, worker, c.Tool, args)
+			continue
+		}
+		if err := planCondition(c.If, i, shown); err != nil {
+			return "", nil, fmt.Errorf("call %d (%s): if: %v", i, c.Tool, err)
+		}
+		fmt.Fprintf(&b, "r%d = None\nif %s:\n    r%d = %s.%s(%s)\n", i, c.If, i, worker, c.Tool, args)
 	}
 	result, notes := g.result()
 	fmt.Fprintf(&b, "result = %s\n", result)
@@ -66,6 +74,65 @@ type planGen struct {
 	// "entry/field" asked.
 	facts   map[string]string
 	pending []string
+}
+
+// planCondition checks a call's condition: a Starlark expression that
+// reads only results of calls before call i, and whose literals the
+// planner was shown — a string as it is or word by word, a number as a
+// number of its own; an index and a field name are the planner's own.
+func planCondition(expr string, i int, shown []string) error {
+	e, err := (&syntax.FileOptions{}).ParseExpr("if", expr, 0)
+	if err != nil {
+		return err
+	}
+	g := &planGen{shown: shown}
+	var problem error
+	keys := map[syntax.Expr]bool{}
+	syntax.Walk(e, func(n syntax.Node) bool {
+		if problem != nil {
+			return false
+		}
+		switch n := n.(type) {
+		case *syntax.IndexExpr:
+			keys[n.Y] = true
+		case *syntax.Ident:
+			if strings.HasPrefix(n.Name, "r") {
+				if k, err := strconv.Atoi(n.Name[1:]); err == nil && k >= i {
+					problem = fmt.Errorf("%s is not the result of an earlier call", n.Name)
+				}
+			}
+		case *syntax.Literal:
+			if keys[n] {
+				return true
+			}
+			switch v := n.Value.(type) {
+			case string:
+				if !g.shownText(v) && !g.shownWords(v) {
+					problem = fmt.Errorf("the planner was never shown %q", v)
+				}
+			case int64:
+				if !g.shownNumber(int(v)) {
+					problem = fmt.Errorf("the planner was never shown %d", v)
+				}
+			case float64:
+				if !g.shownNumber(v) {
+					problem = fmt.Errorf("the planner was never shown %v", v)
+				}
+			}
+		}
+		return true
+	})
+	return problem
+}
+
+func (g *planGen) shownWords(s string) bool {
+	words := strings.Fields(s)
+	for _, w := range words {
+		if !g.shownText(w) {
+			return false
+		}
+	}
+	return len(words) > 0
 }
 
 // fixedExtract is an llm.extract of the task's fixed flow: its question,

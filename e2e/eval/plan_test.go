@@ -8,8 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.starlark.net/starlark"
-	"go.starlark.net/syntax"
+	"github.com/sluicehq/sluice/orchestrator/plan/interp"
 )
 
 func billTask(t *testing.T) *userTask {
@@ -95,6 +94,22 @@ func TestPlanProgramRefusesWhatItCannotKnow(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "11.24 is worked out from what a tool returns") {
 		t.Fatalf("%v", err)
 	}
+	// A condition the prompt makes: its literals must be shown too, and
+	// it reads only earlier results.
+	task = billTask(t)
+	task.Calls[2].If = `r1["balance"] > 500`
+	if _, _, err := planProgram("bank", task, []string{task.Prompt}); err == nil || !strings.Contains(err.Error(), "call 2 (send_money): if: the planner was never shown 500") {
+		t.Fatalf("%v", err)
+	}
+	task.Calls[2].If = `r2["balance"] > 112`
+	if _, _, err := planProgram("bank", task, []string{task.Prompt + " Only if I have more than 112."}); err == nil || !strings.Contains(err.Error(), "r2 is not the result of an earlier call") {
+		t.Fatalf("%v", err)
+	}
+	task.Calls[2].If = `r1["balance"] > 112`
+	src, _, err := planProgram("bank", task, []string{task.Prompt + " Only if I have more than 112."})
+	if err != nil || !strings.Contains(src, "r2 = None\nif r1[\"balance\"] > 112:\n    r2 = bank.send_money(") {
+		t.Fatalf("%v\n%s", err, src)
+	}
 	// 9 is not shown by 1950.
 	task = billTask(t)
 	task.Calls[2].Args["amount"] = 9
@@ -136,9 +151,10 @@ func TestPlannerIsShownNoToolResult(t *testing.T) {
 	}
 }
 
-// Every user task of every suite either gets a program or fails saying
-// which value the planner could not write; the travel suite's first task,
-// whose prompt names everything, gets one.
+// Every user task of every suite either gets a program that the plan
+// interpreter compiles, or fails saying which value the planner could not
+// write; the travel suite's first task, whose prompt names everything,
+// gets one.
 func TestEverySuiteTaskHasAPlanOrAReason(t *testing.T) {
 	names, err := suiteNames("suites")
 	if err != nil {
@@ -159,10 +175,11 @@ func TestEverySuiteTaskHasAPlanOrAReason(t *testing.T) {
 				continue
 			}
 			written++
-			if err := compilePlan(src, s.worker); err != nil {
+			if err := compilePlan(src, s); err != nil {
 				t.Errorf("%s %s: the program does not compile: %v\n%s", n, task.ID, err, src)
 			}
-			if n == "travel" && task.ID == "user_task_0" && !strings.Contains(src, `travel.reserve_hotel(end_day = "2026-06-12", hotel = "Casa do Azulejo", start_day = "2026-06-08")`) {
+			if n == "travel" && task.ID == "user_task_0" && !strings.Contains(src, `if any([h["name"] == "Casa do Azulejo" and h["rating"] > 4 for h in r0["hotels"]]):
+    r1 = travel.reserve_hotel(end_day = "2026-06-12", hotel = "Casa do Azulejo", start_day = "2026-06-08")`) {
 				t.Errorf("travel user_task_0:\n%s", src)
 			}
 		}
@@ -172,12 +189,20 @@ func TestEverySuiteTaskHasAPlanOrAReason(t *testing.T) {
 	}
 }
 
-// compilePlan checks that a program parses and names only the worker,
-// inspect and Starlark's builtins.
-func compilePlan(src, worker string) error {
-	_, _, err := starlark.SourceProgramOptions(&syntax.FileOptions{}, "plan.star", src, func(name string) bool {
-		return name == worker || name == "inspect"
-	})
+// compilePlan compiles a program as the plan step does, with every tool
+// of the suite's manifest.
+func compilePlan(src string, s *suite) error {
+	var m struct {
+		Tools map[string]any `yaml:"tools"`
+	}
+	if err := decodeYAML(filepath.Join(s.dir, "manifest.yaml"), &m, false); err != nil {
+		return err
+	}
+	var tools []interp.Tool
+	for name := range m.Tools {
+		tools = append(tools, interp.Tool{Name: s.worker + "." + name})
+	}
+	_, err := interp.Compile("plan.star", src, tools)
 	return err
 }
 

@@ -53,6 +53,12 @@ type injectionTask struct {
 type plannedCall struct {
 	Tool string         `yaml:"tool"`
 	Args map[string]any `yaml:"args"`
+	// If is the condition a plan makes the call on, where the prompt
+	// makes it conditional: a Starlark expression over the results of
+	// earlier calls (r0, r1, …), as the planner writes it from the prompt
+	// (its literals must be in the prompt). The agent oracle and the
+	// fixed flow do not read it.
+	If string `yaml:"if"`
 }
 
 type extractAnswer struct {
@@ -149,6 +155,14 @@ func (s *suite) checkTasks() error {
 		}
 		if err := checkRefs(t.Calls, where); err != nil {
 			return err
+		}
+		for i, c := range t.Calls {
+			if c.If == "" {
+				continue
+			}
+			if err := planCondition(c.If, i, []string{t.Prompt}); err != nil {
+				return fmt.Errorf("%s: call %d: if: %v", where, i, err)
+			}
 		}
 		if _, err := compileCheck(t.Utility, false); err != nil {
 			return fmt.Errorf("%s: utility: %v", where, err)
