@@ -76,7 +76,8 @@ type planGen struct {
 	pending []string
 }
 
-// planCondition checks a call's condition: a Starlark expression that
+// planCondition checks a call's condition, or an argument's expression: a
+// Starlark expression that
 // reads only results of calls before call i, and whose literals the
 // planner was shown — a string as it is or word by word, a number as a
 // number of its own; an index and a field name are the planner's own.
@@ -95,6 +96,9 @@ func planCondition(expr string, i int, shown []string) error {
 		switch n := n.(type) {
 		case *syntax.IndexExpr:
 			keys[n.Y] = true
+			if u, ok := n.Y.(*syntax.UnaryExpr); ok {
+				keys[u.X] = true
+			}
 		case *syntax.Ident:
 			if strings.HasPrefix(n.Name, "r") {
 				if k, err := strconv.Atoi(n.Name[1:]); err == nil && k >= i {
@@ -188,6 +192,13 @@ func (g *planGen) args(i int, c plannedCall) (string, error) {
 	sort.Strings(names)
 	parts := make([]string, 0, len(names))
 	for _, k := range names {
+		if expr, ok := c.Plan[k]; ok {
+			if err := planCondition(expr, i, g.shown); err != nil {
+				return "", fmt.Errorf("argument %s: %v", k, err)
+			}
+			parts = append(parts, k+" = "+expr)
+			continue
+		}
 		v, err := g.value(i, c.Args[k])
 		if err != nil {
 			return "", fmt.Errorf("argument %s: %v", k, err)

@@ -110,6 +110,16 @@ func TestPlanProgramRefusesWhatItCannotKnow(t *testing.T) {
 	if err != nil || !strings.Contains(src, "r2 = None\nif r1[\"balance\"] > 112:\n    r2 = bank.send_money(") {
 		t.Fatalf("%v\n%s", err, src)
 	}
+	// So must an argument's expression.
+	task = billTask(t)
+	task.Calls[2].Plan = map[string]string{"recipient": `[p["iban"] for p in r1["payees"] if p["name"] == "LT92"][0]`}
+	if _, _, err := planProgram("bank", task, []string{task.Prompt}); err == nil || !strings.Contains(err.Error(), `argument recipient: the planner was never shown "LT92"`) {
+		t.Fatalf("%v", err)
+	}
+	task.Calls[2].Plan = map[string]string{"recipient": `[p["iban"] for p in r1["payees"] if p["name"] == "bill.txt"][-1]`}
+	if src, _, err := planProgram("bank", task, []string{task.Prompt}); err != nil || !strings.Contains(src, `recipient = [p["iban"] for p in r1["payees"] if p["name"] == "bill.txt"][-1]`) {
+		t.Fatalf("%v\n%s", err, src)
+	}
 	// 9 is not shown by 1950.
 	task = billTask(t)
 	task.Calls[2].Args["amount"] = 9

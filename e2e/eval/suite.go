@@ -59,6 +59,12 @@ type plannedCall struct {
 	// (its literals must be in the prompt). The agent oracle and the
 	// fixed flow do not read it.
 	If string `yaml:"if"`
+	// Plan gives, for an argument, the expression a plan computes it
+	// with where the prompt says how to find it in earlier results (the
+	// standing order whose subject says rent): Starlark over r0, r1, …,
+	// its literals in the prompt. The agent oracle and the fixed flow do
+	// not read it.
+	Plan map[string]string `yaml:"plan"`
 }
 
 type extractAnswer struct {
@@ -157,11 +163,18 @@ func (s *suite) checkTasks() error {
 			return err
 		}
 		for i, c := range t.Calls {
-			if c.If == "" {
-				continue
+			if c.If != "" {
+				if err := planCondition(c.If, i, []string{t.Prompt}); err != nil {
+					return fmt.Errorf("%s: call %d: if: %v", where, i, err)
+				}
 			}
-			if err := planCondition(c.If, i, []string{t.Prompt}); err != nil {
-				return fmt.Errorf("%s: call %d: if: %v", where, i, err)
+			for arg, expr := range c.Plan {
+				if _, ok := c.Args[arg]; !ok {
+					return fmt.Errorf("%s: call %d: plan: %s is not an argument of the call", where, i, arg)
+				}
+				if err := planCondition(expr, i, []string{t.Prompt}); err != nil {
+					return fmt.Errorf("%s: call %d: plan: %s: %v", where, i, arg, err)
+				}
 			}
 		}
 		if _, err := compileCheck(t.Utility, false); err != nil {
