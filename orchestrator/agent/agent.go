@@ -215,15 +215,16 @@ func Run(ctx context.Context, h Host, s Step) (res Result) {
 
 // offer lists the tools the model is offered, under the names it may
 // use, and inspect when the step may inspect handles; described is the
-// label of their descriptions: trusted, joined with the output label of
-// each tool whose description is the words its MCP server sent.
+// label of their descriptions: trusted, joined with the integrity and
+// sources of the output label of each tool whose description is the words
+// its MCP server sent (serverWords).
 func (r *run) offer() (offered []schemas.ChatTool, described ifc.Label) {
 	described = ifc.TrustedFrom()
 	for _, t := range r.s.Agent.Tools {
 		name := OfferedName(t.Name)
 		r.tools[name], r.tools[t.Name] = t, t
 		if t.Spec.DescriptionFromServer {
-			described = described.Join(t.Spec.OutputLabel)
+			described = described.Join(serverWords(t.Spec.OutputLabel))
 		}
 		ct := schemas.ChatTool{Name: name, Description: t.Spec.Description}
 		if t.Spec.Input != nil {
@@ -273,6 +274,13 @@ func (r *run) end(res Result, status, format string, a ...any) Result {
 }
 
 func (r *run) inspectable() bool { return r.s.Agent.Extract != nil && r.s.Agent.HideUntrusted }
+
+// serverWords is the label of the words an MCP server wrote about its
+// tools: as trusted as its outputs, from the same sources, and secret to
+// no one (they were written before any call, with nobody's data).
+func serverWords(output ifc.Label) ifc.Label {
+	return ifc.New(output.Integrity(), nil, output.Sources())
+}
 
 // ShownSchema is what a model is shown of one of a tool's schemas: the
 // whole document when the manifest gave it, only its structure when an MCP
@@ -681,13 +689,21 @@ func NarrowSchema(s map[string]any) string {
 			return ""
 		}
 	case "number", "integer":
-		_, lo := s["minimum"].(float64)
-		_, hi := s["maximum"].(float64)
+		lo, hi := isNumber(s["minimum"]), isNumber(s["maximum"])
 		if lo && hi && allowed("type", "minimum", "maximum") {
 			return ""
 		}
 	}
 	return want
+}
+
+// isNumber says x is a JSON number, decoded as an integer or not.
+func isNumber(x any) bool {
+	switch x.(type) {
+	case float64, int64, int:
+		return true
+	}
+	return false
 }
 
 // narrowEnum accepts from 1 to 32 strings of at most 64 bytes each.

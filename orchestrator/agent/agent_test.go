@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/ifc"
+	"github.com/sluicehq/sluice/internal/jsonvalue"
 	"github.com/sluicehq/sluice/orchestrator/flow"
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -23,6 +24,11 @@ func TestNarrowSchema(t *testing.T) {
 		_ = json.Unmarshal([]byte(src), &s)
 		if p := NarrowSchema(s); p != "" {
 			t.Errorf("%s refused: %s", src, p)
+		}
+		// As a model's arguments are decoded: integral numbers as int64.
+		v, _ := jsonvalue.Decode([]byte(src))
+		if p := NarrowSchema(v.(map[string]any)); p != "" {
+			t.Errorf("%s, decoded with integers, refused: %s", src, p)
 		}
 	}
 	for _, src := range []string{`{"type":"string"}`, `{"type":"object"}`, `{"type":"number","minimum":0}`,

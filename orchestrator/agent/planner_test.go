@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -115,5 +116,23 @@ func TestServerSchemaShownAsStructure(t *testing.T) {
 		if fromServer && (!strings.Contains(shown, `"path":{"type":"string"`) || !strings.Contains(shown, `"required":["path"]`)) {
 			t.Errorf("from server %v: the structure is not shown: %s", fromServer, shown)
 		}
+	}
+}
+
+// A server's description is as trusted as its outputs but holds nobody's
+// data: offering it does not make the agent's context secret.
+func TestServerDescriptionIsNotSecret(t *testing.T) {
+	h := &describedHost{}
+	tool := flow.AgentTool{Name: "cal.search", Worker: "cal", Spec: &capabilities.Tool{Name: "cal.search",
+		Description: "Search the calendar.", DescriptionFromServer: true,
+		OutputLabel: ifc.New(ifc.Untrusted, []string{"pii", "calendar"}, []string{"tool:cal.search"})}}
+	res := Run(context.Background(), h, Step{ID: "a", Agent: &flow.Agent{Model: "llm", Tools: []flow.AgentTool{tool}, MaxTurns: 2},
+		Chat: flow.AgentTool{Name: "llm.chat", Worker: "llm", Spec: &capabilities.Tool{}}, Instructions: "look", Label: ifc.TrustedFrom("user")})
+	if res.Status != Completed || len(h.calls) != 1 {
+		t.Fatalf("%+v", res)
+	}
+	l := h.calls[0].Label
+	if l.Integrity() != ifc.Untrusted || len(l.Secrecy()) != 0 || !slices.Contains(l.Sources(), "tool:cal.search") {
+		t.Errorf("the chat call's label is %v, want untrusted from tool:cal.search with no secrecy", l)
 	}
 }
