@@ -13,7 +13,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; } && echo $$c)
 LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build tools mcp-servers test test-loaded demo bench eval lint fuzz fmt check clean noninterference mutants
+.PHONY: all build tools mcp-servers test test-loaded demo bench eval lint fuzz fmt check clean noninterference mutants e2e-model-server
 
 all: build
 
@@ -133,6 +133,35 @@ noninterference:
 MUTANTS_JOBS ?= 2
 mutants:
 	$(GO) run ./internal/cmd/mutants -j $(MUTANTS_JOBS)
+
+# The opt-in test against a real model server, Ollama (docs/workers.md,
+# "Against a real model server"); not in make test. It builds Ollama
+# $(OLLAMA_VERSION) from the Go module proxy into $(OLLAMA_BIN) (cgo: a C and
+# C++ compiler, Debian's nlohmann-json3-dev and libstb-dev, installed when
+# make runs as root, and e2e/testdata/modelserver/include/miniaudio/miniaudio.h
+# for the one header neither has), then runs e2e TestModelServerOllama with
+# -tags modelserver: a GGUF model written by the test, whose weights fix its
+# answers, served by Ollama, drives an agent step of the sluice binary through
+# Ollama's OpenAI-compatible API. The first build of Ollama takes long
+# (its llama.cpp and ggml are C++).
+OLLAMA_VERSION ?= v0.17.4
+OLLAMA_BIN     := $(BIN)/ollama-$(OLLAMA_VERSION)/ollama
+e2e-model-server: $(OLLAMA_BIN)
+	SLUICE_OLLAMA=$(abspath $(OLLAMA_BIN)) $(GO) test -tags modelserver -count=1 -timeout 20m -run '^TestModelServerOllama$$' -v ./e2e
+
+$(OLLAMA_BIN):
+	@if [ ! -f /usr/include/nlohmann/json.hpp ] || [ ! -f /usr/include/stb/stb_image.h ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian's nlohmann-json3-dev and libstb-dev to build Ollama"; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nlohmann-json3-dev libstb-dev || exit 1; \
+		else \
+			echo "make e2e-model-server: building Ollama needs Debian's nlohmann-json3-dev and libstb-dev, and make installs nothing unless it runs as root:"; \
+			echo "  apt-get install nlohmann-json3-dev libstb-dev"; exit 1; \
+		fi; \
+	fi
+	GOBIN=$(abspath $(dir $(OLLAMA_BIN))) GOFLAGS=-mod=mod CGO_ENABLED=1 \
+		CGO_CPPFLAGS="-I$(abspath e2e/testdata/modelserver/include)" \
+		$(GO) install github.com/ollama/ollama@$(OLLAMA_VERSION)
 
 lint:
 	$(GO) vet ./...

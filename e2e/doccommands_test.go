@@ -81,6 +81,8 @@ var docCommands = map[string]docCommand{
 	// docs/policies.md
 
 	// docs/mcp.md, docs/operations.md, docs/workers.md
+	"make e2e-model-server": {skip: "builds Ollama from source (C++, many minutes) and serves a model through it; opt-in, not in make test"},
+
 	"sluice worker discover --manifest files-mcp.yaml": {skip: "needs the npm MCP server (make mcp-servers); TestMCPDiscover runs it"},
 	"nsc add account --name sluice":                    {skip: "needs nsc and a NATS operator"},
 	"nsc edit account --name sluice --sk generate --js-mem-storage -1 --js-disk-storage -1 --js-streams -1 --js-consumer -1":                                                                      {skip: "needs nsc and a NATS operator"},
