@@ -161,7 +161,7 @@ $(OLLAMA_BIN):
 	fi
 	GOBIN=$(abspath $(dir $(OLLAMA_BIN))) GOFLAGS=-mod=mod CGO_ENABLED=1 \
 		CGO_CPPFLAGS="-I$(abspath e2e/testdata/modelserver/include)" \
-		$(GO) install github.com/ollama/ollama@$(OLLAMA_VERSION)
+		$(GO) install -ldflags '-X github.com/ollama/ollama/version.Version=$(OLLAMA_VERSION:v%=%)' github.com/ollama/ollama@$(OLLAMA_VERSION)
 
 lint:
 	$(GO) vet ./...

@@ -87,8 +87,10 @@ func startOllama(t *testing.T, bin, dir string) (string, []string) {
 	for {
 		resp, err := http.Get("http://" + host + "/api/version")
 		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
+				t.Logf("ollama serve on %s: %s", host, b)
 				return host, env
 			}
 		}
