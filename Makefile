@@ -142,8 +142,8 @@ mutants:
 # for the one header neither has), then runs e2e TestModelServerOllama with
 # -tags modelserver: a GGUF model written by the test, whose weights fix its
 # answers, served by Ollama, drives an agent step of the sluice binary through
-# Ollama's OpenAI-compatible API. The first build of Ollama takes long
-# (its llama.cpp and ggml are C++).
+# Ollama's OpenAI-compatible API. The first build of Ollama took 30 min on
+# two shared cores (its llama.cpp and ggml are C++); later runs take a minute.
 OLLAMA_VERSION ?= v0.17.4
 OLLAMA_BIN     := $(BIN)/ollama-$(OLLAMA_VERSION)/ollama
 e2e-model-server: $(OLLAMA_BIN)
