@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -61,7 +60,9 @@ type process struct {
 	session *sdk.ClientSession
 	exited  chan struct{}
 	once    sync.Once
-	flood   *floodReader
+	// stdio is the connection to a server started here, nil for a
+	// server reached at url:.
+	stdio *stdioConn
 }
 
 // pid is the server's process id, 0 for a server reached at url:.
@@ -224,7 +225,10 @@ func (s *Server) start(ctx context.Context) (*process, error) {
 	}
 	inR.Close()
 	outW.Close()
-	p := &process{cmd: cmd, exited: make(chan struct{}), flood: &floodReader{r: outR, limit: maxLine(s.cfg.Manifest)}}
+	// One message from the server is bounded (maxLine): a server that
+	// floods its output cannot make the worker hold more.
+	t := newStdio(outR, inW, maxLine(s.cfg.Manifest))
+	p := &process{cmd: cmd, exited: make(chan struct{}), stdio: t.conn}
 	go func() {
 		err := cmd.Wait()
 		s.log.Warn("the MCP server exited", "pid", cmd.Process.Pid, "err", errString(err))
@@ -237,7 +241,7 @@ func (s *Server) start(ctx context.Context) (*process, error) {
 		&sdk.ClientOptions{Capabilities: &sdk.ClientCapabilities{}})
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.Manifest.Limits.Timeout)
 	defer cancel()
-	cs, err := client.Connect(tctx, &sdk.IOTransport{Reader: p.flood, Writer: inW, MaxLineLength: -1}, nil)
+	cs, err := client.Connect(tctx, t, nil)
 	if err != nil {
 		p.kill()
 		return nil, fmt.Errorf("the MCP server did not initialize: %w", err)
@@ -459,7 +463,7 @@ func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *ca
 		return Result(res, t.OutputLabel)
 	}
 	switch {
-	case p.flood != nil && p.flood.exceeded():
+	case p.stdio != nil && p.stdio.exceeded():
 		s.drop(p)
 		return nil, &schemas.ReplyError{Code: schemas.CodeTooLarge,
 			Message: fmt.Sprintf("%s: the MCP server's answer exceeds the limit of %d bytes; it was stopped", t.Name, s.cfg.Manifest.Limits.MaxOutput)}
@@ -490,43 +494,6 @@ func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *ca
 // egress broker refused, or that failed on the way. Not an answer of the
 // server's.
 const codeRejected = -32005
-
-// floodReader fails the server's output once one message grows past
-// limit bytes: a server cannot make the worker hold more than that.
-type floodReader struct {
-	r     io.ReadCloser
-	limit int64
-
-	mu   sync.Mutex
-	line int64
-	over bool
-}
-
-func (f *floodReader) Read(p []byte) (int, error) {
-	n, err := f.r.Read(p)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, b := range p[:n] {
-		if b == '\n' {
-			f.line = 0
-			continue
-		}
-		f.line++
-		if f.line > f.limit {
-			f.over = true
-			return 0, fmt.Errorf("a message from the MCP server is larger than %d bytes", f.limit)
-		}
-	}
-	return n, err
-}
-
-func (f *floodReader) Close() error { return f.r.Close() }
-
-func (f *floodReader) exceeded() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.over
-}
 
 // stderrLog puts the first bytes the server writes to its standard error
 // into the worker's log, and drops the rest.
