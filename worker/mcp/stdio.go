@@ -86,7 +86,7 @@ func (c *stdioConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 		if line[0] == '[' {
 			return c.batch(line)
 		}
-		return jsonrpc.DecodeMessage(line)
+		return decode(line)
 	}
 }
 
@@ -154,7 +154,7 @@ func (c *stdioConn) batch(line []byte) (jsonrpc.Message, error) {
 	}
 	msgs := make([]jsonrpc.Message, len(raws))
 	for i, raw := range raws {
-		m, err := jsonrpc.DecodeMessage(raw)
+		m, err := decode(raw)
 		if err != nil {
 			return nil, err
 		}
@@ -202,3 +202,73 @@ func (c *stdioConn) Close() error {
 
 // SessionID implements sdk.Connection: stdio has no session id.
 func (c *stdioConn) SessionID() string { return "" }
+
+// decode is jsonrpc.DecodeMessage without the 32 KiB buffer its JSON
+// decoder allocates for every message (half of what a call allocated in
+// the worker). It reads the message's members by their exact names, as
+// the SDK does; a message it cannot read, or that the SDK refuses, is
+// left to jsonrpc.DecodeMessage, for the SDK's own error: one that does
+// not parse, nests deeper than the SDK's bound, has another version, an
+// id that is neither a number nor a string, ...
+func decode(data []byte) (jsonrpc.Message, error) {
+	var w map[string]json.RawMessage
+	if deeper(data, maxDepth) || json.Unmarshal(data, &w) != nil || string(w["jsonrpc"]) != `"2.0"` {
+		return jsonrpc.DecodeMessage(data)
+	}
+	var raw any
+	if id, ok := w["id"]; ok && json.Unmarshal(id, &raw) != nil {
+		return jsonrpc.DecodeMessage(data)
+	}
+	id, err := jsonrpc.MakeID(raw)
+	if err != nil {
+		return jsonrpc.DecodeMessage(data)
+	}
+	if m, ok := w["method"]; ok {
+		var method string
+		if json.Unmarshal(m, &method) != nil {
+			return jsonrpc.DecodeMessage(data)
+		}
+		return &jsonrpc.Request{ID: id, Method: method, Params: w["params"]}, nil
+	}
+	if !id.IsValid() {
+		return jsonrpc.DecodeMessage(data)
+	}
+	r := &jsonrpc.Response{ID: id, Result: w["result"]}
+	if e, ok := w["error"]; ok && string(e) != "null" {
+		var we jsonrpc.Error
+		if json.Unmarshal(e, &we) != nil {
+			return jsonrpc.DecodeMessage(data)
+		}
+		r.Error = &we
+	}
+	return r, nil
+}
+
+// maxDepth is the go-sdk's bound on the nesting of a message's objects
+// and arrays.
+const maxDepth = 1000
+
+// deeper reports whether the JSON data nests objects and arrays deeper
+// than max, as the go-sdk counts (strings skipped).
+func deeper(data []byte, max int) bool {
+	depth, str, esc := 0, false, false
+	for _, b := range data {
+		switch {
+		case str && esc:
+			esc = false
+		case str && b == '\\':
+			esc = true
+		case str:
+			str = b != '"'
+		case b == '"':
+			str = true
+		case b == '{' || b == '[':
+			if depth++; depth > max {
+				return true
+			}
+		case (b == '}' || b == ']') && depth > 0:
+			depth--
+		}
+	}
+	return false
+}

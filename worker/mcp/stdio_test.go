@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -248,5 +249,43 @@ func TestStdioCloseUnblocksRead(t *testing.T) {
 	}
 	if c.SessionID() != "" {
 		t.Fatalf("session id %q", c.SessionID())
+	}
+}
+
+// decode reads every message as jsonrpc.DecodeMessage does: the same
+// message, or the same error.
+func TestDecodeAsTheSDK(t *testing.T) {
+	deep := strings.Repeat("[", 1001) + strings.Repeat("]", 1001)
+	for _, line := range []string{
+		`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"a\"b\\"}]}}`,
+		`{"jsonrpc":"2.0","id":"x-1","result":null}`,
+		`{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"bad","data":{"k":[1,2]}}}`,
+		`{"jsonrpc":"2.0","id":7,"error":null,"result":{}}`,
+		`{"jsonrpc":"2.0","id":2.7,"result":{}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"ping"}`,
+		`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hi"}}`,
+		`{"jsonrpc":"2.0","method":"","params":null}`,
+		`{"jsonrpc":"2.0","id":null,"method":"m"}`,
+		`{"id":1,"result":{},"jsonrpc":"2.0","extra":true}`,
+		`{"jsonrpc":"2.0","id":1,"result":` + deep + `}`,
+		`{"jsonrpc":"2.0","id":1,"result":"` + deep + `"}`,
+		`{"jsonrpc":"1.0","id":1,"result":{}}`,
+		`{"jsonrpc":2,"id":1,"result":{}}`,
+		`{"jsonrpc":"2.0","id":true,"result":{}}`,
+		`{"jsonrpc":"2.0","id":[1],"result":{}}`,
+		`{"jsonrpc":"2.0","result":{}}`,
+		`{"jsonrpc":"2.0","id":null,"result":{}}`,
+		`{"jsonrpc":"2.0","method":5}`,
+		`{"jsonrpc":"2.0","id":1,"error":"no"}`,
+		`{"jsonrpc":"2.0","id":1,"result":{}`,
+		`{"jsonrpc":"2.0","id":1,"result":{}} trailing`,
+		`"just a string"`,
+		`null`,
+	} {
+		got, gerr := decode([]byte(line))
+		want, werr := jsonrpc.DecodeMessage([]byte(line))
+		if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(got, want) {
+			t.Errorf("%.80s:\n got %#v, %v\nwant %#v, %v", line, got, gerr, want, werr)
+		}
 	}
 }
