@@ -454,8 +454,8 @@ func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *ca
 	if err != nil {
 		return nil, worker.Failed("%s: %v", t.Name, err)
 	}
-	var args map[string]any
-	if err := call.Decode(&args); err != nil {
+	args, err := arguments(call)
+	if err != nil {
 		return nil, err
 	}
 	res, err := p.session.CallTool(ctx, &sdk.CallToolParams{Name: name, Arguments: args})
@@ -487,6 +487,21 @@ func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *ca
 	}
 	return nil, worker.Failed("%s: the MCP server exited or broke the connection during the call (%s); it is started again for the next one",
 		t.Name, clip(err.Error()))
+}
+
+// arguments are the call's arguments as the server is sent them: an
+// object as it came, checked and compacted by the SDK's encoder, without
+// a map decoded and encoded again; anything else decoded as an object,
+// for its error.
+func arguments(call *worker.Call) (any, error) {
+	if a := bytes.TrimSpace(call.Args); len(a) > 0 && a[0] == '{' && json.Valid(a) {
+		return json.RawMessage(a), nil
+	}
+	var args map[string]any
+	if err := call.Decode(&args); err != nil {
+		return nil, err
+	}
+	return args, nil
 }
 
 // codeRejected is the code of the SDK's error for a request its transport

@@ -126,3 +126,20 @@ func TestServerChangedIsRefused(t *testing.T) {
 		t.Fatalf("start: %v, want ErrChanged", err)
 	}
 }
+
+// A call's object of arguments is sent as it came, not decoded and
+// encoded again; anything else is refused as before, as bad arguments.
+func TestArguments(t *testing.T) {
+	a, err := arguments(worker.NewCall("echo", json.RawMessage(` {"text": "a", "n": 1e2} `), nil))
+	if raw, ok := a.(json.RawMessage); err != nil || !ok || string(raw) != `{"text": "a", "n": 1e2}` {
+		t.Fatalf("an object: %#v, %v", a, err)
+	}
+	for _, bad := range []string{`[1]`, `"x"`, `{"text": `} {
+		if _, err := arguments(worker.NewCall("echo", json.RawMessage(bad), nil)); replyCode(err) != schemas.CodeBadArguments {
+			t.Errorf("%s: %v, want %s", bad, err, schemas.CodeBadArguments)
+		}
+	}
+	if a, err := arguments(worker.NewCall("echo", json.RawMessage(`null`), nil)); err != nil || a.(map[string]any) != nil {
+		t.Fatalf("null: %#v, %v", a, err)
+	}
+}
