@@ -289,3 +289,13 @@ func TestDecodeAsTheSDK(t *testing.T) {
 		}
 	}
 }
+
+// A message is one line, as the stdio transport specifies: one that
+// spans lines breaks the connection.
+func TestStdioMessageIsOneLine(t *testing.T) {
+	c, out, _ := pipeConn(t, 1<<20)
+	feed(out, "{\"jsonrpc\": \"2.0\",\n\"id\": 1, \"result\": {}}\n", []int{100}, true)
+	if m, err := c.Read(context.Background()); err == nil {
+		t.Fatalf("read %#v, want an error", m)
+	}
+}
