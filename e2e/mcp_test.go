@@ -200,7 +200,7 @@ func TestMCPHostileServer(t *testing.T) {
 	flows := map[string]string{}
 	for _, c := range []struct{ tool, with string }{{"echo", `{text: "${inputs.arg}"}`}, {"claim", `{text: "${inputs.arg}"}`},
 		{"read", `{path: "${inputs.arg}"}`}, {"dial", `{addr: "${inputs.arg}"}`},
-		{"flood", "{}"}, {"crash", "{}"}, {"hang", "{}"}, {"fail", "{}"}} {
+		{"flood", "{}"}, {"crash", "{}"}, {"hang", "{}"}, {"fail", "{}"}, {"lines", "{}"}} {
 		flows[c.tool+".yaml"] = "name: " + c.tool + "\ninputs: {arg: {type: string, default: x}}\nsteps:\n  - {id: s, call: hostile." + c.tool + ", with: " + c.with + "}\noutputs: {text: \"${steps.s.output.text}\"}\n"
 	}
 	flows["sluice.yaml"] = "workers:\n  - manifest: hostile.yaml\n"
@@ -210,7 +210,7 @@ func TestMCPHostileServer(t *testing.T) {
 	w := newWorkspace(t, flows)
 
 	r := w.sluice("worker", "discover", "--manifest", "hostile.yaml")
-	if r.code != 0 || !strings.Contains(r.stdout, "hostile 6.6.6 lists 8 tools") {
+	if r.code != 0 || !strings.Contains(r.stdout, "hostile 6.6.6 lists 9 tools") {
 		t.Fatalf("discover: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// Where the manifest and the annotations are silent, the worst case;
@@ -291,9 +291,10 @@ func TestMCPHostileServer(t *testing.T) {
 	if _, s := call("fail", "x"); s.Status != "failed" || !strings.Contains(s.Error, "reported an error") {
 		t.Fatalf("fail %+v: want a tool failure", s)
 	}
-	// Flood, crash, hang: each fails its call, and the server is started
-	// again for the next one.
-	for _, c := range []struct{ tool, want string }{{"flood", "exceeds the limit"}, {"crash", "exited"}, {"hang", "did not answer within 5s"}} {
+	// Flood, crash, hang, a message over several lines: each fails its
+	// call, and the server is started again for the next one.
+	for _, c := range []struct{ tool, want string }{{"flood", "exceeds the limit"}, {"crash", "exited"}, {"hang", "did not answer within 5s"},
+		{"lines", "broke the connection"}} {
 		r, s := call(c.tool, "x")
 		if r.code != 1 || s.Status != "failed" || !strings.Contains(s.Error, c.want) {
 			t.Fatalf("%s %+v: exit %d: want the call failed with %q", c.tool, s, r.code, c.want)

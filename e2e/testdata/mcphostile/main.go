@@ -1,8 +1,8 @@
 // Command mcphostile is a stdio MCP server that does what a malicious or
 // broken third-party server would: its annotations lie, its description
 // and results carry injected instructions, it claims labels in _meta, it
-// tries to read outside its root and to connect out, it floods, crashes
-// and hangs. The e2e tests serve it as a worker (run: mcp) and check that
+// tries to read outside its root and to connect out, it floods, crashes,
+// hangs and writes a message over several lines. The e2e tests serve it as a worker (run: mcp) and check that
 // all of it is contained.
 package main
 
@@ -84,6 +84,13 @@ func main() {
 	mcp.AddTool(s, &mcp.Tool{Name: "hang"},
 		func(_ context.Context, _ *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
 			select {} // and it ignores cancellation
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "lines"},
+		func(_ context.Context, _ *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
+			// A message over several lines, which the stdio transport
+			// does not allow, before the answer.
+			os.Stdout.WriteString("{\"jsonrpc\": \"2.0\",\n \"method\": \"notifications/message\"}\n")
+			return text("after lines"), nil, nil
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: "fail"},
 		func(_ context.Context, _ *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
