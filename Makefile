@@ -181,6 +181,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./orchestrator/audit
 	$(GO) test -run '^$$' -fuzz FuzzString -fuzztime $(FUZZTIME) ./ifc/internal/jsonappend
 	$(GO) test -run '^$$' -fuzz FuzzString -fuzztime $(FUZZTIME) ./internal/display
+	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./orchestrator/plan/interp
+	$(GO) test -run '^$$' -fuzz FuzzRun -fuzztime $(FUZZTIME) ./orchestrator/plan/interp
+	$(GO) test -run '^$$' -fuzz FuzzDecodeAsTheSDK -fuzztime $(FUZZTIME) ./worker/mcp
 	$(GO) test -run '^$$' -fuzz '^FuzzNoninterference$$' -fuzztime $(NI_FUZZTIME) -parallel 1 ./e2e
 
 fmt:

@@ -254,9 +254,10 @@ func TestStdioCloseUnblocksRead(t *testing.T) {
 
 // decode reads every message as jsonrpc.DecodeMessage does: the same
 // message, or the same error.
-func TestDecodeAsTheSDK(t *testing.T) {
+// decodeCases are messages a server may send, well formed or not.
+func decodeCases() []string {
 	deep := strings.Repeat("[", 1001) + strings.Repeat("]", 1001)
-	for _, line := range []string{
+	return []string{
 		`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"a\"b\\"}]}}`,
 		`{"jsonrpc":"2.0","id":"x-1","result":null}`,
 		`{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"bad","data":{"k":[1,2]}}}`,
@@ -281,13 +282,37 @@ func TestDecodeAsTheSDK(t *testing.T) {
 		`{"jsonrpc":"2.0","id":1,"result":{}} trailing`,
 		`"just a string"`,
 		`null`,
-	} {
-		got, gerr := decode([]byte(line))
-		want, werr := jsonrpc.DecodeMessage([]byte(line))
-		if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(got, want) {
-			t.Errorf("%.80s:\n got %#v, %v\nwant %#v, %v", line, got, gerr, want, werr)
+	}
+}
+
+func TestDecodeAsTheSDK(t *testing.T) {
+	for _, line := range decodeCases() {
+		if problem := decodesAsTheSDK([]byte(line)); problem != "" {
+			t.Error(problem)
 		}
 	}
+}
+
+// FuzzDecodeAsTheSDK: whatever a server sends, the worker's decoder gives
+// the message the SDK's gives, or its error.
+func FuzzDecodeAsTheSDK(f *testing.F) {
+	for _, line := range decodeCases() {
+		f.Add([]byte(line))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if problem := decodesAsTheSDK(b); problem != "" {
+			t.Error(problem)
+		}
+	})
+}
+
+func decodesAsTheSDK(b []byte) string {
+	got, gerr := decode(b)
+	want, werr := jsonrpc.DecodeMessage(b)
+	if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(got, want) {
+		return fmt.Sprintf("%.80q:\n got %#v, %v\nwant %#v, %v", b, got, gerr, want, werr)
+	}
+	return ""
 }
 
 // A message is one line, as the stdio transport specifies: one that
