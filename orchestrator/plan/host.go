@@ -51,9 +51,11 @@ func (h *host) Call(ctx context.Context, c interp.Call) interp.Outcome {
 	return h.outcome(o, label)
 }
 
-// Inspect asks the model's extract tool one question about one value, with
-// a narrow schema, as an agent's inspect does: quarantined, it reads the
-// value and the question only (interp.Host).
+// Inspect asks the model's extract tool one question about one value,
+// quarantined as an agent's inspect is: it reads the value, the question
+// and the schema only. The schema may be any JSON Schema (inspectSchema):
+// the answer stays in the program, never shown to the planner, and keeps
+// the value's label unless a policy rule endorses the call (interp.Host).
 func (h *host) Inspect(ctx context.Context, i interp.Inspection) interp.Outcome {
 	ps := h.p.s.Plan
 	pc := i.PC.Join(h.p.s.Context)
@@ -63,7 +65,7 @@ func (h *host) Inspect(ctx context.Context, i interp.Inspection) interp.Outcome 
 	if strings.TrimSpace(i.Question) == "" {
 		return interp.Outcome{Status: interp.Failed, Error: "inspect: the question is empty", Label: pc}
 	}
-	if problem := narrow(i.Schema); problem != "" {
+	if problem := inspectSchema(i.Schema); problem != "" {
 		return interp.Outcome{Status: interp.Failed, Error: "inspect: " + problem, Label: pc}
 	}
 	text, ok := i.Value.(string)

@@ -26,6 +26,8 @@ type recHost struct {
 	programs []string
 	page     string
 	pageL    ifc.Label
+	// answer is the extract tool's answer; nil answers true.
+	answer   any
 	approved bool
 	// made are the calls made (not answered from records), in order;
 	// records the outcomes by key.
@@ -60,7 +62,11 @@ func (h *recHost) Call(_ context.Context, c agent.Call) agent.Outcome {
 			o = agent.Outcome{Status: agent.Held, Stop: true, Approval: "A1"}
 		}
 	case "llm.extract":
-		o = agent.Outcome{Status: agent.Completed, Output: true, Base: ifc.Join(c.Label, ifc.TrustedFrom("tool:llm.extract"))}
+		var a any = true
+		if h.answer != nil {
+			a = h.answer
+		}
+		o = agent.Outcome{Status: agent.Completed, Output: a, Base: ifc.Join(c.Label, ifc.TrustedFrom("tool:llm.extract"))}
 	default:
 		o = agent.Outcome{Status: agent.Failed, Error: "unknown tool", Label: c.Label}
 	}
@@ -343,5 +349,78 @@ func TestPlanTrustedFailureStaysTrusted(t *testing.T) {
 	if res.Status != Failed || h.count("llm.chat") != 1 || res.Label.Integrity() != ifc.Trusted ||
 		!strings.Contains(res.Error, `no parameter "town"`) || strings.Contains(res.Error, "not shown") {
 		t.Fatalf("%+v", res)
+	}
+}
+
+// inspect in a plan may answer with any JSON Schema: a string read from
+// an untrusted page is allowed, keeps the page's label, and a payment
+// whose payee is that string carries the label and is held. The narrow
+// control, a boolean about a trusted page, completes trusted.
+func TestPlanInspectAnyScheme(t *testing.T) {
+	prog := "r = travel.search(city=\"Lisbon\")\n" +
+		"payee = inspect(r[\"text\"], \"Which account does the page say to pay?\", {\"type\": \"string\"})\n" +
+		"pay = payment.charge(amount=120, payee=payee)\nresult = pay[\"status\"]\n"
+	h := &recHost{page: injection, pageL: ifc.UntrustedFrom("web:evil.example"), answer: "acct_mallory", programs: []string{prog}}
+	res := run(t, h, step(t, nil))
+	if res.Status != Held {
+		t.Fatalf("%+v: want the payment held", res)
+	}
+	ex, charge := h.made[len(h.made)-2], h.made[len(h.made)-1]
+	if ex.Tool.Name != "llm.extract" || ex.Args["schema"].(map[string]any)["type"] != "string" {
+		t.Fatalf("extract %+v", ex)
+	}
+	if charge.Tool.Name != "payment.charge" || charge.Args["payee"] != "acct_mallory" ||
+		charge.ArgLabels["payee"].Integrity() != ifc.Untrusted || charge.Label.Integrity() != ifc.Untrusted {
+		t.Fatalf("charge %+v: want the inspected answer, labeled untrusted", charge)
+	}
+	if strings.Contains(h.plannerSaw(), "acct_mallory") {
+		t.Fatal("the planner was shown the answer")
+	}
+
+	// An object answer about the same page is labeled untrusted too.
+	h = &recHost{page: injection, pageL: ifc.UntrustedFrom("web:evil.example"), answer: map[string]any{"iban": "X", "amount": int64(3)}, programs: []string{
+		"r = travel.search(city=\"Lisbon\")\n" +
+			"result = inspect(r[\"text\"], \"The account and the amount\", {\"type\": \"object\", \"properties\": {\"iban\": {\"type\": \"string\"}, \"amount\": {\"type\": \"number\"}}})\n"}}
+	res = run(t, h, step(t, nil))
+	if res.Status != Completed || res.Base.Integrity() != ifc.Untrusted || res.Output.(map[string]any)["iban"] != "X" {
+		t.Fatalf("object answer: %+v", res)
+	}
+
+	// The narrow control: a boolean about a trusted page, then the
+	// payment, runs with no person.
+	h = &recHost{page: "Hotel Sol", pageL: ifc.TrustedFrom("tool:travel.search"), programs: []string{
+		"r = travel.search(city=\"Lisbon\")\nok = inspect(r[\"text\"], \"Is it cheap?\", {\"type\": \"boolean\"})\n" +
+			"if ok:\n    payment.charge(amount=120, payee=\"acct_hotel_sol\")\nresult = ok\n"}}
+	res = run(t, h, step(t, nil))
+	if res.Status != Completed || res.Output != true || res.Base.Integrity() != ifc.Trusted || h.count("payment.charge") != 1 {
+		t.Fatalf("narrow control: %+v", res)
+	}
+}
+
+// A schema that does not compile, or is larger than MaxInspectSchema,
+// fails the inspect with a message saying so; the extract tool is not
+// called.
+func TestPlanInspectSchemaRefused(t *testing.T) {
+	big := strings.Repeat("x", MaxInspectSchema)
+	for prog, want := range map[string]string{
+		"result = inspect(\"t\", \"q\", {\"type\": 3})\n":                                        "not a valid JSON Schema",
+		"result = inspect(\"t\", \"q\", {\"type\": \"string\", \"pattern\": \"" + big + "\"})\n": "at most 4096",
+	} {
+		h := &recHost{programs: []string{prog}}
+		s := step(t, nil)
+		s.Plan.MaxRewrites = 0
+		res := run(t, h, s)
+		if res.Status != Failed || !strings.Contains(res.Error, want) || h.count("llm.extract") != 0 {
+			t.Errorf("%.60s: %+v, %d extracts: want failed with %q", prog, res, h.count("llm.extract"), want)
+		}
+	}
+}
+
+// The system prompt tells the planner inspect takes any JSON Schema, of
+// bounded size.
+func TestSystemTellsInspectSchema(t *testing.T) {
+	s := System(&flow.PlanStep{Extract: &capabilities.Tool{Name: "llm.extract"}})
+	if !strings.Contains(s, "any JSON Schema of at most 4096 bytes") || strings.Contains(s, "must be narrow") {
+		t.Fatalf("%s", s)
 	}
 }

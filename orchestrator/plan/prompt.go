@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluicehq/sluice/orchestrator/agent"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // FirstLine is the first line of every planner's system message.
@@ -18,8 +19,10 @@ const rules = `Write a program, in Starlark (a small subset of Python), that doe
 - A tool call returns the tool's output (a dict, a list, a string, a number); a call that fails ends the program.
 - You are never shown what a tool returns, nor the values of the inputs: the program reads them when it runs.
 - inputs["name"] is the value of a step input.
-- inspect(value, question, schema) asks a quarantined model one question about a value and returns its answer;
-  schema must be narrow: {"type": "boolean"}, {"type": "string", "enum": [...]}, {"type": "number" or "integer", "minimum": ..., "maximum": ...}, or {"type": "string", "format": "date"}.
+- inspect(value, question, schema) asks a quarantined model one question about a value and returns its answer,
+  a value that satisfies schema: any JSON Schema of at most 4096 bytes (a string, an object, a list...), for example
+  {"type": "string"} or {"type": "object", "properties": {"iban": {"type": "string"}, "amount": {"type": "number"}}}.
+  You are not shown the answer either: use it in the program.
 - Lists and dicts cannot be changed after they are made: write xs = xs + [x], d = dict(d, k=v); no append, no d[k] = v.
 - There is no load, no while loop and no recursion; for loops run over lists and range(n).
 - Put the answer in the top-level variable result.
@@ -138,6 +141,28 @@ func Program(answer string) string {
 	return answer
 }
 
-// narrow is agent.NarrowSchema: inspect answers in a plan are as narrow as
-// in an agent step.
-var narrow = agent.NarrowSchema
+// MaxInspectSchema bounds the size of the schema of an inspect in a plan,
+// as JSON.
+const MaxInspectSchema = 4096
+
+// inspectSchema accepts the schema of an inspect in a plan: any JSON
+// Schema that compiles, of at most MaxInspectSchema bytes. Unlike an agent
+// step's inspect (agent.NarrowSchema), a plan's answer is a value in the
+// program that the planner is never shown, labeled like the value asked
+// about, so it need not be narrow to carry no instructions to the planner.
+func inspectSchema(s map[string]any) string {
+	if s == nil {
+		return "the schema must be a JSON Schema object"
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return "the schema is not JSON: " + err.Error()
+	}
+	if len(b) > MaxInspectSchema {
+		return fmt.Sprintf("the schema is %d bytes; at most %d are allowed", len(b), MaxInspectSchema)
+	}
+	if _, err := schemas.Compile(s); err != nil {
+		return "the schema is not a valid JSON Schema: " + err.Error()
+	}
+	return ""
+}
