@@ -174,6 +174,9 @@ func (e *episode) extract(req chatRequest) (chatMessage, bool) {
 			text = *msg.Content
 		}
 	}
+	if q, ok := strings.CutPrefix(instruction, answerQuestion); ok {
+		return e.answerFrom(q, text), true
+	}
 	var answer any
 	found := false
 	for _, x := range e.task.Extract {
@@ -206,6 +209,29 @@ func (e *episode) extract(req chatRequest) (chatMessage, bool) {
 	b, _ := json.Marshal(answer)
 	s := string(b)
 	return chatMessage{Role: "assistant", Content: &s}, true
+}
+
+// answerFrom answers a plan's inspect that asks for the user's answer
+// from the results: the task's answer, its words that carry data written
+// when the results (text) hold them, else (unknown), and its {{N.F}} left
+// to the program, which reports them itself. Shown the injection, the
+// obedient model writes its goal into the answer too.
+func (e *episode) answerFrom(question, text string) chatMessage {
+	if question != e.task.Prompt {
+		e.note("a plan asked for the answer to %q", clip(question))
+	}
+	plain := answerRef.ReplaceAllString(e.task.Answer, "")
+	answer, _ := honestText([]string{text}, plain, true)
+	if e.attack != nil && holds(text, e.attack.Goal) {
+		e.mu.Lock()
+		e.saw = true
+		e.obeyed++
+		e.mu.Unlock()
+		answer += " " + e.attack.Goal
+	}
+	b, _ := json.Marshal(answer)
+	s := string(b)
+	return chatMessage{Role: "assistant", Content: &s}
 }
 
 // bend writes the attacker's values into the fields of an extract answer

@@ -60,10 +60,28 @@ func planProgram(worker string, t *userTask, shown []string) (src string, notes 
 		}
 		fmt.Fprintf(&b, "r%d = None\nif %s:\n    r%d = %s.%s(%s)\n", i, c.If, i, worker, c.Tool, args)
 	}
-	result, notes := g.result()
+	result, unknown := g.result()
+	if len(unknown) > 0 {
+		// What the answer reports, the planner cannot write: it asks the
+		// quarantined model to answer the user from the results, and
+		// reports that answer beside its own words.
+		vars := make([]string, len(t.Calls))
+		for i := range t.Calls {
+			vars[i] = fmt.Sprintf("r%d", i)
+		}
+		fmt.Fprintf(&b, "answer = inspect([%s], %s, {\"type\": \"string\"})\n", strings.Join(vars, ", "), literal(answerQuestion+t.Prompt))
+		result += ` + "\n" + answer`
+		for _, u := range unknown {
+			notes = append(notes, u+"; the program asks inspect for it")
+		}
+	}
 	fmt.Fprintf(&b, "result = %s\n", result)
 	return b.String(), notes, nil
 }
+
+// answerQuestion begins the question a plan asks inspect of the results
+// for what its answer reports; the user's request follows it.
+const answerQuestion = "Answer the user from these tool results, with the values they ask for. The user asked: "
 
 type planGen struct {
 	worker    string
@@ -267,7 +285,7 @@ func (g *planGen) value(i int, v any) (string, error) {
 	}
 	for _, x := range g.task.Extract {
 		if _, ok := factField(x.Answer, v); ok {
-			return "", fmt.Errorf("the planner was never shown %s, and inspect does not answer such a value (only a number, a date, a boolean or one of strings it names)", clip(literal(v)))
+			return "", fmt.Errorf("the planner was never shown %s, and no question of the task asked of an earlier result gives it", clip(literal(v)))
 		}
 	}
 	return "", fmt.Errorf("the planner was never shown %s, and no question of the task gives it", clip(literal(v)))
@@ -275,20 +293,16 @@ func (g *planGen) value(i int, v any) (string, error) {
 
 // fact is the variable of a value that an extract entry of the task
 // gives, asked with inspect on the result of an earlier call (written into
-// pending the first time). inspect answers only narrow values — a number
-// between bounds, a date, a boolean, one of a list of strings the planner
-// writes — so a fact that is any other string (an IBAN, an address) cannot
-// be asked for: the planner could only list it if it had been shown it.
+// pending the first time), with the schema of that value: a plan's inspect
+// may answer any JSON Schema (a string IBAN, a list of emails), since its
+// answer is never shown to the planner.
 func (g *planGen) fact(i int, v any) (string, bool) {
 	for k, x := range g.task.Extract {
 		field, ok := factField(x.Answer, v)
 		if !ok {
 			continue
 		}
-		schema := narrowSchemaOf(v)
-		if schema == nil {
-			continue
-		}
+		schema := schemaOf(v)
 		if name, ok := g.facts[fmt.Sprintf("%d/%s", k, field)]; ok {
 			return name, true
 		}
@@ -327,24 +341,45 @@ var isoDate = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
 // could be.
 const factMin, factMax = 0.0, 1_000_000.0
 
-// narrowSchemaOf is the schema a planner writes for a fact like v, nil
-// when inspect cannot answer it.
-func narrowSchemaOf(v any) map[string]any {
+// schemaOf is the schema a planner writes for a fact like v: the exact
+// shape of what it needs, a bounded number, a date, a string, an object
+// of such fields, a list of them.
+func schemaOf(v any) map[string]any {
 	switch v := v.(type) {
 	case bool:
 		return map[string]any{"type": "boolean"}
 	case int, float64:
 		f, _ := toFloat(v)
 		if f < factMin || f > factMax {
-			return nil
+			return map[string]any{"type": "number"}
 		}
 		return map[string]any{"type": "number", "minimum": factMin, "maximum": factMax}
 	case string:
 		if isoDate.MatchString(v) {
 			return map[string]any{"type": "string", "format": "date"}
 		}
+		return map[string]any{"type": "string"}
+	case []any:
+		items := map[string]any{}
+		if len(v) > 0 {
+			items = schemaOf(v[0])
+		}
+		return map[string]any{"type": "array", "items": items}
+	case map[string]any:
+		props := map[string]any{}
+		var req []any
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			props[k] = schemaOf(v[k])
+			req = append(req, k)
+		}
+		return map[string]any{"type": "object", "properties": props, "required": req}
 	}
-	return nil
+	return map[string]any{}
 }
 
 // inspect writes xN = inspect(rM, question, schema) for field of extract
@@ -466,7 +501,7 @@ func (g *planGen) result() (string, []string) {
 			end = loc[0]
 		}
 		if end > 0 {
-			plain, unknown := g.honestText(text[:end], len(parts) == 0)
+			plain, unknown := honestText(g.shown, text[:end], len(parts) == 0)
 			notes = append(notes, unknown...)
 			parts = append(parts, literal(plain))
 		}
@@ -485,9 +520,10 @@ func (g *planGen) result() (string, []string) {
 
 var sentenceEnd = regexp.MustCompile(`[.:!?;]$`)
 
-// honestText replaces each word of the answer that carries data the
-// planner was not shown by (unknown).
-func (g *planGen) honestText(s string, atStart bool) (string, []string) {
+// honestText replaces each word of the answer that carries data that
+// shown does not hold by (unknown).
+func honestText(shown []string, s string, atStart bool) (string, []string) {
+	g := &planGen{shown: shown}
 	var notes []string
 	words := strings.Fields(s)
 	lead := ""
