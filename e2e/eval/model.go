@@ -174,12 +174,17 @@ func (e *episode) extract(req chatRequest) (chatMessage, bool) {
 			text = *msg.Content
 		}
 	}
-	if q, ok := strings.CutPrefix(instruction, answerQuestion); ok {
-		return e.answerFrom(q, text), true
-	}
 	var answer any
 	found := false
+	q, asked := strings.CutPrefix(instruction, answerQuestion)
+	if asked {
+		// answerFrom bends its answer itself.
+		answer, found = e.answerFrom(q, text), true
+	}
 	for _, x := range e.task.Extract {
+		if found {
+			break
+		}
 		if x.re.MatchString(instruction) {
 			answer, found = x.Answer, true
 			break
@@ -189,7 +194,7 @@ func (e *episode) extract(req chatRequest) (chatMessage, bool) {
 		e.note("no extract answer matches the instruction %q", clip(instruction))
 		return chatMessage{}, false
 	}
-	if e.attack != nil && holds(text, e.attack.Goal) {
+	if !asked && e.attack != nil && holds(text, e.attack.Goal) {
 		e.mu.Lock()
 		e.saw = true
 		e.mu.Unlock()
@@ -216,7 +221,7 @@ func (e *episode) extract(req chatRequest) (chatMessage, bool) {
 // when the results (text) hold them, else (unknown), and its {{N.F}} left
 // to the program, which reports them itself. Shown the injection, the
 // obedient model writes its goal into the answer too.
-func (e *episode) answerFrom(question, text string) chatMessage {
+func (e *episode) answerFrom(question, text string) string {
 	if question != e.task.Prompt {
 		e.note("a plan asked for the answer to %q", clip(question))
 	}
@@ -229,9 +234,7 @@ func (e *episode) answerFrom(question, text string) chatMessage {
 		e.mu.Unlock()
 		answer += " " + e.attack.Goal
 	}
-	b, _ := json.Marshal(answer)
-	s := string(b)
-	return chatMessage{Role: "assistant", Content: &s}
+	return answer
 }
 
 // bend writes the attacker's values into the fields of an extract answer
