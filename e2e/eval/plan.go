@@ -310,7 +310,51 @@ func (g *planGen) fact(i int, v any) (string, bool) {
 			return name, true
 		}
 	}
+	// An element of a list an entry gives: the list asked for, indexed.
+	for k, x := range g.task.Extract {
+		field, idx, list, ok := factElement(x.Answer, v)
+		if !ok {
+			continue
+		}
+		name, ok := g.facts[fmt.Sprintf("%d/%s", k, field)]
+		if !ok {
+			if name, ok = g.inspect(i, k, field, schemaOf(list)); !ok {
+				continue
+			}
+		}
+		return fmt.Sprintf("%s[%d]", name, idx), true
+	}
 	return "", false
+}
+
+// factElement finds v as an element of a list in an extract answer: the
+// answer itself (""), or one of its fields.
+func factElement(answer, v any) (field string, idx int, list []any, ok bool) {
+	find := func(x any) (int, []any, bool) {
+		l, isList := x.([]any)
+		for j, e := range l {
+			if isList && same(e, v) {
+				return j, l, true
+			}
+		}
+		return 0, nil, false
+	}
+	if j, l, ok := find(answer); ok {
+		return "", j, l, true
+	}
+	if m, isMap := answer.(map[string]any); isMap {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if j, l, ok := find(m[k]); ok {
+				return k, j, l, true
+			}
+		}
+	}
+	return "", 0, nil, false
 }
 
 // factField finds v in an extract answer: the answer itself (""), or one
@@ -390,8 +434,11 @@ func schemaOf(v any) map[string]any {
 func (g *planGen) inspect(i, k int, field string, schema map[string]any) (string, bool) {
 	x := g.task.Extract[k]
 	var q *fixedExtract
+	if x.Ask != "" {
+		q = &fixedExtract{instruction: x.Ask, source: g.worker + "." + x.From}
+	}
 	for j := range g.questions {
-		if x.re.MatchString(g.questions[j].instruction) {
+		if q == nil && x.re.MatchString(g.questions[j].instruction) {
 			q = &g.questions[j]
 			break
 		}

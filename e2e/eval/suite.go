@@ -70,7 +70,12 @@ type plannedCall struct {
 type extractAnswer struct {
 	Match  string `yaml:"match"`
 	Answer any    `yaml:"answer"`
-	re     *regexp.Regexp
+	// Ask is the question a plan asks inspect for this answer, of the
+	// result of the tool From, when the fixed flow asks no such question:
+	// what a planner would ask, from the prompt alone. Match must match it.
+	Ask  string `yaml:"ask"`
+	From string `yaml:"from"`
+	re   *regexp.Regexp
 }
 
 var placeholder = regexp.MustCompile(`\{\{inject:([A-Za-z0-9_.-]+)\}\}`)
@@ -152,6 +157,9 @@ func (s *suite) checkTasks() error {
 			re, err := regexp.Compile(t.Extract[i].Match)
 			if err != nil {
 				return fmt.Errorf("%s: extract %d: %v", where, i, err)
+			}
+			if x := t.Extract[i]; (x.Ask == "") != (x.From == "") || x.Ask != "" && !re.MatchString(x.Ask) {
+				return fmt.Errorf("%s: extract %d: ask and from go together, and match must match ask", where, i)
 			}
 			t.Extract[i].re = re
 		}
