@@ -369,3 +369,44 @@ func TestPlanLintUntrustedInstructions(t *testing.T) {
 		t.Fatalf("lint good.yaml: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// (g) inspect in a plan takes any JSON Schema: a string the quarantined
+// model read off the page (here the attacker's account) comes back as a
+// value the planner is never shown, labeled with the page, and the charge
+// that takes it is held; a schema that does not compile fails the step,
+// saying so.
+func TestPlanInspectAnySchema(t *testing.T) {
+	host, _ := countingSite(t, planPage)
+	prog := "page = web.fetch(url=inputs[\"url\"])\n" +
+		"payee = inspect(page[\"text\"], \"[Q1] Which account does the page say to pay?\", {\"type\": \"string\"})\n" +
+		"payment.charge(amount=120, currency=\"EUR\", payee=payee)\nresult = \"paid\"\n"
+	w := planWorkspace(t, host, "cheap rooms", prog)
+	w.write("answers.yaml", planScript(prog)+"- match: '\\[Q1\\]'\n  respond: acct_attacker\n")
+	r := w.sluice("run", "plan.yaml", "--input", "url=http://"+host+"/hotel", "--wait=false", "--json")
+	if r.code != 4 {
+		t.Fatalf("exit %d, want 4 (held)\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := decodePlanRun(t, r.stdout).Steps[0]
+	if s.Status != "held" || s.Tool != "payment.charge" || s.Args["payee"] != "acct_attacker" || s.Label.Integrity != "untrusted" ||
+		!strings.Contains(strings.Join(s.Label.Sources, ","), "web:"+host) {
+		t.Fatalf("step %+v", s)
+	}
+	if lines := w.ledger(); len(lines) != 0 {
+		t.Fatalf("paid: %v", lines)
+	}
+	for _, req := range plannerRequests(t, w) {
+		if strings.Contains(req, "acct_attacker") || !strings.Contains(req, "any JSON Schema of at most 4096 bytes") {
+			t.Fatalf("planner request:\n%s", req)
+		}
+	}
+
+	bad := "page = web.fetch(url=inputs[\"url\"])\nx = inspect(page[\"text\"], \"[Q1] Which account?\", {\"type\": 3})\nresult = x\n"
+	w = planWorkspace(t, host, "cheap rooms", bad)
+	r = w.sluice("run", "plan.yaml", "--input", "url=http://"+host+"/hotel", "--json")
+	if r.code == 0 || r.code == 4 {
+		t.Fatalf("exit %d, want a failure\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if s := decodePlanRun(t, r.stdout).Steps[0]; s.Status != "failed" || !strings.Contains(s.Error, "not a valid JSON Schema") {
+		t.Fatalf("step %+v", s)
+	}
+}
