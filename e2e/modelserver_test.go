@@ -229,4 +229,27 @@ outputs:
 		t.Errorf("audit log of the run: web.fetch allowed %d and completed %d times, %d chat turns completed spending %d tokens; want 1, 1, 2 and some",
 			fetchAllowed, fetchDone, chats, tokens)
 	}
+
+	// An error of the server's own: a model it does not have. The run
+	// fails saying how the server answered (its status: the server's own
+	// words are not repeated), and nothing else is called.
+	cfg, err := os.ReadFile(w.path("sluice.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowSrc, err := os.ReadFile(w.path("flow.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := newWorkspace(t, map[string]string{
+		"sluice.yaml": strings.Replace(string(cfg), "model: sluice-chain", "model: no-such-model", 1),
+		"flow.yaml":   string(flowSrc),
+	})
+	r = bad.sluice("run", "flow.yaml", "--input", "ask=What does a room cost at the hotel?")
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "the model did not answer: llm.chat: tool_failed: the model API answered 404") {
+		t.Errorf("sluice run with a model Ollama does not have: exit %d, want 1 and the API's 404\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if n := fetched.Load(); n != 1 {
+		t.Errorf("the page was fetched %d times in all, want once: the failed run fetched it", n)
+	}
 }
