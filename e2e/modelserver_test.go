@@ -28,7 +28,8 @@ import (
 // chainTemplate is the model's chat template (Ollama's Go template over
 // .Messages). It writes each message out and ends the prompt with one
 // token that tells the model what to do: <|answer|> when the last message
-// is a tool's result, <|ask|> otherwise. It names .Tools, which is how
+// is a tool's result, <|extract|> when no tools are offered (llm.extract's
+// request, with a JSON schema as its response format), <|ask|> otherwise. It names .Tools, which is how
 // Ollama knows the model takes tools, and the text after {{ if .ToolCalls }}
 // is the tag Ollama's tool-call parser looks for in the model's output.
 const chainTemplate = `{{- if .Tools }}tools: {{ range .Tools }}{{ .Function.Name }} {{ end }}
@@ -40,7 +41,7 @@ const chainTemplate = `{{- if .Tools }}tools: {{ range .Tools }}{{ .Function.Nam
 {{ end }}
 {{- else }}{{ .Role }}: {{ .Content }}
 {{ end }}
-{{- if eq (len (slice $.Messages $i)) 1 }}{{ if eq .Role "tool" }}<|answer|>{{ else }}<|ask|>{{ end }}{{ end }}
+{{- if eq (len (slice $.Messages $i)) 1 }}{{ if eq .Role "tool" }}<|answer|>{{ else if not $.Tools }}<|extract|>{{ else }}<|ask|>{{ end }}{{ end }}
 {{- end }}`
 
 // ollamaBin is the ollama binary: $SLUICE_OLLAMA, else ollama on PATH.
@@ -140,7 +141,8 @@ func TestModelServerOllama(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := modelserver.WriteChain(f, "sluice-chain",
-		[]modelserver.Turn{{Marker: "<|ask|>", Output: call}, {Marker: "<|answer|>", Output: answer}}); err != nil {
+		[]modelserver.Turn{{Marker: "<|ask|>", Output: call}, {Marker: "<|answer|>", Output: answer},
+			{Marker: "<|extract|>", Output: `{"price":120}`}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
@@ -228,6 +230,25 @@ outputs:
 	if fetchAllowed != 1 || fetchDone != 1 || chats != 2 || tokens == 0 {
 		t.Errorf("audit log of the run: web.fetch allowed %d and completed %d times, %d chat turns completed spending %d tokens; want 1, 1, 2 and some",
 			fetchAllowed, fetchDone, chats, tokens)
+	}
+
+	// JSON-schema output: llm.extract asks with a strict json_schema
+	// response format, which Ollama turns into a grammar its sampler keeps
+	// to; the answer is checked against the schema again by the worker.
+	w.write("extract.yaml", `name: extract
+steps:
+  - id: price
+    call: llm.extract
+    with:
+      text: "A double room costs 120 EUR per night."
+      instruction: "The price of a double room, in EUR."
+      schema: {type: object, properties: {price: {type: integer}}, required: [price], additionalProperties: false}
+outputs:
+  price: "${steps.price.output.price}"
+`)
+	r = w.sluice("run", "extract.yaml", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"price": 120`) && !strings.Contains(r.stdout, `"price":120`) {
+		t.Errorf("llm.extract with a JSON schema against Ollama: exit %d, want the price 120\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 
 	// An error of the server's own: a model it does not have. The run
