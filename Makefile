@@ -54,7 +54,7 @@ test:
 		fi; \
 	fi
 	@$(MAKE) --no-print-directory mcp-servers
-	$(GO) test -race -count=1 -timeout 9m ./...
+	$(GO) test -race -count=1 -timeout 14m ./...
 
 # The MCP servers the mcp example and its e2e tests run (the reference
 # filesystem, memory and everything servers from npm), at the versions pinned in
