@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -15,19 +16,8 @@ func (l *loader) agent(ptr string, s *Step, m map[string]any, step map[string]an
 	a := &Agent{Model: m["model"].(string), MaxTurns: DefaultMaxTurns, HideUntrusted: true}
 	s.Agent = a
 	s.Worker, s.Call = a.Model, a.Model+".chat"
-	for _, key := range []string{"with", "for_each", "concurrency"} {
-		if _, ok := step[key]; ok {
-			l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/"+key), CodeBadStep, "%s applies only to a call step; an agent takes what it needs in its instructions", key)
-		}
-	}
-	if mf, ok := l.cat[a.Model]; !ok {
-		l.errorf(aptr+"/model", CodeUnknownTool, "agent model %q: no worker %q is configured", a.Model, a.Model)
-	} else if chat, ok := mf.Tool("chat"); !ok {
-		l.errorf(aptr+"/model", CodeUnknownTool, "agent model %q: worker %s has no chat tool (it has: %s)", a.Model, a.Model, strings.Join(mf.ToolNames(), ", "))
-	} else {
-		s.Spec = chat
-		a.Extract, _ = mf.Tool("extract")
-	}
+	l.modelStep(ptr, "agent", "an agent takes what it needs in its instructions", a.Model, s, step)
+	a.Extract = l.extractTool(a.Model)
 	a.Instructions = l.value(aptr+"/instructions", m["instructions"])
 	l.checkReads(a.Instructions, p, ids, s.ID, deps, false)
 	if tools, ok := m["tools"].([]any); ok {
@@ -54,4 +44,33 @@ func (l *loader) agent(ptr string, s *Step, m map[string]any, step map[string]an
 		}
 		a.OutputSchema, a.OutputDoc = sch, doc
 	}
+}
+
+// modelStep checks what an agent and a plan step share: none of the keys
+// that belong to call steps (hint says where their values go instead), and
+// a model worker with a chat tool, which becomes the step's Spec.
+func (l *loader) modelStep(ptr, kind, hint, model string, s *Step, step map[string]any) {
+	for _, key := range []string{"with", "for_each", "concurrency"} {
+		if _, ok := step[key]; ok {
+			l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/"+key), CodeBadStep, "%s applies only to a call step; %s", key, hint)
+		}
+	}
+	mptr := ptr + "/" + kind + "/model"
+	if mf, ok := l.cat[model]; !ok {
+		l.errorf(mptr, CodeUnknownTool, "%s model %q: no worker %q is configured", kind, model, model)
+	} else if chat, ok := mf.Tool("chat"); !ok {
+		l.errorf(mptr, CodeUnknownTool, "%s model %q: worker %s has no chat tool (it has: %s)", kind, model, model, strings.Join(mf.ToolNames(), ", "))
+	} else {
+		s.Spec = chat
+	}
+}
+
+// extractTool is the model worker's extract tool, for inspect; nil when it
+// has none.
+func (l *loader) extractTool(model string) *capabilities.Tool {
+	if mf, ok := l.cat[model]; ok {
+		t, _ := mf.Tool("extract")
+		return t
+	}
+	return nil
 }

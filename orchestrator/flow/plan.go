@@ -58,19 +58,8 @@ func (l *loader) planStep(ptr string, s *Step, m map[string]any, step map[string
 	ps := &PlanStep{Model: m["model"].(string), MaxRewrites: DefaultMaxRewrites, Inputs: map[string]*Value{}}
 	s.Plan = ps
 	s.Worker, s.Call = ps.Model, ps.Model+".chat"
-	for _, key := range []string{"with", "for_each", "concurrency"} {
-		if _, ok := step[key]; ok {
-			l.ds.Add(l.doc.File, l.doc.KeyPos(ptr+"/"+key), CodeBadStep, "%s applies only to a call step; a plan takes its values in plan.inputs", key)
-		}
-	}
-	if mf, ok := l.cat[ps.Model]; !ok {
-		l.errorf(pptr+"/model", CodeUnknownTool, "plan model %q: no worker %q is configured", ps.Model, ps.Model)
-	} else if chat, ok := mf.Tool("chat"); !ok {
-		l.errorf(pptr+"/model", CodeUnknownTool, "plan model %q: worker %s has no chat tool (it has: %s)", ps.Model, ps.Model, strings.Join(mf.ToolNames(), ", "))
-	} else {
-		s.Spec = chat
-		ps.Extract, _ = mf.Tool("extract")
-	}
+	l.modelStep(ptr, "plan", "a plan takes its values in plan.inputs", ps.Model, s, step)
+	ps.Extract = l.extractTool(ps.Model)
 	ps.Instructions = l.value(pptr+"/instructions", m["instructions"])
 	l.checkReads(ps.Instructions, p, ids, s.ID, deps, false)
 	l.trustedReads(ps.Instructions, ids, s.ID)
