@@ -56,9 +56,11 @@ var importTable = []layer{
 			// The W3C trace context of a call, read from its headers; no
 			// tracer, no exporter.
 			"go.opentelemetry.io/otel/propagation"}},
+	// The launcher of a stdio server with network grants seals itself
+	// (internal/seal) and brings loopback up in its namespace (x/sys).
 	{pkgs: []string{"worker/mcp"},
-		sluice:   []string{"ifc", "schemas", "capabilities", "worker"},
-		external: []string{"github.com/modelcontextprotocol/go-sdk"}},
+		sluice:   []string{"ifc", "schemas", "capabilities", "worker", "internal/seal"},
+		external: []string{"github.com/modelcontextprotocol/go-sdk", "golang.org/x/sys"}},
 	{pkgs: []string{"worker/wasm"},
 		sluice:   []string{"ifc", "schemas", "capabilities", "worker", "internal/..."},
 		external: []string{"github.com/tetratelabs/wazero"}},

@@ -136,6 +136,9 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 		// The server is started once the process is confined, so that
 		// it has no more than the worker.
 		cfg := mcp.Config{Manifest: m, Path: c.getenv("PATH"), Log: log}
+		if cfg.Self, err = os.Executable(); err != nil {
+			return err
+		}
 		dirs, files, err := mcp.Keep(m, cfg.Path)
 		if err != nil {
 			return fmt.Errorf("worker %s: %w", m.Worker, err)
@@ -143,6 +146,13 @@ func (c *cli) runWorker(ctx context.Context, ref string, log *slog.Logger) error
 		keep.RO, keep.ROFiles = append(keep.RO, dirs...), append(keep.ROFiles, files...)
 		server = mcp.New(cfg)
 		defer server.Close()
+		// A server with network grants: its launcher and proxy, before
+		// the worker is confined and sealed.
+		rw, err := server.Prepare()
+		if err != nil {
+			return fmt.Errorf("worker %s: %w", m.Worker, err)
+		}
+		keep.RW = append(keep.RW, rw...)
 		handlers = server.Handlers()
 	case strings.HasPrefix(m.Run, capabilities.BuiltinPrefix):
 		name := strings.TrimPrefix(m.Run, capabilities.BuiltinPrefix)

@@ -433,3 +433,63 @@ func describeSocket(domain, typ uint64) string {
 	}
 	return "socket " + d + " " + t
 }
+
+// InetOnly lets the process, every thread of it and every process it
+// starts, open IPv4 and IPv6 sockets only, for the rest of its life:
+// socket(2) for any other family (unix, netlink, packet, …) and
+// io_uring_setup(2) fail with EPERM.
+//
+// It is the seal of a process that lives in a network namespace whose
+// only interface is loopback: there, an IPv4 or IPv6 socket reaches
+// nothing but what listens on that loopback, and a unix socket, which
+// a network namespace does not confine (a path names it), is refused.
+func InetOnly() error {
+	var arch uint32
+	switch runtime.GOARCH {
+	case "amd64":
+		arch = unix.AUDIT_ARCH_X86_64
+	case "arm64":
+		arch = unix.AUDIT_ARCH_AARCH64
+	default:
+		return ErrUnsupported
+	}
+	const (
+		ld    = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+		jeq   = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+		jge   = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
+		ret   = unix.BPF_RET | unix.BPF_K
+		allow = unix.SECCOMP_RET_ALLOW
+		deny  = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
+		// struct seccomp_data: int nr; __u32 arch; __u64 ip; __u64
+		// args[6]. The family is an int: the low word of args[0] on
+		// these little-endian architectures.
+		offArg0 = 16
+		x32     = 0x40000000
+	)
+	prog := []unix.SockFilter{
+		/* 0 */ {Code: ld, K: 4},
+		/* 1 */ {Code: jeq, K: arch, Jt: 1},
+		/* 2 */ {Code: ret, K: deny},
+		/* 3 */ {Code: ld, K: 0},
+		/* 4 */ {Code: jge, K: x32, Jt: 7}, // → 12
+		/* 5 */ {Code: jeq, K: unix.SYS_IO_URING_SETUP, Jt: 6}, // → 12
+		/* 6 */ {Code: jeq, K: unix.SYS_SOCKET, Jf: 4}, // → 11
+		/* 7 */ {Code: ld, K: offArg0},
+		/* 8 */ {Code: jeq, K: unix.AF_INET, Jt: 2}, // → 11
+		/* 9 */ {Code: jeq, K: unix.AF_INET6, Jt: 1}, // → 11
+		/* 10 */ {Code: ret, K: deny},
+		/* 11 */ {Code: ret, K: allow},
+		/* 12 */ {Code: ret, K: deny},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("seal the network: no_new_privs: %w", err)
+	}
+	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC,
+		uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(prog)
+	if errno != 0 {
+		return fmt.Errorf("seal the network: seccomp: %w", errno)
+	}
+	return nil
+}

@@ -24,3 +24,6 @@ func FromEnv([]string) (bool, error) { return false, nil }
 
 // ServeReports returns at once: no worker is sealed here.
 func ServeReports(conn *os.File, attempt func(op, what string)) error { return conn.Close() }
+
+// InetOnly does nothing here: it returns ErrUnsupported.
+func InetOnly() error { return ErrUnsupported }

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -39,8 +40,13 @@ type Config struct {
 	// Manifest is the worker's manifest, with its deployment's grants.
 	Manifest *capabilities.Manifest
 	// Path is the PATH the command is looked up in, and the only variable
-	// the server's environment holds.
+	// the server's environment holds (with the proxy's, when the manifest
+	// grants hosts).
 	Path string
+	// Self is this program: a server started from command: whose
+	// manifest grants hosts is started by it, run again as a launcher
+	// (launcher.go).
+	Self string
 	Log  *slog.Logger
 }
 
@@ -52,26 +58,32 @@ type Server struct {
 
 	mu   sync.Mutex
 	live *process
+
+	// For a server started from command: whose manifest grants hosts
+	// (Prepare): its launcher, its proxy, the directory of the proxy's
+	// certificate, and one call at a time (one holds the slot).
+	launcher *launcher
+	proxy    *proxy
+	caDir    string
+	one      chan struct{}
 }
 
 // process is one running server.
 type process struct {
-	cmd     *exec.Cmd
+	// id is the server's process id, 0 for a server reached at url:.
+	id      int
 	session *sdk.ClientSession
 	exited  chan struct{}
 	once    sync.Once
 	// stdio is the connection to a server started here, nil for a
 	// server reached at url:.
 	stdio *stdioConn
+	// killGroup kills the server's process group; nil for a server
+	// reached at url:.
+	killGroup func()
 }
 
-// pid is the server's process id, 0 for a server reached at url:.
-func (p *process) pid() int {
-	if p.cmd == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
+func (p *process) pid() int { return p.id }
 
 // New returns a server that is not started yet.
 func New(cfg Config) *Server {
@@ -186,6 +198,10 @@ func (s *Server) command() (*exec.Cmd, error) {
 		}
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	if s.launcher != nil {
+		// After the manifest's: these win.
+		cmd.Env = append(cmd.Env, proxyEnv(s.launcher.port, filepath.Join(s.caDir, caFile))...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd, nil
 }
@@ -213,27 +229,18 @@ func (s *Server) start(ctx context.Context) (*process, error) {
 		inW.Close()
 		return nil, err
 	}
-	cmd.Stdin, cmd.Stdout = inR, outW
-	cmd.Stderr = &stderrLog{log: s.log, left: 16 << 10}
-	onThread(func() { err = cmd.Start() })
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		outR.Close()
-		outW.Close()
-		return nil, fmt.Errorf("start the MCP server: %w", err)
-	}
+	p, err := s.spawn(cmd, inR, outW)
 	inR.Close()
 	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		return nil, err
+	}
 	// One message from the server is bounded (maxLine): a server that
 	// floods its output cannot make the worker hold more.
 	t := newStdio(outR, inW, maxLine(s.cfg.Manifest))
-	p := &process{cmd: cmd, exited: make(chan struct{}), stdio: t.conn}
-	go func() {
-		err := cmd.Wait()
-		s.log.Warn("the MCP server exited", "pid", cmd.Process.Pid, "err", errString(err))
-		close(p.exited)
-	}()
+	p.stdio = t.conn
 	client := sdk.NewClient(&sdk.Implementation{Name: "sluice", Version: "1"},
 		// No roots, sampling or elicitation: a server never reaches a
 		// model or a person through Sluice, and its roots are its
@@ -250,18 +257,57 @@ func (s *Server) start(ctx context.Context) (*process, error) {
 	return p, nil
 }
 
+// spawn starts cmd with stdin and stdout as its standard input and
+// output: from this process, or, for a server with network grants, from
+// its launcher.
+func (s *Server) spawn(cmd *exec.Cmd, stdin, stdout *os.File) (*process, error) {
+	stderr := &stderrLog{log: s.log, left: 16 << 10}
+	if s.launcher != nil {
+		errR, errW, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		pid, exited, err := s.launcher.start(cmd, stdin, stdout, errW)
+		errW.Close()
+		if err != nil {
+			errR.Close()
+			return nil, fmt.Errorf("start the MCP server: %w", err)
+		}
+		go func() {
+			io.Copy(stderr, errR)
+			errR.Close()
+		}()
+		return &process{id: pid, exited: exited, killGroup: func() { s.launcher.kill(pid) }}, nil
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	var err error
+	onThread(func() { err = cmd.Start() })
+	if err != nil {
+		return nil, fmt.Errorf("start the MCP server: %w", err)
+	}
+	pid := cmd.Process.Pid
+	p := &process{id: pid, exited: make(chan struct{}),
+		killGroup: func() { onThread(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) }) }}
+	go func() {
+		err := cmd.Wait()
+		s.log.Warn("the MCP server exited", "pid", pid, "err", errString(err))
+		close(p.exited)
+	}()
+	return p, nil
+}
+
 // kill stops the server's whole process group and waits for it.
 func (p *process) kill() {
 	if p.session != nil {
 		go p.session.Close()
 	}
-	if p.cmd == nil {
+	if p.killGroup == nil {
 		// A session with a server reached at url: ends; its HTTP
 		// requests are the calls'.
 		p.once.Do(func() { close(p.exited) })
 		return
 	}
-	onThread(func() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) })
+	p.killGroup()
 	<-p.exited
 }
 
@@ -323,7 +369,7 @@ func (s *Server) drop(p *process) {
 	p.kill()
 }
 
-// Close stops the server.
+// Close stops the server, and its launcher and proxy.
 func (s *Server) Close() {
 	s.mu.Lock()
 	p := s.live
@@ -331,6 +377,10 @@ func (s *Server) Close() {
 	s.mu.Unlock()
 	if p != nil {
 		p.kill()
+	}
+	if s.launcher != nil {
+		s.launcher.close()
+		os.RemoveAll(s.caDir)
 	}
 }
 
@@ -450,6 +500,20 @@ func (s *Server) Handlers() map[string]worker.Handler {
 func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *capabilities.Tool) (any, error) {
 	// A server reached at url: is sent each request as part of this call.
 	ctx = withCall(ctx, call)
+	if s.proxy != nil {
+		// A server with network grants serves one call at a time: each
+		// request through its proxy is this call's, and no other's.
+		select {
+		case s.one <- struct{}{}:
+		case <-ctx.Done():
+			return nil, worker.Failed("%s: the MCP server serves one call at a time, and the calls before this one took its %s", t.Name, s.cfg.Manifest.Limits.Timeout)
+		}
+		s.proxy.now.Store(&inflight{ctx: ctx, call: call})
+		defer func() {
+			s.proxy.now.Store(nil)
+			<-s.one
+		}()
+	}
 	p, err := s.process(ctx)
 	if err != nil {
 		return nil, worker.Failed("%s: %v", t.Name, err)

@@ -20,6 +20,14 @@ import (
 var hostileBin string
 
 func TestMain(m *testing.M) {
+	// This test binary, run again: as a launcher, or as a server the
+	// launcher starts (launcher_test.go).
+	if os.Getenv(LauncherEnv) == "1" {
+		os.Exit(Launch(os.NewFile(3, "worker"), os.Stderr))
+	}
+	if what := os.Getenv("MCP_TEST_PROBE"); what != "" {
+		os.Exit(probe(what))
+	}
 	dir, err := os.MkdirTemp("", "mcp-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

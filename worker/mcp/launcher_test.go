@@ -1,0 +1,192 @@
+package mcp
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluicehq/sluice/worker"
+)
+
+// probe is a server the launcher starts: it tries the network from the
+// launcher's namespace and prints one line per attempt ("hang" waits
+// for its standard input to close).
+func probe(what string) int {
+	if what == "hang" {
+		fmt.Println("ready")
+		io.Copy(io.Discard, os.Stdin)
+		return 0
+	}
+	result := func(name string, err error) {
+		switch {
+		case err == nil:
+			fmt.Printf("%s=ok\n", name)
+		case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
+			fmt.Printf("%s=refused\n", name)
+		default:
+			fmt.Printf("%s=failed %v\n", name, err)
+		}
+	}
+	dial := func(addr string) error {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err == nil {
+			c.Write([]byte("hello\n"))
+			c.Close()
+		}
+		return err
+	}
+	result("host", dial(os.Getenv("PROBE_HOST")))
+	result("proxy", dial(os.Getenv("PROBE_PROXY")))
+	for _, f := range []struct {
+		name   string
+		domain int
+	}{{"unix", unix.AF_UNIX}, {"netlink", unix.AF_NETLINK}} {
+		fd, err := unix.Socket(f.domain, unix.SOCK_DGRAM, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		result(f.name, err)
+	}
+	_, err := os.ReadFile(os.Getenv("PROBE_OUTSIDE"))
+	result("read-outside", err)
+	fmt.Printf("uid=%d\n", os.Getuid())
+	return 0
+}
+
+// A server the launcher starts lives in a network namespace of loopback
+// alone: it cannot reach a server listening on the host's loopback (the
+// control: this process can), it reaches the proxy's listener, which
+// the worker accepts on, and it may not open a unix or netlink socket,
+// nor read outside its files. The worker kills it through the launcher.
+func TestLauncherNamespace(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	reached := make(chan struct{}, 4)
+	go func() {
+		for {
+			c, err := host.Accept()
+			if err != nil {
+				return
+			}
+			reached <- struct{}{}
+			c.Close()
+		}
+	}()
+	// The control: from here, the host's loopback server is reached.
+	if c, err := net.Dial("tcp", host.Addr().String()); err != nil {
+		t.Fatalf("control: %v", err)
+	} else {
+		c.Close()
+		<-reached
+	}
+	outside := t.TempDir() + "/outside.txt"
+	if err := os.WriteFile(outside, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var libs []string
+	for _, d := range systemFiles {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			libs = append(libs, d)
+		}
+	}
+	l, err := startLauncher(exe, worker.Confinement{RO: libs, ROFiles: []string{exe}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("start the launcher: %v", err)
+	}
+	defer l.close()
+	accepted := make(chan string, 4)
+	go func() {
+		for {
+			c, err := l.ln.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			accepted <- line
+			c.Close()
+		}
+	}()
+
+	run := func(env ...string) (int, chan struct{}, *os.File, *os.File) {
+		t.Helper()
+		inR, inW, _ := os.Pipe()
+		outR, outW, _ := os.Pipe()
+		cmd := exec.Command(exe)
+		cmd.Env = env
+		pid, exited, err := l.start(cmd, inR, outW, os.Stderr)
+		inR.Close()
+		outW.Close()
+		if err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		return pid, exited, inW, outR
+	}
+	_, exited, in, out := run("MCP_TEST_PROBE=net", "PROBE_HOST="+host.Addr().String(),
+		fmt.Sprintf("PROBE_PROXY=127.0.0.1:%d", l.port), "PROBE_OUTSIDE="+outside)
+	defer in.Close()
+	b, _ := io.ReadAll(out)
+	out.Close()
+	<-exited
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		got[k] = v
+	}
+	for k, want := range map[string]string{"proxy": "ok", "unix": "refused", "netlink": "refused"} {
+		if got[k] != want {
+			t.Errorf("%s: %q, want %q\n%s", k, got[k], want, b)
+		}
+	}
+	if got["host"] == "ok" {
+		t.Errorf("the server reached the host's loopback\n%s", b)
+	}
+	if got["uid"] == "0" {
+		t.Errorf("the server runs as root in its namespace\n%s", b)
+	}
+	if worker.LandlockABI() > 0 && got["read-outside"] != "refused" {
+		t.Errorf("read outside its files: %q, want refused", got["read-outside"])
+	}
+	select {
+	case <-reached:
+		t.Error("the host's loopback server received a connection from the namespace")
+	default:
+	}
+	select {
+	case line := <-accepted:
+		if line != "hello\n" {
+			t.Errorf("the proxy's listener received %q", line)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the proxy's listener accepted nothing")
+	}
+
+	// A server that does not exit is killed, through the launcher.
+	pid, exited, in, out := run("MCP_TEST_PROBE=hang")
+	defer in.Close()
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("hang: %q", line)
+	}
+	l.kill(pid)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server was not killed")
+	}
+}
