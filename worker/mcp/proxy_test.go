@@ -46,7 +46,9 @@ func newCounted(t *testing.T, secure bool) *counted {
 	return c
 }
 
-func (c *counted) hostport() string { return strings.TrimPrefix(strings.TrimPrefix(c.URL, "https://"), "http://") }
+func (c *counted) hostport() string {
+	return strings.TrimPrefix(strings.TrimPrefix(c.URL, "https://"), "http://")
+}
 
 const proxyToken = "tok-3f9a1c7e55d2"
 
