@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"encoding/pem"
 	"io"
 	"net/http"
@@ -12,7 +14,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // mcpNetBin builds testdata/mcpnet once: a stdio MCP server whose tools
@@ -128,5 +132,38 @@ outputs: {granted: "${steps.granted.output.text}", other: "${steps.other.output.
 		if b, _ := json.Marshal(rec); strings.Contains(string(b), mcpNetToken) {
 			t.Fatal("the token is in the audit log")
 		}
+	}
+}
+
+// Where no user namespace can be made, a stdio server with a network
+// grant is not started at all (rather than with the network, or without
+// its namespace): the worker fails at start, saying why, and the run
+// fails with it. The limit is set to 0 in a user namespace of the test's
+// own, which the sluice it runs there inherits.
+func TestMCPStdioServerNetworkNoNamespace(t *testing.T) {
+	bin, err := mcpNetBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkspace(t, map[string]string{
+		"sluice.yaml": "workers:\n  - manifest: net.yaml\n",
+		"net.yaml":    "worker: net\nrun: mcp\ncommand: [" + bin + "]\ntools:\n  \"*\": {}\ngrants:\n  net: [\"127.0.0.1:9\"]\n",
+		"f.yaml":      "name: f\nsteps:\n  - {id: s, call: net.fetch, with: {url: \"http://127.0.0.1:9/\"}}\n",
+	})
+	if r := w.sluice("worker", "discover", "--manifest", "net.yaml"); r.code != 0 {
+		t.Fatalf("discover: exit %d", r.code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", `echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" "$@"`, sluiceBin, "run", "f.yaml")
+	cmd.Dir = w.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 ||
+		!strings.Contains(string(out), "worker net: this system refuses to create a user namespace, which a stdio MCP server with grants.net runs in") {
+		t.Fatalf("run where no user namespace can be made: %v: want it failed, saying why\n%s", err, out)
 	}
 }
