@@ -221,7 +221,6 @@ type launcher struct {
 
 	emu    sync.Mutex
 	exited map[int]chan struct{}
-	gone   bool
 }
 
 // ErrNoNamespace means the system refused to create the user and network
@@ -262,6 +261,10 @@ func startLauncher(self string, conf worker.Confinement, log *slog.Logger) (*lau
 	onThread(func() { err = cmd.Start() })
 	if err != nil {
 		ours.Close()
+		// The kernel's answers when it makes no user namespace: EPERM
+		// (not allowed to this user, or by a seccomp or AppArmor
+		// profile), ENOSPC (user.max_user_namespaces), EINVAL (no
+		// CONFIG_USER_NS).
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EACCES) {
 			return nil, fmt.Errorf("%w (%v)", ErrNoNamespace, err)
 		}
@@ -269,32 +272,38 @@ func startLauncher(self string, conf worker.Confinement, log *slog.Logger) (*lau
 	}
 	go cmd.Wait()
 	l := &launcher{conn: ours, log: log, started: make(chan launcherMsg, 1), exited: map[int]chan struct{}{}}
-	if err := send(ours, launcherMsg{Confine: &conf}); err != nil {
-		ours.Close()
-		return nil, fmt.Errorf("the MCP server's launcher: %w", err)
-	}
-	m, files, err := receive(ours)
-	switch {
-	case err != nil:
-		err = fmt.Errorf("the MCP server's launcher exited before it was ready: %w", err)
-	case m.Error != "":
-		err = fmt.Errorf("the MCP server's launcher: %s", m.Error)
-	case len(files) != 1 || m.Port == 0:
-		err = errors.New("the MCP server's launcher handed over no listener")
-	}
-	if err != nil {
-		ours.Close()
-		return nil, err
-	}
-	l.port = m.Port
-	l.ln, err = net.FileListener(files[0])
-	files[0].Close()
-	if err != nil {
+	if err := l.handshake(conf); err != nil {
+		// The launcher reads the end of the pair, and exits.
 		ours.Close()
 		return nil, err
 	}
 	go l.read()
 	return l, nil
+}
+
+// handshake sends the launcher its confinement and takes the proxy's
+// listener from it.
+func (l *launcher) handshake(conf worker.Confinement) error {
+	if err := send(l.conn, launcherMsg{Confine: &conf}); err != nil {
+		return fmt.Errorf("the MCP server's launcher: %w", err)
+	}
+	m, files, err := receive(l.conn)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	switch {
+	case err != nil:
+		return fmt.Errorf("the MCP server's launcher exited before it was ready: %w", err)
+	case m.Error != "":
+		return fmt.Errorf("the MCP server's launcher: %s", m.Error)
+	case len(files) != 1 || m.Port == 0:
+		return errors.New("the MCP server's launcher handed over no listener")
+	}
+	l.port = m.Port
+	l.ln, err = net.FileListener(files[0])
+	return err
 }
 
 // read takes the launcher's messages until it is gone: then every server
@@ -308,7 +317,6 @@ func (l *launcher) read() {
 		if err != nil {
 			l.log.Warn("the MCP server's launcher is gone", "err", err.Error())
 			l.emu.Lock()
-			l.gone = true
 			for pid, ch := range l.exited {
 				close(ch)
 				delete(l.exited, pid)

@@ -46,6 +46,9 @@ func probe(what string) int {
 		return err
 	}
 	result("host", dial(os.Getenv("PROBE_HOST")))
+	// UDP, which Landlock does not restrict: an echo from the host's
+	// loopback comes back only if the datagram reached it.
+	result("udp-host", probeEcho(os.Getenv("PROBE_UDP")))
 	result("proxy", dial(os.Getenv("PROBE_PROXY")))
 	for _, f := range []struct {
 		name   string
@@ -63,11 +66,27 @@ func probe(what string) int {
 	return 0
 }
 
+// probeEcho sends a datagram to addr and reads the echo.
+func probeEcho(addr string) error {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return err
+	}
+	_, err = c.Read(make([]byte, 16))
+	return err
+}
+
 // A server the launcher starts lives in a network namespace of loopback
-// alone: it cannot reach a server listening on the host's loopback (the
-// control: this process can), it reaches the proxy's listener, which
-// the worker accepts on, and it may not open a unix or netlink socket,
-// nor read outside its files. The worker kills it through the launcher.
+// alone: it cannot reach a server listening on the host's loopback, over
+// TCP or UDP (the control: this process can), it reaches the proxy's
+// listener, which the worker accepts on, it is not root in its
+// namespace, and it may not open a unix or netlink socket, nor read
+// outside its files. The worker kills it through the launcher.
 func TestLauncherNamespace(t *testing.T) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -89,12 +108,30 @@ func TestLauncherNamespace(t *testing.T) {
 			c.Close()
 		}
 	}()
-	// The control: from here, the host's loopback server is reached.
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	go func() {
+		b := make([]byte, 16)
+		for {
+			n, from, err := udp.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			udp.WriteTo(b[:n], from)
+		}
+	}()
+	// The control: from here, the host's loopback servers are reached.
 	if c, err := net.Dial("tcp", host.Addr().String()); err != nil {
 		t.Fatalf("control: %v", err)
 	} else {
 		c.Close()
 		<-reached
+	}
+	if err := probeEcho(udp.LocalAddr().String()); err != nil {
+		t.Fatalf("control: udp echo: %v", err)
 	}
 	outside := t.TempDir() + "/outside.txt"
 	if err := os.WriteFile(outside, []byte("x"), 0o600); err != nil {
@@ -138,7 +175,7 @@ func TestLauncherNamespace(t *testing.T) {
 		}
 		return pid, exited, inW, outR
 	}
-	_, exited, in, out := run("MCP_TEST_PROBE=net", "PROBE_HOST="+host.Addr().String(),
+	_, exited, in, out := run("MCP_TEST_PROBE=net", "PROBE_HOST="+host.Addr().String(), "PROBE_UDP="+udp.LocalAddr().String(),
 		fmt.Sprintf("PROBE_PROXY=127.0.0.1:%d", l.port), "PROBE_OUTSIDE="+outside)
 	defer in.Close()
 	b, _ := io.ReadAll(out)
@@ -154,7 +191,7 @@ func TestLauncherNamespace(t *testing.T) {
 			t.Errorf("%s: %q, want %q\n%s", k, got[k], want, b)
 		}
 	}
-	if got["host"] == "ok" {
+	if got["host"] == "ok" || got["udp-host"] == "ok" {
 		t.Errorf("the server reached the host's loopback\n%s", b)
 	}
 	if got["uid"] == "0" {

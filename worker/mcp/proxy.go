@@ -233,17 +233,7 @@ func (p *proxy) forward(req *http.Request, tunnel string) *http.Response {
 	}
 	resp, err := now.call.HTTP(now.ctx, er)
 	if err != nil {
-		msg := err.Error()
-		if errors.Is(err, worker.ErrNoEgress) {
-			msg = "worker " + p.m.Worker + " has no network grant"
-		}
-		p.log.Warn("the MCP server's request was refused", "msg_id", now.call.Msg, "err", msg)
-		status := http.StatusBadGateway
-		var re *schemas.ReplyError
-		if errors.As(err, &re) && re.Code == schemas.CodeEgress {
-			status = http.StatusForbidden
-		}
-		return refusal(status, msg)
+		return p.refused(now.call, err)
 	}
 	out := &http.Response{StatusCode: resp.Status, ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{},
 		Body: io.NopCloser(bytes.NewReader(resp.Body)), ContentLength: int64(len(resp.Body))}
@@ -253,6 +243,22 @@ func (p *proxy) forward(req *http.Request, tunnel string) *http.Response {
 		}
 	}
 	return out
+}
+
+// refused is the answer to a request the broker refused (403) or could
+// not make (502), with its reason.
+func (p *proxy) refused(call *worker.Call, err error) *http.Response {
+	msg := err.Error()
+	if errors.Is(err, worker.ErrNoEgress) {
+		msg = "worker " + p.m.Worker + " has no network grant"
+	}
+	p.log.Warn("the MCP server's request was refused", "msg_id", call.Msg, "err", msg)
+	status := http.StatusBadGateway
+	var re *schemas.ReplyError
+	if errors.As(err, &re) && re.Code == schemas.CodeEgress {
+		status = http.StatusForbidden
+	}
+	return refusal(status, msg)
 }
 
 // refusal is the proxy's own answer, its reason in the body.
