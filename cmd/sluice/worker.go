@@ -55,7 +55,10 @@ orchestrator starts workers itself; run one by hand to place it on another
 machine.
 
 For a run: mcp manifest with command: the worker starts the MCP server as its
-own child, once it has confined itself; with url: it reaches the server over
+own child, once it has confined itself; when the manifest grants hosts, the
+server runs in a network namespace of its own, and reaches them through the
+worker's HTTP(S) proxy, each request through the egress broker, one call at a
+time (this needs user namespaces). With url: the worker reaches the server over
 streamable HTTP, each request through the egress broker, as part of a call.
 "sluice worker discover" starts that server the same way (a url: server is
 asked directly, at its granted host:port only), lists its tools, and writes

@@ -2,7 +2,9 @@
 // worker process starts the server (run: mcp, command: [...]) as its own
 // child over stdio, after it has confined itself, so that the server has
 // no more than the worker: its file grant, the files it needs to run, read
-// only, and no network. What the server says is untrusted: its results
+// only, and no network; or, when the manifest grants hosts, a network
+// namespace whose only reach is the worker's proxy to the egress broker
+// (launcher.go, proxy.go). What the server says is untrusted: its results
 // become values labeled as the manifest says (capabilities.DecideMCPTool),
 // a label it claims in a result's _meta can only raise that label, an MCP
 // error is a tool failure, and a server that crashes, hangs or floods its
