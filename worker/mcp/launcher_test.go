@@ -2,19 +2,29 @@ package mcp
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sluicehq/sluice/capabilities"
+	"github.com/sluicehq/sluice/orchestrator/egress"
+	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
 )
 
@@ -225,5 +235,131 @@ func TestLauncherNamespace(t *testing.T) {
 	case <-exited:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the server was not killed")
+	}
+}
+
+// netBin builds the e2e's network test server once.
+var netBin = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "mcp-net-test-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "mcpnet")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../e2e/testdata/mcpnet").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build mcpnet: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// A server with network grants, started through its launcher, serves
+// one call at a time: while a call's request is at the host, a second
+// call waits for the first, and when its time runs out first it fails
+// saying so, its request never sent; then the first call completes, its
+// request counted as its own by the broker.
+func TestServerWithNetworkServesOneCallAtATime(t *testing.T) {
+	bin, err := netBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, inFirst := make(chan struct{}), make(chan struct{})
+	var requests atomic.Int32
+	host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 1 {
+			close(inFirst)
+			<-release
+		}
+		io.WriteString(w, "page "+r.URL.Query().Get("call"))
+	}))
+	defer host.Close()
+	// Before the host closes, which waits for its handlers: the first
+	// request is let go however the test ends.
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	hostport := strings.TrimPrefix(host.URL, "http://")
+
+	dir := t.TempDir()
+	file := filepath.Join(dir, "net.yaml")
+	src := "worker: net\nrun: mcp\ncommand: [" + bin + "]\ntools:\n  fetch: {}\ngrants:\n  net: [\"" + hostport + "\"]\nlimits: {timeout: 30s}\n"
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := capabilities.LoadMCP(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Discover(context.Background(), Config{Manifest: m, Path: os.Getenv("PATH")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(d)
+	if err := os.WriteFile(capabilities.CachePath(file), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = capabilities.Load(file); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Manifest: m, Path: os.Getenv("PATH"), Self: self})
+	defer s.Close()
+	if _, err := s.Prepare(); err != nil {
+		t.Fatalf("prepare: %v", err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	broker := egress.New(egress.Config{Grants: map[string][]string{"net": {hostport}},
+		Track:        func(worker, msgID, hp string) bool { return true },
+		Secrets:      map[string]egress.Secret{"tok": egress.NewSecret("tok", []byte(proxyToken))},
+		SecretGrants: map[string][]egress.SecretGrant{"net": {{Name: "tok", Hosts: []string{"127.0.0.1"}}}}})
+	defer broker.Close()
+	var mu sync.Mutex
+	seen := map[string][]string{} // by call, the URLs its requests named
+	fetch := func(ctx context.Context, id string) (any, error) {
+		c := worker.NewCall("fetch", json.RawMessage(`{"url": "`+host.URL+`/?call=`+id+`"}`),
+			func(ctx context.Context, req schemas.EgressRequest) (*schemas.EgressResponse, error) {
+				mu.Lock()
+				seen[id] = append(seen[id], req.URL)
+				mu.Unlock()
+				body, _ := json.Marshal(req)
+				return broker.Do(ctx, "net", "msg-"+id, body), nil
+			})
+		return s.Handlers()["fetch"](ctx, c)
+	}
+	type answer struct {
+		out any
+		err error
+	}
+	first := make(chan answer, 1)
+	go func() {
+		out, err := fetch(context.Background(), "1")
+		first <- answer{out, err}
+	}()
+	select {
+	case <-inFirst:
+	case a := <-first:
+		t.Fatalf("the first call ended before its request reached the host: %v %v", a.out, a.err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = fetch(ctx, "2")
+	if err == nil || !strings.Contains(err.Error(), "serves one call at a time") {
+		t.Fatalf("the second call: %v: want it failed, waiting for the first", err)
+	}
+	free()
+	a := <-first
+	if a.err != nil || !strings.Contains(fmt.Sprint(a.out), "status 200: page 1") {
+		t.Fatalf("the first call: %v %v", a.out, a.err)
+	}
+	if n := requests.Load(); n != 1 {
+		t.Fatalf("the host received %d requests, want 1", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen["1"]) != 1 || !strings.HasSuffix(seen["1"][0], "?call=1") || len(seen["2"]) != 0 {
+		t.Fatalf("requests by call: %v: want the first call's own request only", seen)
 	}
 }
