@@ -47,11 +47,14 @@ func TestMain(m *testing.M) {
 
 // hostile serves the hostile test server with every tool granted, and a
 // short timeout and output limit.
-func hostile(t testing.TB) *Server {
+func hostile(t testing.TB) *Server { return hostileWithin(t, "2s") }
+
+// hostileWithin is the hostile server with the given time limit per call.
+func hostileWithin(t testing.TB, timeout string) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "hostile.yaml")
-	src := "worker: hostile\nrun: mcp\ncommand: [" + hostileBin + "]\ntools:\n  \"*\": {}\nlimits: {timeout: 2s, max_output: 64KiB}\n"
+	src := "worker: hostile\nrun: mcp\ncommand: [" + hostileBin + "]\ntools:\n  \"*\": {}\nlimits: {timeout: " + timeout + ", max_output: 64KiB}\n"
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -93,21 +96,27 @@ func replyCode(err error) string {
 }
 
 // Each way the server fails fails one call, and the next call is served
-// by the server started again.
+// by the server started again. Only the hanging server is given a short
+// time limit: the others must fail for what they did, not for the time a
+// busy machine takes to make an 8 MiB answer.
 func TestServerContained(t *testing.T) {
-	s := hostile(t)
-	for _, c := range []struct{ tool, code, msg string }{
-		{"crash", schemas.CodeFailed, "exited or broke the connection"},
-		{"hang", schemas.CodeFailed, "did not answer within 2s"},
-		{"flood", schemas.CodeTooLarge, "exceeds the limit"},
-		{"fail", schemas.CodeFailed, "reported an error"},
+	patient, quick := hostileWithin(t, "2m"), hostile(t)
+	for _, c := range []struct {
+		s               *Server
+		tool, code, msg string
+	}{
+		{patient, "crash", schemas.CodeFailed, "exited or broke the connection"},
+		{quick, "hang", schemas.CodeFailed, "did not answer within 2s"},
+		{patient, "flood", schemas.CodeTooLarge, "exceeds the limit"},
+		{patient, "fail", schemas.CodeFailed, "reported an error"},
 	} {
+		s := c.s
 		start := time.Now()
 		_, err := call(s, c.tool, "{}")
 		if replyCode(err) != c.code || !strings.Contains(fmt.Sprint(err), c.msg) {
 			t.Fatalf("%s: %v: want %s with %q", c.tool, err, c.code, c.msg)
 		}
-		if d := time.Since(start); d > 20*time.Second {
+		if d := time.Since(start); d > 3*time.Minute {
 			t.Errorf("%s took %s", c.tool, d)
 		}
 		out, err := call(s, "echo", `{"text": "again"}`)
