@@ -184,6 +184,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./orchestrator/plan/interp
 	$(GO) test -run '^$$' -fuzz FuzzRun -fuzztime $(FUZZTIME) ./orchestrator/plan/interp
 	$(GO) test -run '^$$' -fuzz FuzzDecodeAsTheSDK -fuzztime $(FUZZTIME) ./worker/mcp
+	$(GO) test -run '^$$' -fuzz FuzzDecodeResultAsTheSDK -fuzztime $(FUZZTIME) ./worker/mcp
 	$(GO) test -run '^$$' -fuzz '^FuzzNoninterference$$' -fuzztime $(NI_FUZZTIME) -parallel 1 ./e2e
 
 fmt:

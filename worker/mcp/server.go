@@ -525,6 +525,10 @@ func (s *Server) call(ctx context.Context, call *worker.Call, name string, t *ca
 		return nil, err
 	}
 	res, err := p.session.CallTool(ctx, &sdk.CallToolParams{Name: name, Arguments: args})
+	if dr := (*decodedResult)(nil); errors.As(err, &dr) {
+		// The result, decoded by the worker's transport.
+		res, err = dr.res, nil
+	}
 	if err == nil {
 		return Result(res, t.OutputLabel)
 	}

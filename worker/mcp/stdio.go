@@ -58,6 +58,11 @@ type stdioConn struct {
 	wmu  sync.Mutex
 	wbuf []byte
 
+	// The ids of the tools/call requests written and not answered yet:
+	// their results are decoded here (decodeResponse).
+	callsMu sync.Mutex
+	calls   map[jsonrpc.ID]bool
+
 	over      bool // set once by Read, read after it failed
 	overMu    sync.Mutex
 	closeOnce sync.Once
@@ -72,7 +77,7 @@ func (c *stdioConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 	if len(c.queue) > 0 {
 		m := c.queue[0]
 		c.queue = c.queue[1:]
-		return m, nil
+		return c.answer(m), nil
 	}
 	for {
 		line, err := c.line()
@@ -83,11 +88,34 @@ func (c *stdioConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 		if len(line) == 0 {
 			continue
 		}
+		var m jsonrpc.Message
 		if line[0] == '[' {
-			return c.batch(line)
+			m, err = c.batch(line)
+		} else {
+			m, err = decode(line)
 		}
-		return decode(line)
+		if err != nil {
+			return nil, err
+		}
+		return c.answer(m), nil
 	}
+}
+
+// answer is m as the SDK is handed it: the answer to a tools/call
+// request with its result decoded here, when decodeResult can.
+func (c *stdioConn) answer(m jsonrpc.Message) jsonrpc.Message {
+	r, ok := m.(*jsonrpc.Response)
+	if !ok {
+		return m
+	}
+	c.callsMu.Lock()
+	call := c.calls[r.ID]
+	delete(c.calls, r.ID)
+	c.callsMu.Unlock()
+	if !call {
+		return m
+	}
+	return decodeResponse(r)
 }
 
 // line returns the next line, without its newline, valid until the next
@@ -180,10 +208,28 @@ func (c *stdioConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 	if err != nil {
 		return fmt.Errorf("marshaling message: %w", err)
 	}
+	call, _ := msg.(*jsonrpc.Request)
+	if call != nil && (call.Method != "tools/call" || !call.IsCall()) {
+		call = nil
+	}
+	if call != nil {
+		// Known before the server can answer it.
+		c.callsMu.Lock()
+		if c.calls == nil {
+			c.calls = map[jsonrpc.ID]bool{}
+		}
+		c.calls[call.ID] = true
+		c.callsMu.Unlock()
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wbuf = append(append(c.wbuf[:0], data...), '\n')
 	_, err = c.w.Write(c.wbuf)
+	if err != nil && call != nil {
+		c.callsMu.Lock()
+		delete(c.calls, call.ID)
+		c.callsMu.Unlock()
+	}
 	if cap(c.wbuf) > readSize {
 		// A large request's buffer is not kept.
 		c.wbuf = nil
