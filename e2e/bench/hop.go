@@ -75,6 +75,12 @@ func benchOrchestrator(ctx context.Context, sluiceBin, dir string) (*orchestrato
 // runner returns a function that runs plan once with the payload as its
 // input text and checks that it completed with the text unchanged.
 func runner(ctx context.Context, orch *orchestrator.Orchestrator, cfg *config.Config, name, src string) (func() error, error) {
+	return runnerAnswering(ctx, orch, cfg, name, src, "")
+}
+
+// runnerAnswering is runner for a flow whose output text is the input
+// text after prefix.
+func runnerAnswering(ctx context.Context, orch *orchestrator.Orchestrator, cfg *config.Config, name, src, prefix string) (func() error, error) {
 	ms, err := cfg.Manifests()
 	if err != nil {
 		return nil, err
@@ -93,7 +99,7 @@ func runner(ctx context.Context, orch *orchestrator.Orchestrator, cfg *config.Co
 		if err != nil {
 			return err
 		}
-		if r.Status != engine.StatusCompleted || r.Outputs["text"] != text {
+		if r.Status != engine.StatusCompleted || r.Outputs["text"] != prefix+text {
 			b, _ := json.Marshal(r)
 			return fmt.Errorf("run not completed: %s", b)
 		}
