@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,9 +54,20 @@ func hostile(t testing.TB) *Server { return hostileWithin(t, "2s") }
 // hostileWithin is the hostile server with the given time limit per call.
 func hostileWithin(t testing.TB, timeout string) *Server {
 	t.Helper()
+	return serve(t, "hostile", timeout, hostileBin)
+}
+
+// serve serves the MCP server command as worker name, with every tool
+// granted, the timeout given and a short output limit.
+func serve(t testing.TB, name, timeout string, command ...string) *Server {
+	t.Helper()
 	dir := t.TempDir()
-	file := filepath.Join(dir, "hostile.yaml")
-	src := "worker: hostile\nrun: mcp\ncommand: [" + hostileBin + "]\ntools:\n  \"*\": {}\nlimits: {timeout: " + timeout + ", max_output: 64KiB}\n"
+	file := filepath.Join(dir, name+".yaml")
+	command = slices.Clone(command)
+	for i, a := range command {
+		command[i] = strconv.Quote(a)
+	}
+	src := "worker: " + name + "\nrun: mcp\ncommand: [" + strings.Join(command, ", ") + "]\ntools:\n  \"*\": {}\nlimits: {timeout: " + timeout + ", max_output: 64KiB}\n"
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
