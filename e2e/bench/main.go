@@ -301,6 +301,20 @@ func mustEnv() *expr.Env {
 
 var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+([0-9.]+) ns/op`)
 
+// metric is every value of the metric unit a benchmark named name
+// reported, in the output of go test -bench.
+func metric(out []byte, name, unit string) []float64 {
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `(-\d+)?\s.*?\s([0-9.]+) ` + regexp.QuoteMeta(unit) + `(\s|$)`)
+	var vs []float64
+	for _, l := range strings.Split(string(out), "\n") {
+		if m := re.FindStringSubmatch(l); m != nil {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
 // policyFigures reads BenchmarkDecide and BenchmarkBareCEL of ifc/policy,
 // from gobench or by running them, and prints their medians.
 func policyFigures(res *results, gobench string) error {
@@ -359,6 +373,19 @@ func policyFigures(res *results, gobench string) error {
 		res.ratio("mcp_worker_call", call/raw)
 	} else {
 		res.NotDone = append(res.NotDone, "mcp_worker_call (give -gobench with the worker/mcp benchmarks)")
+	}
+	// The same call against three servers, with the CPU time per call of
+	// the worker's side and of the server's (BenchmarkMCPServers).
+	for _, server := range []string{"gosdk", "everything", "fixed"} {
+		name := "BenchmarkMCPServers/" + server
+		if len(ns[name]) == 0 {
+			res.NotDone = append(res.NotDone, "mcp_call_"+server+" (no "+name+" result: skipped, or no -gobench)")
+			continue
+		}
+		res.fig("mcp_call_"+server, median(ns[name])/1e3, "us")
+		for _, side := range []string{"worker", "server"} {
+			res.fig(fmt.Sprintf("mcp_%s_cpu_%s", side, server), median(metric(out, name, side+"-cpu-us/op")), "us")
+		}
 	}
 	return nil
 }
