@@ -294,6 +294,38 @@ func TestTracesOverOTLP(t *testing.T) {
 			t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
 		}
 	})
+
+	// The OTEL_BSP_* variables batch the spans: one span an export when
+	// the batch size is 1, all of a short run in one by default; a value
+	// that is not a whole number above 0 is refused, naming it.
+	t.Run("batching", func(t *testing.T) {
+		for _, tc := range []struct {
+			env      []string
+			oneEach  bool
+			describe string
+		}{
+			{describe: "default"},
+			{env: []string{"OTEL_BSP_MAX_EXPORT_BATCH_SIZE=1"}, oneEach: true, describe: "a batch of 1"},
+		} {
+			rcv, err := startOTLPReceiver(t, "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := newWorkspace(t, files)
+			if r := w.sluiceEnv(cleanEnv(append(tc.env, "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.url)...), args...); r.code != 4 {
+				t.Fatalf("%s: exit code %d, want 4 (held); stderr:\n%s", tc.describe, r.code, r.stderr)
+			}
+			exports, spans := rcv.got()
+			if len(spans) < 10 || (exports == len(spans)) != tc.oneEach {
+				t.Errorf("%s: %d spans in %d exports", tc.describe, len(spans), exports)
+			}
+		}
+		w := newWorkspace(t, files)
+		r := w.sluiceEnv(cleanEnv("OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=0"), args...)
+		if r.code == 0 || r.code == 4 || !strings.Contains(r.stderr, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=0: want a whole number above 0") {
+			t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+		}
+	})
 }
 
 // sluice trace, --dot and --json of a run whose agent's payment was held

@@ -438,13 +438,13 @@ func (e *Engine) drive(ctx context.Context, rs *runState, opts Options) (*Result
 // outcome: a finished run is removed from the store, a held one is kept.
 func (e *Engine) pass(ctx context.Context, rs *runState, opts Options) (res *Result, err error) {
 	// Each pass is a trace: a held run that resumes is another one.
-	ctx, span := telemetry.Start(ctx, "run "+rs.plan.Name, telemetry.AttrRunID.String(rs.id), telemetry.AttrFlow.String(rs.plan.Name))
+	ctx, span := telemetry.Start(ctx, "run "+rs.plan.Name)
 	defer func() {
 		status := StatusFailed
 		if err == nil && res != nil {
 			status = res.Status
 		}
-		telemetry.End(span, status)
+		telemetry.End(span, status, telemetry.AttrRunID.String(rs.id), telemetry.AttrFlow.String(rs.plan.Name))
 	}()
 	r := e.newPass(rs, opts)
 	r.schedule(ctx)
@@ -495,7 +495,7 @@ func (r *run) schedule(ctx context.Context) {
 				<-done[d]
 			}
 			start := time.Now()
-			sctx, span := telemetry.Start(ctx, "step "+s.ID, telemetry.AttrStep.String(s.ID))
+			sctx, span := telemetry.Start(ctx, "step "+s.ID)
 			res := r.step(sctx, s)
 			if ctx.Err() != nil && res.Status != StatusCompleted && res.Status != StatusDenied {
 				// Stopped, not failed: the step did not finish (or did
@@ -503,7 +503,7 @@ func (r *run) schedule(ctx context.Context) {
 				res.Status = StatusInterrupted
 				res.Error = ""
 			}
-			telemetry.End(span, res.Status)
+			telemetry.End(span, res.Status, telemetry.AttrStep.String(s.ID))
 			telemetry.Step(s.Call, res.Status, time.Since(start))
 			r.mu.Lock()
 			r.results[s.ID] = res

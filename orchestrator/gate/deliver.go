@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicehq/sluice/capabilities"
@@ -286,22 +287,23 @@ type tryResult struct {
 func (p *pass) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, body []byte, label ifc.Label,
 	msgID, idem string, timeout time.Duration) (res tryResult) {
 	g := p.g
-	ctx, span := telemetry.Tracer().Start(ctx, "deliver "+s.Call, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(telemetry.AttrMsgID.String(msgID)))
+	ctx, span := telemetry.Tracer().Start(ctx, "deliver "+s.Call, trace.WithSpanKind(trace.SpanKindClient))
 	defer func() {
-		if span.IsRecording() && res.usage != nil {
-			// A model API was called: the GenAI conventions' attributes.
-			span.SetAttributes(telemetry.GenAIOperation.String("chat"),
-				telemetry.GenAIInputTokens.Int64(res.usage.InputTokens), telemetry.GenAIOutputTokens.Int64(res.usage.OutputTokens))
-			if model := g.cfg.Models[s.Worker]; model != "" {
-				span.SetAttributes(telemetry.GenAIModel.String(model))
-			}
-		}
 		status := StatusCompleted
 		if res.err != nil {
 			status = StatusFailed
 		}
-		telemetry.End(span, status)
+		if !span.IsRecording() || res.usage == nil {
+			telemetry.End(span, status, telemetry.AttrMsgID.String(msgID))
+			return
+		}
+		// A model API was called: the GenAI conventions' attributes.
+		attrs := []attribute.KeyValue{telemetry.AttrMsgID.String(msgID), telemetry.GenAIOperation.String("chat"),
+			telemetry.GenAIInputTokens.Int64(res.usage.InputTokens), telemetry.GenAIOutputTokens.Int64(res.usage.OutputTokens)}
+		if model := g.cfg.Models[s.Worker]; model != "" {
+			attrs = append(attrs, telemetry.GenAIModel.String(model))
+		}
+		telemetry.End(span, status, attrs...)
 	}()
 	ctx, cancelCause := context.WithCancelCause(ctx)
 	defer cancelCause(nil)

@@ -220,11 +220,12 @@ func (g *Gate) Pass(ctx context.Context, run Run, c Call, res *StepResult) (Outc
 	ctx, span := telemetry.Start(ctx, "call "+c.Step.Call)
 	o, v := p.gate(ctx, c.Step, res, c.Args, c.Body, c.Idem)
 	if span.IsRecording() {
-		span.SetAttributes(telemetry.AttrTool.String(c.Step.Call), telemetry.AttrWorker.String(c.Step.Worker),
+		telemetry.End(span, o.String(), telemetry.AttrTool.String(c.Step.Call), telemetry.AttrWorker.String(c.Step.Worker),
 			telemetry.AttrDecision.String(res.Decision), telemetry.AttrRules.StringSlice(res.Rules),
 			telemetry.AttrLabel.String(res.Label.String()), telemetry.AttrMsgID.String(res.MsgID), telemetry.AttrAttempts.Int(res.Attempts))
+	} else {
+		span.End()
 	}
-	telemetry.End(span, o.String())
 	telemetry.Call(c.Step.Call, o.String(), time.Since(start))
 	return o, v
 }

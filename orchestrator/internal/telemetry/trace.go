@@ -76,16 +76,26 @@ func init() { provider.Store(newHolder(noop.NewTracerProvider())) }
 // Tracer is Sluice's tracer. It costs next to nothing when tracing is off.
 func Tracer() trace.Tracer { return provider.Load().tracer }
 
-// Start starts a span named name as a child of the span in ctx.
+// Start starts a span named name as a child of the span in ctx, with
+// attrs. Attributes known by the span's end are cheaper given to End, all
+// at once.
 func Start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	return Tracer().Start(ctx, name, trace.WithAttributes(attrs...))
+	ctx, span := Tracer().Start(ctx, name)
+	if len(attrs) > 0 && span.IsRecording() {
+		// Not trace.WithAttributes: that copies them into the start
+		// options, then into the span.
+		span.SetAttributes(attrs...)
+	}
+	return ctx, span
 }
 
-// End ends span with status; "failed" also sets the span's status to
-// error. No error message goes with it: one may carry what a worker read.
-func End(span trace.Span, status string) {
+// End ends span with status and attrs, added in one go (a span's
+// attributes grow by a copy each time more are set); "failed" also sets
+// the span's status to error. No error message goes with it: one may
+// carry what a worker read.
+func End(span trace.Span, status string, attrs ...attribute.KeyValue) {
 	if span.IsRecording() {
-		span.SetAttributes(AttrStatus.String(status))
+		span.SetAttributes(append(attrs[:len(attrs):len(attrs)], AttrStatus.String(status))...)
 		if status == "failed" {
 			span.SetStatus(codes.Error, "failed")
 		}
@@ -148,6 +158,10 @@ func Setup(cfg Config) (shutdown func(context.Context) error, on bool, err error
 			return none, false, fmt.Errorf("%s=%s: sluice exports traces over OTLP/HTTP only: set it to http/protobuf or unset it", name, p)
 		}
 	}
+	bc, err := readBatchConfig(getenv)
+	if err != nil {
+		return none, false, err
+	}
 	exp, err := otlptracehttp.New(context.Background(), opt)
 	if err != nil {
 		return none, false, fmt.Errorf("OTLP trace exporter: %w", err)
@@ -156,10 +170,7 @@ func Setup(cfg Config) (shutdown func(context.Context) error, on bool, err error
 	if service == "" {
 		service = "sluice"
 	}
-	res := resource.NewSchemaless(attribute.String("service.name", service))
-	// Spans go in batches (every 5s, or 512 at once), off the calls' path;
-	// Close flushes the last.
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	tp := newProvider(exp, bc, resource.NewSchemaless(attribute.String("service.name", service)))
 	h := newHolder(tp)
 	provider.Store(h)
 	otel.SetTracerProvider(tp)
@@ -168,6 +179,13 @@ func Setup(cfg Config) (shutdown func(context.Context) error, on bool, err error
 		provider.CompareAndSwap(h, newHolder(noop.NewTracerProvider()))
 		return err
 	}, true, nil
+}
+
+// newProvider is the exporting tracer provider: spans go to exp in
+// batches (every 5s, or 512 at once, unless OTEL_BSP_* say otherwise), off
+// the calls' path; its Shutdown exports the last.
+func newProvider(exp sdktrace.SpanExporter, bc batchConfig, res *resource.Resource) *sdktrace.TracerProvider {
+	return sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(newBatcher(exp, bc)), sdktrace.WithResource(res))
 }
 
 // checkURL checks that an endpoint is an http or https URL with a host.

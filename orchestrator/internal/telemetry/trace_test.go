@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -37,6 +40,8 @@ func TestSetup(t *testing.T) {
 			err: "OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4318: want an http:// or https:// URL"},
 		{name: "bad traces URL", getenv: env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x"), endpoint: "http://127.0.0.1:4318",
 			err: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=ftp://x"},
+		{name: "bad batch size", getenv: env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1"),
+			err: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=-1: want a whole number above 0"},
 		{name: "grpc", getenv: env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
 			err: "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: sluice exports traces over OTLP/HTTP only"},
 	} {
@@ -77,5 +82,37 @@ func TestHeaderCarrier(t *testing.T) {
 	back := trace.SpanContextFromContext(Propagator.Extract(context.Background(), h))
 	if back.TraceID() != sc.TraceID() || back.SpanID() != sc.SpanID() || !back.IsRemote() {
 		t.Errorf("extracted %v, want %v", back, sc)
+	}
+}
+
+// Start's attributes, End's and the status all reach the exported span;
+// failed is also the span's status Error.
+func TestStartEnd(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	old := provider.Swap(newHolder(tp))
+	defer provider.Store(old)
+	_, span := Start(context.Background(), "step s", AttrFlow.String("f"))
+	End(span, "failed", AttrStep.String("s"), AttrAttempts.Int(2))
+	_, span = Start(context.Background(), "run r")
+	End(span, "completed")
+	ended := rec.Ended()
+	if len(ended) != 2 {
+		t.Fatalf("%d spans ended, want 2", len(ended))
+	}
+	for i, want := range []struct {
+		attrs  string
+		status codes.Code
+	}{
+		{"sluice.flow=f sluice.step=s sluice.attempts=2 sluice.status=failed", codes.Error},
+		{"sluice.status=completed", codes.Unset},
+	} {
+		var got []string
+		for _, a := range ended[i].Attributes() {
+			got = append(got, string(a.Key)+"="+a.Value.Emit())
+		}
+		if strings.Join(got, " ") != want.attrs || ended[i].Status().Code != want.status {
+			t.Errorf("span %s: %v, status %v; want %s, %v", ended[i].Name(), got, ended[i].Status().Code, want.attrs, want.status)
+		}
 	}
 }

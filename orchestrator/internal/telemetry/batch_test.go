@@ -1,0 +1,190 @@
+package telemetry
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// recorder is an exporter that keeps the batches it is given; while gate
+// is set, an export waits for it to be closed.
+type recorder struct {
+	mu      sync.Mutex
+	batches [][]string
+	gate    chan struct{}
+	stopped bool
+}
+
+func (r *recorder) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if r.gate != nil {
+		<-r.gate
+	}
+	names := make([]string, len(spans))
+	for i, s := range spans {
+		names[i] = s.Name()
+	}
+	r.mu.Lock()
+	r.batches = append(r.batches, names)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) Shutdown(context.Context) error {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) got() ([][]string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.batches), r.stopped
+}
+
+// waitFor polls cond until it holds, for at most 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func spans(t *testing.T, tp *sdktrace.TracerProvider, names ...string) {
+	t.Helper()
+	tr := tp.Tracer("test")
+	for _, n := range names {
+		_, s := tr.Start(context.Background(), n)
+		s.End()
+	}
+}
+
+// A full batch goes to the exporter without waiting for the delay; the
+// rest goes on ForceFlush, and Shutdown stops the exporter; spans that end
+// after it are not exported.
+func TestBatcherBatches(t *testing.T) {
+	rec := &recorder{}
+	b := newBatcher(rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 100, batch: 3})
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b))
+	spans(t, tp, "a", "b", "c", "d")
+	waitFor(t, "the full batch a, b, c exported", func() bool { got, _ := rec.got(); return len(got) == 1 })
+	if got, _ := rec.got(); strings.Join(got[0], ",") != "a,b,c" {
+		t.Fatalf("first batch %v, want a, b, c", got[0])
+	}
+	if err := b.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := rec.got(); len(got) != 2 || strings.Join(got[1], ",") != "d" {
+		t.Fatalf("after ForceFlush: %v, want [a b c] [d]", got)
+	}
+	spans(t, tp, "e")
+	if err := tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, stopped := rec.got()
+	if len(got) != 3 || strings.Join(got[2], ",") != "e" || !stopped {
+		t.Fatalf("after Shutdown: %v, exporter stopped %v; want [e] last, stopped", got, stopped)
+	}
+	// After Shutdown: nothing more is exported, and a flush is a no-op.
+	b.OnEnd(recorded(t))
+	if err := b.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := rec.got(); len(got) != 3 {
+		t.Fatalf("a span exported after Shutdown: %v", got)
+	}
+}
+
+// recorded is a sampled span that ended, made by another provider.
+func recorded(t *testing.T) sdktrace.ReadOnlySpan {
+	t.Helper()
+	var s sdktrace.ReadOnlySpan
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(onEnd(func(r sdktrace.ReadOnlySpan) { s = r })))
+	spans(t, tp, "late")
+	if s == nil {
+		t.Fatal("no span")
+	}
+	return s
+}
+
+type onEnd func(sdktrace.ReadOnlySpan)
+
+func (onEnd) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (f onEnd) OnEnd(s sdktrace.ReadOnlySpan)                 { f(s) }
+func (onEnd) Shutdown(context.Context) error                  { return nil }
+func (onEnd) ForceFlush(context.Context) error                { return nil }
+
+// What is held goes once the delay has passed, with no batch full.
+func TestBatcherDelay(t *testing.T) {
+	rec := &recorder{}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(
+		newBatcher(rec, batchConfig{delay: 10 * time.Millisecond, timeout: time.Minute, queue: 100, batch: 50})))
+	defer tp.Shutdown(context.Background())
+	spans(t, tp, "a")
+	waitFor(t, "span a exported after the delay", func() bool { got, _ := rec.got(); return len(got) == 1 })
+}
+
+// A span that ends while the queue is full (spans held, the export of them
+// not done) is dropped, and Shutdown says how many were.
+func TestBatcherDrops(t *testing.T) {
+	rec := &recorder{gate: make(chan struct{})}
+	b := newBatcher(rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 2, batch: 1})
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b))
+	// a and b are held until their exports return, which wait for the
+	// gate: c finds the queue full.
+	spans(t, tp, "a", "b", "c")
+	close(rec.gate)
+	err := tp.Shutdown(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "1 spans dropped") || !strings.Contains(err.Error(), "OTEL_BSP_MAX_QUEUE_SIZE (2)") {
+		t.Fatalf("Shutdown: %v, want 1 span dropped", err)
+	}
+	got, _ := rec.got()
+	var names []string
+	for _, g := range got {
+		names = append(names, g...)
+	}
+	if strings.Join(names, ",") != "a,b" {
+		t.Fatalf("exported %v, want a, b", names)
+	}
+}
+
+// The OTEL_BSP_* variables set the batching, in milliseconds and spans;
+// anything but a whole number above 0 is refused, naming the variable.
+func TestReadBatchConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		getenv func(string) string
+		want   batchConfig
+		err    string
+	}{
+		{name: "defaults", getenv: env(), want: batchConfig{delay: 5 * time.Second, timeout: 30 * time.Second, queue: 2048, batch: 512}},
+		{name: "all set", getenv: env("OTEL_BSP_SCHEDULE_DELAY", "200", "OTEL_BSP_EXPORT_TIMEOUT", "1000",
+			"OTEL_BSP_MAX_QUEUE_SIZE", "4096", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1024"),
+			want: batchConfig{delay: 200 * time.Millisecond, timeout: time.Second, queue: 4096, batch: 1024}},
+		{name: "batch above queue", getenv: env("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+			want: batchConfig{delay: 5 * time.Second, timeout: 30 * time.Second, queue: 100, batch: 100}},
+		{name: "zero", getenv: env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0"), err: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=0: want a whole number above 0"},
+		{name: "not a number", getenv: env("OTEL_BSP_SCHEDULE_DELAY", "5s"), err: "OTEL_BSP_SCHEDULE_DELAY=5s: want a whole number above 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readBatchConfig(tc.getenv)
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
