@@ -3,7 +3,7 @@
 // test` never runs it):
 //
 //	go run ./e2e/bench [-sluice BIN] [-runs 3] [-dur 1.5s] [-state .sluice]
-//	                   [-gobench FILE] [-cpuprofile FILE] [-memprofile FILE] [-scale 10000]
+//	                   [-gobench FILE] [-cpuprofile FILE] [-memprofile FILE] [-traceprofile PREFIX] [-scale 10000]
 //	                   [-only hop,mcp,flow,agent,plan,tracing,jetstream,policy,labels,startup,scale]
 //
 // It prints one line per figure, `name value unit`, one per comparison,
@@ -15,8 +15,10 @@
 // argument: `respond URL` (the raw echo responder), `echo-worker MANIFEST`
 // (the echo worker, started by an orchestrator's supervisor),
 // `mcp-echo-server` (the same echo as an MCP server over stdio, started by
-// a run: mcp worker) and `flow-child` (an orchestrator alone in its
-// process, for the flow figures and their memory).
+// a run: mcp worker), `flow-child` (an orchestrator alone in its process,
+// for the flow figures and their memory) and `trace-child` (an
+// orchestrator alone in its process, exporting traces or not, for the
+// tracing figures).
 package main
 
 import (
@@ -46,6 +48,7 @@ var helpers = map[string]func(args []string) error{
 	"echo-worker":     echoWorker,
 	"mcp-echo-server": mcpEchoServer,
 	"flow-child":      flowChild,
+	"trace-child":     traceChild,
 }
 
 func main() {
@@ -64,6 +67,7 @@ func main() {
 	state := flag.String("state", ".sluice", "state directory; bench.json is written there")
 	gobench := flag.String("gobench", "", "output of `go test -bench` to read the policy figures from (default: run them)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of one extra loop of mediated calls at 16 callers to `file`")
+	traceProfile := flag.String("traceprofile", "", "write CPU profiles of the tracing group's two orchestrator processes, from their first measured loop to their stop, to `prefix`-off.pprof and prefix-on.pprof")
 	memProfile := flag.String("memprofile", "", "write the allocations of this process, mostly mediated calls, to `file` after that loop")
 	scaleN := flag.Int("scale", 10000, "runs held at approval at once for the scale figures (0: skip them)")
 	only := flag.String("only", "", "measure only these groups, comma-separated: hop, mcp, flow, agent, plan, tracing, jetstream, policy, labels, startup, scale (default all)")
@@ -76,7 +80,7 @@ func main() {
 		runtime.MemProfileRate = 32 << 10
 	}
 	o := options{sluice: *sluiceBin, runs: *runs, dur: *dur, state: *state, gobench: *gobench,
-		cpuProfile: *cpuProfile, memProfile: *memProfile, scale: *scaleN, only: map[string]bool{}}
+		cpuProfile: *cpuProfile, memProfile: *memProfile, traceProfile: *traceProfile, scale: *scaleN, only: map[string]bool{}}
 	for _, g := range strings.Split(*only, ",") {
 		if g = strings.TrimSpace(g); g != "" {
 			o.only[g] = true
@@ -94,6 +98,7 @@ type options struct {
 	dur                    time.Duration
 	state, gobench         string
 	cpuProfile, memProfile string
+	traceProfile           string
 	scale                  int
 	only                   map[string]bool // empty: every group
 }

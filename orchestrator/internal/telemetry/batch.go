@@ -63,7 +63,7 @@ type batcher struct {
 	mu      sync.Mutex
 	spans   []sdktrace.ReadOnlySpan   // the batch being filled
 	full    [][]sdktrace.ReadOnlySpan // full batches waiting for the exporter
-	held    int                       // spans in spans, full and the export under way
+	held    int                       // spans in spans and full: waiting, not yet given to the exporter
 	dropped int                       // spans dropped: the queue was full
 	stopped bool
 
@@ -136,7 +136,8 @@ func (b *batcher) run() {
 }
 
 // export exports the full batches and, when all is set, the one being
-// filled too, each within the export timeout.
+// filled too, each within the export timeout. As in the SDK's processor,
+// the queue makes room for the spans taken for export at once.
 func (b *batcher) export(all bool) {
 	b.mu.Lock()
 	batches := b.full
@@ -145,6 +146,9 @@ func (b *batcher) export(all bool) {
 		batches = append(batches, b.spans)
 		b.spans = make([]sdktrace.ReadOnlySpan, 0, b.cfg.batch)
 	}
+	for _, batch := range batches {
+		b.held -= len(batch)
+	}
 	b.mu.Unlock()
 	for _, batch := range batches {
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.timeout)
@@ -152,9 +156,6 @@ func (b *batcher) export(all bool) {
 			otel.Handle(err)
 		}
 		cancel()
-		b.mu.Lock()
-		b.held -= len(batch)
-		b.mu.Unlock()
 	}
 }
 

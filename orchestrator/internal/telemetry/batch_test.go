@@ -16,12 +16,14 @@ import (
 type recorder struct {
 	mu      sync.Mutex
 	batches [][]string
+	entered chan struct{} // when gate is set: an export has begun
 	gate    chan struct{}
 	stopped bool
 }
 
 func (r *recorder) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	if r.gate != nil {
+		r.entered <- struct{}{}
 		<-r.gate
 	}
 	names := make([]string, len(spans))
@@ -132,17 +134,25 @@ func TestBatcherDelay(t *testing.T) {
 	waitFor(t, "span a exported after the delay", func() bool { got, _ := rec.got(); return len(got) == 1 })
 }
 
-// A span that ends while the queue is full (spans held, the export of them
-// not done) is dropped, and Shutdown says how many were.
+// A span that ends while the queue is full (spans waiting while the
+// exporter is busy with a batch) is dropped, and Shutdown says how many
+// were.
 func TestBatcherDrops(t *testing.T) {
-	rec := &recorder{gate: make(chan struct{})}
+	rec := &recorder{entered: make(chan struct{}), gate: make(chan struct{})}
 	b := newBatcher(rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 2, batch: 1})
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b))
-	// a and b are held until their exports return, which wait for the
-	// gate: c finds the queue full.
-	spans(t, tp, "a", "b", "c")
+	// a goes to the exporter, which waits for the gate; b and c fill the
+	// queue; d finds it full.
+	spans(t, tp, "a")
+	<-rec.entered
+	spans(t, tp, "b", "c", "d")
+	go func() {
+		for range rec.entered {
+		}
+	}()
 	close(rec.gate)
 	err := tp.Shutdown(context.Background())
+	close(rec.entered)
 	if err == nil || !strings.Contains(err.Error(), "1 spans dropped") || !strings.Contains(err.Error(), "OTEL_BSP_MAX_QUEUE_SIZE (2)") {
 		t.Fatalf("Shutdown: %v, want 1 span dropped", err)
 	}
@@ -151,8 +161,8 @@ func TestBatcherDrops(t *testing.T) {
 	for _, g := range got {
 		names = append(names, g...)
 	}
-	if strings.Join(names, ",") != "a,b" {
-		t.Fatalf("exported %v, want a, b", names)
+	if strings.Join(names, ",") != "a,b,c" {
+		t.Fatalf("exported %v, want a, b, c", names)
 	}
 }
 
