@@ -58,8 +58,6 @@ func cpuTime(b *testing.B) time.Duration {
 //   - off: tracing off (the no-op provider);
 //   - on: the provider Setup makes, in front of an exporter that keeps
 //     nothing;
-//   - sdk-batcher: the same with the SDK's batch span processor instead,
-//     which wakes its goroutine for every span that ends;
 //   - otlp: the provider Setup makes with the OTLP/HTTP exporter, posting
 //     every span to a receiver on loopback in this process.
 func BenchmarkHopSpans(b *testing.B) {
@@ -71,10 +69,6 @@ func BenchmarkHopSpans(b *testing.B) {
 		{"off", nil},
 		{"on", func(*testing.B) *sdktrace.TracerProvider {
 			return newProvider(tracetest.NewNoopExporter(), defaultBatch(b), res)
-		}},
-		{"sdk-batcher", func(*testing.B) *sdktrace.TracerProvider {
-			return sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter(), sdktrace.WithMaxQueueSize(benchQueue)),
-				sdktrace.WithResource(res))
 		}},
 		{"otlp", func(b *testing.B) *sdktrace.TracerProvider {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -112,9 +106,10 @@ func BenchmarkHopSpans(b *testing.B) {
 	}
 }
 
-// benchQueue is the queue of the benchmarks' batchers: a loop that does
-// nothing but make spans outruns any exporter, and the cost of a span
-// that is dropped is not the cost of one that is exported.
+// benchQueue is the queue of the benchmarks' batchers (it grows as
+// needed): a loop that does nothing but make spans outruns any exporter,
+// and the cost of a span that is dropped is not the cost of one that is
+// exported.
 const benchQueue = 1 << 22
 
 // defaultBatch is the default batching, but for the queue.
