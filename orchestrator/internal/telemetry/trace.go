@@ -162,7 +162,7 @@ func Setup(cfg Config) (shutdown func(context.Context) error, on bool, err error
 	if err != nil {
 		return none, false, err
 	}
-	exp, err := otlptracehttp.New(context.Background(), opt)
+	exp, err := newExporter(context.Background(), opt)
 	if err != nil {
 		return none, false, fmt.Errorf("OTLP trace exporter: %w", err)
 	}
