@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicehq/sluice/capabilities"
@@ -293,17 +292,18 @@ func (p *pass) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, 
 		if res.err != nil {
 			status = StatusFailed
 		}
-		if !span.IsRecording() || res.usage == nil {
+		switch model := g.cfg.Models[s.Worker]; {
+		case !span.IsRecording() || res.usage == nil:
 			telemetry.End(span, status, telemetry.AttrMsgID.String(msgID))
-			return
-		}
 		// A model API was called: the GenAI conventions' attributes.
-		attrs := []attribute.KeyValue{telemetry.AttrMsgID.String(msgID), telemetry.GenAIOperation.String("chat"),
-			telemetry.GenAIInputTokens.Int64(res.usage.InputTokens), telemetry.GenAIOutputTokens.Int64(res.usage.OutputTokens)}
-		if model := g.cfg.Models[s.Worker]; model != "" {
-			attrs = append(attrs, telemetry.GenAIModel.String(model))
+		case model == "":
+			telemetry.End(span, status, telemetry.AttrMsgID.String(msgID), telemetry.GenAIOperation.String("chat"),
+				telemetry.GenAIInputTokens.Int64(res.usage.InputTokens), telemetry.GenAIOutputTokens.Int64(res.usage.OutputTokens))
+		default:
+			telemetry.End(span, status, telemetry.AttrMsgID.String(msgID), telemetry.GenAIOperation.String("chat"),
+				telemetry.GenAIInputTokens.Int64(res.usage.InputTokens), telemetry.GenAIOutputTokens.Int64(res.usage.OutputTokens),
+				telemetry.GenAIModel.String(model))
 		}
-		telemetry.End(span, status, attrs...)
 	}()
 	ctx, cancelCause := context.WithCancelCause(ctx)
 	defer cancelCause(nil)
