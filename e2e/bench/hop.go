@@ -235,6 +235,7 @@ func hop(res *results, o options, dir string) error {
 	rate := func(s stats) float64 { return s.rate }
 	allocs := func(s stats) float64 { return s.allocs }
 	bytes := func(s stats) float64 { return s.bytes }
+	cpu := func(s stats) float64 { return s.cpu }
 	for _, c := range []int{1, 16} {
 		h, r := key{"hop", c}, key{"raw", c}
 		res.fig(fmt.Sprintf("hop_p50_%d", c), med(h, p50), "us")
@@ -242,10 +243,12 @@ func hop(res *results, o options, dir string) error {
 		res.fig(fmt.Sprintf("hop_calls_%d", c), med(h, rate), "calls/s")
 		res.fig(fmt.Sprintf("hop_allocs_%d", c), med(h, allocs), "allocs/call")
 		res.fig(fmt.Sprintf("hop_alloc_bytes_%d", c), med(h, bytes), "B/call")
+		res.fig(fmt.Sprintf("hop_cpu_%d", c), med(h, cpu), "us/call")
 		res.fig(fmt.Sprintf("raw_p50_%d", c), med(r, p50), "us")
 		res.fig(fmt.Sprintf("raw_p99_%d", c), med(r, p99), "us")
 		res.fig(fmt.Sprintf("raw_calls_%d", c), med(r, rate), "calls/s")
 		res.fig(fmt.Sprintf("raw_allocs_%d", c), med(r, allocs), "allocs/call")
+		res.fig(fmt.Sprintf("raw_cpu_%d", c), med(r, cpu), "us/call")
 	}
 	for _, c := range []int{1, 16} {
 		h, r := key{"hop", c}, key{"raw", c}

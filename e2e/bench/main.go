@@ -35,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,6 +236,20 @@ type stats struct {
 	// allocs and bytes are the heap allocations of this whole process
 	// per call, while the loop ran.
 	allocs, bytes float64
+	// cpu is the CPU time (user and system) of this whole process per
+	// call, in µs, while the loop ran: what the call costs this process,
+	// which a machine shared with other work slows less than it does
+	// wall times.
+	cpu float64
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // measure runs call from c goroutines for d and returns the latency
@@ -249,6 +264,7 @@ func measure(c int, d time.Duration, call func() error) (stats, error) {
 		m0, m1 runtime.MemStats
 	)
 	runtime.ReadMemStats(&m0)
+	cpu0 := cpuTime()
 	start := time.Now()
 	deadline := start.Add(d)
 	for range c {
@@ -273,6 +289,7 @@ func measure(c int, d time.Duration, call func() error) (stats, error) {
 	}
 	wg.Wait()
 	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
 	runtime.ReadMemStats(&m1)
 	if first != nil {
 		return stats{}, first
@@ -286,7 +303,8 @@ func measure(c int, d time.Duration, call func() error) (stats, error) {
 	}
 	n := float64(len(lat))
 	return stats{p50: pct(0.50), p99: pct(0.99), rate: n / wall.Seconds(), calls: len(lat),
-		allocs: float64(m1.Mallocs-m0.Mallocs) / n, bytes: float64(m1.TotalAlloc-m0.TotalAlloc) / n}, nil
+		allocs: float64(m1.Mallocs-m0.Mallocs) / n, bytes: float64(m1.TotalAlloc-m0.TotalAlloc) / n,
+		cpu: float64(cpu.Microseconds()) / n}, nil
 }
 
 func cmp(a, b error) error {
