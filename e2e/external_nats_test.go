@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/sluicehq/sluice/orchestrator"
-	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/config"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 	"github.com/sluicehq/sluice/orchestrator/supervisor"
@@ -282,12 +281,12 @@ workers:
 	}
 	finished := 0
 	for _, rec := range recs {
-		if rec.Kind == audit.KindRunFinished {
+		if _, end := rec.Ends(); end {
 			finished++
 		}
 	}
 	if finished != 2 {
-		t.Errorf("%d run_finished audit records, want 2", finished)
+		t.Errorf("%d audit records end a run, want 2", finished)
 	}
 
 	// The web worker's credential: a user JWT of the account, signed with

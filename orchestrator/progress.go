@@ -39,10 +39,14 @@ func (o *Orchestrator) FollowSteps(runID func() string, fn func(api.StepEvent)) 
 			return
 		}
 		mu.Lock()
-		defer mu.Unlock()
 		ev, ok := stepEvent(&rec, decided)
 		if ok {
 			fn(ev)
+		}
+		mu.Unlock()
+		if _, end := rec.Ends(); end {
+			// The run's last result, which ends it too.
+			endOnce.Do(func() { close(ended) })
 		}
 	})
 	if err != nil {

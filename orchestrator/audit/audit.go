@@ -111,13 +111,22 @@ type Record struct {
 	File           string `json:"file,omitempty"`
 	OldFingerprint string `json:"old_fingerprint,omitempty"`
 	NewFingerprint string `json:"new_fingerprint,omitempty"`
-	// Steps of a run_started record: the flow's steps in file order, with
-	// their tools and the steps each reads; of a run_interrupted record:
+	// Steps of a run_started record (or a decision that starts its run):
+	// the flow's steps in file order, with their tools and the steps each
+	// reads; of a run_interrupted record:
 	// the steps it stopped at.
 	Steps []PlanStep `json:"steps,omitempty"`
 	// Resume of a run_interrupted record: on_start (the next orchestrator
 	// resumes it) or on_request (only sluice up --resume does).
 	Resume string `json:"resume,omitempty"`
+	// StartsRun marks the decision record that is also the start of its
+	// run: what a run_started record says rides on the run's first
+	// decision (Steps lists the flow's steps), one write instead of two.
+	StartsRun bool `json:"starts_run,omitempty"`
+	// EndsRun, on a result record, is the status of the run it is also the
+	// end of (completed): what a run_finished record says rides on the
+	// run's last result, one write instead of two.
+	EndsRun string `json:"ends_run,omitempty"`
 	// Checkpoint of a retention record: the id of the checkpoint the log
 	// starts at once the records before it were dropped (retention.go).
 	Checkpoint string `json:"checkpoint,omitempty"`
@@ -305,9 +314,36 @@ func (l *Log) Publish(r Record) (*Pending, error) {
 	if err != nil {
 		return nil, appendError(err)
 	}
-	l.noteRecord(r.Kind)
+	l.noteRecord(r.runKind())
 	observe(&r)
 	return p, nil
+}
+
+// Starts says whether r starts its run: a run_started record, or a
+// decision that is also the run's start (StartsRun).
+func (r *Record) Starts() bool {
+	return r.Kind == KindRunStarted || (r.Kind == KindDecision && r.StartsRun)
+}
+
+// Ends returns the status of the run r ends, and whether it ends one: a
+// run_finished record, or a result that is also the run's end (EndsRun).
+func (r *Record) Ends() (string, bool) {
+	if r.Kind == KindRunFinished {
+		return r.Status, true
+	}
+	if r.Kind == KindResult && r.EndsRun != "" {
+		return r.EndsRun, true
+	}
+	return "", false
+}
+
+// runKind is KindRunFinished for a record that ends its run (Ends);
+// otherwise its kind.
+func (r *Record) runKind() string {
+	if _, end := r.Ends(); end {
+		return KindRunFinished
+	}
+	return r.Kind
 }
 
 // observe counts a record handed to the stream in the orchestrator's
@@ -386,7 +422,7 @@ func sizeHint(r *Record) int {
 	n := prevField + 256 + len(r.ID) + len(r.Kind) + len(r.RunID) + len(r.Flow) + len(r.Step) + len(r.Tool) +
 		len(r.MsgID) + len(r.Action) + len(r.Status) + len(r.Error) + len(r.User) + len(r.Op) + len(r.Subject) +
 		len(r.File) + len(r.OldFingerprint) + len(r.NewFingerprint) +
-		64*len(r.Steps) + len(r.Resume) + len(r.Checkpoint) + len(r.Key) + len(r.Signature)
+		64*len(r.Steps) + len(r.Resume) + len(r.EndsRun) + len(r.Checkpoint) + len(r.Key) + len(r.Signature)
 	for _, s := range r.Rules {
 		n += len(s) + 3
 	}
@@ -729,6 +765,10 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 		b = append(b, steps...)
 	}
 	b = appendField(b, "resume", r.Resume)
+	if r.StartsRun {
+		b = append(b, `,"starts_run":true`...)
+	}
+	b = appendField(b, "ends_run", r.EndsRun)
 	b = appendField(b, "checkpoint", r.Checkpoint)
 	if r.Count != 0 {
 		b = append(b, `,"count":`...)

@@ -273,6 +273,8 @@ func TestEncodeRecordAsMarshal(t *testing.T) {
 				fv.SetInt(Version)
 			case uint64:
 				fv.SetUint(uint64(i) + 1<<40)
+			case bool:
+				fv.SetBool(i%2 == 0) // set and left out (omitempty)
 			case string:
 				fv.SetString(v.Type().Field(f).Name + ":" + s)
 			case time.Time:

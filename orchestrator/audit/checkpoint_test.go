@@ -79,6 +79,8 @@ func fullRecord(t *testing.T) Record {
 			fv.SetInt(Version)
 		case uint64:
 			fv.SetUint(42)
+		case bool:
+			fv.SetBool(true)
 		case string:
 			fv.SetString(name + "-value")
 		case time.Time:
@@ -109,6 +111,8 @@ func changeField(t *testing.T, r *Record, f int) {
 		fv.SetInt(int64(x) + 1)
 	case uint64:
 		fv.SetUint(x + 1)
+	case bool:
+		fv.SetBool(!x)
 	case string:
 		fv.SetString(x + "x")
 	case time.Time:

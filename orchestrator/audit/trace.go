@@ -110,6 +110,17 @@ func ReadRuns(r io.Reader) ([]*Run, error) {
 
 // apply adds to the run what one of its records says.
 func (run *Run) apply(rec *Record) {
+	if rec.Kind != KindRunStarted && rec.Starts() {
+		// A decision that starts its run lists the flow's steps.
+		run.plan(rec)
+	}
+	if status, end := rec.Ends(); end && rec.Kind != KindRunFinished {
+		// A result that ends its run.
+		defer func() {
+			t := rec.Time
+			run.Finished, run.Status = &t, status
+		}()
+	}
 	switch rec.Kind {
 	case KindRunStarted:
 		run.plan(rec)

@@ -306,8 +306,8 @@ func next(t *testing.T, h *harness, runID, prev string) *Result {
 			}
 		}
 		for _, rec := range records(t, h, runID) {
-			if rec.Kind == "run_finished" && rec.Status != StatusHeld {
-				return &Result{RunID: runID, Status: rec.Status}
+			if status, end := rec.Ends(); end && status != StatusHeld {
+				return &Result{RunID: runID, Status: status}
 			}
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -173,7 +173,7 @@ func TestEndorsementOutlivesARestart(t *testing.T) {
 		t.Fatalf("pay called %d times after the restart, want 2", n)
 	}
 	recs := records(t, h2, r.RunID)
-	if last := recs[len(recs)-1]; last.Kind != audit.KindRunFinished || last.Status != StatusCompleted {
+	if last := recs[len(recs)-1]; !ends(last, StatusCompleted) {
 		t.Fatalf("last record %+v", last)
 	}
 	if list, _ := h2.engine.Approvals(ctx); len(list) != 0 {

@@ -173,9 +173,9 @@ type runState struct {
 	// fresh until the end of the first pass of a run started here:
 	// nothing of it is in the store to read back.
 	fresh bool
-	// started are the writes that started the run, waited for with the
-	// first pass's.
-	started []waiter
+	// start is the run's start, handed to the log with the first record
+	// of its first pass (pipeline.go).
+	start *start
 	// active while a pass over the run's steps is going on; dirty when a
 	// held call of it was answered during the pass, so that another pass
 	// follows.
@@ -261,8 +261,8 @@ type Options struct {
 	// Policy, when set, decides the run instead of the engine's current
 	// set (Policy): the set a caller checked the run against.
 	Policy *policy.Set
-	// OnStarted, when set, is told the run's id once the run is recorded,
-	// before any call is made.
+	// OnStarted, when set, is told the run's id once the run is set up,
+	// before any of its records is written and any call is made.
 	OnStarted func(runID string)
 	// InputLabel, when set, is the label of the run's inputs instead of
 	// flow.InputLabel(): a flow an MCP client starts carries the label
@@ -307,6 +307,17 @@ type run struct {
 	fresh bool
 	// acks are the writes of this pass not yet known to be stored.
 	acks *acks
+	// pubMu orders the pass's records; start and tail are what it holds
+	// back, to ride on the next record (pipeline.go): the run's start,
+	// and a result. merge: the pass holds results back.
+	pubMu sync.Mutex
+	start *start
+	tail  *audit.Record
+	merge bool
+	// left counts the steps of the pass that have not finished.
+	left atomic.Int64
+	// lost is why a record held back could not be handed on (flush).
+	lost error
 	// keys are the calls (idempotency keys) this pass recorded in the
 	// store, to forget when the run finishes.
 	keysMu sync.Mutex
@@ -351,6 +362,12 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if err != nil {
 		return nil, err
 	}
+	// A state directory that cannot be written refuses the run at once,
+	// before its start is handed to the audit log (which would refuse it
+	// too, at its first record).
+	if err := e.cfg.Fault.Err(); err != nil {
+		return nil, err
+	}
 	id := opts.RunID
 	if id == "" {
 		id = audit.NewID()
@@ -363,19 +380,17 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if err != nil {
 		return nil, err
 	}
-	// Both are stored before the first call is delivered (pipeline.go).
-	// The run is put in the store only once the audit log took its
-	// start: a log that refuses it (the state directory cannot be
-	// written) leaves no run behind to resume.
+	// Both are handed on with the first record of the run, its start on
+	// it when it is a decision, and stored before the first call is
+	// delivered (pipeline.go). The run is put in the store only once the
+	// audit log took its start: a log that refuses it (the state
+	// directory cannot be written) leaves no run behind to resume.
 	steps := make([]audit.PlanStep, len(plan.Steps))
 	for i, s := range plan.Steps {
 		steps[i] = audit.PlanStep{ID: s.ID, Tool: s.Call, Deps: s.Deps}
 	}
-	started, err := e.cfg.Audit.Publish(audit.Record{Kind: audit.KindRunStarted, RunID: id, Flow: plan.Name, Steps: steps})
-	if err != nil {
-		return nil, err
-	}
-	put := st.WriteRun(id, b)
+	started := &start{rec: audit.Record{Kind: audit.KindRunStarted, RunID: id, Flow: plan.Name, Steps: steps},
+		put: func() waiter { return st.WriteRun(id, b) }}
 	pol := opts.Policy
 	if pol == nil {
 		pol = e.Policy()
@@ -385,7 +400,7 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	stopped := make(chan struct{})
 	defer close(stopped)
 	rs := &runState{id: id, plan: plan, inputs: inputs, inputLabel: opts.InputLabel, policy: pol, active: true, fresh: true,
-		started: []waiter{put, started}, stop: stop, stopped: stopped}
+		start: started, stop: stop, stopped: stopped}
 	e.mu.Lock()
 	e.runs[id] = rs
 	e.mu.Unlock()
@@ -466,8 +481,8 @@ func (e *Engine) newPass(rs *runState, opts Options) *run {
 	pol := rs.policy
 	e.mu.Unlock()
 	r := &run{e: e, plan: rs.plan, id: rs.id, opts: opts, inputs: rs.inputs, inputLabel: flow.InputLabel(), policy: pol, fresh: rs.fresh,
-		values: map[string]*value{}, results: map[string]*StepResult{}, acks: &acks{ws: rs.started}, keys: map[string]bool{},
-		read: map[string]bool{}, leaves: map[string]leaf{}}
+		values: map[string]*value{}, results: map[string]*StepResult{}, acks: &acks{}, keys: map[string]bool{},
+		read: map[string]bool{}, leaves: map[string]leaf{}, start: rs.start, merge: true}
 	if rs.inputLabel != nil {
 		r.inputLabel = *rs.inputLabel
 	}
@@ -476,7 +491,7 @@ func (e *Engine) newPass(rs *runState, opts Options) *run {
 			r.read[d] = true
 		}
 	}
-	rs.fresh, rs.started = false, nil
+	rs.fresh, rs.start = false, nil
 	return r
 }
 
@@ -488,6 +503,7 @@ func (r *run) schedule(ctx context.Context) {
 		done[s.ID] = make(chan struct{})
 	}
 	var wg sync.WaitGroup
+	r.left.Store(int64(len(r.plan.Steps)))
 	for _, s := range r.plan.Steps {
 		wg.Go(func() {
 			defer close(done[s.ID])
@@ -508,6 +524,7 @@ func (r *run) schedule(ctx context.Context) {
 			r.mu.Lock()
 			r.results[s.ID] = res
 			r.mu.Unlock()
+			r.left.Add(-1)
 		})
 	}
 	wg.Wait()
@@ -557,7 +574,13 @@ func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) 
 			rec.Steps = append(rec.Steps, audit.PlanStep{ID: s.ID, Tool: s.Tool, Status: s.Status})
 		}
 	}
-	if err := r.publish(rec); err != nil {
+	if step, err := r.finish(rec); err != nil {
+		for i := range out.Steps {
+			if s := &out.Steps[i]; s.ID == step && s.Status == StatusCompleted {
+				// A try that cannot be recorded does not count.
+				s.Status, s.Error = StatusFailed, err.Error()
+			}
+		}
 		return notRecorded(out, err)
 	}
 	st, err := e.store(ctx)
@@ -566,7 +589,7 @@ func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) 
 	}
 	if out.Status == StatusHeld {
 		r.keepLeaves(st)
-		if err := r.acks.wait(ctx); err != nil {
+		if err := r.stored(ctx); err != nil {
 			return notRecorded(out, err)
 		}
 		if err := e.setRunStatus(ctx, st, rs, runstore.Held); err != nil {
@@ -584,7 +607,7 @@ func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) 
 		}
 		r.acks.add(st.PurgeRun(r.id))
 	}
-	if err := r.acks.wait(ctx); err != nil {
+	if err := r.stored(ctx); err != nil {
 		return notRecorded(out, err)
 	}
 	if !few {

@@ -402,15 +402,27 @@ outputs: {v: "${steps.c.output.v}"}
 		t.Fatal(err)
 	}
 	var kinds []string
+	var starts, ends []int
 	for _, rec := range recs {
 		if rec.RunID == r.RunID {
 			kinds = append(kinds, rec.Kind+":"+rec.Step)
+			if rec.Starts() {
+				starts = append(starts, len(kinds))
+			}
+			if _, end := rec.Ends(); end {
+				ends = append(ends, len(kinds))
+			}
 		}
 	}
-	for _, want := range []string{"run_started:", "decision:a", "result:a", "decision:c", "result:c", "run_finished:"} {
+	for _, want := range []string{"decision:a", "result:a", "decision:c", "result:c", "run_finished:"} {
 		if !slices.Contains(kinds, want) {
 			t.Errorf("audit lacks %s: %v", want, kinds)
 		}
+	}
+	// The run's start rides on its first record, a decision; a failed
+	// run ends with a record of its own.
+	if !slices.Equal(starts, []int{1}) || !strings.HasPrefix(kinds[0], "decision:") || !slices.Equal(ends, []int{len(kinds)}) {
+		t.Errorf("records %v: the start at %v, the end at %v; want the first a decision that starts the run, the last its end", kinds, starts, ends)
 	}
 	if slices.Contains(kinds, "decision:b") {
 		t.Error("a skipped step was decided")

@@ -67,7 +67,7 @@ func (e *Engine) interrupted(ctx context.Context, r *run, rs *runState, out *Res
 	ctx = context.WithoutCancel(ctx)
 	if errors.Is(cause, ErrCancelled) {
 		out.Status = StatusCancelled
-		_ = r.acks.wait(ctx)
+		_ = r.stored(ctx)
 		return out, fmt.Errorf("run %s %w", r.id, ErrCancelled)
 	}
 	out.Status = StatusInterrupted
@@ -76,7 +76,7 @@ func (e *Engine) interrupted(ctx context.Context, r *run, rs *runState, out *Res
 		return out, err
 	}
 	r.keepLeaves(st)
-	if err := r.acks.wait(ctx); err != nil {
+	if err := r.stored(ctx); err != nil {
 		return out, fmt.Errorf("run %s interrupted, and its last steps could not be recorded: %w", r.id, err)
 	}
 	var at []string

@@ -58,7 +58,7 @@ outputs:
 	}
 	waitFinished(t, h2, r.RunID)
 	recs := records(t, h2, r.RunID)
-	if last := recs[len(recs)-1]; last.Kind != audit.KindRunFinished || last.Status != StatusCompleted || h2.called("echo") != 1 {
+	if last := recs[len(recs)-1]; !ends(last, StatusCompleted) || h2.called("echo") != 1 {
 		t.Fatalf("last record %+v, echo called %d times; want the run completed", last, h2.called("echo"))
 	}
 }

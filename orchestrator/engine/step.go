@@ -254,7 +254,7 @@ func (g gateRun) Flow() string                     { return g.r.plan.Name }
 func (g gateRun) Policy() *policy.Set              { return g.r.policy }
 func (g gateRun) Usage() *gate.Usage               { return &g.r.usage }
 func (g gateRun) Publish(rec audit.Record) error   { return g.r.publish(rec) }
-func (g gateRun) Stored(ctx context.Context) error { return g.r.acks.wait(ctx) }
+func (g gateRun) Stored(ctx context.Context) error { return g.r.stored(ctx) }
 func (g gateRun) Hold(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, idem string) (string, bool) {
 	return g.r.hold(ctx, s, res, args, idem)
 }

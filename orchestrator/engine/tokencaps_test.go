@@ -263,8 +263,8 @@ caps:
 			strings.Contains(rec.Reasons[0], "spent 360 tokens of the 250 allowed per run") {
 			denied = true
 		}
-		if rec.Kind == "run_finished" {
-			finished = rec.Status
+		if status, end := rec.Ends(); end {
+			finished = status
 		}
 	}
 	if !denied || finished != StatusDenied {
