@@ -160,9 +160,10 @@ type Log struct {
 	subject string
 	stream  string // the stream's name
 
-	mu    sync.Mutex // serializes publishes, so the chain has one order
-	last  string     // hash of the last record published
-	chain            // where each record must be stored (failover.go)
+	mu     sync.Mutex // serializes publishes, so the chain has one order
+	last   string     // hash of the last record published
+	lastID string     // its id (Nats-Msg-Id); "" when it was stored without one
+	chain             // where each record must be stored (failover.go)
 	// n counts the records in the stream, the last one published
 	// included; uncovered counts those after the last checkpoint.
 	n, uncovered uint64
@@ -310,7 +311,7 @@ func (l *Log) Publish(r Record) (*Pending, error) {
 	if err := l.ready(); err != nil {
 		return nil, appendError(err)
 	}
-	p, err := l.send(withPrev(body, l.last))
+	p, err := l.send(withPrev(body, l.last), r.ID, body)
 	if err != nil {
 		return nil, appendError(err)
 	}
@@ -383,20 +384,39 @@ func (l *Log) ready() error {
 }
 
 // send, with l.mu held, hands data, a record chained to the last one, to
-// the stream, to be stored right after it.
-func (l *Log) send(data []byte) (*Pending, error) {
-	msg := &nats.Msg{Subject: l.subject, Header: nats.Header{}, Data: data}
-	msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(l.seq, 10))
-	ack, err := l.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
-	if err != nil {
+// the stream, to be stored right after it. id is the record's; body, when
+// not nil, is the record as encodeRecord encoded it, so that it can be
+// chained again after another orchestrator's record took its place
+// (failover.go: "Several writers"); a checkpoint has none.
+func (l *Log) send(data []byte, id string, body []byte) (*Pending, error) {
+	t := try{l: l, id: id, body: body}
+	if err := l.sendTry(&t, data); err != nil {
 		return nil, err
 	}
+	return &Pending{try: t}, nil
+}
+
+// sendTry, with l.mu held, sends data as the next record of the chain and
+// makes t the try of it: the record must follow the last one published,
+// at its sequence and with its id, and carries its own id, so that the
+// stream stores a try sent again once.
+func (l *Log) sendTry(t *try, data []byte) error {
+	msg := &nats.Msg{Subject: l.subject, Header: nats.Header{}, Data: data}
+	msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(l.seq, 10))
+	msg.Header.Set(jetstream.MsgIDHeader, t.id)
+	if l.lastID != "" {
+		msg.Header.Set(jetstream.ExpectedLastMsgIDHeader, l.lastID)
+	}
+	ack, err := l.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
+	if err != nil {
+		return err
+	}
 	now := time.Now()
-	p := &Pending{ack: ack, sent: now, try: try{l: l, msg: msg, seq: l.seq, gen: l.gen, deadline: now.Add(appendTimeout)}}
-	l.last = hash(msg.Data)
+	t.ack, t.sent, t.msg, t.seq, t.gen, t.prevID, t.deadline = ack, now, msg, l.seq, l.gen, l.lastID, now.Add(appendTimeout)
+	l.last, l.lastID = hash(msg.Data), t.id
 	l.seq++
 	l.n++
-	return p, nil
+	return nil
 }
 
 // head is how every encoded record starts: "v" is its first field and
@@ -459,10 +479,8 @@ func withPrev(buf []byte, prev string) []byte {
 // Pending is a published record whose acknowledgement by the stream has
 // not been waited for.
 type Pending struct {
-	ack jetstream.PubAckFuture
-	// sent is when the record was handed to the stream.
-	sent time.Time
-	// What retry needs to send the record again.
+	// What retry needs to send the record again: the try's
+	// acknowledgement, when it was sent, and what it was chained to.
 	try
 
 	mu   sync.Mutex

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -131,19 +132,31 @@ func (l *Log) Checkpoint(ctx context.Context) (uint64, error) {
 	if l.signer == nil {
 		return 0, fmt.Errorf("audit checkpoint: no signing key")
 	}
-	l.mu.Lock()
-	seq, p, err := l.checkpointLocked()
-	l.mu.Unlock()
-	if err != nil {
-		return 0, fmt.Errorf("audit checkpoint: %w", err)
-	}
-	if p != nil {
-		if err := p.Wait(ctx); err != nil {
+	// Another orchestrator's record may take the checkpoint's place: the
+	// chain is then taken up from the stream, and another checkpoint,
+	// counting that record, signed.
+	for try := 1; ; try++ {
+		l.mu.Lock()
+		seq, p, err := l.checkpointLocked()
+		l.mu.Unlock()
+		if err != nil {
+			return 0, fmt.Errorf("audit checkpoint: %w", err)
+		}
+		if p != nil {
+			err = p.Wait(ctx)
+		}
+		if err == nil {
+			return seq, nil
+		}
+		if !errors.Is(err, errDisplaced) || try == checkpointTries {
 			return 0, fmt.Errorf("audit checkpoint: %w", err)
 		}
 	}
-	return seq, nil
 }
+
+// checkpointTries bounds the checkpoints Checkpoint signs, when others'
+// records keep taking their place.
+const checkpointTries = 8
 
 // checkpointLocked, with l.mu held, publishes a checkpoint when records
 // follow the last one, and returns the sequence of the latest checkpoint
@@ -160,7 +173,7 @@ func (l *Log) checkpointLocked() (uint64, *Pending, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	p, err := l.send(l.signer.sign(withPrev(body, l.last)))
+	p, err := l.send(l.signer.sign(withPrev(body, l.last)), r.ID, nil)
 	if err != nil {
 		return 0, nil, err
 	}

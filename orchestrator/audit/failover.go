@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -41,6 +42,33 @@ import (
 // takes the chain up from the last record the stream holds (resync), once
 // every try already sent has been answered, so that the export verifies.
 
+// Several writers.
+//
+// Several orchestrators of one deployment append to one stream, and the
+// stream's order is the chain's: each record names the record it follows
+// by its sequence and by its id (Nats-Expected-Last-Sequence and
+// Nats-Expected-Last-Msg-Id, the id each record is stored with as
+// Nats-Msg-Id), and the stream stores it only right after that record.
+// The id matters: once another orchestrator's record took the place of
+// one of ours, the sequence alone would let the record chained after ours
+// be stored after theirs, with a prev that is not theirs.
+//
+// A record refused because another orchestrator's record was stored at
+// its place, or at the place of the record it follows, is chained again:
+// the log takes the chain up from the stream (once every try already sent
+// is answered, as resync does), sets prev to the hash of the record now
+// last, and sends it again. The records published after it, which were
+// chained to it, are refused too, and each is chained again the same way
+// when its turn comes, in the order their waiters see them refused: a
+// record whose publisher waits for it before publishing the next keeps
+// its place after that one. A checkpoint is not chained again: its count
+// and signature would change; Checkpoint signs another.
+//
+// So the chain verifies whatever the number of orchestrators, and the
+// records of one run, waited for in turn, stay in their order. The price
+// is one more round trip for a record that loses its place, which is rare
+// unless several orchestrators append at once all the time.
+
 // appendTimeout bounds how long one record is tried: longer than the
 // election of a new stream leader after a server dies.
 const appendTimeout = 20 * time.Second
@@ -74,9 +102,14 @@ type chain struct {
 	// must be stored right after it.
 	seq uint64
 	// gen counts the times the chain was taken up again from the stream
-	// after a record was not stored (broken).
+	// after a record was not stored (broken), or after another writer's
+	// record took the place of one of ours.
 	gen    uint64
 	broken bool
+	// displaced are the generations ended because another writer's
+	// record took the place of one of ours: their records are chained
+	// again rather than failed.
+	displaced map[uint64]bool
 
 	smu       sync.Mutex
 	confirmed uint64        // the highest sequence known to be stored
@@ -87,11 +120,19 @@ type chain struct {
 // the record must follow, the chain's generation, when to stop trying and
 // how long to wait before the next try.
 type try struct {
-	l        *Log
-	msg      *nats.Msg
-	seq, gen uint64
-	deadline time.Time
-	backoff  time.Duration
+	l   *Log
+	ack jetstream.PubAckFuture
+	// sent is when the record was handed to the stream.
+	sent time.Time
+	msg  *nats.Msg
+	// id is the record's; prevID that of the record it follows ("" when
+	// that one has none); body the record without prev, or nil for a
+	// checkpoint (see send).
+	id, prevID string
+	body       []byte
+	seq, gen   uint64
+	deadline   time.Time
+	backoff    time.Duration
 }
 
 // stored notes that the record at seq is stored, and wakes the records
@@ -144,17 +185,26 @@ func (p *Pending) retry(ctx context.Context, err error) error {
 		waitFor := uint64(math.MaxUint64)
 		if wrongLastSequence(err) {
 			// Either the record before this one is not stored yet, or
-			// this one is, by an earlier try, or another took its place.
+			// this one is, by an earlier try, or another took its place
+			// or the place of the record before it.
 			at, serr := l.recordAt(ctx, p.seq+1)
 			switch {
 			case serr != nil:
 				err = serr
 			case at == nil:
-				waitFor = p.seq
+				displaced, derr := p.predecessorDisplaced(ctx)
+				switch {
+				case derr != nil:
+					err = derr
+				case displaced:
+					return p.rechain(ctx)
+				default:
+					waitFor = p.seq
+				}
 			case bytes.Equal(at, p.msg.Data):
 				return errStored
 			default:
-				return fmt.Errorf("another record was stored in its place")
+				return p.rechain(ctx)
 			}
 		}
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
@@ -186,6 +236,10 @@ func (p *Pending) retry(ctx context.Context, err error) error {
 		// Under the lock, so that no try of a record chained before a
 		// resync is sent after it.
 		l.mu.Lock()
+		if l.gen != p.gen && l.displaced[p.gen] {
+			l.mu.Unlock()
+			return p.rechain(ctx)
+		}
 		if l.gen != p.gen {
 			l.mu.Unlock()
 			return fmt.Errorf("a record before it was not stored: %w", err)
@@ -201,6 +255,72 @@ func (p *Pending) retry(ctx context.Context, err error) error {
 }
 
 var errStored = errors.New("stored")
+
+// errDisplaced ends the append of a checkpoint whose place another
+// orchestrator's record took.
+var errDisplaced = errors.New("another orchestrator's record was stored in its place")
+
+// predecessorDisplaced says whether the place of the record p follows
+// holds a record of another writer: p can then never be stored where it
+// was chained.
+func (p *Pending) predecessorDisplaced(ctx context.Context) (bool, error) {
+	if p.seq == 0 {
+		return false, nil
+	}
+	at, err := p.l.recordAt(ctx, p.seq)
+	if err != nil || at == nil {
+		return false, err
+	}
+	rec, ok := decodeID(at)
+	return !ok || rec != p.prevID, nil
+}
+
+// decodeID reads the id of a stored record.
+func decodeID(data []byte) (string, bool) {
+	var r struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(data, &r) != nil || r.ID == "" {
+		return "", false
+	}
+	return r.ID, true
+}
+
+// rechain chains p again after the last record of the stream, another
+// orchestrator's record having taken its place or its predecessor's, and
+// sends it: it returns nil once sent (p's try is the new one). The first
+// record of a generation found displaced ends that generation and takes
+// the chain up from the stream; the records chained after it, refused
+// in turn, follow the new head. A checkpoint is not chained again.
+func (p *Pending) rechain(ctx context.Context) error {
+	l := p.l
+	if p.body == nil {
+		l.giveUp(p.gen)
+		return errDisplaced
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gen == p.gen {
+		if l.displaced == nil {
+			l.displaced = map[uint64]bool{}
+		}
+		l.displaced[l.gen] = true
+		delete(l.displaced, l.gen-16) // long over
+		l.broken = true
+	} else if !l.displaced[p.gen] {
+		return fmt.Errorf("a record before it was not stored")
+	}
+	if err := l.ready(); err != nil {
+		return err
+	}
+	body := make([]byte, len(p.body))
+	copy(body, p.body)
+	if err := l.sendTry(&p.try, withPrev(body, l.last)); err != nil {
+		return err
+	}
+	l.noteRecord("")
+	return nil
+}
 
 // recordAt returns the record stored at seq, or nil when there is none. A
 // request lost with a server is given up after ackTimeout.
@@ -221,10 +341,16 @@ func (l *Log) recordAt(ctx context.Context, seq uint64) ([]byte, error) {
 	return m.Data, nil
 }
 
+// jsErrWrongLastMsgID is the stream's answer to a record whose
+// Nats-Expected-Last-Msg-Id is not the id of its last record.
+const jsErrWrongLastMsgID jetstream.ErrorCode = 10070
+
+// wrongLastSequence says whether the stream refused a record because its
+// last record is not the one the record follows, by sequence or by id.
 func wrongLastSequence(err error) bool {
 	var e *jetstream.APIError
 	return errors.As(err, &e) && (e.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		e.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+		e.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant || e.ErrorCode == jsErrWrongLastMsgID)
 }
 
 // jsErrDuplicateInProcess is the stream's answer to a try of a message
@@ -297,7 +423,7 @@ func (l *Log) sync(ctx context.Context) error {
 		return err
 	}
 	state := st.CachedInfo().State
-	l.last, l.seq, l.n, l.uncovered, l.lastCheckpoint = "", state.LastSeq, state.Msgs, 0, nil
+	l.last, l.lastID, l.seq, l.n, l.uncovered, l.lastCheckpoint = "", "", state.LastSeq, state.Msgs, 0, nil
 	// Records dropped before the first (retention.go) still count.
 	dropped, err := firstCheckpointCount(ctx, st, state)
 	if err != nil {
@@ -307,7 +433,12 @@ func (l *Log) sync(ctx context.Context) error {
 	m, err := st.GetLastMsgForSubject(ctx, l.subject)
 	switch {
 	case err == nil:
-		l.last, l.seq = hash(m.Data), m.Sequence
+		l.last, l.seq, l.lastID = hash(m.Data), m.Sequence, m.Header.Get(jetstream.MsgIDHeader)
+		// Another orchestrator may have appended since the stream's
+		// state was read.
+		if m.Sequence > state.LastSeq {
+			l.n += m.Sequence - state.LastSeq
+		}
 		if rec, ok := decodeLine(m.Data); !ok || rec.Kind != KindCheckpoint {
 			l.uncovered = 1 // how many does not matter
 		}

@@ -1,0 +1,118 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/orchestrator/bus"
+)
+
+// Three logs on one stream, as three orchestrators of one deployment
+// append: every append succeeds, each publisher's records are stored in
+// the order it published and waited for them, nothing is stored twice,
+// and the export, with checkpoints signed by each log, verifies.
+func TestSeveralWritersKeepOneChain(t *testing.T) {
+	b, err := bus.Start(bus.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const logs, writers, each = 3, 4, 40
+	var ls []*Log
+	for range logs {
+		nc, err := b.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		l, err := Open(ctx, nc, "sluice", Options{Signer: testKey, CheckpointInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, logs*writers)
+	for li, l := range ls {
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				run := fmt.Sprintf("%d-%d", li, w)
+				var held []*Pending
+				for i := range each {
+					r := Record{Kind: KindResult, RunID: run, Step: strconv.Itoa(i)}
+					if i%3 == 0 {
+						if err := l.Append(ctx, r); err != nil {
+							errs <- fmt.Errorf("log %d, writer %d, record %d: %w", li, w, i, err)
+							return
+						}
+						continue
+					}
+					// Published now, waited for in pairs, in order.
+					p, err := l.Publish(r)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if held = append(held, p); len(held) == 2 {
+						for _, p := range held {
+							if err := p.Wait(ctx); err != nil {
+								errs <- fmt.Errorf("log %d, writer %d: %w", li, w, err)
+								return
+							}
+						}
+						held = held[:0]
+					}
+				}
+				for _, p := range held {
+					if err := p.Wait(ctx); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Each log signs a checkpoint, or finds the last record is one
+	// already: the last ends the export.
+	for _, l := range ls[:logs-1] {
+		if _, err := l.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	export := signedExport(t, ls[logs-1])
+	v, err := Verify(strings.NewReader(export), testPub)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if want := logs*writers*each + v.Checkpoints; v.Records != want || v.Checkpoints == 0 {
+		t.Fatalf("verify: %+v, want %d records and checkpoints", v, want)
+	}
+	next := map[string]int{}
+	for _, r := range exportRecords(t, ls[0]) {
+		if r.Kind != KindResult {
+			continue
+		}
+		if r.Step != strconv.Itoa(next[r.RunID]) {
+			t.Fatalf("publisher %s: step %s stored where %d was due", r.RunID, r.Step, next[r.RunID])
+		}
+		next[r.RunID]++
+	}
+	for run, n := range next {
+		if n != each {
+			t.Errorf("publisher %s: %d records stored, want %d", run, n, each)
+		}
+	}
+}
