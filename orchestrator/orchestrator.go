@@ -35,6 +35,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
 	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
+	"github.com/sluicehq/sluice/orchestrator/lease"
 	"github.com/sluicehq/sluice/orchestrator/notify"
 	"github.com/sluicehq/sluice/orchestrator/supervisor"
 	"github.com/sluicehq/sluice/schemas"
@@ -105,6 +106,13 @@ type Orchestrator struct {
 	cleanup        []func()
 	// resumed are the runs Start resumed, as they stood.
 	resumed []engine.RunInfo
+
+	// leases, on an external bus, share the deployment's runs with other
+	// orchestrators (leases.go); id is this one's. ready once Start
+	// resumed what it resumes.
+	leases *lease.Leases
+	id     string
+	ready  atomic.Bool
 }
 
 // New loads the manifests and policies of the deployment. Nothing runs yet.
@@ -193,7 +201,9 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	o.startEngine(d, secrets)
+	if err := o.startEngine(ctx, d, secrets); err != nil {
+		return err
+	}
 	if err := o.startBroker(secrets); err != nil {
 		return err
 	}
@@ -285,7 +295,11 @@ func (o *Orchestrator) openAudit(ctx context.Context, d *config.Config, violatio
 // startEngine creates the engine that runs flows, with the policy the
 // orchestrator runs now and the secret values it strips from what workers
 // echo back.
-func (o *Orchestrator) startEngine(d *config.Config, secrets map[string]egress.Secret) {
+func (o *Orchestrator) startEngine(ctx context.Context, d *config.Config, secrets map[string]egress.Secret) error {
+	var eng atomic.Pointer[engine.Engine]
+	if err := o.openLeases(ctx, d, &eng); err != nil {
+		return err
+	}
 	values := map[string][]byte{}
 	for name, s := range secrets {
 		values[name] = s.Value()
@@ -293,9 +307,11 @@ func (o *Orchestrator) startEngine(d *config.Config, secrets map[string]egress.S
 	o.notify = notify.New(notifyTargets(d, secrets), o.log.With("component", "notify"))
 	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Deployment: d.Deployment, Policy: o.current.Load().Policy, Audit: o.audit,
 		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered,
-		Secrets: echo.New(values), Fault: o.fault, Models: models(d, o.manifests), Held: func(a engine.Approval) {
+		Secrets: echo.New(values), Fault: o.fault, Models: models(d, o.manifests), Leases: o.leases, Held: func(a engine.Approval) {
 			o.notify.Held(notify.Held{Approval: a.ID, Run: a.RunID, Flow: a.Flow, Step: a.Step, Tool: a.Tool, Created: a.Created})
 		}})
+	eng.Store(o.engine)
+	return nil
 }
 
 // notifyTargets are the notifiers of the deployment, with the secrets
@@ -491,6 +507,7 @@ func (o *Orchestrator) resumeRuns(ctx context.Context) error {
 	if !o.cfg.ResumeRuns {
 		return nil
 	}
+	defer o.ready.Store(true)
 	runs, err := o.engine.ResumeRuns(ctx, o.cfg.ResumeInterrupted)
 	if err != nil {
 		return fmt.Errorf("resume unfinished runs: %w", err)
@@ -722,6 +739,10 @@ func (o *Orchestrator) Close() {
 	}
 	if o.engine != nil {
 		o.engine.Close()
+	}
+	// The runs stopped above released their leases for the others.
+	if o.leases != nil {
+		o.leases.Close()
 	}
 	if o.sup != nil {
 		o.sup.Stop()

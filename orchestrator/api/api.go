@@ -43,6 +43,12 @@ type Endpoint struct {
 
 const clientName = "client"
 
+// Queue is the queue group every orchestrator of a deployment answers the
+// API's requests in (but config and reload, which each answers for
+// itself): of several orchestrators on one bus, one runs a flow a client
+// submits, one records an answer to a held call.
+const Queue = "orchestrators"
+
 // ClientPermissions lets a client make API requests and read their replies.
 func ClientPermissions(s schemas.Subjects) capabilities.Permissions {
 	return capabilities.Permissions{
@@ -143,7 +149,7 @@ func Serve(nc *nats.Conn, s schemas.Subjects, ap Approver) ([]*nats.Subscription
 		b, _ := json.Marshal(v)
 		_ = m.Respond(b)
 	}
-	answer, err := nc.Subscribe(s.API("answer"), func(m *nats.Msg) {
+	answer, err := nc.QueueSubscribe(s.API("answer"), Queue, func(m *nats.Msg) {
 		go func() {
 			var req AnswerRequest
 			resp := Response{OK: true}
@@ -160,7 +166,7 @@ func Serve(nc *nats.Conn, s schemas.Subjects, ap Approver) ([]*nats.Subscription
 	if err != nil {
 		return nil, err
 	}
-	list, err := nc.Subscribe(s.API("approvals"), func(m *nats.Msg) {
+	list, err := nc.QueueSubscribe(s.API("approvals"), Queue, func(m *nats.Msg) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -180,7 +186,7 @@ func Serve(nc *nats.Conn, s schemas.Subjects, ap Approver) ([]*nats.Subscription
 		_ = answer.Unsubscribe()
 		return nil, err
 	}
-	one, err := nc.Subscribe(s.API("approval"), func(m *nats.Msg) {
+	one, err := nc.QueueSubscribe(s.API("approval"), Queue, func(m *nats.Msg) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -344,7 +350,7 @@ type Runner func(ctx context.Context, req RunRequest, events func(v any)) RunRep
 // ServeRuns answers run requests, each in its own goroutine, until the
 // subscription is drained or ctx ends.
 func ServeRuns(ctx context.Context, nc *nats.Conn, s schemas.Subjects, run Runner) (*nats.Subscription, error) {
-	return nc.Subscribe(s.API("run"), func(m *nats.Msg) {
+	return nc.QueueSubscribe(s.API("run"), Queue, func(m *nats.Msg) {
 		go func() {
 			var req RunRequest
 			var rep RunReply
@@ -553,7 +559,7 @@ type ExportReply struct {
 
 // ServeExport answers export requests.
 func ServeExport(nc *nats.Conn, s schemas.Subjects, export func(ctx context.Context, path string) (int, error)) (*nats.Subscription, error) {
-	return nc.Subscribe(s.API("audit.export"), func(m *nats.Msg) {
+	return nc.QueueSubscribe(s.API("audit.export"), Queue, func(m *nats.Msg) {
 		go func() {
 			var req ExportRequest
 			var rep ExportReply
@@ -622,7 +628,7 @@ func ServeControl(nc *nats.Conn, s schemas.Subjects, c Controller) ([]*nats.Subs
 		b, _ := json.Marshal(v)
 		_ = m.Respond(b)
 	}
-	list, err := nc.Subscribe(s.API("runs.unfinished"), func(m *nats.Msg) {
+	list, err := nc.QueueSubscribe(s.API("runs.unfinished"), Queue, func(m *nats.Msg) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -637,7 +643,7 @@ func ServeControl(nc *nats.Conn, s schemas.Subjects, c Controller) ([]*nats.Subs
 	if err != nil {
 		return nil, err
 	}
-	cancelSub, err := nc.Subscribe(s.API("runs.cancel"), func(m *nats.Msg) {
+	cancelSub, err := nc.QueueSubscribe(s.API("runs.cancel"), Queue, func(m *nats.Msg) {
 		go func() {
 			var req CancelRequest
 			if err := json.Unmarshal(m.Data, &req); err != nil || req.ID == "" || req.Who == "" {

@@ -40,7 +40,7 @@ func ServeRemembered(nc *nats.Conn, s schemas.Subjects, r Rememberer) ([]*nats.S
 		b, _ := json.Marshal(v)
 		_ = m.Respond(b)
 	}
-	list, err := nc.Subscribe(s.API("remembered"), func(m *nats.Msg) {
+	list, err := nc.QueueSubscribe(s.API("remembered"), Queue, func(m *nats.Msg) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -55,7 +55,7 @@ func ServeRemembered(nc *nats.Conn, s schemas.Subjects, r Rememberer) ([]*nats.S
 	if err != nil {
 		return nil, err
 	}
-	revoke, err := nc.Subscribe(s.API("remembered.revoke"), func(m *nats.Msg) {
+	revoke, err := nc.QueueSubscribe(s.API("remembered.revoke"), Queue, func(m *nats.Msg) {
 		go func() {
 			var req RevokeRequest
 			if err := json.Unmarshal(m.Data, &req); err != nil || req.ID == "" || req.Who == "" {

@@ -355,12 +355,27 @@ func (r *run) wait(ctx context.Context, st *runstore.Store, a *Approval, res *St
 		defer t.Stop()
 		timeout = t.C
 	}
-	select {
-	case <-h.decided:
-	case <-timeout:
-		return a, rev, false, nil
-	case <-ctx.Done():
-		return a, rev, false, nil
+	// With several orchestrators the answer may be given through
+	// another, which stores it and tells none here: it is read again
+	// every second.
+	var poll <-chan time.Time
+	if r.e.cfg.Leases != nil {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		poll = t.C
+	}
+	for answered := false; !answered; {
+		select {
+		case <-h.decided:
+			answered = true
+		case <-poll:
+			cur, _, err := st.GetApproval(ctx, a.ID)
+			answered = err == nil && cur.Status != ApprovalPending
+		case <-timeout:
+			return a, rev, false, nil
+		case <-ctx.Done():
+			return a, rev, false, nil
+		}
 	}
 	a, rev, err = st.GetApproval(ctx, a.ID)
 	return a, rev, err == nil, err

@@ -45,6 +45,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/internal/echo"
 	"github.com/sluicehq/sluice/orchestrator/internal/fault"
 	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
+	"github.com/sluicehq/sluice/orchestrator/lease"
 	"github.com/sluicehq/sluice/orchestrator/runstore"
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -97,6 +98,9 @@ type Config struct {
 	// Models names, by worker, the model its configuration asks for (an
 	// llm worker's model), for the traces (gate.Config.Models).
 	Models map[string]string
+	// Leases, when set, share the deployment's runs with other
+	// orchestrators: a run is driven only under its lease (lease.go).
+	Leases *lease.Leases
 }
 
 // Delivery is a call the gate let through (gate.Delivery).
@@ -372,6 +376,9 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if id == "" {
 		id = audit.NewID()
 	}
+	if _, err := e.acquire(ctx, id); err != nil {
+		return nil, err
+	}
 	rec, err := newRunRecord(id, plan, inputs, opts.InputLabel)
 	if err != nil {
 		return nil, err
@@ -407,7 +414,9 @@ func (e *Engine) Run(ctx context.Context, plan *flow.Plan, inputs map[string]any
 	if opts.OnStarted != nil {
 		opts.OnStarted(id)
 	}
-	return e.drive(ctx, rs, opts)
+	res, err := e.drive(ctx, rs, opts)
+	e.releaseLease(id, res, err)
+	return res, err
 }
 
 // ErrInterrupted says a run stopped before it finished because its
@@ -567,6 +576,13 @@ func (r *run) outputs(out *Result) {
 // record records how the pass ended: the run's last audit record, then a
 // held run is kept in the store, and a finished one removed from it.
 func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) (*Result, error) {
+	if err := e.checkLease(r.id); err != nil {
+		// Another orchestrator drives the run now: its outcome is theirs
+		// to record.
+		out.Status = StatusInterrupted
+		_ = r.acks.wait(ctx)
+		return out, err
+	}
 	rec := audit.Record{Kind: audit.KindRunFinished, RunID: r.id, Flow: r.plan.Name, Status: out.Status, Error: out.Error}
 	for _, s := range out.Steps {
 		if s.Status == StatusSkipped {

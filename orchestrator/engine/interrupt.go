@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/orchestrator/approval"
 	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/orchestrator/lease"
 	"github.com/sluicehq/sluice/orchestrator/runstore"
 )
 
@@ -69,6 +70,13 @@ func (e *Engine) interrupted(ctx context.Context, r *run, rs *runState, out *Res
 		out.Status = StatusCancelled
 		_ = r.stored(ctx)
 		return out, fmt.Errorf("run %s %w", r.id, ErrCancelled)
+	}
+	if errors.Is(cause, lease.ErrLost) {
+		// Another orchestrator drives the run now: where it stands is
+		// theirs to record.
+		out.Status = StatusInterrupted
+		_ = r.acks.wait(ctx)
+		return out, fmt.Errorf("run %s: %w", r.id, cause)
 	}
 	out.Status = StatusInterrupted
 	st, err := e.store(ctx)

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/lease"
 	"github.com/sluicehq/sluice/orchestrator/runstore"
 )
 
@@ -50,6 +51,11 @@ func (e *Engine) resumeForced(id string, force bool) {
 		defer close(stopped)
 		defer stop(nil)
 		res, err := e.resumeRun(ctx, rs)
+		e.releaseLease(id, res, err)
+		if errors.Is(err, lease.ErrHeld) {
+			e.log.Info("run not resumed here: another orchestrator drives it", "run_id", id, "err", err)
+			return
+		}
 		if errors.Is(err, errKeptInterrupted) {
 			e.log.Info("run not resumed: a person interrupted it (sluice up --resume resumes it)", "run_id", id)
 			return
@@ -77,6 +83,18 @@ func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
 	st, err := e.store(ctx)
 	if err != nil {
 		return fail(err)
+	}
+	// The run's lease first: nothing of it is read or written unless this
+	// orchestrator drives it.
+	from, err := e.acquire(ctx, rs.id)
+	if err != nil {
+		return fail(err)
+	}
+	resumed := audit.Record{Kind: audit.KindRunResumed, RunID: rs.id}
+	if from != "" {
+		e.log.Info("run taken over from another orchestrator", "run_id", rs.id, "from", from, "by", e.cfg.Leases.Owner())
+		resumed.User = "orchestrator:" + e.cfg.Leases.Owner()
+		resumed.Reasons = []string{"taken over from orchestrator " + from + ", whose lease expired or was released"}
 	}
 	if rs.plan == nil {
 		rec, err := st.GetRun(ctx, rs.id)
@@ -115,7 +133,8 @@ func (e *Engine) resumeRun(ctx context.Context, rs *runState) (*Result, error) {
 	if err := e.setRunStatus(ctx, st, rs, runstore.Running); err != nil {
 		return fail(err)
 	}
-	if err := e.cfg.Audit.Append(ctx, audit.Record{Kind: audit.KindRunResumed, RunID: rs.id, Flow: rs.plan.Name}); err != nil {
+	resumed.Flow = rs.plan.Name
+	if err := e.cfg.Audit.Append(ctx, resumed); err != nil {
 		return fail(err)
 	}
 	return e.drive(ctx, rs, Options{})

@@ -249,12 +249,27 @@ func (r *run) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[
 // gateRun is the run as the gate sees it (gate.Run).
 type gateRun struct{ r *run }
 
-func (g gateRun) ID() string                       { return g.r.id }
-func (g gateRun) Flow() string                     { return g.r.plan.Name }
-func (g gateRun) Policy() *policy.Set              { return g.r.policy }
-func (g gateRun) Usage() *gate.Usage               { return &g.r.usage }
-func (g gateRun) Publish(rec audit.Record) error   { return g.r.publish(rec) }
-func (g gateRun) Stored(ctx context.Context) error { return g.r.stored(ctx) }
+func (g gateRun) ID() string          { return g.r.id }
+func (g gateRun) Flow() string        { return g.r.plan.Name }
+func (g gateRun) Policy() *policy.Set { return g.r.policy }
+func (g gateRun) Usage() *gate.Usage  { return &g.r.usage }
+
+// Publish and Stored check the run's lease (lease.go): a record is handed
+// to the log, and a call delivered once its records are stored, only by
+// the orchestrator driving the run.
+func (g gateRun) Publish(rec audit.Record) error {
+	if err := g.r.e.checkLease(g.r.id); err != nil {
+		return err
+	}
+	return g.r.publish(rec)
+}
+
+func (g gateRun) Stored(ctx context.Context) error {
+	if err := g.r.stored(ctx); err != nil {
+		return err
+	}
+	return g.r.e.checkLease(g.r.id)
+}
 func (g gateRun) Hold(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, idem string) (string, bool) {
 	return g.r.hold(ctx, s, res, args, idem)
 }
