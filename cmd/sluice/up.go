@@ -168,9 +168,13 @@ Examples:
 					workers = append(workers, fmt.Sprintf("%s %v", name, ps))
 				}
 				slices.Sort(workers)
-				fmt.Fprintf(c.stderr, "sluice is up in %s: state %s, bus %s\n  configuration: %s %s\n  workers: %s\n  web page: %s\n  reload the configuration with sluice reload or SIGHUP\n  stop with Ctrl-C\n",
+				shared := ""
+				if id := orch.ID(); id != "" {
+					shared = fmt.Sprintf("  orchestrator %s: shares the deployment's runs with the others on the bus\n", id)
+				}
+				fmt.Fprintf(c.stderr, "sluice is up in %s: state %s, bus %s\n  configuration: %s %s\n  workers: %s\n  web page: %s\n%s  reload the configuration with sluice reload or SIGHUP\n  stop with Ctrl-C\n",
 					time.Since(start).Round(time.Millisecond), dep.State, orch.ClientURL(), configName(dep.File), orch.Fingerprint(),
-					strings.Join(workers, ", "), page)
+					strings.Join(workers, ", "), page, shared)
 			serve:
 				for {
 					select {

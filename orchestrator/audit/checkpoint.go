@@ -136,7 +136,14 @@ func (l *Log) Checkpoint(ctx context.Context) (uint64, error) {
 	// chain is then taken up from the stream, and another checkpoint,
 	// counting that record, signed.
 	for try := 1; ; try++ {
+		// Another orchestrator may have appended since this log's last
+		// record: the chain is then taken up from the stream, so that the
+		// checkpoint covers their records too.
+		last, lerr := l.streamLast(ctx)
 		l.mu.Lock()
+		if lerr == nil && last > l.seq {
+			l.broken = true
+		}
 		seq, p, err := l.checkpointLocked()
 		l.mu.Unlock()
 		if err != nil {
@@ -152,6 +159,15 @@ func (l *Log) Checkpoint(ctx context.Context) (uint64, error) {
 			return 0, fmt.Errorf("audit checkpoint: %w", err)
 		}
 	}
+}
+
+// streamLast is the sequence of the stream's last record.
+func (l *Log) streamLast(ctx context.Context) (uint64, error) {
+	st, err := l.js.Stream(ctx, l.stream)
+	if err != nil {
+		return 0, err
+	}
+	return st.CachedInfo().State.LastSeq, nil
 }
 
 // checkpointTries bounds the checkpoints Checkpoint signs, when others'

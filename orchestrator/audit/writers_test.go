@@ -116,3 +116,43 @@ func TestSeveralWritersKeepOneChain(t *testing.T) {
 		}
 	}
 }
+
+// A log that appended nothing for a while signs a checkpoint that covers
+// the records another orchestrator appended meanwhile: an export through
+// it holds them.
+func TestCheckpointCoversOthersRecords(t *testing.T) {
+	b, err := bus.Start(bus.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Shutdown)
+	ctx := context.Background()
+	var ls []*Log
+	for range 2 {
+		nc, err := b.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		l, err := Open(ctx, nc, "sluice", Options{Signer: testKey, CheckpointInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	if err := ls[0].Append(ctx, Record{Kind: KindResult, Step: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ls[0].Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := ls[1].Append(ctx, Record{Kind: KindResult, Step: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := Verify(strings.NewReader(signedExport(t, ls[0])), testPub)
+	if err != nil || v.Records != 8 {
+		t.Fatalf("verify: %+v, %v; want the 6 records and 2 checkpoints", v, err)
+	}
+}
