@@ -110,6 +110,7 @@ var docCommands = map[string]docCommand{
 	"sudo systemctl enable --now sluice":                                                     {skip: "needs root and systemd running the machine"},
 	"sudo systemctl reload sluice":                                                           {skip: "needs the unit running; TestReload* reload through SIGHUP"},
 	"sudo journalctl -u sluice":                                                              {skip: "needs the unit running"},
+	"sluice up --config /etc/sluice/sluice.yaml":                                             {skip: "needs the installed configuration and a NATS cluster; TestSeveralOrchestratorsTakeOverARun runs three"},
 	"sudo -u sluice sluice doctor --config /etc/sluice/sluice.yaml":                          {skip: "needs the user sluice and the installed configuration"},
 	"SLUICE_NATS_URL=nats://nats-2.internal:4222,nats://nats-3.internal:4222,nats://nats-1.internal:4222 SLUICE_NATS_CREDS=/run/sluice/payment.creds SLUICE_STATE=/var/lib/sluice sluice worker --manifest builtin:payment": {
 		skip: "needs a NATS cluster and a worker's credentials"},

@@ -55,6 +55,12 @@ one line on standard error (its id, flow, and where it stopped), and each
 interrupted run kept with another; a completed call is never made again.
 A run ended with sluice cancel is never resumed.
 
+On an external server, several orchestrators of one deployment may run at
+once, each with its own state directory: each prints its id, drives the
+runs it holds a lease on, takes over within 10 s the runs of one that
+stopped or died, and answers clients in one queue group with the others
+(docs/operations.md, "Several orchestrators").
+
 It also serves a web page on this machine only (a loopback address): the
 runs, each as a graph of its steps coloured by their labels, and the held
 calls with Approve and Deny buttons. Its address, which carries a key to
