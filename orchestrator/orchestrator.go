@@ -368,7 +368,7 @@ func (o *Orchestrator) startBroker(secrets map[string]egress.Secret) error {
 	if err != nil {
 		return err
 	}
-	o.broker = egress.New(egress.Config{Grants: grants, Track: o.engine.Track, Filled: o.engine.Filled, Log: o.log.With("component", "egress"),
+	o.broker = egress.New(egress.Config{Grants: grants, Track: o.engine.Track, Orchestrator: o.id, Filled: o.engine.Filled, Log: o.log.With("component", "egress"),
 		Secrets: secrets, SecretGrants: sgrants, Report: o.recordEgress, Span: o.engine.SpanContext})
 	sub, err := o.broker.Serve(o.nc, o.subjects)
 	if err != nil {

@@ -17,6 +17,11 @@ const (
 	HeaderMsg            = "Sluice-Msg"             // this message's id (a ULID)
 	HeaderLabel          = "Sluice-Label"           // JSON context label; informational only
 	HeaderIdempotencyKey = "Sluice-Idempotency-Key" // stable across retries of one step
+	// HeaderOrchestrator names the orchestrator that delivered the call,
+	// when several share the deployment: a worker sends it with the
+	// call's egress requests, and only that orchestrator's broker, which
+	// knows the call, answers them.
+	HeaderOrchestrator = "Sluice-Orchestrator"
 )
 
 // MaxReply bounds the size of a reply envelope a worker may send. It matches

@@ -192,7 +192,7 @@ func (s *Service) serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, ms
 	ctx, cancel := context.WithTimeout(ctx, m.Limits.Timeout)
 	defer cancel()
 	if len(m.Grants.Net) > 0 {
-		call.egress = s.egressFunc(nc, call.Msg)
+		call.egress = s.egressFunc(nc, call.Msg, msg.Header.Get(schemas.HeaderOrchestrator))
 	}
 	out, err := s.invoke(ctx, call)
 	reply := encodeReply(out, err, m.Limits.MaxOutput, call.Usage())
@@ -249,7 +249,7 @@ func encodeReply(out any, err error, limit int64, usage *schemas.Usage) []byte {
 	return b
 }
 
-func (s *Service) egressFunc(nc *nats.Conn, msgID string) func(context.Context, schemas.EgressRequest) (*schemas.EgressResponse, error) {
+func (s *Service) egressFunc(nc *nats.Conn, msgID, orchestrator string) func(context.Context, schemas.EgressRequest) (*schemas.EgressResponse, error) {
 	subject := s.Subjects.Egress(s.Manifest.Worker)
 	return func(ctx context.Context, req schemas.EgressRequest) (*schemas.EgressResponse, error) {
 		b, err := json.Marshal(req)
@@ -258,6 +258,9 @@ func (s *Service) egressFunc(nc *nats.Conn, msgID string) func(context.Context, 
 		}
 		m := nats.NewMsg(subject)
 		m.Header.Set(schemas.HeaderMsg, msgID)
+		if orchestrator != "" {
+			m.Header.Set(schemas.HeaderOrchestrator, orchestrator)
+		}
 		m.Data = b
 		rep, err := nc.RequestMsgWithContext(ctx, m)
 		if err != nil {

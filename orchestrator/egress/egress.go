@@ -47,6 +47,10 @@ type Config struct {
 	// destination host:port. It returns false when that worker has no such
 	// call in flight; the request is then refused.
 	Track func(worker, msgID, hostport string) bool
+	// Orchestrator, when several share the deployment, is this one's id:
+	// a request naming another orchestrator (schemas.HeaderOrchestrator),
+	// which delivered the call and answers it, is left to that one.
+	Orchestrator string
 	// Filled, when set, is told of each request of worker serving call
 	// msgID into which a secret was filled, before it is sent.
 	Filled func(worker, msgID string)
@@ -121,6 +125,9 @@ func New(cfg Config) *Broker {
 // subscription is drained.
 func (b *Broker) Serve(nc *nats.Conn, s schemas.Subjects) (*nats.Subscription, error) {
 	return nc.Subscribe(s.EgressWildcard(), func(m *nats.Msg) {
+		if o := m.Header.Get(schemas.HeaderOrchestrator); o != "" && b.cfg.Orchestrator != "" && o != b.cfg.Orchestrator {
+			return
+		}
 		worker := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 		b.wg.Add(1)
 		go func() {

@@ -218,7 +218,11 @@ func New(cfg Config) *Engine {
 		runs: map[string]*runState{}}
 	e.policy.Store(cfg.Policy)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.gate = gate.New(gate.Config{Conn: cfg.Conn, Subjects: cfg.Subjects, Manifests: cfg.Manifests, Log: log,
+	orchestrator := ""
+	if cfg.Leases != nil {
+		orchestrator = cfg.Leases.Owner()
+	}
+	e.gate = gate.New(gate.Config{Conn: cfg.Conn, Orchestrator: orchestrator, Subjects: cfg.Subjects, Manifests: cfg.Manifests, Log: log,
 		Deployment: cfg.Deployment, Replicas: cfg.Replicas, Delivered: cfg.Delivered, Secrets: cfg.Secrets, Fault: cfg.Fault, Models: cfg.Models,
 		Now: func() time.Time { return e.now() }})
 	return e

@@ -326,6 +326,9 @@ func (p *pass) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, 
 	msg.Header.Set(schemas.HeaderStep, s.ID)
 	msg.Header.Set(schemas.HeaderMsg, msgID)
 	msg.Header.Set(schemas.HeaderIdempotencyKey, idem)
+	if g.cfg.Orchestrator != "" {
+		msg.Header.Set(schemas.HeaderOrchestrator, g.cfg.Orchestrator)
+	}
 	if lb, err := json.Marshal(label); err == nil {
 		msg.Header.Set(schemas.HeaderLabel, string(lb))
 	}

@@ -78,6 +78,10 @@ type Config struct {
 	// (gen_ai.request.model). It comes from the configuration, never from
 	// a worker's reply, which could carry anything into a trace.
 	Models map[string]string
+	// Orchestrator, when several share the deployment, is this one's id:
+	// every call delivered names it (schemas.HeaderOrchestrator), so that
+	// its egress broker answers the call's requests.
+	Orchestrator string
 }
 
 // Delivery is a call the gate let through: what the noninterference test
