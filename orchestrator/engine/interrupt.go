@@ -173,6 +173,12 @@ func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	// With several orchestrators, the one that holds the run's lease
+	// cancels it: another would remove the run under it.
+	if _, err := e.acquire(ctx, id); err != nil {
+		return nil, fmt.Errorf("cancel run %s: %w; sluice cancel reaches one of the deployment's orchestrators, another time perhaps the one driving it", id, err)
+	}
+	defer e.releaseLease(id, nil, nil)
 	if err := e.stopRun(ctx, id); err != nil {
 		return nil, err
 	}
