@@ -3,13 +3,16 @@
 // test` never runs it):
 //
 //	go run ./e2e/bench [-sluice BIN] [-runs 3] [-dur 1.5s] [-state .sluice]
-//	                   [-gobench FILE] [-cpuprofile FILE] [-memprofile FILE] [-traceprofile PREFIX] [-scale 10000]
-//	                   [-only hop,mcp,flow,agent,plan,tracing,jetstream,policy,labels,startup,scale]
+//	                   [-gobench FILE] [-gocount 3] [-cpuprofile FILE] [-memprofile FILE] [-traceprofile PREFIX] [-scale 10000]
+//	                   [-only gobench,hop,mcp,flow,agent,plan,tracing,jetstream,policy,labels,startup,scale,js-scale]
 //
 // It prints one line per figure, `name value unit`, one per comparison,
 // `ratio NAME VALUE` (ours over raw; lower is better), and writes the same
 // as JSON to STATE/bench.json. Each figure is the median of -runs runs.
-// docs/performance.md says what each figure measures.
+// docs/performance.md says what each figure measures. Before the first
+// group it prints how long the groups will take, and as each group starts
+// and ends a `#` line with its time; bench.json keeps the times for the
+// next run's estimate.
 //
 // The same binary is also each helper process of the bench, by its first
 // argument: `respond URL` (the raw echo responder), `echo-worker MANIFEST`
@@ -66,12 +69,13 @@ func main() {
 	runs := flag.Int("runs", 3, "runs of each figure; the medians are printed")
 	dur := flag.Duration("dur", 1500*time.Millisecond, "length of each measured loop (at most 3s)")
 	state := flag.String("state", ".sluice", "state directory; bench.json is written there")
-	gobench := flag.String("gobench", "", "output of `go test -bench` to read the policy figures from (default: run them)")
+	gobench := flag.String("gobench", "", "the Go benchmarks' output: the gobench group writes it there (default STATE/gobench.txt); without that group, the policy group reads it from there (default: runs the policy benchmarks)")
+	goCount := flag.Int("gocount", 3, "-count of the Go benchmarks (their medians are printed)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of one extra loop of mediated calls at 16 callers to `file`")
 	traceProfile := flag.String("traceprofile", "", "write CPU profiles of the tracing group's two orchestrator processes, from their first measured loop to their stop, to `prefix`-off.pprof and prefix-on.pprof")
 	memProfile := flag.String("memprofile", "", "write the allocations of this process, mostly mediated calls, to `file` after that loop")
 	scaleN := flag.Int("scale", 10000, "runs held at approval at once for the scale figures (0: skip them)")
-	only := flag.String("only", "", "measure only these groups, comma-separated: hop, mcp, flow, agent, plan, tracing, jetstream, policy, labels, startup, scale (default all)")
+	only := flag.String("only", "", "measure only these groups, comma-separated: gobench, hop, mcp, flow, agent, plan, tracing, jetstream, policy, labels, startup, scale, js-scale (default all)")
 	flag.Parse()
 	if *dur > 3*time.Second {
 		*dur = 3 * time.Second
@@ -80,7 +84,7 @@ func main() {
 		// Sample more finely than the default one per 512 KiB.
 		runtime.MemProfileRate = 32 << 10
 	}
-	o := options{sluice: *sluiceBin, runs: *runs, dur: *dur, state: *state, gobench: *gobench,
+	o := options{sluice: *sluiceBin, runs: *runs, dur: *dur, state: *state, gobench: *gobench, goCount: *goCount,
 		cpuProfile: *cpuProfile, memProfile: *memProfile, traceProfile: *traceProfile, scale: *scaleN, only: map[string]bool{}}
 	for _, g := range strings.Split(*only, ",") {
 		if g = strings.TrimSpace(g); g != "" {
@@ -98,6 +102,7 @@ type options struct {
 	runs                   int
 	dur                    time.Duration
 	state, gobench         string
+	goCount                int
 	cpuProfile, memProfile string
 	traceProfile           string
 	scale                  int
@@ -112,6 +117,9 @@ type results struct {
 	Figures []figure           `json:"figures"`
 	Ratios  map[string]float64 `json:"ratios"`
 	NotDone []string           `json:"not_done"`
+	// Groups is how long each group took (those of earlier runs kept),
+	// for the next run's estimate.
+	Groups map[string]groupTime `json:"group_seconds"`
 }
 
 type figure struct {
@@ -184,10 +192,17 @@ func run(o options) error {
 	if o.sluice, err = filepath.Abs(o.sluice); err != nil {
 		return err
 	}
-	res := &results{Runs: o.runs}
+	res := &results{Runs: o.runs, Groups: lastTimes(o.state)}
+	if res.Groups == nil {
+		res.Groups = map[string]groupTime{}
+	}
 	fmt.Printf("# medians of %d runs; loops of %s; loopback only\n", o.runs, o.dur)
+	if o.does("gobench") && o.gobench == "" {
+		o.gobench = filepath.Join(o.state, "gobench.txt")
+	}
 
 	groups := []group{
+		{"gobench", func() error { return goBenchFigures(o, o.gobench) }},
 		{"hop", func() error { return hop(res, o, filepath.Join(tmp, "hop")) }},
 		{"mcp", func() error { return mcpFigures(res, o, filepath.Join(tmp, "mcp")) }},
 		{"flow", func() error { return flowFigures(res, o) }},
@@ -199,20 +214,39 @@ func run(o options) error {
 		{"labels", func() error { labelFigures(res); return nil }},
 		{"startup", func() error { return startup(res, o.sluice, filepath.Join(tmp, "cold")) }},
 		{"scale", func() error { return scale(res, o.sluice, filepath.Join(tmp, "scale"), o.scale) }},
+		{"js-scale", func() error { return jsScale(res, o, filepath.Join(tmp, "js-scale")) }},
 	}
 	for name := range o.only {
 		if !slices.ContainsFunc(groups, func(g group) bool { return g.name == name }) {
 			return fmt.Errorf("-only %s: no such group", name)
 		}
 	}
+	var names []string
+	for _, g := range groups {
+		if o.does(g.name) {
+			names = append(names, g.name)
+		}
+	}
+	est := printEstimate(os.Stdout, names, o, res.Groups)
+	began := time.Now()
 	for _, g := range groups {
 		if !o.does(g.name) {
 			continue
 		}
+		fmt.Printf("# group %s: starting, about %s (%s in so far)\n", g.name, short(est[g.name]), short(time.Since(began)))
+		t := time.Now()
 		if err := g.f(); err != nil {
 			return fmt.Errorf("%s: %w", g.name, err)
 		}
+		took := time.Since(t)
+		res.Groups[g.name] = groupTime{Seconds: took.Seconds(), Plan: planKey(o)}
+		fmt.Printf("# group %s took %s\n", g.name, short(took))
 	}
+	var total time.Duration
+	for _, n := range names {
+		total += est[n]
+	}
+	fmt.Printf("# all groups took %s (estimated %s)\n", short(time.Since(began)), short(total))
 
 	if err := os.MkdirAll(o.state, 0o700); err != nil {
 		return err
