@@ -88,10 +88,14 @@ func scale(res *results, sluiceBin, dir string, n int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for next.Add(1) <= int64(n-1) {
+			for k := next.Add(1); k <= int64(n-1); k = next.Add(1) {
 				if err := submitHeld(sluiceBin, dir); err != nil {
 					errs <- err
 					return
+				}
+				// A line now and then, since this is the longest group.
+				if (k+1)%1000 == 0 {
+					fmt.Printf("# scale: %d of %d runs submitted (%s)\n", k+1, n, short(time.Since(t)))
 				}
 			}
 		}()
