@@ -1,6 +1,6 @@
 // Command bench measures Sluice beside its raw baselines, on this machine,
-// in one run. It is run by `make bench` only (it has no tests, so `make
-// test` never runs it):
+// in one run. It is run by `make bench` only: `make test` runs only its
+// tests of the estimate (timing_test.go), never the bench:
 //
 //	go run ./e2e/bench [-sluice BIN] [-runs 3] [-dur 1.5s] [-state .sluice]
 //	                   [-gobench FILE] [-gocount 3] [-cpuprofile FILE] [-memprofile FILE] [-traceprofile PREFIX] [-scale 10000]
