@@ -200,6 +200,7 @@ func jsScaleOn(ctx context.Context, res *results, o options, t jsTarget, size in
 	if err != nil {
 		return err
 	}
+	defer l.Close(context.Background())
 	web := ifc.UntrustedFrom("web:flights.example")
 	rec := audit.Record{Kind: audit.KindDecision, RunID: audit.NewID(), Flow: "hop", Step: "echo", Tool: "echo.echo",
 		ArgLabels: map[string]ifc.Label{"text": web}, Label: &web, Action: "allow", Rules: []string{"default (policy.yaml:1:1)"}}
