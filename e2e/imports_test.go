@@ -70,10 +70,8 @@ var importTable = []layer{
 			"github.com/nats-io/nkeys", "cel.dev/cel-go", "github.com/oklog/ulid/v2", "code.dny.dev/ssrf",
 			"github.com/emersion/go-smtp", "github.com/emersion/go-sasl", "golang.org/x/sys",
 			// Traces and metrics (orchestrator/internal/telemetry, the
-			// web page's /metrics; docs/observability.md), and the OTLP
-			// messages its exporter makes of a batch of spans for the
-			// OTLP/HTTP client, which takes them.
-			"go.opentelemetry.io/otel", "github.com/prometheus/client_golang", "go.opentelemetry.io/proto/otlp"}},
+			// web page's /metrics; docs/observability.md).
+			"go.opentelemetry.io/otel", "github.com/prometheus/client_golang"}},
 	{pkgs: []string{"orchestrator/mcpserver"},
 		sluice:   []string{"ifc/...", "schemas", "capabilities", "orchestrator/...", "internal/..."},
 		external: []string{"github.com/modelcontextprotocol/go-sdk"}},

@@ -184,27 +184,9 @@ func (p *Pending) retry(ctx context.Context, err error) error {
 		// one before this one is not stored yet.
 		waitFor := uint64(math.MaxUint64)
 		if wrongLastSequence(err) {
-			// Either the record before this one is not stored yet, or
-			// this one is, by an earlier try, or another took its place
-			// or the place of the record before it.
-			at, serr := l.recordAt(ctx, p.seq+1)
-			switch {
-			case serr != nil:
-				err = serr
-			case at == nil:
-				displaced, derr := p.predecessorDisplaced(ctx)
-				switch {
-				case derr != nil:
-					err = derr
-				case displaced:
-					return p.rechain(ctx)
-				default:
-					waitFor = p.seq
-				}
-			case bytes.Equal(at, p.msg.Data):
-				return errStored
-			default:
-				return p.rechain(ctx)
+			var end bool
+			if waitFor, end, err = p.misplaced(ctx, err); end {
+				return err
 			}
 		}
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
@@ -251,6 +233,35 @@ func (p *Pending) retry(ctx context.Context, err error) error {
 			return nil
 		}
 		err = perr
+	}
+}
+
+// misplaced reads what a try refused for the stream's last sequence
+// means: either the record before this one is not stored yet (wait for
+// it), or this one is, by an earlier try (errStored), or another took its
+// place or the place of the record before it (chained again). With end
+// false, the record is to be tried again after waitFor is stored, or err
+// is what reading the stream failed with.
+func (p *Pending) misplaced(ctx context.Context, err error) (waitFor uint64, end bool, _ error) {
+	waitFor = math.MaxUint64
+	at, serr := p.l.recordAt(ctx, p.seq+1)
+	switch {
+	case serr != nil:
+		return waitFor, false, serr
+	case at == nil:
+		displaced, derr := p.predecessorDisplaced(ctx)
+		switch {
+		case derr != nil:
+			return waitFor, false, derr
+		case displaced:
+			return waitFor, true, p.rechain(ctx)
+		default:
+			return p.seq, false, err
+		}
+	case bytes.Equal(at, p.msg.Data):
+		return waitFor, true, errStored
+	default:
+		return waitFor, true, p.rechain(ctx)
 	}
 }
 

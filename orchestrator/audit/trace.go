@@ -121,6 +121,14 @@ func (run *Run) apply(rec *Record) {
 			run.Finished, run.Status = &t, status
 		}()
 	}
+	if !run.applyRun(rec) {
+		run.applyStep(rec)
+	}
+}
+
+// applyRun adds what a record about the run as a whole says, and reports
+// whether it was one.
+func (run *Run) applyRun(rec *Record) bool {
 	switch rec.Kind {
 	case KindRunStarted:
 		run.plan(rec)
@@ -142,6 +150,15 @@ func (run *Run) apply(rec *Record) {
 		for _, ps := range rec.Steps {
 			step(run, ps.ID, ps.Tool).Status = "interrupted"
 		}
+	default:
+		return false
+	}
+	return true
+}
+
+// applyStep adds what a record about one step says.
+func (run *Run) applyStep(rec *Record) {
+	switch rec.Kind {
 	case KindAnswer:
 		s := step(run, rec.Step, rec.Tool)
 		s.at(rec.Time)

@@ -587,20 +587,7 @@ func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) 
 		_ = r.acks.wait(ctx)
 		return out, err
 	}
-	rec := audit.Record{Kind: audit.KindRunFinished, RunID: r.id, Flow: r.plan.Name, Status: out.Status, Error: out.Error}
-	for _, s := range out.Steps {
-		if s.Status == StatusSkipped {
-			// Recorded by nothing else: no call was decided.
-			rec.Steps = append(rec.Steps, audit.PlanStep{ID: s.ID, Tool: s.Tool, Status: s.Status})
-		}
-	}
-	if step, err := r.finish(rec); err != nil {
-		for i := range out.Steps {
-			if s := &out.Steps[i]; s.ID == step && s.Status == StatusCompleted {
-				// A try that cannot be recorded does not count.
-				s.Status, s.Error = StatusFailed, err.Error()
-			}
-		}
+	if err := r.recordEnd(out); err != nil {
 		return notRecorded(out, err)
 	}
 	st, err := e.store(ctx)
@@ -608,18 +595,55 @@ func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) 
 		return notRecorded(out, err)
 	}
 	if out.Status == StatusHeld {
-		r.keepLeaves(st)
-		if err := r.stored(ctx); err != nil {
-			return notRecorded(out, err)
-		}
-		if err := e.setRunStatus(ctx, st, rs, runstore.Held); err != nil {
-			return notRecorded(out, err)
-		}
-		return out, nil
+		return e.keepHeld(ctx, st, r, rs, out)
 	}
-	// A run that wrote few keys, all in this pass, purges each with its
-	// other writes; one that wrote more (an agent records every call) or
-	// that ran before removes them all with one request.
+	if err := e.removeFinished(ctx, st, r); err != nil {
+		return notRecorded(out, err)
+	}
+	return out, nil
+}
+
+// recordEnd hands the record of the pass's end to the log. A step whose
+// result cannot be handed on with it did not complete.
+func (r *run) recordEnd(out *Result) error {
+	rec := audit.Record{Kind: audit.KindRunFinished, RunID: r.id, Flow: r.plan.Name, Status: out.Status, Error: out.Error}
+	for _, s := range out.Steps {
+		if s.Status == StatusSkipped {
+			// Recorded by nothing else: no call was decided.
+			rec.Steps = append(rec.Steps, audit.PlanStep{ID: s.ID, Tool: s.Tool, Status: s.Status})
+		}
+	}
+	step, err := r.finish(rec)
+	if err == nil {
+		return nil
+	}
+	for i := range out.Steps {
+		if s := &out.Steps[i]; s.ID == step && s.Status == StatusCompleted {
+			// A try that cannot be recorded does not count.
+			s.Status, s.Error = StatusFailed, err.Error()
+		}
+	}
+	return err
+}
+
+// keepHeld keeps a run held for a person in the store, with the outputs
+// its later steps will read.
+func (e *Engine) keepHeld(ctx context.Context, st *runstore.Store, r *run, rs *runState, out *Result) (*Result, error) {
+	r.keepLeaves(st)
+	if err := r.stored(ctx); err != nil {
+		return notRecorded(out, err)
+	}
+	if err := e.setRunStatus(ctx, st, rs, runstore.Held); err != nil {
+		return notRecorded(out, err)
+	}
+	return out, nil
+}
+
+// removeFinished removes a finished run from the store. A run that wrote
+// few keys, all in this pass, purges each with its other writes; one that
+// wrote more (an agent records every call) or that ran before removes
+// them all with one request.
+func (e *Engine) removeFinished(ctx context.Context, st *runstore.Store, r *run) error {
 	few := r.fresh && len(r.keys) <= 2
 	if few {
 		for k := range r.keys {
@@ -628,7 +652,7 @@ func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) 
 		r.acks.add(st.PurgeRun(r.id))
 	}
 	if err := r.stored(ctx); err != nil {
-		return notRecorded(out, err)
+		return err
 	}
 	if !few {
 		if err := st.Finish(ctx, r.id); err != nil {
@@ -638,7 +662,7 @@ func (e *Engine) record(ctx context.Context, r *run, rs *runState, out *Result) 
 	if err := e.forgetEndorsements(ctx, st, r.id); err != nil {
 		e.log.Warn("the finished run's endorsements not removed from the store", "run_id", r.id, "err", err)
 	}
-	return out, nil
+	return nil
 }
 
 // notRecorded is the outcome of a run whose records could not all be

@@ -91,7 +91,7 @@ outputs:
 	leases["A"].Close() // A renews nothing more, and hears nothing more
 	var runID string
 	for _, r := range allRecords(t, h) {
-		if r.Kind == audit.KindRunStarted {
+		if r.Starts() {
 			runID = r.RunID
 		}
 	}
@@ -113,11 +113,12 @@ outputs:
 	var finished, decisionsC int
 	var takenOver bool
 	for _, r := range records(t, h, runID) {
+		status, ends := r.Ends()
 		switch {
-		case r.Kind == audit.KindRunFinished:
+		case ends:
 			finished++
-			if r.Status != StatusCompleted {
-				t.Errorf("run finished %s", r.Status)
+			if status != StatusCompleted {
+				t.Errorf("run finished %s", status)
 			}
 		case r.Kind == audit.KindDecision && r.Step == "c":
 			decisionsC++

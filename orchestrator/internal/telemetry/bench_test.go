@@ -58,10 +58,8 @@ func cpuTime(b *testing.B) time.Duration {
 //   - off: tracing off (the no-op provider);
 //   - on: the provider Setup makes, in front of an exporter that keeps
 //     nothing;
-//   - otlp: the provider Setup makes with its OTLP/HTTP exporter, posting
-//     every span to a receiver on loopback in this process;
-//   - otlp-sdk-transform: the same with the exporter otlptracehttp.New
-//     makes, which allocates every message of a batch one by one.
+//   - otlp: the provider Setup makes with the OTLP/HTTP exporter, posting
+//     every span to a receiver on loopback in this process.
 func BenchmarkHopSpans(b *testing.B) {
 	res := resource.Empty()
 	for _, bc := range []struct {
@@ -73,14 +71,12 @@ func BenchmarkHopSpans(b *testing.B) {
 			return newProvider(tracetest.NewNoopExporter(), defaultBatch(b), res)
 		}},
 		{"otlp", func(b *testing.B) *sdktrace.TracerProvider {
-			exp, err := newExporter(context.Background(), otlptracehttp.WithEndpointURL(discard(b)+"/v1/traces"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return newProvider(exp, defaultBatch(b), res)
-		}},
-		{"otlp-sdk-transform", func(b *testing.B) *sdktrace.TracerProvider {
-			exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(discard(b)+"/v1/traces"))
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/x-protobuf")
+			}))
+			b.Cleanup(srv.Close)
+			exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(srv.URL+"/v1/traces"))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -124,15 +120,4 @@ func defaultBatch(b *testing.B) batchConfig {
 	}
 	bc.queue = benchQueue
 	return bc
-}
-
-// discard is the URL of a receiver on loopback that reads each export and
-// answers 200.
-func discard(b *testing.B) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
-	b.Cleanup(srv.Close)
-	return srv.URL
 }

@@ -132,37 +132,15 @@ func Setup(cfg Config) (shutdown func(context.Context) error, on bool, err error
 	if strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") || strings.EqualFold(getenv("OTEL_TRACES_EXPORTER"), "none") {
 		return none, false, nil
 	}
-	var opt otlptracehttp.Option
-	switch {
-	case getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "":
-		u, err := checkURL("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-		if err != nil {
-			return none, false, err
-		}
-		opt = otlptracehttp.WithEndpointURL(u)
-	case getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || cfg.Endpoint != "":
-		name, base := "OTEL_EXPORTER_OTLP_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
-		if base == "" {
-			name, base = "telemetry.otlp.endpoint", cfg.Endpoint
-		}
-		u, err := checkURL(name, base)
-		if err != nil {
-			return none, false, err
-		}
-		opt = otlptracehttp.WithEndpointURL(strings.TrimSuffix(u, "/") + "/v1/traces")
-	default:
-		return none, false, nil
-	}
-	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
-		if p := getenv(name); p != "" && p != "http/protobuf" {
-			return none, false, fmt.Errorf("%s=%s: sluice exports traces over OTLP/HTTP only: set it to http/protobuf or unset it", name, p)
-		}
+	opt, configured, err := endpoint(cfg, getenv)
+	if err != nil || !configured {
+		return none, false, err
 	}
 	bc, err := readBatchConfig(getenv)
 	if err != nil {
 		return none, false, err
 	}
-	exp, err := newExporter(context.Background(), opt)
+	exp, err := otlptracehttp.New(context.Background(), opt)
 	if err != nil {
 		return none, false, fmt.Errorf("OTLP trace exporter: %w", err)
 	}
@@ -179,6 +157,39 @@ func Setup(cfg Config) (shutdown func(context.Context) error, on bool, err error
 		provider.CompareAndSwap(h, newHolder(noop.NewTracerProvider()))
 		return err
 	}, true, nil
+}
+
+// endpoint is where traces are exported, and whether anywhere: from the
+// OTEL_EXPORTER_OTLP_* variables or cfg.Endpoint, checked, over
+// OTLP/HTTP only.
+func endpoint(cfg Config, getenv func(string) string) (otlptracehttp.Option, bool, error) {
+	var opt otlptracehttp.Option
+	switch {
+	case getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "":
+		u, err := checkURL("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+		if err != nil {
+			return nil, false, err
+		}
+		opt = otlptracehttp.WithEndpointURL(u)
+	case getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || cfg.Endpoint != "":
+		name, base := "OTEL_EXPORTER_OTLP_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+		if base == "" {
+			name, base = "telemetry.otlp.endpoint", cfg.Endpoint
+		}
+		u, err := checkURL(name, base)
+		if err != nil {
+			return nil, false, err
+		}
+		opt = otlptracehttp.WithEndpointURL(strings.TrimSuffix(u, "/") + "/v1/traces")
+	default:
+		return nil, false, nil
+	}
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+		if p := getenv(name); p != "" && p != "http/protobuf" {
+			return nil, false, fmt.Errorf("%s=%s: sluice exports traces over OTLP/HTTP only: set it to http/protobuf or unset it", name, p)
+		}
+	}
+	return opt, true, nil
 }
 
 // newProvider is the exporting tracer provider: spans go to exp in
