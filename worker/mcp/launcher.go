@@ -58,11 +58,12 @@ const caFile = "proxy-ca.pem"
 // clients at the proxy's certificate authority, in the variables the
 // common runtimes read: Go, curl and Python's requests (HTTP(S)_PROXY,
 // SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE), node
-// (NODE_EXTRA_CA_CERTS; its fetch takes a proxy only when told).
+// (NODE_EXTRA_CA_CERTS; its fetch reads the proxy variables only when
+// told, by NODE_USE_ENV_PROXY, from node 22.21 and 24.5 on).
 func proxyEnv(port int, ca string) []string {
 	u := "http://127.0.0.1:" + strconv.Itoa(port)
 	return []string{"HTTP_PROXY=" + u, "HTTPS_PROXY=" + u, "http_proxy=" + u, "https_proxy=" + u,
-		"SSL_CERT_FILE=" + ca, "NODE_EXTRA_CA_CERTS=" + ca, "REQUESTS_CA_BUNDLE=" + ca, "CURL_CA_BUNDLE=" + ca}
+		"SSL_CERT_FILE=" + ca, "NODE_EXTRA_CA_CERTS=" + ca, "NODE_USE_ENV_PROXY=1", "REQUESTS_CA_BUNDLE=" + ca, "CURL_CA_BUNDLE=" + ca}
 }
 
 // Prepare readies a server started from command: whose manifest grants
