@@ -304,7 +304,7 @@ func (r *run) newApproval(ctx context.Context, st *runstore.Store, s *flow.Step,
 	a := &Approval{ID: audit.NewID(), RunID: r.id, Flow: r.plan.Name, Step: s.ID, Index: res.Index, Tool: s.Call,
 		Args: args, ArgLabels: res.ArgLabels, Label: res.Label, Rules: res.Rules, Reasons: res.Reasons,
 		Hash: hash, Status: ApprovalPending, Created: time.Now().UTC()}
-	earlier, err := st.AllApprovals(ctx)
+	earlier, err := st.ApprovedOf(ctx, s.Call)
 	if err != nil {
 		return nil, err
 	}

@@ -277,6 +277,34 @@ func (s *Store) AllApprovals(ctx context.Context) ([]approval.Approval, error) {
 	return all[approval.Approval](ctx, s.approvals)
 }
 
+// ApprovedOf lists the approvals of calls of tool a person approved
+// (approved, or approved and used): what a new held call's arguments are
+// compared with for lookalikes. Every approval is read, but only those are
+// decoded in full: a call held while thousands of others are pending
+// decodes two fields of each of them, not all their arguments and labels.
+func (s *Store) ApprovedOf(ctx context.Context, tool string) ([]approval.Approval, error) {
+	var out []approval.Approval
+	err := each(ctx, s.approvals, "", func(b []byte) error {
+		var head struct {
+			Tool   string `json:"tool"`
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(b, &head); err != nil {
+			return err
+		}
+		if head.Tool != tool || head.Status != approval.Approved && head.Status != approval.Used {
+			return nil
+		}
+		var a approval.Approval
+		if err := json.Unmarshal(b, &a); err != nil {
+			return err
+		}
+		out = append(out, a)
+		return nil
+	})
+	return out, err
+}
+
 // get reads the record key of kv (what names its kind in errors) and its
 // revision.
 func get[T any](ctx context.Context, kv jetstream.KeyValue, key, what string) (*T, uint64, error) {

@@ -1,0 +1,75 @@
+package runstore
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/orchestrator/approval"
+)
+
+// TestApprovedOfDecodesOnlyApprovedCallsOfTheTool: a new held call is
+// compared with the calls of its tool a person approved, and reading them
+// must not decode the other approvals in full (with thousands held, that
+// decoding made each new hold slower than the last). A pending approval
+// whose arguments cannot be decoded shows it: ApprovedOf passes over it,
+// where decoding every approval fails on it.
+func TestApprovedOfDecodesOnlyApprovedCallsOfTheTool(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := Open(ctx, nc, "test", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []approval.Approval{
+		{ID: "a1", Tool: "payment.charge", Status: approval.Approved, Args: map[string]any{"payee": "acct_1"}},
+		{ID: "a2", Tool: "payment.charge", Status: approval.Used, Args: map[string]any{"payee": "acct_2"}},
+		{ID: "a3", Tool: "payment.charge", Status: approval.Pending, Args: map[string]any{"payee": "acct_3"}},
+		{ID: "a4", Tool: "mail.send", Status: approval.Approved, Args: map[string]any{"to": "x@example.com"}},
+	} {
+		if err := st.CreateApproval(ctx, &a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Held, its arguments not an object: only a full decode fails on it.
+	if _, err := st.approvals.Create(ctx, "a5", []byte(`{"id":"a5","tool":"payment.charge","status":"pending","args":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AllApprovals(ctx); err == nil {
+		t.Fatal("AllApprovals decoded a5, whose arguments are not an object: the test shows nothing")
+	}
+	got, err := st.ApprovedOf(ctx, "payment.charge")
+	if err != nil {
+		t.Fatalf("ApprovedOf decoded more than the approved calls of the tool: %v", err)
+	}
+	var ids []string
+	for _, a := range got {
+		ids = append(ids, a.ID)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"a1", "a2"}) {
+		t.Fatalf("ApprovedOf(payment.charge) = %v, want [a1 a2]", ids)
+	}
+	if got[0].Args["payee"] == nil {
+		t.Fatalf("an approved call is returned without its arguments: %+v", got[0])
+	}
+}
