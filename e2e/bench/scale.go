@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/sluicehq/sluice/orchestrator/api"
 )
 
 const (
@@ -34,7 +37,7 @@ steps:
 `
 	// exitHeld is the exit code of `sluice run` when a call is held.
 	exitHeld = 4
-	// submitters run `sluice run` processes at once.
+	// submitters submit runs at once.
 	submitters = 4
 	// targetMiB is the memory target for 10,000 held runs (issue 12).
 	targetMiB = 200
@@ -42,10 +45,13 @@ steps:
 
 var scaleNames = []string{"scale_held_runs", "scale_submit", "scale_rss", "scale_mem_per_held_run", "scale_list_approvals"}
 
-// scale holds n runs at approval at once in one `sluice up`: each submitted
-// with `sluice run --wait=false`, held by a policy that sends every payment
-// to a person. It prints the resident memory of the orchestrator process
-// with the n runs held, the memory each held run adds, and the wall time of
+// scale holds n runs at approval at once in one `sluice up`, held by a
+// policy that sends every payment to a person: the first submitted with
+// `sluice run --wait=false`, the others through the API that command uses
+// (api.Client.Run, as the evaluation submits its runs), so that what is
+// timed is the orchestrator holding runs, not n processes of the CLI
+// starting. It prints the resident memory of the orchestrator process with
+// the n runs held, the memory each held run adds, and the wall time of
 // `sluice approvals --json` listing them.
 func scale(res *results, sluiceBin, dir string, n int) error {
 	if n <= 0 {
@@ -80,6 +86,15 @@ func scale(res *results, sluiceBin, dir string, n int) error {
 		res.notDone("no /proc to read the orchestrator's memory from", scaleNames...)
 		return nil
 	}
+	client, err := api.Dial(filepath.Join(dir, ".sluice"))
+	if err != nil {
+		return fmt.Errorf("the API of sluice up: %w", err)
+	}
+	defer client.Close()
+	flow, err := filepath.Abs(filepath.Join(dir, "flow.yaml"))
+	if err != nil {
+		return err
+	}
 	t := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -89,7 +104,7 @@ func scale(res *results, sluiceBin, dir string, n int) error {
 		go func() {
 			defer wg.Done()
 			for k := next.Add(1); k <= int64(n-1); k = next.Add(1) {
-				if err := submitHeld(sluiceBin, dir); err != nil {
+				if err := submitHeldAPI(client, flow); err != nil {
 					errs <- err
 					return
 				}
@@ -195,6 +210,27 @@ func submitHeld(sluiceBin, dir string) error {
 		return nil
 	}
 	return fmt.Errorf("sluice run --wait=false: want exit code %d (held), got %v:\n%s", exitHeld, err, out)
+}
+
+// submitHeldAPI submits the flow through the API, not waiting, and
+// expects it held.
+func submitHeldAPI(c *api.Client, flow string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := c.Run(ctx, api.RunRequest{Flow: flow}, nil)
+	if err != nil {
+		return fmt.Errorf("submit a run: %w", err)
+	}
+	if rep.Error != "" {
+		return fmt.Errorf("submit a run: %s", rep.Error)
+	}
+	var r struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(rep.Result, &r); err != nil || r.Status != "held" {
+		return fmt.Errorf("submit a run: want it held, got %s", rep.Result)
+	}
+	return nil
 }
 
 // listApprovals runs `sluice approvals --json` and counts what it lists.

@@ -112,10 +112,10 @@ func estimate(g string, o options) time.Duration {
 			return 0
 		}
 		n := time.Duration(o.scale)
-		// Submitted at about 10 runs/s (8 to 12 measured at load 4 to 16;
-		// an older tree did 109 runs/s); listed 3 times at about 15,000
-		// runs/s; sluice up started and stopped.
-		return 5*time.Second + n*100*time.Millisecond + 3*n*time.Second/15000
+		// Submitted through the API at about 100 runs/s (139 measured at
+		// load 7); listed 3 times at about 15,000 runs/s; sluice up
+		// started and stopped.
+		return 5*time.Second + n*10*time.Millisecond + 3*n*time.Second/15000
 	case "js-scale":
 		return jsScaleEstimate(o)
 	}
