@@ -90,19 +90,25 @@ type watched struct {
 // adds open(2) where it exists.
 var opens = append([]watched{{unix.SYS_OPENAT, 0, 1}, {unix.SYS_OPENAT2, 0, 1}}, openAMD64...)
 
+// auditArch is the architecture a filter checks each system call for.
+func auditArch() (uint32, error) {
+	switch runtime.GOARCH {
+	case "amd64":
+		return unix.AUDIT_ARCH_X86_64, nil
+	case "arm64":
+		return unix.AUDIT_ARCH_AARCH64, nil
+	}
+	return 0, ErrUnsupported
+}
+
 // seal installs the filter. With report, socket(2) is put to a listener
 // handed over report, as are the calls that open files, so that the
 // supervisor records those outside roots (the kernel's Landlock rules
 // still decide them); io_uring_setup(2) is refused either way.
 func seal(report *os.File, roots []string) error {
-	var arch uint32
-	switch runtime.GOARCH {
-	case "amd64":
-		arch = unix.AUDIT_ARCH_X86_64
-	case "arm64":
-		arch = unix.AUDIT_ARCH_AARCH64
-	default:
-		return ErrUnsupported
+	arch, err := auditArch()
+	if err != nil {
+		return err
 	}
 	const (
 		ld     = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
@@ -444,14 +450,9 @@ func describeSocket(domain, typ uint64) string {
 // nothing but what listens on that loopback, and a unix socket, which
 // a network namespace does not confine (a path names it), is refused.
 func InetOnly() error {
-	var arch uint32
-	switch runtime.GOARCH {
-	case "amd64":
-		arch = unix.AUDIT_ARCH_X86_64
-	case "arm64":
-		arch = unix.AUDIT_ARCH_AARCH64
-	default:
-		return ErrUnsupported
+	arch, err := auditArch()
+	if err != nil {
+		return err
 	}
 	const (
 		ld    = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
