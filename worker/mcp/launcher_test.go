@@ -22,7 +22,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/orchestrator/egress"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/worker"
@@ -285,25 +284,7 @@ func TestServerWithNetworkServesOneCallAtATime(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "net.yaml")
 	src := "worker: net\nrun: mcp\ncommand: [" + bin + "]\ntools:\n  fetch: {}\ngrants:\n  net: [\"" + hostport + "\"]\nlimits: {timeout: 30s}\n"
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m, err := capabilities.LoadMCP(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := Discover(context.Background(), Config{Manifest: m, Path: os.Getenv("PATH")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(d)
-	if err := os.WriteFile(capabilities.CachePath(file), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if m, err = capabilities.Load(file); err != nil {
-		t.Fatal(err)
-	}
-	s := New(Config{Manifest: m, Path: os.Getenv("PATH"), Self: self})
+	s := New(Config{Manifest: discovered(t, file, src), Path: os.Getenv("PATH"), Self: self})
 	defer s.Close()
 	if _, err := s.Prepare(); err != nil {
 		t.Fatalf("prepare: %v", err)

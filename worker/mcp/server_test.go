@@ -57,17 +57,10 @@ func hostileWithin(t testing.TB, timeout string) *Server {
 	return serve(t, "hostile", timeout, hostileBin)
 }
 
-// serve serves the MCP server command as worker name, with every tool
-// granted, the timeout given and a short output limit.
-func serve(t testing.TB, name, timeout string, command ...string) *Server {
+// discovered writes the manifest src to file, discovers its server's
+// tools into the manifest's cache, and loads it as a worker does.
+func discovered(t testing.TB, file, src string) *capabilities.Manifest {
 	t.Helper()
-	dir := t.TempDir()
-	file := filepath.Join(dir, name+".yaml")
-	command = slices.Clone(command)
-	for i, a := range command {
-		command[i] = strconv.Quote(a)
-	}
-	src := "worker: " + name + "\nrun: mcp\ncommand: [" + strings.Join(command, ", ") + "]\ntools:\n  \"*\": {}\nlimits: {timeout: " + timeout + ", max_output: 64KiB}\n"
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +79,21 @@ func serve(t testing.TB, name, timeout string, command ...string) *Server {
 	if m, err = capabilities.Load(file); err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{Manifest: m, Path: os.Getenv("PATH")})
+	return m
+}
+
+// serve serves the MCP server command as worker name, with every tool
+// granted, the timeout given and a short output limit.
+func serve(t testing.TB, name, timeout string, command ...string) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, name+".yaml")
+	command = slices.Clone(command)
+	for i, a := range command {
+		command[i] = strconv.Quote(a)
+	}
+	src := "worker: " + name + "\nrun: mcp\ncommand: [" + strings.Join(command, ", ") + "]\ntools:\n  \"*\": {}\nlimits: {timeout: " + timeout + ", max_output: 64KiB}\n"
+	s := New(Config{Manifest: discovered(t, file, src), Path: os.Getenv("PATH")})
 	t.Cleanup(s.Close)
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
