@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,5 +166,21 @@ func TestMCPStdioServerNetworkNoNamespace(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() == 0 ||
 		!strings.Contains(string(out), "worker net: this system refuses to create a user namespace, which a stdio MCP server with grants.net runs in") {
 		t.Fatalf("run where no user namespace can be made: %v: want it failed, saying why\n%s", err, out)
+	}
+
+	// sluice doctor says so beforehand, naming the worker that cannot
+	// start, and fails; where a namespace can be made, it says ok.
+	if r := w.sluice("doctor"); r.code != 0 || !regexp.MustCompile(`(?m)^ok +user namespaces +a stdio MCP server with grants.net runs in a user and network namespace`).MatchString(r.stdout) {
+		t.Fatalf("doctor where namespaces can be made: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	cmd = exec.CommandContext(ctx, "sh", "-c", `echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" "$@"`, sluiceBin, "doctor")
+	cmd.Dir = w.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}}
+	out, err = cmd.CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 ||
+		!regexp.MustCompile(`(?m)^fail +user namespaces +this system refuses to create a user namespace.*; worker net cannot start$`).Match(out) {
+		t.Fatalf("doctor where no user namespace can be made: %v: want it failed, naming the worker\n%s", err, out)
 	}
 }

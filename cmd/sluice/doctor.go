@@ -20,7 +20,9 @@ import (
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/api"
 	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/orchestrator/config"
 	"github.com/sluicehq/sluice/worker"
+	"github.com/sluicehq/sluice/worker/mcp"
 )
 
 func doctorCommand() *command {
@@ -33,8 +35,9 @@ needs doing: the configuration, its manifests and policies, the state
 directory, the bus, the secrets, the key that signs the audit log's
 checkpoints (with its public key, for sluice audit verify --public-key),
 and the isolation layers this kernel offers to worker processes (Landlock
-for files, TCP and signals; the network seal), saying why one is not in
-force: the kernel lacks it, or a seccomp filter on this process (a
+for files, TCP and signals; the network seal; the user and network
+namespace a stdio MCP server with grants.net runs in), saying why one is
+not in force: the kernel lacks it, or a seccomp filter on this process (a
 container runtime's profile, a unit's SystemCallFilter=) refuses its
 system calls, which it names.
 
@@ -172,6 +175,7 @@ func (c *cli) doctor(ctx context.Context, cfgFile string) int {
 	default:
 		line("ok", "landlock", fmt.Sprintf("ABI %d: workers confined to their files, the bus port, and their own signals", abi))
 	}
+	doctorNamespace(dep, line)
 	switch ok, why := seal.Available(); {
 	case dep.ExternalNATS != nil:
 		line("warn", "network seal", "not applied on an external NATS server: workers keep the right to reconnect, so Landlock's port rule is what limits their sockets")
@@ -186,6 +190,37 @@ func (c *cli) doctor(ctx context.Context, cfgFile string) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// doctorNamespace says whether a stdio MCP server with network grants can
+// run here, in the user and network namespace of its own it needs, and
+// fails when one of the deployment's workers has such a server.
+func doctorNamespace(dep *config.Config, line func(status, what, detail string)) {
+	var needs []string
+	for _, w := range dep.Workers {
+		if strings.HasPrefix(w.Manifest, "builtin:") {
+			continue
+		}
+		m, err := capabilities.Load(w.Manifest)
+		if err != nil || m.MCP == nil {
+			continue
+		}
+		if m, err = m.WithGrants(w.Grants); err == nil && mcp.NeedsNamespace(m) {
+			needs = append(needs, m.Worker)
+		}
+	}
+	self, err := os.Executable()
+	if err == nil {
+		err = mcp.ProbeNamespace(self, "version")
+	}
+	switch {
+	case err == nil:
+		line("ok", "user namespaces", "a stdio MCP server with grants.net runs in a user and network namespace of its own, its only network the worker's proxy")
+	case len(needs) > 0:
+		line("fail", "user namespaces", fmt.Sprintf("%v; worker %s cannot start", err, strings.Join(needs, ", ")))
+	default:
+		line("warn", "user namespaces", fmt.Sprintf("%v; no worker here needs one", err))
+	}
 }
 
 // doctorDrift compares what the running orchestrator runs with the

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/internal/seal"
 	"github.com/sluicehq/sluice/worker"
 )
@@ -79,7 +80,7 @@ func proxyEnv(port int, ca string) []string {
 // in flight.
 func (s *Server) Prepare() ([]string, error) {
 	m := s.cfg.Manifest
-	if m.MCP.URL != "" || len(m.Grants.Net) == 0 {
+	if !NeedsNamespace(m) {
 		return nil, nil
 	}
 	p, err := newProxy(m, s.log)
@@ -228,6 +229,39 @@ type launcher struct {
 // namespace a server with network grants runs in.
 var ErrNoNamespace = errors.New("this system refuses to create a user namespace, which a stdio MCP server with grants.net runs in (its only network is the worker's proxy): allow unprivileged user namespaces (sysctl user.max_user_namespaces above 0, kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0), or remove grants.net")
 
+// NeedsNamespace says whether the server of manifest m runs in a user and
+// network namespace of its own: a server started from its command that
+// has network grants.
+func NeedsNamespace(m *capabilities.Manifest) bool {
+	return m.MCP != nil && m.MCP.URL == "" && len(m.Grants.Net) > 0
+}
+
+// ProbeNamespace runs self with args in a new user and network namespace,
+// as the launcher is started, and returns ErrNoNamespace, with the
+// kernel's answer, when the system refuses to make one.
+func ProbeNamespace(self string, args ...string) error {
+	cmd := exec.Command(self, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}},
+	}
+	var err error
+	onThread(func() { err = cmd.Run() })
+	if err != nil && refused(err) {
+		return fmt.Errorf("%w (%v)", ErrNoNamespace, err)
+	}
+	return err
+}
+
+// refused says whether err is the kernel's answer when it makes no user
+// namespace: EPERM (not allowed to this user, or by a seccomp or AppArmor
+// profile), ENOSPC (user.max_user_namespaces), EINVAL (no CONFIG_USER_NS),
+// EACCES.
+func refused(err error) bool {
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EACCES)
+}
+
 // startLauncher runs self as the launcher, in a user and network namespace
 // of its own, confined to conf, and takes the proxy's listener from it.
 func startLauncher(self string, conf worker.Confinement, log *slog.Logger) (*launcher, error) {
@@ -262,11 +296,7 @@ func startLauncher(self string, conf worker.Confinement, log *slog.Logger) (*lau
 	onThread(func() { err = cmd.Start() })
 	if err != nil {
 		ours.Close()
-		// The kernel's answers when it makes no user namespace: EPERM
-		// (not allowed to this user, or by a seccomp or AppArmor
-		// profile), ENOSPC (user.max_user_namespaces), EINVAL (no
-		// CONFIG_USER_NS).
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EACCES) {
+		if refused(err) {
 			return nil, fmt.Errorf("%w (%v)", ErrNoNamespace, err)
 		}
 		return nil, fmt.Errorf("start the MCP server's launcher: %w", err)
