@@ -80,6 +80,13 @@ type Tool struct {
 	SchemasFromServer bool
 	// Privileged tools have side effects someone cares about.
 	Privileged bool
+	// Idempotent tools have the effect of one call however often a call
+	// is sent with its idempotency key: they recognize the key (as the
+	// built-in payment, email and calendar workers do), or what they do
+	// does not depend on how often. A privileged tool that is not
+	// idempotent is sent at most once per key: a try that may have taken
+	// effect is never sent again, after a failure, a failover or a crash.
+	Idempotent bool
 	// Approvable tools are held for a human when the clearance check fails,
 	// instead of being denied.
 	Approvable bool
@@ -252,6 +259,7 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 		Tools        map[string]struct {
 			Description  string         `json:"description"`
 			Privileged   *bool          `json:"privileged"`
+			Idempotent   bool           `json:"idempotent"`
 			Approvable   *bool          `json:"approvable"`
 			Egress       *bool          `json:"egress"`
 			Trusted      bool           `json:"trusted_network"`
@@ -350,7 +358,7 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 				ds.Add(file, doc.Pos(ptr), CodeBadRule, "tool pattern %q: %v", name, err)
 			}
 			m.MCP.Rules = append(m.MCP.Rules, ToolRule{Pattern: name, Description: rt.Description, Privileged: rt.Privileged,
-				Approvable: rt.Approvable, Egress: rt.Egress, OutputLabel: rt.OutputLabel, Clearance: rt.Clearance, Pos: doc.Pos(ptr)})
+				Idempotent: rt.Idempotent, Approvable: rt.Approvable, Egress: rt.Egress, OutputLabel: rt.OutputLabel, Clearance: rt.Clearance, Pos: doc.Pos(ptr)})
 			continue
 		}
 		if !toolName.MatchString(name) {
@@ -358,7 +366,7 @@ func parse(file string, src []byte, dir fs.FS, discovered bool) (*Manifest, erro
 			continue
 		}
 		t := &Tool{Name: m.Worker + "." + name, Description: rt.Description, Privileged: deref(rt.Privileged),
-			Approvable: deref(rt.Approvable), Egress: deref(rt.Egress), TrustedNetwork: rt.Trusted, Clearance: ifc.NewClearance(ifc.Trusted)}
+			Idempotent: rt.Idempotent, Approvable: deref(rt.Approvable), Egress: deref(rt.Egress), TrustedNetwork: rt.Trusted, Clearance: ifc.NewClearance(ifc.Trusted)}
 		if t.Input, err = schema(rt.InputSchema); err != nil {
 			ds.Add(file, doc.Pos(ptr+"/input_schema"), CodeBadSchema, "tool %s: input_schema: %v", name, err)
 		}

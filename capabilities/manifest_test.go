@@ -3,6 +3,7 @@ package capabilities
 import (
 	"slices"
 	"testing"
+	"testing/fstest"
 
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/schemas"
@@ -122,5 +123,37 @@ func TestFileGrantSecrecy(t *testing.T) {
 	}
 	if tool, _ := base.Tool("read"); len(tool.OutputLabel.Secrecy()) != 0 {
 		t.Errorf("WithGrants changed the manifest it was given: %v", tool.OutputLabel)
+	}
+}
+
+// Only a manifest makes a tool idempotent: every privileged built-in tool
+// recognizes its idempotency key and says so; a WASM tool is idempotent
+// only when its manifest says it; an MCP tool only by its rule, whatever
+// its server's hints.
+func TestIdempotentIsTheManifestsWord(t *testing.T) {
+	for _, name := range Builtins() {
+		m, err := Load(BuiltinPrefix + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tn := range m.ToolNames() {
+			if tool := m.Tools[tn]; tool.Privileged && !tool.Idempotent {
+				t.Errorf("%s is privileged and not idempotent: a try that may have reached it is never sent again", tool.Name)
+			}
+		}
+	}
+	src := "worker: w\nrun: wasm:w.wasm\ntools:\n  send: {privileged: true, input_schema: in.json}\n  book: {privileged: true, idempotent: true, input_schema: in.json}\n"
+	m, err := Parse("w.yaml", []byte(src), fstest.MapFS{"in.json": {Data: []byte(`{"type":"object"}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Tools["send"].Idempotent || !m.Tools["book"].Idempotent {
+		t.Errorf("wasm: send idempotent %v, book %v; want false, true", m.Tools["send"].Idempotent, m.Tools["book"].Idempotent)
+	}
+	if DecideMCPTool("w.t", nil, nil).Idempotent || DecideMCPTool("w.t", &ToolRule{}, nil).Idempotent {
+		t.Error("an MCP tool the manifest says nothing of is idempotent")
+	}
+	if !DecideMCPTool("w.t", &ToolRule{Idempotent: true}, nil).Idempotent {
+		t.Error("an MCP tool whose rule says idempotent: true is not")
 	}
 }

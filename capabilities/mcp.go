@@ -76,6 +76,9 @@ type ToolRule struct {
 	Pattern     string
 	Description string
 	Privileged  *bool
+	// Idempotent is the manifest's word only: a server's idempotentHint
+	// is not read.
+	Idempotent  bool
 	Approvable  *bool
 	Egress      *bool
 	OutputLabel *ifc.Label
@@ -206,6 +209,9 @@ func (m *MCP) Rule(name string) (*ToolRule, bool) {
 //   - egress unless openWorldHint is false;
 //   - the output is untrusted: no hint can make what a server says
 //     trusted;
+//   - idempotent only when the manifest says so (a server's
+//     idempotentHint is its word, and a call sent twice is the user's
+//     loss);
 //   - approvable only when the manifest says so; the clearance is trusted
 //     with no secrecy unless the manifest says otherwise.
 //
@@ -221,6 +227,7 @@ func DecideMCPTool(name string, r *ToolRule, a *Annotations) *Tool {
 		if r.Privileged != nil {
 			t.Privileged = *r.Privileged
 		}
+		t.Idempotent = r.Idempotent
 		if r.Approvable != nil {
 			t.Approvable = *r.Approvable
 		}

@@ -25,7 +25,10 @@ import (
 )
 
 // The test worker "t" has a few tools whose behaviour each test sets.
-// pay has typed arguments; the others take any object.
+// pay has typed arguments; the others take any object. spend and pay
+// stand for the built-in payment.charge, which recognizes its idempotency
+// key: they are idempotent, sent again after a try that may have reached
+// them.
 const manifest = `worker: t
 run: builtin:t
 tools:
@@ -36,8 +39,8 @@ tools:
   fetch: {input_schema: any.json, output_schema: fetch.json, clearance: {integrity: untrusted}}
   browse: {input_schema: any.json, output_schema: fetch.json, output_label: {integrity: untrusted}, clearance: {integrity: untrusted}}
   model: {input_schema: any.json, trusted_network: true, clearance: {integrity: untrusted}}
-  spend: {input_schema: any.json, privileged: true, approvable: true, clearance: {integrity: trusted}}
-  pay: {input_schema: pay.json, privileged: true, approvable: true, output_label: {integrity: trusted}, clearance: {integrity: trusted}}
+  spend: {input_schema: any.json, privileged: true, idempotent: true, approvable: true, clearance: {integrity: trusted}}
+  pay: {input_schema: pay.json, privileged: true, idempotent: true, approvable: true, output_label: {integrity: trusted}, clearance: {integrity: trusted}}
 limits: {timeout: 5s}
 `
 

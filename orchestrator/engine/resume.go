@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/flow"
+	"github.com/sluicehq/sluice/orchestrator/gate"
 	"github.com/sluicehq/sluice/orchestrator/lease"
 	"github.com/sluicehq/sluice/orchestrator/runstore"
 )
@@ -264,9 +265,11 @@ func encodeCall(res *StepResult, v *value, args map[string]any) ([]byte, error) 
 // memory until the pass ends, and written only if the run did not finish:
 // lost in a crash, the call goes again with its idempotency key and
 // changes nothing else; and a run that finishes in one pass, as most do,
-// writes two records fewer for it.
+// writes two records fewer for it. A call sent at most once
+// (gate.AtMostOnce) is written at once: lost, its call would not go again
+// but fail as one that may have taken effect.
 func (r *run) save(ctx context.Context, s *flow.Step, idem string, res *StepResult, v *value, args map[string]any) {
-	if !r.read[s.ID] {
+	if !r.read[s.ID] && !gate.AtMostOnce(s.Spec) {
 		r.keysMu.Lock()
 		r.leaves[idem] = leaf{res: *res, v: v, args: args}
 		r.keysMu.Unlock()

@@ -270,6 +270,23 @@ func (g gateRun) Stored(ctx context.Context) error {
 	}
 	return g.r.e.checkLease(g.r.id)
 }
+// Sending records a try of a call sent at most once before it is sent
+// (runstore.Store.Sending), under the run's lease like its records.
+func (g gateRun) Sending(ctx context.Context, idem, token string) (string, error) {
+	if err := g.r.e.checkLease(g.r.id); err != nil {
+		return "", err
+	}
+	st, err := g.r.e.store(ctx)
+	if err != nil {
+		return "", err
+	}
+	earlier, err := st.Sending(ctx, idem, token)
+	if err == nil && earlier == "" {
+		g.r.wrote(idem)
+	}
+	return earlier, err
+}
+
 func (g gateRun) Hold(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, idem string) (string, bool) {
 	return g.r.hold(ctx, s, res, args, idem)
 }

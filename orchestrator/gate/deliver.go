@@ -66,12 +66,16 @@ func (p *pass) call(ctx context.Context, s *flow.Step, body []byte, res *StepRes
 		if err == nil {
 			return completed(res, out, base, labels), false
 		}
-		if t.failover && failovers < maxFailovers && ctx.Err() == nil {
+		switch afterFailure(ctx, s, t.failover, retry, try, failovers, noEffect) {
+		case sendAgain:
 			failovers++
 			log.Warn("worker exited during the call; sending it again", "attempt", try+1)
 			continue
-		}
-		if !retry || try-failovers >= s.Retries || ctx.Err() != nil {
+		case mayHaveTakenEffect:
+			res.Status, res.Error = StatusFailed, notAgain(s.Call, err.Error())
+			log.Warn("step failed", "err", res.Error, "attempts", res.Attempts)
+			return nil, false
+		case fail:
 			res.Status, res.Error = StatusFailed, err.Error()
 			log.Warn("step failed", "err", res.Error, "attempts", res.Attempts)
 			return nil, noEffect
@@ -83,6 +87,37 @@ func (p *pass) call(ctx context.Context, s *flow.Step, body []byte, res *StepRes
 		case <-ctx.Done():
 		}
 	}
+}
+
+// What follows a try that failed.
+const (
+	fail               = iota // the step fails with the try's error
+	sendAgain                 // at once: the worker exited during the call
+	retryAfterBackoff         // within the step's retries
+	mayHaveTakenEffect        // the step fails: see notAgain
+)
+
+// afterFailure decides what follows a try that failed: a call whose worker
+// exited during it is sent again at once, up to maxFailovers times; one
+// whose failure another try may fix (retry), again after a backoff, up to
+// the step's retries. A call sent at most once (AtMostOnce) whose tries
+// may have reached its tool (noEffect is false) is not sent again.
+func afterFailure(ctx context.Context, s *flow.Step, failover, retry bool, try, failovers int, noEffect bool) int {
+	next := fail
+	switch {
+	case ctx.Err() != nil:
+		return fail
+	case failover && failovers < maxFailovers:
+		next = sendAgain
+	case retry && try-failovers < s.Retries:
+		next = retryAfterBackoff
+	default:
+		return fail
+	}
+	if !noEffect && AtMostOnce(s.Spec) {
+		return mayHaveTakenEffect
+	}
+	return next
 }
 
 // spent adds what a try spent at a model API to the call's result and to

@@ -110,6 +110,11 @@ type Run interface {
 	// Stored returns once every write the run handed on so far (its
 	// records, its state) is stored, or the first error.
 	Stored(ctx context.Context) error
+	// Sending records durably, before a try of the call idem is sent,
+	// that it is being sent under token (the try's message id), and
+	// returns the token of an earlier try that was recorded so: one that
+	// may have taken effect.
+	Sending(ctx context.Context, idem, token string) (earlier string, err error)
 	// Hold holds the call for a person, and returns who approved it and
 	// true once it may go ahead. Otherwise it leaves res with status
 	// held (no answer yet), denied (a person refused) or failed.
@@ -271,6 +276,12 @@ func (p *pass) gate(ctx context.Context, s *flow.Step, res *StepResult, args map
 	if !ok {
 		return stopped(res), nil
 	}
+	// A call that is not idempotent goes out at most once, across
+	// passes and processes.
+	if !p.once(ctx, s, res, idem) {
+		p.g.caps.release(context.WithoutCancel(ctx), p.run, held)
+		return Failed, nil
+	}
 	// Nothing is delivered before the decision on it, and every record
 	// of the run before it, is stored.
 	if err := p.run.Stored(ctx); err != nil {
@@ -292,6 +303,45 @@ func (p *pass) gate(ctx context.Context, s *flow.Step, res *StepResult, args map
 		return Failed, nil
 	}
 	return Completed, v
+}
+
+// AtMostOnce says whether calls of tool t are sent at most once per
+// idempotency key: a privileged tool (its effects matter) that does not
+// say it is idempotent (capabilities.Tool.Idempotent) — a third-party
+// MCP or WASM tool, which cannot tell a call sent again from a new one.
+func AtMostOnce(t *capabilities.Tool) bool { return t.Privileged && !t.Idempotent }
+
+// once records, for a call of a tool that is sent at most once, that it
+// is being sent, before it is; ok is false (the step failed, saying why)
+// when an earlier try of it was recorded — a try in an earlier pass or
+// process, which may have taken effect — or when the record could not
+// be made.
+func (p *pass) once(ctx context.Context, s *flow.Step, res *StepResult, idem string) bool {
+	if !AtMostOnce(s.Spec) {
+		return true
+	}
+	earlier, err := p.run.Sending(ctx, idem, res.MsgID)
+	switch {
+	case err != nil:
+		res.Status, res.Error = StatusFailed, err.Error()
+		return false
+	case earlier != "":
+		// Recorded as the result of the call, which was not sent.
+		err = errors.New(notAgain(s.Call, "it was sent before (message "+earlier+") and its answer was not recorded"))
+		if rerr := p.recordTry(s, res, res.MsgID, res.Label, nil, err); rerr != nil {
+			err = rerr
+		}
+		res.Status, res.Error = StatusFailed, err.Error()
+		return false
+	}
+	return true
+}
+
+// notAgain is the error of a call of a tool that is sent at most once
+// whose earlier try may have taken effect.
+func notAgain(tool, why string) string {
+	return fmt.Sprintf("%s may have taken effect: %s; it is not sent again, because its manifest does not say it is idempotent (idempotent: true). "+
+		"Check whether it took effect before running the flow again", tool, why)
 }
 
 // decide asks the policy about the call and records the decision; ok is

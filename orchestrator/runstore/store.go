@@ -156,6 +156,9 @@ type CallRecord struct {
 	ApprovalID string               `json:"approval_id,omitempty"`
 	// Args of a completed call, so that caps over the run count it.
 	Args map[string]any `json:"args,omitempty"`
+	// Sent is the message id of a try of a call sent at most once
+	// (gate.AtMostOnce), recorded before the try was sent.
+	Sent string `json:"sent,omitempty"`
 }
 
 // CallKey is the StepsBucket key of a call: its idempotency key, which
@@ -237,6 +240,57 @@ func (s *Store) PutCall(ctx context.Context, idem string, rec *CallRecord) error
 		return fmt.Errorf("record call %s: %w", idem, err)
 	}
 	return nil
+}
+
+// Sending records that a try of the call idem is being sent, under token
+// (the try's message id), before it is, keeping what the call's record
+// holds (a held call's approval). It returns the token of an earlier try
+// when one was recorded, or "completed" when the call's result was: that
+// try may have taken effect, and nothing is written.
+func (s *Store) Sending(ctx context.Context, idem, token string) (earlier string, err error) {
+	key := CallKey(idem)
+	// Most calls have no record yet: the mark is created. A held call's
+	// record (its approval) is updated; the loop covers another writer
+	// in between, which is not expected, and is bounded.
+	err = s.create(ctx, s.steps, key, &CallRecord{Sent: token}, "call "+idem)
+	for range 8 {
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return "", err
+		}
+		e, rerr := s.callEntry(ctx, key)
+		if rerr != nil {
+			return "", fmt.Errorf("read call %s: %w", idem, rerr)
+		}
+		if e == nil {
+			// Removed in between: created again.
+			err = s.create(ctx, s.steps, key, &CallRecord{Sent: token}, "call "+idem)
+			continue
+		}
+		var rec CallRecord
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			return "", fmt.Errorf("call %s: malformed record: %w", idem, err)
+		}
+		switch {
+		case rec.Sent != "":
+			return rec.Sent, nil
+		case rec.Result != nil:
+			return "completed", nil
+		}
+		rec.Sent = token
+		err = s.update(ctx, s.steps, key, &rec, e.Revision())
+	}
+	return "", fmt.Errorf("record call %s as sent: its record kept changing", idem)
+}
+
+// callEntry reads the record of the call under key, or nil when there is
+// none.
+func (s *Store) callEntry(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	var e jetstream.KeyValueEntry
+	err := jsretry.Do(ctx, func(ctx context.Context) (err error) { e, err = s.steps.Get(ctx, key); return err })
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	return e, err
 }
 
 // GetCall returns the record of a call, or nil when there is none.

@@ -241,17 +241,28 @@ func NeedsNamespace(m *capabilities.Manifest) bool {
 // kernel's answer, when the system refuses to make one.
 func ProbeNamespace(self string, args ...string) error {
 	cmd := exec.Command(self, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}},
-	}
+	cmd.SysProcAttr = inNamespace()
 	var err error
 	onThread(func() { err = cmd.Run() })
 	if err != nil && refused(err) {
 		return fmt.Errorf("%w (%v)", ErrNoNamespace, err)
 	}
 	return err
+}
+
+// inNamespace is how a process is started in a new user and network
+// namespace, as the launcher is. Inside, it is not root: a server the
+// launcher starts gets no capability.
+func inNamespace() *syscall.SysProcAttr {
+	inner := os.Getuid()
+	if inner == 0 {
+		inner = 1
+	}
+	return &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: inner, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: inner, HostID: os.Getgid(), Size: 1}},
+	}
 }
 
 // refused says whether err is the kernel's answer when it makes no user
@@ -275,24 +286,14 @@ func startLauncher(self string, conf worker.Confinement, log *slog.Logger) (*lau
 	if err != nil {
 		return nil, err
 	}
-	// Inside, the launcher is not root: a server it starts gets no
-	// capability. It keeps CAP_NET_ADMIN, in its own namespace, to bring
-	// loopback up.
-	inner := os.Getuid()
-	if inner == 0 {
-		inner = 1
-	}
 	cmd := exec.Command(self)
 	cmd.Env = []string{LauncherEnv + "=1"}
 	cmd.ExtraFiles = []*os.File{theirs}
 	cmd.Stderr = &stderrLog{log: log.With("from", "launcher"), left: 16 << 10}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: inner, HostID: os.Getuid(), Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: inner, HostID: os.Getgid(), Size: 1}},
-		AmbientCaps: []uintptr{unix.CAP_NET_ADMIN},
-		Setpgid:     true, Pdeathsig: syscall.SIGKILL,
-	}
+	cmd.SysProcAttr = inNamespace()
+	// It keeps CAP_NET_ADMIN, in its own namespace, to bring loopback up.
+	cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_NET_ADMIN}
+	cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Pdeathsig = true, syscall.SIGKILL
 	onThread(func() { err = cmd.Start() })
 	if err != nil {
 		ours.Close()
