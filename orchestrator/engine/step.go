@@ -270,6 +270,7 @@ func (g gateRun) Stored(ctx context.Context) error {
 	}
 	return g.r.e.checkLease(g.r.id)
 }
+
 // Sending records a try of a call sent at most once before it is sent
 // (runstore.Store.Sending), under the run's lease like its records.
 func (g gateRun) Sending(ctx context.Context, idem, token string) (string, error) {
