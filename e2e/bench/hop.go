@@ -9,13 +9,18 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/ifc"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/config"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 	"github.com/sluicehq/sluice/orchestrator/flow"
@@ -25,6 +30,8 @@ const (
 	rawUser, rawPass = "bench", "bench-password"
 	rawSubject       = "bench.echo"
 	payloadSize      = 256
+	// floorStream holds the floor baseline's two records a call.
+	floorStream = "BENCH_FLOOR"
 )
 
 // oneEcho is the mediated call of the hop: the echo worker returns a
@@ -111,7 +118,9 @@ func runnerAnswering(ctx context.Context, orch *orchestrator.Orchestrator, cfg *
 // the echo worker process: labels, the policy gate, the audit records and
 // the run state included) beside a raw NATS request/reply to an echo
 // responder in another process over loopback TCP, the requester in this
-// process.
+// process, and beside the floor: the same request between two durable
+// writes, the least a mediated call that stores its decision before
+// delivery and its result after can do.
 func hop(res *results, o options, dir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -126,9 +135,11 @@ func hop(res *results, o options, dir string) error {
 	}
 
 	// The raw baseline: its own NATS server in this process, with
-	// password auth, listening on loopback.
+	// password auth, listening on loopback; with JetStream on a file
+	// store, as the orchestrator's bus has, for the floor.
 	srv, err := server.NewServer(&server.Options{ServerName: "bench-raw", Host: "127.0.0.1", Port: -1,
-		NoSigs: true, NoLog: true, Users: []*server.User{{Username: rawUser, Password: rawPass}}})
+		NoSigs: true, NoLog: true, Users: []*server.User{{Username: rawUser, Password: rawPass}},
+		JetStream: true, StoreDir: filepath.Join(dir, "raw-jetstream")})
 	if err != nil {
 		return err
 	}
@@ -174,9 +185,13 @@ func hop(res *results, o options, dir string) error {
 		}
 		return nil
 	}
+	floor, err := floorCall(ctx, nc, data)
+	if err != nil {
+		return err
+	}
 
-	// Warm both paths up, then alternate them run by run.
-	for _, f := range []func() error{mediated, raw} {
+	// Warm the paths up, then alternate them run by run.
+	for _, f := range []func() error{mediated, raw, floor} {
 		if _, err := measure(4, 300*time.Millisecond, f); err != nil {
 			return err
 		}
@@ -191,7 +206,7 @@ func hop(res *results, o options, dir string) error {
 			for _, p := range []struct {
 				name string
 				f    func() error
-			}{{"hop", mediated}, {"raw", raw}} {
+			}{{"hop", mediated}, {"raw", raw}, {"floor", floor}} {
 				s, err := measure(c, o.dur, p.f)
 				if err != nil {
 					return fmt.Errorf("%s at %d: %w", p.name, c, err)
@@ -249,16 +264,82 @@ func hop(res *results, o options, dir string) error {
 		res.fig(fmt.Sprintf("raw_calls_%d", c), med(r, rate), "calls/s")
 		res.fig(fmt.Sprintf("raw_allocs_%d", c), med(r, allocs), "allocs/call")
 		res.fig(fmt.Sprintf("raw_cpu_%d", c), med(r, cpu), "us/call")
+		f := key{"floor", c}
+		res.fig(fmt.Sprintf("floor_p50_%d", c), med(f, p50), "us")
+		res.fig(fmt.Sprintf("floor_p99_%d", c), med(f, p99), "us")
+		res.fig(fmt.Sprintf("floor_calls_%d", c), med(f, rate), "calls/s")
+		res.fig(fmt.Sprintf("floor_time_per_call_%d", c), 1e6/med(f, rate), "us")
+		res.fig(fmt.Sprintf("floor_allocs_%d", c), med(f, allocs), "allocs/call")
+		res.fig(fmt.Sprintf("floor_cpu_%d", c), med(f, cpu), "us/call")
 	}
 	for _, c := range []int{1, 16} {
-		h, r := key{"hop", c}, key{"raw", c}
+		h, r, f := key{"hop", c}, key{"raw", c}, key{"floor", c}
 		res.ratio(fmt.Sprintf("hop_p50_%d", c), med(h, p50)/med(r, p50))
 		res.ratio(fmt.Sprintf("hop_p99_%d", c), med(h, p99)/med(r, p99))
 		// Throughput as a ratio "ours over raw" would be higher-is-better;
 		// invert it so that lower is better like every other ratio.
 		res.ratio(fmt.Sprintf("hop_time_per_call_%d", c), med(r, rate)/med(h, rate))
+		// The floor against raw: how much of the targets the two durable
+		// writes alone use up; the hop against the floor: what the
+		// orchestrator adds beyond them.
+		res.ratio(fmt.Sprintf("floor_p50_%d", c), med(f, p50)/med(r, p50))
+		res.ratio(fmt.Sprintf("floor_time_per_call_%d", c), med(r, rate)/med(f, rate))
+		res.ratio(fmt.Sprintf("hop_vs_floor_p50_%d", c), med(h, p50)/med(f, p50))
+		res.ratio(fmt.Sprintf("hop_vs_floor_time_per_call_%d", c), med(f, rate)/med(h, rate))
 	}
 	return nil
+}
+
+// floorCall returns the floor baseline: what a mediated one-step call
+// cannot avoid, done with the plain client APIs on the raw baseline's
+// server and connection. One synchronous JetStream publish of a decision
+// record (stored before the call goes out), the raw request to the
+// responder process, one synchronous publish of a result record (stored
+// before the caller is answered). The records are audit records of the
+// hop's call encoded as the audit log stores them, on a file-stored
+// stream; no labels, no policy, no run state, no schema checks.
+func floorCall(ctx context.Context, nc *nats.Conn, data []byte) (func() error, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: floorStream, Subjects: []string{"floor.>"},
+		Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy}); err != nil {
+		return nil, fmt.Errorf("floor stream: %w", err)
+	}
+	web := ifc.UntrustedFrom("bench:input")
+	prev := strings.Repeat("0", 64) // the hex SHA-256 of the record before
+	run, now := audit.NewID(), time.Now().UTC()
+	decision, err := json.Marshal(audit.Record{V: 1, Prev: prev, ID: audit.NewID(), Kind: audit.KindDecision, Time: now,
+		RunID: run, Flow: "hop", Step: "echo", Tool: "echo.echo", MsgID: audit.NewID(),
+		ArgLabels: map[string]ifc.Label{"text": web}, Label: &web, Action: "allow",
+		Rules: []string{"default (policy.yaml:1:1)"}, StartsRun: true,
+		Steps: []audit.PlanStep{{ID: "echo", Tool: "echo.echo"}}})
+	if err != nil {
+		return nil, err
+	}
+	result, err := json.Marshal(audit.Record{V: 1, Prev: prev, ID: audit.NewID(), Kind: audit.KindResult, Time: now,
+		RunID: run, Flow: "hop", Step: "echo", Tool: "echo.echo", MsgID: audit.NewID(), Label: &web,
+		Status: "completed", EndsRun: "completed"})
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		if _, err := js.Publish(ctx, "floor.decision", decision); err != nil {
+			return fmt.Errorf("decision: %w", err)
+		}
+		m, err := nc.Request(rawSubject, data, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		if len(m.Data) != payloadSize {
+			return fmt.Errorf("floor reply of %d bytes", len(m.Data))
+		}
+		if _, err := js.Publish(ctx, "floor.result", result); err != nil {
+			return fmt.Errorf("result: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 func writeProfile(name, path string) error {

@@ -81,7 +81,7 @@ func estimate(g string, o options) time.Duration {
 		}
 		return t
 	case "hop":
-		t := start + runs*4*d // 1 and 16 callers, mediated and raw
+		t := start + runs*6*d // 1 and 16 callers, mediated, raw and the floor
 		if o.cpuProfile != "" {
 			t += d
 		}
