@@ -54,7 +54,7 @@ const fetchSchema = `{"type": "object",
  "properties": {"text": {"type": "string"}, "payee": {"type": "string"}, "quote": {"type": "string"}}}`
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	engine *Engine
 	env    *expr.Env
 	cat    flow.Catalog
@@ -65,7 +65,7 @@ type harness struct {
 	close  func()
 }
 
-func newHarness(t *testing.T, rules string, handlers map[string]worker.Handler) *harness {
+func newHarness(t testing.TB, rules string, handlers map[string]worker.Handler) *harness {
 	t.Helper()
 	return newHarnessIn(t, t.TempDir(), rules, handlers)
 }
@@ -73,14 +73,14 @@ func newHarness(t *testing.T, rules string, handlers map[string]worker.Handler) 
 // newHarnessIn starts a bus whose state lives in dir, the test worker and
 // an engine. h.close stops them; a later harness in the same dir sees
 // what JetStream kept.
-func newHarnessIn(t *testing.T, dir, rules string, handlers map[string]worker.Handler) *harness {
+func newHarnessIn(t testing.TB, dir, rules string, handlers map[string]worker.Handler) *harness {
 	t.Helper()
 	return newHarnessWith(t, dir, rules, handlers)
 }
 
 // newHarnessWith also serves the extra workers given, each with its
 // manifest and handlers.
-func newHarnessWith(t *testing.T, dir, rules string, handlers map[string]worker.Handler, extra ...*worker.Service) *harness {
+func newHarnessWith(t testing.TB, dir, rules string, handlers map[string]worker.Handler, extra ...*worker.Service) *harness {
 	t.Helper()
 	for name, src := range map[string]string{"any.json": `{"type":"object"}`, "pay.json": paySchema, "fetch.json": fetchSchema} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {

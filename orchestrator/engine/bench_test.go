@@ -1,0 +1,51 @@
+package engine
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// hopFlow is the hop of make bench on the test worker: one call of t.echo
+// (which returns its arguments) with a 256-character text from the run's
+// inputs.
+const hopFlow = `name: hop
+inputs:
+  text: {type: string}
+steps:
+  - {id: echo, call: t.echo, with: {text: "${inputs.text}"}}
+outputs:
+  text: "${steps.echo.output.text}"
+`
+
+// BenchmarkHop runs the hop's one-step flow through Engine.Run, one run at
+// a time: labels, the policy decision, the audit records and the run's
+// durable state on an embedded bus, the call to the worker (served in this
+// process) and its reply. Its allocations per run are the orchestrator's
+// and the worker's together.
+func BenchmarkHop(b *testing.B) {
+	h := newHarness(b, "", nil)
+	p := h.plan(hopFlow)
+	text := strings.Repeat("abcdefghijklmnopqrstuvwxyz", 10)[:256]
+	inputs := map[string]any{"text": text}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	run := func() {
+		r, err := h.engine.Run(ctx, p, inputs, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r.Status != StatusCompleted || r.Outputs["text"] != text {
+			b.Fatalf("run %s: %+v", r.Status, r)
+		}
+	}
+	for range 50 {
+		run()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		run()
+	}
+}
