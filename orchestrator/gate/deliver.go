@@ -40,7 +40,7 @@ var secretPlaceholder = regexp.MustCompile(`\{\{secret:[A-Za-z0-9_.-]+\}\}`)
 // manifest, and every host it reached.
 // noEffect reports, for a call that failed, that it is known not to have
 // happened: every try was refused by the worker or reached no worker.
-func (p *pass) call(ctx context.Context, s *flow.Step, body []byte, res *StepResult, label, output ifc.Label, idem string, log *slog.Logger) (v *Value, noEffect bool) {
+func (p *pass) call(ctx context.Context, s *flow.Step, body []byte, res *StepResult, label, output ifc.Label, idem string, log callLog) (v *Value, noEffect bool) {
 	m := p.g.cfg.Manifests[s.Worker]
 	timeout := callTimeout(s, m)
 	backoff := 100 * time.Millisecond
@@ -69,7 +69,7 @@ func (p *pass) call(ctx context.Context, s *flow.Step, body []byte, res *StepRes
 		switch afterFailure(ctx, s, t.failover, retry, try, failovers, noEffect) {
 		case sendAgain:
 			failovers++
-			log.Warn("worker exited during the call; sending it again", "attempt", try+1)
+			log.log(slog.LevelWarn, "worker exited during the call; sending it again", "attempt", try+1)
 			continue
 		case mayHaveTakenEffect:
 			res.Status, res.Error = StatusFailed, notAgain(s.Call, err.Error())
@@ -77,10 +77,10 @@ func (p *pass) call(ctx context.Context, s *flow.Step, body []byte, res *StepRes
 			return nil, false
 		case fail:
 			res.Status, res.Error = StatusFailed, err.Error()
-			log.Warn("step failed", "err", res.Error, "attempts", res.Attempts)
+			log.log(slog.LevelWarn, "step failed", "err", res.Error, "attempts", res.Attempts)
 			return nil, noEffect
 		}
-		log.Warn("try failed; trying again", "err", err.Error(), "attempt", try+1)
+		log.log(slog.LevelWarn, "try failed; trying again", "err", err.Error(), "attempt", try+1)
 		select {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, 2*time.Second)

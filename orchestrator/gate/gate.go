@@ -240,7 +240,7 @@ func (g *Gate) Pass(ctx context.Context, run Run, c Call, res *StepResult) (Outc
 }
 
 func (p *pass) gate(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, body []byte, idem string) (Outcome, *Value) {
-	log := p.g.log.With("run_id", p.run.ID(), "step", s.ID, "tool", s.Call)
+	log := callLog{l: p.g.log, run: p.run.ID(), step: s.ID, tool: s.Call}
 	// The policy gate: nothing is delivered before this decision is
 	// recorded. Its span names the decision and the rules; the label is
 	// the call's, on the parent span.
@@ -253,7 +253,9 @@ func (p *pass) gate(ctx context.Context, s *flow.Step, res *StepResult, args map
 	if !ok {
 		return Failed, nil
 	}
-	log.Info("decision", "decision", res.Decision, "rule", strings.Join(res.Rules, ","), "label", res.Label.String())
+	if log.enabled(slog.LevelInfo) {
+		log.log(slog.LevelInfo, "decision", "decision", res.Decision, "rule", strings.Join(res.Rules, ","), "label", res.Label.String())
+	}
 	// The label the call goes ahead with: the context label, lowered for
 	// this call by the endorse and declassify rules that matched, or by
 	// the person who approves it.
@@ -418,7 +420,7 @@ func (p *pass) approved(ctx context.Context, s *flow.Step, res *StepResult, args
 // reserve takes the call's share of the policy's caps; a call over a cap
 // is denied, and the denial recorded. ok is false when the call may not
 // go ahead.
-func (p *pass) reserve(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, delivered ifc.Label, log *slog.Logger) (*reservation, bool) {
+func (p *pass) reserve(ctx context.Context, s *flow.Step, res *StepResult, args map[string]any, delivered ifc.Label, log callLog) (*reservation, bool) {
 	held, err := p.g.caps.reserve(ctx, p.run, s.Call, args)
 	if err == nil {
 		return held, true
@@ -436,8 +438,29 @@ func (p *pass) reserve(ctx context.Context, s *flow.Step, res *StepResult, args 
 	if err := p.run.Publish(rec); err != nil {
 		res.Status, res.Error = StatusFailed, err.Error()
 	}
-	log.Info("decision", "decision", "deny", "rule", over.cap.Ref.Name)
+	log.log(slog.LevelInfo, "decision", "decision", "deny", "rule", over.cap.Ref.Name)
 	return nil, false
+}
+
+// callLog is the log of one call: the gate's logger, with the call's run,
+// step and tool added only when a line is written. A logger's With copies
+// its arguments whether or not anything is logged, and a call is logged at
+// no level most of the time.
+type callLog struct {
+	l               *slog.Logger
+	run, step, tool string
+}
+
+// enabled reports whether a line at level would be written.
+func (c callLog) enabled(level slog.Level) bool { return c.l.Enabled(context.Background(), level) }
+
+// log writes a line at level, after the call's run_id, step and tool, as
+// the logger's Info and Warn write it.
+func (c callLog) log(level slog.Level, msg string, args ...any) {
+	if !c.enabled(level) {
+		return
+	}
+	c.l.With("run_id", c.run, "step", c.step, "tool", c.tool).Log(context.Background(), level, msg, args...)
 }
 
 // decisionRules lists the rules behind a decision for the step result and
