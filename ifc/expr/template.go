@@ -33,6 +33,10 @@ type part struct {
 	ast    *ast.AST
 	prg    cel.Program
 	isExpr bool
+	// path, for an expression that only selects fields from a variable
+	// (inputs.text, steps.a.output.text), is the variable and the fields:
+	// see plainValue.
+	path []string
 }
 
 // Compile compiles a flow string. On failure the error is an [ErrorList]
@@ -97,7 +101,57 @@ func (e *Env) compileExpr(s string, sg segment) (part, ErrorList) {
 	if err != nil {
 		return part{}, ErrorList{{Offset: sg.start, Code: CodeType, Message: "prepare expression: " + err.Error()}}
 	}
-	return part{start: sg.start, text: text, ast: checked.NativeRep(), prg: prg, isExpr: true}, nil
+	native := checked.NativeRep()
+	return part{start: sg.start, text: text, ast: native, prg: prg, isExpr: true, path: plainPath(native.Expr())}, nil
+}
+
+// plainPath returns the variable and the fields an expression selects
+// when it does nothing else (inputs.text), or nil.
+func plainPath(e ast.Expr) []string {
+	switch e.Kind() {
+	case ast.IdentKind:
+		return []string{e.AsIdent()}
+	case ast.SelectKind:
+		sel := e.AsSelect()
+		if sel.IsTestOnly() {
+			return nil
+		}
+		p := plainPath(sel.Operand())
+		if p == nil {
+			return nil
+		}
+		return append(p, sel.FieldName())
+	}
+	return nil
+}
+
+// plainValue is the value of a plain path (plainPath) without running
+// CEL, when CEL would give that value unchanged: every step of the path is
+// a key of a map[string]any, and the value is a string (of at most
+// MaxValueSize bytes), a bool or an int64. ok is false for anything else
+// (a missing key, a list, a map, a number of another type, null), which
+// CEL evaluates, with its conversions and its errors.
+func plainValue(vars map[string]any, path []string) (v any, ok bool) {
+	var cur any = vars
+	for _, k := range path {
+		m, isMap := cur.(map[string]any)
+		if !isMap {
+			return nil, false
+		}
+		if cur, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	switch x := cur.(type) {
+	case string:
+		if int64(len(x))+1 > MaxValueSize {
+			return nil, false
+		}
+		return x, true
+	case bool, int64:
+		return x, true
+	}
+	return nil, false
 }
 
 // celErrors turns CEL's issues into errors positioned in the template.
@@ -239,6 +293,16 @@ func (t *Template) Eval(vars map[string]any) (any, error) {
 }
 
 func (t *Template) evalPart(p part, vars map[string]any) (any, error) {
+	if p.path != nil {
+		if v, ok := plainValue(vars, p.path); ok {
+			return v, nil
+		}
+	}
+	return p.evalCEL(vars)
+}
+
+// evalCEL evaluates p with CEL.
+func (p part) evalCEL(vars map[string]any) (any, error) {
 	out, _, err := p.prg.Eval(vars)
 	if err != nil {
 		var node int64
