@@ -180,15 +180,71 @@ func (l Label) Equal(o Label) bool {
 // bottom of the lattice: a constant from the flow file reads nothing.
 func Join(labels ...Label) Label {
 	out := Label{integrity: Trusted}
+	// Most joins add nothing new to one of the labels (a call's label
+	// and its arguments', read from the same inputs): that label's
+	// secrecy or sources are the join's, shared, since a label is never
+	// changed. Otherwise they are gathered and sorted.
+	out.secrecy, out.sources = covering(labels, false), covering(labels, true)
 	var sec, src []string
 	for _, l := range labels {
 		out.integrity = min(out.integrity, l.integrity)
-		sec = append(sec, l.secrecy...)
-		src = append(src, l.sources...)
+		if out.secrecy == nil {
+			sec = append(sec, l.secrecy...)
+		}
+		if out.sources == nil {
+			src = append(src, l.sources...)
+		}
 	}
-	out.secrecy = set(sec)
-	out.sources = set(src)
+	if out.secrecy == nil {
+		out.secrecy = set(sec)
+	}
+	if out.sources == nil {
+		out.sources = set(src)
+	}
 	return out
+}
+
+// covering returns the longest of the labels' secrecy tags (their sources
+// when sources is set) if it holds every label's, or nil: then, or when
+// every label has none, Join gathers them.
+func covering(labels []Label, sources bool) []string {
+	of := func(l *Label) []string {
+		if sources {
+			return l.sources
+		}
+		return l.secrecy
+	}
+	var c []string
+	for i := range labels {
+		if s := of(&labels[i]); len(s) > len(c) {
+			c = s
+		}
+	}
+	if c == nil {
+		return nil
+	}
+	for i := range labels {
+		if !subset(of(&labels[i]), c) {
+			return nil
+		}
+	}
+	return c
+}
+
+// subset reports whether every element of a is in b, both sorted and
+// unique.
+func subset(a, b []string) bool {
+	j := 0
+	for _, x := range a {
+		for j < len(b) && b[j] < x {
+			j++
+		}
+		if j == len(b) || b[j] != x {
+			return false
+		}
+		j++
+	}
+	return true
 }
 
 // Join returns Join(l, o).
