@@ -355,18 +355,7 @@ func (p *pass) try(ctx context.Context, s *flow.Step, m *capabilities.Manifest, 
 		res.filled = f.filled
 		f.mu.Unlock()
 	}()
-	msg := nats.NewMsg(g.cfg.Subjects.Tool(s.Worker, strings.TrimPrefix(s.Call, s.Worker+".")))
-	msg.Data = body
-	msg.Header.Set(schemas.HeaderRun, p.run.ID())
-	msg.Header.Set(schemas.HeaderStep, s.ID)
-	msg.Header.Set(schemas.HeaderMsg, msgID)
-	msg.Header.Set(schemas.HeaderIdempotencyKey, idem)
-	if g.cfg.Orchestrator != "" {
-		msg.Header.Set(schemas.HeaderOrchestrator, g.cfg.Orchestrator)
-	}
-	if lb, err := json.Marshal(label); err == nil {
-		msg.Header.Set(schemas.HeaderLabel, string(lb))
-	}
+	msg := g.request(s, p.run.ID(), msgID, idem, label, body)
 	// W3C trace context: a worker's own spans join the run's trace.
 	telemetry.Propagator.Inject(ctx, telemetry.HeaderCarrier(msg.Header))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -477,6 +466,30 @@ func (g *Gate) Filled(worker, msgID string) {
 	f.mu.Lock()
 	f.filled = true
 	f.mu.Unlock()
+}
+
+// toolRequest is a tool call's message and its headers' values, made in
+// one allocation: every call sends one.
+type toolRequest struct {
+	msg    nats.Msg
+	values [6]string
+}
+
+// request is the message of a try of the call: its arguments, and in its
+// headers the run, the step, the try's message id, the call's idempotency
+// key, the orchestrator when it has an id, and the label the call is
+// delivered with.
+func (g *Gate) request(s *flow.Step, run, msgID, idem string, label ifc.Label, body []byte) *nats.Msg {
+	r := &toolRequest{values: [6]string{run, s.ID, msgID, idem, string(label.AppendJSON(nil)), g.cfg.Orchestrator}}
+	h := make(nats.Header, 8)
+	for i, k := range [...]string{schemas.HeaderRun, schemas.HeaderStep, schemas.HeaderMsg, schemas.HeaderIdempotencyKey, schemas.HeaderLabel} {
+		h[k] = r.values[i : i+1 : i+1]
+	}
+	if g.cfg.Orchestrator != "" {
+		h[schemas.HeaderOrchestrator] = r.values[5:6:6]
+	}
+	r.msg = nats.Msg{Subject: g.cfg.Subjects.Tool(s.Worker, strings.TrimPrefix(s.Call, s.Worker+".")), Header: h, Data: body}
+	return &r.msg
 }
 
 // decodeReply decodes a worker's reply into a try's result: its output
