@@ -250,7 +250,18 @@ func hash(b []byte) string {
 
 // NewID returns a ULID with entropy from crypto/rand, so that no id can be
 // guessed.
-func NewID() string { return ulid.MustNew(ulid.Now(), rand.Reader).String() }
+//
+// It is ulid.MustNew(ulid.Now(), rand.Reader).String() with the ULID kept
+// off the heap: an io.Reader would be handed a slice of it.
+func NewID() string {
+	var id ulid.ULID
+	if err := id.SetTime(ulid.Now()); err != nil {
+		panic(err)
+	}
+	// crypto/rand.Read never returns an error: it crashes the program.
+	_, _ = rand.Read(id[6:])
+	return id.String()
+}
 
 // Append writes r and waits until the stream has stored it: [Log.Publish],
 // then [Pending.Wait].
