@@ -196,11 +196,7 @@ func hop(res *results, o options, dir string) error {
 			return err
 		}
 	}
-	type key struct {
-		path string
-		c    int
-	}
-	all := map[key][]stats{}
+	all := map[hopKey][]stats{}
 	for range o.runs {
 		for _, c := range []int{1, 16} {
 			for _, p := range []struct {
@@ -211,7 +207,7 @@ func hop(res *results, o options, dir string) error {
 				if err != nil {
 					return fmt.Errorf("%s at %d: %w", p.name, c, err)
 				}
-				all[key{p.name, c}] = append(all[key{p.name, c}], s)
+				all[hopKey{p.name, c}] = append(all[hopKey{p.name, c}], s)
 			}
 		}
 	}
@@ -238,6 +234,21 @@ func hop(res *results, o options, dir string) error {
 		}
 		fmt.Printf("# allocations of this process (mostly mediated calls): %s\n", o.memProfile)
 	}
+	hopFigures(res, all)
+	return nil
+}
+
+// hopKey names a loop of the hop group: its path (hop, raw or floor) at
+// c callers.
+type hopKey struct {
+	path string
+	c    int
+}
+
+// hopFigures prints the hop group's figures and ratios, each the median
+// over the runs of its loops.
+func hopFigures(res *results, all map[hopKey][]stats) {
+	type key = hopKey
 	med := func(k key, f func(stats) float64) float64 {
 		var xs []float64
 		for _, s := range all[k] {
@@ -287,7 +298,6 @@ func hop(res *results, o options, dir string) error {
 		res.ratio(fmt.Sprintf("hop_vs_floor_p50_%d", c), med(h, p50)/med(f, p50))
 		res.ratio(fmt.Sprintf("hop_vs_floor_time_per_call_%d", c), med(f, rate)/med(h, rate))
 	}
-	return nil
 }
 
 // floorCall returns the floor baseline: what a mediated one-step call
