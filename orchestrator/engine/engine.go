@@ -509,38 +509,48 @@ func (e *Engine) newPass(rs *runState, opts Options) *run {
 }
 
 // schedule runs every step once the steps it reads have finished: steps
-// that do not depend on each other run at the same time.
+// that do not depend on each other run at the same time. A run of one
+// step runs it in this goroutine: there is nothing to run beside it.
 func (r *run) schedule(ctx context.Context) {
+	r.left.Store(int64(len(r.plan.Steps)))
+	if len(r.plan.Steps) == 1 && len(r.plan.Steps[0].Deps) == 0 {
+		r.runStep(ctx, r.plan.Steps[0])
+		return
+	}
 	done := map[string]chan struct{}{}
 	for _, s := range r.plan.Steps {
 		done[s.ID] = make(chan struct{})
 	}
 	var wg sync.WaitGroup
-	r.left.Store(int64(len(r.plan.Steps)))
 	for _, s := range r.plan.Steps {
 		wg.Go(func() {
 			defer close(done[s.ID])
 			for _, d := range s.Deps {
 				<-done[d]
 			}
-			start := time.Now()
-			sctx, span := telemetry.Start(ctx, "step "+s.ID)
-			res := r.step(sctx, s)
-			if ctx.Err() != nil && res.Status != StatusCompleted && res.Status != StatusDenied {
-				// Stopped, not failed: the step did not finish (or did
-				// not start) because the run was interrupted.
-				res.Status = StatusInterrupted
-				res.Error = ""
-			}
-			telemetry.End(span, res.Status, telemetry.AttrStep.String(s.ID))
-			telemetry.Step(s.Call, res.Status, time.Since(start))
-			r.mu.Lock()
-			r.results[s.ID] = res
-			r.mu.Unlock()
-			r.left.Add(-1)
+			r.runStep(ctx, s)
 		})
 	}
 	wg.Wait()
+}
+
+// runStep runs step s of the run and keeps its result.
+func (r *run) runStep(ctx context.Context, s *flow.Step) {
+	start := time.Now()
+	sctx, span := telemetry.Start(ctx, "step "+s.ID)
+	res := r.step(sctx, s)
+	if ctx.Err() != nil && res.Status != StatusCompleted && res.Status != StatusDenied {
+		// Stopped, not failed: the step did not finish (or did
+		// not start) because the run was interrupted.
+		res.Status = StatusInterrupted
+		res.Error = ""
+	}
+	telemetry.End(span, res.Status, telemetry.AttrStep.String(s.ID))
+	telemetry.Step(s.Call, res.Status, time.Since(start))
+	r.mu.Lock()
+	r.results[s.ID] = res
+	r.mu.Unlock()
+	r.left.Add(-1)
 }
 
 // outcome is the run's result once its steps ran: the worst of their
