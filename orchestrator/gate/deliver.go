@@ -73,7 +73,7 @@ func (p *pass) call(ctx context.Context, s *flow.Step, body []byte, res *StepRes
 			continue
 		case mayHaveTakenEffect:
 			res.Status, res.Error = StatusFailed, notAgain(s.Call, err.Error())
-			log.Warn("step failed", "err", res.Error, "attempts", res.Attempts)
+			log.log(slog.LevelWarn, "step failed", "err", res.Error, "attempts", res.Attempts)
 			return nil, false
 		case fail:
 			res.Status, res.Error = StatusFailed, err.Error()
