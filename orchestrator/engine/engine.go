@@ -101,6 +101,16 @@ type Config struct {
 	// Leases, when set, share the deployment's runs with other
 	// orchestrators: a run is driven only under its lease (lease.go).
 	Leases *lease.Leases
+	// CancelAt, with Leases, asks orchestrator owner, which holds the
+	// lease of run id, to cancel it there (CancelHere): Cancel through an
+	// orchestrator that does not drive the run. It returns ErrNoAnswer
+	// when owner does not answer (it is gone), and an error that is
+	// lease.ErrHeld when owner no longer holds the lease.
+	CancelAt func(ctx context.Context, owner, id, who string) (*RunInfo, error)
+	// Ended, with Leases, is told of each run that ends in a pass this
+	// engine resumed (taken over, or resumed by an answer): its result,
+	// which no client waits for here, and the error the pass ended with.
+	Ended func(res *Result, err error)
 }
 
 // Delivery is a call the gate let through (gate.Delivery).

@@ -42,6 +42,12 @@ type RunInfo struct {
 	// StoppedAt are the steps it stopped at when it was interrupted.
 	StoppedAt []string  `json:"stopped_at,omitempty"`
 	Created   time.Time `json:"created"`
+	// CancelledIn, with several orchestrators, is the one that cancelled
+	// the run (Cancel): the one that drove it, or that took its lease.
+	// TakenFrom is the orchestrator that drove it and no longer answered,
+	// whose lease was taken once it expired to cancel the run.
+	CancelledIn string `json:"cancelled_in,omitempty"`
+	TakenFrom   string `json:"taken_from,omitempty"`
 }
 
 // info says what a stored run is and when it goes on.
@@ -132,6 +138,19 @@ func (e *Engine) Unfinished(ctx context.Context) ([]RunInfo, error) {
 	return unfinishedInfo(ctx, st)
 }
 
+// Keeps says whether the store keeps run id: it has not finished.
+func (e *Engine) Keeps(ctx context.Context, id string) (bool, error) {
+	st, err := e.store(ctx)
+	if err != nil {
+		return false, err
+	}
+	_, err = st.GetRun(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // Unfinished lists the runs of deployment ("" for the default one) kept in
 // the store reached by nc, oldest first: what a reader of a copy of the
 // store shows.
@@ -156,29 +175,90 @@ func unfinishedInfo(ctx context.Context, st *runstore.Store) ([]RunInfo, error) 
 	return out, nil
 }
 
+// ErrNoAnswer: the orchestrator holding a run's lease did not answer a
+// request to cancel the run (Config.CancelAt).
+var ErrNoAnswer = errors.New("the orchestrator driving the run did not answer")
+
+// cancelRetry is how often Cancel tries again to reach the run's holder
+// or take its lease while the holder does not answer.
+const cancelRetry = 250 * time.Millisecond
+
 // Cancel ends an unfinished run for good: a pass over it going on in this
 // engine is stopped (a call in flight is abandoned; a call already made
 // stays made), its held calls can no longer be approved, the audit log
 // records who cancelled it, and the store forgets it, so that no
 // orchestrator resumes it.
+//
+// With several orchestrators, the one that holds the run's lease cancels
+// it (another would remove the run under it): a run another orchestrator
+// drives is cancelled there, through Config.CancelAt. When that one does
+// not answer (it died), Cancel tries again until its lease expires, takes
+// it, and cancels the run here; until ctx ends.
 func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
+	gone := "" // the holder that did not answer
+	for {
+		ri, err := e.CancelHere(ctx, id, who)
+		var held *lease.HeldError
+		if e.cfg.CancelAt == nil || !errors.As(err, &held) {
+			if ri != nil && gone != "" {
+				ri.TakenFrom = gone
+			}
+			return ri, err
+		}
+		ri, err = e.cfg.CancelAt(ctx, held.Owner, id, who)
+		switch {
+		case err == nil:
+			return ri, nil
+		case errors.Is(err, ErrNoAnswer):
+			gone = held.Owner
+		case !errors.Is(err, lease.ErrHeld):
+			return nil, err
+		}
+		// The holder is gone, or gave the lease up meanwhile: the lease
+		// is taken here once it expires, or asked of its new holder.
+		select {
+		case <-ctx.Done():
+			if gone != "" {
+				return nil, fmt.Errorf("cancel run %s: orchestrator %s drives it and does not answer, and its lease did not expire in the time given: "+
+					"try again (another orchestrator takes the run over within 10 s of its holder's end)", id, gone)
+			}
+			return nil, fmt.Errorf("cancel run %s: %w", id, context.Cause(ctx))
+		case <-time.After(cancelRetry):
+		}
+	}
+}
+
+// CancelHere is Cancel without asking another orchestrator: it cancels
+// the run only when this engine holds its lease or can take it, and
+// returns a *lease.HeldError naming the holder otherwise.
+func (e *Engine) CancelHere(ctx context.Context, id, who string) (*RunInfo, error) {
 	st, err := e.store(ctx)
 	if err != nil {
 		return nil, err
 	}
+	notFound := fmt.Errorf("no unfinished run %q: it finished or was cancelled (sluice runs shows it), or never ran here", id)
 	rec, err := st.GetRun(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, fmt.Errorf("no unfinished run %q: it finished or was cancelled (sluice runs shows it), or never ran here", id)
+		return nil, notFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	// With several orchestrators, the one that holds the run's lease
-	// cancels it: another would remove the run under it.
-	if _, err := e.acquire(ctx, id); err != nil {
-		return nil, fmt.Errorf("cancel run %s: %w; sluice cancel reaches one of the deployment's orchestrators, another time perhaps the one driving it", id, err)
+	if e.cfg.Leases != nil {
+		if _, err := e.acquire(ctx, id); err != nil {
+			return nil, fmt.Errorf("cancel run %s: %w", id, err)
+		}
+		defer e.releaseLease(id, nil, nil)
+		// Its holder may have finished it just before giving the lease
+		// up: read again under the lease.
+		rec, err = st.GetRun(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, notFound
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	defer e.releaseLease(id, nil, nil)
 	if err := e.stopRun(ctx, id); err != nil {
 		return nil, err
 	}
@@ -196,8 +276,11 @@ func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
 	e.mu.Lock()
 	delete(e.runs, id)
 	e.mu.Unlock()
-	info := info(rec)
-	return &info, nil
+	ri := info(rec)
+	if e.cfg.Leases != nil {
+		ri.CancelledIn = e.cfg.Leases.Owner()
+	}
+	return &ri, nil
 }
 
 // stopRun stops the run if it is under way here, and waits until its

@@ -53,6 +53,9 @@ func (e *Engine) resumeForced(id string, force bool) {
 		defer stop(nil)
 		res, err := e.resumeRun(ctx, rs)
 		e.releaseLease(id, res, err)
+		if e.cfg.Ended != nil && res != nil && ended(res.Status) && !errors.Is(err, lease.ErrLost) {
+			e.cfg.Ended(res, err)
+		}
 		if errors.Is(err, lease.ErrHeld) {
 			e.log.Info("run not resumed here: another orchestrator drives it", "run_id", id, "err", err)
 			return
@@ -67,6 +70,12 @@ func (e *Engine) resumeForced(id string, force bool) {
 		}
 		e.log.Info("resumed run", "run_id", id, "status", res.Status)
 	}()
+}
+
+// ended says whether a pass that ended with status ended its run: not
+// one held for a person nor interrupted, which another pass goes on with.
+func ended(status string) bool {
+	return status != StatusHeld && status != StatusInterrupted
 }
 
 // errKeptInterrupted: a run a person interrupted is not resumed unless

@@ -49,6 +49,18 @@ const (
 // ErrHeld: another orchestrator keeps the run's lease.
 var ErrHeld = errors.New("another orchestrator drives the run")
 
+// HeldError is ErrHeld naming the orchestrator that keeps the lease.
+type HeldError struct {
+	Run, Owner string
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("run %s: %s (orchestrator %s)", e.Run, ErrHeld, e.Owner)
+}
+
+// Is makes a HeldError ErrHeld.
+func (e *HeldError) Is(target error) bool { return target == ErrHeld }
+
 // ErrLost: this orchestrator no longer holds the run's lease (it was not
 // renewed in time, or another took it); it must not act for the run.
 var ErrLost = errors.New("this orchestrator's lease on the run was lost")
@@ -168,8 +180,9 @@ func (l *Leases) margin() time.Duration { return l.cfg.TTL - 2*l.cfg.Renew }
 // Acquire takes the lease of run for this orchestrator, or keeps it: it
 // creates it when there is none, and takes over one that is released,
 // left by an earlier process on this state directory, or expired. It
-// returns ErrHeld when another orchestrator keeps it, and the owner it
-// took it from ("" when none).
+// returns ErrHeld when another orchestrator keeps it (a *HeldError that
+// names it, when it could be read), and the owner it took it from (""
+// when none).
 func (l *Leases) Acquire(ctx context.Context, run string) (from string, err error) {
 	v, err := json.Marshal(value{Run: run, Owner: l.cfg.Owner, Home: l.cfg.Home})
 	if err != nil {
@@ -200,7 +213,7 @@ func (l *Leases) Acquire(ctx context.Context, run string) (from string, err erro
 		return "", fmt.Errorf("lease of run %s: %w", run, err)
 	}
 	if cur.Owner != l.cfg.Owner && !cur.Released && cur.Home != l.cfg.Home && !l.expired(run, e.Revision()) {
-		return "", fmt.Errorf("run %s: %w (orchestrator %s)", run, ErrHeld, cur.Owner)
+		return "", &HeldError{Run: run, Owner: cur.Owner}
 	}
 	sent = time.Now()
 	rev, err = l.kv.Update(ctx, run, v, e.Revision())
