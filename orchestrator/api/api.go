@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -347,8 +348,42 @@ func (c *Client) Reload(ctx context.Context, who string) (ReloadReply, error) {
 // Runner runs one requested flow; events tells the client of held calls.
 type Runner func(ctx context.Context, req RunRequest, events func(v any)) RunReply
 
+// Beat is how often an orchestrator tells a client waiting for a run that
+// it is still there (RunEvent.Alive); Silence how long the client waits
+// without hearing from it before it asks the deployment's other
+// orchestrators to follow the run (Client.Run).
+const (
+	Beat    = 2 * time.Second
+	Silence = 10 * time.Second
+)
+
+// beat tells events that this orchestrator is there every Beat until the
+// returned function is called.
+func beat(nc *nats.Conn, events string) func() {
+	if events == "" {
+		return func() {}
+	}
+	alive, _ := json.Marshal(RunEvent{Alive: true})
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(Beat)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = nc.Publish(events, alive)
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
 // ServeRuns answers run requests, each in its own goroutine, until the
-// subscription is drained or ctx ends.
+// subscription is drained or ctx ends. While a run goes on, the client is
+// told every Beat that its orchestrator is there.
 func ServeRuns(ctx context.Context, nc *nats.Conn, s schemas.Subjects, run Runner) (*nats.Subscription, error) {
 	return nc.QueueSubscribe(s.API("run"), Queue, func(m *nats.Msg) {
 		go func() {
@@ -357,6 +392,7 @@ func ServeRuns(ctx context.Context, nc *nats.Conn, s schemas.Subjects, run Runne
 			if err := json.Unmarshal(m.Data, &req); err != nil || req.Flow == "" {
 				rep = RunReply{Error: "malformed run request", Usage: true}
 			} else {
+				stop := beat(nc, req.Events)
 				rep = run(ctx, req, func(v any) {
 					if req.Events == "" {
 						return
@@ -365,9 +401,47 @@ func ServeRuns(ctx context.Context, nc *nats.Conn, s schemas.Subjects, run Runne
 						_ = nc.Publish(req.Events, b)
 					}
 				})
+				stop()
 			}
 			b, _ := json.Marshal(rep)
 			_ = m.Respond(b)
+		}()
+	})
+}
+
+// FollowRequest asks the deployment's orchestrators for the result of run
+// Run, which another orchestrator started for a client and stopped
+// answering about (it died): the answer is a RunReply once the run ends,
+// wherever it ends. Events is told every Beat that the orchestrator
+// following the run is there.
+type FollowRequest struct {
+	Run    string `json:"run_id"`
+	Events string `json:"events,omitempty"`
+}
+
+// Follower waits for the end of a run and returns its result; ok false
+// when it stops before (the orchestrator is stopping): the client then
+// asks again.
+type Follower func(ctx context.Context, run string) (rep RunReply, ok bool)
+
+// ServeFollow answers follow requests (runs.follow), each in its own
+// goroutine, until the subscription is drained or ctx ends.
+func ServeFollow(ctx context.Context, nc *nats.Conn, s schemas.Subjects, follow Follower) (*nats.Subscription, error) {
+	return nc.QueueSubscribe(s.API("runs.follow"), Queue, func(m *nats.Msg) {
+		go func() {
+			var req FollowRequest
+			if err := json.Unmarshal(m.Data, &req); err != nil || req.Run == "" {
+				b, _ := json.Marshal(RunReply{Error: "malformed follow request", Usage: true})
+				_ = m.Respond(b)
+				return
+			}
+			stop := beat(nc, req.Events)
+			rep, ok := follow(ctx, req.Run)
+			stop()
+			if ok {
+				b, _ := json.Marshal(rep)
+				_ = m.Respond(b)
+			}
 		}()
 	})
 }
@@ -391,6 +465,11 @@ type Client struct {
 	s  schemas.Subjects
 	// Endpoint is where the orchestrator was found.
 	Endpoint Endpoint
+	// Silence, when set, replaces Silence for Run; OnFollow is told when
+	// Run asks the deployment's orchestrators to follow a run whose
+	// orchestrator fell silent.
+	Silence  time.Duration
+	OnFollow func(run string)
 }
 
 // Dial connects to the orchestrator running on state, if there is one.
@@ -435,31 +514,121 @@ func Dial(state string) (*Client, error) {
 // Close closes the connection.
 func (c *Client) Close() { c.nc.Close() }
 
-// Run submits a run and waits for its reply; onEvent is told of held calls.
+// ErrOrchestratorGone: the orchestrator running a client's run stopped
+// answering, and no other could follow the run.
+var ErrOrchestratorGone = errors.New("the orchestrator running the run stopped answering")
+
+// Run submits a run and waits for its reply; onEvent is told of held calls
+// and steps.
+//
+// The orchestrator tells the client every Beat that it is there. When it
+// falls silent for Silence (it died: the client's connection is to the
+// bus, which does not tell), the client asks the deployment's
+// orchestrators to follow the run by its id (runs.follow): whichever
+// answers replies with the run's result once it ends, wherever it ends
+// (another orchestrator takes the run over). The first reply, from the
+// orchestrator that ran it or from one that followed it, is the answer;
+// OnFollow is told each time the client asks.
 func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawMessage)) (RunReply, error) {
-	if onEvent != nil {
-		req.Events = c.nc.NewRespInbox()
-		sub, err := c.nc.Subscribe(req.Events, func(m *nats.Msg) { onEvent(m.Data) })
-		if err != nil {
-			return RunReply{}, err
-		}
-		defer drain(sub, 10*time.Second)
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 7*24*time.Hour)
 		defer cancel()
 	}
-	body, _ := json.Marshal(req)
-	rep, err := c.nc.RequestWithContext(ctx, c.s.API("run"), body)
+	var mu sync.Mutex
+	var runID string
+	beating := false
+	heard := make(chan struct{}, 1)
+	req.Events = c.nc.NewInbox()
+	sub, err := c.nc.Subscribe(req.Events, func(m *nats.Msg) {
+		var ev RunEvent
+		if json.Unmarshal(m.Data, &ev) != nil {
+			return
+		}
+		mu.Lock()
+		if ev.Started != "" {
+			runID = ev.Started
+		}
+		beating = beating || ev.Alive
+		mu.Unlock()
+		select {
+		case heard <- struct{}{}:
+		default:
+		}
+		if !ev.Alive && onEvent != nil {
+			onEvent(m.Data)
+		}
+	})
 	if err != nil {
+		return RunReply{}, err
+	}
+	defer drain(sub, 10*time.Second)
+	replies := make(chan *nats.Msg, 8)
+	inbox := c.nc.NewInbox()
+	rsub, err := c.nc.ChanSubscribe(inbox, replies)
+	if err != nil {
+		return RunReply{}, err
+	}
+	defer rsub.Unsubscribe()
+	body, _ := json.Marshal(req)
+	if err := c.nc.PublishRequest(c.s.API("run"), inbox, body); err != nil {
 		return RunReply{}, fmt.Errorf("ask the orchestrator: %w", err)
 	}
-	var out RunReply
-	if err := json.Unmarshal(rep.Data, &out); err != nil {
-		return RunReply{}, fmt.Errorf("malformed reply from the orchestrator")
+	silence := c.Silence
+	if silence <= 0 {
+		silence = Silence
 	}
-	return out, nil
+	quiet := time.NewTimer(silence)
+	defer quiet.Stop()
+	following := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return RunReply{}, fmt.Errorf("ask the orchestrator: %w", ctx.Err())
+		case <-heard:
+			if !quiet.Stop() {
+				select {
+				case <-quiet.C:
+				default:
+				}
+			}
+			quiet.Reset(silence)
+		case m := <-replies:
+			if m.Header.Get("Status") == "503" {
+				if following == "" {
+					return RunReply{}, fmt.Errorf("ask the orchestrator: %w", nats.ErrNoResponders)
+				}
+				return RunReply{}, fmt.Errorf("run %s: %w, and no orchestrator of the deployment answers to follow it: "+
+					"sluice runs shows whether it goes on, sluice trace %s how it went", following, ErrOrchestratorGone, following)
+			}
+			var out RunReply
+			if err := json.Unmarshal(m.Data, &out); err != nil {
+				return RunReply{}, fmt.Errorf("malformed reply from the orchestrator")
+			}
+			return out, nil
+		case <-quiet.C:
+			quiet.Reset(silence)
+			mu.Lock()
+			id, beats := runID, beating
+			mu.Unlock()
+			if !beats {
+				// An orchestrator that does not say it is there (an
+				// older one): waited for as before.
+				continue
+			}
+			if id == "" {
+				return RunReply{}, fmt.Errorf("%w before it said whether it started the run: sluice runs shows it if it did", ErrOrchestratorGone)
+			}
+			following = id
+			if c.OnFollow != nil {
+				c.OnFollow(id)
+			}
+			fb, _ := json.Marshal(FollowRequest{Run: id, Events: req.Events})
+			if err := c.nc.PublishRequest(c.s.API("runs.follow"), inbox, fb); err != nil {
+				return RunReply{}, fmt.Errorf("ask the orchestrators to follow run %s: %w", id, err)
+			}
+		}
+	}
 }
 
 // Answer approves or denies a held call; hash, when set, must be the hash
@@ -703,8 +872,11 @@ func (c *Client) Cancel(ctx context.Context, id, who string) (*engine.RunInfo, e
 
 // RunEvent is what the orchestrator tells a client of a run it submitted
 // as it goes: the run's id once it is recorded (Started), a call held for
-// a person (Held), or a step's call that finished (Step).
+// a person (Held), a step's call that finished (Step), or that it is
+// still there (Alive).
 type RunEvent struct {
+	// Alive says the orchestrator answering is there, every Beat.
+	Alive   bool               `json:"alive,omitempty"`
 	Started string             `json:"started,omitempty"`
 	Held    *engine.StepResult `json:"held,omitempty"`
 	Step    *StepEvent         `json:"step,omitempty"`

@@ -1,0 +1,160 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/schemas"
+)
+
+func startServer(t *testing.T) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+func connect(t *testing.T, s *server.Server) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// dyingOrchestrator serves runs on its own connection: each run starts as
+// run R1, says the orchestrator is there, and never ends; started is
+// closed once that was sent. Closing the connection is the orchestrator's
+// death: no reply, no more beats.
+func dyingOrchestrator(t *testing.T, s *server.Server, subj schemas.Subjects) (nc *nats.Conn, started chan struct{}) {
+	t.Helper()
+	nc = connect(t, s)
+	started = make(chan struct{})
+	var once sync.Once
+	sub, err := ServeRuns(context.Background(), nc, subj, func(ctx context.Context, _ RunRequest, events func(any)) RunReply {
+		events(RunEvent{Started: "R1"})
+		events(RunEvent{Alive: true})
+		if nc.Flush() == nil {
+			once.Do(func() { close(started) })
+		}
+		<-ctx.Done()
+		return RunReply{Error: "stopped"}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return nc, started
+}
+
+// A client whose orchestrator dies while it waits for a run asks the
+// others to follow the run by its id, once the orchestrator fell silent,
+// and ends with the result the one that followed it replies with.
+func TestRunFollowsARunWhoseOrchestratorFellSilent(t *testing.T) {
+	s := startServer(t)
+	subj := schemas.Subjects{Prefix: "t"}
+	first, started := dyingOrchestrator(t, s, subj)
+	other := connect(t, s)
+	asked := make(chan string, 4)
+	fsub, err := ServeFollow(context.Background(), other, subj, func(_ context.Context, run string) (RunReply, bool) {
+		asked <- run
+		return RunReply{Result: json.RawMessage(`{"run_id":"R1","status":"completed"}`)}, true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fsub.Unsubscribe() })
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	c := &Client{nc: connect(t, s), s: subj, Silence: 2 * time.Second}
+	var followed []string
+	var mu sync.Mutex
+	c.OnFollow = func(run string) { mu.Lock(); followed = append(followed, run); mu.Unlock() }
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type out struct {
+		rep RunReply
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		rep, err := c.Run(ctx, RunRequest{Flow: "pay.yaml", Wait: true}, func(json.RawMessage) {})
+		done <- out{rep, err}
+	}()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("the run did not start")
+	}
+	first.Close() // the orchestrator dies
+	var o out
+	select {
+	case o = <-done:
+	case <-ctx.Done():
+		t.Fatal("the client still waits")
+	}
+	if o.err != nil || string(o.rep.Result) != `{"run_id":"R1","status":"completed"}` {
+		t.Fatalf("Run = %+v, %v; want the followed run's result", o.rep, o.err)
+	}
+	if run := <-asked; run != "R1" {
+		t.Fatalf("followed run %q, want R1", run)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(followed) != 1 || followed[0] != "R1" {
+		t.Fatalf("OnFollow told of %v, want [R1]", followed)
+	}
+}
+
+// With no other orchestrator to follow the run, the client says so and
+// where to read how the run goes, instead of waiting.
+func TestRunSaysWhenNoOrchestratorFollows(t *testing.T) {
+	s := startServer(t)
+	subj := schemas.Subjects{Prefix: "t"}
+	first, started := dyingOrchestrator(t, s, subj)
+	c := &Client{nc: connect(t, s), s: subj, Silence: 2 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run(ctx, RunRequest{Flow: "pay.yaml", Wait: true}, nil)
+		done <- err
+	}()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("the run did not start")
+	}
+	first.Close()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		t.Fatal("the client still waits")
+	}
+	if !errors.Is(err, ErrOrchestratorGone) || !strings.Contains(err.Error(), "sluice trace R1") {
+		t.Fatalf("Run = %v, want the orchestrator gone and how to follow R1", err)
+	}
+}
