@@ -54,6 +54,9 @@ func (o *Orchestrator) openLeases(ctx context.Context, d *config.Config, eng *at
 		return err
 	}
 	o.leases = l
+	if err := o.openResults(ctx, d); err != nil {
+		return err
+	}
 	o.log.Info("orchestrator sharing the deployment's runs", "orchestrator", o.id)
 	return nil
 }

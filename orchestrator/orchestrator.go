@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/ifc/expr"
@@ -113,6 +114,9 @@ type Orchestrator struct {
 	leases *lease.Leases
 	id     string
 	ready  atomic.Bool
+	// results keeps, with leases, the results of runs that ended away
+	// from their client (shared.go).
+	results jetstream.KeyValue
 }
 
 // New loads the manifests and policies of the deployment. Nothing runs yet.
@@ -307,7 +311,8 @@ func (o *Orchestrator) startEngine(ctx context.Context, d *config.Config, secret
 	o.notify = notify.New(notifyTargets(d, secrets), o.log.With("component", "notify"))
 	o.engine = engine.New(engine.Config{Conn: o.nc, Subjects: o.subjects, Deployment: d.Deployment, Policy: o.current.Load().Policy, Audit: o.audit,
 		Manifests: o.manifests, Log: o.log, LoadFlow: o.loadFlowSource, Replicas: d.Replicas(), Delivered: o.cfg.Delivered,
-		Secrets: echo.New(values), Fault: o.fault, Models: models(d, o.manifests), Leases: o.leases, Held: func(a engine.Approval) {
+		Secrets: echo.New(values), Fault: o.fault, Models: models(d, o.manifests), Leases: o.leases,
+		CancelAt: o.cancelAt, Ended: o.keepResult, Held: func(a engine.Approval) {
 			o.notify.Held(notify.Held{Approval: a.ID, Run: a.RunID, Flow: a.Flow, Step: a.Step, Tool: a.Tool, Created: a.Created})
 		}})
 	eng.Store(o.engine)
@@ -428,6 +433,9 @@ func (o *Orchestrator) serveAPI(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	o.subs = append(o.subs, runSub)
+	if err := o.serveShared(runCtx); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
 	exportSub, err := api.ServeExport(o.nc, o.subjects, o.Export)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
@@ -530,8 +538,14 @@ func (o *Orchestrator) Unfinished(ctx context.Context) ([]engine.RunInfo, error)
 }
 
 // Cancel ends a run for good (engine.Engine.Cancel).
+// With several orchestrators, the run's result, cancelled, is kept for a
+// client that follows it (shared.go).
 func (o *Orchestrator) Cancel(ctx context.Context, id, who string) (*engine.RunInfo, error) {
-	return o.engine.Cancel(ctx, id, who)
+	ri, err := o.engine.Cancel(ctx, id, who)
+	if err == nil {
+		o.keepResult(&engine.Result{RunID: ri.ID, Flow: ri.Flow, Status: engine.StatusCancelled}, nil)
+	}
+	return ri, err
 }
 
 // loadFlowSource checks the flow a run started with, to resume it.

@@ -64,6 +64,14 @@ func (s Subjects) EgressWildcard() string { return s.prefix() + ".egress.*" }
 // API is the subject of one orchestrator API call: <prefix>.api.<name>.
 func (s Subjects) API(name string) string { return s.prefix() + ".api." + name }
 
+// Orchestrator is the subject of a request one orchestrator of a
+// deployment makes of another, by its id: <prefix>.orchestrator.<id>.<name>.
+// Only orchestrators may use it: neither a worker's permissions nor a
+// client's (the API's, <prefix>.api.>) cover it.
+func (s Subjects) Orchestrator(id, name string) string {
+	return s.prefix() + ".orchestrator." + id + "." + name
+}
+
 // Inbox is the reply-inbox prefix of a worker's connection:
 // _INBOX.<prefix>.<worker>. A worker may subscribe only below it, so it
 // cannot read another worker's replies, nor those of a worker of the same
