@@ -33,6 +33,11 @@ sluice run that waits), it asks that orchestrator. Otherwise it opens the
 state directory itself, holding its lock as an orchestrator does for as
 long as it writes.
 
+With several orchestrators on one bus, any of them cancels any run: one
+that does not drive the run asks the one that does, and says which
+cancelled it ("in orchestrator ID"). When that one died, the cancel waits
+until its lease expires (within 10 s), then takes it and cancels the run.
+
 Examples:
   sluice cancel 01JD6Z4W8X2F3K5N7Q9R1T3V5X
   sluice cancel --interrupted`,
@@ -112,9 +117,16 @@ func (c *cli) cancel(ctx context.Context, cfgFile string, ids []string, interrup
 			code = exitFailure
 			continue
 		}
-		line := fmt.Sprintf("%s (%s): cancelled by %s; it was %s", show(r.ID), show(r.Flow), show(who), show(r.Status))
+		line := fmt.Sprintf("%s (%s): cancelled by %s", show(r.ID), show(r.Flow), show(who))
+		if r.CancelledIn != "" {
+			line += " in orchestrator " + show(r.CancelledIn)
+		}
+		line += "; it was " + show(r.Status)
 		if len(r.StoppedAt) > 0 {
 			line += " at step " + display.List(r.StoppedAt)
+		}
+		if r.TakenFrom != "" {
+			line += fmt.Sprintf("; orchestrator %s, which drove it, did not answer: its lease was taken once it expired", show(r.TakenFrom))
 		}
 		fmt.Fprintln(c.stdout, line+"; it will not be resumed")
 	}
