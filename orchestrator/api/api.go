@@ -357,13 +357,14 @@ const (
 	Silence = 10 * time.Second
 )
 
-// beat tells events that this orchestrator is there every Beat until the
-// returned function is called.
+// beat tells events that this orchestrator is there, at once and then
+// every Beat until the returned function is called.
 func beat(nc *nats.Conn, events string) func() {
 	if events == "" {
 		return func() {}
 	}
 	alive, _ := json.Marshal(RunEvent{Alive: true})
+	_ = nc.Publish(events, alive)
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)

@@ -40,7 +40,7 @@ func connect(t *testing.T, s *server.Server) *nats.Conn {
 }
 
 // dyingOrchestrator serves runs on its own connection: each run starts as
-// run R1, says the orchestrator is there, and never ends; started is
+// run R1 and never ends; started is
 // closed once that was sent. Closing the connection is the orchestrator's
 // death: no reply, no more beats.
 func dyingOrchestrator(t *testing.T, s *server.Server, subj schemas.Subjects) (nc *nats.Conn, started chan struct{}) {
@@ -49,8 +49,8 @@ func dyingOrchestrator(t *testing.T, s *server.Server, subj schemas.Subjects) (n
 	started = make(chan struct{})
 	var once sync.Once
 	sub, err := ServeRuns(context.Background(), nc, subj, func(ctx context.Context, _ RunRequest, events func(any)) RunReply {
+		// ServeRuns said it is there before it called the runner.
 		events(RunEvent{Started: "R1"})
-		events(RunEvent{Alive: true})
 		if nc.Flush() == nil {
 			once.Do(func() { close(started) })
 		}
