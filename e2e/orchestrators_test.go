@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +23,9 @@ import (
 // lease within 10 s (the lease's TTL is 6 s), resumes it and holds the
 // call again. The answer, given through the third orchestrator's
 // endpoint, lets the run finish: exactly once, with one ledger line per
-// charge, and the audit log, appended to by all three, verifies.
+// charge, and the audit log, appended to by all three, verifies. The
+// sluice run that submitted the run, whose orchestrator was killed,
+// follows it through the others and ends with its result.
 func TestSeveralOrchestratorsTakeOverARun(t *testing.T) {
 	m := newOperatorMode(t)
 	c := startCluster(t, m)
@@ -214,18 +215,41 @@ outputs:
 		_, err := kv.Get(ctx, run)
 		return err != nil
 	})
-	client.cmd.Process.Signal(syscall.SIGKILL) // its orchestrator is gone
+
+	// The sluice run whose orchestrator was killed noticed it fell
+	// silent, followed the run through the others, and ends with the
+	// run's result, as if nothing had happened: completed, exit 0, the
+	// last charge as the flow's output.
+	if code := client.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("sluice run through the killed orchestrator: exit %d, want 0\n%s", code, client.stdout.String())
+	}
+	followed := false
+	for _, l := range client.stderrLines() {
+		followed = followed || strings.Contains(l, "run "+run+": the orchestrator running it stopped answering; following the run")
+	}
+	if !followed {
+		t.Fatalf("sluice run did not say it follows the run: %v", client.stderrLines())
+	}
 
 	// One ledger line per charge.
 	keys := map[string]int{}
+	lastCharge := ""
 	for _, line := range ledgerLines(t, ledger) {
 		var rec struct {
-			Key string `json:"idempotency_key"`
+			Key    string `json:"idempotency_key"`
+			Charge string `json:"charge_id"`
 		}
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("ledger line %q: %v", line, err)
 		}
 		keys[rec.Key]++
+		if rec.Key == run+"/pay3" {
+			lastCharge = rec.Charge
+		}
+	}
+	out := client.stdout.String()
+	if !strings.Contains(out, "run "+run+" (pay-three): completed") || lastCharge == "" || !strings.Contains(out, lastCharge) {
+		t.Fatalf("sluice run's output is not the run's result (completed, last charge %q):\n%s", lastCharge, out)
 	}
 	for _, step := range []string{"pay1", "pay2", "pay3"} {
 		if k := run + "/" + step; keys[k] != 1 {
