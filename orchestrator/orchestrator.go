@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -710,6 +711,9 @@ func (o *Orchestrator) serveRun(ctx context.Context, req api.RunRequest, events 
 	if err != nil {
 		rep.Error = err.Error()
 	}
+	// Stopped, or its lease lost: another orchestrator goes on with it,
+	// and the client follows it there.
+	rep.Elsewhere = o.leases != nil && (errors.Is(err, engine.ErrInterrupted) || errors.Is(err, lease.ErrLost))
 	return rep
 }
 

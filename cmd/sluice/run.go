@@ -150,7 +150,8 @@ With several orchestrators on one bus, a run submitted to one that dies
 goes on in another, which takes it over. This command notices within 10 s
 that its orchestrator fell silent, says so on standard error, and asks
 the others to follow the run: it ends with the run's result and exit code
-as if nothing had happened. Should none answer, it says so and exits 1:
+as if nothing had happened. So it does when its orchestrator stops
+(Ctrl-C on sluice up) and another takes the run over. Should none answer, it says so and exits 1:
 sluice runs shows whether the run goes on, sluice trace RUN how it went.
 
 With --json, the run's status is completed, denied, held, failed,
@@ -510,8 +511,8 @@ func (c *cli) runRemote(ctx context.Context, client *api.Client, o runOptions, p
 	defer p.close()
 	var mu sync.Mutex
 	var runID string
-	client.OnFollow = func(id string) {
-		fmt.Fprintf(c.stderr, "run %s: the orchestrator running it stopped answering; following the run through the deployment's other orchestrators\n", id)
+	client.OnFollow = func(id, why string) {
+		fmt.Fprintf(c.stderr, "run %s: %s; following the run through the deployment's other orchestrators\n", id, why)
 	}
 	rep, err := client.Run(ctx, api.RunRequest{Flow: abs, Inputs: o.inputs, Wait: o.wait, WaitTimeoutMS: o.waitTimeout.Milliseconds(),
 		Fingerprint: fingerprint},

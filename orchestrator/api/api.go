@@ -237,6 +237,10 @@ type RunReply struct {
 	// runs another configuration than RunRequest.Fingerprint: the one it
 	// runs. Nothing of the run was started.
 	Running *ConfigReply `json:"running,omitempty"`
+	// Elsewhere is set when the run goes on in another orchestrator of
+	// the deployment: this one stopped before it ended, or lost its
+	// lease. The client follows it (runs.follow).
+	Elsewhere bool `json:"elsewhere,omitempty"`
 }
 
 // ConfigReply says which configuration a running orchestrator runs.
@@ -467,10 +471,9 @@ type Client struct {
 	// Endpoint is where the orchestrator was found.
 	Endpoint Endpoint
 	// Silence, when set, replaces Silence for Run; OnFollow is told when
-	// Run asks the deployment's orchestrators to follow a run whose
-	// orchestrator fell silent.
+	// Run asks the deployment's orchestrators to follow a run, and why.
 	Silence  time.Duration
-	OnFollow func(run string)
+	OnFollow func(run, why string)
 }
 
 // Dial connects to the orchestrator running on state, if there is one.
@@ -529,7 +532,9 @@ var ErrOrchestratorGone = errors.New("the orchestrator running the run stopped a
 // answers replies with the run's result once it ends, wherever it ends
 // (another orchestrator takes the run over). The first reply, from the
 // orchestrator that ran it or from one that followed it, is the answer;
-// OnFollow is told each time the client asks.
+// OnFollow is told each time the client asks. A reply that says the run
+// goes on elsewhere (RunReply.Elsewhere: its orchestrator stopped) is
+// followed the same way.
 func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawMessage)) (RunReply, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -581,11 +586,25 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 	}
 	quiet := time.NewTimer(silence)
 	defer quiet.Stop()
+	// The bus may close the connection (a credential that expired): no
+	// reply can come then.
+	closed := make(chan struct{})
+	c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	defer c.nc.SetClosedHandler(nil)
 	following := ""
 	for {
 		select {
 		case <-ctx.Done():
 			return RunReply{}, fmt.Errorf("ask the orchestrator: %w", ctx.Err())
+		case <-closed:
+			mu.Lock()
+			id := runID
+			mu.Unlock()
+			err := fmt.Errorf("ask the orchestrator: the connection to the bus closed (%v)", c.nc.LastError())
+			if id != "" {
+				err = fmt.Errorf("%w: sluice runs shows whether run %s goes on, sluice trace %s how it went", err, id, id)
+			}
+			return RunReply{}, err
 		case <-heard:
 			if !quiet.Stop() {
 				select {
@@ -606,7 +625,21 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 			if err := json.Unmarshal(m.Data, &out); err != nil {
 				return RunReply{}, fmt.Errorf("malformed reply from the orchestrator")
 			}
-			return out, nil
+			// The run's id from its result: the event that told it may
+			// not have been handled yet.
+			var res struct {
+				ID string `json:"run_id"`
+			}
+			_ = json.Unmarshal(out.Result, &res)
+			id := res.ID
+			if !out.Elsewhere || id == "" {
+				return out, nil
+			}
+			quiet.Reset(silence)
+			following = id
+			if err := c.follow(id, "the orchestrator running it stopped, and another goes on with it", inbox, req.Events); err != nil {
+				return RunReply{}, err
+			}
 		case <-quiet.C:
 			quiet.Reset(silence)
 			mu.Lock()
@@ -621,15 +654,24 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 				return RunReply{}, fmt.Errorf("%w before it said whether it started the run: sluice runs shows it if it did", ErrOrchestratorGone)
 			}
 			following = id
-			if c.OnFollow != nil {
-				c.OnFollow(id)
-			}
-			fb, _ := json.Marshal(FollowRequest{Run: id, Events: req.Events})
-			if err := c.nc.PublishRequest(c.s.API("runs.follow"), inbox, fb); err != nil {
-				return RunReply{}, fmt.Errorf("ask the orchestrators to follow run %s: %w", id, err)
+			if err := c.follow(id, "the orchestrator running it stopped answering", inbox, req.Events); err != nil {
+				return RunReply{}, err
 			}
 		}
 	}
+}
+
+// follow asks the deployment's orchestrators to follow run id, and says
+// why to OnFollow; the reply comes to inbox.
+func (c *Client) follow(id, why, inbox, events string) error {
+	if c.OnFollow != nil {
+		c.OnFollow(id, why)
+	}
+	b, _ := json.Marshal(FollowRequest{Run: id, Events: events})
+	if err := c.nc.PublishRequest(c.s.API("runs.follow"), inbox, b); err != nil {
+		return fmt.Errorf("ask the orchestrators to follow run %s: %w", id, err)
+	}
+	return nil
 }
 
 // Answer approves or denies a held call; hash, when set, must be the hash

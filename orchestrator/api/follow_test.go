@@ -91,7 +91,7 @@ func TestRunFollowsARunWhoseOrchestratorFellSilent(t *testing.T) {
 	c := &Client{nc: connect(t, s), s: subj, Silence: 2 * time.Second}
 	var followed []string
 	var mu sync.Mutex
-	c.OnFollow = func(run string) { mu.Lock(); followed = append(followed, run); mu.Unlock() }
+	c.OnFollow = func(run, _ string) { mu.Lock(); followed = append(followed, run); mu.Unlock() }
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	type out struct {
@@ -156,5 +156,81 @@ func TestRunSaysWhenNoOrchestratorFollows(t *testing.T) {
 	}
 	if !errors.Is(err, ErrOrchestratorGone) || !strings.Contains(err.Error(), "sluice trace R1") {
 		t.Fatalf("Run = %v, want the orchestrator gone and how to follow R1", err)
+	}
+}
+
+// A run whose orchestrator stops, and says the run goes on elsewhere, is
+// followed at once: the client ends with the result the one that followed
+// it replies with, not with the run interrupted.
+func TestRunFollowsARunThatGoesOnElsewhere(t *testing.T) {
+	s := startServer(t)
+	subj := schemas.Subjects{Prefix: "t"}
+	first := connect(t, s)
+	sub, err := ServeRuns(context.Background(), first, subj, func(_ context.Context, _ RunRequest, events func(any)) RunReply {
+		events(RunEvent{Started: "R2"})
+		return RunReply{Result: json.RawMessage(`{"run_id":"R2","status":"interrupted"}`), Error: "run R2 interrupted", Elsewhere: true}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	other := connect(t, s)
+	fsub, err := ServeFollow(context.Background(), other, subj, func(_ context.Context, run string) (RunReply, bool) {
+		return RunReply{Result: json.RawMessage(`{"run_id":"` + run + `","status":"completed"}`)}, true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fsub.Unsubscribe() })
+	for _, nc := range []*nats.Conn{first, other} {
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A silence far longer than the test: only the reply makes it follow.
+	c := &Client{nc: connect(t, s), s: subj, Silence: time.Hour}
+	var why string
+	c.OnFollow = func(_, w string) { why = w }
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := c.Run(ctx, RunRequest{Flow: "pay.yaml", Wait: true}, nil)
+	if err != nil || string(rep.Result) != `{"run_id":"R2","status":"completed"}` {
+		t.Fatalf("Run = %+v, %v; want the followed run's result", rep, err)
+	}
+	if !strings.Contains(why, "stopped, and another goes on with it") {
+		t.Fatalf("OnFollow told %q", why)
+	}
+}
+
+// A client whose connection to the bus closes while it waits (its
+// credential expired, say) says so at once instead of waiting for a reply
+// that cannot come.
+func TestRunSaysWhenItsConnectionCloses(t *testing.T) {
+	s := startServer(t)
+	subj := schemas.Subjects{Prefix: "t"}
+	_, started := dyingOrchestrator(t, s, subj)
+	cn := connect(t, s)
+	c := &Client{nc: cn, s: subj, Silence: time.Hour}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run(ctx, RunRequest{Flow: "pay.yaml", Wait: true}, nil)
+		done <- err
+	}()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("the run did not start")
+	}
+	cn.Close()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		t.Fatal("the client still waits")
+	}
+	if err == nil || !strings.Contains(err.Error(), "the connection to the bus closed") {
+		t.Fatalf("Run = %v, want the connection closed", err)
 	}
 }
