@@ -160,6 +160,9 @@ func (o *Orchestrator) serveShared(ctx context.Context) error {
 func (o *Orchestrator) follow(ctx context.Context, id string) (api.RunReply, bool) {
 	w, err := o.results.Watch(ctx, id)
 	if err != nil {
+		if ctx.Err() != nil {
+			return api.RunReply{}, false // stopping
+		}
 		return api.RunReply{Error: fmt.Sprintf("follow run %s: %v", id, err)}, true
 	}
 	defer func() { _ = w.Stop() }()

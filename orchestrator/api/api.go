@@ -425,8 +425,8 @@ type FollowRequest struct {
 }
 
 // Follower waits for the end of a run and returns its result; ok false
-// when it stops before (the orchestrator is stopping): the client then
-// asks again.
+// when it stops before (the orchestrator is stopping): the client is told
+// to ask again (RunReply.Elsewhere).
 type Follower func(ctx context.Context, run string) (rep RunReply, ok bool)
 
 // ServeFollow answers follow requests (runs.follow), each in its own
@@ -443,10 +443,12 @@ func ServeFollow(ctx context.Context, nc *nats.Conn, s schemas.Subjects, follow 
 			stop := beat(nc, req.Events)
 			rep, ok := follow(ctx, req.Run)
 			stop()
-			if ok {
-				b, _ := json.Marshal(rep)
-				_ = m.Respond(b)
+			if !ok {
+				// Stopping: the client asks another at once.
+				rep = RunReply{Error: "the orchestrator following the run is stopping", Elsewhere: true}
 			}
+			b, _ := json.Marshal(rep)
+			_ = m.Respond(b)
 		}()
 	})
 }
@@ -591,7 +593,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 	closed := make(chan struct{})
 	c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	defer c.nc.SetClosedHandler(nil)
-	following := ""
+	following, told := "", "" // the run followed; what OnFollow was told last
 	for {
 		select {
 		case <-ctx.Done():
@@ -632,12 +634,15 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 			}
 			_ = json.Unmarshal(out.Result, &res)
 			id := res.ID
+			if id == "" {
+				id = following // an orchestrator that followed it stopped
+			}
 			if !out.Elsewhere || id == "" {
 				return out, nil
 			}
 			quiet.Reset(silence)
 			following = id
-			if err := c.follow(id, "the orchestrator running it stopped, and another goes on with it", inbox, req.Events); err != nil {
+			if err := c.follow(id, "the orchestrator running it stopped, and another goes on with it", &told, inbox, req.Events); err != nil {
 				return RunReply{}, err
 			}
 		case <-quiet.C:
@@ -654,7 +659,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 				return RunReply{}, fmt.Errorf("%w before it said whether it started the run: sluice runs shows it if it did", ErrOrchestratorGone)
 			}
 			following = id
-			if err := c.follow(id, "the orchestrator running it stopped answering", inbox, req.Events); err != nil {
+			if err := c.follow(id, "the orchestrator running it stopped answering", &told, inbox, req.Events); err != nil {
 				return RunReply{}, err
 			}
 		}
@@ -662,11 +667,12 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 }
 
 // follow asks the deployment's orchestrators to follow run id, and says
-// why to OnFollow; the reply comes to inbox.
-func (c *Client) follow(id, why, inbox, events string) error {
-	if c.OnFollow != nil {
+// why to OnFollow, when it did not say so last; the reply comes to inbox.
+func (c *Client) follow(id, why string, told *string, inbox, events string) error {
+	if c.OnFollow != nil && why != *told {
 		c.OnFollow(id, why)
 	}
+	*told = why
 	b, _ := json.Marshal(FollowRequest{Run: id, Events: events})
 	if err := c.nc.PublishRequest(c.s.API("runs.follow"), inbox, b); err != nil {
 		return fmt.Errorf("ask the orchestrators to follow run %s: %w", id, err)

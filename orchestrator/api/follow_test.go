@@ -234,3 +234,68 @@ func TestRunSaysWhenItsConnectionCloses(t *testing.T) {
 		t.Fatalf("Run = %v, want the connection closed", err)
 	}
 }
+
+// An orchestrator that is stopping when asked to follow a run says so,
+// and the client asks again at once, reaching one that follows it; the
+// client says it follows the run once.
+func TestRunAsksAgainWhenItsFollowerStops(t *testing.T) {
+	s := startServer(t)
+	subj := schemas.Subjects{Prefix: "t"}
+	first := connect(t, s)
+	sub, err := ServeRuns(context.Background(), first, subj, func(_ context.Context, _ RunRequest, events func(any)) RunReply {
+		events(RunEvent{Started: "R3"})
+		return RunReply{Result: json.RawMessage(`{"run_id":"R3","status":"interrupted"}`), Elsewhere: true}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	// The stopping one is the only follower until it answers; then
+	// another serves follow requests, and it no longer does.
+	stopping, other := connect(t, s), connect(t, s)
+	var ssub *nats.Subscription
+	var asked []string
+	var mu sync.Mutex
+	ssub, err = ServeFollow(context.Background(), stopping, subj, func(_ context.Context, run string) (RunReply, bool) {
+		mu.Lock()
+		asked = append(asked, "stopping:"+run)
+		mu.Unlock()
+		_ = ssub.Unsubscribe()
+		_ = stopping.Flush()
+		osub, err := ServeFollow(context.Background(), other, subj, func(_ context.Context, run string) (RunReply, bool) {
+			mu.Lock()
+			asked = append(asked, "other:"+run)
+			mu.Unlock()
+			return RunReply{Result: json.RawMessage(`{"run_id":"` + run + `","status":"completed"}`)}, true
+		})
+		if err != nil {
+			t.Error(err)
+		} else {
+			t.Cleanup(func() { _ = osub.Unsubscribe() })
+		}
+		_ = other.Flush()
+		return RunReply{}, false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nc := range []*nats.Conn{first, stopping} {
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &Client{nc: connect(t, s), s: subj, Silence: time.Hour}
+	told := 0
+	c.OnFollow = func(string, string) { told++ }
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := c.Run(ctx, RunRequest{Flow: "pay.yaml", Wait: true}, nil)
+	if err != nil || string(rep.Result) != `{"run_id":"R3","status":"completed"}` {
+		t.Fatalf("Run = %+v, %v; want the followed run's result", rep, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(asked, " ") != "stopping:R3 other:R3" || told != 1 {
+		t.Fatalf("followers asked: %v; OnFollow told %d times; want the stopping one, then the other, told once", asked, told)
+	}
+}
