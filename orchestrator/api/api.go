@@ -520,6 +520,10 @@ func Dial(state string) (*Client, error) {
 // Close closes the connection.
 func (c *Client) Close() { c.nc.Close() }
 
+// followAgain is how long a client waits before it asks again to follow
+// a run, when the orchestrator it asked is stopping.
+const followAgain = 500 * time.Millisecond
+
 // ErrOrchestratorGone: the orchestrator running a client's run stopped
 // answering, and no other could follow the run.
 var ErrOrchestratorGone = errors.New("the orchestrator running the run stopped answering")
@@ -536,7 +540,8 @@ var ErrOrchestratorGone = errors.New("the orchestrator running the run stopped a
 // orchestrator that ran it or from one that followed it, is the answer;
 // OnFollow is told each time the client asks. A reply that says the run
 // goes on elsewhere (RunReply.Elsewhere: its orchestrator stopped) is
-// followed the same way.
+// followed the same way; when no orchestrator is left to follow it, that
+// reply is the answer.
 func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawMessage)) (RunReply, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -594,6 +599,10 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 	c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	defer c.nc.SetClosedHandler(nil)
 	following, told := "", "" // the run followed; what OnFollow was told last
+	// The reply of an orchestrator that stopped and said the run goes on
+	// elsewhere; again, when a follower stopping asks to ask again.
+	var elsewhere *RunReply
+	var again <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -617,8 +626,13 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 			quiet.Reset(silence)
 		case m := <-replies:
 			if m.Header.Get("Status") == "503" {
-				if following == "" {
+				switch {
+				case following == "":
 					return RunReply{}, fmt.Errorf("ask the orchestrator: %w", nats.ErrNoResponders)
+				case elsewhere != nil:
+					// The orchestrator that ran it stopped, and none is
+					// left to go on with it: what it said.
+					return *elsewhere, nil
 				}
 				return RunReply{}, fmt.Errorf("run %s: %w, and no orchestrator of the deployment answers to follow it: "+
 					"sluice runs shows whether it goes on, sluice trace %s how it went", following, ErrOrchestratorGone, following)
@@ -633,16 +647,28 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 				ID string `json:"run_id"`
 			}
 			_ = json.Unmarshal(out.Result, &res)
-			id := res.ID
-			if id == "" {
-				id = following // an orchestrator that followed it stopped
-			}
-			if !out.Elsewhere || id == "" {
+			switch {
+			case !out.Elsewhere:
+				return out, nil
+			case res.ID != "":
+				// The orchestrator that ran it stopped: followed where
+				// it goes on.
+				elsewhere, following = &out, res.ID
+				quiet.Reset(silence)
+				if err := c.follow(following, "the orchestrator running it stopped, and another goes on with it", &told, inbox, req.Events); err != nil {
+					return RunReply{}, err
+				}
+			case following != "":
+				// One that followed it is stopping: another is asked
+				// shortly.
+				again = time.After(followAgain)
+			default:
 				return out, nil
 			}
+		case <-again:
+			again = nil
 			quiet.Reset(silence)
-			following = id
-			if err := c.follow(id, "the orchestrator running it stopped, and another goes on with it", &told, inbox, req.Events); err != nil {
+			if err := c.follow(following, told, &told, inbox, req.Events); err != nil {
 				return RunReply{}, err
 			}
 		case <-quiet.C:

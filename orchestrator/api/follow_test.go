@@ -299,3 +299,31 @@ func TestRunAsksAgainWhenItsFollowerStops(t *testing.T) {
 		t.Fatalf("followers asked: %v; OnFollow told %d times; want the stopping one, then the other, told once", asked, told)
 	}
 }
+
+// A run whose only orchestrator stopped says it goes on elsewhere, but no
+// orchestrator is left to follow it: the client ends with what that
+// orchestrator replied (the run interrupted), as with one orchestrator.
+func TestRunEndsWithTheStoppedReplyWhenNoneFollows(t *testing.T) {
+	s := startServer(t)
+	subj := schemas.Subjects{Prefix: "t"}
+	only := connect(t, s)
+	const interrupted = `{"run_id":"R4","status":"interrupted"}`
+	sub, err := ServeRuns(context.Background(), only, subj, func(_ context.Context, _ RunRequest, events func(any)) RunReply {
+		events(RunEvent{Started: "R4"})
+		return RunReply{Result: json.RawMessage(interrupted), Error: "run R4 interrupted", Elsewhere: true}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := only.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{nc: connect(t, s), s: subj, Silence: time.Hour}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := c.Run(ctx, RunRequest{Flow: "pay.yaml", Wait: true}, nil)
+	if err != nil || string(rep.Result) != interrupted || rep.Error != "run R4 interrupted" {
+		t.Fatalf("Run = %+v, %v; want the interrupted reply", rep, err)
+	}
+}
