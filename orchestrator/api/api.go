@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -520,10 +519,6 @@ func Dial(state string) (*Client, error) {
 // Close closes the connection.
 func (c *Client) Close() { c.nc.Close() }
 
-// followAgain is how long a client waits before it asks again to follow
-// a run, when the orchestrator it asked is stopping.
-const followAgain = 500 * time.Millisecond
-
 // ErrOrchestratorGone: the orchestrator running a client's run stopped
 // answering, and no other could follow the run.
 var ErrOrchestratorGone = errors.New("the orchestrator running the run stopped answering")
@@ -548,162 +543,35 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 		ctx, cancel = context.WithTimeout(ctx, 7*24*time.Hour)
 		defer cancel()
 	}
-	var mu sync.Mutex
-	var runID string
-	beating := false
-	heard := make(chan struct{}, 1)
+	w := &runWait{c: c, heard: make(chan struct{}, 1), replies: make(chan *nats.Msg, 8), closed: make(chan struct{})}
 	req.Events = c.nc.NewInbox()
-	sub, err := c.nc.Subscribe(req.Events, func(m *nats.Msg) {
-		var ev RunEvent
-		if json.Unmarshal(m.Data, &ev) != nil {
-			return
-		}
-		mu.Lock()
-		if ev.Started != "" {
-			runID = ev.Started
-		}
-		beating = beating || ev.Alive
-		mu.Unlock()
-		select {
-		case heard <- struct{}{}:
-		default:
-		}
-		if !ev.Alive && onEvent != nil {
-			onEvent(m.Data)
-		}
-	})
+	w.events = req.Events
+	sub, err := c.nc.Subscribe(req.Events, func(m *nats.Msg) { w.event(m, onEvent) })
 	if err != nil {
 		return RunReply{}, err
 	}
 	defer drain(sub, 10*time.Second)
-	replies := make(chan *nats.Msg, 8)
-	inbox := c.nc.NewInbox()
-	rsub, err := c.nc.ChanSubscribe(inbox, replies)
+	w.inbox = c.nc.NewInbox()
+	rsub, err := c.nc.ChanSubscribe(w.inbox, w.replies)
 	if err != nil {
 		return RunReply{}, err
 	}
 	defer rsub.Unsubscribe()
-	body, _ := json.Marshal(req)
-	if err := c.nc.PublishRequest(c.s.API("run"), inbox, body); err != nil {
-		return RunReply{}, fmt.Errorf("ask the orchestrator: %w", err)
-	}
-	silence := c.Silence
-	if silence <= 0 {
-		silence = Silence
-	}
-	quiet := time.NewTimer(silence)
-	defer quiet.Stop()
 	// The bus may close the connection (a credential that expired): no
 	// reply can come then.
-	closed := make(chan struct{})
-	c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	c.nc.SetClosedHandler(func(*nats.Conn) { close(w.closed) })
 	defer c.nc.SetClosedHandler(nil)
-	following, told := "", "" // the run followed; what OnFollow was told last
-	// The reply of an orchestrator that stopped and said the run goes on
-	// elsewhere; again, when a follower stopping asks to ask again.
-	var elsewhere *RunReply
-	var again <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return RunReply{}, fmt.Errorf("ask the orchestrator: %w", ctx.Err())
-		case <-closed:
-			mu.Lock()
-			id := runID
-			mu.Unlock()
-			err := fmt.Errorf("ask the orchestrator: the connection to the bus closed (%v)", c.nc.LastError())
-			if id != "" {
-				err = fmt.Errorf("%w: sluice runs shows whether run %s goes on, sluice trace %s how it went", err, id, id)
-			}
-			return RunReply{}, err
-		case <-heard:
-			if !quiet.Stop() {
-				select {
-				case <-quiet.C:
-				default:
-				}
-			}
-			quiet.Reset(silence)
-		case m := <-replies:
-			if m.Header.Get("Status") == "503" {
-				switch {
-				case following == "":
-					return RunReply{}, fmt.Errorf("ask the orchestrator: %w", nats.ErrNoResponders)
-				case elsewhere != nil:
-					// The orchestrator that ran it stopped, and none is
-					// left to go on with it: what it said.
-					return *elsewhere, nil
-				}
-				return RunReply{}, fmt.Errorf("run %s: %w, and no orchestrator of the deployment answers to follow it: "+
-					"sluice runs shows whether it goes on, sluice trace %s how it went", following, ErrOrchestratorGone, following)
-			}
-			var out RunReply
-			if err := json.Unmarshal(m.Data, &out); err != nil {
-				return RunReply{}, fmt.Errorf("malformed reply from the orchestrator")
-			}
-			// The run's id from its result: the event that told it may
-			// not have been handled yet.
-			var res struct {
-				ID string `json:"run_id"`
-			}
-			_ = json.Unmarshal(out.Result, &res)
-			switch {
-			case !out.Elsewhere:
-				return out, nil
-			case res.ID != "":
-				// The orchestrator that ran it stopped: followed where
-				// it goes on.
-				elsewhere, following = &out, res.ID
-				quiet.Reset(silence)
-				if err := c.follow(following, "the orchestrator running it stopped, and another goes on with it", &told, inbox, req.Events); err != nil {
-					return RunReply{}, err
-				}
-			case following != "":
-				// One that followed it is stopping: another is asked
-				// shortly.
-				again = time.After(followAgain)
-			default:
-				return out, nil
-			}
-		case <-again:
-			again = nil
-			quiet.Reset(silence)
-			if err := c.follow(following, told, &told, inbox, req.Events); err != nil {
-				return RunReply{}, err
-			}
-		case <-quiet.C:
-			quiet.Reset(silence)
-			mu.Lock()
-			id, beats := runID, beating
-			mu.Unlock()
-			if !beats {
-				// An orchestrator that does not say it is there (an
-				// older one): waited for as before.
-				continue
-			}
-			if id == "" {
-				return RunReply{}, fmt.Errorf("%w before it said whether it started the run: sluice runs shows it if it did", ErrOrchestratorGone)
-			}
-			following = id
-			if err := c.follow(id, "the orchestrator running it stopped answering", &told, inbox, req.Events); err != nil {
-				return RunReply{}, err
-			}
-		}
+	body, _ := json.Marshal(req)
+	if err := c.nc.PublishRequest(c.s.API("run"), w.inbox, body); err != nil {
+		return RunReply{}, fmt.Errorf("ask the orchestrator: %w", err)
 	}
-}
-
-// follow asks the deployment's orchestrators to follow run id, and says
-// why to OnFollow, when it did not say so last; the reply comes to inbox.
-func (c *Client) follow(id, why string, told *string, inbox, events string) error {
-	if c.OnFollow != nil && why != *told {
-		c.OnFollow(id, why)
+	w.silence = c.Silence
+	if w.silence <= 0 {
+		w.silence = Silence
 	}
-	*told = why
-	b, _ := json.Marshal(FollowRequest{Run: id, Events: events})
-	if err := c.nc.PublishRequest(c.s.API("runs.follow"), inbox, b); err != nil {
-		return fmt.Errorf("ask the orchestrators to follow run %s: %w", id, err)
-	}
-	return nil
+	w.quiet = time.NewTimer(w.silence)
+	defer w.quiet.Stop()
+	return w.wait(ctx)
 }
 
 // Answer approves or denies a held call; hash, when set, must be the hash
