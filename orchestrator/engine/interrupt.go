@@ -198,21 +198,24 @@ func (e *Engine) Cancel(ctx context.Context, id, who string) (*RunInfo, error) {
 	gone := "" // the holder that did not answer
 	for {
 		ri, err := e.CancelHere(ctx, id, who)
-		var held *lease.HeldError
-		if e.cfg.CancelAt == nil || !errors.As(err, &held) {
+		if e.cfg.CancelAt == nil || !errors.Is(err, lease.ErrHeld) {
 			if ri != nil && gone != "" {
 				ri.TakenFrom = gone
 			}
 			return ri, err
 		}
-		ri, err = e.cfg.CancelAt(ctx, held.Owner, id, who)
-		switch {
-		case err == nil:
-			return ri, nil
-		case errors.Is(err, ErrNoAnswer):
-			gone = held.Owner
-		case !errors.Is(err, lease.ErrHeld):
-			return nil, err
+		// A lease that changed as it was read names no holder: read
+		// again.
+		if held := (*lease.HeldError)(nil); errors.As(err, &held) {
+			ri, err = e.cfg.CancelAt(ctx, held.Owner, id, who)
+			switch {
+			case err == nil:
+				return ri, nil
+			case errors.Is(err, ErrNoAnswer):
+				gone = held.Owner
+			case !errors.Is(err, lease.ErrHeld):
+				return nil, err
+			}
 		}
 		// The holder is gone, or gave the lease up meanwhile: the lease
 		// is taken here once it expires, or asked of its new holder.
