@@ -1,0 +1,265 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+)
+
+// userCreds is a .creds file of a user of the account that may subscribe
+// to anything but the subjects in deny.
+func (m operatorMode) userCreds(t *testing.T, name string, deny ...string) []byte {
+	t.Helper()
+	sk, err := nkeys.FromSeed(m.signingSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := nkeys.CreateUser()
+	uPub, _ := u.PublicKey()
+	uc := jwt.NewUserClaims(uPub)
+	uc.Name = name
+	uc.IssuerAccount = m.accPub
+	for _, s := range deny {
+		uc.Sub.Deny.Add(s)
+	}
+	tok, err := uc.Encode(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := u.Seed()
+	creds, err := jwt.FormatUserConfig(tok, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return creds
+}
+
+// Three orchestrators share one deployment on the three-node cluster. A
+// run waits in o1 for a person; sluice cancel, through an orchestrator
+// that does not hold the run's lease, cancels it: that one asks o1, which
+// stops the run. The answer names the person and o1, once; the sluice run
+// that waited ends cancelled; the audit log records the cancel once and
+// verifies; the held call is not made. Cancelling a run that does not
+// exist still says so. Then o1 is stopped with Ctrl-C under another
+// waiting run: the sluice run that waited follows the run to the
+// orchestrator that takes it over, and ends with its result once it is
+// approved.
+//
+// The API's requests go to one orchestrator of the queue group, chosen
+// by the bus. So that the run is o1's and the cancel reaches another,
+// each orchestrator's user is denied some of the API's subjects: o1 may
+// not answer cancels, o2 and o3 may not answer runs.
+func TestSeveralOrchestratorsCancelThroughAnyAndFollowAStoppedOne(t *testing.T) {
+	m := newOperatorMode(t)
+	c := startCluster(t, m)
+	ledger := ""
+	cfg := func(name string) string {
+		return fmt.Sprintf(`state: .%s
+policies: [policy.yaml]
+nats:
+  urls: [%s]
+  replicas: 3
+  account_seed: {file: nats/account.nk}
+  creds: {file: nats/%s.creds}
+secrets:
+  audit_signing_key: {file: audit.key}
+workers:
+  - manifest: builtin:payment
+    config: {ledger: %q}
+`, name, strings.Join(c.urls(), ", "), name, ledger)
+	}
+	w := newWorkspace(t, map[string]string{
+		"policy.yaml": "rules:\n  - name: large-payments-by-hand\n    when: tool.name == \"payment.charge\" && args.amount > 100\n    action: approve\n    reason: a large payment is made by hand\n",
+		"pay.yaml": `name: pay-two
+steps:
+  - id: pay1
+    call: payment.charge
+    with: {amount: 10, currency: EUR, payee: acct_01, memo: first}
+  - id: pay2
+    call: payment.charge
+    with: {amount: 500, currency: EUR, payee: acct_02, memo: "after ${steps.pay1.output.charge_id}"}
+outputs:
+  last: "${steps.pay2.output.charge_id}"
+`,
+	})
+	ledger = w.path("ledger.jsonl")
+	creds := map[string][]byte{
+		"o1": m.userCreds(t, "sluice-o1", "sluice.api.runs.cancel"),
+		"o2": m.userCreds(t, "sluice-o2", "sluice.api.run"),
+		"o3": m.userCreds(t, "sluice-o3", "sluice.api.run"),
+	}
+	for _, name := range []string{"o1", "o2", "o3"} {
+		w.write(name+".yaml", cfg(name))
+		w.write("nats/"+name+".creds", string(creds[name]))
+	}
+	w.write("nats/account.nk", string(m.signingSeed))
+	w.write("audit.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")
+	for _, f := range []string{"nats/account.nk", "nats/o1.creds", "nats/o2.creds", "nats/o3.creds", "audit.key"} {
+		if err := os.Chmod(w.path(f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ups := map[string]*process{}
+	ids := map[string]string{} // o1, o2, o3 -> orchestrator id
+	for _, name := range []string{"o1", "o2", "o3"} {
+		up := w.start("up", "--config", name+".yaml", "--http", "off")
+		up.waitLine(t, "stop with Ctrl-C", 2*time.Minute)
+		line := up.waitLine(t, "orchestrator ", time.Second)
+		ids[name], _, _ = strings.Cut(line, ":")
+		ups[name] = up
+	}
+
+	// The run waits in o1 for a person.
+	client := w.start("run", "--config", "o1.yaml", "--use-running", "pay.yaml")
+	var run string
+	c.waitFor(2*time.Minute, "the held call listed", func() bool {
+		r := w.sluice("approvals", "--config", "o2.yaml", "--json")
+		var list []map[string]any
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
+			return false
+		}
+		for _, a := range list {
+			if a["step"] == "pay2" {
+				run, _ = a["run_id"].(string)
+				return true
+			}
+		}
+		return false
+	})
+
+	// Cancelled through o2's endpoint: o2 or o3 answers, neither drives
+	// the run.
+	r := w.sluice("cancel", run, "--config", "o2.yaml", "--as", "alice")
+	if r.code != 0 {
+		t.Fatalf("cancel through o2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	want := fmt.Sprintf("%s (pay-two): cancelled by alice in orchestrator %s;", run, ids["o1"])
+	if !strings.Contains(r.stdout, want) || strings.Count(r.stdout, "cancelled by") != 1 || !strings.Contains(r.stdout, "it will not be resumed") {
+		t.Fatalf("cancel through o2 said:\n%s\nwant one line with %q", r.stdout, want)
+	}
+	asked := 0
+	for _, name := range []string{"o2", "o3"} {
+		for _, l := range ups[name].stderrLines() {
+			if strings.Contains(l, "cancel of a run asked of the orchestrator holding its lease") && strings.Contains(l, run) && strings.Contains(l, ids["o1"]) {
+				asked++
+			}
+		}
+	}
+	if asked != 1 {
+		t.Fatalf("o2 and o3 asked o1 to cancel the run %d times, want once", asked)
+	}
+
+	// The sluice run that waited ends: cancelled.
+	if code := client.wait(t, 2*time.Minute); code != 1 {
+		t.Fatalf("sluice run: exit %d, want 1\n%s", code, client.stdout.String())
+	}
+	if !strings.Contains(client.stdout.String(), "run "+run+" (pay-two): cancelled") {
+		t.Fatalf("sluice run's output:\n%s", client.stdout.String())
+	}
+	if lines := ledgerLines(t, ledger); len(lines) != 1 {
+		t.Fatalf("ledger: %v; want the first charge only", lines)
+	}
+
+	// Once more, and a run that never was: no such run.
+	for _, id := range []string{run, "01JD6Z4W8X2F3K5N7Q9R1T3V5X"} {
+		r := w.sluice("cancel", id, "--config", "o3.yaml", "--as", "alice")
+		if r.code != 1 || !strings.Contains(r.stderr, "no unfinished run \""+id+"\"") {
+			t.Fatalf("cancel %s: exit %d\n%s%s", id, r.code, r.stdout, r.stderr)
+		}
+	}
+
+	// The audit log records the cancel once, and verifies.
+	r = w.sluice("audit", "export", "--config", "o3.yaml", "--out", "audit.jsonl")
+	if r.code != 0 {
+		t.Fatalf("audit export: exit %d\n%s", r.code, r.stderr)
+	}
+	b, err := os.ReadFile(w.path("audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var rec struct {
+			Kind, Status, User string
+			RunID              string `json:"run_id"`
+			EndsRun            string `json:"ends_run"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.RunID != run {
+			continue
+		}
+		if rec.EndsRun != "" {
+			rec.Kind, rec.Status = "run_finished", rec.EndsRun
+		}
+		if rec.Kind == "run_finished" && rec.Status != "held" {
+			if rec.Status != "cancelled" || rec.User != "alice" {
+				t.Errorf("the run ended %s by %q, want cancelled by alice", rec.Status, rec.User)
+			}
+			cancelled++
+		}
+	}
+	if cancelled != 1 {
+		t.Fatalf("the run ended %d times in the audit log, want once", cancelled)
+	}
+	if r := w.sluice("audit", "verify", "audit.jsonl", "--config", "o3.yaml"); r.code != 0 || !strings.Contains(r.stdout, "the chain is intact") {
+		t.Fatalf("audit verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// Another run waits in o1, which is stopped with Ctrl-C: it releases
+	// the run's lease, another orchestrator takes the run over, and the
+	// sluice run that waited follows it there. Approved through o2, the
+	// run completes, and the sluice run ends with its result.
+	client = w.start("run", "--config", "o1.yaml", "--use-running", "pay.yaml")
+	var approval string
+	c.waitFor(2*time.Minute, "the second run's held call listed", func() bool {
+		r := w.sluice("approvals", "--config", "o2.yaml", "--json")
+		var list []map[string]any
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
+			return false
+		}
+		for _, a := range list {
+			if a["step"] == "pay2" && a["run_id"] != run {
+				approval, _ = a["id"].(string)
+				run, _ = a["run_id"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	if err := ups["o1"].cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := ups["o1"].wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("sluice up o1 stopped with exit %d", code)
+	}
+	client.waitLine(t, "run "+run+": the orchestrator running it stopped, and another goes on with it; following the run", time.Minute)
+	// Answered once the run is held again by the orchestrator that took
+	// it over, or the answer is the one it finds when it takes it.
+	if r := w.sluice("approve", approval, "--config", "o2.yaml", "--as", "alice"); r.code != 0 {
+		t.Fatalf("approve through o2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if code := client.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("sluice run of the second run: exit %d, want 0\n%s", code, client.stdout.String())
+	}
+	last := ""
+	for _, line := range ledgerLines(t, ledger) {
+		var rec struct {
+			Key    string `json:"idempotency_key"`
+			Charge string `json:"charge_id"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Key == run+"/pay2" {
+			last = rec.Charge
+		}
+	}
+	if out := client.stdout.String(); last == "" || !strings.Contains(out, "run "+run+" (pay-two): completed") || !strings.Contains(out, last) {
+		t.Fatalf("sluice run's output is not the second run's result (completed, last charge %q):\n%s", last, out)
+	}
+}
