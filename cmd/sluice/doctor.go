@@ -211,7 +211,7 @@ func doctorNamespace(dep *config.Config, line func(status, what, detail string))
 	}
 	self, err := os.Executable()
 	if err == nil {
-		err = mcp.ProbeNamespace(self, "version")
+		err = mcp.ProbeNamespace(self)
 	}
 	switch {
 	case err == nil:

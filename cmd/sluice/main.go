@@ -15,5 +15,9 @@ func main() {
 		// by its worker; descriptor 3 is its end of their socket pair.
 		os.Exit(mcp.Launch(os.NewFile(3, "worker"), os.Stderr))
 	}
+	if os.Getenv(mcp.ProbeEnv) == "1" {
+		// sluice doctor, asking whether a namespace can be made.
+		os.Exit(0)
+	}
 	os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 }

@@ -236,11 +236,17 @@ func NeedsNamespace(m *capabilities.Manifest) bool {
 	return m.MCP != nil && m.MCP.URL == "" && len(m.Grants.Net) > 0
 }
 
-// ProbeNamespace runs self with args in a new user and network namespace,
-// as the launcher is started, and returns ErrNoNamespace, with the
-// kernel's answer, when the system refuses to make one.
-func ProbeNamespace(self string, args ...string) error {
-	cmd := exec.Command(self, args...)
+// ProbeEnv, set to 1, asks the sluice binary to exit at once, doing
+// nothing: ProbeNamespace starts it so.
+const ProbeEnv = "SLUICE_NAMESPACE_PROBE"
+
+// ProbeNamespace starts self, the sluice binary, in a new user and network
+// namespace, as the launcher is started, with ProbeEnv set, and returns
+// ErrNoNamespace, with the kernel's answer, when the system refuses to
+// make one.
+func ProbeNamespace(self string) error {
+	cmd := exec.Command(self)
+	cmd.Env = []string{ProbeEnv + "=1"}
 	cmd.SysProcAttr = inNamespace()
 	var err error
 	onThread(func() { err = cmd.Run() })
