@@ -334,16 +334,37 @@ func (r *run) wait(ctx context.Context, st *runstore.Store, a *Approval, res *St
 	// The answer is stored before it is sent, so the approval is read
 	// again once this waiter is in place: an answer given in between is
 	// not missed.
-	h := &held{decided: make(chan Answer, 1)}
+	h, id := &held{decided: make(chan Answer, 1)}, a.ID
 	r.e.mu.Lock()
-	r.e.approvals[a.ID] = h
+	r.e.approvals[id] = h
 	r.e.mu.Unlock()
 	defer func() {
 		r.e.mu.Lock()
-		delete(r.e.approvals, a.ID)
+		delete(r.e.approvals, id)
 		r.e.mu.Unlock()
 	}()
-	if a, rev, err = st.GetApproval(ctx, a.ID); err != nil || a.Status != ApprovalPending {
+	// With several orchestrators the answer may be given through
+	// another, which stores it and tells none here: the store's watch of
+	// the approvals tells this run when its approval is written.
+	var changed <-chan string
+	unwatch := func() {}
+	defer func() { unwatch() }()
+	watch := func() error {
+		if r.e.cfg.Leases == nil {
+			return nil
+		}
+		unwatch()
+		ch, stop, err := st.WatchApproval(ctx, id)
+		if err != nil {
+			return err
+		}
+		changed, unwatch = ch, stop
+		return nil
+	}
+	if err := watch(); err != nil {
+		return a, rev, false, err
+	}
+	if a, rev, err = st.GetApproval(ctx, id); err != nil || a.Status != ApprovalPending {
 		return a, rev, err == nil, err
 	}
 	if r.opts.OnHeld != nil {
@@ -355,29 +376,28 @@ func (r *run) wait(ctx context.Context, st *runstore.Store, a *Approval, res *St
 		defer t.Stop()
 		timeout = t.C
 	}
-	// With several orchestrators the answer may be given through
-	// another, which stores it and tells none here: it is read again
-	// every second.
-	var poll <-chan time.Time
-	if r.e.cfg.Leases != nil {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		poll = t.C
-	}
 	for answered := false; !answered; {
 		select {
 		case <-h.decided:
 			answered = true
-		case <-poll:
-			cur, _, err := st.GetApproval(ctx, a.ID)
-			answered = err == nil && cur.Status != ApprovalPending
+		case status := <-changed:
+			answered = status != "" && status != ApprovalPending
+			if status == "" {
+				// The watch ended: watch again, and read what may
+				// have been missed meanwhile.
+				if err := watch(); err != nil {
+					return a, rev, false, err
+				}
+				cur, _, err := st.GetApproval(ctx, id)
+				answered = err == nil && cur.Status != ApprovalPending
+			}
 		case <-timeout:
 			return a, rev, false, nil
 		case <-ctx.Done():
 			return a, rev, false, nil
 		}
 	}
-	a, rev, err = st.GetApproval(ctx, a.ID)
+	a, rev, err = st.GetApproval(ctx, id)
 	return a, rev, err == nil, err
 }
 

@@ -214,10 +214,17 @@ func toResume(runs []*runstore.RunRecord, approvals []Approval, interrupted bool
 }
 
 // Close stops the runs the engine drives on its own and waits for them to
-// stop: each is left in the store, to resume with the next ResumeAll.
+// stop: each is left in the store, to resume with the next ResumeAll. The
+// store's watch of the approvals stops (a later read starts it again).
 func (e *Engine) Close() {
 	e.cancel()
 	e.wg.Wait()
+	e.stMu.Lock()
+	st := e.st
+	e.stMu.Unlock()
+	if st != nil {
+		st.Close()
+	}
 }
 
 // restore returns a call's result and output from the store when it

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,6 +80,12 @@ type Store struct {
 	// stepsName and endorsedName are the names of the steps and endorsed
 	// buckets (the deployment's).
 	stepsName, endorsedName string
+
+	viewMu sync.Mutex
+	// approvalsView is the one watch of the approvals bucket, started by
+	// the first read that needs it.
+	approvalsView *approvalsView
+	hooks         viewHooks
 }
 
 // do makes the write op through jsretry.Do, and ends it at once, with the
@@ -332,11 +339,31 @@ func (s *Store) AllApprovals(ctx context.Context) ([]approval.Approval, error) {
 }
 
 // ApprovedOf lists the approvals of calls of tool a person approved
-// (approved, or approved and used): what a new held call's arguments are
-// compared with for lookalikes. Every approval is read, but only those are
-// decoded in full: a call held while thousands of others are pending
-// decodes two fields of each of them, not all their arguments and labels.
+// (approved, or approved and used), with their arguments alone: what a new
+// held call's arguments are compared with for lookalikes. They are read
+// from the store's watch of the bucket (approvalsView) once it has applied
+// every write stored when ApprovedOf began, whatever orchestrator made it:
+// one request for the bucket's last sequence, not a read of every approval.
 func (s *Store) ApprovedOf(ctx context.Context, tool string) ([]approval.Approval, error) {
+	v, err := s.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	last, err := s.lastSeq(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the approvals' last write: %w", err)
+	}
+	out, ok, err := v.approvedOf(ctx, tool, last)
+	if ok || err != nil {
+		return out, err
+	}
+	// The view did not catch up (or its watch ended): the bucket itself.
+	return s.approvedOfScan(ctx, tool)
+}
+
+// approvedOfScan is ApprovedOf reading every approval in the bucket, and
+// decoding in full only the approved calls of tool.
+func (s *Store) approvedOfScan(ctx context.Context, tool string) ([]approval.Approval, error) {
 	var out []approval.Approval
 	err := each(ctx, s.approvals, "", func(b []byte) error {
 		var head struct {

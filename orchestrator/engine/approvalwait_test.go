@@ -1,0 +1,101 @@
+package engine
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/orchestrator/approval"
+	"github.com/sluicehq/sluice/orchestrator/audit"
+	"github.com/sluicehq/sluice/orchestrator/lease"
+	"github.com/sluicehq/sluice/orchestrator/runstore"
+	"github.com/sluicehq/sluice/worker"
+)
+
+// TestWaitingRunWithLeasesIsWokenByAnAnswerGivenElsewhere: with several
+// orchestrators, a person's answer may be stored through another, which
+// tells nothing to the process where the run waits. The run is woken by
+// its store's watch of the approvals (nothing reads the approval again on
+// a timer): it goes on once, paying.
+func TestWaitingRunWithLeasesIsWokenByAnAnswerGivenElsewhere(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	h := newHarness(t, "", map[string]worker.Handler{"fetch": untrustedPage})
+	nc, err := h.bus.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	log, err := audit.Open(ctx, nc, "sluice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lease.Open(ctx, lease.Config{Conn: nc, Owner: "A", Home: "home-A",
+		TTL: 30 * time.Second, Renew: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	cfg := h.engine.cfg
+	cfg.Conn, cfg.Audit, cfg.Leases = nc, log, l
+	e := New(cfg)
+	t.Cleanup(e.Close)
+
+	held := make(chan string, 1)
+	type outcome struct {
+		res *Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := e.Run(ctx, h.plan(heldFlow), map[string]any{"amount": 5.0}, Options{Wait: true,
+			OnHeld: func(s StepResult) { held <- s.ApprovalID }})
+		done <- outcome{res, err}
+	}()
+	var id string
+	select {
+	case id = <-held:
+	case o := <-done:
+		t.Fatalf("the run ended without waiting: %+v, %v", o.res, o.err)
+	case <-ctx.Done():
+		t.Fatal("the call was not held")
+	}
+
+	// The answer, stored through another connection's store, as another
+	// orchestrator's Decide stores it.
+	other, err := h.bus.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	st, err := runstore.Open(ctx, other, "", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, rev, err := st.GetApproval(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	a.Who, a.Decided = "alice", &now
+	if err := a.Advance(approval.Approve); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UpdateApproval(ctx, a, rev); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case o := <-done:
+		if o.err != nil || o.res.Status != StatusCompleted {
+			t.Fatalf("the run answered elsewhere = %+v, %v; want completed", o.res, o.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the run waiting with leases was not woken by the answer stored through another connection")
+	}
+	if n := h.called("spend"); n != 1 {
+		t.Fatalf("spend called %d times, want once", n)
+	}
+	if got, _, err := st.GetApproval(ctx, id); err != nil || got.Status != ApprovalUsed {
+		t.Fatalf("the approval after the run: %+v, %v; want used", got, err)
+	}
+}

@@ -1,0 +1,321 @@
+package runstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/jsretry"
+	"github.com/sluicehq/sluice/orchestrator/approval"
+)
+
+// catchUpWait bounds how long a read waits for the approvals view to apply
+// the writes made before it; past it the read scans the bucket instead.
+const catchUpWait = 10 * time.Second
+
+// approvalsView is the approvals bucket as a held call's path reads it,
+// kept by one watch of the bucket (every orchestrator's writes, and on
+// start every approval stored): per tool, the calls a person approved
+// (approved, or approved and used), with only their arguments — what a new
+// held call is compared with for lookalikes — and the runs waiting for an
+// answer to their approval, woken when it is written. Of a pending or
+// refused approval it keeps nothing: each write is decoded for its tool
+// and status alone.
+//
+// A read is answered only once the view has applied every write the
+// bucket held when the read began (up to the stream's last sequence, asked
+// of the server then): an approval answered through another orchestrator
+// an instant before is seen. Approvals are never deleted (History 1: a
+// message goes only when a later revision of its key, with a higher
+// sequence, replaces it), so the last sequence is always delivered; should
+// it not be within catchUpWait, or the watch end, the read scans the
+// bucket as it did before the view.
+type approvalsView struct {
+	stop context.CancelFunc
+	done chan struct{} // closed when the watch has ended
+
+	mu sync.Mutex
+	// applied is the stream sequence of the last write applied.
+	applied uint64
+	// progress, when a read waits, is closed as the view applies a write.
+	progress chan struct{}
+	// ended is why the watch ended; the view answers nothing after.
+	ended error
+	// approved holds, per tool and id, the approvals a person approved.
+	approved map[string]map[string]approval.Approval
+	// malformed holds the approvals whose last write could not be read,
+	// with their tool ("" when even that could not be read).
+	malformed map[string]malformed
+	// waiting holds the runs waiting for an answer, by approval id: each
+	// is sent the approval's status when the view applies a write of it.
+	waiting map[string]map[chan string]struct{}
+
+	// hooks, for tests: beforeApply is called before each write is
+	// applied; readWaits when a read waits for the view to catch up.
+	beforeApply, readWaits func()
+}
+
+type malformed struct {
+	tool string
+	err  error
+}
+
+// viewHooks are called by the view a Store starts (approvalsView's
+// beforeApply and readWaits); set only by tests, before the view starts.
+type viewHooks struct{ beforeApply, readWaits func() }
+
+// view returns the store's approvals view, starting it (again, when the
+// last ended) and waiting for its initial load.
+func (s *Store) view(ctx context.Context) (*approvalsView, error) {
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	if v := s.approvalsView; v != nil && v.err() == nil {
+		return v, nil
+	}
+	v, err := startView(ctx, s.approvals, s.hooks)
+	if err != nil {
+		return nil, fmt.Errorf("watch the approvals: %w", err)
+	}
+	s.approvalsView = v
+	return v, nil
+}
+
+// Close stops the store's watch of the approvals; the next read that needs
+// it starts it again.
+func (s *Store) Close() {
+	s.viewMu.Lock()
+	v := s.approvalsView
+	s.approvalsView = nil
+	s.viewMu.Unlock()
+	if v != nil {
+		v.close()
+	}
+}
+
+// startView watches every approval of kv and applies them until the watch
+// has delivered every one stored (its initial load).
+func startView(ctx context.Context, kv jetstream.KeyValue, h viewHooks) (*approvalsView, error) {
+	// The watch lives until the view is closed: not bound to ctx, which
+	// is the first reader's.
+	wctx, stop := context.WithCancel(context.Background())
+	var w jetstream.KeyWatcher
+	err := jsretry.Do(ctx, func(context.Context) (err error) { w, err = kv.WatchAll(wctx); return err })
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	v := &approvalsView{stop: stop, done: make(chan struct{}),
+		approved: map[string]map[string]approval.Approval{}, malformed: map[string]malformed{},
+		waiting: map[string]map[chan string]struct{}{}, beforeApply: h.beforeApply, readWaits: h.readWaits}
+	loaded := make(chan struct{})
+	go v.run(w, loaded)
+	select {
+	case <-loaded:
+		return v, nil
+	case <-v.done:
+		return nil, v.err()
+	case <-ctx.Done():
+		v.close()
+		return nil, ctx.Err()
+	}
+}
+
+// run applies each write the watch delivers, until it ends; loaded is
+// closed once the approvals stored when it began are applied.
+func (v *approvalsView) run(w jetstream.KeyWatcher, loaded chan struct{}) {
+	defer close(v.done)
+	defer func() { _ = w.Stop() }()
+	for e := range w.Updates() {
+		if e == nil {
+			close(loaded)
+			continue
+		}
+		if v.beforeApply != nil {
+			v.beforeApply()
+		}
+		v.apply(e)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ended = errors.New("the watch of the approvals ended")
+	// The runs waiting are told, with no status, to watch again.
+	for _, chs := range v.waiting {
+		for ch := range chs {
+			select {
+			case <-ch:
+			default:
+			}
+			ch <- ""
+		}
+	}
+	v.wake()
+}
+
+func (v *approvalsView) close() {
+	v.stop()
+	<-v.done
+}
+
+func (v *approvalsView) err() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.ended
+}
+
+// apply takes one write of an approval into the view: what it keeps of an
+// approved call, and the status for a run waiting for it.
+func (v *approvalsView) apply(e jetstream.KeyValueEntry) {
+	id := e.Key()
+	var head struct {
+		Tool   string `json:"tool"`
+		Status string `json:"status"`
+	}
+	var args struct {
+		Args map[string]any `json:"args"`
+	}
+	var err error
+	if e.Operation() == jetstream.KeyValuePut {
+		err = json.Unmarshal(e.Value(), &head)
+	}
+	approved := err == nil && (head.Status == approval.Approved || head.Status == approval.Used)
+	if approved {
+		err = json.Unmarshal(e.Value(), &args)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.applied = max(v.applied, e.Revision())
+	delete(v.malformed, id)
+	// A tool's approvals are only ever added to (approved, then used):
+	// the delete is for an approval rewritten or removed by hand.
+	if head.Tool != "" {
+		delete(v.approved[head.Tool], id)
+	}
+	switch {
+	case err != nil:
+		v.malformed[id] = malformed{head.Tool, err}
+	case approved:
+		if v.approved[head.Tool] == nil {
+			v.approved[head.Tool] = map[string]approval.Approval{}
+		}
+		v.approved[head.Tool][id] = approval.Approval{ID: id, Tool: head.Tool, Status: head.Status, Args: args.Args}
+	}
+	for ch := range v.waiting[id] {
+		// The latest status only: one the run has not read yet is
+		// replaced.
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- head.Status
+	}
+	v.wake()
+}
+
+// wake tells the reads waiting for the view that it moved on; v.mu is held.
+func (v *approvalsView) wake() {
+	if v.progress != nil {
+		close(v.progress)
+		v.progress = nil
+	}
+}
+
+// approvedOf returns the approvals of tool a person approved, once the
+// view has applied every write up to sequence last; ok is false when it
+// did not within catchUpWait, or the watch ended.
+func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64) (_ []approval.Approval, ok bool, err error) {
+	deadline := time.NewTimer(catchUpWait)
+	defer deadline.Stop()
+	v.mu.Lock()
+	for v.applied < last && v.ended == nil {
+		if v.progress == nil {
+			v.progress = make(chan struct{})
+		}
+		progress := v.progress
+		v.mu.Unlock()
+		if v.readWaits != nil {
+			v.readWaits()
+		}
+		select {
+		case <-progress:
+		case <-deadline.C:
+			return nil, false, nil
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		v.mu.Lock()
+	}
+	defer v.mu.Unlock()
+	if v.ended != nil {
+		return nil, false, nil
+	}
+	for id, m := range v.malformed {
+		if m.tool == "" || m.tool == tool {
+			return nil, true, fmt.Errorf("approval %s: malformed record: %w", id, m.err)
+		}
+	}
+	out := make([]approval.Approval, 0, len(v.approved[tool]))
+	for _, a := range v.approved[tool] {
+		out = append(out, a)
+	}
+	return out, true, nil
+}
+
+// watch registers a run waiting for an answer to approval id: ch is sent
+// the approval's status each time the view applies a write of it; stop
+// unregisters it.
+func (v *approvalsView) watch(id string) (ch <-chan string, stop func()) {
+	c := make(chan string, 1)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.waiting[id] == nil {
+		v.waiting[id] = map[chan string]struct{}{}
+	}
+	v.waiting[id][c] = struct{}{}
+	return c, func() {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		delete(v.waiting[id], c)
+		if len(v.waiting[id]) == 0 {
+			delete(v.waiting, id)
+		}
+	}
+}
+
+// lastSeq is the sequence of the last write of the approvals bucket.
+func (s *Store) lastSeq(ctx context.Context) (uint64, error) {
+	var last uint64
+	err := jsretry.Do(ctx, func(ctx context.Context) error {
+		st, err := s.approvals.Status(ctx)
+		if err != nil {
+			return err
+		}
+		js, ok := st.(*jetstream.KeyValueBucketStatus)
+		if !ok {
+			return fmt.Errorf("the approvals bucket's status is a %T", st)
+		}
+		last = js.StreamInfo().State.LastSeq
+		return nil
+	})
+	return last, err
+}
+
+// WatchApproval registers a run waiting for a person's answer to approval
+// id, with whatever orchestrator of the deployment it is given: changed is
+// sent the approval's status each time it is written (the latest, should
+// the run not have read the one before), through the store's one watch of
+// the bucket, and "" should that watch end (watch again); stop unregisters
+// it. A write made before WatchApproval returns may or may not be sent:
+// read the approval after it.
+func (s *Store) WatchApproval(ctx context.Context, id string) (changed <-chan string, stop func(), err error) {
+	v, err := s.view(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	changed, stop = v.watch(id)
+	return changed, stop, nil
+}

@@ -1,0 +1,169 @@
+package runstore
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/orchestrator/approval"
+)
+
+// twoStores starts a JetStream server and opens the run state of one
+// deployment twice, each on its own connection, as two orchestrators do;
+// hooks are the first store's view's.
+func twoStores(t *testing.T, hooks viewHooks) (*Store, *Store, func() *Store) {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	open := func() *Store {
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		st, err := Open(ctx, nc, "test", 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		return st
+	}
+	a := open()
+	a.hooks = hooks
+	return a, open(), open
+}
+
+func ids(as []approval.Approval) []string {
+	var out []string
+	for _, a := range as {
+		out = append(out, a.ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestApprovedOfSeesAnApprovalAnsweredThroughAnotherStore: a call approved
+// through another orchestrator an instant before a new call is held is
+// compared with. The first store's view is made to apply that write only
+// once a read waits for it: ApprovedOf must wait for the view to catch up
+// with the bucket, and answer with the approval, not answer from the view
+// as it stood.
+func TestApprovedOfSeesAnApprovalAnsweredThroughAnotherStore(t *testing.T) {
+	var gated atomic.Bool
+	waiting := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(waiting) }) }
+	first, second, open := twoStores(t, viewHooks{
+		beforeApply: func() {
+			if gated.Load() {
+				<-waiting
+			}
+		},
+		readWaits: release,
+	})
+	// Before the stores close: a view held at the gate stops only then.
+	t.Cleanup(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pending := &approval.Approval{ID: "a1", Tool: "payment.charge", Status: approval.Pending, Args: map[string]any{"payee": "acct_1"}}
+	if err := second.CreateApproval(ctx, pending); err != nil {
+		t.Fatal(err)
+	}
+	// The first store's view starts, and holds no approved call.
+	if got, err := first.ApprovedOf(ctx, "payment.charge"); err != nil || len(got) != 0 {
+		t.Fatalf("ApprovedOf before any approval = %v, %v; want none", ids(got), err)
+	}
+	gated.Store(true)
+	a, rev, err := second.GetApproval(ctx, "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Who = "alice"
+	if err := a.Advance(approval.Approve); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.UpdateApproval(ctx, a, rev); err != nil {
+		t.Fatal(err)
+	}
+	got, err := first.ApprovedOf(ctx, "payment.charge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids(got), []string{"a1"}) {
+		t.Fatalf("ApprovedOf right after a1 was approved through another store = %v, want [a1]", ids(got))
+	}
+	if got[0].Args["payee"] != "acct_1" {
+		t.Fatalf("the approved call is kept without its arguments: %+v", got[0])
+	}
+	// Another tool's approvals are not that tool's; a store opened
+	// afterwards (a restarted orchestrator) loads what is stored.
+	if got, err := first.ApprovedOf(ctx, "mail.send"); err != nil || len(got) != 0 {
+		t.Fatalf("ApprovedOf(mail.send) = %v, %v; want none", ids(got), err)
+	}
+	if err := second.CreateApproval(ctx, &approval.Approval{ID: "a2", Tool: "payment.charge", Status: approval.Used,
+		Args: map[string]any{"payee": "acct_2"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = open().ApprovedOf(ctx, "payment.charge")
+	if err != nil || !slices.Equal(ids(got), []string{"a1", "a2"}) {
+		t.Fatalf("a new store's ApprovedOf = %v, %v; want [a1 a2]", ids(got), err)
+	}
+}
+
+// TestWatchApprovalTellsAWaitingRunItsAnswer: a run waiting for an answer
+// is sent its approval's status when an answer is written through another
+// store, through the first store's one watch of the bucket.
+func TestWatchApprovalTellsAWaitingRunItsAnswer(t *testing.T) {
+	first, second, _ := twoStores(t, viewHooks{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := &approval.Approval{ID: "w1", Tool: "payment.charge", Status: approval.Pending}
+	if err := first.CreateApproval(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	changed, stop, err := first.WatchApproval(ctx, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	_, rev, err := second.GetApproval(ctx, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Who = "bob"
+	if err := a.Advance(approval.Deny); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.UpdateApproval(ctx, a, rev); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case s := <-changed:
+			if s == approval.Denied {
+				return
+			}
+			if s != approval.Pending {
+				t.Fatalf("the waiting run was told %q, want %q", s, approval.Denied)
+			}
+		case <-ctx.Done():
+			t.Fatal("the waiting run was not told its approval was answered")
+		}
+	}
+}
