@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,5 +99,53 @@ func TestWaitingRunWithLeasesIsWokenByAnAnswerGivenElsewhere(t *testing.T) {
 	}
 	if got, _, err := st.GetApproval(ctx, id); err != nil || got.Status != ApprovalUsed {
 		t.Fatalf("the approval after the run: %+v, %v; want used", got, err)
+	}
+}
+
+// TestHeldRunKeepsNoFlowInMemory: a run held for a person, not waiting,
+// keeps nothing of its flow or inputs in the engine (thousands may be
+// held at once); answered, it resumes from what the store keeps and
+// finishes, paying once the amount it was started with.
+func TestHeldRunKeepsNoFlowInMemory(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var paid []string
+	h := newHarness(t, "", map[string]worker.Handler{"fetch": untrustedPage,
+		"spend": func(_ context.Context, c *worker.Call) (any, error) {
+			var args struct {
+				Amount json.Number `json:"amount"`
+			}
+			if err := json.Unmarshal(c.Args, &args); err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			paid = append(paid, args.Amount.String())
+			mu.Unlock()
+			return map[string]any{"ok": true}, nil
+		}})
+	r, err := h.engine.Run(ctx, h.plan(heldFlow), map[string]any{"amount": 7.0}, Options{})
+	if err != nil || r.Status != StatusHeld {
+		t.Fatalf("run = %+v, %v; want held", r, err)
+	}
+	h.engine.mu.Lock()
+	rs := h.engine.runs[r.RunID]
+	kept := rs != nil && (rs.plan != nil || rs.inputs != nil)
+	h.engine.mu.Unlock()
+	if rs == nil {
+		t.Fatal("the held run is not known to the engine (its policy set is kept for it)")
+	}
+	if kept {
+		t.Fatal("the held run keeps its flow and inputs in memory while it waits")
+	}
+	id := step(t, r, "pay").ApprovalID
+	if err := h.engine.Decide(ctx, id, Answer{Approved: true, Who: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFinished(t, h, r.RunID)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(paid) != 1 || paid[0] != "7" {
+		t.Fatalf("paid %v, want [7] once", paid)
 	}
 }

@@ -463,8 +463,15 @@ func (e *Engine) drive(ctx context.Context, rs *runState, opts Options) (*Result
 			continue
 		}
 		rs.active = false
-		if err != nil || res.Status != StatusHeld {
+		switch {
+		case err != nil || res.Status != StatusHeld:
 			delete(e.runs, rs.id)
+		case e.cfg.LoadFlow != nil:
+			// A held run waits for an answer with nothing of it in
+			// memory but its id and policy set: its flow and inputs
+			// are read back from the store when it resumes, as after a
+			// restart, not kept for each of thousands held.
+			rs.plan, rs.inputs, rs.inputLabel, rs.stop, rs.stopped = nil, nil, nil, nil, nil
 		}
 		e.mu.Unlock()
 		return res, err
