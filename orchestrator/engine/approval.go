@@ -63,11 +63,20 @@ func (e *Engine) Approvals(ctx context.Context) ([]Approval, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list approvals: %w", err)
 	}
+	// Each held call is compared with the calls people approved, not with
+	// every approval: with thousands held, comparing each with all of them
+	// made the list take seconds.
+	var approved []Approval
+	for _, a := range all {
+		if a.Status == ApprovalApproved || a.Status == ApprovalUsed {
+			approved = append(approved, a)
+		}
+	}
 	var out []Approval
 	for _, a := range all {
 		if a.Status == ApprovalPending {
 			// Against the registries and the approvals as they are now.
-			a.Lookalikes = approval.Lookalikes(a.Tool, a.Args, e.Policy().Registries(), all)
+			a.Lookalikes = approval.Lookalikes(a.Tool, a.Args, e.Policy().Registries(), approved)
 			out = append(out, a)
 		}
 	}

@@ -149,3 +149,37 @@ func TestHeldRunKeepsNoFlowInMemory(t *testing.T) {
 		t.Fatalf("paid %v, want [7] once", paid)
 	}
 }
+
+// TestApprovalsListFlagsLookalikesOfApprovedCallsOnly: the list people
+// read flags a held call whose payee is one letter from a payee approved
+// before, and not one like a payee still waiting for an answer.
+func TestApprovalsListFlagsLookalikesOfApprovedCallsOnly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	h := newHarness(t, "", nil)
+	st, err := h.engine.store(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []Approval{
+		{ID: "01", Tool: "payment.charge", Status: ApprovalUsed, Args: map[string]any{"payee": "acct_alice_main"}},
+		{ID: "02", Tool: "payment.charge", Status: ApprovalPending, Args: map[string]any{"payee": "acct_bob_savings"}},
+		{ID: "03", Tool: "payment.charge", Status: ApprovalPending, Args: map[string]any{"payee": "acct_a1ice_main"}},
+		{ID: "04", Tool: "payment.charge", Status: ApprovalPending, Args: map[string]any{"payee": "acct_b0b_savings"}},
+	} {
+		if err := st.CreateApproval(ctx, &a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := h.engine.Approvals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flagged := map[string]int{}
+	for _, a := range list {
+		flagged[a.ID] = len(a.Lookalikes)
+	}
+	if len(list) != 3 || flagged["03"] == 0 || flagged["02"] != 0 || flagged["04"] != 0 {
+		t.Fatalf("lookalikes flagged per held call: %v (of %d listed); want 03 flagged (like the used 01), 02 and 04 not (alike, both waiting)", flagged, len(list))
+	}
+}
