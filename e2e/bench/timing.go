@@ -112,10 +112,11 @@ func estimate(g string, o options) time.Duration {
 			return 0
 		}
 		n := time.Duration(o.scale)
-		// Submitted through the API at about 100 runs/s (139 measured at
-		// load 7); listed 3 times at about 15,000 runs/s; sluice up
+		// Submitted through the API at about 330 runs/s (315 measured at
+		// load 11, the rate no longer falling as runs are held); listed 3
+		// times at about 4,000 runs/s (1,650 at load 11); sluice up
 		// started and stopped.
-		return 5*time.Second + n*10*time.Millisecond + 3*n*time.Second/15000
+		return 5*time.Second + n*3*time.Millisecond + 3*n*time.Second/4000
 	case "js-scale":
 		return jsScaleEstimate(o)
 	}
