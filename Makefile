@@ -103,8 +103,8 @@ eval: $(BIN)/sluice
 # $(BENCH_STATE)/bench.json. It first prints how long it will take (from its
 # plan, or the last run's times in bench.json), then a line as each group
 # starts and ends. Its groups other than the 10,000 held runs take about 5 minutes on a
-# quiet 2-core machine; the held runs, submitted through the API at about 100 a second,
-# under 2 more. Every other Go
+# quiet 2-core machine; the held runs, submitted through the API at about 300 a second,
+# under 1 more. Every other Go
 # benchmark runs with `go test -run '^$$' -bench . ./PKG`.
 BENCH_STATE   ?= .sluice
 BENCH_RUNS    ?= 3
