@@ -355,22 +355,9 @@ func (r *run) wait(ctx context.Context, st *runstore.Store, a *Approval, res *St
 	// With several orchestrators the answer may be given through
 	// another, which stores it and tells none here: the store's watch of
 	// the approvals tells this run when its approval is written.
-	var changed <-chan string
-	unwatch := func() {}
-	defer func() { unwatch() }()
-	watch := func() error {
-		if r.e.cfg.Leases == nil {
-			return nil
-		}
-		unwatch()
-		ch, stop, err := st.WatchApproval(ctx, id)
-		if err != nil {
-			return err
-		}
-		changed, unwatch = ch, stop
-		return nil
-	}
-	if err := watch(); err != nil {
+	w := &answerWatch{st: st, id: id, on: r.e.cfg.Leases != nil}
+	defer w.close()
+	if err := w.start(ctx); err != nil {
 		return a, rev, false, err
 	}
 	if a, rev, err = st.GetApproval(ctx, id); err != nil || a.Status != ApprovalPending {
@@ -389,16 +376,9 @@ func (r *run) wait(ctx context.Context, st *runstore.Store, a *Approval, res *St
 		select {
 		case <-h.decided:
 			answered = true
-		case status := <-changed:
-			answered = status != "" && status != ApprovalPending
-			if status == "" {
-				// The watch ended: watch again, and read what may
-				// have been missed meanwhile.
-				if err := watch(); err != nil {
-					return a, rev, false, err
-				}
-				cur, _, err := st.GetApproval(ctx, id)
-				answered = err == nil && cur.Status != ApprovalPending
+		case status := <-w.changed:
+			if answered, err = w.answered(ctx, status); err != nil {
+				return a, rev, false, err
 			}
 		case <-timeout:
 			return a, rev, false, nil
@@ -408,6 +388,52 @@ func (r *run) wait(ctx context.Context, st *runstore.Store, a *Approval, res *St
 	}
 	a, rev, err = st.GetApproval(ctx, id)
 	return a, rev, err == nil, err
+}
+
+// answerWatch tells a run waiting with several orchestrators when its
+// approval is written (runstore.Store.WatchApproval); with one (on false)
+// it tells nothing: the answer reaches the run in this process.
+type answerWatch struct {
+	st      *runstore.Store
+	id      string
+	on      bool
+	changed <-chan string
+	stop    func()
+}
+
+// start watches the approval (again, when its watch ended).
+func (w *answerWatch) start(ctx context.Context) error {
+	if !w.on {
+		return nil
+	}
+	w.close()
+	ch, stop, err := w.st.WatchApproval(ctx, w.id)
+	if err != nil {
+		return err
+	}
+	w.changed, w.stop = ch, stop
+	return nil
+}
+
+func (w *answerWatch) close() {
+	if w.stop != nil {
+		w.stop()
+		w.stop = nil
+	}
+}
+
+// answered says whether status, which the watch sent, is an answer. An
+// empty one says the watch ended: the approval is watched again, then
+// read, for an answer given meanwhile.
+func (w *answerWatch) answered(ctx context.Context, status string) (bool, error) {
+	if status != "" {
+		return status != ApprovalPending, nil
+	}
+	if err := w.start(ctx); err != nil {
+		return false, err
+	}
+	cur, _, err := w.st.GetApproval(ctx, w.id)
+	return err == nil && cur.Status != ApprovalPending, nil
 }
 
 // take acts on the answer to a held call: a pending call stays held, a
