@@ -247,9 +247,10 @@ func (p *pass) gate(ctx context.Context, s *flow.Step, res *StepResult, args map
 	_, dspan := telemetry.Start(ctx, "policy.decide")
 	d, ok := p.decide(s, res, args)
 	if dspan.IsRecording() {
-		dspan.SetAttributes(telemetry.AttrDecision.String(res.Decision), telemetry.AttrRules.StringSlice(res.Rules))
+		telemetry.Finish(dspan, telemetry.AttrDecision.String(res.Decision), telemetry.AttrRules.StringSlice(res.Rules))
+	} else {
+		dspan.End()
 	}
-	dspan.End()
 	if !ok {
 		return Failed, nil
 	}

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // batchConfig is how spans are batched on their way to the exporter: the
@@ -56,16 +58,23 @@ func readBatchConfig(getenv func(string) string) (batchConfig, error) {
 // goroutine is woken once a batch is full or the delay has passed, not
 // for every span (a wake-up per span is a scheduling round on the cores
 // the calls run on, five of them a hop).
+//
+// End (trace.go) goes further: it takes a span's end time on the call's
+// path and leaves the rest of its end to the exporting goroutine
+// (endLater).
 type batcher struct {
 	exp sdktrace.SpanExporter
 	cfg batchConfig
 
-	mu      sync.Mutex
-	spans   []sdktrace.ReadOnlySpan   // the batch being filled
-	full    [][]sdktrace.ReadOnlySpan // full batches waiting for the exporter
-	held    int                       // spans in spans and full: waiting, not yet given to the exporter
-	dropped int                       // spans dropped: the queue was full
-	stopped bool
+	mu       sync.Mutex
+	spans    []sdktrace.ReadOnlySpan   // the batch being filled
+	full     [][]sdktrace.ReadOnlySpan // full batches waiting for the exporter
+	held     int                       // spans in spans and full: waiting, not yet given to the exporter
+	ending   []ending                  // spans whose end was taken, to be ended by the exporting goroutine
+	spare    []ending                  // the last ending slice, emptied, for reuse
+	draining bool                      // the exporting goroutine is ending spans: they are taken even once stopped
+	dropped  int                       // spans dropped: the queue was full
+	stopped  bool
 
 	wake  chan struct{}      // a batch is full (capacity 1: one wake-up is enough)
 	flush chan chan struct{} // export everything now, then close the channel
@@ -75,6 +84,7 @@ type batcher struct {
 
 func newBatcher(exp sdktrace.SpanExporter, cfg batchConfig) *batcher {
 	b := &batcher{exp: exp, cfg: cfg, spans: make([]sdktrace.ReadOnlySpan, 0, cfg.batch),
+		ending: make([]ending, 0, cfg.batch), spare: make([]ending, 0, cfg.batch),
 		wake: make(chan struct{}, 1), flush: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go b.run()
 	return b
@@ -90,11 +100,11 @@ func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 		return
 	}
 	b.mu.Lock()
-	if b.stopped {
+	if b.stopped && !b.draining {
 		b.mu.Unlock()
 		return
 	}
-	if b.held >= b.cfg.queue {
+	if b.held+len(b.ending) >= b.cfg.queue {
 		b.dropped++
 		b.mu.Unlock()
 		return
@@ -113,6 +123,72 @@ func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 		default: // already woken
 		}
 	}
+}
+
+// ending is a span whose end time was taken on the call's path, its
+// attributes and status to be set, and its End called, by the exporting
+// goroutine.
+type ending struct {
+	span   trace.Span
+	at     time.Time
+	attrs  []attribute.KeyValue
+	failed bool
+}
+
+// endLater takes span's end at time at, with attrs and, when failed, the
+// status error, to be set and ended by the exporting goroutine before it
+// exports: on the call's path, ending a span is an append under a lock;
+// what the SDK does when a span ends (its attributes normalised, its
+// snapshot for the processors) is done off it, its end time the one taken
+// here. It says false, ending nothing, once the batcher is stopped: the
+// caller ends the span itself. A span that finds the queue full is
+// dropped (never ended), as it would be at its end.
+func (b *batcher) endLater(span trace.Span, at time.Time, attrs []attribute.KeyValue, failed bool) bool {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return false
+	}
+	if b.held+len(b.ending) >= b.cfg.queue {
+		b.dropped++
+		b.mu.Unlock()
+		return true
+	}
+	b.ending = append(b.ending, ending{span: span, at: at, attrs: attrs, failed: failed})
+	wake := len(b.ending)+len(b.spans) >= b.cfg.batch
+	b.mu.Unlock()
+	if wake {
+		select {
+		case b.wake <- struct{}{}:
+		default: // already woken
+		}
+	}
+	return true
+}
+
+// endTaken ends the spans endLater took: each goes to the processors, this
+// one among them (OnEnd), ended at the time taken.
+func (b *batcher) endTaken() {
+	b.mu.Lock()
+	es := b.ending
+	if len(es) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.ending, b.spare = b.spare, nil
+	if b.ending == nil {
+		b.ending = make([]ending, 0, b.cfg.batch)
+	}
+	b.draining = true
+	b.mu.Unlock()
+	for i := range es {
+		endNow(es[i].span, es[i].at, es[i].attrs, es[i].failed)
+		es[i] = ending{}
+	}
+	b.mu.Lock()
+	b.draining = false
+	b.spare = es[:0]
+	b.mu.Unlock()
 }
 
 func (b *batcher) run() {
@@ -135,10 +211,12 @@ func (b *batcher) run() {
 	}
 }
 
-// export exports the full batches and, when all is set, the one being
-// filled too, each within the export timeout. As in the SDK's processor,
-// the queue makes room for the spans taken for export at once.
+// export ends the spans endLater took, then exports the full batches and,
+// when all is set, the one being filled too, each within the export
+// timeout. As in the SDK's processor, the queue makes room for the spans
+// taken for export at once.
 func (b *batcher) export(all bool) {
+	b.endTaken()
 	b.mu.Lock()
 	batches := b.full
 	b.full = nil

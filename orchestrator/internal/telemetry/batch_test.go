@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // recorder is an exporter that keeps the batches it is given; while gate
@@ -196,5 +199,97 @@ func TestReadBatchConfig(t *testing.T) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// withBatcher makes End and Finish end spans through a provider exporting
+// to exp through a batcher with cfg, as Setup's does, until the test ends.
+func withBatcher(t *testing.T, exp sdktrace.SpanExporter, cfg batchConfig) *sdktrace.TracerProvider {
+	t.Helper()
+	tp, b := newProvider(exp, cfg, resource.Empty())
+	old := provider.Swap(newHolder(tp, b))
+	t.Cleanup(func() { provider.Store(old); tp.Shutdown(context.Background()) })
+	return tp
+}
+
+// End takes a span's end time on the call's path and leaves the rest of
+// its end to the exporting goroutine: the span is still open when End
+// returns, and ends, at the time End took, with End's attributes and
+// status, before it is exported. Finish does the same without a status.
+func TestEndLater(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := withBatcher(t, exp, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 100, batch: 100})
+	ctx, call := Start(context.Background(), "call echo.echo")
+	_, decide := Start(ctx, "policy.decide")
+	t0 := time.Now()
+	Finish(decide, AttrDecision.String("allow"))
+	End(call, "failed", AttrTool.String("echo.echo"))
+	t1 := time.Now()
+	if !call.IsRecording() || !decide.IsRecording() {
+		t.Fatal("a span ended on the call's path: End and Finish should leave their ends to the exporting goroutine")
+	}
+	if err := tp.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if call.IsRecording() || decide.IsRecording() {
+		t.Fatal("a span not ended by the export")
+	}
+	got := exp.GetSpans()
+	if len(got) != 2 {
+		t.Fatalf("%d spans exported, want 2", len(got))
+	}
+	for i, want := range []struct {
+		name, attrs string
+		status      codes.Code
+	}{
+		{"policy.decide", "sluice.decision=allow", codes.Unset},
+		{"call echo.echo", "sluice.tool=echo.echo sluice.status=failed", codes.Error},
+	} {
+		s := got[i]
+		var attrs []string
+		for _, a := range s.Attributes {
+			attrs = append(attrs, string(a.Key)+"="+a.Value.Emit())
+		}
+		if s.Name != want.name || strings.Join(attrs, " ") != want.attrs || s.Status.Code != want.status {
+			t.Errorf("span %d: %s %v, status %v; want %s %s, %v", i, s.Name, attrs, s.Status.Code, want.name, want.attrs, want.status)
+		}
+		// Ended when End was called, not when the span was exported.
+		if s.EndTime.Before(t0) || s.EndTime.After(t1) {
+			t.Errorf("span %s ended at %v, want between %v and %v, when End was called", s.Name, s.EndTime, t0, t1)
+		}
+	}
+	if got[0].Parent.SpanID() != got[1].SpanContext.SpanID() {
+		t.Errorf("policy.decide's parent %v, want the call's span %v", got[0].Parent.SpanID(), got[1].SpanContext.SpanID())
+	}
+}
+
+// Spans whose ends End took are exported on Shutdown; those that find the
+// queue full (ended and taken spans together) are dropped and counted;
+// once stopped, End ends a span at once (and the stopped batcher drops
+// it).
+func TestEndLaterShutdownAndDrops(t *testing.T) {
+	rec := &recorder{}
+	tp := withBatcher(t, rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 3, batch: 10})
+	spans(t, tp, "a") // ended at once: held in the batch
+	for _, n := range []string{"b", "c", "d"} {
+		_, s := Start(context.Background(), n)
+		End(s, "completed")
+	}
+	err := tp.Shutdown(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "1 spans dropped") {
+		t.Fatalf("Shutdown: %v, want 1 span dropped", err)
+	}
+	got, stopped := rec.got()
+	var names []string
+	for _, g := range got {
+		names = append(names, g...)
+	}
+	if strings.Join(names, ",") != "a,b,c" || !stopped {
+		t.Fatalf("exported %v (stopped %v), want a, b, c, then stopped", names, stopped)
+	}
+	_, s := Start(context.Background(), "late")
+	End(s, "completed")
+	if s.IsRecording() {
+		t.Error("a span left open by End after Shutdown")
 	}
 }

@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -61,17 +63,19 @@ const (
 var provider atomic.Pointer[holder]
 
 // holder is a provider and its tracer, looked up once (the SDK's lookup
-// takes a lock).
+// takes a lock), and the batcher that exports its spans, if it is ours:
+// End leaves the spans' ends to it.
 type holder struct {
-	tp     trace.TracerProvider
-	tracer trace.Tracer
+	tp      trace.TracerProvider
+	tracer  trace.Tracer
+	batcher *batcher
 }
 
-func newHolder(tp trace.TracerProvider) *holder {
-	return &holder{tp: tp, tracer: tp.Tracer("github.com/sluicehq/sluice")}
+func newHolder(tp trace.TracerProvider, b *batcher) *holder {
+	return &holder{tp: tp, tracer: tp.Tracer("github.com/sluicehq/sluice"), batcher: b}
 }
 
-func init() { provider.Store(newHolder(noop.NewTracerProvider())) }
+func init() { provider.Store(newHolder(noop.NewTracerProvider(), nil)) }
 
 // Tracer is Sluice's tracer. It costs next to nothing when tracing is off.
 func Tracer() trace.Tracer { return provider.Load().tracer }
@@ -93,14 +97,48 @@ func Start(ctx context.Context, name string, attrs ...attribute.KeyValue) (conte
 // attributes grow by a copy each time more are set); "failed" also sets
 // the span's status to error. No error message goes with it: one may
 // carry what a worker read.
+//
+// The span's end time is taken here; the rest of its end (the attributes
+// set, the span's snapshot for the exporter) is left to the exporting
+// goroutine when traces are exported, off the path of the call that
+// waits for it: see batcher.endLater.
 func End(span trace.Span, status string, attrs ...attribute.KeyValue) {
-	if span.IsRecording() {
-		span.SetAttributes(append(attrs[:len(attrs):len(attrs)], AttrStatus.String(status))...)
-		if status == "failed" {
-			span.SetStatus(codes.Error, "failed")
-		}
+	if !span.IsRecording() {
+		span.End()
+		return
 	}
-	span.End()
+	end(span, append(attrs[:len(attrs):len(attrs)], AttrStatus.String(status)), status == "failed")
+}
+
+// Finish is End without a status: span ends with attrs.
+func Finish(span trace.Span, attrs ...attribute.KeyValue) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
+	end(span, slices.Clone(attrs), false)
+}
+
+// end ends a recording span at the time it is called, with attrs (which it
+// keeps) and, when failed, the status error: later, by the exporting
+// goroutine, when the batcher takes it, or now.
+func end(span trace.Span, attrs []attribute.KeyValue, failed bool) {
+	at := time.Now()
+	if b := provider.Load().batcher; b != nil && b.endLater(span, at, attrs, failed) {
+		return
+	}
+	endNow(span, at, attrs, failed)
+}
+
+// endNow sets a span's attributes and status and ends it at at.
+func endNow(span trace.Span, at time.Time, attrs []attribute.KeyValue, failed bool) {
+	if len(attrs) > 0 {
+		span.SetAttributes(attrs...)
+	}
+	if failed {
+		span.SetStatus(codes.Error, "failed")
+	}
+	span.End(trace.WithTimestamp(at))
 }
 
 // Propagator carries the trace context (W3C traceparent and tracestate) in
@@ -148,13 +186,13 @@ func Setup(cfg Config) (shutdown func(context.Context) error, on bool, err error
 	if service == "" {
 		service = "sluice"
 	}
-	tp := newProvider(exp, bc, resource.NewSchemaless(attribute.String("service.name", service)))
-	h := newHolder(tp)
+	tp, b := newProvider(exp, bc, resource.NewSchemaless(attribute.String("service.name", service)))
+	h := newHolder(tp, b)
 	provider.Store(h)
 	otel.SetTracerProvider(tp)
 	return func(ctx context.Context) error {
 		err := tp.Shutdown(ctx)
-		provider.CompareAndSwap(h, newHolder(noop.NewTracerProvider()))
+		provider.CompareAndSwap(h, newHolder(noop.NewTracerProvider(), nil))
 		return err
 	}, true, nil
 }
@@ -192,11 +230,12 @@ func endpoint(cfg Config, getenv func(string) string) (otlptracehttp.Option, boo
 	return opt, true, nil
 }
 
-// newProvider is the exporting tracer provider: spans go to exp in
-// batches (every 5s, or 512 at once, unless OTEL_BSP_* say otherwise), off
-// the calls' path; its Shutdown exports the last.
-func newProvider(exp sdktrace.SpanExporter, bc batchConfig, res *resource.Resource) *sdktrace.TracerProvider {
-	return sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(newBatcher(exp, bc)), sdktrace.WithResource(res))
+// newProvider is the exporting tracer provider and its batcher: spans go
+// to exp in batches (every 5s, or 512 at once, unless OTEL_BSP_* say
+// otherwise), off the calls' path; its Shutdown exports the last.
+func newProvider(exp sdktrace.SpanExporter, bc batchConfig, res *resource.Resource) (*sdktrace.TracerProvider, *batcher) {
+	b := newBatcher(exp, bc)
+	return sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b), sdktrace.WithResource(res)), b
 }
 
 // checkURL checks that an endpoint is an http or https URL with a host.

@@ -90,7 +90,7 @@ func TestHeaderCarrier(t *testing.T) {
 func TestStartEnd(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	old := provider.Swap(newHolder(tp))
+	old := provider.Swap(newHolder(tp, nil))
 	defer provider.Store(old)
 	_, span := Start(context.Background(), "step s", AttrFlow.String("f"))
 	End(span, "failed", AttrStep.String("s"), AttrAttempts.Int(2))
