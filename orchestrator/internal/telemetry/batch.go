@@ -73,6 +73,7 @@ type batcher struct {
 	ending   []ending                  // spans whose end was taken, to be ended by the exporting goroutine
 	spare    []ending                  // the last ending slice, emptied, for reuse
 	draining bool                      // the exporting goroutine is ending spans: they are taken even once stopped
+	opts     []trace.SpanEndOption     // the exporting goroutine's, for End's options
 	dropped  int                       // spans dropped: the queue was full
 	stopped  bool
 
@@ -84,7 +85,7 @@ type batcher struct {
 
 func newBatcher(exp sdktrace.SpanExporter, cfg batchConfig) *batcher {
 	b := &batcher{exp: exp, cfg: cfg, spans: make([]sdktrace.ReadOnlySpan, 0, cfg.batch),
-		ending: make([]ending, 0, cfg.batch), spare: make([]ending, 0, cfg.batch),
+		ending: make([]ending, 0, cfg.batch), spare: make([]ending, 0, cfg.batch), opts: make([]trace.SpanEndOption, 1),
 		wake: make(chan struct{}, 1), flush: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go b.run()
 	return b
@@ -182,7 +183,7 @@ func (b *batcher) endTaken() {
 	b.draining = true
 	b.mu.Unlock()
 	for i := range es {
-		endNow(es[i].span, es[i].at, es[i].attrs, es[i].failed)
+		endNow(es[i].span, es[i].at, es[i].attrs, es[i].failed, b.opts)
 		es[i] = ending{}
 	}
 	b.mu.Lock()

@@ -127,18 +127,21 @@ func end(span trace.Span, attrs []attribute.KeyValue, failed bool) {
 	if b := provider.Load().batcher; b != nil && b.endLater(span, at, attrs, failed) {
 		return
 	}
-	endNow(span, at, attrs, failed)
+	endNow(span, at, attrs, failed, make([]trace.SpanEndOption, 1))
 }
 
-// endNow sets a span's attributes and status and ends it at at.
-func endNow(span trace.Span, at time.Time, attrs []attribute.KeyValue, failed bool) {
+// endNow sets a span's attributes and status and ends it at at; opts is
+// a slice of one for End's options, which End does not keep (one slice
+// serves a batcher's every span).
+func endNow(span trace.Span, at time.Time, attrs []attribute.KeyValue, failed bool, opts []trace.SpanEndOption) {
 	if len(attrs) > 0 {
 		span.SetAttributes(attrs...)
 	}
 	if failed {
 		span.SetStatus(codes.Error, "failed")
 	}
-	span.End(trace.WithTimestamp(at))
+	opts[0] = trace.WithTimestamp(at)
+	span.End(opts...)
 }
 
 // Propagator carries the trace context (W3C traceparent and tracestate) in
