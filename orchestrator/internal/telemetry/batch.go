@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -167,6 +168,10 @@ func (b *batcher) endLater(span trace.Span, at time.Time, attrs []attribute.KeyV
 	return true
 }
 
+// yieldEvery is how many spans endTaken ends between yields to other
+// goroutines.
+const yieldEvery = 32
+
 // endTaken ends the spans endLater took: each goes to the processors, this
 // one among them (OnEnd), ended at the time taken.
 func (b *batcher) endTaken() {
@@ -185,6 +190,12 @@ func (b *batcher) endTaken() {
 	for i := range es {
 		endNow(es[i].span, es[i].at, es[i].attrs, es[i].failed, b.opts)
 		es[i] = ending{}
+		if i%yieldEvery == yieldEvery-1 {
+			// A batch of ends is about a millisecond of work on one
+			// of the process's two or so Ps: the goroutines of a call
+			// that woke meanwhile run first, rather than wait for it.
+			runtime.Gosched()
+		}
 	}
 	b.mu.Lock()
 	b.draining = false
