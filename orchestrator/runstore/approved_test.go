@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-
 	"github.com/sluicehq/sluice/orchestrator/approval"
 )
 
@@ -19,27 +16,9 @@ import (
 // whose arguments cannot be decoded shows it: ApprovedOf passes over it,
 // where decoding every approval fails on it.
 func TestApprovedOfDecodesOnlyApprovedCallsOfTheTool(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	st := openStore(t, newServer(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := Open(ctx, nc, "test", 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, a := range []approval.Approval{
 		{ID: "a1", Tool: "payment.charge", Status: approval.Approved, Args: map[string]any{"payee": "acct_1"}},
 		{ID: "a2", Tool: "payment.charge", Status: approval.Used, Args: map[string]any{"payee": "acct_2"}},

@@ -5,46 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-
 	"github.com/sluicehq/sluice/schemas"
 )
-
-// storeOnServer opens a store on an embedded JetStream server of the
-// test's own.
-func storeOnServer(t *testing.T) *Store {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := Open(ctx, nc, "test", 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
 
 // A call sent at most once is marked before each try: the first try of a
 // key finds nothing before it, every later one (another pass, another
 // process, a second store on the same bucket) finds the first's mark, or
 // the call's result; a held call's approval is kept under the mark.
 func TestSendingMarksATryOnce(t *testing.T) {
-	st := storeOnServer(t)
+	st := openStore(t, newServer(t))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if earlier, err := st.Sending(ctx, "r1/pay", "m1"); err != nil || earlier != "" {
