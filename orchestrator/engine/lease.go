@@ -38,13 +38,26 @@ func (e *Engine) acquire(ctx context.Context, id string) (from string, err error
 	return e.cfg.Leases.Acquire(ctx, id)
 }
 
+// leaseUnsure bounds how long a run waits, acting on nothing, for a lease
+// whose renewals fail to be renewed again.
+const leaseUnsure = 30 * time.Second
+
 // checkLease returns nil while this engine holds the lease of run id; once
-// it does not, it stops the run's passes and returns why.
+// it does not, it stops the run's passes and returns why. A lease that
+// lapsed because its renewals failed (the bus lost a node, and elects
+// another leader) and that no other orchestrator took is waited for,
+// up to leaseUnsure: the run records and delivers nothing meanwhile, and
+// goes on if the next renewal keeps it.
 func (e *Engine) checkLease(id string) error {
 	if e.cfg.Leases == nil {
 		return nil
 	}
-	if err := e.cfg.Leases.Check(id); err != nil {
+	err := e.cfg.Leases.Check(id)
+	for deadline := time.Now().Add(leaseUnsure); err != nil && e.cfg.Leases.Renewing(id) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		err = e.cfg.Leases.Check(id)
+	}
+	if err != nil {
 		e.LeaseLost(id)
 		return err
 	}

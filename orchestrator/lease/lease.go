@@ -262,6 +262,22 @@ func (l *Leases) Check(run string) error {
 	return nil
 }
 
+// Renewing says whether this orchestrator still renews the lease of run:
+// it holds it, no other took it, and it is not closed. A lease that lapsed
+// for its holder because its renewals failed (the bus lost a node) and
+// that is still renewing may be kept by the next renewal: Check then
+// passes again.
+func (l *Leases) Renewing(run string) bool {
+	select {
+	case <-l.stop:
+		return false
+	default:
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.held[run] != nil
+}
+
 // Release gives up the lease of run: deleted when the run finished or is
 // held for a person; with free, marked released, for another orchestrator
 // to take at once (this one stops with the run unfinished). A lease this

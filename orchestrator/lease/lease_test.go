@@ -118,6 +118,9 @@ func TestExpiredLeaseIsTakenOverOnce(t *testing.T) {
 	}
 	died := time.Now()
 	a.Close() // renews nothing more
+	if a.Renewing("run1") {
+		t.Fatal("a closed holder still counts as renewing its lease")
+	}
 	waitFor(t, "the holder's check to fail", func() bool { return errors.Is(a.Check("run1"), ErrLost) })
 	checkFailed := time.Since(died)
 	for _, o := range takers {
@@ -164,6 +167,9 @@ func TestTakenLeaseIsLost(t *testing.T) {
 	if _, err := a.Acquire(ctx, "run1"); err != nil {
 		t.Fatal(err)
 	}
+	if !a.Renewing("run1") {
+		t.Fatal("A does not renew the lease it holds")
+	}
 	// A later process on A's state directory takes it at once: the
 	// state directory's lock says A is gone.
 	again := open(t, b, "A2", "home-a")
@@ -173,6 +179,10 @@ func TestTakenLeaseIsLost(t *testing.T) {
 	waitFor(t, "A told it lost the lease", func() bool { _, lost := a.told(); return len(lost) == 1 })
 	if err := a.Check("run1"); !errors.Is(err, ErrLost) {
 		t.Fatalf("check after losing the lease = %v", err)
+	}
+	// Taken: no renewal can keep it, and a run does not wait for one.
+	if a.Renewing("run1") {
+		t.Fatal("A still renews a lease another took")
 	}
 }
 
