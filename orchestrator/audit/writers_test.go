@@ -156,3 +156,77 @@ func TestCheckpointCoversOthersRecords(t *testing.T) {
 		t.Fatalf("verify: %+v, %v; want the 6 records and 2 checkpoints", v, err)
 	}
 }
+
+// Another orchestrator's record takes the place of the first of two
+// records a log published at once. The second was chained to the first,
+// and its sequence alone would now let it in after the other's record:
+// the stream refuses it because the record it follows is not the one it
+// names by id, and both are chained again after the other's, in order.
+// Unlike TestSeveralWritersKeepOneChain, nothing here depends on how the
+// writers happen to interleave.
+func TestRecordChainedToALostRecordIsChainedAgain(t *testing.T) {
+	b, err := bus.Start(bus.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	open := func() *Log {
+		nc, err := b.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		l, err := Open(ctx, nc, "sluice", Options{Signer: testKey, CheckpointInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	ours, theirs := open(), open()
+	if err := ours.Append(ctx, Record{Kind: KindResult, RunID: "ours", Step: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	// The other log appends right after it, where ours expects its next
+	// record: ours does not know until the stream says so.
+	if err := theirs.Append(ctx, Record{Kind: KindResult, RunID: "theirs", Step: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	var before []string
+	for _, r := range exportRecords(t, theirs) {
+		before = append(before, r.Kind)
+	}
+	if strings.Join(before, " ") != "result result" {
+		t.Fatalf("stored %v before ours published again, want two results", before)
+	}
+	var ps []*Pending
+	for _, step := range []string{"1", "2"} {
+		p, err := ours.Publish(Record{Kind: KindResult, RunID: "ours", Step: step})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
+		if err := p.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := Verify(strings.NewReader(signedExport(t, ours)), testPub)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if v.Records != 4+v.Checkpoints || v.Checkpoints == 0 {
+		t.Fatalf("verify: %+v, want the 4 records and checkpoints", v)
+	}
+	var got []string
+	for _, r := range exportRecords(t, theirs) {
+		if r.Kind == KindResult {
+			got = append(got, r.RunID+":"+r.Step)
+		}
+	}
+	if want := "ours:0 theirs:0 ours:1 ours:2"; strings.Join(got, " ") != want {
+		t.Fatalf("stored %v, want %s", got, want)
+	}
+}
