@@ -70,8 +70,9 @@ var importTable = []layer{
 			"github.com/nats-io/nkeys", "cel.dev/cel-go", "github.com/oklog/ulid/v2", "code.dny.dev/ssrf",
 			"github.com/emersion/go-smtp", "github.com/emersion/go-sasl", "golang.org/x/sys",
 			// Traces and metrics (orchestrator/internal/telemetry, the
-			// web page's /metrics; docs/observability.md).
-			"go.opentelemetry.io/otel", "github.com/prometheus/client_golang"}},
+			// web page's /metrics; docs/observability.md): the tracing
+			// API, OTLP's messages and the OTLP/HTTP client.
+			"go.opentelemetry.io/otel", "go.opentelemetry.io/proto/otlp", "github.com/prometheus/client_golang"}},
 	{pkgs: []string{"orchestrator/mcpserver"},
 		sluice:   []string{"ifc/...", "schemas", "capabilities", "orchestrator/...", "internal/..."},
 		external: []string{"github.com/modelcontextprotocol/go-sdk"}},

@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // batchConfig is how spans are batched on their way to the exporter: the
@@ -52,31 +49,25 @@ func readBatchConfig(getenv func(string) string) (batchConfig, error) {
 	return c, nil
 }
 
-// batcher is the span processor of an exporting provider. Like the SDK's
-// batch span processor, it hands spans to the exporter in batches, off the
-// calls' path, and drops what does not fit in its queue; unlike it, ending
-// a span only appends it to the batch under a lock: the exporting
-// goroutine is woken once a batch is full or the delay has passed, not
-// for every span (a wake-up per span is a scheduling round on the cores
-// the calls run on, five of them a hop).
-//
-// End (trace.go) goes further: it takes a span's end time on the call's
-// path and leaves the rest of its end to the exporting goroutine
-// (endLater).
+// batcher hands ended spans to the exporter in batches, off the calls'
+// path, and drops what does not fit in its queue, as the SDK's batch span
+// processor does; unlike it, ending a span only appends it to the batch
+// under a lock: the exporting goroutine is woken once a batch is full or
+// the delay has passed, not for every span (a wake-up per span is a
+// scheduling round on the cores the calls run on, five of them a hop).
+// The exporting goroutine converts each batch to OTLP (toOTLP) and
+// uploads it.
 type batcher struct {
-	exp sdktrace.SpanExporter
-	cfg batchConfig
+	up   uploader
+	cfg  batchConfig
+	otlp *converter // the exporting goroutine's
 
-	mu       sync.Mutex
-	spans    []sdktrace.ReadOnlySpan   // the batch being filled
-	full     [][]sdktrace.ReadOnlySpan // full batches waiting for the exporter
-	held     int                       // spans in spans and full: waiting, not yet given to the exporter
-	ending   []ending                  // spans whose end was taken, to be ended by the exporting goroutine
-	spare    []ending                  // the last ending slice, emptied, for reuse
-	draining bool                      // the exporting goroutine is ending spans: they are taken even once stopped
-	opts     []trace.SpanEndOption     // the exporting goroutine's, for End's options
-	dropped  int                       // spans dropped: the queue was full
-	stopped  bool
+	mu      sync.Mutex
+	spans   []*span   // the batch being filled
+	full    [][]*span // full batches waiting for the exporter
+	held    int       // spans in spans and full: waiting, not yet given to the exporter
+	dropped int       // spans dropped: the queue was full
+	stopped bool
 
 	wake  chan struct{}      // a batch is full (capacity 1: one wake-up is enough)
 	flush chan chan struct{} // export everything now, then close the channel
@@ -84,29 +75,22 @@ type batcher struct {
 	done  chan struct{}
 }
 
-func newBatcher(exp sdktrace.SpanExporter, cfg batchConfig) *batcher {
-	b := &batcher{exp: exp, cfg: cfg, spans: make([]sdktrace.ReadOnlySpan, 0, cfg.batch),
-		ending: make([]ending, 0, cfg.batch), spare: make([]ending, 0, cfg.batch), opts: make([]trace.SpanEndOption, 1),
+func newBatcher(up uploader, cfg batchConfig, resource ...attribute.KeyValue) *batcher {
+	b := &batcher{up: up, cfg: cfg, otlp: newConverter(resource), spans: make([]*span, 0, cfg.batch),
 		wake: make(chan struct{}, 1), flush: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go b.run()
 	return b
 }
 
-// OnStart does nothing: a span is exported once it ended.
-func (*batcher) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-
-// OnEnd adds an ended span to the batch, or drops it when the queue is
-// full; a full batch wakes the exporting goroutine.
-func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
-	if !s.SpanContext().IsSampled() {
-		return
-	}
+// add adds an ended span to the batch, or drops it when the queue is full
+// or the batcher stopped; a full batch wakes the exporting goroutine.
+func (b *batcher) add(s *span) {
 	b.mu.Lock()
-	if b.stopped && !b.draining {
+	if b.stopped {
 		b.mu.Unlock()
 		return
 	}
-	if b.held+len(b.ending) >= b.cfg.queue {
+	if b.held >= b.cfg.queue {
 		b.dropped++
 		b.mu.Unlock()
 		return
@@ -116,7 +100,7 @@ func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 	wake := len(b.spans) >= b.cfg.batch
 	if wake {
 		b.full = append(b.full, b.spans)
-		b.spans = make([]sdktrace.ReadOnlySpan, 0, b.cfg.batch)
+		b.spans = make([]*span, 0, b.cfg.batch)
 	}
 	b.mu.Unlock()
 	if wake {
@@ -125,82 +109,6 @@ func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 		default: // already woken
 		}
 	}
-}
-
-// ending is a span whose end time was taken on the call's path, its
-// attributes and status to be set, and its End called, by the exporting
-// goroutine.
-type ending struct {
-	span   trace.Span
-	at     time.Time
-	attrs  []attribute.KeyValue
-	failed bool
-}
-
-// endLater takes span's end at time at, with attrs and, when failed, the
-// status error, to be set and ended by the exporting goroutine before it
-// exports: on the call's path, ending a span is an append under a lock;
-// what the SDK does when a span ends (its attributes normalised, its
-// snapshot for the processors) is done off it, its end time the one taken
-// here. It says false, ending nothing, once the batcher is stopped: the
-// caller ends the span itself. A span that finds the queue full is
-// dropped (never ended), as it would be at its end.
-func (b *batcher) endLater(span trace.Span, at time.Time, attrs []attribute.KeyValue, failed bool) bool {
-	b.mu.Lock()
-	if b.stopped {
-		b.mu.Unlock()
-		return false
-	}
-	if b.held+len(b.ending) >= b.cfg.queue {
-		b.dropped++
-		b.mu.Unlock()
-		return true
-	}
-	b.ending = append(b.ending, ending{span: span, at: at, attrs: attrs, failed: failed})
-	wake := len(b.ending)+len(b.spans) >= b.cfg.batch
-	b.mu.Unlock()
-	if wake {
-		select {
-		case b.wake <- struct{}{}:
-		default: // already woken
-		}
-	}
-	return true
-}
-
-// yieldEvery is how many spans endTaken ends between yields to other
-// goroutines.
-const yieldEvery = 32
-
-// endTaken ends the spans endLater took: each goes to the processors, this
-// one among them (OnEnd), ended at the time taken.
-func (b *batcher) endTaken() {
-	b.mu.Lock()
-	es := b.ending
-	if len(es) == 0 {
-		b.mu.Unlock()
-		return
-	}
-	b.ending, b.spare = b.spare, nil
-	if b.ending == nil {
-		b.ending = make([]ending, 0, b.cfg.batch)
-	}
-	b.draining = true
-	b.mu.Unlock()
-	for i := range es {
-		endNow(es[i].span, es[i].at, es[i].attrs, es[i].failed, b.opts)
-		es[i] = ending{}
-		if i%yieldEvery == yieldEvery-1 {
-			// A batch of ends is about a millisecond of work on one
-			// of the process's two or so Ps: the goroutines of a call
-			// that woke meanwhile run first, rather than wait for it.
-			runtime.Gosched()
-		}
-	}
-	b.mu.Lock()
-	b.draining = false
-	b.spare = es[:0]
-	b.mu.Unlock()
 }
 
 func (b *batcher) run() {
@@ -223,18 +131,16 @@ func (b *batcher) run() {
 	}
 }
 
-// export ends the spans endLater took, then exports the full batches and,
-// when all is set, the one being filled too, each within the export
-// timeout. As in the SDK's processor, the queue makes room for the spans
-// taken for export at once.
+// export exports the full batches and, when all is set, the one being
+// filled too, each within the export timeout. As in the SDK's processor,
+// the queue makes room for the spans taken for export at once.
 func (b *batcher) export(all bool) {
-	b.endTaken()
 	b.mu.Lock()
 	batches := b.full
 	b.full = nil
 	if all && len(b.spans) > 0 {
 		batches = append(batches, b.spans)
-		b.spans = make([]sdktrace.ReadOnlySpan, 0, b.cfg.batch)
+		b.spans = make([]*span, 0, b.cfg.batch)
 	}
 	for _, batch := range batches {
 		b.held -= len(batch)
@@ -242,8 +148,8 @@ func (b *batcher) export(all bool) {
 	b.mu.Unlock()
 	for _, batch := range batches {
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.timeout)
-		if err := b.exp.ExportSpans(ctx, batch); err != nil {
-			otel.Handle(err)
+		if err := b.up.UploadTraces(ctx, b.otlp.toOTLP(batch)); err != nil {
+			otel.Handle(fmt.Errorf("traces export: %w", err))
 		}
 		cancel()
 	}
@@ -285,7 +191,7 @@ func (b *batcher) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	err = errors.Join(err, b.exp.Shutdown(ctx))
+	err = errors.Join(err, b.up.Stop(ctx))
 	b.mu.Lock()
 	dropped := b.dropped
 	b.mu.Unlock()

@@ -1,55 +1,86 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
-	"slices"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 )
 
-// recorder is an exporter that keeps the batches it is given; while gate
-// is set, an export waits for it to be closed.
+// recorder is an uploader that keeps the spans of the batches it is
+// given; while gate is set, an upload waits for it to be closed.
 type recorder struct {
 	mu      sync.Mutex
-	batches [][]string
-	entered chan struct{} // when gate is set: an export has begun
+	batches [][]*tracepb.Span
+	res     []*tracepb.ResourceSpans
+	entered chan struct{} // when gate is set: an upload has begun
 	gate    chan struct{}
 	stopped bool
 }
 
-func (r *recorder) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+func (r *recorder) UploadTraces(ctx context.Context, rss []*tracepb.ResourceSpans) error {
 	if r.gate != nil {
 		r.entered <- struct{}{}
 		<-r.gate
 	}
-	names := make([]string, len(spans))
-	for i, s := range spans {
-		names[i] = s.Name()
+	// What it is given is good until it returns, as for the OTLP client,
+	// which encodes it: keep a copy.
+	var batch []*tracepb.Span
+	var copies []*tracepb.ResourceSpans
+	for _, rs := range rss {
+		rs = proto.Clone(rs).(*tracepb.ResourceSpans)
+		copies = append(copies, rs)
+		for _, ss := range rs.ScopeSpans {
+			batch = append(batch, ss.Spans...)
+		}
 	}
 	r.mu.Lock()
-	r.batches = append(r.batches, names)
+	r.batches = append(r.batches, batch)
+	r.res = append(r.res, copies...)
 	r.mu.Unlock()
 	return nil
 }
 
-func (r *recorder) Shutdown(context.Context) error {
+func (r *recorder) Stop(context.Context) error {
 	r.mu.Lock()
 	r.stopped = true
 	r.mu.Unlock()
 	return nil
 }
 
+// got is the names of the spans of each batch, and whether the uploader
+// was stopped.
 func (r *recorder) got() ([][]string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.Clone(r.batches), r.stopped
+	var names [][]string
+	for _, b := range r.batches {
+		var n []string
+		for _, s := range b {
+			n = append(n, s.Name)
+		}
+		names = append(names, n)
+	}
+	return names, r.stopped
+}
+
+// all is every span uploaded, in order.
+func (r *recorder) all() []*tracepb.Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var all []*tracepb.Span
+	for _, b := range r.batches {
+		all = append(all, b...)
+	}
+	return all
 }
 
 // waitFor polls cond until it holds, for at most 10s.
@@ -63,7 +94,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func spans(t *testing.T, tp *sdktrace.TracerProvider, names ...string) {
+func spans(t *testing.T, tp trace.TracerProvider, names ...string) {
 	t.Helper()
 	tr := tp.Tracer("test")
 	for _, n := range names {
@@ -77,20 +108,20 @@ func spans(t *testing.T, tp *sdktrace.TracerProvider, names ...string) {
 // after it are not exported.
 func TestBatcherBatches(t *testing.T) {
 	rec := &recorder{}
-	b := newBatcher(rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 100, batch: 3})
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b))
+	tp := newTracerProvider(newBatcher(rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 100, batch: 3}), nil)
 	spans(t, tp, "a", "b", "c", "d")
 	waitFor(t, "the full batch a, b, c exported", func() bool { got, _ := rec.got(); return len(got) == 1 })
 	if got, _ := rec.got(); strings.Join(got[0], ",") != "a,b,c" {
 		t.Fatalf("first batch %v, want a, b, c", got[0])
 	}
-	if err := b.ForceFlush(context.Background()); err != nil {
+	if err := tp.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := rec.got(); len(got) != 2 || strings.Join(got[1], ",") != "d" {
 		t.Fatalf("after ForceFlush: %v, want [a b c] [d]", got)
 	}
 	spans(t, tp, "e")
+	_, late := tp.Tracer("test").Start(context.Background(), "late")
 	if err := tp.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +130,8 @@ func TestBatcherBatches(t *testing.T) {
 		t.Fatalf("after Shutdown: %v, exporter stopped %v; want [e] last, stopped", got, stopped)
 	}
 	// After Shutdown: nothing more is exported, and a flush is a no-op.
-	b.OnEnd(recorded(t))
-	if err := b.ForceFlush(context.Background()); err != nil {
+	late.End()
+	if err := tp.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := rec.got(); len(got) != 3 {
@@ -108,30 +139,10 @@ func TestBatcherBatches(t *testing.T) {
 	}
 }
 
-// recorded is a sampled span that ended, made by another provider.
-func recorded(t *testing.T) sdktrace.ReadOnlySpan {
-	t.Helper()
-	var s sdktrace.ReadOnlySpan
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(onEnd(func(r sdktrace.ReadOnlySpan) { s = r })))
-	spans(t, tp, "late")
-	if s == nil {
-		t.Fatal("no span")
-	}
-	return s
-}
-
-type onEnd func(sdktrace.ReadOnlySpan)
-
-func (onEnd) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (f onEnd) OnEnd(s sdktrace.ReadOnlySpan)                 { f(s) }
-func (onEnd) Shutdown(context.Context) error                  { return nil }
-func (onEnd) ForceFlush(context.Context) error                { return nil }
-
 // What is held goes once the delay has passed, with no batch full.
 func TestBatcherDelay(t *testing.T) {
 	rec := &recorder{}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(
-		newBatcher(rec, batchConfig{delay: 10 * time.Millisecond, timeout: time.Minute, queue: 100, batch: 50})))
+	tp := newTracerProvider(newBatcher(rec, batchConfig{delay: 10 * time.Millisecond, timeout: time.Minute, queue: 100, batch: 50}), nil)
 	defer tp.Shutdown(context.Background())
 	spans(t, tp, "a")
 	waitFor(t, "span a exported after the delay", func() bool { got, _ := rec.got(); return len(got) == 1 })
@@ -142,8 +153,7 @@ func TestBatcherDelay(t *testing.T) {
 // were.
 func TestBatcherDrops(t *testing.T) {
 	rec := &recorder{entered: make(chan struct{}), gate: make(chan struct{})}
-	b := newBatcher(rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 2, batch: 1})
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b))
+	tp := newTracerProvider(newBatcher(rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 2, batch: 1}), nil)
 	// a goes to the exporter, which waits for the gate; b and c fill the
 	// queue; d finds it full.
 	spans(t, tp, "a")
@@ -202,76 +212,87 @@ func TestReadBatchConfig(t *testing.T) {
 	}
 }
 
-// withBatcher makes End and Finish end spans through a provider exporting
-// to exp through a batcher with cfg, as Setup's does, until the test ends.
-func withBatcher(t *testing.T, exp sdktrace.SpanExporter, cfg batchConfig) *sdktrace.TracerProvider {
+// withBatcher makes spans start on a provider exporting to up through a
+// batcher with cfg, as Setup's does, until the test ends.
+func withBatcher(t *testing.T, up uploader, cfg batchConfig) *tracerProvider {
 	t.Helper()
-	tp, b := newProvider(exp, cfg, resource.Empty())
-	old := provider.Swap(newHolder(tp, b))
+	tp := newTracerProvider(newBatcher(up, cfg), nil)
+	old := provider.Swap(newHolder(tp))
 	t.Cleanup(func() { provider.Store(old); tp.Shutdown(context.Background()) })
 	return tp
 }
 
-// End takes a span's end time on the call's path and leaves the rest of
-// its end to the exporting goroutine: the span is still open when End
-// returns, and ends, at the time End took, with End's attributes and
-// status, before it is exported. Finish does the same without a status.
-func TestEndLater(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := withBatcher(t, exp, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 100, batch: 100})
+// End and Finish end a span on the call's path, with their attributes,
+// End's status and the time they were called; the exporting goroutine
+// converts it when it exports. The child names its parent.
+func TestEndAndFinish(t *testing.T) {
+	rec := &recorder{}
+	tp := withBatcher(t, rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 100, batch: 100})
 	ctx, call := Start(context.Background(), "call echo.echo")
 	_, decide := Start(ctx, "policy.decide")
 	t0 := time.Now()
 	Finish(decide, AttrDecision.String("allow"))
 	End(call, "failed", AttrTool.String("echo.echo"))
 	t1 := time.Now()
-	if !call.IsRecording() || !decide.IsRecording() {
-		t.Fatal("a span ended on the call's path: End and Finish should leave their ends to the exporting goroutine")
+	if call.IsRecording() || decide.IsRecording() {
+		t.Fatal("a span still recording after End or Finish")
 	}
+	// What is done to a span after its end is ignored.
+	call.SetAttributes(AttrStep.String("late"))
+	End(call, "completed")
 	if err := tp.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if call.IsRecording() || decide.IsRecording() {
-		t.Fatal("a span not ended by the export")
-	}
-	got := exp.GetSpans()
+	got := rec.all()
 	if len(got) != 2 {
 		t.Fatalf("%d spans exported, want 2", len(got))
 	}
 	for i, want := range []struct {
 		name, attrs string
-		status      codes.Code
+		status      tracepb.Status_StatusCode
 	}{
-		{"policy.decide", "sluice.decision=allow", codes.Unset},
-		{"call echo.echo", "sluice.tool=echo.echo sluice.status=failed", codes.Error},
+		{"policy.decide", "sluice.decision=allow", tracepb.Status_STATUS_CODE_UNSET},
+		{"call echo.echo", "sluice.tool=echo.echo sluice.status=failed", tracepb.Status_STATUS_CODE_ERROR},
 	} {
 		s := got[i]
-		var attrs []string
-		for _, a := range s.Attributes {
-			attrs = append(attrs, string(a.Key)+"="+a.Value.Emit())
+		if s.Name != want.name || attrString(s.Attributes) != want.attrs || s.Status.Code != want.status {
+			t.Errorf("span %d: %s %s, status %v; want %s %s, %v", i, s.Name, attrString(s.Attributes), s.Status.Code, want.name, want.attrs, want.status)
 		}
-		if s.Name != want.name || strings.Join(attrs, " ") != want.attrs || s.Status.Code != want.status {
-			t.Errorf("span %d: %s %v, status %v; want %s %s, %v", i, s.Name, attrs, s.Status.Code, want.name, want.attrs, want.status)
-		}
-		// Ended when End was called, not when the span was exported.
-		if s.EndTime.Before(t0) || s.EndTime.After(t1) {
-			t.Errorf("span %s ended at %v, want between %v and %v, when End was called", s.Name, s.EndTime, t0, t1)
+		end := time.Unix(0, int64(s.EndTimeUnixNano))
+		if end.Before(t0) || end.After(t1) {
+			t.Errorf("span %s ended at %v, want between %v and %v, when End was called", s.Name, end, t0, t1)
 		}
 	}
-	if got[0].Parent.SpanID() != got[1].SpanContext.SpanID() {
-		t.Errorf("policy.decide's parent %v, want the call's span %v", got[0].Parent.SpanID(), got[1].SpanContext.SpanID())
+	if !bytes.Equal(got[0].ParentSpanId, got[1].SpanId) || !bytes.Equal(got[0].TraceId, got[1].TraceId) || got[1].ParentSpanId != nil {
+		t.Errorf("policy.decide's parent %x in trace %x, want the call's span %x in trace %x", got[0].ParentSpanId, got[0].TraceId, got[1].SpanId, got[1].TraceId)
 	}
 }
 
-// Spans whose ends End took are exported on Shutdown; those that find the
-// queue full (ended and taken spans together) are dropped and counted;
-// once stopped, End ends a span at once (and the stopped batcher drops
-// it).
-func TestEndLaterShutdownAndDrops(t *testing.T) {
+// attrString is attributes as key=value, in order.
+func attrString(kvs []*commonpb.KeyValue) string {
+	var out []string
+	for _, kv := range kvs {
+		v := kv.Value
+		var s string
+		switch {
+		case v.GetStringValue() != "":
+			s = v.GetStringValue()
+		case v.GetArrayValue() != nil:
+			s = fmt.Sprint(len(v.GetArrayValue().Values))
+		default:
+			s = fmt.Sprint(v.GetIntValue())
+		}
+		out = append(out, kv.Key+"="+s)
+	}
+	return strings.Join(out, " ")
+}
+
+// Spans that find the queue full are dropped and counted; once stopped,
+// End still ends a span, and the stopped batcher drops it.
+func TestEndShutdownAndDrops(t *testing.T) {
 	rec := &recorder{}
 	tp := withBatcher(t, rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 3, batch: 10})
-	spans(t, tp, "a") // ended at once: held in the batch
-	for _, n := range []string{"b", "c", "d"} {
+	for _, n := range []string{"a", "b", "c", "d"} {
 		_, s := Start(context.Background(), n)
 		End(s, "completed")
 	}
@@ -291,5 +312,8 @@ func TestEndLaterShutdownAndDrops(t *testing.T) {
 	End(s, "completed")
 	if s.IsRecording() {
 		t.Error("a span left open by End after Shutdown")
+	}
+	if len(rec.all()) != 3 {
+		t.Error("a span exported after Shutdown")
 	}
 }

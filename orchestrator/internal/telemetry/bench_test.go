@@ -13,8 +13,8 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,39 +71,43 @@ func threadCPU(b *testing.B) time.Duration {
 // holds them all).
 //
 //   - off: tracing off (the no-op provider);
-//   - on: the provider Setup makes, in front of an exporter that keeps
-//     nothing;
-//   - otlp: the provider Setup makes with the OTLP/HTTP exporter, posting
-//     every span to a receiver on loopback in this process.
+//   - on: the provider Setup makes, in front of an uploader that keeps
+//     nothing (the spans are converted to OTLP, not encoded or posted);
+//   - otlp: the provider Setup makes with the OTLP/HTTP client, posting
+//     every span to a receiver on loopback in this process;
+//   - sdk-otlp: for comparison, the OpenTelemetry SDK's provider with its
+//     batch span processor and OTLP/HTTP exporter, posting to the same
+//     kind of receiver: what tracing cost before Sluice's own spans.
 func BenchmarkHopSpans(b *testing.B) {
-	res := resource.Empty()
 	for _, bc := range []struct {
 		name string
-		tp   func(b *testing.B) (*sdktrace.TracerProvider, *batcher)
+		tp   func(b *testing.B) shutdowner
 	}{
 		{"off", nil},
-		{"on", func(*testing.B) (*sdktrace.TracerProvider, *batcher) {
-			return newProvider(tracetest.NewNoopExporter(), defaultBatch(b), res)
+		{"on", func(b *testing.B) shutdowner {
+			return newTracerProvider(newBatcher(discard{}, defaultBatch(b)), nil)
 		}},
-		{"otlp", func(b *testing.B) (*sdktrace.TracerProvider, *batcher) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				io.Copy(io.Discard, r.Body)
-				w.Header().Set("Content-Type", "application/x-protobuf")
-			}))
-			b.Cleanup(srv.Close)
-			exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(srv.URL+"/v1/traces"))
+		{"otlp", func(b *testing.B) shutdowner {
+			client := otlptracehttp.NewClient(otlptracehttp.WithEndpointURL(receiver(b) + "/v1/traces"))
+			if err := client.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			return newTracerProvider(newBatcher(client, defaultBatch(b)), nil)
+		}},
+		{"sdk-otlp", func(b *testing.B) shutdowner {
+			exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(receiver(b)+"/v1/traces"))
 			if err != nil {
 				b.Fatal(err)
 			}
-			return newProvider(exp, defaultBatch(b), res)
+			return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithMaxQueueSize(benchQueue)),
+				sdktrace.WithResource(resource.Empty()))
 		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			var tp *sdktrace.TracerProvider
+			var tp shutdowner
 			if bc.tp != nil {
-				var bt *batcher
-				tp, bt = bc.tp(b)
-				old := provider.Swap(newHolder(tp, bt))
+				tp = bc.tp(b)
+				old := provider.Swap(newHolder(tp))
 				defer provider.Store(old)
 			}
 			ctx := context.Background()
@@ -124,6 +128,29 @@ func BenchmarkHopSpans(b *testing.B) {
 		})
 	}
 }
+
+// shutdowner is a tracer provider that exports: Sluice's or the SDK's.
+type shutdowner interface {
+	trace.TracerProvider
+	Shutdown(context.Context) error
+}
+
+// receiver is an OTLP/HTTP receiver on loopback that reads each export
+// and answers 200, until the benchmark ends.
+func receiver(b *testing.B) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	b.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// discard is an uploader that keeps nothing.
+type discard struct{}
+
+func (discard) UploadTraces(context.Context, []*tracepb.ResourceSpans) error { return nil }
+func (discard) Stop(context.Context) error                                   { return nil }
 
 // benchQueue is the queue of the benchmarks' batchers (it grows as
 // needed): a loop that does nothing but make spans outruns any exporter,

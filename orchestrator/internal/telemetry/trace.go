@@ -12,18 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
@@ -62,86 +58,62 @@ const (
 // its last Setup installed.
 var provider atomic.Pointer[holder]
 
-// holder is a provider and its tracer, looked up once (the SDK's lookup
-// takes a lock), and the batcher that exports its spans, if it is ours:
-// End leaves the spans' ends to it.
+// holder is a provider and its tracer, looked up once.
 type holder struct {
-	tp      trace.TracerProvider
-	tracer  trace.Tracer
-	batcher *batcher
+	tp     trace.TracerProvider
+	tracer trace.Tracer
 }
 
-func newHolder(tp trace.TracerProvider, b *batcher) *holder {
-	return &holder{tp: tp, tracer: tp.Tracer("github.com/sluicehq/sluice"), batcher: b}
+func newHolder(tp trace.TracerProvider) *holder {
+	return &holder{tp: tp, tracer: tp.Tracer("github.com/sluicehq/sluice")}
 }
 
-func init() { provider.Store(newHolder(noop.NewTracerProvider(), nil)) }
+func init() { provider.Store(newHolder(noop.NewTracerProvider())) }
 
 // Tracer is Sluice's tracer. It costs next to nothing when tracing is off.
 func Tracer() trace.Tracer { return provider.Load().tracer }
 
 // Start starts a span named name as a child of the span in ctx, with
-// attrs. Attributes known by the span's end are cheaper given to End, all
-// at once.
+// attrs. Attributes known by the span's end are better given to End.
 func Start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	ctx, span := Tracer().Start(ctx, name)
-	if len(attrs) > 0 && span.IsRecording() {
+	ctx, s := Tracer().Start(ctx, name)
+	if len(attrs) > 0 && s.IsRecording() {
 		// Not trace.WithAttributes: that copies them into the start
 		// options, then into the span.
-		span.SetAttributes(attrs...)
+		s.SetAttributes(attrs...)
 	}
-	return ctx, span
+	return ctx, s
 }
 
-// End ends span with status and attrs, added in one go (a span's
-// attributes grow by a copy each time more are set); "failed" also sets
-// the span's status to error. No error message goes with it: one may
-// carry what a worker read.
-//
-// The span's end time is taken here; the rest of its end (the attributes
-// set, the span's snapshot for the exporter) is left to the exporting
-// goroutine when traces are exported, off the path of the call that
-// waits for it: see batcher.endLater.
-func End(span trace.Span, status string, attrs ...attribute.KeyValue) {
-	if !span.IsRecording() {
-		span.End()
+// End ends s with status and attrs, set under one lock; "failed" also
+// sets the span's status to error. No error message goes with it: one
+// may carry what a worker read.
+func End(s trace.Span, status string, attrs ...attribute.KeyValue) {
+	end(s, attrs, AttrStatus.String(status), status == "failed")
+}
+
+// Finish is End without a status: s ends with attrs.
+func Finish(s trace.Span, attrs ...attribute.KeyValue) {
+	end(s, attrs, attribute.KeyValue{}, false)
+}
+
+// end ends s with attrs, then status when it is valid, and, when failed,
+// the status error.
+func end(s trace.Span, attrs []attribute.KeyValue, status attribute.KeyValue, failed bool) {
+	if own, ok := s.(*span); ok {
+		own.endWith(attrs, status, failed)
 		return
 	}
-	end(span, append(attrs[:len(attrs):len(attrs)], AttrStatus.String(status)), status == "failed")
-}
-
-// Finish is End without a status: span ends with attrs.
-func Finish(span trace.Span, attrs ...attribute.KeyValue) {
-	if !span.IsRecording() {
-		span.End()
-		return
+	if s.IsRecording() {
+		s.SetAttributes(attrs...)
+		if status.Valid() {
+			s.SetAttributes(status)
+		}
+		if failed {
+			s.SetStatus(codes.Error, "failed")
+		}
 	}
-	end(span, slices.Clone(attrs), false)
-}
-
-// end ends a recording span at the time it is called, with attrs (which it
-// keeps) and, when failed, the status error: later, by the exporting
-// goroutine, when the batcher takes it, or now.
-func end(span trace.Span, attrs []attribute.KeyValue, failed bool) {
-	at := time.Now()
-	if b := provider.Load().batcher; b != nil && b.endLater(span, at, attrs, failed) {
-		return
-	}
-	endNow(span, at, attrs, failed, make([]trace.SpanEndOption, 1))
-}
-
-// endNow sets a span's attributes and status and ends it at at; opts is
-// a slice of one for End's options, which End does not keep (one slice
-// serves a batcher's every span).
-func endNow(span trace.Span, at time.Time, attrs []attribute.KeyValue, failed bool, opts []trace.SpanEndOption) {
-	if len(attrs) > 0 {
-		span.SetAttributes(attrs...)
-	}
-	if failed {
-		span.SetStatus(codes.Error, "failed")
-	}
-	opts[0] = trace.WithTimestamp(at)
-	span.End(opts...)
+	s.End()
 }
 
 // Propagator carries the trace context (W3C traceparent and tracestate) in
@@ -181,21 +153,25 @@ func Setup(cfg Config) (shutdown func(context.Context) error, on bool, err error
 	if err != nil {
 		return none, false, err
 	}
-	exp, err := otlptracehttp.New(context.Background(), opt)
+	sample, err := readSampler(getenv)
 	if err != nil {
+		return none, false, err
+	}
+	client := otlptracehttp.NewClient(opt)
+	if err := client.Start(context.Background()); err != nil {
 		return none, false, fmt.Errorf("OTLP trace exporter: %w", err)
 	}
 	service := getenv("OTEL_SERVICE_NAME")
 	if service == "" {
 		service = "sluice"
 	}
-	tp, b := newProvider(exp, bc, resource.NewSchemaless(attribute.String("service.name", service)))
-	h := newHolder(tp, b)
+	tp := newTracerProvider(newBatcher(client, bc, attribute.String("service.name", service)), sample)
+	h := newHolder(tp)
 	provider.Store(h)
 	otel.SetTracerProvider(tp)
 	return func(ctx context.Context) error {
 		err := tp.Shutdown(ctx)
-		provider.CompareAndSwap(h, newHolder(noop.NewTracerProvider(), nil))
+		provider.CompareAndSwap(h, newHolder(noop.NewTracerProvider()))
 		return err
 	}, true, nil
 }
@@ -231,14 +207,6 @@ func endpoint(cfg Config, getenv func(string) string) (otlptracehttp.Option, boo
 		}
 	}
 	return opt, true, nil
-}
-
-// newProvider is the exporting tracer provider and its batcher: spans go
-// to exp in batches (every 5s, or 512 at once, unless OTEL_BSP_* say
-// otherwise), off the calls' path; its Shutdown exports the last.
-func newProvider(exp sdktrace.SpanExporter, bc batchConfig, res *resource.Resource) (*sdktrace.TracerProvider, *batcher) {
-	b := newBatcher(exp, bc)
-	return sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b), sdktrace.WithResource(res)), b
 }
 
 // checkURL checks that an endpoint is an http or https URL with a host.

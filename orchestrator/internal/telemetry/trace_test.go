@@ -4,11 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
-	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
 func env(kv ...string) func(string) string {
@@ -88,31 +87,28 @@ func TestHeaderCarrier(t *testing.T) {
 // Start's attributes, End's and the status all reach the exported span;
 // failed is also the span's status Error.
 func TestStartEnd(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	old := provider.Swap(newHolder(tp, nil))
-	defer provider.Store(old)
+	rec := &recorder{}
+	tp := withBatcher(t, rec, batchConfig{delay: time.Hour, timeout: time.Minute, queue: 100, batch: 100})
 	_, span := Start(context.Background(), "step s", AttrFlow.String("f"))
 	End(span, "failed", AttrStep.String("s"), AttrAttempts.Int(2))
 	_, span = Start(context.Background(), "run r")
 	End(span, "completed")
-	ended := rec.Ended()
+	if err := tp.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ended := rec.all()
 	if len(ended) != 2 {
 		t.Fatalf("%d spans ended, want 2", len(ended))
 	}
 	for i, want := range []struct {
 		attrs  string
-		status codes.Code
+		status tracepb.Status_StatusCode
 	}{
-		{"sluice.flow=f sluice.step=s sluice.attempts=2 sluice.status=failed", codes.Error},
-		{"sluice.status=completed", codes.Unset},
+		{"sluice.flow=f sluice.step=s sluice.attempts=2 sluice.status=failed", tracepb.Status_STATUS_CODE_ERROR},
+		{"sluice.status=completed", tracepb.Status_STATUS_CODE_UNSET},
 	} {
-		var got []string
-		for _, a := range ended[i].Attributes() {
-			got = append(got, string(a.Key)+"="+a.Value.Emit())
-		}
-		if strings.Join(got, " ") != want.attrs || ended[i].Status().Code != want.status {
-			t.Errorf("span %s: %v, status %v; want %s, %v", ended[i].Name(), got, ended[i].Status().Code, want.attrs, want.status)
+		if got := attrString(ended[i].Attributes); got != want.attrs || ended[i].Status.Code != want.status {
+			t.Errorf("span %s: %v, status %v; want %s, %v", ended[i].Name, got, ended[i].Status.Code, want.attrs, want.status)
 		}
 	}
 }
