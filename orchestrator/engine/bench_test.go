@@ -2,10 +2,15 @@ package engine
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/orchestrator/internal/telemetry"
 )
 
 // hopFlow is the hop of make bench on the test worker: one call of t.echo
@@ -27,7 +32,37 @@ outputs:
 // run (cpu-us/op: user and system time of the whole process, which a
 // loaded machine skews less than the wall time), are the orchestrator's,
 // its bus's and the worker's together.
+//
+// traced is the same hop with its spans exported over OTLP/HTTP, 512 at a
+// time, to a receiver on loopback in this process that reads and drops
+// them: what tracing adds to a hop is the difference, in allocations
+// exactly.
 func BenchmarkHop(b *testing.B) {
+	for _, traced := range []bool{false, true} {
+		name := "off"
+		if traced {
+			name = "traced"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkHop(b, traced) })
+	}
+}
+
+func benchmarkHop(b *testing.B, traced bool) {
+	if traced {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/x-protobuf")
+		}))
+		defer srv.Close()
+		// Full batches only, as the bench's tracing group exports.
+		shutdown, on, err := telemetry.Setup(telemetry.Config{Endpoint: srv.URL, Getenv: func(k string) string {
+			return map[string]string{"OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_BSP_MAX_QUEUE_SIZE": "1000000"}[k]
+		}})
+		if err != nil || !on {
+			b.Fatalf("tracing on: %v %v", on, err)
+		}
+		defer shutdown(context.Background())
+	}
 	h := newHarness(b, "", nil)
 	p := h.plan(hopFlow)
 	text := strings.Repeat("abcdefghijklmnopqrstuvwxyz", 10)[:256]

@@ -3,9 +3,11 @@ package telemetry
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
@@ -22,6 +24,12 @@ func env(kv ...string) func(string) string {
 // the SDK or the traces exporter is turned off; a malformed endpoint or
 // another protocol is refused, naming the variable.
 func TestSetup(t *testing.T) {
+	// Nothing listens at the endpoints: the exports at shutdown fail,
+	// and say so through OpenTelemetry's error handler.
+	var failed atomic.Int32
+	old := otel.GetErrorHandler()
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) { failed.Add(1) }))
+	defer otel.SetErrorHandler(old)
 	for _, tc := range []struct {
 		name     string
 		getenv   func(string) string
@@ -62,6 +70,9 @@ func TestSetup(t *testing.T) {
 			}
 			span.End()
 		})
+	}
+	if failed.Load() == 0 {
+		t.Error("no export to an endpoint where nothing listens reported its failure")
 	}
 	// After the shutdown of the last, spans are no-ops again.
 	if _, span := Start(context.Background(), "after"); span.IsRecording() {
