@@ -257,10 +257,13 @@ func TestMCPFrontDoorHTTP(t *testing.T) {
 		t.Fatalf("endpoint file: %s %v", b, err)
 	}
 	init := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`
-	post := func(host, token string) int {
+	post := func(host, token string, header ...string) int {
 		req, _ := http.NewRequest("POST", ep.URL, strings.NewReader(init))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
 		if host != "" {
 			req.Host = host
 		}
@@ -282,6 +285,14 @@ func TestMCPFrontDoorHTTP(t *testing.T) {
 	}
 	if code := post("evil.example", ep.Token); code != http.StatusForbidden {
 		t.Fatalf("another Host: HTTP %d", code)
+	}
+	// A page of another site that learnt the token cannot make a
+	// browser post for it: cross-origin requests are refused.
+	if code := post("", ep.Token, "Sec-Fetch-Site", "cross-site"); code != http.StatusForbidden {
+		t.Fatalf("a cross-site request: HTTP %d", code)
+	}
+	if code := post("", ep.Token, "Origin", "http://evil.example"); code != http.StatusForbidden {
+		t.Fatalf("a request from another origin: HTTP %d", code)
 	}
 
 	client := mcp.NewClient(&mcp.Implementation{Name: "http-agent", Version: "1"}, nil)

@@ -37,7 +37,6 @@ type Diagnostic struct {
 func (d Diagnostic) Error() string {
 	if d.Severity == SeverityWarning {
 		d.Message = "warning: " + d.Message
-		d.Severity = ""
 	}
 	switch {
 	case d.Line > 0:

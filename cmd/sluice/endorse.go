@@ -50,13 +50,6 @@ func list(s string) []string {
 	return out
 }
 
-func endorseUsage(approve bool) string {
-	if !approve {
-		return ""
-	}
-	return "\n       approve APPROVAL_ID --endorse ARGS [--for TOOLS]"
-}
-
 func endorseHelp(approve bool) string {
 	if !approve {
 		return ""

@@ -37,7 +37,6 @@ func main() {
 }
 
 type options struct {
-	suites     []string
 	task       string
 	injection  string
 	sample     int

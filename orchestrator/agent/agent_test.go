@@ -4,11 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"io/fs"
-	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/gosrc"
 
 	"github.com/sluicehq/sluice/capabilities"
 	"github.com/sluicehq/sluice/ifc"
@@ -47,12 +46,12 @@ func TestNarrowSchema(t *testing.T) {
 // reads tell, and what its callers pass, knows every path.
 func TestConversationHasOneWriter(t *testing.T) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	files, err := gosrc.Parse(fset, ".")
 	if err != nil {
 		t.Fatal(err)
 	}
 	writers := map[string]int{}
-	for _, f := range pkgs["agent"].Files {
+	for _, f := range files {
 		for _, d := range f.Decls {
 			fn, ok := d.(*ast.FuncDecl)
 			if !ok || fn.Body == nil {

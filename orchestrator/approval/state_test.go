@@ -2,11 +2,11 @@ package approval
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/gosrc"
 )
 
 // TestStatusHasOneWriter holds every change of an approval's status to
@@ -14,7 +14,7 @@ import (
 // Advance.
 func TestStatusHasOneWriter(t *testing.T) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	files, err := gosrc.Parse(fset, ".")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestStatusHasOneWriter(t *testing.T) {
 		return false
 	}
 	var found []string
-	for _, f := range pkgs["approval"].Files {
+	for _, f := range files {
 		for _, d := range f.Decls {
 			fn, ok := d.(*ast.FuncDecl)
 			if !ok || fn.Body == nil {

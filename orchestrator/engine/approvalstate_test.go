@@ -2,11 +2,11 @@ package engine
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/gosrc"
 )
 
 // TestEngineSetsNoApprovalStatus holds the engine to approval.Advance: no
@@ -14,7 +14,7 @@ import (
 // states) itself, and a new approval is made only pending.
 func TestEngineSetsNoApprovalStatus(t *testing.T) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	files, err := gosrc.Parse(fset, ".")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestEngineSetsNoApprovalStatus(t *testing.T) {
 		return false
 	}
 	var found []string
-	for _, f := range pkgs["engine"].Files {
+	for _, f := range files {
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch n := n.(type) {
 			case *ast.AssignStmt:

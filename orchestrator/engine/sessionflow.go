@@ -52,9 +52,17 @@ func (f *flowRun) heldCall() *StepResult {
 	return f.held
 }
 
+// setWaiter sets the context of the call waiting for the flow's run.
 func (f *flowRun) setWaiter(ctx context.Context) {
 	f.mu.Lock()
 	f.waiter = ctx
+	f.mu.Unlock()
+}
+
+// clearWaiter says that no call waits for the flow's run.
+func (f *flowRun) clearWaiter() {
+	f.mu.Lock()
+	f.waiter = nil
 	f.mu.Unlock()
 }
 
@@ -91,7 +99,7 @@ func (h *sessionHost) flow(ctx context.Context, p *flow.Plan, c agent.Call, sum 
 	}
 	h.mu.Unlock()
 	f.setWaiter(ctx)
-	defer f.setWaiter(nil)
+	defer f.clearWaiter()
 	if o, ok := h.await(ctx, f); !ok {
 		return o
 	}

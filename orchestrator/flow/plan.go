@@ -130,7 +130,7 @@ func (l *loader) planLimits(ptr string, m map[string]any) PlanLimits {
 // ParseSize reads a size in bytes: a number with an optional unit, B,
 // KiB, MiB or GiB (KB, MB, GB are taken as the same), from 1KiB to 4GiB.
 func ParseSize(s string) (int64, error) {
-	num := strings.TrimRight(strings.TrimSpace(s), "BKMGiib")
+	num := strings.TrimRight(strings.TrimSpace(s), "BKMGib")
 	unit := strings.TrimSpace(strings.TrimSpace(s)[len(num):])
 	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
 	mult := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "KB": 1 << 10, "MiB": 1 << 20, "MB": 1 << 20, "GiB": 1 << 30, "GB": 1 << 30}[unit]

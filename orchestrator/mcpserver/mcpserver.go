@@ -361,8 +361,10 @@ func (s *Server) ListenHTTP(addr string) (*HTTP, error) {
 		return nil, err
 	}
 	h := &HTTP{Addr: ln.Addr().String(), Token: hex.EncodeToString(b), ln: ln}
-	mh := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.mcp },
-		&mcp.StreamableHTTPOptions{Logger: s.log, CrossOriginProtection: http.NewCrossOriginProtection(), Stateless: s.cfg.Stateless})
+	// Cross-origin requests (a browser's, from another site) are refused
+	// before the SDK's handler sees them.
+	mh := http.NewCrossOriginProtection().Handler(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.mcp },
+		&mcp.StreamableHTTPOptions{Logger: s.log, Stateless: s.cfg.Stateless}))
 	want := []byte("Bearer " + h.Token)
 	h.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {

@@ -244,14 +244,14 @@ func handlersFor(t *testing.T, cfg map[string]any) map[string]worker.Handler {
 	return hs
 }
 
-// run calls tool and returns its output as JSON, the error and the usage
-// the call reported.
-func run(hs map[string]worker.Handler, tool string, args any) (string, error, *schemas.Usage) {
+// run calls tool and returns its output as JSON, the usage the call
+// reported and the error.
+func run(hs map[string]worker.Handler, tool string, args any) (string, *schemas.Usage, error) {
 	b, _ := json.Marshal(args)
 	c := worker.NewCall(tool, b, broker)
 	out, err := hs[tool](context.Background(), c)
 	o, _ := json.Marshal(out)
-	return string(o), err, c.Usage()
+	return string(o), c.Usage(), err
 }
 
 var chatArgsWithTools = map[string]any{
@@ -299,7 +299,7 @@ func TestAnthropic(t *testing.T) {
 	hs := handlersFor(t, map[string]any{"backend": "anthropic", "base_url": f.srv.URL, "model": "claude-test",
 		"api_key": "{{secret:anthropic_key}}", "max_retries": 2})
 
-	out, err, usage := run(hs, "complete", map[string]any{"prompt": "Say something", "system": "Be brief."})
+	out, usage, err := run(hs, "complete", map[string]any{"prompt": "Say something", "system": "Be brief."})
 	if err != nil || out != `{"text":"Lisbon is lovely."}` {
 		t.Fatalf("complete: %s %v", out, err)
 	}
@@ -314,18 +314,18 @@ func TestAnthropic(t *testing.T) {
 		t.Errorf("temperature sent though not configured: %v", req)
 	}
 
-	out, err, usage = run(hs, "extract", map[string]any{"text": "TP 1234 289 EUR", "instruction": "Pick one.",
+	out, usage, err = run(hs, "extract", map[string]any{"text": "TP 1234 289 EUR", "instruction": "Pick one.",
 		"schema": map[string]any{"type": "object", "properties": map[string]any{"price": map[string]any{"type": "number"}}, "required": []any{"price"}}})
 	if err != nil || out != `{"payee":"acct_tap_air","price":289}` || usage.OutputTokens != 7 {
 		t.Fatalf("extract: %s %v %+v", out, err, usage)
 	}
-	out, err, _ = run(hs, "extract", map[string]any{"text": "TP 1234 289 EUR", "instruction": "Which flight?",
+	out, _, err = run(hs, "extract", map[string]any{"text": "TP 1234 289 EUR", "instruction": "Which flight?",
 		"schema": map[string]any{"type": "string"}})
 	if err != nil || out != `"TP 1234"` {
 		t.Fatalf("extract of a string: %s %v", out, err)
 	}
 
-	out, err, _ = run(hs, "chat", chatArgsWithTools)
+	out, _, err = run(hs, "chat", chatArgsWithTools)
 	if err != nil || out != `{"message":{"content":"Let me look.","tool_calls":[{"id":"toolu_9","name":"web__fetch","arguments":{"url":"http://x/"}}]}}` {
 		t.Fatalf("chat: %s %v", out, err)
 	}
@@ -333,7 +333,7 @@ func TestAnthropic(t *testing.T) {
 	if req := reqs[len(reqs)-1]; req["system"] != "You book trips." || len(asList(req["messages"])) != 1 {
 		t.Errorf("chat request %v", req)
 	}
-	out, err, usage = run(hs, "chat", chatArgsAfterTools)
+	out, usage, err = run(hs, "chat", chatArgsAfterTools)
 	if err != nil || out != `{"message":{"content":"TP 1234 is cheapest."}}` || usage.InputTokens != 50 {
 		t.Fatalf("chat after tools: %s %v %+v", out, err, usage)
 	}
@@ -351,7 +351,7 @@ func TestAnthropicConfigured(t *testing.T) {
 	})
 	hs := handlersFor(t, map[string]any{"backend": "anthropic", "base_url": f.srv.URL + "/", "model": "claude-test",
 		"api_key": "{{secret:anthropic_key}}", "max_tokens": 100, "temperature": 0.5})
-	if _, err, _ := run(hs, "complete", map[string]any{"prompt": "hi"}); err != nil {
+	if _, _, err := run(hs, "complete", map[string]any{"prompt": "hi"}); err != nil {
 		t.Fatal(err)
 	}
 	if req := f.requests()[0]; req["max_tokens"] != float64(100) || req["temperature"] != 0.5 {
@@ -422,7 +422,7 @@ func TestModelAPIFailures(t *testing.T) {
 				cfg["base_url"], cfg["api_key"] = f.srv.URL+"/v1", "{{secret:openai_key}}"
 			}
 			f.queue = tc.queue
-			out, err, usage := run(handlersFor(t, cfg), "complete", map[string]any{"prompt": "hi"})
+			out, usage, err := run(handlersFor(t, cfg), "complete", map[string]any{"prompt": "hi"})
 			if tc.wantErr == "" {
 				if err != nil || out != `{"text":"ok"}` {
 					t.Fatalf("got %s %v, want the answer", out, err)
@@ -470,7 +470,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 				f.queue = []answer{oaError(429, "requests", "rate_limit_exceeded", map[string]string{"Retry-After": tc.header()})}
 				cfg["base_url"], cfg["api_key"] = f.srv.URL+"/v1", "{{secret:openai_key}}"
 			}
-			if _, err, _ := run(handlersFor(t, cfg), "complete", map[string]any{"prompt": "hi"}); err != nil {
+			if _, _, err := run(handlersFor(t, cfg), "complete", map[string]any{"prompt": "hi"}); err != nil {
 				t.Fatal(err)
 			}
 			f.mu.Lock()
@@ -531,14 +531,14 @@ func TestOpenAIRequest(t *testing.T) {
 	})
 	hs := handlersFor(t, map[string]any{"backend": "openai", "base_url": f.srv.URL + "/v1", "model": "o-test",
 		"api_key": "{{secret:openai_key}}"})
-	if out, err, usage := run(hs, "complete", map[string]any{"prompt": "hi"}); err != nil || out != `{"text":"ok"}` ||
+	if out, usage, err := run(hs, "complete", map[string]any{"prompt": "hi"}); err != nil || out != `{"text":"ok"}` ||
 		usage == nil || *usage != (schemas.Usage{InputTokens: 10, OutputTokens: 4}) {
 		t.Fatalf("complete: %s %v %+v", out, err, usage)
 	}
 	if req := f.requests()[0]; req["max_completion_tokens"] != float64(defaultMaxTokens) {
 		t.Errorf("request %v: want max_completion_tokens %d", req, defaultMaxTokens)
 	}
-	out, err, _ := run(hs, "extract", map[string]any{"text": "289 EUR", "instruction": "Price?",
+	out, _, err := run(hs, "extract", map[string]any{"text": "289 EUR", "instruction": "Price?",
 		"schema": map[string]any{"type": "object", "properties": map[string]any{"price": map[string]any{"type": "number"}},
 			"required": []any{"price"}, "additionalProperties": false}})
 	if err != nil || out != `{"price":289}` {
@@ -551,7 +551,7 @@ func TestOpenAIRequest(t *testing.T) {
 	// A schema strict mode does not take (an optional property) is sent
 	// without strict; one that is not an object, as the property value of
 	// one, and the answer is that value.
-	out, err, _ = run(hs, "extract", map[string]any{"text": "289 EUR", "instruction": "Price?",
+	out, _, err = run(hs, "extract", map[string]any{"text": "289 EUR", "instruction": "Price?",
 		"schema": map[string]any{"type": "object", "properties": map[string]any{"price": map[string]any{"type": "number"},
 			"note": map[string]any{"type": "string"}}, "required": []any{"price"}}})
 	if err != nil || out != `{"price":289}` {
@@ -560,12 +560,12 @@ func TestOpenAIRequest(t *testing.T) {
 	if js := f.requests()[2]["response_format"].(map[string]any)["json_schema"].(map[string]any); js["strict"] != false {
 		t.Errorf("json_schema %v: want strict false for a schema strict mode refuses", js)
 	}
-	out, err, _ = run(hs, "extract", map[string]any{"text": "TP 1234 289 EUR", "instruction": "Which flight?",
+	out, _, err = run(hs, "extract", map[string]any{"text": "TP 1234 289 EUR", "instruction": "Which flight?",
 		"schema": map[string]any{"type": "string"}})
 	if err != nil || out != `"TP 1234"` {
 		t.Fatalf("extract of a string: %s %v", out, err)
 	}
-	out, err, _ = run(hs, "chat", chatArgsWithTools)
+	out, _, err = run(hs, "chat", chatArgsWithTools)
 	if err != nil || out != `{"message":{"tool_calls":[{"id":"call_1","name":"web__fetch","arguments":{"url":"http://x/"}}]}}` {
 		t.Fatalf("chat: %s %v", out, err)
 	}
@@ -575,7 +575,7 @@ func TestOpenAIRequest(t *testing.T) {
 	})
 	configured := handlersFor(t, map[string]any{"backend": "openai", "base_url": f2.srv.URL + "/v1", "model": "gpt-test",
 		"api_key": "{{secret:openai_key}}", "temperature": 0.2, "max_tokens": 256})
-	if _, err, _ := run(configured, "complete", map[string]any{"prompt": "hi"}); err != nil {
+	if _, _, err := run(configured, "complete", map[string]any{"prompt": "hi"}); err != nil {
 		t.Fatal(err)
 	}
 	if req := f2.requests()[0]; req["temperature"] != 0.2 || req["max_completion_tokens"] != float64(256) {
@@ -583,7 +583,7 @@ func TestOpenAIRequest(t *testing.T) {
 	}
 	// The same configuration against a reasoning model: it refuses the
 	// temperature, and the error names the API's error type.
-	if _, err, _ := run(handlersFor(t, map[string]any{"backend": "openai", "base_url": f.srv.URL + "/v1", "model": "o-test",
+	if _, _, err := run(handlersFor(t, map[string]any{"backend": "openai", "base_url": f.srv.URL + "/v1", "model": "o-test",
 		"api_key": "{{secret:openai_key}}", "temperature": 0.2}), "complete", map[string]any{"prompt": "hi"}); err == nil ||
 		!strings.Contains(err.Error(), "answered 400 (invalid_request_error)") {
 		t.Errorf("err %v, want the API's 400", err)
