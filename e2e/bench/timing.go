@@ -95,7 +95,7 @@ func estimate(g string, o options) time.Duration {
 	case "plan":
 		return start + 10*runs*15*time.Millisecond
 	case "tracing":
-		return 2 * (runs + 1) * (d + 1500*time.Millisecond) // an orchestrator started per loop
+		return 2 * (runs + 2) * (d + 1500*time.Millisecond) // an orchestrator started per loop, two pairs of them
 	case "jetstream":
 		return 3 * time.Second // 2,000 × 7 operations of 12 to 250 µs
 	case "policy":

@@ -16,6 +16,7 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,15 +36,20 @@ var hopSpanNames = []string{"run hop", "step echo", "call echo.echo", "policy.de
 // tracingFigures measures what exporting traces adds to a hop: the
 // one-step echo flow of the hop group at one caller, on two orchestrators,
 // each in a process of its own (trace-child) on a fresh state directory,
-// both started at once: one exporting no traces, the other every span over
+// both alive at once: one exporting no traces, the other every span over
 // OTLP/HTTP to a receiver on loopback in this process. Their loops
 // alternate in pairs, off then on, then on then off, so that a change in
 // the machine's load falls on both sides of a pair; the ratio is the
-// median of the pairs' ratios of p50s, and the spread of those ratios is
-// printed with it. The traced orchestrator exports full batches only
-// (512 spans, about 100 hops), during its own loops: none of its work is
-// done while the untraced one is measured. The receiver checks that it
-// got every span of every call the traced orchestrator made.
+// median of the pairs' ratios, and the spread of those ratios is printed
+// with it. Half the pairs are measured with the first process started
+// traced, the other half on two new processes with the second started
+// traced: two processes that do the same differ by a few per cent
+// (the first one started was 2% slower in runs of this bench with
+// neither traced), and the swap leaves that difference on both sides.
+// The traced orchestrator exports full batches only (512 spans, about 100
+// hops), during its own loops: none of its work is done while the
+// untraced one is measured. The receiver checks that it got every span
+// of every call the traced orchestrators made.
 func tracingFigures(res *results, o options, dir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -55,18 +61,65 @@ func tracingFigures(res *results, o options, dir string) error {
 
 	loop := max(o.dur/4, 100*time.Millisecond)
 	pairs := 4 * o.runs
+	var t tracingLoops
+	for half, traced := range []int{1, 0} { // the process started second, then first, traced
+		if err := t.measure(ctx, rcv, o, filepath.Join(dir, strconv.Itoa(half)), traced, loop, pairs/2+half*(pairs%2)); err != nil {
+			return err
+		}
+	}
+	res.fig("hop_p50_1_tracing_off", median(t.off), "us")
+	res.fig("hop_p50_1_tracing_on", median(t.on), "us")
+	// The CPU time the orchestrator's process spends on a hop (the
+	// exporting goroutine, the garbage collector and the embedded bus
+	// included; the worker's process not): less at the mercy of the
+	// machine's load than the latency.
+	res.fig("hop_cpu_1_tracing_off", median(t.cpuOff), "us")
+	res.fig("hop_cpu_1_tracing_on", median(t.cpuOn), "us")
+	// How many times a goroutine of that process was scheduled to run, a
+	// hop: each is a round through the scheduler, on the same cores.
+	res.fig("hop_goroutine_runs_1_tracing_off", median(t.runsOff), "runs")
+	res.fig("hop_goroutine_runs_1_tracing_on", median(t.runsOn), "runs")
+	ratios := slices.Sorted(slices.Values(t.ratios))
+	q := func(p float64) float64 { return ratios[min(len(ratios)-1, int(p*float64(len(ratios))))] }
+	fmt.Printf("# tracing: %d pairs of %s loops (the traced process started second, then first: medians %.3f and %.3f); "+
+		"ratios of the pairs: min %.3f, p25 %.3f, p75 %.3f, max %.3f; "+
+		"%d calls traced, every one's %d spans received in %d exports (%d while the untraced side was measured)\n",
+		len(ratios), loop, t.halves[0], t.halves[1], ratios[0], q(0.25), q(0.75), ratios[len(ratios)-1],
+		t.traced, len(hopSpanNames), rcv.exports.Load(), t.offExports)
+	// The target: tracing adds at most 5% (ratio at most 1.05).
+	res.ratio("hop_p50_1_tracing_on_vs_off", median(t.ratios))
+	return nil
+}
+
+// tracingLoops gathers what the tracing group measures, over its halves.
+type tracingLoops struct {
+	off, on, ratios, cpuOff, cpuOn, runsOff, runsOn []float64
+	halves                                          []float64 // the median ratio of each half
+	offExports                                      int       // exports received while the untraced side was measured
+	traced                                          int64     // calls the traced processes made
+}
+
+// measure starts two trace-child processes under dir, the one started
+// traced-th (0 or 1) exporting to rcv, and measures pairs pairs of loops
+// of them, then stops them and checks that rcv received every span of the
+// traced one's calls.
+func (t *tracingLoops) measure(ctx context.Context, rcv *spanReceiver, o options, dir string, traced int, loop time.Duration, pairs int) error {
 	var kids [2]*traceKid // off, on
-	for i, endpoint := range []string{"", rcv.url} {
+	for started := range 2 {
+		role, endpoint := 0, ""
+		if started == traced {
+			role, endpoint = 1, rcv.url
+		}
 		prof := ""
 		if o.traceProfile != "" {
-			prof = fmt.Sprintf("%s-%s.pprof", o.traceProfile, []string{"off", "on"}[i])
+			prof = fmt.Sprintf("%s-%s-%s.pprof", o.traceProfile, []string{"off", "on"}[role], filepath.Base(dir))
 		}
-		k, err := startTraceKid(ctx, o.sluice, filepath.Join(dir, []string{"off", "on"}[i]), endpoint, prof)
+		k, err := startTraceKid(ctx, o.sluice, filepath.Join(dir, []string{"off", "on"}[role]), endpoint, prof)
 		if err != nil {
-			return fmt.Errorf("tracing %s: %w", []string{"off", "on"}[i], err)
+			return fmt.Errorf("tracing %s: %w", []string{"off", "on"}[role], err)
 		}
 		defer k.kill()
-		kids[i] = k
+		kids[role] = k
 	}
 	// Warm both up, unmeasured.
 	for _, k := range kids {
@@ -77,8 +130,7 @@ func tracingFigures(res *results, o options, dir string) error {
 			return err
 		}
 	}
-	var off, on, ratios, cpuOff, cpuOn, runsOff, runsOn []float64
-	offExports := 0
+	var ratios []float64
 	for i := range pairs {
 		order := []int{0, 1}
 		if i%2 == 1 {
@@ -94,22 +146,25 @@ func tracingFigures(res *results, o options, dir string) error {
 			if j == 0 {
 				// An export the traced process posts while the other is
 				// measured would take its time from the untraced side.
-				offExports += int(rcv.exports.Load() - before)
+				t.offExports += int(rcv.exports.Load() - before)
 			}
 			p50[j], cpu[j], runs[j] = s.P50, s.CPU, s.Runs
 		}
-		off, on = append(off, p50[0]), append(on, p50[1])
-		cpuOff, cpuOn = append(cpuOff, cpu[0]), append(cpuOn, cpu[1])
-		runsOff, runsOn = append(runsOff, runs[0]), append(runsOn, runs[1])
+		t.off, t.on = append(t.off, p50[0]), append(t.on, p50[1])
+		t.cpuOff, t.cpuOn = append(t.cpuOff, cpu[0]), append(t.cpuOn, cpu[1])
+		t.runsOff, t.runsOn = append(t.runsOff, runs[0]), append(t.runsOn, runs[1])
 		ratios = append(ratios, p50[1]/p50[0])
 		// Between pairs, off the clock: count the spans received.
 		if err := rcv.decode(); err != nil {
 			return err
 		}
 	}
+	t.ratios = append(t.ratios, ratios...)
+	t.halves = append(t.halves, median(ratios))
 	// Stopping the traced orchestrator flushes its last spans.
 	var calls [2]int64
 	for i, k := range kids {
+		var err error
 		if calls[i], err = k.stop(); err != nil {
 			return err
 		}
@@ -117,31 +172,13 @@ func tracingFigures(res *results, o options, dir string) error {
 	if err := rcv.decode(); err != nil {
 		return err
 	}
+	t.traced += calls[1]
 	for _, name := range hopSpanNames {
-		if got := rcv.spans[name]; got != calls[1] {
+		if got := rcv.spans[name]; got != t.traced {
 			return fmt.Errorf("tracing on: %d spans %q received at %s, want one for each of the %d calls made "+
-				"(fewer: the traced orchestrator's warning says whether its queue was full and dropped spans)", got, name, rcv.url, calls[1])
+				"(fewer: the traced orchestrator's warning says whether its queue was full and dropped spans)", got, name, rcv.url, t.traced)
 		}
 	}
-	res.fig("hop_p50_1_tracing_off", median(off), "us")
-	res.fig("hop_p50_1_tracing_on", median(on), "us")
-	// The CPU time the orchestrator's process spends on a hop (the
-	// exporting goroutine, the garbage collector and the embedded bus
-	// included; the worker's process not): less at the mercy of the
-	// machine's load than the latency.
-	res.fig("hop_cpu_1_tracing_off", median(cpuOff), "us")
-	res.fig("hop_cpu_1_tracing_on", median(cpuOn), "us")
-	// How many times a goroutine of that process was scheduled to run, a
-	// hop: each is a round through the scheduler, on the same cores.
-	res.fig("hop_goroutine_runs_1_tracing_off", median(runsOff), "runs")
-	res.fig("hop_goroutine_runs_1_tracing_on", median(runsOn), "runs")
-	slices.Sort(ratios)
-	q := func(p float64) float64 { return ratios[min(len(ratios)-1, int(p*float64(len(ratios))))] }
-	fmt.Printf("# tracing: %d pairs of %s loops; ratios of the pairs: min %.3f, p25 %.3f, p75 %.3f, max %.3f; "+
-		"%d calls traced, every one's %d spans received in %d exports (%d while the untraced side was measured)\n",
-		pairs, loop, ratios[0], q(0.25), q(0.75), ratios[len(ratios)-1], calls[1], len(hopSpanNames), rcv.exports.Load(), offExports)
-	// The target: tracing adds at most 5% (ratio at most 1.05).
-	res.ratio("hop_p50_1_tracing_on_vs_off", median(ratios))
 	return nil
 }
 
