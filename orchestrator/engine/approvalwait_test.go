@@ -183,3 +183,87 @@ func TestApprovalsListFlagsLookalikesOfApprovedCallsOnly(t *testing.T) {
 		t.Fatalf("lookalikes flagged per held call: %v (of %d listed); want 03 flagged (like the used 01), 02 and 04 not (alike, both waiting)", flagged, len(list))
 	}
 }
+
+// TestAnsweredWhileHoldingTheLeaseResumesHere: with several orchestrators,
+// a person may answer a held call, through another one, while the pass
+// that held it still holds the run's lease: that orchestrator cannot take
+// the run then, so this one, releasing the lease, reads the answer (of the
+// approvals its held steps name) and resumes the run itself. It goes on
+// once, paying.
+func TestAnsweredWhileHoldingTheLeaseResumesHere(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	h := newHarness(t, "", map[string]worker.Handler{"fetch": untrustedPage})
+	nc, err := h.bus.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	log, err := audit.Open(ctx, nc, "sluice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lease.Open(ctx, lease.Config{Conn: nc, Owner: "A", Home: "home-A",
+		TTL: 30 * time.Second, Renew: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	cfg := h.engine.cfg
+	cfg.Conn, cfg.Audit, cfg.Leases = nc, log, l
+	e := New(cfg)
+	t.Cleanup(e.Close)
+	other, err := h.bus.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	st, err := runstore.Open(ctx, other, "", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The answer is stored through another store while the pass that held
+	// the call is still going: OnHeld is called before the pass ends and
+	// its lease is released.
+	var id string
+	r, err := e.Run(ctx, h.plan(heldFlow), map[string]any{"amount": 5.0}, Options{OnHeld: func(s StepResult) {
+		id = s.ApprovalID
+		a, rev, err := st.GetApproval(ctx, id)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		now := time.Now().UTC()
+		a.Who, a.Decided = "alice", &now
+		if err := a.Advance(approval.Approve); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := st.UpdateApproval(ctx, a, rev); err != nil {
+			t.Error(err)
+		}
+	}})
+	if err != nil || r.Status != StatusHeld || id == "" {
+		t.Fatalf("run = %+v, %v; want held, its approval answered meanwhile", r, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for h.called("spend") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the run answered while its lease was held was not resumed when the lease was released")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		got, _, err := st.GetApproval(ctx, id)
+		if err == nil && got.Status == ApprovalUsed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the approval after the run: %+v, %v; want used", got, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := h.called("spend"); n != 1 {
+		t.Fatalf("spend called %d times, want once", n)
+	}
+}

@@ -3,9 +3,11 @@ package engine
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/orchestrator/lease"
+	"github.com/sluicehq/sluice/orchestrator/runstore"
 )
 
 // Several orchestrators of one deployment (Config.Leases): each run is
@@ -107,15 +109,50 @@ func (e *Engine) releaseLease(id string, res *Result, err error) {
 	if serr != nil {
 		return
 	}
-	all, serr := st.AllApprovals(ctx)
+	answered, serr := answeredMeanwhile(ctx, st, id, res)
 	if serr != nil {
 		e.log.Warn("approvals not read after the run was held; an answer given meanwhile applies when the run is next resumed", "run_id", id, "err", serr)
 		return
 	}
-	for _, a := range all {
-		if a.RunID == id && (a.Status == ApprovalApproved || a.Status == ApprovalDenied) {
-			e.resume(id)
-			return
+	if answered {
+		e.resume(id)
+	}
+}
+
+// answeredMeanwhile says whether a person answered a call of run id that
+// its pass, res, held. It reads the approvals the held steps name, a few
+// reads whatever the number of calls held in the deployment; only a held
+// step that names none (none should) makes it read every approval.
+func answeredMeanwhile(ctx context.Context, st *runstore.Store, id string, res *Result) (bool, error) {
+	var ids []string
+	for _, s := range res.Steps {
+		if s.Status != StatusHeld {
+			continue
+		}
+		if s.ApprovalID == "" {
+			ids = nil
+			break
+		}
+		ids = append(ids, s.ApprovalID)
+	}
+	answered := func(a *Approval) bool {
+		return a.RunID == id && (a.Status == ApprovalApproved || a.Status == ApprovalDenied)
+	}
+	if len(ids) == 0 {
+		all, err := st.AllApprovals(ctx)
+		if err != nil {
+			return false, err
+		}
+		return slices.ContainsFunc(all, func(a Approval) bool { return answered(&a) }), nil
+	}
+	for _, aid := range ids {
+		a, _, err := st.GetApproval(ctx, aid)
+		if err != nil {
+			return false, err
+		}
+		if answered(a) {
+			return true, nil
 		}
 	}
+	return false, nil
 }
