@@ -309,16 +309,14 @@ func (e *Engine) stopRun(ctx context.Context, id string) error {
 }
 
 // withdrawHeld cancels the held calls of run id that were not yet made,
-// so that no answer can let one through.
+// so that no answer can let one through. It reads the run's open
+// approvals from the store's view of them, not every approval.
 func (e *Engine) withdrawHeld(ctx context.Context, st *runstore.Store, id, who string) error {
-	approvals, err := st.AllApprovals(ctx)
+	open, err := st.OpenApprovalsOf(ctx, id)
 	if err != nil {
 		return fmt.Errorf("cancel run %s: list its held calls: %w", id, err)
 	}
-	for _, a := range approvals {
-		if a.RunID != id || (a.Status != ApprovalPending && a.Status != ApprovalApproved) {
-			continue
-		}
+	for _, a := range open {
 		cur, rev, err := st.GetApproval(ctx, a.ID)
 		if err != nil {
 			return fmt.Errorf("cancel run %s: %w", id, err)

@@ -22,10 +22,12 @@ const catchUpWait = 10 * time.Second
 // kept by one watch of the bucket (every orchestrator's writes, and on
 // start every approval stored): per tool, the calls a person approved
 // (approved, or approved and used), with only their arguments — what a new
-// held call is compared with for lookalikes — and the runs waiting for an
-// answer to their approval, woken when it is written. Of a pending or
-// refused approval it keeps nothing: each write is decoded for its tool
-// and status alone.
+// held call is compared with for lookalikes —, the approvals still open
+// (pending, or approved and not yet used) with their run and status alone
+// — what a cancelled run withdraws —, and the runs waiting for an answer
+// to their approval, woken when it is written. Of a refused, superseded or
+// cancelled approval it keeps nothing: each write is decoded for its tool,
+// run and status alone.
 //
 // A read is answered only once the view has applied every write the
 // bucket held when the read began (up to the stream's last sequence, asked
@@ -48,6 +50,9 @@ type approvalsView struct {
 	ended error
 	// approved holds, per tool and id, the approvals a person approved.
 	approved map[string]map[string]approval.Approval
+	// open holds, by id, the approvals pending or approved and not yet
+	// used: as many as calls are held, gone once answered and done with.
+	open map[string]OpenApproval
 	// malformed holds the approvals whose last write could not be read,
 	// with their tool ("" when even that could not be read).
 	malformed map[string]malformed
@@ -110,7 +115,7 @@ func startView(ctx context.Context, kv jetstream.KeyValue, h viewHooks) (*approv
 		return nil, err
 	}
 	v := &approvalsView{stop: stop, done: make(chan struct{}),
-		approved: map[string]map[string]approval.Approval{}, malformed: map[string]malformed{},
+		approved: map[string]map[string]approval.Approval{}, open: map[string]OpenApproval{}, malformed: map[string]malformed{},
 		waiting: map[string]map[chan string]struct{}{}, beforeApply: h.beforeApply, readWaits: h.readWaits}
 	loaded := make(chan struct{})
 	go v.run(w, loaded)
@@ -173,6 +178,7 @@ func (v *approvalsView) apply(e jetstream.KeyValueEntry) {
 	id := e.Key()
 	var head struct {
 		Tool   string `json:"tool"`
+		RunID  string `json:"run_id"`
 		Status string `json:"status"`
 	}
 	var args struct {
@@ -190,6 +196,10 @@ func (v *approvalsView) apply(e jetstream.KeyValueEntry) {
 	defer v.mu.Unlock()
 	v.applied = max(v.applied, e.Revision())
 	delete(v.malformed, id)
+	delete(v.open, id)
+	if err == nil && (head.Status == approval.Pending || head.Status == approval.Approved) {
+		v.open[id] = OpenApproval{ID: id, RunID: head.RunID, Status: head.Status}
+	}
 	// A tool's approvals are only ever added to (approved, then used):
 	// the delete is for an approval rewritten or removed by hand.
 	if head.Tool != "" {
@@ -224,13 +234,13 @@ func (v *approvalsView) wake() {
 	}
 }
 
-// approvedOf returns the approvals of tool a person approved, once the
-// view has applied every write up to sequence last; ok is false when it
-// did not within catchUpWait, or the watch ended.
-func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64) (_ []approval.Approval, ok bool, err error) {
+// caughtUp waits until the view has applied every write up to sequence
+// last; ok is false when it did not within catchUpWait, or the watch ended.
+func (v *approvalsView) caughtUp(ctx context.Context, last uint64) (ok bool, err error) {
 	deadline := time.NewTimer(catchUpWait)
 	defer deadline.Stop()
 	v.mu.Lock()
+	defer v.mu.Unlock()
 	for v.applied < last && v.ended == nil {
 		if v.progress == nil {
 			v.progress = make(chan struct{})
@@ -243,16 +253,26 @@ func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64
 		select {
 		case <-progress:
 		case <-deadline.C:
-			return nil, false, nil
+			v.mu.Lock()
+			return false, nil
 		case <-ctx.Done():
-			return nil, false, ctx.Err()
+			v.mu.Lock()
+			return false, ctx.Err()
 		}
 		v.mu.Lock()
 	}
-	defer v.mu.Unlock()
-	if v.ended != nil {
-		return nil, false, nil
+	return v.ended == nil, nil
+}
+
+// approvedOf returns the approvals of tool a person approved, once the
+// view has applied every write up to sequence last; ok is false when it
+// did not within catchUpWait, or the watch ended.
+func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64) (_ []approval.Approval, ok bool, err error) {
+	if ok, err := v.caughtUp(ctx, last); !ok || err != nil {
+		return nil, false, err
 	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	for id, m := range v.malformed {
 		if m.tool == "" || m.tool == tool {
 			return nil, true, fmt.Errorf("approval %s: malformed record: %w", id, m.err)
@@ -261,6 +281,28 @@ func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64
 	out := make([]approval.Approval, 0, len(v.approved[tool]))
 	for _, a := range v.approved[tool] {
 		out = append(out, a)
+	}
+	return out, true, nil
+}
+
+// openOf returns the open approvals of run, once the view has applied
+// every write up to sequence last; ok is false when it did not within
+// catchUpWait, or the watch ended. A malformed approval, whose run cannot
+// be told, is an error.
+func (v *approvalsView) openOf(ctx context.Context, run string, last uint64) (_ []OpenApproval, ok bool, err error) {
+	if ok, err := v.caughtUp(ctx, last); !ok || err != nil {
+		return nil, false, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for id, m := range v.malformed {
+		return nil, true, fmt.Errorf("approval %s: malformed record: %w", id, m.err)
+	}
+	var out []OpenApproval
+	for _, a := range v.open {
+		if a.RunID == run {
+			out = append(out, a)
+		}
 	}
 	return out, true, nil
 }

@@ -141,3 +141,84 @@ func TestWatchApprovalTellsAWaitingRunItsAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenApprovalsOfARun: a run's open approvals, pending or approved
+// and not yet used, are listed from the view, whichever store wrote them
+// an instant before (the view is made to apply a write only once a read
+// waits for it); answered and done with, or another run's, they are not.
+// A store opened afterwards loads them.
+func TestOpenApprovalsOfARun(t *testing.T) {
+	var gated atomic.Bool
+	waiting := make(chan struct{}, 1)
+	first, second, open := twoStores(t, viewHooks{
+		beforeApply: func() {
+			if gated.Load() {
+				<-waiting
+			}
+		},
+		readWaits: func() {
+			select {
+			case waiting <- struct{}{}:
+			default:
+			}
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	openIDs := func(s *Store, run string) []string {
+		t.Helper()
+		got, err := s.OpenApprovalsOf(ctx, run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, a := range got {
+			if a.RunID != run {
+				t.Fatalf("OpenApprovalsOf(%s) lists %+v", run, a)
+			}
+			out = append(out, a.ID+":"+a.Status)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, a := range []approval.Approval{
+		{ID: "p1", RunID: "r1", Tool: "payment.charge", Status: approval.Pending},
+		{ID: "a1", RunID: "r1", Tool: "payment.charge", Status: approval.Approved},
+		{ID: "u1", RunID: "r1", Tool: "payment.charge", Status: approval.Used},
+		{ID: "d1", RunID: "r1", Tool: "payment.charge", Status: approval.Denied},
+		{ID: "p2", RunID: "r2", Tool: "payment.charge", Status: approval.Pending},
+	} {
+		if err := second.CreateApproval(ctx, &a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := openIDs(first, "r1"); !slices.Equal(got, []string{"a1:approved", "p1:pending"}) {
+		t.Fatalf("open approvals of r1 = %v, want a1 approved and p1 pending", got)
+	}
+	// Cancelled through the other store, and a new one held there, each
+	// applied by the first store's view only once it is read.
+	gated.Store(true)
+	p1, rev, err := second.GetApproval(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.Advance(approval.Cancel); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.UpdateApproval(ctx, p1, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.CreateApproval(ctx, &approval.Approval{ID: "p3", RunID: "r1", Tool: "mail.send", Status: approval.Pending}); err != nil {
+		t.Fatal(err)
+	}
+	if got := openIDs(first, "r1"); !slices.Equal(got, []string{"a1:approved", "p3:pending"}) {
+		t.Fatalf("open approvals of r1 right after p1 was cancelled and p3 held elsewhere = %v, want a1 and p3", got)
+	}
+	gated.Store(false)
+	if got := openIDs(open(), "r2"); !slices.Equal(got, []string{"p2:pending"}) {
+		t.Fatalf("a new store's open approvals of r2 = %v, want p2", got)
+	}
+	if got := openIDs(open(), "r3"); len(got) != 0 {
+		t.Fatalf("open approvals of a run with none = %v", got)
+	}
+}

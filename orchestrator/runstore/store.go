@@ -338,6 +338,47 @@ func (s *Store) AllApprovals(ctx context.Context) ([]approval.Approval, error) {
 	return all[approval.Approval](ctx, s.approvals)
 }
 
+// OpenApproval is an approval still open, pending or approved and not yet
+// used, as OpenApprovalsOf lists it: its id, run and status alone.
+type OpenApproval struct{ ID, RunID, Status string }
+
+// OpenApprovalsOf lists the open approvals of run (pending, or approved and
+// not yet used): the held calls a cancel withdraws. Like ApprovedOf, they
+// are read from the store's watch of the bucket once it has applied every
+// write stored when OpenApprovalsOf began, not by reading every approval;
+// the bucket is scanned only when the view does not catch up.
+func (s *Store) OpenApprovalsOf(ctx context.Context, run string) ([]OpenApproval, error) {
+	v, err := s.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	last, err := s.lastSeq(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the approvals' last write: %w", err)
+	}
+	out, ok, err := v.openOf(ctx, run, last)
+	if ok || err != nil {
+		return out, err
+	}
+	// The view did not catch up (or its watch ended): the bucket itself.
+	var scanned []OpenApproval
+	err = each(ctx, s.approvals, "", func(b []byte) error {
+		var a struct {
+			ID     string `json:"id"`
+			RunID  string `json:"run_id"`
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(b, &a); err != nil {
+			return err
+		}
+		if a.RunID == run && (a.Status == approval.Pending || a.Status == approval.Approved) {
+			scanned = append(scanned, OpenApproval(a))
+		}
+		return nil
+	})
+	return scanned, err
+}
+
 // ApprovedOf lists the approvals of calls of tool a person approved
 // (approved, or approved and used), with their arguments alone: what a new
 // held call's arguments are compared with for lookalikes. They are read
