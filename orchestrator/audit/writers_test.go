@@ -27,16 +27,7 @@ func TestSeveralWritersKeepOneChain(t *testing.T) {
 	const logs, writers, each = 3, 4, 40
 	var ls []*Log
 	for range logs {
-		nc, err := b.Connect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		l, err := Open(ctx, nc, "sluice", Options{Signer: testKey, CheckpointInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
+		ls = append(ls, openLogOn(t, b))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, logs*writers)
@@ -172,19 +163,7 @@ func TestRecordChainedToALostRecordIsChainedAgain(t *testing.T) {
 	t.Cleanup(b.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	open := func() *Log {
-		nc, err := b.Connect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		l, err := Open(ctx, nc, "sluice", Options{Signer: testKey, CheckpointInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
-	ours, theirs := open(), open()
+	ours, theirs := openLogOn(t, b), openLogOn(t, b)
 	if err := ours.Append(ctx, Record{Kind: KindResult, RunID: "ours", Step: "0"}); err != nil {
 		t.Fatal(err)
 	}
@@ -229,4 +208,20 @@ func TestRecordChainedToALostRecordIsChainedAgain(t *testing.T) {
 	if want := "ours:0 theirs:0 ours:1 ours:2"; strings.Join(got, " ") != want {
 		t.Fatalf("stored %v, want %s", got, want)
 	}
+}
+
+// openLogOn opens the deployment's audit log on b, on a connection of its
+// own, as an orchestrator does, signing checkpoints only when asked.
+func openLogOn(t *testing.T, b *bus.Bus) *Log {
+	t.Helper()
+	nc, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	l, err := Open(context.Background(), nc, "sluice", Options{Signer: testKey, CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

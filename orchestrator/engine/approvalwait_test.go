@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/orchestrator/approval"
-	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/lease"
 	"github.com/sluicehq/sluice/orchestrator/runstore"
 	"github.com/sluicehq/sluice/worker"
@@ -23,25 +22,7 @@ func TestWaitingRunWithLeasesIsWokenByAnAnswerGivenElsewhere(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	h := newHarness(t, "", map[string]worker.Handler{"fetch": untrustedPage})
-	nc, err := h.bus.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	log, err := audit.Open(ctx, nc, "sluice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := lease.Open(ctx, lease.Config{Conn: nc, Owner: "A", Home: "home-A",
-		TTL: 30 * time.Second, Renew: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	cfg := h.engine.cfg
-	cfg.Conn, cfg.Audit, cfg.Leases = nc, log, l
-	e := New(cfg)
-	t.Cleanup(e.Close)
+	e, _ := h.leased(t, lease.Config{Owner: "A", Home: "home-A", TTL: 30 * time.Second, Renew: 5 * time.Second}, nil)
 
 	held := make(chan string, 1)
 	type outcome struct {
@@ -65,25 +46,8 @@ func TestWaitingRunWithLeasesIsWokenByAnAnswerGivenElsewhere(t *testing.T) {
 
 	// The answer, stored through another connection's store, as another
 	// orchestrator's Decide stores it.
-	other, err := h.bus.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(other.Close)
-	st, err := runstore.Open(ctx, other, "", 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, rev, err := st.GetApproval(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	a.Who, a.Decided = "alice", &now
-	if err := a.Advance(approval.Approve); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.UpdateApproval(ctx, a, rev); err != nil {
+	st := h.otherStore(t)
+	if err := approveThrough(ctx, st, id); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -194,52 +158,15 @@ func TestAnsweredWhileHoldingTheLeaseResumesHere(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	h := newHarness(t, "", map[string]worker.Handler{"fetch": untrustedPage})
-	nc, err := h.bus.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	log, err := audit.Open(ctx, nc, "sluice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := lease.Open(ctx, lease.Config{Conn: nc, Owner: "A", Home: "home-A",
-		TTL: 30 * time.Second, Renew: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	cfg := h.engine.cfg
-	cfg.Conn, cfg.Audit, cfg.Leases = nc, log, l
-	e := New(cfg)
-	t.Cleanup(e.Close)
-	other, err := h.bus.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(other.Close)
-	st, err := runstore.Open(ctx, other, "", 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, _ := h.leased(t, lease.Config{Owner: "A", Home: "home-A", TTL: 30 * time.Second, Renew: 5 * time.Second}, nil)
+	st := h.otherStore(t)
 	// The answer is stored through another store while the pass that held
 	// the call is still going: OnHeld is called before the pass ends and
 	// its lease is released.
 	var id string
 	r, err := e.Run(ctx, h.plan(heldFlow), map[string]any{"amount": 5.0}, Options{OnHeld: func(s StepResult) {
 		id = s.ApprovalID
-		a, rev, err := st.GetApproval(ctx, id)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		now := time.Now().UTC()
-		a.Who, a.Decided = "alice", &now
-		if err := a.Advance(approval.Approve); err != nil {
-			t.Error(err)
-			return
-		}
-		if err := st.UpdateApproval(ctx, a, rev); err != nil {
+		if err := approveThrough(ctx, st, id); err != nil {
 			t.Error(err)
 		}
 	}})
@@ -266,4 +193,35 @@ func TestAnsweredWhileHoldingTheLeaseResumesHere(t *testing.T) {
 	if n := h.called("spend"); n != 1 {
 		t.Fatalf("spend called %d times, want once", n)
 	}
+}
+
+// otherStore is a run store on a connection of its own, as another
+// orchestrator's.
+func (h *harness) otherStore(t *testing.T) *runstore.Store {
+	t.Helper()
+	other, err := h.bus.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	st, err := runstore.Open(context.Background(), other, "", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// approveThrough approves held call id through st, as alice, the way
+// another orchestrator's Decide stores an answer.
+func approveThrough(ctx context.Context, st *runstore.Store, id string) error {
+	a, rev, err := st.GetApproval(ctx, id)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	a.Who, a.Decided = "alice", &now
+	if err := a.Advance(approval.Approve); err != nil {
+		return err
+	}
+	return st.UpdateApproval(ctx, a, rev)
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/orchestrator/audit"
 	"github.com/sluicehq/sluice/orchestrator/lease"
 	"github.com/sluicehq/sluice/worker"
 )
@@ -29,38 +28,21 @@ type sharing struct {
 
 func newSharing(t *testing.T, h *harness) *sharing {
 	t.Helper()
-	ctx := context.Background()
 	s := &sharing{engines: map[string]*Engine{}, leases: map[string]*lease.Leases{}, gone: map[string]bool{}}
 	for _, owner := range []string{"A", "B"} {
-		nc, err := h.bus.Connect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		log, err := audit.Open(ctx, nc, "sluice")
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := lease.Open(ctx, lease.Config{Conn: nc, Owner: owner, Home: "home-" + owner,
-			TTL: 900 * time.Millisecond, Renew: 300 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(l.Close)
-		cfg := h.engine.cfg
-		cfg.Conn, cfg.Audit, cfg.Leases = nc, log, l
-		cfg.CancelAt = func(ctx context.Context, holder, id, who string) (*RunInfo, error) {
-			s.asked.Add(1)
-			s.mu.Lock()
-			e, gone := s.engines[holder], s.gone[holder]
-			s.mu.Unlock()
-			if e == nil || gone {
-				return nil, ErrNoAnswer
+		e, l := h.leased(t, lease.Config{Owner: owner, Home: "home-" + owner,
+			TTL: 900 * time.Millisecond, Renew: 300 * time.Millisecond}, func(cfg *Config) {
+			cfg.CancelAt = func(ctx context.Context, holder, id, who string) (*RunInfo, error) {
+				s.asked.Add(1)
+				s.mu.Lock()
+				e, gone := s.engines[holder], s.gone[holder]
+				s.mu.Unlock()
+				if e == nil || gone {
+					return nil, ErrNoAnswer
+				}
+				return e.CancelHere(ctx, id, who)
 			}
-			return e.CancelHere(ctx, id, who)
-		}
-		e := New(cfg)
-		t.Cleanup(e.Close)
+		})
 		s.mu.Lock()
 		s.engines[owner], s.leases[owner] = e, l
 		s.mu.Unlock()

@@ -13,6 +13,38 @@ import (
 	"github.com/sluicehq/sluice/worker"
 )
 
+// leased is another engine of h's deployment, as another orchestrator on
+// the bus: its own connection, audit log (on the deployment's stream) and
+// leases of runs (lc, its connection set here); edit, when given, changes
+// its configuration before it starts.
+func (h *harness) leased(t testing.TB, lc lease.Config, edit func(*Config)) (*Engine, *lease.Leases) {
+	t.Helper()
+	ctx := context.Background()
+	nc, err := h.bus.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	log, err := audit.Open(ctx, nc, "sluice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc.Conn = nc
+	l, err := lease.Open(ctx, lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	cfg := h.engine.cfg
+	cfg.Conn, cfg.Audit, cfg.Leases = nc, log, l
+	if edit != nil {
+		edit(&cfg)
+	}
+	e := New(cfg)
+	t.Cleanup(e.Close)
+	return e, l
+}
+
 // Two engines share a deployment, as two orchestrators on one bus do. A
 // drives a run and stops renewing its lease in the middle of a call (its
 // process hangs); B takes the run over once the lease expires and
@@ -46,17 +78,7 @@ outputs:
 	var mu sync.Mutex
 	leases := map[string]*lease.Leases{}
 	for _, owner := range []string{"A", "B"} {
-		nc, err := h.bus.Connect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		// Each its own audit log on the deployment's stream.
-		log, err := audit.Open(ctx, nc, "sluice")
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := lease.Open(ctx, lease.Config{Conn: nc, Owner: owner, Home: "home-" + owner,
+		e, l := h.leased(t, lease.Config{Owner: owner, Home: "home-" + owner,
 			TTL: 900 * time.Millisecond, Renew: 300 * time.Millisecond,
 			Expired: func(run, _ string) {
 				mu.Lock()
@@ -65,15 +87,7 @@ outputs:
 				if e != nil {
 					e.TakeOver(run)
 				}
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(l.Close)
-		cfg := h.engine.cfg
-		cfg.Conn, cfg.Audit, cfg.Leases = nc, log, l
-		e := New(cfg)
-		t.Cleanup(e.Close)
+			}}, nil)
 		mu.Lock()
 		engines[owner], leases[owner] = e, l
 		mu.Unlock()

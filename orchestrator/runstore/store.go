@@ -348,21 +348,15 @@ type OpenApproval struct{ ID, RunID, Status string }
 // write stored when OpenApprovalsOf began, not by reading every approval;
 // the bucket is scanned only when the view does not catch up.
 func (s *Store) OpenApprovalsOf(ctx context.Context, run string) ([]OpenApproval, error) {
-	v, err := s.view(ctx)
-	if err != nil {
-		return nil, err
-	}
-	last, err := s.lastSeq(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the approvals' last write: %w", err)
-	}
-	out, ok, err := v.openOf(ctx, run, last)
-	if ok || err != nil {
-		return out, err
-	}
-	// The view did not catch up (or its watch ended): the bucket itself.
+	return fromView(ctx, s, func(v *approvalsView, last uint64) ([]OpenApproval, bool, error) {
+		return v.openOf(ctx, run, last)
+	}, func() ([]OpenApproval, error) { return s.openOfScan(ctx, run) })
+}
+
+// openOfScan is OpenApprovalsOf reading every approval in the bucket.
+func (s *Store) openOfScan(ctx context.Context, run string) ([]OpenApproval, error) {
 	var scanned []OpenApproval
-	err = each(ctx, s.approvals, "", func(b []byte) error {
+	err := each(ctx, s.approvals, "", func(b []byte) error {
 		var a struct {
 			ID     string `json:"id"`
 			RunID  string `json:"run_id"`
@@ -386,20 +380,30 @@ func (s *Store) OpenApprovalsOf(ctx context.Context, run string) ([]OpenApproval
 // every write stored when ApprovedOf began, whatever orchestrator made it:
 // one request for the bucket's last sequence, not a read of every approval.
 func (s *Store) ApprovedOf(ctx context.Context, tool string) ([]approval.Approval, error) {
+	return fromView(ctx, s, func(v *approvalsView, last uint64) ([]approval.Approval, bool, error) {
+		return v.approvedOf(ctx, tool, last)
+	}, func() ([]approval.Approval, error) { return s.approvedOfScan(ctx, tool) })
+}
+
+// fromView answers a read from the store's view of the approvals, once
+// the view has applied every write the bucket held when the read began
+// (one request for its last sequence); when the view does not catch up,
+// or its watch ended, from scan, which reads the bucket itself.
+func fromView[T any](ctx context.Context, s *Store, read func(v *approvalsView, last uint64) (T, bool, error), scan func() (T, error)) (T, error) {
+	var none T
 	v, err := s.view(ctx)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	last, err := s.lastSeq(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read the approvals' last write: %w", err)
+		return none, fmt.Errorf("read the approvals' last write: %w", err)
 	}
-	out, ok, err := v.approvedOf(ctx, tool, last)
+	out, ok, err := read(v, last)
 	if ok || err != nil {
 		return out, err
 	}
-	// The view did not catch up (or its watch ended): the bucket itself.
-	return s.approvedOfScan(ctx, tool)
+	return scan()
 }
 
 // approvedOfScan is ApprovedOf reading every approval in the bucket, and
