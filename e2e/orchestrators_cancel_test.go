@@ -151,9 +151,10 @@ outputs:
 			}
 		}
 	}
-	// Asked at least once; again when o1 answered that it did not hold
-	// the lease at that instant (its own renewal changed the lease as it
-	// was read), which is harmless: the audit log below has one cancel.
+	// Asked at least once; again should o1 answer that it did not hold
+	// the lease at that instant, which is harmless: the audit log below
+	// has one cancel. (Its own renewal, changing the lease as its cancel
+	// read it, made it answer so: lease TestHolderAcquiresWhileItRenews.)
 	if asked < 1 {
 		t.Fatalf("o2 and o3 asked o1 to cancel the run %d times, want at least once", asked)
 	}

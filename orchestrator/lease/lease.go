@@ -126,6 +126,10 @@ type Leases struct {
 
 	stop chan struct{}
 	done sync.WaitGroup
+
+	// beforeUpdate, set only by tests, is called between Acquire's read
+	// of an existing lease and its update.
+	beforeUpdate func()
 }
 
 // Open opens (creating it when missing) the deployment's lease bucket,
@@ -201,33 +205,52 @@ func (l *Leases) Acquire(ctx context.Context, run string) (from string, err erro
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return "", fmt.Errorf("lease of run %s: %w", run, err)
 	}
+	// The holder's own renewal may change the lease between its read and
+	// its update here: read again, a few times, rather than answer that
+	// another took it.
+	for tries := 1; ; tries++ {
+		from, cur, err := l.takeExisting(ctx, run, v)
+		if err == nil || !errors.Is(err, errChanged) || cur.Owner != l.cfg.Owner || tries == 3 {
+			return from, err
+		}
+	}
+}
+
+// errChanged is the lease changed between Acquire's read and its update.
+var errChanged = errors.New("another took it at the same time")
+
+// takeExisting takes (or keeps) the lease of run that exists, unless
+// another orchestrator keeps it; cur is the lease as it read it.
+func (l *Leases) takeExisting(ctx context.Context, run string, v []byte) (from string, cur value, err error) {
 	e, err := l.kv.Get(ctx, run)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		err = fmt.Errorf("run %s: %w (its lease changed at the same time)", run, ErrHeld)
 	}
 	if err != nil {
-		return "", fmt.Errorf("lease of run %s: %w", run, err)
+		return "", cur, fmt.Errorf("lease of run %s: %w", run, err)
 	}
-	var cur value
 	if err := json.Unmarshal(e.Value(), &cur); err != nil {
-		return "", fmt.Errorf("lease of run %s: %w", run, err)
+		return "", cur, fmt.Errorf("lease of run %s: %w", run, err)
 	}
 	if cur.Owner != l.cfg.Owner && !cur.Released && cur.Home != l.cfg.Home && !l.expired(run, e.Revision()) {
-		return "", &HeldError{Run: run, Owner: cur.Owner}
+		return "", cur, &HeldError{Run: run, Owner: cur.Owner}
 	}
-	sent = time.Now()
-	rev, err = l.kv.Update(ctx, run, v, e.Revision())
+	if l.beforeUpdate != nil {
+		l.beforeUpdate()
+	}
+	sent := time.Now()
+	rev, err := l.kv.Update(ctx, run, v, e.Revision())
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) {
-			return "", fmt.Errorf("run %s: %w (another took it at the same time)", run, ErrHeld)
+			return "", cur, fmt.Errorf("run %s: %w (%w)", run, ErrHeld, errChanged)
 		}
-		return "", fmt.Errorf("lease of run %s: %w", run, err)
+		return "", cur, fmt.Errorf("lease of run %s: %w", run, err)
 	}
 	l.keep(run, rev, sent)
 	if cur.Owner == l.cfg.Owner {
-		return "", nil
+		return "", cur, nil
 	}
-	return cur.Owner, nil
+	return cur.Owner, cur, nil
 }
 
 // keep notes a lease taken or renewed at revision rev by a write sent at

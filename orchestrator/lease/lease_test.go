@@ -213,3 +213,48 @@ func TestReleasedLeaseIsTakenAtOnce(t *testing.T) {
 		t.Fatalf("Acquire of a lease B took = %v", err)
 	}
 }
+
+// The holder of a lease keeps it when it acquires it again (as a cancel
+// does, under the lease) while its own renewal changes it between
+// Acquire's read and its update: that is not another orchestrator taking
+// it. Another's change, in the same place, is.
+func TestHolderAcquiresWhileItRenews(t *testing.T) {
+	b := startBus(t)
+	a, other := open(t, b, "A", "home-a"), open(t, b, "B", "home-b")
+	ctx := context.Background()
+	if _, err := a.Acquire(ctx, "run1"); err != nil {
+		t.Fatal(err)
+	}
+	renewed := 0
+	a.beforeUpdate = func() {
+		if renewed == 0 {
+			a.renew()
+		}
+		renewed++
+	}
+	if from, err := a.Acquire(ctx, "run1"); err != nil || from != "" {
+		t.Fatalf("the holder's acquire as it renews = %q, %v; want it kept", from, err)
+	}
+	if renewed != 2 {
+		t.Fatalf("Acquire read the lease %d times, want twice: once before the renewal, once after", renewed)
+	}
+	if err := a.Check("run1"); err != nil {
+		t.Fatalf("the holder's check after: %v", err)
+	}
+	// The control: B, once A released it, finds it taken by A again in
+	// the same place, and says so.
+	a.beforeUpdate = nil
+	a.Release(ctx, "run1", true)
+	took := false
+	other.beforeUpdate = func() {
+		if !took {
+			took = true
+			if _, err := a.Acquire(ctx, "run1"); err != nil {
+				t.Errorf("A takes its released lease back: %v", err)
+			}
+		}
+	}
+	if _, err := other.Acquire(ctx, "run1"); !errors.Is(err, ErrHeld) {
+		t.Fatalf("B's acquire of a lease A took back meanwhile = %v, want ErrHeld", err)
+	}
+}
