@@ -81,6 +81,32 @@ func (w *workspace) write(name, content string) {
 	}
 }
 
+// writePrivate writes a secret (a key, a credential) readable by its
+// owner alone, as sluice requires of one.
+func (w *workspace) writePrivate(name, content string) {
+	w.t.Helper()
+	w.write(name, content)
+	if err := os.Chmod(w.path(name), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// startOrchestrators starts `sluice up` with each configuration of names
+// (NAME.yaml), one after the other, each once it is ready, and returns
+// them and their orchestrator ids by name.
+func (w *workspace) startOrchestrators(names ...string) (ups map[string]*process, ids map[string]string) {
+	w.t.Helper()
+	ups, ids = map[string]*process{}, map[string]string{}
+	for _, name := range names {
+		up := w.start("up", "--config", name+".yaml", "--http", "off")
+		up.waitLine(w.t, "stop with Ctrl-C", 2*time.Minute)
+		line := up.waitLine(w.t, "orchestrator ", time.Second)
+		ids[name], _, _ = strings.Cut(line, ":")
+		ups[name] = up
+	}
+	return ups, ids
+}
+
 func (w *workspace) path(name string) string { return filepath.Join(w.dir, name) }
 
 // ledger returns the lines of the payment ledger (none if it does not exist).

@@ -96,24 +96,11 @@ outputs:
 	}
 	for _, name := range []string{"o1", "o2", "o3"} {
 		w.write(name+".yaml", cfg(name))
-		w.write("nats/"+name+".creds", string(creds[name]))
+		w.writePrivate("nats/"+name+".creds", string(creds[name]))
 	}
-	w.write("nats/account.nk", string(m.signingSeed))
-	w.write("audit.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")
-	for _, f := range []string{"nats/account.nk", "nats/o1.creds", "nats/o2.creds", "nats/o3.creds", "audit.key"} {
-		if err := os.Chmod(w.path(f), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ups := map[string]*process{}
-	ids := map[string]string{} // o1, o2, o3 -> orchestrator id
-	for _, name := range []string{"o1", "o2", "o3"} {
-		up := w.start("up", "--config", name+".yaml", "--http", "off")
-		up.waitLine(t, "stop with Ctrl-C", 2*time.Minute)
-		line := up.waitLine(t, "orchestrator ", time.Second)
-		ids[name], _, _ = strings.Cut(line, ":")
-		ups[name] = up
-	}
+	w.writePrivate("nats/account.nk", string(m.signingSeed))
+	w.writePrivate("audit.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")
+	ups, ids := w.startOrchestrators("o1", "o2", "o3") // ids: o1, o2, o3 -> orchestrator id
 
 	// The run waits in o1 for a person.
 	client := w.start("run", "--config", "o1.yaml", "--use-running", "pay.yaml")

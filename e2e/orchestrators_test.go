@@ -68,24 +68,15 @@ outputs:
 	for _, name := range []string{"o1", "o2", "o3"} {
 		w.write(name+".yaml", cfg("."+name))
 	}
-	w.write("nats/account.nk", string(m.signingSeed))
-	w.write("nats/orchestrator.creds", string(m.orchestratorCred))
-	w.write("audit.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")
-	for _, f := range []string{"nats/account.nk", "nats/orchestrator.creds", "audit.key"} {
-		if err := os.Chmod(w.path(f), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.writePrivate("nats/account.nk", string(m.signingSeed))
+	w.writePrivate("nats/orchestrator.creds", string(m.orchestratorCred))
+	w.writePrivate("audit.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")
 
 	// The three orchestrators, each with its id.
-	ups := map[string]*process{}
+	ups, ids := w.startOrchestrators("o1", "o2", "o3")
 	names := map[string]string{} // orchestrator id -> o1, o2, o3
-	for _, name := range []string{"o1", "o2", "o3"} {
-		up := w.start("up", "--config", name+".yaml", "--http", "off")
-		up.waitLine(t, "stop with Ctrl-C", 2*time.Minute)
-		line := up.waitLine(t, "orchestrator ", time.Second)
-		id, _, _ := strings.Cut(line, ":")
-		ups[name], names[id] = up, name
+	for name, id := range ids {
+		names[id] = name
 	}
 
 	// The lease bucket, as the orchestrators write it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -38,13 +37,8 @@ workers:
   - manifest: builtin:payment
     config: {ledger: %q}
 `, url, ledger))
-	w.write("nats/account.nk", string(m.signingSeed))
-	w.write("nats/orchestrator.creds", string(m.orchestratorCred))
-	for _, f := range []string{"nats/account.nk", "nats/orchestrator.creds"} {
-		if err := os.Chmod(w.path(f), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.writePrivate("nats/account.nk", string(m.signingSeed))
+	w.writePrivate("nats/orchestrator.creds", string(m.orchestratorCred))
 	up := w.start("up", "--http", "off")
 	up.waitLine(t, "stop with Ctrl-C", 2*time.Minute)
 

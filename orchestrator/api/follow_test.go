@@ -135,25 +135,7 @@ func TestRunSaysWhenNoOrchestratorFollows(t *testing.T) {
 	subj := schemas.Subjects{Prefix: "t"}
 	first, started := dyingOrchestrator(t, s, subj)
 	c := &Client{nc: connect(t, s), s: subj, Silence: 2 * time.Second}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Run(ctx, RunRequest{Flow: "pay.yaml", Wait: true}, nil)
-		done <- err
-	}()
-	select {
-	case <-started:
-	case <-ctx.Done():
-		t.Fatal("the run did not start")
-	}
-	first.Close()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		t.Fatal("the client still waits")
-	}
+	err := runUntilStarted(t, c, started, first.Close)
 	if !errors.Is(err, ErrOrchestratorGone) || !strings.Contains(err.Error(), "sluice trace R1") {
 		t.Fatalf("Run = %v, want the orchestrator gone and how to follow R1", err)
 	}
@@ -211,25 +193,7 @@ func TestRunSaysWhenItsConnectionCloses(t *testing.T) {
 	_, started := dyingOrchestrator(t, s, subj)
 	cn := connect(t, s)
 	c := &Client{nc: cn, s: subj, Silence: time.Hour}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Run(ctx, RunRequest{Flow: "pay.yaml", Wait: true}, nil)
-		done <- err
-	}()
-	select {
-	case <-started:
-	case <-ctx.Done():
-		t.Fatal("the run did not start")
-	}
-	cn.Close()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		t.Fatal("the client still waits")
-	}
+	err := runUntilStarted(t, c, started, cn.Close)
 	if err == nil || !strings.Contains(err.Error(), "the connection to the bus closed") {
 		t.Fatalf("Run = %v, want the connection closed", err)
 	}
@@ -326,4 +290,31 @@ func TestRunEndsWithTheStoppedReplyWhenNoneFollows(t *testing.T) {
 	if err != nil || string(rep.Result) != interrupted || rep.Error != "run R4 interrupted" {
 		t.Fatalf("Run = %+v, %v; want the interrupted reply", rep, err)
 	}
+}
+
+// runUntilStarted has c run a flow, waiting; once the run started, it
+// calls then (an orchestrator dies, a connection closes) and returns the
+// error Run ends with.
+func runUntilStarted(t *testing.T, c *Client, started <-chan struct{}, then func()) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run(ctx, RunRequest{Flow: "pay.yaml", Wait: true}, nil)
+		done <- err
+	}()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("the run did not start")
+	}
+	then()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		t.Fatal("the client still waits")
+	}
+	return nil
 }

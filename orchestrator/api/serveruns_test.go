@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -25,20 +22,8 @@ import (
 // machine is: the deadline only bounds how long a failure takes to show.
 func TestServeRunsOverlapsSubmissions(t *testing.T) {
 	const n = 4
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	s := startServer(t)
+	nc := connect(t, s)
 
 	// The runner gives up on the others well before a client gives up on
 	// its reply, so that a failure is told as the runner saw it.
@@ -78,12 +63,7 @@ func TestServeRunsOverlapsSubmissions(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		cn, err := nats.Connect(s.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cn.Close)
-		c := &Client{nc: cn, s: subj}
+		c := &Client{nc: connect(t, s), s: subj}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

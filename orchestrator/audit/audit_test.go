@@ -87,17 +87,9 @@ func openLog(t testing.TB) (*Log, *nats.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Shutdown)
-	nc, err := b.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	// No checkpoint in the background: the tests sign when they export.
-	l, err := Open(context.Background(), nc, "sluice", Options{Signer: testKey, CheckpointInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l, nc
+	l := openLogOn(t, b)
+	return l, l.nc
 }
 
 // signedExport signs a checkpoint and exports the log through it.

@@ -212,7 +212,7 @@ func TestRecordChainedToALostRecordIsChainedAgain(t *testing.T) {
 
 // openLogOn opens the deployment's audit log on b, on a connection of its
 // own, as an orchestrator does, signing checkpoints only when asked.
-func openLogOn(t *testing.T, b *bus.Bus) *Log {
+func openLogOn(t testing.TB, b *bus.Bus) *Log {
 	t.Helper()
 	nc, err := b.Connect()
 	if err != nil {

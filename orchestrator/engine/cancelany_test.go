@@ -132,17 +132,7 @@ func TestCancelTakesTheLeaseOfAGoneHolder(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t, "", map[string]worker.Handler{"fetch": untrustedPage})
 	s := newSharing(t, h)
-	r, err := s.engines["A"].Run(ctx, h.plan(heldFlow), map[string]any{"amount": 5.0}, Options{})
-	if err != nil || r.Status != StatusHeld {
-		t.Fatalf("run = %+v, %v; want held", r, err)
-	}
-	// A drives the run again, and dies.
-	if _, err := s.leases["A"].Acquire(ctx, r.RunID); err != nil {
-		t.Fatal(err)
-	}
-	s.mu.Lock()
-	s.gone["A"] = true
-	s.mu.Unlock()
+	r := s.heldInA(t, h) // and A dies
 	s.leases["A"].Close()
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -168,6 +158,23 @@ func TestCancelGivesUpOnAHolderThatKeepsItsLease(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t, "", map[string]worker.Handler{"fetch": untrustedPage})
 	s := newSharing(t, h)
+	r := s.heldInA(t, h)
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := s.engines["B"].Cancel(cctx, r.RunID, "alice")
+	if err == nil || !strings.Contains(err.Error(), "orchestrator A drives it and does not answer") {
+		t.Fatalf("cancel through B = %v, want the holder named", err)
+	}
+	if n := cancelRecords(t, h, r.RunID, "alice"); n != 0 {
+		t.Fatalf("%d records of a cancel that did not happen", n)
+	}
+}
+
+// heldInA starts a run held for a person in A, which then drives it again
+// (holds its lease) and stops answering other orchestrators.
+func (s *sharing) heldInA(t *testing.T, h *harness) *Result {
+	t.Helper()
+	ctx := context.Background()
 	r, err := s.engines["A"].Run(ctx, h.plan(heldFlow), map[string]any{"amount": 5.0}, Options{})
 	if err != nil || r.Status != StatusHeld {
 		t.Fatalf("run = %+v, %v; want held", r, err)
@@ -178,13 +185,5 @@ func TestCancelGivesUpOnAHolderThatKeepsItsLease(t *testing.T) {
 	s.mu.Lock()
 	s.gone["A"] = true
 	s.mu.Unlock()
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	_, err = s.engines["B"].Cancel(cctx, r.RunID, "alice")
-	if err == nil || !strings.Contains(err.Error(), "orchestrator A drives it and does not answer") {
-		t.Fatalf("cancel through B = %v, want the holder named", err)
-	}
-	if n := cancelRecords(t, h, r.RunID, "alice"); n != 0 {
-		t.Fatalf("%d records of a cancel that did not happen", n)
-	}
+	return r
 }
