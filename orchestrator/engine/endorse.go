@@ -47,20 +47,21 @@ func (e *Engine) endorse(ctx context.Context, st *runstore.Store, en *Endorsemen
 // supersedeCovered supersedes the calls of en's run still held whose
 // arguments en now endorses: their labels changed, so the run, resumed,
 // makes each again, through the gate, and holds it again under a new id
-// if it still needs a person.
+// if it still needs a person. An endorsement covers calls of its own run
+// only: the run's open approvals are read, not every approval.
 func (e *Engine) supersedeCovered(ctx context.Context, st *runstore.Store, en *Endorsement) error {
-	all, err := st.AllApprovals(ctx)
+	open, err := st.OpenApprovalsOf(ctx, en.RunID)
 	if err != nil {
 		return err
 	}
-	for _, a := range all {
-		if a.Status != ApprovalPending || !covered(en, &a) {
+	for _, o := range open {
+		if o.Status != ApprovalPending {
 			continue
 		}
-		// Read again: only a call still pending is superseded, at its
-		// revision (an answer given meanwhile wins).
-		cur, rev, err := st.GetApproval(ctx, a.ID)
-		if err == nil && cur.Advance(approval.Supersede) == nil {
+		// Read whole, and only a call still pending is superseded, at
+		// its revision (an answer given meanwhile wins).
+		cur, rev, err := st.GetApproval(ctx, o.ID)
+		if err == nil && covered(en, cur) && cur.Advance(approval.Supersede) == nil {
 			_ = st.UpdateApproval(ctx, cur, rev)
 		}
 	}
