@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/sluicehq/sluice/internal/display"
 	"github.com/sluicehq/sluice/schemas"
@@ -15,20 +16,22 @@ const maxLookalike = 320
 
 // Lookalikes flags the string arguments of a call of tool that look like,
 // but are not, an entry of one of registries or the same argument of an
-// earlier approved call of the same tool (among earlier).
-func Lookalikes(tool string, args map[string]any, registries map[string][]string, earlier []Approval) []schemas.Lookalike {
+// earlier call of the same tool a person approved (approved, the values of
+// those calls; nil for none).
+func Lookalikes(tool string, args map[string]any, registries map[string][]string, approved *ApprovedValues) []schemas.Lookalike {
 	trusted := registered(registries)
-	approved := approvedBefore(tool, earlier)
 	var out []schemas.Lookalike
 	for _, name := range slices.Sorted(maps.Keys(args)) {
-		cands := slices.Clone(trusted)
-		for _, v := range approved[name] {
-			cands = append(cands, known{v, "approved before (" + tool + " " + name + ")"})
-		}
 		for _, s := range stringsOf(name, args[name]) {
-			if len(s.value) <= maxLookalike {
-				out = append(out, resembles(s, cands)...)
+			if len(s.value) > maxLookalike {
+				continue
 			}
+			skel := display.Skeleton(s.value)
+			cands := slices.Clone(trusted)
+			for _, v := range approved.like(name, skel) {
+				cands = append(cands, known{v, "approved before (" + tool + " " + name + ")"})
+			}
+			out = append(out, resembles(s, skel, cands)...)
 		}
 	}
 	return out
@@ -48,29 +51,99 @@ func registered(registries map[string][]string) []known {
 	return trusted
 }
 
-// approvedBefore lists, by argument, the values of the earlier calls of
-// tool a person approved.
-func approvedBefore(tool string, earlier []Approval) map[string][]string {
-	approved := map[string][]string{}
-	for _, a := range earlier {
-		if a.Tool != tool || a.Status != Approved && a.Status != Used {
-			continue
-		}
-		for name, v := range a.Args {
-			for _, s := range stringsOf(name, v) {
-				approved[name] = append(approved[name], s.value)
+// ApprovedValues holds what a new held call of one tool is compared with for
+// lookalikes: the strings of each argument of the calls of the tool a
+// person approved (the elements of a list too; none longer than the
+// strings compared), each value once, by its skeleton. It grows with the
+// distinct values people approved, not with the approvals, and a held
+// call's string is compared with the values of its skeleton alone, not
+// with every value: with thousands of approved calls, each new hold
+// computed the skeleton of every one of them. Values are only ever added
+// (an approval is approved, then used): one rewritten by hand afterwards
+// still counts, which can only flag more. Safe for concurrent use.
+type ApprovedValues struct {
+	mu sync.RWMutex
+	// args holds, by argument and skeleton, the values, sorted.
+	args map[string]map[string][]string
+	n    int
+}
+
+// Add adds the values of the arguments of a call a person approved.
+func (a *ApprovedValues) Add(args map[string]any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for name, v := range args {
+		for _, s := range stringsOf(name, v) {
+			if len(s.value) <= maxLookalike {
+				a.add(name, s.value)
 			}
 		}
 	}
-	return approved
 }
 
-// resembles flags each candidate s looks like without being it, once.
-func resembles(s argString, cands []known) []schemas.Lookalike {
+// add adds value to argument name's values; a.mu is held.
+func (a *ApprovedValues) add(name, value string) {
+	if a.args == nil {
+		a.args = map[string]map[string][]string{}
+	}
+	bySkel := a.args[name]
+	if bySkel == nil {
+		bySkel = map[string][]string{}
+		a.args[name] = bySkel
+	}
+	skel := display.Skeleton(value)
+	vs := bySkel[skel]
+	i, found := slices.BinarySearch(vs, value)
+	if found {
+		return
+	}
+	// A new slice: a reader may hold the one before.
+	bySkel[skel] = slices.Insert(slices.Clip(vs), i, value)
+	a.n++
+}
+
+// like lists the values of argument name with skeleton skel.
+func (a *ApprovedValues) like(name, skel string) []string {
+	if a == nil {
+		return nil
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.args[name][skel]
+}
+
+// Values lists the values of argument name, sorted.
+func (a *ApprovedValues) Values(name string) []string {
+	if a == nil {
+		return nil
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var out []string
+	for _, vs := range a.args[name] {
+		out = append(out, vs...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Len is how many values a holds, over every argument.
+func (a *ApprovedValues) Len() int {
+	if a == nil {
+		return 0
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.n
+}
+
+// resembles flags each candidate s, whose skeleton is skel, looks like
+// without being it, once.
+func resembles(s argString, skel string, cands []known) []schemas.Lookalike {
 	var out []schemas.Lookalike
 	seen := map[string]bool{}
 	for _, k := range cands {
-		if seen[k.value] || len(k.value) > maxLookalike || !display.Confusable(s.value, k.value) {
+		if seen[k.value] || k.value == s.value || len(k.value) > maxLookalike || display.Skeleton(k.value) != skel {
 			continue
 		}
 		seen[k.value] = true

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,34 +51,29 @@ func (e *Engine) store(ctx context.Context) (*runstore.Store, error) {
 	return st, nil
 }
 
-// Approvals lists the calls waiting for a person, oldest first.
+// Approvals lists the calls waiting for a person, oldest first, each
+// flagged for lookalikes against the registries and the values people
+// approved calls of its tool with, as they are now. It reads the pending
+// approvals alone, not every approval ever answered.
 func (e *Engine) Approvals(ctx context.Context) ([]Approval, error) {
 	st, err := e.store(ctx)
 	if err != nil {
 		return nil, err
 	}
-	all, err := st.AllApprovals(ctx)
+	out, err := st.PendingApprovals(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list approvals: %w", err)
 	}
-	// Each held call is compared with the calls people approved, not with
-	// every approval: with thousands held, comparing each with all of them
-	// made the list take seconds.
-	var approved []Approval
-	for _, a := range all {
-		if a.Status == ApprovalApproved || a.Status == ApprovalUsed {
-			approved = append(approved, a)
+	approved := map[string]*approval.ApprovedValues{}
+	for i := range out {
+		a := &out[i]
+		if _, ok := approved[a.Tool]; !ok {
+			if approved[a.Tool], err = st.ApprovedOf(ctx, a.Tool); err != nil {
+				return nil, fmt.Errorf("list approvals: %w", err)
+			}
 		}
+		a.Lookalikes = approval.Lookalikes(a.Tool, a.Args, e.Policy().Registries(), approved[a.Tool])
 	}
-	var out []Approval
-	for _, a := range all {
-		if a.Status == ApprovalPending {
-			// Against the registries and the approvals as they are now.
-			a.Lookalikes = approval.Lookalikes(a.Tool, a.Args, e.Policy().Registries(), approved)
-			out = append(out, a)
-		}
-	}
-	slices.SortFunc(out, func(a, b Approval) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 

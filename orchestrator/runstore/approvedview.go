@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,9 +21,10 @@ const catchUpWait = 10 * time.Second
 
 // approvalsView is the approvals bucket as a held call's path reads it,
 // kept by one watch of the bucket (every orchestrator's writes, and on
-// start every approval stored): per tool, the calls a person approved
-// (approved, or approved and used), with only their arguments — what a new
-// held call is compared with for lookalikes —, the approvals still open
+// start every approval stored): per tool, the values of the arguments of
+// the calls a person approved (approved, or approved and used), each value
+// once — what a new held call is compared with for lookalikes —, the
+// approvals still open
 // (pending, or approved and not yet used) with their run and status alone
 // — what a cancelled run withdraws —, and the runs waiting for an answer
 // to their approval, woken when it is written. Of a refused, superseded or
@@ -48,8 +50,9 @@ type approvalsView struct {
 	progress chan struct{}
 	// ended is why the watch ended; the view answers nothing after.
 	ended error
-	// approved holds, per tool and id, the approvals a person approved.
-	approved map[string]map[string]approval.Approval
+	// approved holds, per tool, the values of the calls a person
+	// approved.
+	approved map[string]*approval.ApprovedValues
 	// open holds, by id, the approvals pending or approved and not yet
 	// used: as many as calls are held, gone once answered and done with.
 	open map[string]OpenApproval
@@ -115,7 +118,7 @@ func startView(ctx context.Context, kv jetstream.KeyValue, h viewHooks) (*approv
 		return nil, err
 	}
 	v := &approvalsView{stop: stop, done: make(chan struct{}),
-		approved: map[string]map[string]approval.Approval{}, open: map[string]OpenApproval{}, malformed: map[string]malformed{},
+		approved: map[string]*approval.ApprovedValues{}, open: map[string]OpenApproval{}, malformed: map[string]malformed{},
 		waiting: map[string]map[chan string]struct{}{}, beforeApply: h.beforeApply, readWaits: h.readWaits}
 	loaded := make(chan struct{})
 	go v.run(w, loaded)
@@ -200,19 +203,16 @@ func (v *approvalsView) apply(e jetstream.KeyValueEntry) {
 	if err == nil && (head.Status == approval.Pending || head.Status == approval.Approved) {
 		v.open[id] = OpenApproval{ID: id, RunID: head.RunID, Status: head.Status}
 	}
-	// A tool's approvals are only ever added to (approved, then used):
-	// the delete is for an approval rewritten or removed by hand.
-	if head.Tool != "" {
-		delete(v.approved[head.Tool], id)
-	}
 	switch {
 	case err != nil:
 		v.malformed[id] = malformed{head.Tool, err}
 	case approved:
+		// Values are only ever added (approved, then used: the same
+		// values again).
 		if v.approved[head.Tool] == nil {
-			v.approved[head.Tool] = map[string]approval.Approval{}
+			v.approved[head.Tool] = &approval.ApprovedValues{}
 		}
-		v.approved[head.Tool][id] = approval.Approval{ID: id, Tool: head.Tool, Status: head.Status, Args: args.Args}
+		v.approved[head.Tool].Add(args.Args)
 	}
 	for ch := range v.waiting[id] {
 		// The latest status only: one the run has not read yet is
@@ -264,10 +264,11 @@ func (v *approvalsView) caughtUp(ctx context.Context, last uint64) (ok bool, err
 	return v.ended == nil, nil
 }
 
-// approvedOf returns the approvals of tool a person approved, once the
-// view has applied every write up to sequence last; ok is false when it
-// did not within catchUpWait, or the watch ended.
-func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64) (_ []approval.Approval, ok bool, err error) {
+// approvedOf returns the values of the calls of tool a person approved,
+// once the view has applied every write up to sequence last; ok is false
+// when it did not within catchUpWait, or the watch ended. They are the
+// view's own, and grow as it applies more.
+func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64) (_ *approval.ApprovedValues, ok bool, err error) {
 	if ok, err := v.caughtUp(ctx, last); !ok || err != nil {
 		return nil, false, err
 	}
@@ -278,11 +279,10 @@ func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64
 			return nil, true, fmt.Errorf("approval %s: malformed record: %w", id, m.err)
 		}
 	}
-	out := make([]approval.Approval, 0, len(v.approved[tool]))
-	for _, a := range v.approved[tool] {
-		out = append(out, a)
+	if v.approved[tool] == nil {
+		v.approved[tool] = &approval.ApprovedValues{}
 	}
-	return out, true, nil
+	return v.approved[tool], true, nil
 }
 
 // openOf returns the open approvals of run, once the view has applied
@@ -304,6 +304,29 @@ func (v *approvalsView) openOf(ctx context.Context, run string, last uint64) (_ 
 			out = append(out, a)
 		}
 	}
+	return out, true, nil
+}
+
+// pendingIDs returns the ids of the approvals pending, sorted, once the
+// view has applied every write up to sequence last; ok is false when it
+// did not within catchUpWait, or the watch ended. A malformed approval,
+// whose status cannot be told, is an error.
+func (v *approvalsView) pendingIDs(ctx context.Context, last uint64) (_ []string, ok bool, err error) {
+	if ok, err := v.caughtUp(ctx, last); !ok || err != nil {
+		return nil, false, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for id, m := range v.malformed {
+		return nil, true, fmt.Errorf("approval %s: malformed record: %w", id, m.err)
+	}
+	var out []string
+	for id, a := range v.open {
+		if a.Status == approval.Pending {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
 	return out, true, nil
 }
 

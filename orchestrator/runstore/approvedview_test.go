@@ -23,15 +23,6 @@ func twoStores(t *testing.T, hooks viewHooks) (*Store, *Store, func() *Store) {
 	return a, open(), open
 }
 
-func ids(as []approval.Approval) []string {
-	var out []string
-	for _, a := range as {
-		out = append(out, a.ID)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // TestApprovedOfSeesAnApprovalAnsweredThroughAnotherStore: a call approved
 // through another orchestrator an instant before a new call is held is
 // compared with. The first store's view is made to apply that write only
@@ -60,8 +51,8 @@ func TestApprovedOfSeesAnApprovalAnsweredThroughAnotherStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first store's view starts, and holds no approved call.
-	if got, err := first.ApprovedOf(ctx, "payment.charge"); err != nil || len(got) != 0 {
-		t.Fatalf("ApprovedOf before any approval = %v, %v; want none", ids(got), err)
+	if got, err := first.ApprovedOf(ctx, "payment.charge"); err != nil || got.Len() != 0 {
+		t.Fatalf("ApprovedOf before any approval = %q, %v; want none", got.Values("payee"), err)
 	}
 	gated.Store(true)
 	a, rev, err := second.GetApproval(ctx, "a1")
@@ -79,24 +70,21 @@ func TestApprovedOfSeesAnApprovalAnsweredThroughAnotherStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(ids(got), []string{"a1"}) {
-		t.Fatalf("ApprovedOf right after a1 was approved through another store = %v, want [a1]", ids(got))
-	}
-	if got[0].Args["payee"] != "acct_1" {
-		t.Fatalf("the approved call is kept without its arguments: %+v", got[0])
+	if !slices.Equal(got.Values("payee"), []string{"acct_1"}) {
+		t.Fatalf("ApprovedOf right after a1 was approved through another store = %q, want a1's payee", got.Values("payee"))
 	}
 	// Another tool's approvals are not that tool's; a store opened
 	// afterwards (a restarted orchestrator) loads what is stored.
-	if got, err := first.ApprovedOf(ctx, "mail.send"); err != nil || len(got) != 0 {
-		t.Fatalf("ApprovedOf(mail.send) = %v, %v; want none", ids(got), err)
+	if got, err := first.ApprovedOf(ctx, "mail.send"); err != nil || got.Len() != 0 {
+		t.Fatalf("ApprovedOf(mail.send) = %q, %v; want none", got.Values("payee"), err)
 	}
 	if err := second.CreateApproval(ctx, &approval.Approval{ID: "a2", Tool: "payment.charge", Status: approval.Used,
 		Args: map[string]any{"payee": "acct_2"}}); err != nil {
 		t.Fatal(err)
 	}
 	got, err = open().ApprovedOf(ctx, "payment.charge")
-	if err != nil || !slices.Equal(ids(got), []string{"a1", "a2"}) {
-		t.Fatalf("a new store's ApprovedOf = %v, %v; want [a1 a2]", ids(got), err)
+	if err != nil || !slices.Equal(got.Values("payee"), []string{"acct_1", "acct_2"}) {
+		t.Fatalf("a new store's ApprovedOf = %q, %v; want the payees of a1 and a2", got.Values("payee"), err)
 	}
 }
 
@@ -150,10 +138,14 @@ func TestWatchApprovalTellsAWaitingRunItsAnswer(t *testing.T) {
 func TestOpenApprovalsOfARun(t *testing.T) {
 	var gated atomic.Bool
 	waiting := make(chan struct{}, 1)
+	ended := make(chan struct{})
 	first, second, open := twoStores(t, viewHooks{
 		beforeApply: func() {
 			if gated.Load() {
-				<-waiting
+				select {
+				case <-waiting:
+				case <-ended:
+				}
 			}
 		},
 		readWaits: func() {
@@ -163,6 +155,8 @@ func TestOpenApprovalsOfARun(t *testing.T) {
 			}
 		},
 	})
+	// Before the stores close: a view held at the gate stops only then.
+	t.Cleanup(func() { close(ended) })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	openIDs := func(s *Store, run string) []string {
@@ -220,5 +214,94 @@ func TestOpenApprovalsOfARun(t *testing.T) {
 	}
 	if got := openIDs(open(), "r3"); len(got) != 0 {
 		t.Fatalf("open approvals of a run with none = %v", got)
+	}
+}
+
+// TestPendingApprovalsReadsOnlyThePending: the list people read holds the
+// approvals pending, whole and by id, whichever store wrote them an
+// instant before (the view applies a write only once a read waits for
+// it), and reads only those: an answered approval whose arguments cannot
+// be decoded, which reading every approval fails on, does not stop it.
+// The scan, when the view cannot answer, finds the same.
+func TestPendingApprovalsReadsOnlyThePending(t *testing.T) {
+	var gated atomic.Bool
+	waiting := make(chan struct{}, 1)
+	ended := make(chan struct{})
+	first, second, _ := twoStores(t, viewHooks{
+		beforeApply: func() {
+			if gated.Load() {
+				select {
+				case <-waiting:
+				case <-ended:
+				}
+			}
+		},
+		readWaits: func() {
+			select {
+			case waiting <- struct{}{}:
+			default:
+			}
+		},
+	})
+	// Before the stores close: a view held at the gate stops only then.
+	t.Cleanup(func() { close(ended) })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pendingIDs := func() []string {
+		t.Helper()
+		got, err := first.PendingApprovals(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, a := range got {
+			if a.Status != approval.Pending || a.Args["payee"] != "acct_"+a.ID {
+				t.Fatalf("PendingApprovals lists %+v", a)
+			}
+			out = append(out, a.ID)
+		}
+		return out
+	}
+	for _, a := range []approval.Approval{
+		{ID: "p2", Status: approval.Pending},
+		{ID: "p1", Status: approval.Pending},
+		{ID: "a1", Status: approval.Approved},
+		{ID: "u1", Status: approval.Used},
+	} {
+		a.RunID, a.Tool, a.Args = "r1", "payment.charge", map[string]any{"payee": "acct_" + a.ID}
+		if err := second.CreateApproval(ctx, &a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := second.approvals.Create(ctx, "d1", []byte(`{"id":"d1","tool":"payment.charge","status":"denied","args":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.AllApprovals(ctx); err == nil {
+		t.Fatal("AllApprovals decoded d1, whose arguments are not an object: the test shows nothing")
+	}
+	if got := pendingIDs(); !slices.Equal(got, []string{"p1", "p2"}) {
+		t.Fatalf("pending = %v, want [p1 p2]", got)
+	}
+	// Denied, and a new call held, through the other store.
+	gated.Store(true)
+	p1, rev, err := second.GetApproval(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.Advance(approval.Deny); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.UpdateApproval(ctx, p1, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.CreateApproval(ctx, &approval.Approval{ID: "p3", RunID: "r2", Tool: "payment.charge", Status: approval.Pending,
+		Args: map[string]any{"payee": "acct_p3"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingIDs(); !slices.Equal(got, []string{"p2", "p3"}) {
+		t.Fatalf("pending right after p1 was denied and p3 held through another store = %v, want [p2 p3]", got)
+	}
+	if ids, err := first.pendingIDsScan(ctx); err != nil || !slices.Equal(ids, []string{"p2", "p3"}) {
+		t.Fatalf("the scan's pending = %v, %v; want [p2 p3]", ids, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -338,6 +339,82 @@ func (s *Store) AllApprovals(ctx context.Context) ([]approval.Approval, error) {
 	return all[approval.Approval](ctx, s.approvals)
 }
 
+// PendingApprovals lists the approvals waiting for a person, whole, by
+// id. Which are pending is read from the store's view of the approvals,
+// once it has applied every write stored when PendingApprovals began, and
+// only those are read: not every approval the bucket keeps, answered ones
+// included, which grow with every call ever held. One answered between the
+// two reads is left out. The bucket is scanned only when the view does not
+// catch up.
+func (s *Store) PendingApprovals(ctx context.Context) ([]approval.Approval, error) {
+	ids, err := fromView(ctx, s, func(v *approvalsView, last uint64) ([]string, bool, error) {
+		return v.pendingIDs(ctx, last)
+	}, func() ([]string, error) { return s.pendingIDsScan(ctx) })
+	if err != nil {
+		return nil, err
+	}
+	return s.readPending(ctx, ids)
+}
+
+// pendingReaders bounds the approvals PendingApprovals reads at once.
+const pendingReaders = 8
+
+// readPending reads the approvals ids, in order, leaving out those no
+// longer pending (or gone).
+func (s *Store) readPending(ctx context.Context, ids []string) ([]approval.Approval, error) {
+	read := make([]*approval.Approval, len(ids))
+	errs := make([]error, len(ids))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(pendingReaders, len(ids)) {
+		wg.Go(func() {
+			for i := range next {
+				a, _, err := s.GetApproval(ctx, ids[i])
+				if errors.Is(err, jetstream.ErrKeyNotFound) {
+					continue
+				}
+				read[i], errs[i] = a, err
+			}
+		})
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := make([]approval.Approval, 0, len(ids))
+	for _, a := range read {
+		if a != nil && a.Status == approval.Pending {
+			out = append(out, *a)
+		}
+	}
+	return out, nil
+}
+
+// pendingIDsScan lists the ids of the approvals pending, sorted, reading
+// every approval in the bucket.
+func (s *Store) pendingIDsScan(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := each(ctx, s.approvals, "", func(b []byte) error {
+		var a struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(b, &a); err != nil {
+			return err
+		}
+		if a.Status == approval.Pending {
+			ids = append(ids, a.ID)
+		}
+		return nil
+	})
+	slices.Sort(ids)
+	return ids, err
+}
+
 // OpenApproval is an approval still open, pending or approved and not yet
 // used, as OpenApprovalsOf lists it: its id, run and status alone.
 type OpenApproval struct{ ID, RunID, Status string }
@@ -373,16 +450,16 @@ func (s *Store) openOfScan(ctx context.Context, run string) ([]OpenApproval, err
 	return scanned, err
 }
 
-// ApprovedOf lists the approvals of calls of tool a person approved
-// (approved, or approved and used), with their arguments alone: what a new
-// held call's arguments are compared with for lookalikes. They are read
+// ApprovedOf returns the values of the arguments of the calls of tool a
+// person approved (approved, or approved and used), each value once: what
+// a new held call's arguments are compared with for lookalikes. They are read
 // from the store's watch of the bucket (approvalsView) once it has applied
 // every write stored when ApprovedOf began, whatever orchestrator made it:
 // one request for the bucket's last sequence, not a read of every approval.
-func (s *Store) ApprovedOf(ctx context.Context, tool string) ([]approval.Approval, error) {
-	return fromView(ctx, s, func(v *approvalsView, last uint64) ([]approval.Approval, bool, error) {
+func (s *Store) ApprovedOf(ctx context.Context, tool string) (*approval.ApprovedValues, error) {
+	return fromView(ctx, s, func(v *approvalsView, last uint64) (*approval.ApprovedValues, bool, error) {
 		return v.approvedOf(ctx, tool, last)
-	}, func() ([]approval.Approval, error) { return s.approvedOfScan(ctx, tool) })
+	}, func() (*approval.ApprovedValues, error) { return s.approvedOfScan(ctx, tool) })
 }
 
 // fromView answers a read from the store's view of the approvals, once
@@ -408,8 +485,8 @@ func fromView[T any](ctx context.Context, s *Store, read func(v *approvalsView, 
 
 // approvedOfScan is ApprovedOf reading every approval in the bucket, and
 // decoding in full only the approved calls of tool.
-func (s *Store) approvedOfScan(ctx context.Context, tool string) ([]approval.Approval, error) {
-	var out []approval.Approval
+func (s *Store) approvedOfScan(ctx context.Context, tool string) (*approval.ApprovedValues, error) {
+	out := &approval.ApprovedValues{}
 	err := each(ctx, s.approvals, "", func(b []byte) error {
 		var head struct {
 			Tool   string `json:"tool"`
@@ -421,11 +498,13 @@ func (s *Store) approvedOfScan(ctx context.Context, tool string) ([]approval.App
 		if head.Tool != tool || head.Status != approval.Approved && head.Status != approval.Used {
 			return nil
 		}
-		var a approval.Approval
+		var a struct {
+			Args map[string]any `json:"args"`
+		}
 		if err := json.Unmarshal(b, &a); err != nil {
 			return err
 		}
-		out = append(out, a)
+		out.Add(a.Args)
 		return nil
 	})
 	return out, err
