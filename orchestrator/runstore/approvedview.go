@@ -351,10 +351,10 @@ func (v *approvalsView) watch(id string) (ch <-chan string, stop func()) {
 	}
 }
 
-// lastSeq is the sequence of the last write of the approvals bucket.
-func (s *Store) lastSeq(ctx context.Context) (uint64, error) {
-	var last uint64
-	err := jsretry.Do(ctx, func(ctx context.Context) error {
+// lastSeq is the sequence of the last write of the approvals bucket, and
+// how many approvals it keeps.
+func (s *Store) lastSeq(ctx context.Context) (last, kept uint64, err error) {
+	err = jsretry.Do(ctx, func(ctx context.Context) error {
 		st, err := s.approvals.Status(ctx)
 		if err != nil {
 			return err
@@ -363,10 +363,10 @@ func (s *Store) lastSeq(ctx context.Context) (uint64, error) {
 		if !ok {
 			return fmt.Errorf("the approvals bucket's status is a %T", st)
 		}
-		last = js.StreamInfo().State.LastSeq
+		last, kept = js.StreamInfo().State.LastSeq, js.StreamInfo().State.Msgs
 		return nil
 	})
-	return last, err
+	return last, kept, err
 }
 
 // WatchApproval registers a run waiting for a person's answer to approval

@@ -2,6 +2,7 @@ package runstore
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -301,7 +302,45 @@ func TestPendingApprovalsReadsOnlyThePending(t *testing.T) {
 	if got := pendingIDs(); !slices.Equal(got, []string{"p2", "p3"}) {
 		t.Fatalf("pending right after p1 was denied and p3 held through another store = %v, want [p2 p3]", got)
 	}
-	if ids, err := first.pendingIDsScan(ctx); err != nil || !slices.Equal(ids, []string{"p2", "p3"}) {
+	scanned, err := first.pendingScan(ctx)
+	var ids []string
+	for _, a := range scanned {
+		if a.Args["payee"] != "acct_"+a.ID {
+			t.Fatalf("the scan lists %+v", a)
+		}
+		ids = append(ids, a.ID)
+	}
+	if err != nil || !slices.Equal(ids, []string{"p2", "p3"}) {
 		t.Fatalf("the scan's pending = %v, %v; want [p2 p3]", ids, err)
+	}
+}
+
+// BenchmarkPendingApprovals lists 10 calls held among 10,000 approvals
+// kept, the rest answered: from the view, reading the 10 alone, and by the
+// scan of every approval (what the list did before the view).
+func BenchmarkPendingApprovals(b *testing.B) {
+	st := openStore(b, newServer(b))
+	ctx := context.Background()
+	for i := range 10000 {
+		a := approval.Approval{ID: fmt.Sprintf("a%05d", i), RunID: "r", Tool: "payment.charge", Status: approval.Used,
+			Args: map[string]any{"payee": fmt.Sprintf("acct_%d", i%50), "amount": i}}
+		if i%1000 == 0 {
+			a.Status = approval.Pending
+		}
+		if err := st.CreateApproval(ctx, &a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		list func(context.Context) ([]approval.Approval, error)
+	}{{"view", st.PendingApprovals}, {"scan", st.pendingScan}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if got, err := bc.list(ctx); err != nil || len(got) != 10 {
+					b.Fatalf("%d listed, %v", len(got), err)
+				}
+			}
+		})
 	}
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // newServer starts a JetStream server of the test's own, on loopback.
-func newServer(t *testing.T) *server.Server {
+func newServer(t testing.TB) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
 		JetStream: true, StoreDir: t.TempDir()})
@@ -27,7 +27,7 @@ func newServer(t *testing.T) *server.Server {
 
 // openStore opens the run state of the deployment "test" on a connection
 // of its own to s, as an orchestrator does.
-func openStore(t *testing.T, s *server.Server) *Store {
+func openStore(t testing.TB, s *server.Server) *Store {
 	t.Helper()
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {

@@ -342,18 +342,20 @@ func (s *Store) AllApprovals(ctx context.Context) ([]approval.Approval, error) {
 // PendingApprovals lists the approvals waiting for a person, whole, by
 // id. Which are pending is read from the store's view of the approvals,
 // once it has applied every write stored when PendingApprovals began, and
-// only those are read: not every approval the bucket keeps, answered ones
-// included, which grow with every call ever held. One answered between the
-// two reads is left out. The bucket is scanned only when the view does not
-// catch up.
+// only those are read, by key: not every approval the bucket keeps,
+// answered ones included, which grow with every call ever held. One
+// answered between the two reads is left out. When the pending are half
+// the approvals kept or more, one pass over the bucket reads them for
+// less than a read each, and so it does when the view does not catch up.
 func (s *Store) PendingApprovals(ctx context.Context) ([]approval.Approval, error) {
-	ids, err := fromView(ctx, s, func(v *approvalsView, last uint64) ([]string, bool, error) {
-		return v.pendingIDs(ctx, last)
-	}, func() ([]string, error) { return s.pendingIDsScan(ctx) })
-	if err != nil {
-		return nil, err
-	}
-	return s.readPending(ctx, ids)
+	return fromView(ctx, s, func(v *approvalsView, last, kept uint64) ([]approval.Approval, bool, error) {
+		ids, ok, err := v.pendingIDs(ctx, last)
+		if !ok || err != nil || 2*uint64(len(ids)) >= kept {
+			return nil, false, err
+		}
+		out, err := s.readPending(ctx, ids)
+		return out, true, err
+	}, func() ([]approval.Approval, error) { return s.pendingScan(ctx) })
 }
 
 // pendingReaders bounds the approvals PendingApprovals reads at once.
@@ -394,25 +396,29 @@ func (s *Store) readPending(ctx context.Context, ids []string) ([]approval.Appro
 	return out, nil
 }
 
-// pendingIDsScan lists the ids of the approvals pending, sorted, reading
-// every approval in the bucket.
-func (s *Store) pendingIDsScan(ctx context.Context) ([]string, error) {
-	var ids []string
+// pendingScan is PendingApprovals reading every approval in the bucket,
+// and decoding in full only those pending.
+func (s *Store) pendingScan(ctx context.Context) ([]approval.Approval, error) {
+	var out []approval.Approval
 	err := each(ctx, s.approvals, "", func(b []byte) error {
-		var a struct {
-			ID     string `json:"id"`
+		var head struct {
 			Status string `json:"status"`
 		}
+		if err := json.Unmarshal(b, &head); err != nil {
+			return err
+		}
+		if head.Status != approval.Pending {
+			return nil
+		}
+		var a approval.Approval
 		if err := json.Unmarshal(b, &a); err != nil {
 			return err
 		}
-		if a.Status == approval.Pending {
-			ids = append(ids, a.ID)
-		}
+		out = append(out, a)
 		return nil
 	})
-	slices.Sort(ids)
-	return ids, err
+	slices.SortFunc(out, func(a, b approval.Approval) int { return strings.Compare(a.ID, b.ID) })
+	return out, err
 }
 
 // OpenApproval is an approval still open, pending or approved and not yet
@@ -425,7 +431,7 @@ type OpenApproval struct{ ID, RunID, Status string }
 // write stored when OpenApprovalsOf began, not by reading every approval;
 // the bucket is scanned only when the view does not catch up.
 func (s *Store) OpenApprovalsOf(ctx context.Context, run string) ([]OpenApproval, error) {
-	return fromView(ctx, s, func(v *approvalsView, last uint64) ([]OpenApproval, bool, error) {
+	return fromView(ctx, s, func(v *approvalsView, last, _ uint64) ([]OpenApproval, bool, error) {
 		return v.openOf(ctx, run, last)
 	}, func() ([]OpenApproval, error) { return s.openOfScan(ctx, run) })
 }
@@ -457,26 +463,27 @@ func (s *Store) openOfScan(ctx context.Context, run string) ([]OpenApproval, err
 // every write stored when ApprovedOf began, whatever orchestrator made it:
 // one request for the bucket's last sequence, not a read of every approval.
 func (s *Store) ApprovedOf(ctx context.Context, tool string) (*approval.ApprovedValues, error) {
-	return fromView(ctx, s, func(v *approvalsView, last uint64) (*approval.ApprovedValues, bool, error) {
+	return fromView(ctx, s, func(v *approvalsView, last, _ uint64) (*approval.ApprovedValues, bool, error) {
 		return v.approvedOf(ctx, tool, last)
 	}, func() (*approval.ApprovedValues, error) { return s.approvedOfScan(ctx, tool) })
 }
 
 // fromView answers a read from the store's view of the approvals, once
 // the view has applied every write the bucket held when the read began
-// (one request for its last sequence); when the view does not catch up,
-// or its watch ended, from scan, which reads the bucket itself.
-func fromView[T any](ctx context.Context, s *Store, read func(v *approvalsView, last uint64) (T, bool, error), scan func() (T, error)) (T, error) {
+// (one request for its last sequence, and how many approvals it keeps);
+// when the view does not catch up, its watch ended, or read declines, from
+// scan, which reads the bucket itself.
+func fromView[T any](ctx context.Context, s *Store, read func(v *approvalsView, last, kept uint64) (T, bool, error), scan func() (T, error)) (T, error) {
 	var none T
 	v, err := s.view(ctx)
 	if err != nil {
 		return none, err
 	}
-	last, err := s.lastSeq(ctx)
+	last, kept, err := s.lastSeq(ctx)
 	if err != nil {
 		return none, fmt.Errorf("read the approvals' last write: %w", err)
 	}
-	out, ok, err := read(v, last)
+	out, ok, err := read(v, last, kept)
 	if ok || err != nil {
 		return out, err
 	}
