@@ -49,7 +49,9 @@ func (m operatorMode) userCreds(t *testing.T, name string, deny ...string) []byt
 // exist still says so. Then o1 is stopped with Ctrl-C under another
 // waiting run: the sluice run that waited follows the run to the
 // orchestrator that takes it over, and ends with its result once it is
-// approved.
+// approved. Last, o1 is started again and killed under a run waiting
+// with --wait-timeout: the sluice run ends with the call held once its
+// timeout is over, as it would have with o1.
 //
 // The API's requests go to one orchestrator of the queue group, chosen
 // by the bus. So that the run is o1's and the cancel reaches another,
@@ -253,4 +255,50 @@ outputs:
 	if out := client.stdout.String(); last == "" || !strings.Contains(out, "run "+run+" (pay-two): completed") || !strings.Contains(out, last) {
 		t.Fatalf("sluice run's output is not the second run's result (completed, last charge %q):\n%s", last, out)
 	}
+
+	// A third run, with --wait-timeout, waits in o1 (started again), which
+	// is killed: the sluice run that waited hears nothing more, follows
+	// the run, and the orchestrator that takes it over holds the call
+	// again. Nobody answers: once the wait timeout is over, the sluice run
+	// ends as it would have with o1, the call held (exit 4), where before
+	// it waited until the run ended. Approved afterwards, the run goes on
+	// there and pays once.
+	again, _ := w.startOrchestrators("o1")
+	client = w.start("run", "--config", "o1.yaml", "--use-running", "--wait-timeout", "15s", "pay.yaml")
+	previous := run
+	c.waitFor(2*time.Minute, "the third run's held call listed", func() bool {
+		r := w.sluice("approvals", "--config", "o2.yaml", "--json")
+		var list []map[string]any
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
+			return false
+		}
+		for _, a := range list {
+			if a["step"] == "pay2" && a["run_id"] != previous {
+				approval, _ = a["id"].(string)
+				run, _ = a["run_id"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	killHard(t, again["o1"])
+	client.waitLine(t, "run "+run+": the orchestrator running it stopped answering; following the run", time.Minute)
+	if code := client.wait(t, 2*time.Minute); code != 4 {
+		t.Fatalf("sluice run --wait-timeout 15s of a run taken over and held: exit %d, want 4\n%s%s", code, client.stdout.String(), strings.Join(client.stderrLines(), "\n"))
+	}
+	if out := client.stdout.String(); !strings.Contains(out, "run "+run+" (pay-two): held") {
+		t.Fatalf("sluice run's output is not the third run held:\n%s", out)
+	}
+	if r := w.sluice("approve", approval, "--config", "o2.yaml", "--as", "alice"); r.code != 0 {
+		t.Fatalf("approve the third run's call through o2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	c.waitFor(2*time.Minute, "the third run's second charge", func() bool {
+		n := 0
+		for _, line := range ledgerLines(t, ledger) {
+			if strings.Contains(line, `"`+run+`/pay2"`) {
+				n++
+			}
+		}
+		return n == 1
+	})
 }

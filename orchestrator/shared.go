@@ -27,10 +27,11 @@ import (
 //     a worker may publish on nothing but its egress subject and the
 //     replies to its calls, and a client only on the API's subjects.
 //   - A client whose orchestrator died while it waited for a run asks the
-//     others to follow the run (api.Client.Run). A run that ends in a pass
-//     another orchestrator resumed leaves its result in the bucket
-//     SLUICE_RESULTS for ResultsTTL, where whichever orchestrator follows
-//     it reads it.
+//     others to follow the run (api.Client.Run). A run that ends, or is
+//     held for a person, in a pass another orchestrator resumed leaves its
+//     result in the bucket SLUICE_RESULTS for ResultsTTL, where whichever
+//     orchestrator follows it reads it: the end, or, for a client that
+//     gives up waiting for a person (api.HeldWait), the run held.
 
 // ResultsTTL is how long the result of a run that ended away from its
 // client is kept for that client.
@@ -61,7 +62,8 @@ func (o *Orchestrator) openResults(ctx context.Context, d *config.Config) error 
 	return nil
 }
 
-// keepResult stores the result of a run that ended away from its client.
+// keepResult stores the result of a run that ended, or was held for a
+// person, away from its client.
 func (o *Orchestrator) keepResult(res *engine.Result, runErr error) {
 	if o.results == nil || res == nil || res.RunID == "" {
 		return
@@ -153,33 +155,25 @@ func (o *Orchestrator) serveShared(ctx context.Context) error {
 	return nil
 }
 
-// follow waits for the end of run id and returns its result
+// follow waits for the end of the run req names and returns its result
 // (api.Follower): the one kept in the results bucket, or, when the store
 // no longer keeps the run and no result comes, where to read how it
-// ended.
-func (o *Orchestrator) follow(ctx context.Context, id string) (api.RunReply, bool) {
-	w, err := o.results.Watch(ctx, id)
+// ended. With req.Held, a run held for a person as long as it says is
+// replied with as it stands, held, as its own orchestrator would have.
+func (o *Orchestrator) follow(ctx context.Context, req api.FollowRequest) (api.RunReply, bool) {
+	w, err := o.results.Watch(ctx, req.Run)
 	if err != nil {
 		if ctx.Err() != nil {
 			return api.RunReply{}, false // stopping
 		}
-		return api.RunReply{Error: fmt.Sprintf("follow run %s: %v", id, err)}, true
+		return api.RunReply{Error: fmt.Sprintf("follow run %s: %v", req.Run, err)}, true
 	}
 	defer func() { _ = w.Stop() }()
+	f := &follower{o: o, id: req.Run}
+	f.hw.start(req.Held)
+	defer f.hw.stop()
 	check := time.NewTicker(5 * time.Second)
 	defer check.Stop()
-	var grace <-chan time.Time
-	kept := func() {
-		if grace != nil {
-			return
-		}
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		keeps, err := o.engine.Keeps(sctx, id)
-		cancel()
-		if err == nil && !keeps {
-			grace = time.After(resultsGrace)
-		}
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -188,19 +182,130 @@ func (o *Orchestrator) follow(ctx context.Context, id string) (api.RunReply, boo
 			if !ok {
 				return api.RunReply{}, false
 			}
-			if e == nil {
-				kept() // the end of what the bucket held
-				continue
+			if rep, done := f.update(ctx, e); done {
+				return rep, true
 			}
-			var rep api.RunReply
-			if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &rep) != nil {
-				continue
+		case <-f.hw.timer():
+			if rep, ok := f.hw.over(); ok && o.heldNow(ctx, f.id) {
+				return rep, true
 			}
-			return rep, true
 		case <-check.C:
-			kept()
-		case <-grace:
-			return api.RunReply{Error: fmt.Sprintf("run %s ended, and its result was not kept: sluice trace %s shows how it ended", id, id)}, true
+			f.kept(ctx)
+		case <-f.grace:
+			return api.RunReply{Error: fmt.Sprintf("run %s ended, and its result was not kept: sluice trace %s shows how it ended", f.id, f.id)}, true
 		}
 	}
+}
+
+// follower is what Orchestrator.follow keeps of the run it follows.
+type follower struct {
+	o  *Orchestrator
+	id string
+	// grace fires resultsGrace after the store was seen not to keep the
+	// run.
+	grace <-chan time.Time
+	hw    heldWait
+}
+
+// update handles a write of the results bucket, e (nil at the end of what
+// it held): the reply, when it is the run's end, or the run held past the
+// client's wait.
+func (f *follower) update(ctx context.Context, e jetstream.KeyValueEntry) (api.RunReply, bool) {
+	if e == nil {
+		f.kept(ctx)
+		return api.RunReply{}, false
+	}
+	var rep api.RunReply
+	if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &rep) != nil {
+		return api.RunReply{}, false
+	}
+	if !isHeld(rep) {
+		return rep, true
+	}
+	return rep, f.hw.held(rep) && f.o.heldNow(ctx, f.id)
+}
+
+// kept starts the grace when the store no longer keeps the run: its
+// result should come at once.
+func (f *follower) kept(ctx context.Context) {
+	if f.grace != nil {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	keeps, err := f.o.engine.Keeps(sctx, f.id)
+	cancel()
+	if err == nil && !keeps {
+		f.grace = time.After(resultsGrace)
+	}
+}
+
+// heldNow says whether the store keeps run id held for a person: a held
+// result kept before it was answered and went on is not replied with.
+func (o *Orchestrator) heldNow(ctx context.Context, id string) bool {
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	held, err := o.engine.HeldNow(sctx, id)
+	return err == nil && held
+}
+
+// isHeld says whether rep is of a run held for a person, not ended.
+func isHeld(rep api.RunReply) bool {
+	var res struct {
+		Status string `json:"status"`
+	}
+	return rep.Error == "" && json.Unmarshal(rep.Result, &res) == nil && res.Status == engine.StatusHeld
+}
+
+// heldWait is how long a follower waits for a person to answer a call
+// of the run held, for a client that waits so long (api.HeldWait).
+type heldWait struct {
+	w    *api.HeldWait
+	t    *time.Timer
+	done bool          // the client's wait is over
+	last *api.RunReply // the run held, as last kept
+}
+
+// start starts the client's wait when it began before it asked.
+func (h *heldWait) start(w *api.HeldWait) {
+	h.w = w
+	if w != nil && w.Began {
+		h.t = time.NewTimer(time.Duration(w.MS) * time.Millisecond)
+	}
+}
+
+func (h *heldWait) stop() {
+	if h.t != nil {
+		h.t.Stop()
+	}
+}
+
+// timer fires when the client's wait is over (never without one).
+func (h *heldWait) timer() <-chan time.Time {
+	if h.t == nil || h.done {
+		return nil
+	}
+	return h.t.C
+}
+
+// held takes the run as kept held, and says whether to reply with it: the
+// client's wait is over. Its wait starts now if it had not.
+func (h *heldWait) held(rep api.RunReply) bool {
+	if h.w == nil {
+		return false // the client waits until the run ends
+	}
+	h.last = &rep
+	if h.t == nil {
+		h.t = time.NewTimer(time.Duration(h.w.MS) * time.Millisecond)
+	}
+	return h.done
+}
+
+// over marks the client's wait over: the run as last kept held is the
+// reply, if it was held.
+func (h *heldWait) over() (api.RunReply, bool) {
+	h.done = true
+	if h.last == nil {
+		return api.RunReply{}, false
+	}
+	return *h.last, true
 }

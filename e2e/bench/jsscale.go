@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -50,7 +51,7 @@ const jsScaleRuns = 200
 // cluster, and starting them.
 func jsScaleEstimate(o options) time.Duration {
 	cluster := len(jsScaleLoops)
-	single := cluster + 1 + len(jsScaleStreams) // and publish without the header, and the streams
+	single := cluster + 2 + len(jsScaleStreams) // and publish without the header, group commit, and the streams
 	loops := time.Duration(o.runs*(single+cluster)) * o.dur
 	// 400 runs at about 0.5 ms, an orchestrator started, nats-server
 	// built (from the build cache) and three started.
@@ -322,6 +323,12 @@ func jsScaleOn(ctx context.Context, res *results, o options, t jsTarget, size in
 	}
 	if withStreams {
 		loops = append(loops, loop{fmt.Sprintf("publish_%d", jsPublishers), "msgs/s", jsPublishers, pub, 1})
+		batched, done, err := groupCommit(ctx, nc, js, prefix+"_BATCH", payload)
+		if err != nil {
+			return err
+		}
+		defer done()
+		loops = append(loops, loop{fmt.Sprintf("atomic_batch_%d", jsPublishers), "msgs/s", jsPublishers, batched, 1})
 		for _, n := range jsScaleStreams {
 			f, done, err := manyStreams(ctx, t, n, payload, mkStream, ordered)
 			if err != nil {
@@ -351,6 +358,8 @@ func jsScaleOn(ctx context.Context, res *results, o options, t jsTarget, size in
 		res.fig(t.fig(lp.name), median(rates[lp.name]), lp.unit)
 	}
 	if withStreams {
+		res.ratio(fmt.Sprintf("jsscale_atomic_batch_vs_publish_%d", jsPublishers),
+			median(rates[fmt.Sprintf("atomic_batch_%d", jsPublishers)])/median(rates[fmt.Sprintf("publish_%d", jsPublishers)]))
 		one := median(rates[fmt.Sprintf("streams_1_publish_%d", jsPublishers)])
 		for _, n := range jsScaleStreams[1:] {
 			res.ratio(fmt.Sprintf("jsscale_streams_%d_vs_1", n), median(rates[fmt.Sprintf("streams_%d_publish_%d", n, jsPublishers)])/one)
@@ -400,6 +409,94 @@ func manyStreams(ctx context.Context, t jsTarget, n int, payload []byte,
 	}
 	var next atomic.Int64
 	return func() error { return pubs[int(next.Add(1))%n]() }, done, nil
+}
+
+// groupCommit is group commit as JetStream offers it: a stream that takes
+// atomic batches (ADR-50), and one committer that publishes the messages
+// its callers hand it, whatever is queued (up to jsPublishers), as one
+// batch, the last message carrying the commit, and answers each caller
+// with the commit's acknowledgement: one acknowledgement for the batch,
+// where each ordered publish has its own. It returns that call, and what
+// stops the committer.
+func groupCommit(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, name string, payload []byte) (func() error, func(), error) {
+	err := retryJS(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name},
+			Storage: jetstream.FileStorage, AllowAtomicPublish: true})
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	queue := make(chan chan error, jsPublishers)
+	stop := make(chan struct{})
+	go func() {
+		var batch []chan error
+		for {
+			select {
+			case <-stop:
+				return
+			case c := <-queue:
+				batch = append(batch[:0], c)
+			}
+		more:
+			for len(batch) < jsPublishers {
+				select {
+				case c := <-queue:
+					batch = append(batch, c)
+				default:
+					break more
+				}
+			}
+			err := commitBatch(nc, name, payload, len(batch))
+			for _, c := range batch {
+				c <- err
+			}
+		}
+	}()
+	return func() error {
+		c := make(chan error, 1)
+		queue <- c
+		return <-c
+	}, func() { close(stop) }, nil
+}
+
+// commitBatch publishes n messages to subject as one atomic batch and
+// waits for its commit's acknowledgement.
+func commitBatch(nc *nats.Conn, subject string, payload []byte, n int) error {
+	id := nats.NewInbox()[len(nats.InboxPrefix):]
+	for i := 1; i <= n; i++ {
+		msg := nats.NewMsg(subject)
+		msg.Data = payload
+		msg.Header.Set("Nats-Batch-Id", id)
+		msg.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i))
+		if i < n {
+			if err := nc.PublishMsg(msg); err != nil {
+				return err
+			}
+			continue
+		}
+		msg.Header.Set("Nats-Batch-Commit", "1")
+		reply, err := nc.RequestMsg(msg, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		var ack struct {
+			Count int `json:"count"`
+			Error *struct {
+				Description string `json:"description"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(reply.Data, &ack); err != nil {
+			return fmt.Errorf("batch commit: %w", err)
+		}
+		if ack.Error != nil {
+			return fmt.Errorf("batch commit: %s", ack.Error.Description)
+		}
+		if ack.Count != n {
+			return fmt.Errorf("batch commit: %d messages stored, want %d", ack.Count, n)
+		}
+	}
+	return nil
 }
 
 // retryJS retries f while a cluster that has just started elects its

@@ -417,16 +417,32 @@ func ServeRuns(ctx context.Context, nc *nats.Conn, s schemas.Subjects, run Runne
 // Run, which another orchestrator started for a client and stopped
 // answering about (it died): the answer is a RunReply once the run ends,
 // wherever it ends. Events is told every Beat that the orchestrator
-// following the run is there.
+// following the run is there. Held, when set, is how long the client
+// still waits for a person to answer a held call of the run; without it
+// the client waits until the run ends.
 type FollowRequest struct {
-	Run    string `json:"run_id"`
-	Events string `json:"events,omitempty"`
+	Run    string    `json:"run_id"`
+	Events string    `json:"events,omitempty"`
+	Held   *HeldWait `json:"held,omitempty"`
 }
 
-// Follower waits for the end of a run and returns its result; ok false
-// when it stops before (the orchestrator is stopping): the client is told
-// to ask again (RunReply.Elsewhere).
-type Follower func(ctx context.Context, run string) (rep RunReply, ok bool)
+// HeldWait is how long a client following a run waits for a person to
+// answer a held call of it (its --wait-timeout, or nothing with
+// --wait=false), as the run's own orchestrator would have: once the run is
+// held and MS have passed, the orchestrator following it replies with the
+// run as it stands, held. Began says the client's wait began before it
+// asked (its orchestrator told it a call was held): MS counts from the
+// request; else from when the follower sees the run held.
+type HeldWait struct {
+	MS    int64 `json:"ms"`
+	Began bool  `json:"began,omitempty"`
+}
+
+// Follower waits for the end of the run req names, or for it held as long
+// as req.Held says, and returns its result; ok false when it stops before
+// (the orchestrator is stopping): the client is told to ask again
+// (RunReply.Elsewhere).
+type Follower func(ctx context.Context, req FollowRequest) (rep RunReply, ok bool)
 
 // ServeFollow answers follow requests (runs.follow), each in its own
 // goroutine, until the subscription is drained or ctx ends.
@@ -440,7 +456,7 @@ func ServeFollow(ctx context.Context, nc *nats.Conn, s schemas.Subjects, follow 
 				return
 			}
 			stop := beat(nc, req.Events)
-			rep, ok := follow(ctx, req.Run)
+			rep, ok := follow(ctx, req)
 			stop()
 			if !ok {
 				// Stopping: the client asks another at once.
@@ -543,7 +559,8 @@ func (c *Client) Run(ctx context.Context, req RunRequest, onEvent func(json.RawM
 		ctx, cancel = context.WithTimeout(ctx, 7*24*time.Hour)
 		defer cancel()
 	}
-	w := &runWait{c: c, heard: make(chan struct{}, 1), replies: make(chan *nats.Msg, 8), closed: make(chan struct{})}
+	w := &runWait{c: c, heard: make(chan struct{}, 1), replies: make(chan *nats.Msg, 8), closed: make(chan struct{}),
+		waits: req.Wait, waitTimeout: time.Duration(req.WaitTimeoutMS) * time.Millisecond}
 	req.Events = c.nc.NewInbox()
 	w.events = req.Events
 	sub, err := c.nc.Subscribe(req.Events, func(m *nats.Msg) { w.event(m, onEvent) })

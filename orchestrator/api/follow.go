@@ -30,6 +30,12 @@ type runWait struct {
 	told          string // what OnFollow was told last
 	elsewhere     *RunReply
 	again         <-chan time.Time
+	// waits and waitTimeout are the request's: whether and how long to
+	// wait for a person to answer a held call; heldAt is when the
+	// orchestrator first told of one.
+	waits       bool
+	waitTimeout time.Duration
+	heldAt      time.Time
 }
 
 // event handles one event of the run: its id, that the orchestrator is
@@ -44,6 +50,9 @@ func (w *runWait) event(m *nats.Msg, onEvent func(json.RawMessage)) {
 		w.runID = ev.Started
 	}
 	w.beating = w.beating || ev.Alive
+	if ev.Held != nil && w.heldAt.IsZero() {
+		w.heldAt = time.Now()
+	}
 	w.mu.Unlock()
 	select {
 	case w.heard <- struct{}{}:
@@ -166,9 +175,29 @@ func (w *runWait) follow(why string) error {
 	}
 	w.told = why
 	w.quiet.Reset(w.silence)
-	b, _ := json.Marshal(FollowRequest{Run: w.following, Events: w.events})
+	b, _ := json.Marshal(FollowRequest{Run: w.following, Events: w.events, Held: w.heldWait()})
 	if err := w.c.nc.PublishRequest(w.c.s.API("runs.follow"), w.inbox, b); err != nil {
 		return fmt.Errorf("ask the orchestrators to follow run %s: %w", w.following, err)
 	}
 	return nil
+}
+
+// heldWait is how long the orchestrator following the run is to wait for
+// a person to answer a held call, as this client would have: not at all
+// without waiting (--wait=false), what is left of the wait timeout, or
+// until the run ends (nil) without one.
+func (w *runWait) heldWait() *HeldWait {
+	if !w.waits {
+		return &HeldWait{Began: true}
+	}
+	if w.waitTimeout <= 0 {
+		return nil
+	}
+	w.mu.Lock()
+	heldAt := w.heldAt
+	w.mu.Unlock()
+	if heldAt.IsZero() {
+		return &HeldWait{MS: w.waitTimeout.Milliseconds()}
+	}
+	return &HeldWait{MS: max(w.waitTimeout-time.Since(heldAt), 0).Milliseconds(), Began: true}
 }

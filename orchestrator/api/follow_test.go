@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/orchestrator/engine"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -76,7 +78,8 @@ func TestRunFollowsARunWhoseOrchestratorFellSilent(t *testing.T) {
 	first, started := dyingOrchestrator(t, s, subj)
 	other := connect(t, s)
 	asked := make(chan string, 4)
-	fsub, err := ServeFollow(context.Background(), other, subj, func(_ context.Context, run string) (RunReply, bool) {
+	fsub, err := ServeFollow(context.Background(), other, subj, func(_ context.Context, req FollowRequest) (RunReply, bool) {
+		run := req.Run
 		asked <- run
 		return RunReply{Result: json.RawMessage(`{"run_id":"R1","status":"completed"}`)}, true
 	})
@@ -157,7 +160,8 @@ func TestRunFollowsARunThatGoesOnElsewhere(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	other := connect(t, s)
-	fsub, err := ServeFollow(context.Background(), other, subj, func(_ context.Context, run string) (RunReply, bool) {
+	fsub, err := ServeFollow(context.Background(), other, subj, func(_ context.Context, req FollowRequest) (RunReply, bool) {
+		run := req.Run
 		return RunReply{Result: json.RawMessage(`{"run_id":"` + run + `","status":"completed"}`)}, true
 	})
 	if err != nil {
@@ -220,13 +224,15 @@ func TestRunAsksAgainWhenItsFollowerStops(t *testing.T) {
 	var ssub *nats.Subscription
 	var asked []string
 	var mu sync.Mutex
-	ssub, err = ServeFollow(context.Background(), stopping, subj, func(_ context.Context, run string) (RunReply, bool) {
+	ssub, err = ServeFollow(context.Background(), stopping, subj, func(_ context.Context, req FollowRequest) (RunReply, bool) {
+		run := req.Run
 		mu.Lock()
 		asked = append(asked, "stopping:"+run)
 		mu.Unlock()
 		_ = ssub.Unsubscribe()
 		_ = stopping.Flush()
-		osub, err := ServeFollow(context.Background(), other, subj, func(_ context.Context, run string) (RunReply, bool) {
+		osub, err := ServeFollow(context.Background(), other, subj, func(_ context.Context, req FollowRequest) (RunReply, bool) {
+			run := req.Run
 			mu.Lock()
 			asked = append(asked, "other:"+run)
 			mu.Unlock()
@@ -317,4 +323,83 @@ func runUntilStarted(t *testing.T, c *Client, started <-chan struct{}, then func
 		t.Fatal("the client still waits")
 	}
 	return nil
+}
+
+// A client that follows its run tells the follower how long it still
+// waits for a held call's answer: what is left of its --wait-timeout
+// since its orchestrator told it of the held call, the whole timeout when
+// none was, nothing with --wait=false (reply once held), and no limit
+// without a timeout.
+func TestRunFollowsWithItsWaitTimeout(t *testing.T) {
+	s := startServer(t)
+	subj := schemas.Subjects{Prefix: "t"}
+	other := connect(t, s)
+	asked := make(chan FollowRequest, 1)
+	fsub, err := ServeFollow(context.Background(), other, subj, func(_ context.Context, req FollowRequest) (RunReply, bool) {
+		asked <- req
+		return RunReply{Result: json.RawMessage(`{"run_id":"R1","status":"held"}`)}, true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fsub.Unsubscribe() })
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// follow runs req on an orchestrator that starts the run, tells of a
+	// held call for held.yaml, and dies; it returns what the client asked
+	// the follower to wait.
+	follow := func(req RunRequest) *HeldWait {
+		t.Helper()
+		first := connect(t, s)
+		in := make(chan struct{})
+		sub, err := ServeRuns(context.Background(), first, subj, func(ctx context.Context, req RunRequest, events func(any)) RunReply {
+			events(RunEvent{Started: "R1"})
+			if req.Flow == "held.yaml" {
+				events(RunEvent{Held: &engine.StepResult{ID: "pay", Status: engine.StatusHeld}})
+			}
+			if first.Flush() == nil {
+				close(in)
+			}
+			<-ctx.Done()
+			return RunReply{Error: "stopped"}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := first.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		c := &Client{nc: connect(t, s), s: subj, Silence: 2 * time.Second}
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Run(ctx, req, func(json.RawMessage) {})
+			done <- err
+		}()
+		select {
+		case <-in:
+		case <-ctx.Done():
+			t.Fatal("the run did not start")
+		}
+		first.Close() // the orchestrator dies
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return (<-asked).Held
+	}
+	if got := follow(RunRequest{Flow: "held.yaml", Wait: true, WaitTimeoutMS: 60000}); got == nil || !got.Began || got.MS <= 0 || got.MS >= 60000 {
+		t.Errorf("told of a held call, then silent: the follower is asked to wait %+v; want less than the 60 s timeout, begun", got)
+	}
+	if got := follow(RunRequest{Flow: "run.yaml", Wait: true, WaitTimeoutMS: 60000}); got == nil || got.Began || got.MS != 60000 {
+		t.Errorf("silent before any held call: the follower is asked to wait %+v; want the whole 60 s once held", got)
+	}
+	if got := follow(RunRequest{Flow: "held.yaml", Wait: false}); got == nil || !got.Began || got.MS != 0 {
+		t.Errorf("with --wait=false: the follower is asked to wait %+v; want no wait", got)
+	}
+	if got := follow(RunRequest{Flow: "held.yaml", Wait: true}); got != nil {
+		t.Errorf("without a wait timeout: the follower is asked to wait %+v; want until the run ends", got)
+	}
 }

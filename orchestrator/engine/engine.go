@@ -107,9 +107,10 @@ type Config struct {
 	// when owner does not answer (it is gone), and an error that is
 	// lease.ErrHeld when owner no longer holds the lease.
 	CancelAt func(ctx context.Context, owner, id, who string) (*RunInfo, error)
-	// Ended, with Leases, is told of each run that ends in a pass this
-	// engine resumed (taken over, or resumed by an answer): its result,
-	// which no client waits for here, and the error the pass ended with.
+	// Ended, with Leases, is told of each run that ends, or is held for
+	// a person, in a pass this engine resumed (taken over, or resumed by
+	// an answer): its result, which no client waits for here, and the
+	// error the pass ended with.
 	Ended func(res *Result, err error)
 }
 

@@ -151,6 +151,19 @@ func (e *Engine) Keeps(ctx context.Context, id string) (bool, error) {
 	return err == nil, err
 }
 
+// HeldNow says whether the store keeps run id held for a person.
+func (e *Engine) HeldNow(ctx context.Context, id string) (bool, error) {
+	st, err := e.store(ctx)
+	if err != nil {
+		return false, err
+	}
+	rec, err := st.GetRun(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil && rec.Status == runstore.Held, err
+}
+
 // Unfinished lists the runs of deployment ("" for the default one) kept in
 // the store reached by nc, oldest first: what a reader of a copy of the
 // store shows.

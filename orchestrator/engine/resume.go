@@ -53,7 +53,7 @@ func (e *Engine) resumeForced(id string, force bool) {
 		defer stop(nil)
 		res, err := e.resumeRun(ctx, rs)
 		e.releaseLease(id, res, err)
-		if e.cfg.Ended != nil && res != nil && ended(res.Status) && !errors.Is(err, lease.ErrLost) {
+		if e.cfg.Ended != nil && res != nil && (ended(res.Status) || res.Status == StatusHeld) && !errors.Is(err, lease.ErrLost) {
 			e.cfg.Ended(res, err)
 		}
 		if errors.Is(err, lease.ErrHeld) {
