@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/orchestrator/runstore"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,6 +34,9 @@ const (
 	payloadSize      = 256
 	// floorStream holds the floor baseline's two records a call.
 	floorStream = "BENCH_FLOOR"
+	// keptStream and keptBucket hold the kept baseline's records and run
+	// records.
+	keptStream, keptBucket = "BENCH_KEPT", "BENCH_KEPT_RUNS"
 )
 
 // oneEcho is the mediated call of the hop: the echo worker returns a
@@ -189,9 +194,13 @@ func hop(res *results, o options, dir string) error {
 	if err != nil {
 		return err
 	}
+	kept, err := keptCall(ctx, nc, data)
+	if err != nil {
+		return err
+	}
 
 	// Warm the paths up, then alternate them run by run.
-	for _, f := range []func() error{mediated, raw, floor} {
+	for _, f := range []func() error{mediated, raw, floor, kept} {
 		if _, err := measure(4, 300*time.Millisecond, f); err != nil {
 			return err
 		}
@@ -202,7 +211,7 @@ func hop(res *results, o options, dir string) error {
 			for _, p := range []struct {
 				name string
 				f    func() error
-			}{{"hop", mediated}, {"raw", raw}, {"floor", floor}} {
+			}{{"hop", mediated}, {"raw", raw}, {"floor", floor}, {"kept", kept}} {
 				s, err := measure(c, o.dur, p.f)
 				if err != nil {
 					return fmt.Errorf("%s at %d: %w", p.name, c, err)
@@ -282,6 +291,11 @@ func hopFigures(res *results, all map[hopKey][]stats) {
 		res.fig(fmt.Sprintf("floor_time_per_call_%d", c), 1e6/med(f, rate), "us")
 		res.fig(fmt.Sprintf("floor_allocs_%d", c), med(f, allocs), "allocs/call")
 		res.fig(fmt.Sprintf("floor_cpu_%d", c), med(f, cpu), "us/call")
+		k := key{"kept", c}
+		res.fig(fmt.Sprintf("kept_p50_%d", c), med(k, p50), "us")
+		res.fig(fmt.Sprintf("kept_calls_%d", c), med(k, rate), "calls/s")
+		res.fig(fmt.Sprintf("kept_time_per_call_%d", c), 1e6/med(k, rate), "us")
+		res.fig(fmt.Sprintf("kept_cpu_%d", c), med(k, cpu), "us/call")
 	}
 	for _, c := range []int{1, 16} {
 		h, r, f := key{"hop", c}, key{"raw", c}, key{"floor", c}
@@ -297,6 +311,13 @@ func hopFigures(res *results, all map[hopKey][]stats) {
 		res.ratio(fmt.Sprintf("floor_time_per_call_%d", c), med(r, rate)/med(f, rate))
 		res.ratio(fmt.Sprintf("hop_vs_floor_p50_%d", c), med(h, p50)/med(f, p50))
 		res.ratio(fmt.Sprintf("hop_vs_floor_time_per_call_%d", c), med(f, rate)/med(h, rate))
+		// The floor with the run kept for resuming: what the orchestrator
+		// adds beyond every write it makes.
+		k := key{"kept", c}
+		res.ratio(fmt.Sprintf("kept_p50_%d", c), med(k, p50)/med(r, p50))
+		res.ratio(fmt.Sprintf("kept_time_per_call_%d", c), med(r, rate)/med(k, rate))
+		res.ratio(fmt.Sprintf("hop_vs_kept_p50_%d", c), med(h, p50)/med(k, p50))
+		res.ratio(fmt.Sprintf("hop_vs_kept_time_per_call_%d", c), med(k, rate)/med(h, rate))
 	}
 }
 
@@ -317,20 +338,7 @@ func floorCall(ctx context.Context, nc *nats.Conn, data []byte) (func() error, e
 		Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy}); err != nil {
 		return nil, fmt.Errorf("floor stream: %w", err)
 	}
-	web := ifc.UntrustedFrom("bench:input")
-	prev := strings.Repeat("0", 64) // the hex SHA-256 of the record before
-	run, now := audit.NewID(), time.Now().UTC()
-	decision, err := json.Marshal(audit.Record{V: 1, Prev: prev, ID: audit.NewID(), Kind: audit.KindDecision, Time: now,
-		RunID: run, Flow: "hop", Step: "echo", Tool: "echo.echo", MsgID: audit.NewID(),
-		ArgLabels: map[string]ifc.Label{"text": web}, Label: &web, Action: "allow",
-		Rules: []string{"default (policy.yaml:1:1)"}, StartsRun: true,
-		Steps: []audit.PlanStep{{ID: "echo", Tool: "echo.echo"}}})
-	if err != nil {
-		return nil, err
-	}
-	result, err := json.Marshal(audit.Record{V: 1, Prev: prev, ID: audit.NewID(), Kind: audit.KindResult, Time: now,
-		RunID: run, Flow: "hop", Step: "echo", Tool: "echo.echo", MsgID: audit.NewID(), Label: &web,
-		Status: "completed", EndsRun: "completed"})
+	decision, result, err := floorRecords()
 	if err != nil {
 		return nil, err
 	}
@@ -347,6 +355,103 @@ func floorCall(ctx context.Context, nc *nats.Conn, data []byte) (func() error, e
 		}
 		if _, err := js.Publish(ctx, "floor.result", result); err != nil {
 			return fmt.Errorf("result: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// floorRecords are the hop's decision and result, encoded as the audit
+// log stores them.
+func floorRecords() (decision, result []byte, err error) {
+	web := ifc.UntrustedFrom("bench:input")
+	prev := strings.Repeat("0", 64) // the hex SHA-256 of the record before
+	run, now := audit.NewID(), time.Now().UTC()
+	decision, err = json.Marshal(audit.Record{V: 1, Prev: prev, ID: audit.NewID(), Kind: audit.KindDecision, Time: now,
+		RunID: run, Flow: "hop", Step: "echo", Tool: "echo.echo", MsgID: audit.NewID(),
+		ArgLabels: map[string]ifc.Label{"text": web}, Label: &web, Action: "allow",
+		Rules: []string{"default (policy.yaml:1:1)"}, StartsRun: true,
+		Steps: []audit.PlanStep{{ID: "echo", Tool: "echo.echo"}}})
+	if err != nil {
+		return nil, nil, err
+	}
+	result, err = json.Marshal(audit.Record{V: 1, Prev: prev, ID: audit.NewID(), Kind: audit.KindResult, Time: now,
+		RunID: run, Flow: "hop", Step: "echo", Tool: "echo.echo", MsgID: audit.NewID(), Label: &web,
+		Status: "completed", EndsRun: "completed"})
+	if err != nil {
+		return nil, nil, err
+	}
+	return decision, result, nil
+}
+
+// keptCall returns the floor with the run kept for resuming after a
+// crash: floorCall's two records, and the two more writes a mediated
+// one-step run makes so that it can be resumed, each sent without waiting
+// and waited for with its record, as the engine sends them: the run's
+// record (its flow and inputs, in a key-value bucket on a file store) with
+// the decision before the request, and the purge of that record with the
+// result after it. Everything a mediated call stores, with none of the
+// orchestrator's own work.
+func keptCall(ctx context.Context, nc *nats.Conn, data []byte) (func() error, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: keptStream, Subjects: []string{"kept.>"},
+		Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy}); err != nil {
+		return nil, fmt.Errorf("kept stream: %w", err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: keptBucket, History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, fmt.Errorf("kept bucket: %w", err)
+	}
+	decision, result, err := floorRecords()
+	if err != nil {
+		return nil, err
+	}
+	record, err := json.Marshal(runstore.RunRecord{ID: audit.NewID(), Flow: "hop", File: "hop.yaml", Source: []byte(oneEcho),
+		Inputs: json.RawMessage(`{"text":"` + string(data) + `"}`), Status: runstore.Running, Created: time.Now().UTC()})
+	if err != nil {
+		return nil, err
+	}
+	both := func(subject string, rec []byte, write *nats.Msg) error {
+		p1, err := js.PublishAsync(subject, rec)
+		if err != nil {
+			return err
+		}
+		p2, err := js.PublishMsgAsync(write)
+		if err != nil {
+			return err
+		}
+		for _, p := range []jetstream.PubAckFuture{p1, p2} {
+			select {
+			case <-p.Ok():
+			case err := <-p.Err():
+				return err
+			case <-time.After(5 * time.Second):
+				return errors.New("no acknowledgement within 5 s")
+			}
+		}
+		return nil
+	}
+	return func() error {
+		key := "$KV." + kv.Bucket() + "." + audit.NewID()
+		put := nats.NewMsg(key)
+		put.Data = record
+		if err := both("kept.decision", decision, put); err != nil {
+			return fmt.Errorf("decision and run record: %w", err)
+		}
+		m, err := nc.Request(rawSubject, data, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		if len(m.Data) != payloadSize {
+			return fmt.Errorf("kept reply of %d bytes", len(m.Data))
+		}
+		purge := nats.NewMsg(key)
+		purge.Header.Set("KV-Operation", "PURGE")
+		purge.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+		if err := both("kept.result", result, purge); err != nil {
+			return fmt.Errorf("result and purge: %w", err)
 		}
 		return nil
 	}, nil

@@ -81,7 +81,7 @@ func estimate(g string, o options) time.Duration {
 		}
 		return t
 	case "hop":
-		t := start + runs*6*d // 1 and 16 callers, mediated, raw and the floor
+		t := start + runs*8*d // 1 and 16 callers, mediated, raw, the floor and the kept floor
 		if o.cpuProfile != "" {
 			t += d
 		}
