@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,30 @@ func (m operatorMode) userCreds(t *testing.T, name string, deny ...string) []byt
 		t.Fatal(err)
 	}
 	return creds
+}
+
+// heldCall waits until sluice approvals through config lists pay2 held by
+// a run other than those of not (what names it in the failure), and
+// returns its run and approval.
+func heldCall(w *workspace, c *natsCluster, what, config string, not ...string) (run, approval string) {
+	w.t.Helper()
+	c.waitFor(2*time.Minute, what+" listed", func() bool {
+		r := w.sluice("approvals", "--config", config, "--json")
+		var list []map[string]any
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
+			return false
+		}
+		for _, a := range list {
+			id, _ := a["run_id"].(string)
+			if a["step"] == "pay2" && !slices.Contains(not, id) {
+				run = id
+				approval, _ = a["id"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	return run, approval
 }
 
 // Three orchestrators share one deployment on the three-node cluster. A
@@ -106,21 +131,7 @@ outputs:
 
 	// The run waits in o1 for a person.
 	client := w.start("run", "--config", "o1.yaml", "--use-running", "pay.yaml")
-	var run string
-	c.waitFor(2*time.Minute, "the held call listed", func() bool {
-		r := w.sluice("approvals", "--config", "o2.yaml", "--json")
-		var list []map[string]any
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
-			return false
-		}
-		for _, a := range list {
-			if a["step"] == "pay2" {
-				run, _ = a["run_id"].(string)
-				return true
-			}
-		}
-		return false
-	})
+	run, _ := heldCall(w, c, "the held call", "o2.yaml")
 
 	// Cancelled through o2's endpoint: o2 or o3 answers, neither drives
 	// the run.
@@ -211,22 +222,7 @@ outputs:
 	// sluice run that waited follows it there. Approved through o2, the
 	// run completes, and the sluice run ends with its result.
 	client = w.start("run", "--config", "o1.yaml", "--use-running", "pay.yaml")
-	var approval string
-	c.waitFor(2*time.Minute, "the second run's held call listed", func() bool {
-		r := w.sluice("approvals", "--config", "o2.yaml", "--json")
-		var list []map[string]any
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
-			return false
-		}
-		for _, a := range list {
-			if a["step"] == "pay2" && a["run_id"] != run {
-				approval, _ = a["id"].(string)
-				run, _ = a["run_id"].(string)
-				return true
-			}
-		}
-		return false
-	})
+	run, approval := heldCall(w, c, "the second run's held call", "o2.yaml", run)
 	if err := ups["o1"].cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -265,22 +261,7 @@ outputs:
 	// there and pays once.
 	again, _ := w.startOrchestrators("o1")
 	client = w.start("run", "--config", "o1.yaml", "--use-running", "--wait-timeout", "15s", "pay.yaml")
-	previous := run
-	c.waitFor(2*time.Minute, "the third run's held call listed", func() bool {
-		r := w.sluice("approvals", "--config", "o2.yaml", "--json")
-		var list []map[string]any
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
-			return false
-		}
-		for _, a := range list {
-			if a["step"] == "pay2" && a["run_id"] != previous {
-				approval, _ = a["id"].(string)
-				run, _ = a["run_id"].(string)
-				return true
-			}
-		}
-		return false
-	})
+	run, approval = heldCall(w, c, "the third run's held call", "o2.yaml", run)
 	killHard(t, again["o1"])
 	client.waitLine(t, "run "+run+": the orchestrator running it stopped answering; following the run", time.Minute)
 	if code := client.wait(t, 2*time.Minute); code != 4 {

@@ -264,70 +264,64 @@ func (v *approvalsView) caughtUp(ctx context.Context, last uint64) (ok bool, err
 	return v.ended == nil, nil
 }
 
-// approvedOf returns the values of the calls of tool a person approved,
-// once the view has applied every write up to sequence last; ok is false
-// when it did not within catchUpWait, or the watch ended. They are the
-// view's own, and grow as it applies more.
-func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64) (_ *approval.ApprovedValues, ok bool, err error) {
+// read calls f with v.mu held once the view has applied every write up
+// to sequence last; ok is false when it did not within catchUpWait, or the
+// watch ended. A malformed approval of tool (of any tool for "", and one
+// whose tool cannot be told for every tool) is an error: what it would
+// add cannot be told.
+func (v *approvalsView) read(ctx context.Context, last uint64, tool string, f func()) (ok bool, err error) {
 	if ok, err := v.caughtUp(ctx, last); !ok || err != nil {
-		return nil, false, err
+		return false, err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for id, m := range v.malformed {
-		if m.tool == "" || m.tool == tool {
-			return nil, true, fmt.Errorf("approval %s: malformed record: %w", id, m.err)
+		if tool == "" || m.tool == "" || m.tool == tool {
+			return true, fmt.Errorf("approval %s: malformed record: %w", id, m.err)
 		}
 	}
-	if v.approved[tool] == nil {
-		v.approved[tool] = &approval.ApprovedValues{}
-	}
-	return v.approved[tool], true, nil
+	f()
+	return true, nil
+}
+
+// approvedOf returns the values of the calls of tool a person approved,
+// once the view has applied every write up to sequence last (read). They
+// are the view's own, and grow as it applies more.
+func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64) (out *approval.ApprovedValues, ok bool, err error) {
+	ok, err = v.read(ctx, last, tool, func() {
+		if v.approved[tool] == nil {
+			v.approved[tool] = &approval.ApprovedValues{}
+		}
+		out = v.approved[tool]
+	})
+	return out, ok, err
 }
 
 // openOf returns the open approvals of run, once the view has applied
-// every write up to sequence last; ok is false when it did not within
-// catchUpWait, or the watch ended. A malformed approval, whose run cannot
-// be told, is an error.
-func (v *approvalsView) openOf(ctx context.Context, run string, last uint64) (_ []OpenApproval, ok bool, err error) {
-	if ok, err := v.caughtUp(ctx, last); !ok || err != nil {
-		return nil, false, err
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for id, m := range v.malformed {
-		return nil, true, fmt.Errorf("approval %s: malformed record: %w", id, m.err)
-	}
-	var out []OpenApproval
-	for _, a := range v.open {
-		if a.RunID == run {
-			out = append(out, a)
+// every write up to sequence last (read).
+func (v *approvalsView) openOf(ctx context.Context, run string, last uint64) (out []OpenApproval, ok bool, err error) {
+	ok, err = v.read(ctx, last, "", func() {
+		for _, a := range v.open {
+			if a.RunID == run {
+				out = append(out, a)
+			}
 		}
-	}
-	return out, true, nil
+	})
+	return out, ok, err
 }
 
 // pendingIDs returns the ids of the approvals pending, sorted, once the
-// view has applied every write up to sequence last; ok is false when it
-// did not within catchUpWait, or the watch ended. A malformed approval,
-// whose status cannot be told, is an error.
-func (v *approvalsView) pendingIDs(ctx context.Context, last uint64) (_ []string, ok bool, err error) {
-	if ok, err := v.caughtUp(ctx, last); !ok || err != nil {
-		return nil, false, err
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for id, m := range v.malformed {
-		return nil, true, fmt.Errorf("approval %s: malformed record: %w", id, m.err)
-	}
-	var out []string
-	for id, a := range v.open {
-		if a.Status == approval.Pending {
-			out = append(out, id)
+// view has applied every write up to sequence last (read).
+func (v *approvalsView) pendingIDs(ctx context.Context, last uint64) (out []string, ok bool, err error) {
+	ok, err = v.read(ctx, last, "", func() {
+		for id, a := range v.open {
+			if a.Status == approval.Pending {
+				out = append(out, id)
+			}
 		}
-	}
-	slices.Sort(out)
-	return out, true, nil
+		slices.Sort(out)
+	})
+	return out, ok, err
 }
 
 // watch registers a run waiting for an answer to approval id: ch is sent

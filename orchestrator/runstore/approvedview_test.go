@@ -24,6 +24,36 @@ func twoStores(t *testing.T, hooks viewHooks) (*Store, *Store, func() *Store) {
 	return a, open(), open
 }
 
+// gatedStores is twoStores whose first store's view, once gated is set,
+// applies each write only when a read waits for it: a read that does not
+// wait for the view to catch up sees the writes made through the second
+// store just before it missing.
+func gatedStores(t *testing.T) (first, second *Store, open func() *Store, gated *atomic.Bool) {
+	t.Helper()
+	gated = new(atomic.Bool)
+	waiting := make(chan struct{}, 1)
+	ended := make(chan struct{})
+	first, second, open = twoStores(t, viewHooks{
+		beforeApply: func() {
+			if gated.Load() {
+				select {
+				case <-waiting:
+				case <-ended:
+				}
+			}
+		},
+		readWaits: func() {
+			select {
+			case waiting <- struct{}{}:
+			default:
+			}
+		},
+	})
+	// Before the stores close: a view held at the gate stops only then.
+	t.Cleanup(func() { close(ended) })
+	return first, second, open, gated
+}
+
 // TestApprovedOfSeesAnApprovalAnsweredThroughAnotherStore: a call approved
 // through another orchestrator an instant before a new call is held is
 // compared with. The first store's view is made to apply that write only
@@ -137,27 +167,7 @@ func TestWatchApprovalTellsAWaitingRunItsAnswer(t *testing.T) {
 // waits for it); answered and done with, or another run's, they are not.
 // A store opened afterwards loads them.
 func TestOpenApprovalsOfARun(t *testing.T) {
-	var gated atomic.Bool
-	waiting := make(chan struct{}, 1)
-	ended := make(chan struct{})
-	first, second, open := twoStores(t, viewHooks{
-		beforeApply: func() {
-			if gated.Load() {
-				select {
-				case <-waiting:
-				case <-ended:
-				}
-			}
-		},
-		readWaits: func() {
-			select {
-			case waiting <- struct{}{}:
-			default:
-			}
-		},
-	})
-	// Before the stores close: a view held at the gate stops only then.
-	t.Cleanup(func() { close(ended) })
+	first, second, open, gated := gatedStores(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	openIDs := func(s *Store, run string) []string {
@@ -225,27 +235,7 @@ func TestOpenApprovalsOfARun(t *testing.T) {
 // be decoded, which reading every approval fails on, does not stop it.
 // The scan, when the view cannot answer, finds the same.
 func TestPendingApprovalsReadsOnlyThePending(t *testing.T) {
-	var gated atomic.Bool
-	waiting := make(chan struct{}, 1)
-	ended := make(chan struct{})
-	first, second, _ := twoStores(t, viewHooks{
-		beforeApply: func() {
-			if gated.Load() {
-				select {
-				case <-waiting:
-				case <-ended:
-				}
-			}
-		},
-		readWaits: func() {
-			select {
-			case waiting <- struct{}{}:
-			default:
-			}
-		},
-	})
-	// Before the stores close: a view held at the gate stops only then.
-	t.Cleanup(func() { close(ended) })
+	first, second, _, gated := gatedStores(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pendingIDs := func() []string {
