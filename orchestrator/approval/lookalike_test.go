@@ -18,7 +18,7 @@ func TestLookalikes(t *testing.T) {
 		{Tool: "payment.charge", Status: Used, Args: map[string]any{"payee": "acct_taxi_7"}},
 		{Tool: "payment.charge", Status: Denied, Args: map[string]any{"payee": "acct_bar_2"}},
 		{Tool: "email.send", Status: Approved, Args: map[string]any{"to": "eve@y.example"}},
-		{Tool: "payment.charge", Status: Approved, Args: map[string]any{"payee": "acct_taxi_7", "memo": []any{"rеnt", "rent"}}},
+		{Tool: "payment.charge", Status: Approved, Args: map[string]any{"payee": "acct_taxi_7", "memo": []any{"r\u0435nt", "rent"}}},
 	}
 	tests := []struct {
 		name string
@@ -35,11 +35,11 @@ func TestLookalikes(t *testing.T) {
 			[]schemas.Lookalike{{Arg: "payee", Value: "acct_tax\u0456_7", Like: "acct_taxi_7", Where: "approved before (payment.charge payee)"}}},
 		{"a denied payee is not trusted", "payment.charge", map[string]any{"payee": "acct_b\u0430r_2"}, nil},
 		{"another tool's approval", "payment.charge", map[string]any{"payee": "eve@y.ex\u0430mple"}, nil},
-		{"two lookalikes of one value, each once", "payment.charge", map[string]any{"memo": "rе​nt"},
-			[]schemas.Lookalike{{Arg: "memo", Value: "rе​nt", Like: "rent", Where: "approved before (payment.charge memo)"},
-				{Arg: "memo", Value: "rе​nt", Like: "rеnt", Where: "approved before (payment.charge memo)"}}},
-		{"an approved lookalike is not one of itself", "payment.charge", map[string]any{"memo": "rеnt"},
-			[]schemas.Lookalike{{Arg: "memo", Value: "rеnt", Like: "rent", Where: "approved before (payment.charge memo)"}}},
+		{"two lookalikes of one value, each once", "payment.charge", map[string]any{"memo": "r\u0435\u200bnt"},
+			[]schemas.Lookalike{{Arg: "memo", Value: "r\u0435\u200bnt", Like: "rent", Where: "approved before (payment.charge memo)"},
+				{Arg: "memo", Value: "r\u0435\u200bnt", Like: "r\u0435nt", Where: "approved before (payment.charge memo)"}}},
+		{"an approved lookalike is not one of itself", "payment.charge", map[string]any{"memo": "r\u0435nt"},
+			[]schemas.Lookalike{{Arg: "memo", Value: "r\u0435nt", Like: "rent", Where: "approved before (payment.charge memo)"}}},
 		{"unlike anything", "payment.charge", map[string]any{"payee": "acct_attacker"}, nil},
 	}
 	for _, tt := range tests {
