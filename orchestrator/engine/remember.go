@@ -93,7 +93,7 @@ func (e *Engine) Revoke(ctx context.Context, id, who string) (*Remembered, error
 // when none does. A use is counted before the call goes ahead, so two runs
 // at once cannot both spend the last of a cap.
 func (r *run) rememberedAnswer(ctx context.Context, st *runstore.Store, s *flow.Step, args map[string]any) (*Remembered, error) {
-	all, err := st.AllRemembered(ctx)
+	all, err := st.Remembered(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -348,14 +348,20 @@ func (v *approvalsView) watch(id string) (ch <-chan string, stop func()) {
 // lastSeq is the sequence of the last write of the approvals bucket, and
 // how many approvals it keeps.
 func (s *Store) lastSeq(ctx context.Context) (last, kept uint64, err error) {
+	return bucketState(ctx, s.approvals)
+}
+
+// bucketState is the sequence of the last write of kv, and how many
+// values it keeps.
+func bucketState(ctx context.Context, kv jetstream.KeyValue) (last, kept uint64, err error) {
 	err = jsretry.Do(ctx, func(ctx context.Context) error {
-		st, err := s.approvals.Status(ctx)
+		st, err := kv.Status(ctx)
 		if err != nil {
 			return err
 		}
 		js, ok := st.(*jetstream.KeyValueBucketStatus)
 		if !ok {
-			return fmt.Errorf("the approvals bucket's status is a %T", st)
+			return fmt.Errorf("the %s bucket's status is a %T", kv.Bucket(), st)
 		}
 		last, kept = js.StreamInfo().State.LastSeq, js.StreamInfo().State.Msgs
 		return nil

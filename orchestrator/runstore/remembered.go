@@ -2,6 +2,8 @@ package runstore
 
 import (
 	"context"
+	"fmt"
+	"slices"
 
 	"github.com/sluicehq/sluice/orchestrator/approval"
 )
@@ -26,6 +28,34 @@ func (s *Store) UpdateRemembered(ctx context.Context, r *approval.Remembered, re
 // included.
 func (s *Store) AllRemembered(ctx context.Context) ([]approval.Remembered, error) {
 	return all[approval.Remembered](ctx, s.remembered)
+}
+
+// Remembered is AllRemembered for a held call, which asks for them each
+// time: the bucket is read again only when it changed since the last
+// read (one request for its last sequence), not with a watch each time.
+// A remembered answer changes only when a person remembers or revokes one,
+// or one is used.
+func (s *Store) Remembered(ctx context.Context) ([]approval.Remembered, error) {
+	last, _, err := bucketState(ctx, s.remembered)
+	if err != nil {
+		return nil, fmt.Errorf("read the remembered answers' last write: %w", err)
+	}
+	s.remMu.Lock()
+	if s.rem.read && s.rem.last == last {
+		out := slices.Clone(s.rem.all)
+		s.remMu.Unlock()
+		return out, nil
+	}
+	s.remMu.Unlock()
+	all, err := s.AllRemembered(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Read after last: as new as last or newer, never older.
+	s.remMu.Lock()
+	s.rem.all, s.rem.last, s.rem.read = all, last, true
+	s.remMu.Unlock()
+	return slices.Clone(all), nil
 }
 
 // EndorsementKey is the EndorsedBucket key of an endorsement: its run's

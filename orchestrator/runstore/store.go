@@ -87,6 +87,15 @@ type Store struct {
 	// the first read that needs it.
 	approvalsView *approvalsView
 	hooks         viewHooks
+
+	remMu sync.Mutex
+	// rem is the remembered answers as last read, at the bucket's last
+	// sequence then (Remembered).
+	rem struct {
+		all  []approval.Remembered
+		last uint64
+		read bool
+	}
 }
 
 // do makes the write op through jsretry.Do, and ends it at once, with the
