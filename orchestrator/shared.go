@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator/config"
 	"github.com/sluicehq/sluice/orchestrator/engine"
 	"github.com/sluicehq/sluice/orchestrator/lease"
+	"github.com/sluicehq/sluice/orchestrator/runstore"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -186,7 +187,7 @@ func (o *Orchestrator) follow(ctx context.Context, req api.FollowRequest) (api.R
 				return rep, true
 			}
 		case <-f.hw.timer():
-			if rep, ok := f.hw.over(); ok && o.heldNow(ctx, f.id) {
+			if rep, ok := f.hw.over(); ok && f.heldNow(ctx) {
 				return rep, true
 			}
 		case <-check.C:
@@ -222,7 +223,14 @@ func (f *follower) update(ctx context.Context, e jetstream.KeyValueEntry) (api.R
 	if !isHeld(rep) {
 		return rep, true
 	}
-	return rep, f.hw.held(rep) && f.o.heldNow(ctx, f.id)
+	return rep, f.hw.held(rep) && f.heldNow(ctx)
+}
+
+// phase is how the store keeps the run, "" once it finished.
+func (f *follower) phase(ctx context.Context) (runstore.Phase, error) {
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return f.o.engine.RunPhase(sctx, f.id)
 }
 
 // kept starts the grace when the store no longer keeps the run: its
@@ -231,21 +239,16 @@ func (f *follower) kept(ctx context.Context) {
 	if f.grace != nil {
 		return
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	keeps, err := f.o.engine.Keeps(sctx, f.id)
-	cancel()
-	if err == nil && !keeps {
+	if p, err := f.phase(ctx); err == nil && p == "" {
 		f.grace = time.After(resultsGrace)
 	}
 }
 
-// heldNow says whether the store keeps run id held for a person: a held
+// heldNow says whether the store keeps the run held for a person: a held
 // result kept before it was answered and went on is not replied with.
-func (o *Orchestrator) heldNow(ctx context.Context, id string) bool {
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	held, err := o.engine.HeldNow(sctx, id)
-	return err == nil && held
+func (f *follower) heldNow(ctx context.Context) bool {
+	p, err := f.phase(ctx)
+	return err == nil && p == runstore.Held
 }
 
 // isHeld says whether rep is of a run held for a person, not ended.

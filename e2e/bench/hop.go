@@ -190,11 +190,11 @@ func hop(res *results, o options, dir string) error {
 		}
 		return nil
 	}
-	floor, err := floorCall(ctx, nc, data)
+	floor, err := floorCall(ctx, nc, raw)
 	if err != nil {
 		return err
 	}
-	kept, err := keptCall(ctx, nc, data)
+	kept, err := keptCall(ctx, nc, data, raw)
 	if err != nil {
 		return err
 	}
@@ -329,7 +329,7 @@ func hopFigures(res *results, all map[hopKey][]stats) {
 // before the caller is answered). The records are audit records of the
 // hop's call encoded as the audit log stores them, on a file-stored
 // stream; no labels, no policy, no run state, no schema checks.
-func floorCall(ctx context.Context, nc *nats.Conn, data []byte) (func() error, error) {
+func floorCall(ctx context.Context, nc *nats.Conn, raw func() error) (func() error, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -346,12 +346,8 @@ func floorCall(ctx context.Context, nc *nats.Conn, data []byte) (func() error, e
 		if _, err := js.Publish(ctx, "floor.decision", decision); err != nil {
 			return fmt.Errorf("decision: %w", err)
 		}
-		m, err := nc.Request(rawSubject, data, 5*time.Second)
-		if err != nil {
+		if err := raw(); err != nil {
 			return err
-		}
-		if len(m.Data) != payloadSize {
-			return fmt.Errorf("floor reply of %d bytes", len(m.Data))
 		}
 		if _, err := js.Publish(ctx, "floor.result", result); err != nil {
 			return fmt.Errorf("result: %w", err)
@@ -391,7 +387,7 @@ func floorRecords() (decision, result []byte, err error) {
 // the decision before the request, and the purge of that record with the
 // result after it. Everything a mediated call stores, with none of the
 // orchestrator's own work.
-func keptCall(ctx context.Context, nc *nats.Conn, data []byte) (func() error, error) {
+func keptCall(ctx context.Context, nc *nats.Conn, data []byte, raw func() error) (func() error, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -440,12 +436,8 @@ func keptCall(ctx context.Context, nc *nats.Conn, data []byte) (func() error, er
 		if err := both("kept.decision", decision, put); err != nil {
 			return fmt.Errorf("decision and run record: %w", err)
 		}
-		m, err := nc.Request(rawSubject, data, 5*time.Second)
-		if err != nil {
+		if err := raw(); err != nil {
 			return err
-		}
-		if len(m.Data) != payloadSize {
-			return fmt.Errorf("kept reply of %d bytes", len(m.Data))
 		}
 		purge := nats.NewMsg(key)
 		purge.Header.Set("KV-Operation", "PURGE")

@@ -29,7 +29,7 @@ func Lookalikes(tool string, args map[string]any, registries map[string][]string
 			skel := display.Skeleton(s.value)
 			cands := slices.Clone(trusted)
 			for _, v := range approved.like(name, skel) {
-				cands = append(cands, known{v, "approved before (" + tool + " " + name + ")"})
+				cands = append(cands, known{v, skel, "approved before (" + tool + " " + name + ")"})
 			}
 			out = append(out, resembles(s, skel, cands)...)
 		}
@@ -37,15 +37,17 @@ func Lookalikes(tool string, args map[string]any, registries map[string][]string
 	return out
 }
 
-// known is a value a person trusts, and where it is kept.
-type known struct{ value, where string }
+// known is a value a person trusts, its skeleton, and where it is kept.
+type known struct{ value, skel, where string }
 
 // registered lists the entries of every registry, by registry name.
 func registered(registries map[string][]string) []known {
 	var trusted []known
 	for _, name := range slices.Sorted(maps.Keys(registries)) {
 		for _, v := range registries[name] {
-			trusted = append(trusted, known{v, "registry " + name})
+			if len(v) <= maxLookalike {
+				trusted = append(trusted, known{v, display.Skeleton(v), "registry " + name})
+			}
 		}
 	}
 	return trusted
@@ -65,7 +67,6 @@ type ApprovedValues struct {
 	mu sync.RWMutex
 	// args holds, by argument and skeleton, the values, sorted.
 	args map[string]map[string][]string
-	n    int
 }
 
 // Add adds the values of the arguments of a call a person approved.
@@ -99,7 +100,6 @@ func (a *ApprovedValues) add(name, value string) {
 	}
 	// A new slice: a reader may hold the one before.
 	bySkel[skel] = slices.Insert(slices.Clip(vs), i, value)
-	a.n++
 }
 
 // like lists the values of argument name with skeleton skel.
@@ -134,7 +134,13 @@ func (a *ApprovedValues) Len() int {
 	}
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.n
+	n := 0
+	for _, bySkel := range a.args {
+		for _, vs := range bySkel {
+			n += len(vs)
+		}
+	}
+	return n
 }
 
 // resembles flags each candidate s, whose skeleton is skel, looks like
@@ -143,7 +149,7 @@ func resembles(s argString, skel string, cands []known) []schemas.Lookalike {
 	var out []schemas.Lookalike
 	seen := map[string]bool{}
 	for _, k := range cands {
-		if seen[k.value] || k.value == s.value || len(k.value) > maxLookalike || display.Skeleton(k.value) != skel {
+		if seen[k.value] || k.value == s.value || k.skel != skel {
 			continue
 		}
 		seen[k.value] = true

@@ -64,6 +64,7 @@ func (e *Engine) Approvals(ctx context.Context) ([]Approval, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list approvals: %w", err)
 	}
+	registries := e.Policy().Registries()
 	approved := map[string]*approval.ApprovedValues{}
 	for i := range out {
 		a := &out[i]
@@ -72,7 +73,7 @@ func (e *Engine) Approvals(ctx context.Context) ([]Approval, error) {
 				return nil, fmt.Errorf("list approvals: %w", err)
 			}
 		}
-		a.Lookalikes = approval.Lookalikes(a.Tool, a.Args, e.Policy().Registries(), approved[a.Tool])
+		a.Lookalikes = approval.Lookalikes(a.Tool, a.Args, registries, approved[a.Tool])
 	}
 	return out, nil
 }

@@ -138,30 +138,21 @@ func (e *Engine) Unfinished(ctx context.Context) ([]RunInfo, error) {
 	return unfinishedInfo(ctx, st)
 }
 
-// Keeps says whether the store keeps run id: it has not finished.
-func (e *Engine) Keeps(ctx context.Context, id string) (bool, error) {
+// RunPhase is how the store keeps run id (running, held, interrupted),
+// "" once it no longer keeps it: the run finished.
+func (e *Engine) RunPhase(ctx context.Context, id string) (runstore.Phase, error) {
 	st, err := e.store(ctx)
 	if err != nil {
-		return false, err
-	}
-	_, err = st.GetRun(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// HeldNow says whether the store keeps run id held for a person.
-func (e *Engine) HeldNow(ctx context.Context, id string) (bool, error) {
-	st, err := e.store(ctx)
-	if err != nil {
-		return false, err
+		return "", err
 	}
 	rec, err := st.GetRun(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, nil
+		return "", nil
 	}
-	return err == nil && rec.Status == runstore.Held, err
+	if err != nil {
+		return "", err
+	}
+	return rec.Status, nil
 }
 
 // Unfinished lists the runs of deployment ("" for the default one) kept in

@@ -24,10 +24,10 @@ const catchUpWait = 10 * time.Second
 // start every approval stored): per tool, the values of the arguments of
 // the calls a person approved (approved, or approved and used), each value
 // once — what a new held call is compared with for lookalikes —, the
-// approvals still open
-// (pending, or approved and not yet used) with their run and status alone
-// — what a cancelled run withdraws —, and the runs waiting for an answer
-// to their approval, woken when it is written. Of a refused, superseded or
+// approvals still open (pending, or approved and not yet used) with their
+// run and status alone — what a cancelled run withdraws and the list of
+// held calls reads —, and the runs waiting for an answer to their
+// approval, woken when it is written. Of a refused, superseded or
 // cancelled approval it keeps nothing: each write is decoded for its tool,
 // run and status alone.
 //
@@ -284,16 +284,11 @@ func (v *approvalsView) read(ctx context.Context, last uint64, tool string, f fu
 	return true, nil
 }
 
-// approvedOf returns the values of the calls of tool a person approved,
-// once the view has applied every write up to sequence last (read). They
-// are the view's own, and grow as it applies more.
+// approvedOf returns the values of the calls of tool a person approved
+// (nil for none), once the view has applied every write up to sequence
+// last (read). They are the view's own, and grow as it applies more.
 func (v *approvalsView) approvedOf(ctx context.Context, tool string, last uint64) (out *approval.ApprovedValues, ok bool, err error) {
-	ok, err = v.read(ctx, last, tool, func() {
-		if v.approved[tool] == nil {
-			v.approved[tool] = &approval.ApprovedValues{}
-		}
-		out = v.approved[tool]
-	})
+	ok, err = v.read(ctx, last, tool, func() { out = v.approved[tool] })
 	return out, ok, err
 }
 
@@ -343,12 +338,6 @@ func (v *approvalsView) watch(id string) (ch <-chan string, stop func()) {
 			delete(v.waiting, id)
 		}
 	}
-}
-
-// lastSeq is the sequence of the last write of the approvals bucket, and
-// how many approvals it keeps.
-func (s *Store) lastSeq(ctx context.Context) (last, kept uint64, err error) {
-	return bucketState(ctx, s.approvals)
 }
 
 // bucketState is the sequence of the last write of kv, and how many

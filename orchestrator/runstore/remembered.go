@@ -40,8 +40,10 @@ func (s *Store) Remembered(ctx context.Context) ([]approval.Remembered, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the remembered answers' last write: %w", err)
 	}
+	// Never read yet, the list is empty at sequence 0, as an empty bucket
+	// is: a bucket's last sequence never goes back to 0 once written.
 	s.remMu.Lock()
-	if s.rem.read && s.rem.last == last {
+	if s.rem.last == last {
 		out := slices.Clone(s.rem.all)
 		s.remMu.Unlock()
 		return out, nil
@@ -53,7 +55,7 @@ func (s *Store) Remembered(ctx context.Context) ([]approval.Remembered, error) {
 	}
 	// Read after last: as new as last or newer, never older.
 	s.remMu.Lock()
-	s.rem.all, s.rem.last, s.rem.read = all, last, true
+	s.rem.all, s.rem.last = all, last
 	s.remMu.Unlock()
 	return slices.Clone(all), nil
 }

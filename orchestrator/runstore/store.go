@@ -94,7 +94,6 @@ type Store struct {
 	rem struct {
 		all  []approval.Remembered
 		last uint64
-		read bool
 	}
 }
 
@@ -488,7 +487,7 @@ func fromView[T any](ctx context.Context, s *Store, read func(v *approvalsView, 
 	if err != nil {
 		return none, err
 	}
-	last, kept, err := s.lastSeq(ctx)
+	last, kept, err := bucketState(ctx, s.approvals)
 	if err != nil {
 		return none, fmt.Errorf("read the approvals' last write: %w", err)
 	}
